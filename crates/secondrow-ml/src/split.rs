@@ -1,0 +1,62 @@
+//! Seeded train/test splits, optionally stratified by a label column.
+
+use std::collections::BTreeMap;
+
+use crate::error::{Error, Result};
+use crate::rng::Rng;
+use crate::table::Table;
+
+/// Row indices of the two parts, each in ascending order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Split {
+    pub train: Vec<usize>,
+    pub test: Vec<usize>,
+}
+
+/// Splits the rows of `table`: `test_fraction` of them go to the test part.
+/// Without `shuffle` the last rows are the test part (and `stratify` is refused).
+/// With `stratify`, every class of that column keeps its proportion in both parts.
+pub fn split(table: &Table, test_fraction: f64, seed: u64, shuffle: bool, stratify: Option<&str>) -> Result<Split> {
+    if !(test_fraction > 0.0 && test_fraction < 1.0) {
+        return Err(Error::arg("test_fraction", format!("must be in (0, 1), got {test_fraction}")));
+    }
+    let n = table.n_rows();
+    let mut rng = Rng::new(seed);
+    let (mut train, mut test) = match (shuffle, stratify) {
+        (false, Some(_)) => return Err(Error::arg("stratify", "a stratified split needs shuffle = true")),
+        (false, None) => {
+            let n_test = ((n as f64) * test_fraction).round() as usize;
+            ((0..n - n_test).collect::<Vec<_>>(), (n - n_test..n).collect::<Vec<_>>())
+        }
+        (true, None) => {
+            let mut rows: Vec<usize> = (0..n).collect();
+            rng.shuffle(&mut rows);
+            let n_test = ((n as f64) * test_fraction).round() as usize;
+            let test = rows.split_off(n - n_test);
+            (rows, test)
+        }
+        (true, Some(name)) => {
+            let column = table.column(name)?;
+            let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+            for row in 0..n {
+                groups.entry(column.cell_text(row).unwrap_or_default()).or_default().push(row);
+            }
+            let (mut train, mut test) = (Vec::new(), Vec::new());
+            for rows in groups.values_mut() {
+                rng.shuffle(rows);
+                let n_test = ((rows.len() as f64) * test_fraction).round() as usize;
+                test.extend_from_slice(&rows[rows.len() - n_test..]);
+                train.extend_from_slice(&rows[..rows.len() - n_test]);
+            }
+            (train, test)
+        }
+    };
+    if train.is_empty() || test.is_empty() {
+        return Err(Error::InvalidData(format!(
+            "a split of {n} rows with test_fraction {test_fraction} leaves an empty part"
+        )));
+    }
+    train.sort_unstable();
+    test.sort_unstable();
+    Ok(Split { train, test })
+}
