@@ -1,1 +1,208 @@
-//! placeholder
+//! The run engine: turns a validated pipeline and its parameters into finished tasks.
+//!
+//! [`Engine::submit`] records a run (PENDING) in the store; [`Engine::execute`] drives it to a terminal
+//! state. One driver ([`run`]) owns a run's state: it decides which tasks are ready, resolves their inputs
+//! ([`task`]), consults the cache ([`cache`]), spawns processes through [`executor`] (the only module that
+//! starts processes), applies retries ([`retry`]) and writes every transition to the store.
+//! [`Engine::execute`] on a run that already has tasks resumes it: finished tasks are adopted, not re-run.
+//!
+//! The engine speaks no HTTP and draws no progress bars; it emits [`Progress`] events instead.
+
+pub mod cache;
+pub mod executor;
+pub mod python;
+pub mod retry;
+mod run;
+pub mod task;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, watch, Semaphore};
+
+use secondrow_spec::{Pipeline, SpecError};
+use secondrow_store::{ArtifactStore, NewRun, RunRecord, RunState, Store, StoreError, TaskState};
+
+pub use executor::LogLine;
+pub use task::{ArtifactRef, Outputs};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error("run `{0}` is already finished ({1}); nothing to resume")]
+    AlreadyFinished(String, RunState),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+/// Engine-wide settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Where task logs go (`<logs_root>/<run id>/<task path>/stdout|stderr`).
+    pub logs_root: PathBuf,
+    /// A folder the engine may write helper files into (the `python3` shim).
+    pub work_dir: PathBuf,
+    /// Default maximum number of task processes running at once.
+    pub parallelism: usize,
+    /// The Python that runs kfp lightweight components; `python3` from PATH when unset.
+    pub python: Option<PathBuf>,
+}
+
+/// Per-run options, stored with the run so that a resume behaves like the original.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RunOptions {
+    /// Disable cache look-ups and writes for this run.
+    #[serde(default)]
+    pub no_cache: bool,
+    /// Overrides the engine's parallelism for this run.
+    #[serde(default)]
+    pub parallelism: Option<usize>,
+}
+
+/// What to record about a new run besides the pipeline and parameters.
+#[derive(Debug, Clone, Default)]
+pub struct Submission {
+    pub display_name: Option<String>,
+    pub description: String,
+    pub namespace: String,
+    pub experiment_id: Option<String>,
+    pub pipeline_id: Option<String>,
+    pub pipeline_version_id: Option<String>,
+    pub recurring_run_id: Option<String>,
+    pub options: RunOptions,
+}
+
+/// Live events of a run, for progress displays.
+#[derive(Debug, Clone)]
+pub enum Progress {
+    /// The run now has this many more executable tasks (containers and importers) than announced before.
+    Planned { count: usize },
+    Started { path: String, display_name: String, attempt: i64 },
+    Retrying { path: String, attempt: i64, delay_ms: u64, error: String },
+    Finished { path: String, display_name: String, state: TaskState, duration_ms: u64, error: Option<String> },
+    Log(LogLine),
+}
+
+/// How the caller controls and observes one execution.
+pub struct RunControl {
+    /// Turns true to cancel the run.
+    pub cancel: watch::Receiver<bool>,
+    pub progress: Option<mpsc::UnboundedSender<Progress>>,
+    /// Tail task output live through `progress`.
+    pub tail_logs: bool,
+}
+
+impl RunControl {
+    /// No cancel, no events.
+    pub fn detached() -> RunControl {
+        let (tx, rx) = watch::channel(false);
+        // Keep the sender alive for the program's lifetime so the receiver never reports closure.
+        std::mem::forget(tx);
+        RunControl { cancel: rx, progress: None, tail_logs: false }
+    }
+}
+
+pub(crate) struct Inner {
+    pub store: Store,
+    pub artifacts: ArtifactStore,
+    pub config: EngineConfig,
+    pub slots: Arc<Semaphore>,
+    pub python: tokio::sync::OnceCell<python::PythonEnv>,
+}
+
+/// The engine. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl Engine {
+    pub fn new(store: Store, artifacts: ArtifactStore, config: EngineConfig) -> Engine {
+        let slots = Arc::new(Semaphore::new(config.parallelism.max(1)));
+        Engine { inner: Arc::new(Inner { store, artifacts, config, slots, python: Default::default() }) }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn artifacts(&self) -> &ArtifactStore {
+        &self.inner.artifacts
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    /// Records the pipeline (and a version keyed by content) and a new PENDING run. Parameters must
+    /// already be bound ([`Pipeline::bind_parameters`]); nothing is written if anything is invalid.
+    pub async fn submit(&self, pipeline: &Pipeline, parameters: Map<String, Value>, sub: Submission) -> Result<RunRecord> {
+        let store = &self.inner.store;
+        let digest = hex::encode(Sha256::digest(pipeline.document.to_string().as_bytes()));
+        let description = pipeline.spec.pipeline_info.description.clone().unwrap_or_default();
+        let (pipeline_id, version_id) = match (&sub.pipeline_id, &sub.pipeline_version_id) {
+            (Some(p), Some(v)) => (p.clone(), v.clone()),
+            _ => store.record_pipeline_version(pipeline.name(), &description, &sub.namespace, &pipeline.document, &digest).await?,
+        };
+        let experiment_id = match sub.experiment_id {
+            Some(e) => e,
+            None => store.ensure_experiment("Default", &sub.namespace).await?.id,
+        };
+        let display_name = sub.display_name.unwrap_or_else(|| {
+            format!("{} {}", pipeline.name(), chrono::Utc::now().format("%Y-%m-%d %H-%M-%S"))
+        });
+        let mut spec_doc = pipeline.document.clone();
+        if let Some(platform) = &pipeline.platform_spec {
+            spec_doc = serde_json::json!({"pipeline_spec": spec_doc, "platform_spec": platform});
+        }
+        let run = NewRun {
+            display_name,
+            description: sub.description,
+            namespace: sub.namespace,
+            experiment_id: Some(experiment_id),
+            pipeline_id: Some(pipeline_id),
+            pipeline_version_id: Some(version_id),
+            pipeline_name: pipeline.name().to_owned(),
+            spec: spec_doc,
+            parameters,
+            options: serde_json::to_value(&sub.options).map_err(|e| EngineError::Internal(e.to_string()))?,
+            recurring_run_id: sub.recurring_run_id,
+        };
+        Ok(store.create_run(&run).await?)
+    }
+
+    /// Drives a run to a terminal state and returns its final record. Tasks that already finished
+    /// successfully in an earlier execution of the same run (a crash, a cancel, a failure) are kept.
+    pub async fn execute(&self, run_id: &str, control: RunControl) -> Result<RunRecord> {
+        let record = self.inner.store.get_run(run_id).await?;
+        let pipeline = Arc::new(Pipeline::from_json(&record.spec)?);
+        let options: RunOptions = serde_json::from_value(record.options.clone()).unwrap_or_default();
+        let outcome = run::RunDriver::new(self.inner.clone(), pipeline, record, options, control).await?.drive().await;
+        if let Err(e) = &outcome {
+            // Leave the store consistent: an engine error fails the run and closes its open tasks.
+            let msg = e.to_string();
+            let _ = self.inner.store.close_open_tasks(run_id, TaskState::Failed, &msg).await;
+            let _ = self.inner.store.set_run_state(run_id, RunState::Failed, Some(&msg)).await;
+        }
+        outcome?;
+        Ok(self.inner.store.get_run(run_id).await?)
+    }
+
+    /// Resumes a run that did not finish (its process was killed) or re-runs the failed part of a
+    /// FAILED/CANCELED run: completed tasks are not executed again.
+    pub async fn resume(&self, run_id: &str, control: RunControl, allow_finished: bool) -> Result<RunRecord> {
+        let record = self.inner.store.get_run(run_id).await?;
+        if record.state == RunState::Succeeded || (record.state.is_terminal() && !allow_finished) {
+            return Err(EngineError::AlreadyFinished(run_id.to_owned(), record.state));
+        }
+        self.execute(run_id, control).await
+    }
+}

@@ -1,1 +1,458 @@
-fn main() {}
+//! `secondrow`: run kfp pipelines locally and inspect what they did.
+//!
+//! This binary owns configuration (flags > environment > defaults), tracing set-up, progress display
+//! and exit codes: 0 success, 1 the run failed or was canceled, 2 invalid input (bad YAML, unknown
+//! parameters, unknown ids, usage errors).
+
+mod progress;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context as _, Result};
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+use tokio::sync::{mpsc, watch};
+
+use secondrow_engine::{Engine, EngineConfig, RunControl, RunOptions, Submission};
+use secondrow_spec::{Pipeline, SpecError};
+use secondrow_store::{ArtifactStore, RunRecord, RunState, Store, StoreError, TaskRecord};
+
+#[derive(Parser)]
+#[command(name = "secondrow", version, about = "Run Kubeflow (kfp) pipelines on one machine, and inspect their runs.")]
+struct Cli {
+    #[command(flatten)]
+    settings: Settings,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where state lives; every setting has a SECONDROW_* variable.
+#[derive(Args, Debug, Clone)]
+struct Settings {
+    /// Home folder: metadata database, artifacts, logs. Default: the user's data dir + /secondrow.
+    #[arg(long, env = "SECONDROW_HOME", global = true)]
+    home: Option<PathBuf>,
+    /// Metadata database URL (sqlite://… or postgres://…). Default: sqlite file in the home folder.
+    #[arg(long, env = "SECONDROW_DATABASE_URL", global = true)]
+    database_url: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a compiled pipeline (kfp IR YAML) to completion.
+    Run(RunArgs),
+    /// Check a pipeline file (and parameters) without running anything.
+    Validate {
+        pipeline: PathBuf,
+        #[arg(long = "param", short = 'p', value_parser = parse_param)]
+        params: Vec<(String, String)>,
+    },
+    /// List, inspect and resume runs.
+    #[command(subcommand)]
+    Runs(RunsCommand),
+    /// Print the captured stdout/stderr of a run's tasks.
+    Logs {
+        run_id: String,
+        /// A task path (`for-loop-2/0/square`), key or display name; all tasks when omitted.
+        task: Option<String>,
+    },
+    /// List a run's artifacts, or download them.
+    Artifacts {
+        run_id: String,
+        /// Copy every artifact into this folder (`<task path>/<output name>`).
+        #[arg(long)]
+        download: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+struct ExecArgs {
+    /// Maximum number of task processes at once (default: number of cores).
+    #[arg(long, env = "SECONDROW_PARALLELISM")]
+    parallelism: Option<usize>,
+    /// Python (with kfp installed) for lightweight components; default `python3` on PATH.
+    #[arg(long, env = "SECONDROW_PYTHON")]
+    python: Option<PathBuf>,
+    /// Tail task output live.
+    #[arg(short, long)]
+    verbose: bool,
+    /// Print the final run as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    pipeline: PathBuf,
+    /// A pipeline parameter, `name=value` (values of non-string parameters are JSON).
+    #[arg(long = "param", short = 'p', value_parser = parse_param)]
+    params: Vec<(String, String)>,
+    /// Run display name.
+    #[arg(long)]
+    name: Option<String>,
+    /// Disable the cache for this run.
+    #[arg(long)]
+    no_cache: bool,
+    #[command(flatten)]
+    exec: ExecArgs,
+}
+
+#[derive(Subcommand)]
+enum RunsCommand {
+    /// Runs, newest first.
+    List {
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One run: state, timing, parameters, outputs and tasks.
+    Get {
+        run_id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Continue a run after a crash or Ctrl-C (or re-run the failed part of a failed run).
+    Resume {
+        run_id: String,
+        #[command(flatten)]
+        exec: ExecArgs,
+    },
+}
+
+fn parse_param(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("expected NAME=VALUE, got `{s}`")),
+    }
+}
+
+/// An error that should exit with status 2 (the user's input was wrong).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct UsageError(String);
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SECONDROW_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            let usage = e.chain().any(|c| {
+                c.is::<UsageError>()
+                    || c.is::<SpecError>()
+                    || matches!(c.downcast_ref::<StoreError>(), Some(StoreError::NotFound { .. } | StoreError::InvalidArgument(_)))
+            });
+            ExitCode::from(if usage { 2 } else { 1 })
+        }
+    }
+}
+
+struct Home {
+    root: PathBuf,
+    database_url: String,
+}
+
+impl Home {
+    fn resolve(s: &Settings) -> Result<Home> {
+        let root = match &s.home {
+            Some(h) => h.clone(),
+            None => dirs::data_dir().context("no user data directory; set SECONDROW_HOME")?.join("secondrow"),
+        };
+        std::fs::create_dir_all(&root).with_context(|| format!("creating home folder {}", root.display()))?;
+        let root = root.canonicalize().with_context(|| format!("resolving {}", root.display()))?;
+        let database_url = match &s.database_url {
+            Some(u) => u.clone(),
+            None => format!("sqlite://{}", root.join("secondrow.db").display()),
+        };
+        Ok(Home { root, database_url })
+    }
+
+    async fn store(&self) -> Result<Store> {
+        Store::open(&self.database_url).await.with_context(|| format!("opening the metadata store {}", self.database_url))
+    }
+
+    fn artifacts(&self) -> Result<ArtifactStore> {
+        Ok(ArtifactStore::open_local(&self.root.join("artifacts"))?)
+    }
+
+    fn logs_root(&self) -> PathBuf {
+        self.root.join("logs")
+    }
+
+    async fn engine(&self, exec: &ExecArgs) -> Result<Engine> {
+        let parallelism = exec
+            .parallelism
+            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
+        let config = EngineConfig {
+            logs_root: self.logs_root(),
+            work_dir: self.root.join("work"),
+            parallelism,
+            python: exec.python.clone(),
+        };
+        Ok(Engine::new(self.store().await?, self.artifacts()?, config))
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Validate { pipeline, params } => {
+            let p = load_pipeline(&pipeline)?;
+            p.bind_cli_parameters(&params)?;
+            println!("{}: valid ({} components, {} executors)", pipeline.display(), p.spec.components.len(), p.executors.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run(args) => {
+            // Validate everything before touching the home folder or the store.
+            let pipeline = load_pipeline(&args.pipeline)?;
+            let params = pipeline.bind_cli_parameters(&args.params)?;
+            let home = Home::resolve(&cli.settings)?;
+            let engine = home.engine(&args.exec).await?;
+            let submission = Submission {
+                display_name: args.name.clone(),
+                options: RunOptions { no_cache: args.no_cache, parallelism: args.exec.parallelism },
+                ..Submission::default()
+            };
+            let run = engine.submit(&pipeline, params, submission).await?;
+            eprintln!("run {} ({}) started", run.id, run.display_name);
+            execute(&engine, &home, &run.id, &args.exec, false).await
+        }
+        Command::Runs(RunsCommand::Resume { run_id, exec }) => {
+            let home = Home::resolve(&cli.settings)?;
+            let engine = home.engine(&exec).await?;
+            let run_id = engine.store().resolve_run_id(&run_id).await?;
+            eprintln!("resuming run {run_id}");
+            execute(&engine, &home, &run_id, &exec, true).await
+        }
+        Command::Runs(RunsCommand::List { limit, json }) => {
+            let home = Home::resolve(&cli.settings)?;
+            let runs = home.store().await?.list_runs(limit).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&runs)?);
+            } else {
+                println!("{:<36}  {:<10}  {:<20}  {:>9}  NAME", "RUN ID", "STATE", "CREATED", "DURATION");
+                for r in &runs {
+                    println!(
+                        "{:<36}  {:<10}  {:<20}  {:>9}  {}",
+                        r.id,
+                        r.state,
+                        fmt_time(r.created_at),
+                        fmt_duration(r.started_at, r.finished_at),
+                        r.display_name
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Runs(RunsCommand::Get { run_id, json }) => {
+            let home = Home::resolve(&cli.settings)?;
+            let store = home.store().await?;
+            let run_id = store.resolve_run_id(&run_id).await?;
+            let run = store.get_run(&run_id).await?;
+            let tasks = store.list_tasks(&run_id).await?;
+            if json {
+                let artifacts = store.list_artifacts(&run_id).await?;
+                let events = store.list_events(&run_id).await?;
+                let history = store.run_state_history(&run_id).await?;
+                let doc = json!({
+                    "run": run,
+                    "state_history": history.iter().map(|(s, at)| json!({"state": s, "at": at})).collect::<Vec<_>>(),
+                    "tasks": tasks,
+                    "artifacts": artifacts,
+                    "events": events,
+                });
+                println!("{}", serde_json::to_string_pretty(&doc)?);
+            } else {
+                print_run(&run, &tasks);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Logs { run_id, task } => {
+            let home = Home::resolve(&cli.settings)?;
+            let store = home.store().await?;
+            let run_id = store.resolve_run_id(&run_id).await?;
+            let tasks = store.list_tasks(&run_id).await?;
+            let selected: Vec<&TaskRecord> = tasks
+                .iter()
+                .filter(|t| t.kind.as_str() == "container")
+                .filter(|t| task.as_deref().is_none_or(|q| t.path == q || t.task_key == q || t.display_name == q))
+                .collect();
+            if selected.is_empty() {
+                if let Some(q) = task {
+                    return Err(UsageError(format!("run `{run_id}` has no task `{q}`")).into());
+                }
+            }
+            for t in selected {
+                let dir = home.logs_root().join(&run_id).join(&t.path);
+                for stream in ["stdout", "stderr"] {
+                    let path = dir.join(format!("{stream}.log"));
+                    if let Ok(text) = std::fs::read_to_string(&path) {
+                        if !text.is_empty() {
+                            println!("==> {} [{stream}] <==", t.path);
+                            print!("{text}");
+                            if !text.ends_with('\n') {
+                                println!();
+                            }
+                        }
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Artifacts { run_id, download, json } => {
+            let home = Home::resolve(&cli.settings)?;
+            let store = home.store().await?;
+            let run_id = store.resolve_run_id(&run_id).await?;
+            let artifacts = store.list_artifacts(&run_id).await?;
+            let tasks = store.list_tasks(&run_id).await?;
+            let path_of = |task_id: &Option<String>| {
+                tasks.iter().find(|t| Some(&t.id) == task_id.as_ref()).map(|t| t.path.clone()).unwrap_or_default()
+            };
+            if let Some(dest) = download {
+                let store = home.artifacts()?;
+                let mut n = 0;
+                for a in &artifacts {
+                    let target = dest.join(path_of(&a.task_id)).join(&a.name);
+                    match store.download(&a.uri, &target).await {
+                        Ok(files) => n += files.len(),
+                        // Metrics artifacts carry only metadata: there is no file to copy.
+                        Err(StoreError::NotFound { .. }) => {}
+                        Err(e) => return Err(anyhow::Error::new(e).context(format!("downloading {}", a.uri))),
+                    }
+                    let meta = target.with_file_name(format!("{}.metadata.json", a.name));
+                    if let Some(parent) = meta.parent() {
+                        std::fs::create_dir_all(parent)?;
+                    }
+                    std::fs::write(&meta, serde_json::to_string_pretty(&a.metadata)?)?;
+                }
+                eprintln!("downloaded {n} files of {} artifacts into {}", artifacts.len(), dest.display());
+            } else if json {
+                println!("{}", serde_json::to_string_pretty(&artifacts)?);
+            } else {
+                println!("{:<30}  {:<18}  {:<28}  URI / METADATA", "TASK", "NAME", "TYPE");
+                for a in &artifacts {
+                    println!("{:<30}  {:<18}  {:<28}  {}", path_of(&a.task_id), a.name, a.schema_title, a.uri);
+                    if a.metadata.as_object().is_some_and(|m| !m.is_empty()) {
+                        println!("{:<80}  {}", "", a.metadata);
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn load_pipeline(path: &Path) -> Result<Pipeline> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| UsageError(format!("reading {}: {e}", path.display())))?;
+    Pipeline::from_yaml(&text).with_context(|| format!("{}", path.display()))
+}
+
+/// Executes a run with Ctrl-C handling and progress output; the exit code reflects the final state.
+async fn execute(engine: &Engine, home: &Home, run_id: &str, exec: &ExecArgs, resume: bool) -> Result<ExitCode> {
+    let (cancel_tx, cancel_rx) = watch::channel(false);
+    let (progress_tx, progress_rx) = mpsc::unbounded_channel();
+    let display = tokio::spawn(progress::render(progress_rx, exec.verbose));
+    let signals = tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+        }
+        eprintln!("\ncanceling the run (killing its tasks)…");
+        let _ = cancel_tx.send(true);
+    });
+    let control = RunControl { cancel: cancel_rx, progress: Some(progress_tx), tail_logs: exec.verbose };
+    let result = if resume { engine.resume(run_id, control, true).await } else { engine.execute(run_id, control).await };
+    signals.abort();
+    let _ = display.await;
+    let run = result?;
+    let tasks = engine.store().list_tasks(run_id).await?;
+    if exec.json {
+        println!("{}", serde_json::to_string_pretty(&json!({"run": run, "tasks": tasks}))?);
+    } else {
+        summarize(&run, &tasks, home);
+    }
+    Ok(match run.state {
+        RunState::Succeeded => ExitCode::SUCCESS,
+        _ => ExitCode::from(1),
+    })
+}
+
+fn summarize(run: &RunRecord, tasks: &[TaskRecord], home: &Home) {
+    let count = |s: &str| tasks.iter().filter(|t| t.kind.as_str() == "container" && t.state.as_str() == s).count();
+    eprintln!(
+        "run {} {} in {} — {} succeeded, {} cached, {} failed, {} skipped",
+        run.id,
+        run.state,
+        fmt_duration(run.started_at, run.finished_at),
+        count("SUCCEEDED"),
+        count("CACHED"),
+        count("FAILED"),
+        count("SKIPPED"),
+    );
+    if let Some(e) = &run.error {
+        eprintln!("error: {e}");
+        eprintln!("logs: secondrow logs {}  (files under {})", run.id, home.logs_root().join(&run.id).display());
+    }
+    if let Some(outputs) = run.outputs.as_ref().and_then(|o| o.get("parameters")).and_then(|p| p.as_object()) {
+        for (k, v) in outputs {
+            println!("{k} = {v}");
+        }
+    }
+}
+
+fn print_run(run: &RunRecord, tasks: &[TaskRecord]) {
+    println!("Run:        {} ({})", run.id, run.display_name);
+    println!("Pipeline:   {}", run.pipeline_name);
+    println!("State:      {}", run.state);
+    if let Some(e) = &run.error {
+        println!("Error:      {e}");
+    }
+    println!("Created:    {}", fmt_time(run.created_at));
+    println!("Duration:   {}", fmt_duration(run.started_at, run.finished_at));
+    println!("Parameters: {}", run.parameters);
+    if let Some(o) = &run.outputs {
+        println!("Outputs:    {o}");
+    }
+    println!();
+    println!("{:<44}  {:<10}  {:<9}  {:>8}  {:>9}  OUTPUTS", "TASK", "KIND", "STATE", "ATTEMPTS", "DURATION");
+    for t in tasks {
+        let outputs = t.outputs.as_ref().and_then(|o| o.get("parameters")).map(|p| p.to_string()).unwrap_or_default();
+        println!(
+            "{:<44}  {:<10}  {:<9}  {:>8}  {:>9}  {}",
+            t.path,
+            t.kind.as_str(),
+            t.state,
+            t.attempts,
+            fmt_duration(t.started_at, t.finished_at),
+            outputs
+        );
+    }
+}
+
+fn fmt_time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default()
+}
+
+fn fmt_duration(start: Option<i64>, end: Option<i64>) -> String {
+    match (start, end) {
+        (Some(s), Some(e)) => format!("{:.2}s", (e - s) as f64 / 1000.0),
+        (Some(_), None) => "running".into(),
+        _ => "-".into(),
+    }
+}

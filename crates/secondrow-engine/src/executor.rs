@@ -1,0 +1,225 @@
+//! The local process executor: the one place where SecondRow spawns a child process.
+//!
+//! Each task attempt runs as its own process group (so a cancel kills the whole tree), with its stdout and
+//! stderr appended to per-task log files — or, in verbose mode, piped through and tailed live. The image of
+//! the container spec is ignored: commands run on the host.
+
+use std::os::unix::process::CommandExt as _;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::Command;
+use tokio::sync::{mpsc, watch};
+
+/// A fully resolved process to run.
+#[derive(Debug, Clone)]
+pub struct ProcessJob {
+    pub argv: Vec<String>,
+    /// Variables added to (or overriding) the inherited environment.
+    pub env: Vec<(String, String)>,
+    pub cwd: PathBuf,
+    pub stdout_log: PathBuf,
+    pub stderr_log: PathBuf,
+    /// When set, each output line is also sent here (the CLI's `-v`).
+    pub tail: Option<(String, mpsc::UnboundedSender<LogLine>)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogLine {
+    pub task_path: String,
+    pub stderr: bool,
+    pub line: String,
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+    /// Killed by us because the run was canceled.
+    Canceled,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error("empty command")]
+    EmptyCommand,
+    #[error("cannot start `{program}`: {source}")]
+    Start { program: String, source: std::io::Error },
+    #[error("log file {path}: {source}")]
+    Log { path: PathBuf, source: std::io::Error },
+    #[error("waiting for the process: {0}")]
+    Wait(std::io::Error),
+}
+
+/// Runs `job` to completion, or until `cancel` turns true (then kills its process group).
+pub async fn run_process(job: ProcessJob, mut cancel: watch::Receiver<bool>) -> Result<(Exit, Duration), SpawnError> {
+    let (program, args) = job.argv.split_first().ok_or(SpawnError::EmptyCommand)?;
+    let open_log = |path: &PathBuf| -> Result<std::fs::File, SpawnError> {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|source| SpawnError::Log { path: path.clone(), source })
+    };
+    let mut cmd = Command::new(program);
+    cmd.args(args).current_dir(&job.cwd).envs(job.env.iter().map(|(k, v)| (k, v))).stdin(Stdio::null());
+    // Own process group: killing -pgid reaches the shell and everything it started.
+    cmd.as_std_mut().process_group(0);
+    cmd.kill_on_drop(true);
+    if job.tail.is_some() {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    } else {
+        cmd.stdout(open_log(&job.stdout_log)?).stderr(open_log(&job.stderr_log)?);
+    }
+    let started = Instant::now();
+    let mut child = cmd.spawn().map_err(|source| SpawnError::Start { program: program.clone(), source })?;
+    let pid = child.id().map(|p| Pid::from_raw(p as i32));
+
+    let mut pumps = Vec::new();
+    if let Some((path, tx)) = &job.tail {
+        if let Some(out) = child.stdout.take() {
+            pumps.push(tokio::spawn(pump(out, job.stdout_log.clone(), path.clone(), false, tx.clone())));
+        }
+        if let Some(err) = child.stderr.take() {
+            pumps.push(tokio::spawn(pump(err, job.stderr_log.clone(), path.clone(), true, tx.clone())));
+        }
+    }
+
+    let exit = tokio::select! {
+        status = child.wait() => {
+            let status = status.map_err(SpawnError::Wait)?;
+            use std::os::unix::process::ExitStatusExt as _;
+            match (status.code(), status.signal()) {
+                (Some(c), _) => Exit::Code(c),
+                (None, Some(s)) => Exit::Signal(s),
+                (None, None) => Exit::Code(-1),
+            }
+        }
+        _ = wait_cancel(&mut cancel) => {
+            if let Some(pid) = pid {
+                kill_group(pid).await;
+            }
+            let _ = child.wait().await;
+            Exit::Canceled
+        }
+    };
+    // The group may have left children holding the pipes: make sure nothing outlives the task.
+    if let Some(pid) = pid {
+        let _ = killpg(pid, Signal::SIGKILL);
+    }
+    for p in pumps {
+        let _ = p.await;
+    }
+    Ok((exit, started.elapsed()))
+}
+
+async fn wait_cancel(cancel: &mut watch::Receiver<bool>) {
+    loop {
+        if *cancel.borrow() {
+            return;
+        }
+        if cancel.changed().await.is_err() {
+            // Sender gone: nobody can cancel any more.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// SIGTERM the group, give it a moment, then SIGKILL.
+async fn kill_group(pid: Pid) {
+    if killpg(pid, Signal::SIGTERM).is_err() {
+        return;
+    }
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        if killpg(pid, None).is_err() {
+            return;
+        }
+    }
+    let _ = killpg(pid, Signal::SIGKILL);
+}
+
+async fn pump(
+    stream: impl tokio::io::AsyncRead + Unpin,
+    log: PathBuf,
+    task_path: String,
+    stderr: bool,
+    tx: mpsc::UnboundedSender<LogLine>,
+) {
+    let Ok(mut file) = tokio::fs::OpenOptions::new().create(true).append(true).open(&log).await else {
+        return;
+    };
+    let mut lines = BufReader::new(stream).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let _ = file.write_all(line.as_bytes()).await;
+        let _ = file.write_all(b"\n").await;
+        let _ = tx.send(LogLine { task_path: task_path.clone(), stderr, line });
+    }
+    let _ = file.flush().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(dir: &std::path::Path, script: &str) -> ProcessJob {
+        ProcessJob {
+            argv: vec!["sh".into(), "-c".into(), script.into()],
+            env: vec![("GREETING".into(), "hola".into())],
+            cwd: dir.to_path_buf(),
+            stdout_log: dir.join("out.log"),
+            stderr_log: dir.join("err.log"),
+            tail: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn captures_output_env_and_status() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_tx, rx) = watch::channel(false);
+        let (exit, _) = run_process(job(dir.path(), "echo $GREETING; echo bad >&2; exit 3"), rx).await.unwrap();
+        assert_eq!(exit, Exit::Code(3));
+        assert_eq!(std::fs::read_to_string(dir.path().join("out.log")).unwrap(), "hola\n");
+        assert_eq!(std::fs::read_to_string(dir.path().join("err.log")).unwrap(), "bad\n");
+    }
+
+    #[tokio::test]
+    async fn cancel_kills_the_process_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, rx) = watch::channel(false);
+        let marker = dir.path().join("child.pid");
+        let script = format!("sleep 30 & echo $! > {}; wait", marker.display());
+        let handle = tokio::spawn(run_process(job(dir.path(), &script), rx));
+        for _ in 0..100 {
+            if marker.exists() && !std::fs::read_to_string(&marker).unwrap().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let t = Instant::now();
+        tx.send(true).unwrap();
+        let (exit, _) = handle.await.unwrap().unwrap();
+        assert_eq!(exit, Exit::Canceled);
+        assert!(t.elapsed() < Duration::from_secs(2));
+        let child: i32 = std::fs::read_to_string(&marker).unwrap().trim().parse().unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // The grandchild `sleep` is gone too (or a zombie awaiting reaping by init).
+        let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+        assert!(stat.is_empty() || stat.contains(") Z "), "grandchild still alive: {stat}");
+    }
+
+    #[tokio::test]
+    async fn missing_program_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_tx, rx) = watch::channel(false);
+        let mut j = job(dir.path(), "");
+        j.argv = vec!["/no/such/program".into()];
+        let e = run_process(j, rx).await.unwrap_err();
+        assert!(e.to_string().contains("cannot start `/no/such/program`"), "{e}");
+    }
+}

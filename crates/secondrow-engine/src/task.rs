@@ -1,0 +1,298 @@
+//! One container task: its executor input, its command line, and reading its outputs back.
+//!
+//! Given a task's resolved inputs, [`prepare`] builds the executor input JSON (CONTRACT §2.2), lays out the
+//! task folder (output paths, `executor_output.json`) and expands every placeholder of the command.
+//! [`collect_outputs`] reads `executor_output.json` and output-parameter files after a successful exit
+//! (§2.4). Neither decides anything about scheduling.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+use secondrow_spec::ir::{ArtifactTypeSchema, ComponentSpec, ContainerSpec};
+use secondrow_spec::placeholder::{self, ArtifactField, Placeholder, PlaceholderContext};
+use secondrow_spec::{value, ParsedExecutor};
+
+/// An artifact as it travels between tasks (and is stored in task outputs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArtifactRef {
+    /// The store's artifact id.
+    pub id: String,
+    pub name: String,
+    pub uri: String,
+    #[serde(rename = "type")]
+    pub schema: ArtifactTypeSchema,
+    #[serde(default)]
+    pub metadata: Value,
+}
+
+impl ArtifactRef {
+    /// The runtime-artifact JSON the executor input carries.
+    pub fn runtime_json(&self) -> Value {
+        json!({
+            "name": self.name,
+            "type": {"schemaTitle": self.schema.schema_title, "schemaVersion": self.schema.schema_version},
+            "uri": self.uri,
+            "metadata": if self.metadata.is_null() { json!({}) } else { self.metadata.clone() },
+        })
+    }
+}
+
+/// Parameter values and artifacts by name: a task's inputs or outputs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Outputs {
+    #[serde(default)]
+    pub parameters: Map<String, Value>,
+    #[serde(default)]
+    pub artifacts: BTreeMap<String, Vec<ArtifactRef>>,
+}
+
+/// Values of the pipeline-level placeholders.
+#[derive(Debug, Clone)]
+pub struct JobContext {
+    pub job_name: String,
+    pub job_resource_name: String,
+    pub job_uuid: String,
+    pub pipeline_root: String,
+    pub create_time: String,
+}
+
+/// A container task ready to spawn.
+#[derive(Debug, Clone)]
+pub struct PreparedContainer {
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub task_root: PathBuf,
+    pub executor_output: PathBuf,
+    /// Declared output parameters → the file a component may write them to.
+    pub output_parameter_files: BTreeMap<String, PathBuf>,
+    /// Declared output artifacts → (default artifact, as handed to the executor).
+    pub output_artifacts: BTreeMap<String, ArtifactRef>,
+    pub executor_input: Value,
+}
+
+struct Ctx<'a> {
+    inputs: &'a Outputs,
+    prepared: &'a PreparedContainer,
+    job: &'a JobContext,
+    task_key: &'a str,
+    task_id: &'a str,
+}
+
+fn artifact_field(a: &ArtifactRef, field: &ArtifactField) -> Option<String> {
+    Some(match field {
+        ArtifactField::Whole => a.runtime_json().to_string(),
+        ArtifactField::Path | ArtifactField::Uri => a.uri.clone(),
+        ArtifactField::Metadata => {
+            if a.metadata.is_null() {
+                "{}".into()
+            } else {
+                a.metadata.to_string()
+            }
+        }
+        ArtifactField::MetadataKey(k) => value::placeholder_text(a.metadata.get(k)?),
+    })
+}
+
+impl PlaceholderContext for Ctx<'_> {
+    fn value(&self, p: &Placeholder) -> Result<Option<String>, String> {
+        Ok(match p {
+            Placeholder::ExecutorInput => Some(self.prepared.executor_input.to_string()),
+            Placeholder::InputParameter(n) => self.inputs.parameters.get(n).map(value::placeholder_text),
+            Placeholder::InputArtifact { name, field } => {
+                self.inputs.artifacts.get(name).and_then(|l| l.first()).and_then(|a| artifact_field(a, field))
+            }
+            Placeholder::OutputParameterFile(n) => {
+                self.prepared.output_parameter_files.get(n).map(|p| p.to_string_lossy().into_owned())
+            }
+            Placeholder::OutputArtifact { name, field } => {
+                self.prepared.output_artifacts.get(name).and_then(|a| artifact_field(a, field))
+            }
+            Placeholder::OutputsFile => Some(self.prepared.executor_output.to_string_lossy().into_owned()),
+            Placeholder::PipelineJobName => Some(self.job.job_name.clone()),
+            Placeholder::PipelineJobResourceName => Some(self.job.job_resource_name.clone()),
+            Placeholder::PipelineJobUuid => Some(self.job.job_uuid.clone()),
+            Placeholder::PipelineTaskName => Some(self.task_key.to_owned()),
+            Placeholder::PipelineTaskUuid => Some(self.task_id.to_owned()),
+            Placeholder::PipelineRoot => Some(self.job.pipeline_root.clone()),
+            Placeholder::PipelineJobCreateTime | Placeholder::PipelineJobScheduleTime => Some(self.job.create_time.clone()),
+        })
+    }
+
+    fn is_present(&self, input: &str) -> bool {
+        self.inputs.parameters.contains_key(input) || self.inputs.artifacts.contains_key(input)
+    }
+}
+
+/// Expands pipeline-level and input-parameter placeholders inside a constant string.
+pub fn expand_constant(text: &str, parent_inputs: &Outputs, job: &JobContext, task_key: &str, task_id: &str) -> Result<String, String> {
+    let segs = placeholder::parse_text(text)?;
+    let empty = PreparedContainer {
+        argv: vec![],
+        env: vec![],
+        task_root: PathBuf::new(),
+        executor_output: PathBuf::new(),
+        output_parameter_files: BTreeMap::new(),
+        output_artifacts: BTreeMap::new(),
+        executor_input: Value::Null,
+    };
+    let ctx = Ctx { inputs: parent_inputs, prepared: &empty, job, task_key, task_id };
+    placeholder::expand_text(&segs, &ctx)
+}
+
+/// Options that shape the command line.
+pub struct LaunchOptions<'a> {
+    /// Drop the `pip install` prelude of lightweight components (the Python already has kfp).
+    pub skip_pip_prelude: bool,
+    /// Directory to put first on PATH (the chosen `python3`).
+    pub path_prefix: Option<&'a Path>,
+}
+
+/// Builds the executor input, output layout and argv for one attempt of a container task.
+#[allow(clippy::too_many_arguments)]
+pub fn prepare(
+    component: &ComponentSpec,
+    container: &ContainerSpec,
+    parsed: &ParsedExecutor,
+    inputs: &Outputs,
+    task_root: &Path,
+    job: &JobContext,
+    task_key: &str,
+    task_id: &str,
+    launch: &LaunchOptions<'_>,
+) -> Result<PreparedContainer, String> {
+    let executor_output = task_root.join("executor_output.json");
+    let mut output_parameter_files = BTreeMap::new();
+    for name in component.output_definitions.parameters.keys() {
+        output_parameter_files.insert(name.clone(), task_root.join(name));
+    }
+    let mut output_artifacts = BTreeMap::new();
+    for (name, def) in &component.output_definitions.artifacts {
+        let uri = task_root.join(name).to_string_lossy().into_owned();
+        output_artifacts.insert(
+            name.clone(),
+            ArtifactRef { id: String::new(), name: name.clone(), uri, schema: def.artifact_type.clone(), metadata: json!({}) },
+        );
+    }
+    let mut in_params = Map::new();
+    for (name, v) in &inputs.parameters {
+        in_params.insert(name.clone(), v.clone());
+    }
+    let mut in_arts = Map::new();
+    for (name, list) in &inputs.artifacts {
+        in_arts.insert(name.clone(), json!({"artifacts": list.iter().map(ArtifactRef::runtime_json).collect::<Vec<_>>()}));
+    }
+    let out_params: Map<String, Value> = output_parameter_files
+        .iter()
+        .map(|(n, p)| (n.clone(), json!({"outputFile": p.to_string_lossy()})))
+        .collect();
+    let out_arts: Map<String, Value> = output_artifacts
+        .iter()
+        .map(|(n, a)| (n.clone(), json!({"artifacts": [a.runtime_json()]})))
+        .collect();
+    let mut inputs_json = Map::new();
+    if !in_params.is_empty() {
+        inputs_json.insert("parameterValues".into(), Value::Object(in_params));
+    }
+    if !in_arts.is_empty() {
+        inputs_json.insert("artifacts".into(), Value::Object(in_arts));
+    }
+    let mut outputs_json = Map::new();
+    if !out_params.is_empty() {
+        outputs_json.insert("parameters".into(), Value::Object(out_params));
+    }
+    if !out_arts.is_empty() {
+        outputs_json.insert("artifacts".into(), Value::Object(out_arts));
+    }
+    outputs_json.insert("outputFile".into(), json!(executor_output.to_string_lossy()));
+    let executor_input = json!({"inputs": inputs_json, "outputs": outputs_json});
+
+    let mut prepared = PreparedContainer {
+        argv: Vec::new(),
+        env: container.env.iter().map(|e| (e.name.clone(), e.value.clone())).collect(),
+        task_root: task_root.to_path_buf(),
+        executor_output,
+        output_parameter_files,
+        output_artifacts,
+        executor_input,
+    };
+    let skip = if launch.skip_pip_prelude { parsed.pip_prelude_len } else { 0 };
+    let ctx = Ctx { inputs, prepared: &prepared, job, task_key, task_id };
+    let mut argv = placeholder::expand(&parsed.command[skip..], &ctx)?;
+    argv.extend(placeholder::expand(&parsed.args, &ctx)?);
+    if argv.is_empty() {
+        return Err("the container has no command".into());
+    }
+    prepared.argv = argv;
+    if let Some(prefix) = launch.path_prefix {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let mut joined = prefix.as_os_str().to_owned();
+        if !path.is_empty() {
+            joined.push(":");
+            joined.push(path);
+        }
+        prepared.env.push(("PATH".into(), joined.to_string_lossy().into_owned()));
+    }
+    Ok(prepared)
+}
+
+/// Creates the task folder and the parent folders of every output path; removes stale outputs of an
+/// earlier attempt so that nothing from it can be mistaken for this attempt's result.
+pub fn lay_out(prepared: &PreparedContainer) -> std::io::Result<()> {
+    std::fs::create_dir_all(&prepared.task_root)?;
+    let _ = std::fs::remove_file(&prepared.executor_output);
+    for p in prepared.output_parameter_files.values() {
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let _ = std::fs::remove_file(p);
+    }
+    for a in prepared.output_artifacts.values() {
+        if let Some(parent) = Path::new(&a.uri).parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+    }
+    Ok(())
+}
+
+/// Reads a finished task's outputs: `executor_output.json` first, then output-parameter files.
+pub fn collect_outputs(component: &ComponentSpec, prepared: &PreparedContainer) -> Result<Outputs, String> {
+    let exec_out: Value = match std::fs::read_to_string(&prepared.executor_output) {
+        Ok(text) => serde_json::from_str(&text).map_err(|e| format!("executor_output.json is not valid JSON: {e}"))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => json!({}),
+        Err(e) => return Err(format!("reading executor_output.json: {e}")),
+    };
+    let mut out = Outputs::default();
+    for (name, def) in &component.output_definitions.parameters {
+        if let Some(v) = exec_out.get("parameterValues").and_then(|p| p.get(name)) {
+            let v = value::coerce(v, def.parameter_type).map_err(|e| format!("output parameter `{name}`: {e}"))?;
+            out.parameters.insert(name.clone(), v);
+            continue;
+        }
+        let Some(path) = prepared.output_parameter_files.get(name) else { continue };
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                let v = value::parse_output_file(&text, def.parameter_type)
+                    .map_err(|e| format!("output parameter `{name}` ({}): {e}", path.display()))?;
+                out.parameters.insert(name.clone(), v);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("reading output parameter `{name}`: {e}")),
+        }
+    }
+    for (name, default) in &prepared.output_artifacts {
+        let mut a = default.clone();
+        if let Some(given) = exec_out.get("artifacts").and_then(|x| x.get(name)).and_then(|x| x.get("artifacts")).and_then(|x| x.get(0)) {
+            if let Some(uri) = given.get("uri").and_then(Value::as_str) {
+                a.uri = uri.to_owned();
+            }
+            if let Some(md) = given.get("metadata") {
+                a.metadata = md.clone();
+            }
+        }
+        out.artifacts.insert(name.clone(), vec![a]);
+    }
+    Ok(out)
+}
