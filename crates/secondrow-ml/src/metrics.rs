@@ -158,3 +158,6 @@ pub fn regression(y: &[f64], predicted: &[f64]) -> RegressionMetrics {
     let total = y.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / n;
     RegressionMetrics { rmse: mse.sqrt(), mae, r2: if total > 0.0 { 1.0 - mse / total } else { 0.0 } }
 }
+
+#[cfg(test)]
+mod tests;

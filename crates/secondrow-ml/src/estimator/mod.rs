@@ -295,3 +295,6 @@ impl Estimator {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
