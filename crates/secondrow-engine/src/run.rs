@@ -810,10 +810,17 @@ impl RunDriver {
 
     async fn python_env(&self) -> PythonEnv {
         let cfg = &self.inner.config;
-        let env = self.inner.python.get_or_init(|| PythonEnv::detect(cfg.python.as_deref(), &cfg.work_dir)).await;
-        if let Some(note) = &env.note {
-            tracing::warn!("{note}; lightweight components keep their pip prelude");
-        }
+        let env = self
+            .inner
+            .python
+            .get_or_init(|| async {
+                let env = PythonEnv::detect(cfg.python.as_deref(), &cfg.work_dir).await;
+                if let Some(note) = &env.note {
+                    tracing::warn!("{note}; lightweight components keep their pip prelude (set --python to a Python with kfp)");
+                }
+                env
+            })
+            .await;
         env.clone()
     }
 
@@ -893,7 +900,7 @@ impl RunDriver {
                     let next = attempt + 1;
                     self.nodes[id].attempt = next;
                     if let Some(task_id) = &self.nodes[id].task_id {
-                        self.inner.store.set_task_attempt(task_id, next).await?;
+                        self.inner.store.set_task_attempt(task_id, next, secondrow_store::now_ms() + delay.as_millis() as i64).await?;
                     }
                     self.emit(Progress::Retrying {
                         path: self.nodes[id].path.clone(),

@@ -394,10 +394,12 @@ impl Store {
         Ok(id)
     }
 
-    /// Bumps a running task's attempt counter (a retry is starting).
-    pub async fn set_task_attempt(&self, task_id: &str, attempt: i64) -> Result<()> {
-        sqlx::query("UPDATE tasks SET attempts = $1, state = 'RUNNING' WHERE id = $2")
+    /// Bumps a running task's attempt counter: a retry starts at `starts_at` (after its backoff).
+    /// `created_at` keeps the first attempt's start, `started_at` holds the latest attempt's.
+    pub async fn set_task_attempt(&self, task_id: &str, attempt: i64, starts_at: i64) -> Result<()> {
+        sqlx::query("UPDATE tasks SET attempts = $1, state = 'RUNNING', started_at = $2 WHERE id = $3")
             .bind(attempt)
+            .bind(starts_at)
             .bind(task_id)
             .execute(&self.pool)
             .await?;

@@ -1,0 +1,71 @@
+//! Bad input is rejected before anything runs or is written: exit code 2 and a message naming the field.
+
+use crate::support::*;
+
+fn rejected(h: &Home, yaml: &std::path::Path, args: &[&str], needle: &str) {
+    let out = h.cmd().arg("run").arg(yaml).args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+    assert!(stderr.contains(needle), "expected `{needle}` in: {stderr}");
+    // Nothing was written: not even the home folder.
+    assert!(!h.path().join("home").exists(), "a rejected run must leave no state");
+}
+
+fn edited(h: &Home, sample: &str, from: &str, to: &str) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(samples_dir().join(format!("{sample}.yaml"))).unwrap();
+    assert!(text.contains(from), "fixture edit `{from}` does not apply");
+    let path = h.path().join(format!("{sample}-edited.yaml"));
+    std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+    path
+}
+
+#[test]
+fn not_yaml_names_the_line() {
+    let h = Home::new();
+    let p = h.path().join("bad.yaml");
+    std::fs::write(&p, "pipelineInfo:\n  name: x\nroot: [unclosed\n").unwrap();
+    rejected(&h, &p, &[], "line");
+}
+
+#[test]
+fn unknown_component_and_executor() {
+    let h = Home::new();
+    let p = edited(&h, "container_shell", "name: comp-count-lines\n", "name: comp-nope\n");
+    rejected(&h, &p, &[], "root.dag.tasks.count-lines.componentRef: unknown component `comp-nope`");
+    let p = edited(&h, "container_shell", "executorLabel: exec-repeat", "executorLabel: exec-nope");
+    rejected(&h, &p, &[], "unknown executor `exec-nope`");
+}
+
+#[test]
+fn cycles() {
+    let h = Home::new();
+    let p = edited(&h, "failure", "dependentTasks:\n        - ok\n", "dependentTasks:\n        - ok-2\n");
+    rejected(&h, &p, &[], "dependency cycle");
+}
+
+#[test]
+fn unknown_placeholder() {
+    let h = Home::new();
+    let p = edited(&h, "container_shell", "{{$.pipeline_task_name}}", "{{$.pipeline_task_nam}}");
+    rejected(&h, &p, &[], "unknown placeholder `{{$.pipeline_task_nam}}`");
+}
+
+#[test]
+fn parameters() {
+    let h = Home::new();
+    let yaml = samples_dir().join("container_shell.yaml");
+    rejected(&h, &yaml, &["-p", "times=abc"], "parameter `times`");
+    rejected(&h, &yaml, &["-p", "nope=1"], "parameter `nope`: unknown parameter");
+    rejected(&h, &yaml, &["-p", "novalue"], "expected NAME=VALUE");
+    let long = h.compile(&fixtures_dir().join("long.py"));
+    rejected(&h, &long, &[], "parameter `flag`: missing required parameter");
+}
+
+#[test]
+fn missing_file_and_unknown_run() {
+    let h = Home::new();
+    rejected(&h, &h.path().join("nope.yaml"), &[], "nope.yaml");
+    let out = h.output(&["runs", "get", "does-not-exist"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("run `does-not-exist` not found"));
+}

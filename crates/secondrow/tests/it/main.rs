@@ -1,0 +1,7 @@
+//! Integration tests of the `secondrow` binary: real processes, the real kfp SDK, a real SQLite file.
+
+mod bad_input;
+mod durability;
+mod extras;
+mod samples;
+mod support;
