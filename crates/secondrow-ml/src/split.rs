@@ -41,10 +41,30 @@ pub fn split(table: &Table, test_fraction: f64, seed: u64, shuffle: bool, strati
             for row in 0..n {
                 groups.entry(column.cell_text(row).unwrap_or_default()).or_default().push(row);
             }
+            // Largest-remainder allocation: the parts have exactly the unstratified sizes and every
+            // class keeps its proportion to within one row.
+            let n_test_total = ((n as f64) * test_fraction).round() as usize;
+            let mut quotas: Vec<(usize, f64)> = groups
+                .values()
+                .map(|rows| {
+                    let exact = rows.len() as f64 * test_fraction;
+                    (exact.floor() as usize, exact - exact.floor())
+                })
+                .collect();
+            let mut missing = n_test_total.saturating_sub(quotas.iter().map(|q| q.0).sum());
+            let mut by_remainder: Vec<usize> = (0..quotas.len()).collect();
+            by_remainder.sort_by(|&a, &b| quotas[b].1.total_cmp(&quotas[a].1).then(a.cmp(&b)));
+            for g in by_remainder {
+                if missing == 0 {
+                    break;
+                }
+                quotas[g].0 += 1;
+                missing -= 1;
+            }
             let (mut train, mut test) = (Vec::new(), Vec::new());
-            for rows in groups.values_mut() {
+            for (rows, (n_test, _)) in groups.values_mut().zip(&quotas) {
                 rng.shuffle(rows);
-                let n_test = ((rows.len() as f64) * test_fraction).round() as usize;
+                let n_test = (*n_test).min(rows.len());
                 test.extend_from_slice(&rows[rows.len() - n_test..]);
                 train.extend_from_slice(&rows[..rows.len() - n_test]);
             }
