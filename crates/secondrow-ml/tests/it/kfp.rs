@@ -66,3 +66,19 @@ print(n)
     assert!(output.status.success(), "kfp failed: {}\n{}", stdout, String::from_utf8_lossy(&output.stderr));
     assert_eq!(stdout.trim(), secondrow_ml::component_names().len().to_string());
 }
+
+/// The quickstart's compiled pipeline only calls components that exist, with the executor input.
+#[test]
+fn quickstart_pipeline_calls_known_components() {
+    let text = std::fs::read_to_string(repo_root().join("examples/quickstart/pipeline.yaml")).unwrap();
+    let document: serde_json::Value = serde_yaml::from_str(&text).unwrap();
+    let executors = document["deploymentSpec"]["executors"].as_object().unwrap();
+    assert!(executors.len() >= 8);
+    for (name, executor) in executors {
+        let command: Vec<&str> =
+            executor["container"]["command"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+        assert_eq!(&command[..2], &["secondrow", "component"], "{name}");
+        assert!(secondrow_ml::component_names().contains(&command[2]), "{name}: {}", command[2]);
+        assert_eq!(executor["container"]["args"], serde_json::json!(["--executor-input", "{{$}}"]), "{name}");
+    }
+}
