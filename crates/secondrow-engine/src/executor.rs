@@ -54,6 +54,9 @@ pub enum SpawnError {
     Log { path: PathBuf, source: std::io::Error },
     #[error("waiting for the process: {0}")]
     Wait(std::io::Error),
+    /// The warm worker could not run the task (it crashed, or could not start).
+    #[error("{0}")]
+    Worker(String),
 }
 
 /// Runs `job` to completion, or until `cancel` turns true (then kills its process group).

@@ -9,11 +9,13 @@
 //! The engine speaks no HTTP and draws no progress bars; it emits [`Progress`] events instead.
 
 pub mod cache;
+pub mod envs;
 pub mod executor;
 pub mod python;
 pub mod retry;
 mod run;
 pub mod task;
+pub mod warm;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -54,6 +56,20 @@ pub struct EngineConfig {
     pub parallelism: usize,
     /// The Python that runs kfp lightweight components; `python3` from PATH when unset.
     pub python: Option<PathBuf>,
+    /// How lightweight components run: in warm fork-server workers (default) or as cold processes.
+    pub python_mode: PythonMode,
+    /// Where cached environments for `packages_to_install` live.
+    pub envs_dir: PathBuf,
+}
+
+/// How kfp lightweight Python components are executed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PythonMode {
+    /// A long-lived worker per environment forks a fresh child per task (milliseconds of overhead).
+    #[default]
+    Warm,
+    /// A new interpreter per task, exactly the compiled command (minus the pip prelude).
+    Cold,
 }
 
 /// Per-run options, stored with the run so that a resume behaves like the original.
@@ -116,6 +132,8 @@ pub(crate) struct Inner {
     pub config: EngineConfig,
     pub slots: Arc<Semaphore>,
     pub python: tokio::sync::OnceCell<python::PythonEnv>,
+    pub warm: warm::WarmPool,
+    pub envs: envs::EnvManager,
 }
 
 /// The engine. Cheap to clone.
@@ -127,7 +145,9 @@ pub struct Engine {
 impl Engine {
     pub fn new(store: Store, artifacts: ArtifactStore, config: EngineConfig) -> Engine {
         let slots = Arc::new(Semaphore::new(config.parallelism.max(1)));
-        Engine { inner: Arc::new(Inner { store, artifacts, config, slots, python: Default::default() }) }
+        let warm = warm::WarmPool::new(config.work_dir.clone());
+        let envs = envs::EnvManager::new(config.envs_dir.clone());
+        Engine { inner: Arc::new(Inner { store, artifacts, config, slots, python: Default::default(), warm, envs }) }
     }
 
     pub fn store(&self) -> &Store {
@@ -140,6 +160,16 @@ impl Engine {
 
     pub fn config(&self) -> &EngineConfig {
         &self.inner.config
+    }
+
+    /// The cached `packages_to_install` environments.
+    pub fn envs(&self) -> &envs::EnvManager {
+        &self.inner.envs
+    }
+
+    /// The warm Python workers.
+    pub fn warm_pool(&self) -> &warm::WarmPool {
+        &self.inner.warm
     }
 
     /// Records the pipeline (and a version keyed by content) and a new PENDING run. Parameters must

@@ -10,6 +10,8 @@ use std::time::Duration;
 /// What the engine learned about its Python, once per process.
 #[derive(Debug, Clone)]
 pub struct PythonEnv {
+    /// The interpreter.
+    pub python: PathBuf,
     /// Directory to put first on `PATH` (holds a `python3` that is the chosen interpreter).
     pub path_prefix: Option<PathBuf>,
     /// Whether `import kfp` works there.
@@ -19,8 +21,8 @@ pub struct PythonEnv {
 }
 
 impl PythonEnv {
-    /// Inspects `python` (or `python3` from PATH), writing a shim under `work_dir` when needed.
-    pub async fn detect(python: Option<&Path>, work_dir: &Path) -> PythonEnv {
+    /// Where `python` is and what goes first on PATH, without starting it.
+    pub fn locate(python: Option<&Path>, work_dir: &Path) -> PythonEnv {
         let (exe, path_prefix) = match python {
             None => (PathBuf::from("python3"), None),
             Some(p) => {
@@ -35,6 +37,12 @@ impl PythonEnv {
                 (p, prefix)
             }
         };
+        PythonEnv { python: exe, path_prefix, has_kfp: false, note: None }
+    }
+
+    /// Inspects `python` (or `python3` from PATH): can it import kfp's executor?
+    pub async fn detect(python: Option<&Path>, work_dir: &Path) -> PythonEnv {
+        let PythonEnv { python: exe, path_prefix, .. } = PythonEnv::locate(python, work_dir);
         let probe = tokio::process::Command::new(&exe)
             .args(["-c", "import kfp.dsl.executor_main"])
             .stdin(std::process::Stdio::null())
@@ -48,7 +56,7 @@ impl PythonEnv {
             Ok(Err(e)) => (false, Some(format!("cannot start {}: {e}", exe.display()))),
             Err(_) => (false, Some(format!("{} did not answer within 60 s", exe.display()))),
         };
-        PythonEnv { path_prefix, has_kfp, note }
+        PythonEnv { python: exe, path_prefix, has_kfp, note }
     }
 }
 

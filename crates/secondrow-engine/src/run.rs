@@ -28,6 +28,9 @@ use secondrow_store::{
 
 use crate::executor::{self, Exit, LogLine, ProcessJob};
 use crate::python::PythonEnv;
+use crate::warm::WarmJob;
+use crate::PythonMode;
+use secondrow_spec::lightweight::{self, PipRequirements};
 use crate::task::{self, ArtifactRef, JobContext, LaunchOptions, Outputs, PreparedContainer};
 use crate::{cache, retry, EngineError, Inner, Progress, Result, RunControl, RunOptions};
 
@@ -66,8 +69,18 @@ struct Node {
     prepared: Option<Arc<PreparedContainer>>,
     cache_key: Option<String>,
     caching: bool,
+    /// Lightweight Python components: which Python, environment and mode run them.
+    python: Option<Arc<PythonPlan>>,
     /// Loops: at most this many iterations running at once.
     limit: usize,
+}
+
+/// How a lightweight component's Python is provided.
+struct PythonPlan {
+    base: PythonEnv,
+    /// `packages_to_install`, provided by a cached environment (empty: the base suffices).
+    requirements: PipRequirements,
+    warm: bool,
 }
 
 enum AttemptResult {
@@ -160,6 +173,13 @@ impl RunDriver {
         };
         let root = self.add_node(None, String::new(), String::new(), self.pipeline.name().to_owned(), None, ROOT.into(), TaskKind::Dag);
         self.nodes[root].inputs = root_inputs;
+        if self.pipeline.executors.values().any(|e| e.is_lightweight_python) {
+            // Warm the Python up while the first tasks are being prepared.
+            let inner = self.inner.clone();
+            tokio::spawn(async move {
+                inner.python.get_or_init(|| init_python(&inner)).await;
+            });
+        }
         self.start_group(root).await?;
         let mut cancel_rx = self.cancel_rx.take().ok_or_else(|| EngineError::Internal("driver reused".into()))?;
         loop {
@@ -275,6 +295,7 @@ impl RunDriver {
             prepared: None,
             cache_key: None,
             caching: false,
+            python: None,
             limit: usize::MAX,
         });
         id
@@ -786,11 +807,20 @@ impl RunDriver {
         self.nodes[id].attempt = attempt;
         let task_id = self.inner.store.start_task(&self.task_start(id, TaskState::Running, inputs_json.as_ref())).await?;
         self.nodes[id].task_id = Some(task_id.clone());
-        let python = if parsed.is_lightweight_python { Some(self.python_env().await) } else { None };
-        let launch = LaunchOptions {
-            skip_pip_prelude: python.as_ref().is_some_and(|p| p.has_kfp),
-            path_prefix: python.as_ref().and_then(|p| p.path_prefix.as_deref()),
+        let plan = if parsed.is_lightweight_python {
+            let base = self.python_env().await;
+            // Without kfp in the base Python, the compiled prelude (pip install) has to stay, and runs cold.
+            let provided = base.has_kfp;
+            Some(Arc::new(PythonPlan {
+                requirements: if provided { parsed.requirements.clone() } else { Default::default() },
+                warm: provided && self.inner.config.python_mode == PythonMode::Warm,
+                base,
+            }))
+        } else {
+            None
         };
+        let launch = LaunchOptions { skip_pip_prelude: plan.as_ref().is_some_and(|p| p.base.has_kfp) };
+        self.nodes[id].python = plan;
         let task_root = self.run_root.join(&path);
         let prepared = task::prepare(&comp, &container, &parsed, &self.nodes[id].inputs, &task_root, &self.job, &self.nodes[id].key, &task_id, &launch);
         match prepared {
@@ -809,19 +839,7 @@ impl RunDriver {
     }
 
     async fn python_env(&self) -> PythonEnv {
-        let cfg = &self.inner.config;
-        let env = self
-            .inner
-            .python
-            .get_or_init(|| async {
-                let env = PythonEnv::detect(cfg.python.as_deref(), &cfg.work_dir).await;
-                if let Some(note) = &env.note {
-                    tracing::warn!("{note}; lightweight components keep their pip prelude (set --python to a Python with kfp)");
-                }
-                env
-            })
-            .await;
-        env.clone()
+        self.inner.python.get_or_init(|| init_python(&self.inner)).await.clone()
     }
 
     fn input_refs(&self, id: NodeId) -> Vec<(String, String)> {
@@ -848,12 +866,40 @@ impl RunDriver {
         let attempt = self.nodes[id].attempt;
         let slots = self.slots.clone();
         let mut cancel = self.kill_tx.subscribe();
+        let plan = self.nodes[id].python.clone();
+        let inner = self.inner.clone();
+        let mut job = job;
         self.running.spawn(async move {
             if !delay.is_zero() {
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
                     _ = cancel.wait_for(|c| *c) => return (id, AttemptResult::Canceled),
                 }
+            }
+            let mut python_exe = None;
+            if let Some(plan) = &plan {
+                let (exe, prefix) = if plan.requirements.is_empty() {
+                    (plan.base.python.clone(), plan.base.path_prefix.clone())
+                } else {
+                    let ensured = tokio::select! {
+                        r = inner.envs.ensure(&plan.base.python, &plan.requirements) => r,
+                        _ = cancel.wait_for(|c| *c) => return (id, AttemptResult::Canceled),
+                    };
+                    match ensured {
+                        Ok(py) => {
+                            let dir = py.parent().map(std::path::Path::to_path_buf);
+                            (py, dir)
+                        }
+                        Err(e) => {
+                            let msg = format!("creating the environment for packages_to_install: {e}");
+                            return (id, AttemptResult::Finished(Err(msg), Duration::ZERO));
+                        }
+                    }
+                };
+                if let Some(p) = &prefix {
+                    task::with_path_prefix(&mut job.env, p);
+                }
+                python_exe = Some(exe);
             }
             let Ok(_permit) = slots.acquire_owned().await else { return (id, AttemptResult::Canceled) };
             if *cancel.borrow() {
@@ -873,7 +919,30 @@ impl RunDriver {
                 }
             }
             let stderr_log = job.stderr_log.clone();
-            let result = match executor::run_process(job, cancel).await {
+            let warm_program = match (&plan, &python_exe) {
+                (Some(plan), Some(exe)) if plan.warm => lightweight::split_program(&job.argv).map(|(code, args)| (exe.clone(), code.to_owned(), args.to_vec())),
+                _ => None,
+            };
+            let outcome = match warm_program {
+                Some((exe, code, args)) => {
+                    let mut env: Vec<(String, String)> =
+                        std::env::vars().filter(|(k, _)| !job.env.iter().any(|(e, _)| e == k)).collect();
+                    env.extend(job.env.iter().cloned());
+                    let warm_job = WarmJob {
+                        code,
+                        args,
+                        env,
+                        cwd: job.cwd.clone(),
+                        program_dir: log_dir.join("program"),
+                        stdout_log: job.stdout_log.clone(),
+                        stderr_log: job.stderr_log.clone(),
+                        tail: job.tail.clone(),
+                    };
+                    inner.warm.run(&exe, warm_job, cancel).await.map_err(executor::SpawnError::Worker)
+                }
+                None => executor::run_process(job, cancel).await,
+            };
+            let result = match outcome {
                 Ok((Exit::Canceled, _)) => return (id, AttemptResult::Canceled),
                 Ok((Exit::Code(0), d)) => AttemptResult::Finished(task::collect_outputs(&comp, &prepared), d),
                 Ok((Exit::Code(c), d)) => AttemptResult::Finished(Err(with_stderr_tail(format!("exited with status {c}"), &stderr_log)), d),
@@ -1017,6 +1086,31 @@ impl RunDriver {
         outputs.artifacts.insert(output_name, vec![artifact]);
         self.finish_container(id, TaskState::Succeeded, None, Some(outputs), Duration::ZERO).await
     }
+}
+
+/// Finds the Python for lightweight components. In warm mode, starting the worker (which imports kfp)
+/// is the probe, so no second interpreter is paid for.
+async fn init_python(inner: &Inner) -> PythonEnv {
+    let cfg = &inner.config;
+    if cfg.python_mode == PythonMode::Warm {
+        let mut env = PythonEnv::locate(cfg.python.as_deref(), &cfg.work_dir);
+        let mut vars: Vec<(String, String)> = std::env::vars().collect();
+        if let Some(p) = &env.path_prefix {
+            task::with_path_prefix(&mut vars, p);
+        }
+        match inner.warm.start(&env.python, &vars).await {
+            Ok(()) => {
+                env.has_kfp = true;
+                return env;
+            }
+            Err(e) => tracing::warn!("{e}; running lightweight components cold"),
+        }
+    }
+    let env = PythonEnv::detect(cfg.python.as_deref(), &cfg.work_dir).await;
+    if let Some(note) = &env.note {
+        tracing::warn!("{note}; lightweight components keep their pip prelude (set --python to a Python with kfp)");
+    }
+    env
 }
 
 /// Appends the last line of a task's stderr to its error message, so the run's error says why.

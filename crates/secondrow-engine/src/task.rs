@@ -143,11 +143,21 @@ pub fn expand_constant(text: &str, parent_inputs: &Outputs, job: &JobContext, ta
 }
 
 /// Options that shape the command line.
-pub struct LaunchOptions<'a> {
+pub struct LaunchOptions {
     /// Drop the `pip install` prelude of lightweight components (the Python already has kfp).
     pub skip_pip_prelude: bool,
-    /// Directory to put first on PATH (the chosen `python3`).
-    pub path_prefix: Option<&'a Path>,
+}
+
+/// Puts `prefix` first on the task's PATH (where the chosen `python3` is).
+pub fn with_path_prefix(env: &mut Vec<(String, String)>, prefix: &Path) {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut joined = prefix.as_os_str().to_owned();
+    if !path.is_empty() {
+        joined.push(":");
+        joined.push(path);
+    }
+    env.retain(|(k, _)| k != "PATH");
+    env.push(("PATH".into(), joined.to_string_lossy().into_owned()));
 }
 
 /// Builds the executor input, output layout and argv for one attempt of a container task.
@@ -161,7 +171,7 @@ pub fn prepare(
     job: &JobContext,
     task_key: &str,
     task_id: &str,
-    launch: &LaunchOptions<'_>,
+    launch: &LaunchOptions,
 ) -> Result<PreparedContainer, String> {
     let executor_output = task_root.join("executor_output.json");
     let mut output_parameter_files = BTreeMap::new();
@@ -226,15 +236,6 @@ pub fn prepare(
         return Err("the container has no command".into());
     }
     prepared.argv = argv;
-    if let Some(prefix) = launch.path_prefix {
-        let path = std::env::var_os("PATH").unwrap_or_default();
-        let mut joined = prefix.as_os_str().to_owned();
-        if !path.is_empty() {
-            joined.push(":");
-            joined.push(path);
-        }
-        prepared.env.push(("PATH".into(), joined.to_string_lossy().into_owned()));
-    }
     Ok(prepared)
 }
 

@@ -9,6 +9,7 @@
 
 pub mod cel;
 pub mod ir;
+pub mod lightweight;
 pub mod placeholder;
 pub mod validate;
 pub mod value;

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::cel;
+use crate::lightweight::{prelude_requirements, PipRequirements};
 use crate::ir::{ComponentSpec, DagSpec, ExecutorSpec, ParameterType, PipelineSpec, TaskSpec};
 use crate::placeholder::{self, ArgTemplate, Placeholder};
 use crate::value;
@@ -37,6 +38,8 @@ pub struct ParsedExecutor {
     pub pip_prelude_len: usize,
     /// True for kfp lightweight Python components (`python3 -m kfp.dsl.executor_main`).
     pub is_lightweight_python: bool,
+    /// What the prelude installs besides kfp (`packages_to_install`); empty when it installs only kfp.
+    pub requirements: PipRequirements,
 }
 
 impl Pipeline {
@@ -220,7 +223,14 @@ fn check_executors(spec: &PipelineSpec, problems: &mut Vec<Problem>) -> BTreeMap
                 }
                 let pip_prelude_len = pip_prelude_len(&c.command);
                 let is_lightweight_python = c.command.iter().any(|s| s.contains("kfp.dsl.executor_main"));
-                out.insert(label.clone(), ParsedExecutor { command, args, pip_prelude_len, is_lightweight_python });
+                let requirements = match pip_prelude_len {
+                    0 => PipRequirements::default(),
+                    _ => prelude_requirements(&c.command[2]).unwrap_or_default(),
+                };
+                out.insert(
+                    label.clone(),
+                    ParsedExecutor { command, args, pip_prelude_len, is_lightweight_python, requirements },
+                );
             }
             (None, Some(imp)) => {
                 if imp.artifact_uri.constant.is_none() && imp.artifact_uri.runtime_parameter.is_none() {

@@ -570,8 +570,11 @@ impl Store {
 }
 
 async fn insert_history(tx: &mut sqlx::Transaction<'_, sqlx::Any>, run_id: &str, state: RunState, at: i64) -> Result<()> {
+    // Ids sort in insertion order, so transitions within one millisecond keep their order.
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     sqlx::query("INSERT INTO run_state_history (id, run_id, state, at) VALUES ($1, $2, $3, $4)")
-        .bind(new_id())
+        .bind(format!("{at:015}-{seq:012}-{}", &new_id()[..8]))
         .bind(run_id)
         .bind(state.as_str())
         .bind(at)

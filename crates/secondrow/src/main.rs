@@ -14,7 +14,8 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
-use secondrow_engine::{Engine, EngineConfig, RunControl, RunOptions, Submission};
+use secondrow_engine::envs::EnvManager;
+use secondrow_engine::{Engine, EngineConfig, PythonMode, RunControl, RunOptions, Submission};
 use secondrow_spec::{Pipeline, SpecError};
 use secondrow_store::{ArtifactStore, RunRecord, RunState, Store, StoreError, TaskRecord};
 
@@ -57,6 +58,9 @@ enum Command {
         /// A task path (`for-loop-2/0/square`), key or display name; all tasks when omitted.
         task: Option<String>,
     },
+    /// Cached Python environments of components with `packages_to_install`.
+    #[command(subcommand)]
+    Envs(EnvsCommand),
     /// List a run's artifacts, or download them.
     Artifacts {
         run_id: String,
@@ -76,12 +80,21 @@ struct ExecArgs {
     /// Python (with kfp installed) for lightweight components; default `python3` on PATH.
     #[arg(long, env = "SECONDROW_PYTHON")]
     python: Option<PathBuf>,
+    /// `warm`: lightweight components fork from a worker that has kfp loaded; `cold`: one interpreter per task.
+    #[arg(long, env = "SECONDROW_PYTHON_MODE", value_enum, default_value_t = ModeArg::Warm)]
+    python_mode: ModeArg,
     /// Tail task output live.
     #[arg(short, long)]
     verbose: bool,
     /// Print the final run as JSON on stdout.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum ModeArg {
+    Warm,
+    Cold,
 }
 
 #[derive(Args)]
@@ -120,6 +133,20 @@ enum RunsCommand {
         run_id: String,
         #[command(flatten)]
         exec: ExecArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum EnvsCommand {
+    /// Every environment: key, packages, Python, last use.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete environments (all, or those unused for DAYS days).
+    Prune {
+        #[arg(long)]
+        older_than_days: Option<u64>,
     },
 }
 
@@ -194,6 +221,10 @@ impl Home {
         self.root.join("logs")
     }
 
+    fn envs_dir(&self) -> PathBuf {
+        self.root.join("envs")
+    }
+
     async fn engine(&self, exec: &ExecArgs) -> Result<Engine> {
         let parallelism = exec
             .parallelism
@@ -203,6 +234,11 @@ impl Home {
             work_dir: self.root.join("work"),
             parallelism,
             python: exec.python.clone(),
+            python_mode: match exec.python_mode {
+                ModeArg::Warm => PythonMode::Warm,
+                ModeArg::Cold => PythonMode::Cold,
+            },
+            envs_dir: self.envs_dir(),
         };
         Ok(Engine::new(self.store().await?, self.artifacts()?, config))
     }
@@ -309,6 +345,30 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                             }
                         }
                     }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Envs(cmd) => {
+            let home = Home::resolve(&cli.settings)?;
+            let envs = EnvManager::new(home.envs_dir());
+            match cmd {
+                EnvsCommand::List { json } => {
+                    let list = envs.list();
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&list)?);
+                    } else {
+                        println!("{:<24}  {:<8}  {:<19}  PACKAGES", "KEY", "PYTHON", "LAST USED");
+                        for e in &list {
+                            println!("{:<24}  {:<8}  {:<19}  {}", e.key, e.python_version, fmt_time(e.last_used_ms), e.packages.join(" "));
+                        }
+                    }
+                }
+                EnvsCommand::Prune { older_than_days } => {
+                    let removed = envs
+                        .prune(older_than_days.map(|d| std::time::Duration::from_secs(d * 86_400)))
+                        .map_err(anyhow::Error::msg)?;
+                    eprintln!("removed {} environments", removed.len());
                 }
             }
             Ok(ExitCode::SUCCESS)

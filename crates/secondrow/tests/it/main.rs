@@ -5,3 +5,4 @@ mod durability;
 mod extras;
 mod samples;
 mod support;
+mod warm;

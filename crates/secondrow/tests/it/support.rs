@@ -65,6 +65,14 @@ impl Home {
         yaml
     }
 
+    /// Compiles a source that writes several pipelines (its own names) into this home's folder.
+    pub fn compile_all(&self, source: &Path) {
+        let dst = self.path().join(source.file_name().unwrap());
+        std::fs::copy(source, &dst).unwrap();
+        let out = Command::new(python()).arg(&dst).current_dir(self.path()).output().unwrap();
+        assert!(out.status.success(), "compiling {}: {}", source.display(), String::from_utf8_lossy(&out.stderr));
+    }
+
     pub fn compile_sample(&self, name: &str) -> PathBuf {
         self.compile(&samples_dir().join(format!("{name}.py")))
     }

@@ -1,0 +1,229 @@
+//! Cached Python environments for `packages_to_install` (CONTRACT §2.1).
+//!
+//! A component's requirements get a virtual environment created once and reused, keyed by the normalized
+//! requirement set, the index options and the base Python (version and site-packages). The base Python's
+//! site-packages are linked in with a `.pth` file, so kfp (and what the base already has) stays importable
+//! while the environment's own packages take precedence. Concurrent tasks wanting the same environment
+//! wait for one creation (in-process: a `OnceCell` per key; across processes: a lock file).
+//! `uv` is used when it is on PATH, pip otherwise.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::process::Command;
+use tokio::sync::OnceCell;
+
+use secondrow_spec::lightweight::PipRequirements;
+
+/// What is recorded about an environment (`metadata.json` in its folder).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnvInfo {
+    pub key: String,
+    pub packages: Vec<String>,
+    pub index_args: Vec<String>,
+    pub base_python: String,
+    pub python_version: String,
+    pub installer: String,
+    pub created_at_ms: i64,
+    #[serde(default)]
+    pub path: PathBuf,
+    #[serde(default)]
+    pub last_used_ms: i64,
+}
+
+type Cell = Arc<OnceCell<Result<PathBuf, String>>>;
+
+pub struct EnvManager {
+    root: PathBuf,
+    cells: Mutex<HashMap<String, Cell>>,
+}
+
+impl EnvManager {
+    pub fn new(root: PathBuf) -> EnvManager {
+        EnvManager { root, cells: Mutex::new(HashMap::new()) }
+    }
+
+    /// Returns the Python of the environment for `req` on top of `base`, creating it if needed.
+    pub async fn ensure(&self, base: &Path, req: &PipRequirements) -> Result<PathBuf, String> {
+        let probe = probe_python(base).await?;
+        let key = hex::encode(Sha256::digest(format!("{}\n{}\n{}", req.normalized(), probe.version, probe.purelib).as_bytes()));
+        let key = key[..24].to_owned();
+        let cell = {
+            let mut cells = self.cells.lock().map_err(|_| "environment registry poisoned".to_owned())?;
+            cells.entry(key.clone()).or_default().clone()
+        };
+        let result = cell.get_or_init(|| self.create(base, req, &key, probe.clone())).await.clone();
+        if result.is_err() {
+            // Do not cache failures: a later task may succeed (e.g. after the index comes back).
+            if let Ok(mut cells) = self.cells.lock() {
+                cells.remove(&key);
+            }
+        }
+        let python = result?;
+        let _ = std::fs::write(self.root.join(&key).join("last_used"), now_ms().to_string());
+        Ok(python)
+    }
+
+    async fn create(&self, base: &Path, req: &PipRequirements, key: &str, probe: Probe) -> Result<PathBuf, String> {
+        let dir = self.root.join(key);
+        let python = dir.join("bin/python");
+        let ready = dir.join("ready");
+        std::fs::create_dir_all(&self.root).map_err(|e| format!("creating {}: {e}", self.root.display()))?;
+        let lock = self.root.join(format!("{key}.lock"));
+        loop {
+            if ready.exists() {
+                return Ok(python);
+            }
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(&lock) {
+                Ok(_) => break,
+                Err(_) => {
+                    // Another process is creating it; take over if it died.
+                    let holder: Option<i32> = std::fs::read_to_string(&lock).ok().and_then(|s| s.trim().parse().ok());
+                    let stale = match holder {
+                        Some(pid) => !Path::new(&format!("/proc/{pid}")).exists(),
+                        None => lock.metadata().and_then(|m| m.modified()).map(|t| t.elapsed().unwrap_or_default() > Duration::from_secs(5)).unwrap_or(true),
+                    };
+                    if stale {
+                        let _ = std::fs::remove_file(&lock);
+                    } else {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+            }
+        }
+        let _ = std::fs::write(&lock, std::process::id().to_string());
+        let result = self.build(base, req, key, &dir, &probe).await;
+        if result.is_ok() {
+            let _ = std::fs::write(&ready, "");
+        } else {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        let _ = std::fs::remove_file(&lock);
+        result.map(|_| python)
+    }
+
+    async fn build(&self, base: &Path, req: &PipRequirements, key: &str, dir: &Path, probe: &Probe) -> Result<(), String> {
+        let _ = std::fs::remove_dir_all(dir);
+        let uv = which("uv");
+        let installer = if uv.is_some() { "uv" } else { "pip" };
+        match &uv {
+            Some(uv) => run(Command::new(uv).arg("venv").arg("--quiet").arg("--python").arg(base).arg(dir), "uv venv").await?,
+            None => run(Command::new(base).args(["-m", "venv"]).arg(dir), "python -m venv").await?,
+        }
+        let python = dir.join("bin/python");
+        let site = python_output(&python, "import sysconfig; print(sysconfig.get_paths()['purelib'])").await?;
+        // Keep the base's packages (kfp) importable, after the environment's own.
+        std::fs::write(Path::new(site.trim()).join("_secondrow_base.pth"), format!("{}\n", probe.purelib))
+            .map_err(|e| format!("linking the base site-packages: {e}"))?;
+        let mut cmd = match &uv {
+            Some(uv) => {
+                let mut c = Command::new(uv);
+                c.args(["pip", "install", "--quiet", "--python"]).arg(&python);
+                c
+            }
+            None => {
+                let mut c = Command::new(&python);
+                c.args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-warn-script-location"]);
+                c
+            }
+        };
+        cmd.args(&req.index_args).args(&req.packages);
+        run(&mut cmd, "pip install").await?;
+        let info = EnvInfo {
+            key: key.to_owned(),
+            packages: req.packages.clone(),
+            index_args: req.index_args.clone(),
+            base_python: base.to_string_lossy().into_owned(),
+            python_version: probe.version.clone(),
+            installer: installer.to_owned(),
+            created_at_ms: now_ms(),
+            path: dir.to_path_buf(),
+            last_used_ms: now_ms(),
+        };
+        let json = serde_json::to_string_pretty(&info).map_err(|e| e.to_string())?;
+        std::fs::write(dir.join("metadata.json"), json).map_err(|e| format!("writing metadata: {e}"))?;
+        Ok(())
+    }
+
+    /// Every complete environment.
+    pub fn list(&self) -> Vec<EnvInfo> {
+        let Ok(entries) = std::fs::read_dir(&self.root) else { return Vec::new() };
+        let mut out = Vec::new();
+        for e in entries.flatten() {
+            let dir = e.path();
+            if !dir.join("ready").exists() {
+                continue;
+            }
+            let Ok(text) = std::fs::read_to_string(dir.join("metadata.json")) else { continue };
+            let Ok(mut info) = serde_json::from_str::<EnvInfo>(&text) else { continue };
+            info.path = dir.clone();
+            info.last_used_ms = std::fs::read_to_string(dir.join("last_used")).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(info.created_at_ms);
+            out.push(info);
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        out
+    }
+
+    /// Removes environments not used for `older_than` (all when `None`); returns what was removed.
+    pub fn prune(&self, older_than: Option<Duration>) -> Result<Vec<EnvInfo>, String> {
+        let cutoff = older_than.map(|d| now_ms() - d.as_millis() as i64);
+        let mut removed = Vec::new();
+        for info in self.list() {
+            if cutoff.is_none_or(|c| info.last_used_ms < c) {
+                std::fs::remove_dir_all(&info.path).map_err(|e| format!("removing {}: {e}", info.path.display()))?;
+                removed.push(info);
+            }
+        }
+        Ok(removed)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Probe {
+    version: String,
+    purelib: String,
+}
+
+async fn probe_python(python: &Path) -> Result<Probe, String> {
+    let out = python_output(python, "import sys, sysconfig; print(sys.version.split()[0]); print(sysconfig.get_paths()['purelib'])").await?;
+    let mut lines = out.lines();
+    match (lines.next(), lines.next()) {
+        (Some(v), Some(p)) => Ok(Probe { version: v.to_owned(), purelib: p.to_owned() }),
+        _ => Err(format!("unexpected answer from {}: {out}", python.display())),
+    }
+}
+
+async fn python_output(python: &Path, code: &str) -> Result<String, String> {
+    let out = Command::new(python)
+        .args(["-c", code])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .map_err(|e| format!("cannot start {}: {e}", python.display()))?;
+    if !out.status.success() {
+        return Err(format!("{} failed: {}", python.display(), String::from_utf8_lossy(&out.stderr).trim()));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+async fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
+    let out = cmd.stdin(std::process::Stdio::null()).output().await.map_err(|e| format!("{what}: cannot start: {e}"))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let tail: Vec<&str> = stderr.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect();
+    Err(format!("{what} failed ({}):\n{}", out.status, tail.join("\n")))
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|c| c.is_file()))
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
