@@ -5,6 +5,7 @@
 //! parameters, unknown ids, usage errors).
 
 mod progress;
+mod serve;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -52,6 +53,8 @@ enum Command {
     /// List, inspect and resume runs.
     #[command(subcommand)]
     Runs(RunsCommand),
+    /// Serve model files over KServe V1 and the Open Inference Protocol V2 (ONNX and SecondRow models).
+    Serve(serve::ServeArgs),
     /// Print the captured stdout/stderr of a run's tasks.
     Logs {
         run_id: String,
@@ -317,6 +320,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Serve(args) => serve::run(args).await,
         Command::Logs { run_id, task } => {
             let home = Home::resolve(&cli.settings)?;
             let store = home.store().await?;

@@ -142,53 +142,56 @@ pub fn gamma_scale(x: &Matrix) -> f64 {
 struct KernelCache<'a> {
     x: &'a Matrix,
     kernel: Kernel,
-    /// Squared norms of the rows, for `||a - b||² = |a|² + |b|² - 2 a·b`.
-    sq_norms: Vec<f64>,
-    rows: HashMap<usize, Vec<f32>>,
+    /// The rows in f32 (kernel rows are stored in f32 anyway) and their squared norms, for
+    /// `||a - b||² = |a|² + |b|² - 2 a·b`.
+    xf: Vec<f32>,
+    sq_norms: Vec<f32>,
+    rows: HashMap<usize, std::sync::Arc<[f32]>>,
     order: VecDeque<usize>,
     capacity_rows: usize,
 }
 
 impl KernelCache<'_> {
-    fn row(&mut self, i: usize) -> &[f32] {
+    fn row(&mut self, i: usize) -> std::sync::Arc<[f32]> {
         if !self.rows.contains_key(&i) {
             if self.rows.len() >= self.capacity_rows {
                 if let Some(old) = self.order.pop_front() {
                     self.rows.remove(&old);
                 }
             }
-            let xi = self.x.row(i);
-            let sq_i = self.sq_norms[i];
-            let (x, sq, kernel) = (self.x, &self.sq_norms, self.kernel);
-            let values: Vec<f32> = (0..x.n_rows)
+            let d = self.x.n_cols;
+            let (xf, sq, kernel) = (&self.xf, &self.sq_norms, self.kernel);
+            let xi = &xf[i * d..(i + 1) * d];
+            let sq_i = sq[i];
+            let values: Vec<f32> = (0..self.x.n_rows)
                 .into_par_iter()
-                .with_min_len(512)
+                .with_min_len(1024)
                 .map(|t| {
-                    let d = dot(xi, x.row(t));
+                    let dt = dot32(xi, &xf[t * d..(t + 1) * d]);
                     match kernel {
-                        Kernel::Linear => d as f32,
-                        Kernel::Rbf { gamma } => (-gamma * (sq_i + sq[t] - 2.0 * d).max(0.0)).exp() as f32,
+                        Kernel::Linear => dt,
+                        Kernel::Rbf { gamma } => (-(gamma as f32) * (sq_i + sq[t] - 2.0 * dt).max(0.0)).exp(),
                     }
                 })
                 .collect();
-            self.rows.insert(i, values);
+            self.rows.insert(i, values.into());
             self.order.push_back(i);
         }
-        &self.rows[&i]
+        self.rows[&i].clone()
     }
 }
 
-/// Dot product with four accumulators, so the compiler can vectorise it.
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    let mut acc = [0.0; 4];
-    let chunks = a.len() / 4;
+/// f32 dot product with eight accumulators, so the compiler can vectorise it.
+fn dot32(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let chunks = a.len() / 8;
     for c in 0..chunks {
-        for k in 0..4 {
-            acc[k] += a[c * 4 + k] * b[c * 4 + k];
+        for k in 0..8 {
+            acc[k] += a[c * 8 + k] * b[c * 8 + k];
         }
     }
-    let mut sum = (acc[0] + acc[1]) + (acc[2] + acc[3]);
-    for k in chunks * 4..a.len() {
+    let mut sum: f32 = acc.iter().sum();
+    for k in chunks * 8..a.len() {
         sum += a[k] * b[k];
     }
     sum
@@ -200,8 +203,10 @@ fn smo(x: &Matrix, y: &[f64], params: SvmParams) -> (Vec<f64>, f64) {
     let c = params.c;
     let tau = 1e-12;
     let capacity_rows = ((params.cache_mb * 1024 * 1024) / (4 * n.max(1))).max(2);
-    let sq_norms = (0..n).map(|i| dot(x.row(i), x.row(i))).collect();
-    let mut cache = KernelCache { x, kernel: params.kernel, sq_norms, rows: HashMap::new(), order: VecDeque::new(), capacity_rows };
+    let xf: Vec<f32> = x.data.iter().map(|&v| v as f32).collect();
+    let d = x.n_cols;
+    let sq_norms = (0..n).map(|i| dot32(&xf[i * d..(i + 1) * d], &xf[i * d..(i + 1) * d])).collect();
+    let mut cache = KernelCache { x, kernel: params.kernel, xf, sq_norms, rows: HashMap::new(), order: VecDeque::new(), capacity_rows };
     let qd: Vec<f64> = (0..n).map(|i| params.kernel.eval(x.row(i), x.row(i))).collect();
     let mut alpha = vec![0.0; n];
     let mut grad = vec![-1.0; n];
@@ -228,7 +233,7 @@ fn smo(x: &Matrix, y: &[f64], params: SvmParams) -> (Vec<f64>, f64) {
             break;
         }
         let i = i_sel;
-        let ki: Vec<f32> = cache.row(i).to_vec();
+        let ki = cache.row(i);
         let mut gmax2 = f64::NEG_INFINITY;
         let mut obj_min = f64::INFINITY;
         let mut j_sel = usize::MAX;
@@ -261,7 +266,7 @@ fn smo(x: &Matrix, y: &[f64], params: SvmParams) -> (Vec<f64>, f64) {
             break;
         }
         let j = j_sel;
-        let kj: Vec<f32> = cache.row(j).to_vec();
+        let kj = cache.row(j);
         let (old_ai, old_aj) = (alpha[i], alpha[j]);
         let kij = ki[j] as f64;
         if y[i] != y[j] {
@@ -315,10 +320,12 @@ fn smo(x: &Matrix, y: &[f64], params: SvmParams) -> (Vec<f64>, f64) {
         }
         let (dai, daj) = (alpha[i] - old_ai, alpha[j] - old_aj);
         let (yi, yj) = (y[i], y[j]);
-        grad.par_iter_mut().enumerate().with_min_len(1024).for_each(|(t, g)| {
+        // Sequential on purpose: one pass is a few microseconds, less than waking a thread pool.
+        let (ci, cj) = (yi * dai, yj * daj);
+        for (t, g) in grad.iter_mut().enumerate() {
             // Q_it = y_i y_t K_it.
-            *g += y[t] * (yi * ki[t] as f64 * dai + yj * kj[t] as f64 * daj);
-        });
+            *g += y[t] * (ci * ki[t] as f64 + cj * kj[t] as f64);
+        }
     }
     // rho from free support vectors (or the midpoint of the feasible interval).
     let (mut ub, mut lb, mut sum_free, mut n_free) = (f64::INFINITY, f64::NEG_INFINITY, 0.0, 0usize);

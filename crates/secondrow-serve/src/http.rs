@@ -1,0 +1,623 @@
+//! The HTTP edge: KServe V1, Open Inference Protocol V2 (JSON and binary tensors), the model
+//! repository extension, SecondRow's traffic call, and `/metrics`. It owns the wire formats and the one
+//! table mapping [`ErrorCode`] to a status; everything else is in [`Repository`].
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde_json::{json, Map, Value};
+
+use crate::error::{Error, ErrorCode, Result};
+use crate::repository::Repository;
+use crate::tensor::{self, Datatype, Tensor, TensorData};
+
+/// Default request body limit: 64 MiB.
+pub const DEFAULT_BODY_LIMIT: usize = 64 << 20;
+
+const HEADER_LENGTH: &str = "inference-header-content-length";
+
+/// Settings of the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    /// Largest accepted request body in bytes; larger ones get 413.
+    pub body_limit: usize,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions { body_limit: DEFAULT_BODY_LIMIT }
+    }
+}
+
+struct AppState {
+    repo: Arc<Repository>,
+    options: HttpOptions,
+}
+
+type AppStateRef = State<Arc<AppState>>;
+
+/// The whole server as an axum router.
+pub fn router(repo: Arc<Repository>, options: HttpOptions) -> Router {
+    let state = Arc::new(AppState { repo, options });
+    Router::new()
+        .route("/", get(|| async { json_response(StatusCode::OK, &json!({"status": "alive"})) }))
+        .route("/v1/models", get(list_models))
+        .route("/v1/models/{name}", get(v1_model_ready).post(v1_predict))
+        .route("/v2", get(server_metadata))
+        .route("/v2/health/live", get(|| async { json_response(StatusCode::OK, &json!({"live": true})) }))
+        .route("/v2/health/ready", get(|| async { json_response(StatusCode::OK, &json!({"ready": true})) }))
+        .route("/v2/models", get(list_models))
+        .route("/v2/models/{name}", get(model_metadata))
+        .route("/v2/models/{name}/versions/{version}", get(version_metadata))
+        .route("/v2/models/{name}/ready", get(model_ready))
+        .route("/v2/models/{name}/versions/{version}/ready", get(version_ready))
+        .route("/v2/models/{name}/infer", post(infer))
+        .route("/v2/models/{name}/versions/{version}/infer", post(version_infer))
+        .route("/v2/repository/index", post(repository_index))
+        .route("/v2/repository/models/{name}/load", post(repository_load))
+        .route("/v2/repository/models/{name}/unload", post(repository_unload))
+        .route("/v2/repository/models/{name}/traffic", post(repository_traffic))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    repo: Arc<Repository>,
+    options: HttpOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(repo, options)).with_graceful_shutdown(shutdown).await
+}
+
+/// The one mapping from error class to HTTP status.
+fn status_of(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::NotFound => StatusCode::NOT_FOUND,
+        ErrorCode::InvalidArgument => StatusCode::BAD_REQUEST,
+        ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = status_of(self.code());
+        if status.is_server_error() {
+            tracing::warn!(error = %self, "request failed");
+        }
+        error_response(status, &self.to_string())
+    }
+}
+
+fn error_response(status: StatusCode, message: &str) -> Response {
+    json_response(status, &json!({"error": message}))
+}
+
+fn json_response(status: StatusCode, value: &Value) -> Response {
+    let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
+    (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
+}
+
+async fn not_found(method: Method, uri: Uri) -> Response {
+    error_response(StatusCode::NOT_FOUND, &format!("no route for {method} {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    error_response(StatusCode::METHOD_NOT_ALLOWED, &format!("method {method} is not allowed on {}", uri.path()))
+}
+
+/// Reads the body up to the limit.
+async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Bytes> {
+    let limit = state.options.body_limit;
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(Error::PayloadTooLarge { limit });
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|_| Error::PayloadTooLarge { limit })
+}
+
+fn parse_json_object(bytes: &[u8]) -> Result<Map<String, Value>> {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(Error::invalid("request body must be a JSON object")),
+        Err(e) => Err(Error::invalid(format!("request body is not valid JSON: {e}"))),
+    }
+}
+
+/// An optional JSON body (empty means an empty object).
+fn parse_optional_object(bytes: &[u8]) -> Result<Map<String, Value>> {
+    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+        Ok(Map::new())
+    } else {
+        parse_json_object(bytes)
+    }
+}
+
+async fn list_models(State(state): AppStateRef) -> Response {
+    json_response(StatusCode::OK, &json!({"models": state.repo.model_names()}))
+}
+
+async fn server_metadata() -> Response {
+    json_response(
+        StatusCode::OK,
+        &json!({"name": "secondrow", "version": env!("CARGO_PKG_VERSION"),
+                "extensions": ["model_repository_extension", "binary_tensor_data"]}),
+    )
+}
+
+async fn metrics(State(state): AppStateRef) -> Response {
+    let text = state.repo.metrics().render();
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))], text).into_response()
+}
+
+// ---------------------------------------------------------------------------------------------- V2
+
+fn metadata(state: &AppState, name: &str, version: Option<&str>) -> Result<Response> {
+    let loaded = state.repo.resolve(name, version)?;
+    let specs = |specs: &[crate::runtime::TensorSpec]| -> Vec<Value> {
+        specs.iter().map(|s| json!({"name": s.name, "datatype": s.datatype.name(), "shape": s.shape})).collect()
+    };
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"name": name, "versions": state.repo.versions(name)?, "platform": loaded.runtime.platform(),
+                "inputs": specs(loaded.runtime.inputs()), "outputs": specs(loaded.runtime.outputs())}),
+    ))
+}
+
+async fn model_metadata(State(state): AppStateRef, Path(name): Path<String>) -> Result<Response> {
+    metadata(&state, &name, None)
+}
+
+async fn version_metadata(State(state): AppStateRef, Path((name, version)): Path<(String, String)>) -> Result<Response> {
+    metadata(&state, &name, Some(&version))
+}
+
+async fn model_ready(State(state): AppStateRef, Path(name): Path<String>) -> Result<Response> {
+    state.repo.resolve(&name, None)?;
+    Ok(json_response(StatusCode::OK, &json!({"name": name, "ready": true})))
+}
+
+async fn version_ready(State(state): AppStateRef, Path((name, version)): Path<(String, String)>) -> Result<Response> {
+    state.repo.resolve(&name, Some(&version))?;
+    Ok(json_response(StatusCode::OK, &json!({"name": name, "version": version, "ready": true})))
+}
+
+async fn infer(State(state): AppStateRef, Path(name): Path<String>, headers: HeaderMap, body: Body) -> Result<Response> {
+    infer_common(&state, &name, None, &headers, body).await
+}
+
+async fn version_infer(
+    State(state): AppStateRef,
+    Path((name, version)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response> {
+    infer_common(&state, &name, Some(&version), &headers, body).await
+}
+
+/// A requested output: its name and whether it goes back as binary.
+struct RequestedOutput {
+    name: String,
+    binary: Option<bool>,
+}
+
+/// A decoded V2 inference request.
+struct InferRequest {
+    id: Option<String>,
+    inputs: Vec<Tensor>,
+    outputs: Option<Vec<RequestedOutput>>,
+    binary_output: bool,
+}
+
+async fn infer_common(state: &AppState, name: &str, version: Option<&str>, headers: &HeaderMap, body: Body) -> Result<Response> {
+    // Unknown model or version is a 404 before the body is looked at.
+    state.repo.resolve(name, version)?;
+    let body = read_body(state, headers, body).await?;
+    let request = parse_infer_request(headers, &body)?;
+    let result = state.repo.infer(name, version, request.inputs).await?;
+    build_infer_response(name, &result.version, request.id, request.outputs, request.binary_output, result.outputs)
+}
+
+fn parse_infer_request(headers: &HeaderMap, body: &[u8]) -> Result<InferRequest> {
+    let header_length = match headers.get(HEADER_LENGTH) {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<usize>().ok())
+                .filter(|&n| n <= body.len())
+                .ok_or_else(|| Error::invalid(format!("header `{HEADER_LENGTH}` must be a length within the body")))?,
+        ),
+    };
+    let (json_part, mut binary) = match header_length {
+        Some(n) => (&body[..n], &body[n..]),
+        None => (body, &body[body.len()..]),
+    };
+    let mut object = parse_json_object(json_part).map_err(|e| {
+        let is_json = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.to_ascii_lowercase().contains("json"));
+        if header_length.is_none() && !is_json {
+            Error::invalid(format!("{e} (binary tensor requests need the `{HEADER_LENGTH}` header)"))
+        } else {
+            e
+        }
+    })?;
+    let id = match object.remove("id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s),
+        Some(other) => return Err(Error::invalid(format!("`id` must be a string, got {other}"))),
+    };
+    let binary_output = bool_param(object.get("parameters"), "binary_data_output")?.unwrap_or(false);
+    let inputs_json = match object.remove("inputs") {
+        Some(Value::Array(items)) if !items.is_empty() => items,
+        Some(Value::Array(_)) => return Err(Error::invalid("`inputs` is empty")),
+        Some(_) => return Err(Error::invalid("`inputs` must be a list")),
+        None => return Err(Error::invalid("missing `inputs`")),
+    };
+    let mut inputs = Vec::with_capacity(inputs_json.len());
+    for (i, item) in inputs_json.into_iter().enumerate() {
+        let Value::Object(mut item) = item else { return Err(Error::invalid(format!("inputs[{i}] must be an object"))) };
+        let name = match item.remove("name") {
+            Some(Value::String(s)) => s,
+            _ => return Err(Error::invalid(format!("inputs[{i}]: missing string `name`"))),
+        };
+        let shape = match item.get("shape") {
+            Some(Value::Array(dims)) => dims
+                .iter()
+                .map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok()))
+                .collect::<Option<Vec<usize>>>()
+                .ok_or_else(|| Error::invalid(format!("input `{name}`: `shape` must be a list of non-negative integers")))?,
+            _ => return Err(Error::invalid(format!("input `{name}`: missing `shape`"))),
+        };
+        let datatype = match item.get("datatype") {
+            Some(Value::String(s)) => Datatype::parse(s).ok_or_else(|| Error::invalid(format!("input `{name}`: unknown datatype `{s}`")))?,
+            _ => return Err(Error::invalid(format!("input `{name}`: missing `datatype`"))),
+        };
+        let binary_size = int_param(item.get("parameters"), "binary_data_size")
+            .map_err(|e| Error::invalid(format!("input `{name}`: {e}")))?;
+        let data = match binary_size {
+            Some(size) => {
+                if size > binary.len() {
+                    return Err(Error::invalid(format!(
+                        "input `{name}`: binary_data_size {size} is more than the {} bytes left in the body",
+                        binary.len()
+                    )));
+                }
+                let (mine, rest) = binary.split_at(size);
+                binary = rest;
+                tensor::decode_binary(&name, datatype, &shape, mine)?
+            }
+            None => match item.get("data") {
+                Some(data) => tensor::decode_json(&name, datatype, &shape, data)?,
+                None => return Err(Error::invalid(format!("input `{name}`: missing `data`"))),
+            },
+        };
+        inputs.push(Tensor { name, shape, data });
+    }
+    if !binary.is_empty() {
+        return Err(Error::invalid(format!("{} bytes of binary data are not claimed by any input", binary.len())));
+    }
+    let outputs = match object.remove("outputs") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(items)) => Some(
+            items
+                .into_iter()
+                .enumerate()
+                .map(|(i, item)| {
+                    let name = item
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .ok_or_else(|| Error::invalid(format!("outputs[{i}]: missing string `name`")))?
+                        .to_owned();
+                    let binary = bool_param(item.get("parameters"), "binary_data")?;
+                    Ok(RequestedOutput { name, binary })
+                })
+                .collect::<Result<Vec<_>>>()?,
+        ),
+        Some(_) => return Err(Error::invalid("`outputs` must be a list")),
+    };
+    Ok(InferRequest { id, inputs, outputs, binary_output })
+}
+
+fn bool_param(parameters: Option<&Value>, key: &str) -> Result<Option<bool>> {
+    match parameters.and_then(|p| p.get(key)) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(other) => Err(Error::invalid(format!("parameter `{key}` must be a boolean, got {other}"))),
+    }
+}
+
+fn int_param(parameters: Option<&Value>, key: &str) -> Result<Option<usize>> {
+    match parameters.and_then(|p| p.get(key)) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .and_then(|n| usize::try_from(n).ok())
+            .map(Some)
+            .ok_or_else(|| Error::invalid(format!("parameter `{key}` must be a non-negative integer, got {v}"))),
+    }
+}
+
+fn build_infer_response(
+    model: &str,
+    version: &str,
+    id: Option<String>,
+    requested: Option<Vec<RequestedOutput>>,
+    binary_output: bool,
+    outputs: Vec<Tensor>,
+) -> Result<Response> {
+    let selected: Vec<(Tensor, bool)> = match requested {
+        None => outputs.into_iter().map(|t| (t, binary_output)).collect(),
+        Some(requested) => {
+            let mut outputs: Vec<Option<Tensor>> = outputs.into_iter().map(Some).collect();
+            let mut selected = Vec::with_capacity(requested.len());
+            for r in requested {
+                let position = outputs.iter().position(|o| o.as_ref().is_some_and(|t| t.name == r.name));
+                let tensor = position.and_then(|i| outputs[i].take()).ok_or_else(|| {
+                    Error::invalid(format!("model `{model}` has no output `{}` (or it was requested twice)", r.name))
+                })?;
+                selected.push((tensor, r.binary.unwrap_or(binary_output)));
+            }
+            selected
+        }
+    };
+    let id = id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let mut binary_tail: Vec<u8> = Vec::new();
+    let outputs_json: Vec<Value> = selected
+        .iter()
+        .map(|(t, binary)| {
+            if *binary {
+                let bytes = t.to_binary();
+                let size = bytes.len();
+                binary_tail.extend_from_slice(&bytes);
+                json!({"name": t.name, "datatype": t.datatype().name(), "shape": t.shape, "parameters": {"binary_data_size": size}})
+            } else {
+                json!({"name": t.name, "datatype": t.datatype().name(), "shape": t.shape, "data": t.data_json()})
+            }
+        })
+        .collect();
+    let body = json!({"model_name": model, "model_version": version, "id": id, "outputs": outputs_json});
+    let mut bytes = serde_json::to_vec(&body).map_err(|e| Error::Internal(format!("cannot encode the response: {e}")))?;
+    if binary_tail.is_empty() {
+        return Ok((StatusCode::OK, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], bytes).into_response());
+    }
+    let json_length = bytes.len();
+    bytes.extend_from_slice(&binary_tail);
+    Ok((
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream")),
+            (header::HeaderName::from_static(HEADER_LENGTH), HeaderValue::from(json_length)),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+// ---------------------------------------------------------------------------------------------- V1
+
+/// `GET /v1/models/NAME`.
+async fn v1_model_ready(State(state): AppStateRef, Path(name): Path<String>) -> Result<Response> {
+    state.repo.resolve(&name, None)?;
+    Ok(json_response(StatusCode::OK, &json!({"name": name, "ready": true})))
+}
+
+/// `POST /v1/models/NAME:predict` (and `:explain`, which has no explainer here).
+async fn v1_predict(State(state): AppStateRef, Path(target): Path<String>, headers: HeaderMap, body: Body) -> Result<Response> {
+    let (name, verb) = match target.rsplit_once(':') {
+        Some((name, verb)) => (name, verb),
+        None => return Ok(error_response(StatusCode::METHOD_NOT_ALLOWED, "use POST /v1/models/NAME:predict")),
+    };
+    let loaded = state.repo.resolve(name, None)?;
+    match verb {
+        "predict" => {}
+        "explain" => return Ok(error_response(StatusCode::NOT_IMPLEMENTED, &format!("model `{name}` has no explainer"))),
+        other => return Err(Error::ModelNotFound(format!("{name}:{other}"))),
+    }
+    let body = read_body(&state, &headers, body).await?;
+    let mut object = parse_json_object(&body).map_err(|e| Error::invalid(format!("unrecognized request format: {e}")))?;
+    let rows = match object.remove("instances").or_else(|| object.remove("inputs")) {
+        Some(Value::Array(rows)) => rows,
+        Some(_) => return Err(Error::invalid("`instances` must be a list")),
+        None => return Err(Error::invalid("unrecognized request format: expected `instances` or `inputs`")),
+    };
+    let specs = loaded.runtime.inputs();
+    if specs.len() != 1 {
+        return Err(Error::invalid(format!("V1 predict needs a model with one input; `{name}` has {}", specs.len())));
+    }
+    let spec = &specs[0];
+    let n_rows = rows.len();
+    let mut row_shape: Option<Vec<usize>> = None;
+    let mut values = Vec::new();
+    for (i, row) in rows.iter().enumerate() {
+        let mut shape = Vec::new();
+        collect_row(row, &mut shape, 0, &mut values).map_err(|e| Error::invalid(format!("instances[{i}]: {e}")))?;
+        match &row_shape {
+            None => row_shape = Some(shape),
+            Some(first) if *first != shape => {
+                return Err(Error::invalid(format!("instances[{i}]: shape {shape:?} differs from the first instance's {first:?}")))
+            }
+            Some(_) => {}
+        }
+    }
+    let mut shape = vec![n_rows];
+    shape.extend(row_shape.unwrap_or_else(|| spec.shape.iter().skip(1).map(|&d| d.max(0) as usize).collect()));
+    let datatype = if spec.datatype.is_numeric() { spec.datatype } else { Datatype::Fp64 };
+    let data = TensorData::Fp64(values).cast_numeric(datatype).unwrap_or(TensorData::Fp64(Vec::new()));
+    let input = Tensor { name: spec.name.clone(), shape, data };
+    let result = state.repo.infer(name, None, vec![input]).await?;
+    let first = result.outputs.into_iter().next().ok_or_else(|| Error::Internal(format!("model `{name}` returned no output")))?;
+    Ok(json_response(StatusCode::OK, &json!({"predictions": v1_predictions(&first)})))
+}
+
+/// Flattens one V1 instance (a number or nested lists of numbers), recording its shape.
+fn collect_row(value: &Value, shape: &mut Vec<usize>, depth: usize, out: &mut Vec<f64>) -> std::result::Result<(), String> {
+    match value {
+        Value::Number(n) => {
+            out.push(n.as_f64().ok_or("number out of range")?);
+            Ok(())
+        }
+        Value::Bool(b) => {
+            out.push(f64::from(u8::from(*b)));
+            Ok(())
+        }
+        Value::Array(items) => {
+            if shape.len() == depth {
+                shape.push(items.len());
+            } else if shape[depth] != items.len() {
+                return Err("ragged nested lists".into());
+            }
+            items.iter().try_for_each(|item| collect_row(item, shape, depth + 1, out))
+        }
+        _ => Err("instances must be numbers or lists of numbers".into()),
+    }
+}
+
+/// One prediction per row of the output: scalars for a [N] output, nested lists otherwise.
+fn v1_predictions(output: &Tensor) -> Value {
+    let flat = match &output.data {
+        TensorData::Bytes(items) => items
+            .iter()
+            .map(|b| {
+                let s = String::from_utf8_lossy(b);
+                match s.parse::<i64>() {
+                    Ok(n) => json!(n),
+                    Err(_) => match s.parse::<f64>().ok().and_then(serde_json::Number::from_f64) {
+                        Some(n) => Value::Number(n),
+                        None => Value::String(s.into_owned()),
+                    },
+                }
+            })
+            .collect(),
+        _ => match output.data_json() {
+            Value::Array(items) => items,
+            other => vec![other],
+        },
+    };
+    let rows = output.rows();
+    if output.shape.len() <= 1 || rows == 0 {
+        return Value::Array(flat);
+    }
+    let per_row = flat.len() / rows;
+    let mut iter = flat.into_iter();
+    Value::Array((0..rows).map(|_| nest(&mut iter, &output.shape[1..], per_row)).collect())
+}
+
+fn nest(iter: &mut impl Iterator<Item = Value>, dims: &[usize], count: usize) -> Value {
+    match dims {
+        [] | [_] => Value::Array(iter.take(count).collect()),
+        [d, rest @ ..] => {
+            let inner = if *d == 0 { 0 } else { count / d };
+            Value::Array((0..*d).map(|_| nest(iter, rest, inner)).collect())
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------ repository
+
+async fn repository_index(State(state): AppStateRef, headers: HeaderMap, body: Body) -> Result<Response> {
+    let body = read_body(&state, &headers, body).await?;
+    parse_optional_object(&body)?;
+    let entries: Vec<Value> = state
+        .repo
+        .index()
+        .into_iter()
+        .map(|s| {
+            json!({"name": s.model, "version": s.version, "state": "READY", "reason": "",
+                   "default": s.is_default, "canary_percent": s.canary_percent})
+        })
+        .collect();
+    Ok(json_response(StatusCode::OK, &Value::Array(entries)))
+}
+
+fn parameters(object: &Map<String, Value>) -> Result<Map<String, Value>> {
+    match object.get("parameters") {
+        None | Some(Value::Null) => Ok(Map::new()),
+        Some(Value::Object(p)) => Ok(p.clone()),
+        Some(_) => Err(Error::invalid("`parameters` must be an object")),
+    }
+}
+
+fn string_param(parameters: &Map<String, Value>, key: &str) -> Result<Option<String>> {
+    match parameters.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(other) => Err(Error::invalid(format!("parameter `{key}` must be a string, got {other}"))),
+    }
+}
+
+/// `POST /v2/repository/models/NAME/load`, body `{"parameters": {"path", "version", "default"}}`; without
+/// a path the model's default version is reloaded from its file.
+async fn repository_load(State(state): AppStateRef, Path(name): Path<String>, headers: HeaderMap, body: Body) -> Result<Response> {
+    let body = read_body(&state, &headers, body).await?;
+    let params = parameters(&parse_optional_object(&body)?)?;
+    let mut version = string_param(&params, "version")?;
+    let make_default = bool_param(Some(&Value::Object(params.clone())), "default")?.unwrap_or(true);
+    let path = match string_param(&params, "path")? {
+        Some(p) => std::path::PathBuf::from(p),
+        None => {
+            let current = state.repo.resolve(&name, version.as_deref())?;
+            version = Some(current.version.clone());
+            current.path.clone()
+        }
+    };
+    let repo = state.repo.clone();
+    let model = name.clone();
+    let loaded = tokio::task::spawn_blocking(move || repo.load(&model, version.as_deref(), &path, make_default))
+        .await
+        .map_err(|e| Error::Internal(format!("load task failed: {e}")))??;
+    Ok(json_response(StatusCode::OK, &json!({"name": name, "version": loaded, "load": true})))
+}
+
+/// `POST /v2/repository/models/NAME/unload`, body optionally `{"parameters": {"version": "2"}}`.
+async fn repository_unload(State(state): AppStateRef, Path(name): Path<String>, headers: HeaderMap, body: Body) -> Result<Response> {
+    let body = read_body(&state, &headers, body).await?;
+    let params = parameters(&parse_optional_object(&body)?)?;
+    let version = string_param(&params, "version")?;
+    state.repo.unload(&name, version.as_deref())?;
+    Ok(json_response(StatusCode::OK, &json!({"name": name, "unload": true})))
+}
+
+/// `POST /v2/repository/models/NAME/traffic` (SecondRow's own call), body
+/// `{"default": "2", "canary": {"version": "3", "percent": 10}}`; `"canary": null` removes the canary.
+async fn repository_traffic(State(state): AppStateRef, Path(name): Path<String>, headers: HeaderMap, body: Body) -> Result<Response> {
+    let body = read_body(&state, &headers, body).await?;
+    let object = parse_json_object(&body)?;
+    let default = string_param(&object, "default")?;
+    let canary = match object.get("canary") {
+        None => None,
+        Some(Value::Null) => Some(None),
+        Some(Value::Object(c)) => {
+            let version = string_param(c, "version")?.ok_or_else(|| Error::invalid("`canary` needs a `version`"))?;
+            let percent = c
+                .get("percent")
+                .and_then(Value::as_u64)
+                .and_then(|p| u32::try_from(p).ok())
+                .ok_or_else(|| Error::invalid("`canary` needs an integer `percent`"))?;
+            Some(Some((version, percent)))
+        }
+        Some(_) => return Err(Error::invalid("`canary` must be an object or null")),
+    };
+    state.repo.set_traffic(&name, default.as_deref(), canary.as_ref().map(|c| c.as_ref().map(|(v, p)| (v.as_str(), *p))))?;
+    let entries: Vec<Value> = state
+        .repo
+        .index()
+        .into_iter()
+        .filter(|s| s.model == name)
+        .map(|s| json!({"version": s.version, "default": s.is_default, "canary_percent": s.canary_percent}))
+        .collect();
+    Ok(json_response(StatusCode::OK, &json!({"name": name, "versions": entries})))
+}

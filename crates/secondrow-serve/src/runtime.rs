@@ -1,0 +1,265 @@
+//! Model runtimes: what a loaded model file can do — describe its inputs and outputs and predict on a
+//! batch of tensors. Two are built in: ONNX through tract (pure Rust) and SecondRow's own model format
+//! from `secondrow-ml`. A runtime never sees HTTP; inputs reach it already checked against its
+//! [`TensorSpec`]s (see `repository::check_inputs`).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tract_onnx::prelude::*;
+use tract_onnx::tract_hir::infer::Factoid;
+
+use crate::tensor::{Datatype, Tensor as V2Tensor, TensorData};
+
+/// Name, datatype and shape (`-1` for a variable dimension) of a model input or output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorSpec {
+    pub name: String,
+    pub datatype: Datatype,
+    pub shape: Vec<i64>,
+}
+
+/// A loaded model file.
+pub trait Runtime: Send + Sync + 'static {
+    /// The V2 metadata `platform` string.
+    fn platform(&self) -> &'static str;
+    fn inputs(&self) -> &[TensorSpec];
+    fn outputs(&self) -> &[TensorSpec];
+    /// Whether input `index` takes `datatype` (by default only its declared one).
+    fn accepts(&self, index: usize, datatype: Datatype) -> bool {
+        self.inputs().get(index).is_some_and(|spec| spec.datatype == datatype)
+    }
+    /// Predicts on inputs given in the order of [`Runtime::inputs`]; returns every output in the order
+    /// of [`Runtime::outputs`]. The error is a message for the client.
+    fn predict(&self, inputs: Vec<V2Tensor>) -> Result<Vec<V2Tensor>, String>;
+}
+
+/// Loads a model file, choosing the runtime by its extension: `.onnx` for ONNX, anything else is read
+/// as a SecondRow model file (JSON).
+pub fn load(path: &Path) -> Result<Arc<dyn Runtime>, String> {
+    let is_onnx = path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("onnx"));
+    if is_onnx {
+        Ok(Arc::new(OnnxRuntime::load(path)?))
+    } else {
+        Ok(Arc::new(BuiltinRuntime::load(path)?))
+    }
+}
+
+/// An ONNX graph optimized and planned by tract; the variable batch dimension stays symbolic.
+pub struct OnnxRuntime {
+    plan: Arc<TypedRunnableModel>,
+    inputs: Vec<TensorSpec>,
+    outputs: Vec<TensorSpec>,
+}
+
+impl OnnxRuntime {
+    pub fn load(path: &Path) -> Result<OnnxRuntime, String> {
+        let mut model = tract_onnx::onnx().model_for_path(path).map_err(|e| format!("{e:#}"))?;
+        let batch = model.sym("N");
+        let mut inputs = Vec::new();
+        for (index, outlet) in model.input_outlets().map_err(|e| e.to_string())?.to_vec().into_iter().enumerate() {
+            let name = model.node(outlet.node).name.clone();
+            let fact = model.input_fact(index).map_err(|e| e.to_string())?.clone();
+            let datum = fact.datum_type.concretize().ok_or_else(|| format!("input `{name}` has no element type"))?;
+            let datatype = datatype_of(datum).ok_or_else(|| format!("input `{name}`: element type {datum:?} is not a V2 datatype"))?;
+            let mut dims: Vec<TDim> = Vec::new();
+            let mut shape = Vec::new();
+            for (j, dim) in fact.shape.dims().enumerate() {
+                match dim.concretize().and_then(|d| d.to_i64().ok()) {
+                    Some(d) => {
+                        dims.push(TDim::Val(d));
+                        shape.push(d);
+                    }
+                    None if j == 0 => {
+                        dims.push(TDim::Sym(batch.clone()));
+                        shape.push(-1);
+                    }
+                    None => return Err(format!("input `{name}`: dimension {j} is not fixed (only the first may vary)")),
+                }
+            }
+            model
+                .set_input_fact(index, InferenceFact::dt_shape(datum, dims))
+                .map_err(|e| format!("input `{name}`: {e:#}"))?;
+            inputs.push(TensorSpec { name, datatype, shape });
+        }
+        let output_names: Vec<String> = model
+            .output_outlets()
+            .map_err(|e| e.to_string())?
+            .iter()
+            .map(|o| model.outlet_label(*o).map(str::to_owned).unwrap_or_else(|| model.node(o.node).name.clone()))
+            .collect();
+        let typed = model.into_optimized().map_err(|e| format!("{e:#}"))?;
+        let mut outputs = Vec::new();
+        for (index, name) in output_names.into_iter().enumerate() {
+            let fact = typed.output_fact(index).map_err(|e| e.to_string())?;
+            let datatype = datatype_of(fact.datum_type)
+                .ok_or_else(|| format!("output `{name}`: element type {:?} is not a V2 datatype", fact.datum_type))?;
+            let shape = fact.shape.iter().map(|d| d.to_i64().unwrap_or(-1)).collect();
+            outputs.push(TensorSpec { name, datatype, shape });
+        }
+        let plan = typed.into_runnable().map_err(|e| format!("{e:#}"))?;
+        Ok(OnnxRuntime { plan, inputs, outputs })
+    }
+}
+
+impl Runtime for OnnxRuntime {
+    fn platform(&self) -> &'static str {
+        "onnx"
+    }
+    fn inputs(&self) -> &[TensorSpec] {
+        &self.inputs
+    }
+    fn outputs(&self) -> &[TensorSpec] {
+        &self.outputs
+    }
+    fn predict(&self, inputs: Vec<V2Tensor>) -> Result<Vec<V2Tensor>, String> {
+        let values: TVec<TValue> = inputs.into_iter().map(|t| to_tract(t).map(TValue::from)).collect::<Result<_, String>>()?;
+        let results = self.plan.run(values).map_err(|e| format!("{e:#}"))?;
+        results
+            .into_iter()
+            .zip(&self.outputs)
+            .map(|(value, spec)| from_tract(&spec.name, &value))
+            .collect()
+    }
+}
+
+fn datatype_of(datum: DatumType) -> Option<Datatype> {
+    Some(match datum {
+        DatumType::Bool => Datatype::Bool,
+        DatumType::U8 => Datatype::Uint8,
+        DatumType::U16 => Datatype::Uint16,
+        DatumType::U32 => Datatype::Uint32,
+        DatumType::U64 => Datatype::Uint64,
+        DatumType::I8 => Datatype::Int8,
+        DatumType::I16 => Datatype::Int16,
+        DatumType::I32 => Datatype::Int32,
+        DatumType::I64 => Datatype::Int64,
+        DatumType::F16 => Datatype::Fp16,
+        DatumType::F32 => Datatype::Fp32,
+        DatumType::F64 => Datatype::Fp64,
+        DatumType::String => Datatype::Bytes,
+        // Integer arithmetic on shapes (ArgMax indices in some exported graphs) is typed TDim by tract.
+        DatumType::TDim => Datatype::Int64,
+        _ => return None,
+    })
+}
+
+fn to_tract(t: V2Tensor) -> Result<Tensor, String> {
+    let shape = t.shape;
+    let result = match t.data {
+        TensorData::Bool(v) => Tensor::from_shape(&shape, &v),
+        TensorData::Uint8(v) => Tensor::from_shape(&shape, &v),
+        TensorData::Uint16(v) => Tensor::from_shape(&shape, &v),
+        TensorData::Uint32(v) => Tensor::from_shape(&shape, &v),
+        TensorData::Uint64(v) => Tensor::from_shape(&shape, &v),
+        TensorData::Int8(v) => Tensor::from_shape(&shape, &v),
+        TensorData::Int16(v) => Tensor::from_shape(&shape, &v),
+        TensorData::Int32(v) => Tensor::from_shape(&shape, &v),
+        TensorData::Int64(v) => Tensor::from_shape(&shape, &v),
+        TensorData::Fp16(v) => Tensor::from_shape(&shape, &v),
+        TensorData::Fp32(v) => Tensor::from_shape(&shape, &v),
+        TensorData::Fp64(v) => Tensor::from_shape(&shape, &v),
+        TensorData::Bytes(v) => {
+            let strings: Vec<String> = v.into_iter().map(|b| String::from_utf8_lossy(&b).into_owned()).collect();
+            tract_ndarray::ArrayD::from_shape_vec(tract_ndarray::IxDyn(&shape), strings)
+                .map(|array| array.into_tensor())
+                .map_err(|e| anyhow::anyhow!("{e}"))
+        }
+    };
+    result.map_err(|e| format!("input `{}`: {e:#}", t.name))
+}
+
+fn from_tract(name: &str, t: &Tensor) -> Result<V2Tensor, String> {
+    fn slice<T: Datum + Clone>(name: &str, t: &Tensor) -> Result<Vec<T>, String> {
+        t.to_plain_array_view::<T>().map(|view| view.iter().cloned().collect()).map_err(|e| format!("output `{name}`: {e:#}"))
+    }
+    let data = match t.datum_type() {
+        DatumType::Bool => TensorData::Bool(slice(name, t)?),
+        DatumType::U8 => TensorData::Uint8(slice(name, t)?),
+        DatumType::U16 => TensorData::Uint16(slice(name, t)?),
+        DatumType::U32 => TensorData::Uint32(slice(name, t)?),
+        DatumType::U64 => TensorData::Uint64(slice(name, t)?),
+        DatumType::I8 => TensorData::Int8(slice(name, t)?),
+        DatumType::I16 => TensorData::Int16(slice(name, t)?),
+        DatumType::I32 => TensorData::Int32(slice(name, t)?),
+        DatumType::I64 => TensorData::Int64(slice(name, t)?),
+        DatumType::F16 => TensorData::Fp16(slice(name, t)?),
+        DatumType::F32 => TensorData::Fp32(slice(name, t)?),
+        DatumType::F64 => TensorData::Fp64(slice(name, t)?),
+        DatumType::String => TensorData::Bytes(slice::<String>(name, t)?.into_iter().map(String::into_bytes).collect()),
+        DatumType::TDim => {
+            let cast = t.cast_to::<i64>().map_err(|e| format!("output `{name}`: {e:#}"))?;
+            TensorData::Int64(slice(name, &cast)?)
+        }
+        other => return Err(format!("output `{name}`: element type {other:?} is not a V2 datatype")),
+    };
+    Ok(V2Tensor { name: name.to_owned(), shape: t.shape().to_vec(), data })
+}
+
+/// A SecondRow model file (`secondrow-ml`'s format): one input `input-0` of shape [-1, F] whose columns
+/// are the model's raw input columns; outputs `label` (class names) and `probabilities` for classifiers,
+/// `prediction` otherwise.
+pub struct BuiltinRuntime {
+    model: secondrow_ml::Model,
+    classification: bool,
+    inputs: Vec<TensorSpec>,
+    outputs: Vec<TensorSpec>,
+}
+
+/// Name of the one input of a built-in model (the name KServe's sklearn examples use).
+pub const BUILTIN_INPUT: &str = "input-0";
+
+impl BuiltinRuntime {
+    pub fn load(path: &Path) -> Result<BuiltinRuntime, String> {
+        let model = secondrow_ml::load_model(path).map_err(|e| e.to_string())?;
+        let n_features = model.input_columns().len() as i64;
+        let classification = !model.classes.is_empty();
+        let inputs = vec![TensorSpec { name: BUILTIN_INPUT.into(), datatype: Datatype::Fp32, shape: vec![-1, n_features] }];
+        let outputs = if classification {
+            vec![
+                TensorSpec { name: "label".into(), datatype: Datatype::Bytes, shape: vec![-1] },
+                TensorSpec { name: "probabilities".into(), datatype: Datatype::Fp64, shape: vec![-1, model.classes.len() as i64] },
+            ]
+        } else {
+            vec![TensorSpec { name: "prediction".into(), datatype: Datatype::Fp64, shape: vec![-1] }]
+        };
+        Ok(BuiltinRuntime { model, classification, inputs, outputs })
+    }
+}
+
+impl Runtime for BuiltinRuntime {
+    fn platform(&self) -> &'static str {
+        "secondrow"
+    }
+    fn inputs(&self) -> &[TensorSpec] {
+        &self.inputs
+    }
+    fn outputs(&self) -> &[TensorSpec] {
+        &self.outputs
+    }
+    /// Any numeric datatype: values are converted to f64, the estimators' type.
+    fn accepts(&self, index: usize, datatype: Datatype) -> bool {
+        index == 0 && datatype.is_numeric()
+    }
+    fn predict(&self, inputs: Vec<V2Tensor>) -> Result<Vec<V2Tensor>, String> {
+        let input = inputs.into_iter().next().ok_or("no input")?;
+        let n_rows = input.rows();
+        let values = input.data.to_f64().ok_or("input must be numeric")?;
+        let n_cols = if n_rows == 0 { 0 } else { values.len() / n_rows };
+        let rows: Vec<Vec<f64>> = values.chunks(n_cols.max(1)).take(n_rows).map(|c| c.to_vec()).collect();
+        let predictions = self.model.predict_rows(&rows).map_err(|e| e.to_string())?;
+        if self.classification {
+            let label = V2Tensor {
+                name: "label".into(),
+                shape: vec![n_rows],
+                data: TensorData::Bytes(predictions.labels.into_iter().map(String::into_bytes).collect()),
+            };
+            let proba = predictions.proba.ok_or("classifier returned no probabilities")?;
+            let probabilities =
+                V2Tensor { name: "probabilities".into(), shape: vec![proba.n_rows, proba.n_cols], data: TensorData::Fp64(proba.data) };
+            Ok(vec![label, probabilities])
+        } else {
+            Ok(vec![V2Tensor { name: "prediction".into(), shape: vec![n_rows], data: TensorData::Fp64(predictions.values) }])
+        }
+    }
+}
