@@ -349,6 +349,7 @@ fn apply_step(step: &FittedStep, table: &Table, label: Option<&str>) -> Result<T
                 let column = table.column(name)?;
                 let index: HashMap<&str, usize> = cats.iter().enumerate().map(|(i, c)| (c.as_str(), i)).collect();
                 let mut encoded = vec![vec![0.0; column.len()]; cats.len()];
+                #[allow(clippy::needless_range_loop)] // `row` indexes the column and every output vector
                 for row in 0..column.len() {
                     if let Some(&k) = column.cell_text(row).as_deref().and_then(|t| index.get(t)) {
                         encoded[k][row] = 1.0;

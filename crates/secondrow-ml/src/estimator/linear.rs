@@ -32,11 +32,12 @@ impl Linear {
                 let mut gram = vec![0.0; d * d];
                 let mut xty = vec![0.0; d];
                 let mut row = vec![0.0; d];
-                for i in c * chunk..((c + 1) * chunk).min(n) {
+                let rows = c * chunk..((c + 1) * chunk).min(n);
+                for (i, &y_i) in rows.clone().zip(&y[rows]) {
                     for (j, r) in row.iter_mut().enumerate() {
                         *r = x.data[i * d + j] - x_mean[j];
                     }
-                    let yi = y[i] - y_mean;
+                    let yi = y_i - y_mean;
                     for a in 0..d {
                         let ra = row[a];
                         xty[a] += ra * yi;

@@ -230,7 +230,7 @@ pub fn fit(algorithm: &str, x: &Matrix, target: &Target, params: &Params) -> Res
         "mlp" => {
             let hidden: Result<Vec<usize>> = params
                 .list("hidden")
-                .and_then(|l| if l.is_empty() { Ok(vec!["64".to_string()]) } else { Ok(l) })?
+                .map(|l| if l.is_empty() { vec!["64".to_string()] } else { l })?
                 .iter()
                 .map(|h| h.parse::<usize>().map_err(|_| Error::arg("hidden", format!("`{h}` is not a layer size"))))
                 .collect();
