@@ -855,8 +855,15 @@ impl RunDriver {
         let Some(prepared) = self.nodes[id].prepared.clone() else { return };
         let comp = self.comp(&self.nodes[id].component).clone();
         let log_dir = self.logs_dir.join(&self.nodes[id].path);
+        let mut argv = prepared.argv.clone();
+        // Built-in components call `secondrow component …`: run this very binary, wherever it is.
+        if argv.first().is_some_and(|a| a == "secondrow") {
+            if let Ok(me) = std::env::current_exe() {
+                argv[0] = me.to_string_lossy().into_owned();
+            }
+        }
         let job = ProcessJob {
-            argv: prepared.argv.clone(),
+            argv,
             env: prepared.env.clone(),
             cwd: prepared.task_root.clone(),
             stdout_log: log_dir.join("stdout.log"),
