@@ -7,7 +7,8 @@
 #
 # Needs: wrk (`apt-get install -y wrk`; run once, as root), .venv-serve (scripts/test creates it), cargo.
 # Writes bench/serve/runs/<date>-<host>/: summary.txt (the summary lines), raw/ (wrk output), README.md.
-# Env: RUNS=2 DURATION=20s KINDS="logreg forest" (passed on to bench.sh), PORT=18100.
+# Env: RUNS=2 DURATION=20s KINDS="logreg forest" (passed on to bench.sh), PORT=18100,
+#      SECONDROW_BIN=path (a release `secondrow` already built; skips the build).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 here="$root/bench/serve"
@@ -19,8 +20,11 @@ command -v wrk >/dev/null || { echo "wrk is missing: apt-get install -y wrk" >&2
 [[ -x "$py" ]] || { echo "$py is missing: run scripts/test once (it creates .venv-serve)" >&2; exit 1; }
 
 echo "== building secondrow (release) and the ceiling server"
-CARGO_TARGET_DIR="$root/target/serve-release" cargo build --release -p secondrow --manifest-path "$root/Cargo.toml"
-bin="$root/target/serve-release/release/secondrow"
+bin="${SECONDROW_BIN:-}"
+if [[ -z "$bin" ]]; then
+  CARGO_TARGET_DIR="$root/target/serve-release" cargo build --release -p secondrow --manifest-path "$root/Cargo.toml"
+  bin="$root/target/serve-release/release/secondrow"
+fi
 CARGO_TARGET_DIR="$root/target/serve-ceiling" cargo build --release --manifest-path "$shared/ceiling/Cargo.toml"
 ceiling="$root/target/serve-ceiling/release/serving-ceiling"
 
