@@ -10,8 +10,10 @@
 //!
 //! This crate knows nothing about scheduling; it stores what the engine tells it.
 
+mod api;
 mod artifact_store;
 mod records;
+mod recurring;
 
 use std::str::FromStr;
 
@@ -19,7 +21,9 @@ use serde_json::Value;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
+pub use api::{PipelineRecord, PipelineVersionRecord};
 pub use artifact_store::ArtifactStore;
+pub use recurring::{NewRecurringRun, RecurringRunRecord};
 pub use records::*;
 
 #[derive(Debug, thiserror::Error)]

@@ -5,6 +5,7 @@
 //! parameters, unknown ids, usage errors).
 
 mod progress;
+mod server;
 mod serve;
 
 use std::path::{Path, PathBuf};
@@ -55,6 +56,8 @@ enum Command {
     Runs(RunsCommand),
     /// Serve model files over KServe V1 and the Open Inference Protocol V2 (ONNX and SecondRow models).
     Serve(serve::ServeArgs),
+    /// Serve the Kubeflow Pipelines v2beta1 REST API (kfp.Client works against it); runs execute here.
+    Server(server::ServerArgs),
     /// Print the captured stdout/stderr of a run's tasks.
     Logs {
         run_id: String,
@@ -321,6 +324,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve(args) => serve::run(args).await,
+        Command::Server(args) => server::run(&cli.settings, args).await,
         Command::Logs { run_id, task } => {
             let home = Home::resolve(&cli.settings)?;
             let store = home.store().await?;

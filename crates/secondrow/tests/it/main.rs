@@ -1,5 +1,6 @@
 //! Integration tests of the `secondrow` binary: real processes, the real kfp SDK, a real SQLite file.
 
+mod api;
 mod bad_input;
 mod durability;
 mod extras;

@@ -1,0 +1,80 @@
+//! Experiments: create, get, list, archive/unarchive, delete.
+
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use secondrow_store::Experiment;
+
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{split_action, ApiJson, ApiPath, ApiQuery};
+use crate::list::{page_json, paginate, ListQuery};
+use crate::{ts, AppState};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/experiments", post(create).get(list))
+        .route("/experiments/{id}", get(get_one).delete(delete).post(action))
+}
+
+pub const KEYS: &[&str] = &["experiment_id", "display_name", "description", "namespace", "storage_state", "created_at"];
+
+pub fn wire(e: &Experiment) -> Value {
+    json!({
+        "experiment_id": e.id,
+        "display_name": e.display_name,
+        "description": e.description,
+        "namespace": e.namespace,
+        "storage_state": e.storage_state,
+        "created_at": ts(Some(e.created_at)),
+    })
+}
+
+#[derive(Deserialize)]
+struct CreateBody {
+    #[serde(default)]
+    display_name: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    namespace: Option<String>,
+}
+
+async fn create(State(s): State<AppState>, ApiJson(body): ApiJson<CreateBody>) -> ApiResult<Json<Value>> {
+    if body.display_name.trim().is_empty() {
+        return Err(ApiError::invalid("experiment display_name must not be empty"));
+    }
+    let e = s
+        .store()
+        .create_experiment(&body.display_name, body.description.as_deref().unwrap_or(""), body.namespace.as_deref().unwrap_or(""))
+        .await?;
+    Ok(Json(wire(&e)))
+}
+
+async fn get_one(State(s): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(wire(&s.store().get_experiment(&id).await?)))
+}
+
+async fn list(State(s): State<AppState>, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Json<Value>> {
+    let ns = q.namespace.as_deref();
+    let items = s.store().list_experiments(ns).await?.iter().map(wire).collect();
+    Ok(Json(page_json("experiments", paginate(items, &q, KEYS)?)))
+}
+
+async fn delete(State(s): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Value>> {
+    s.store().delete_experiment(&id).await?;
+    Ok(Json(json!({})))
+}
+
+async fn action(State(s): State<AppState>, ApiPath(id_action): ApiPath<String>) -> ApiResult<Json<Value>> {
+    let (id, action) = split_action(&id_action)?;
+    let storage = match action {
+        "archive" => "ARCHIVED",
+        "unarchive" => "AVAILABLE",
+        other => return Err(ApiError::NotFound(format!("unknown experiment method `{other}`"))),
+    };
+    s.store().set_experiment_storage_state(id, storage).await?;
+    Ok(Json(json!({})))
+}

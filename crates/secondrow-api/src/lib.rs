@@ -1,0 +1,181 @@
+//! The Kubeflow Pipelines v2beta1 REST API over the SecondRow engine, so that `kfp.Client` works unchanged.
+//!
+//! One module per resource ([`healthz`], [`experiments`], [`pipelines`], [`runs`], [`recurring_runs`]) holds
+//! its routes, handlers and wire types; wire JSON is built by hand from store records and never leaks into
+//! the engine. Errors map to HTTP statuses and KFP's grpc-gateway error JSON in one place ([`error`]).
+//! Runs execute inside the server: the [`Supervisor`] owns one tokio task per executing run and its cancel
+//! switch; the recurring-run scheduler ([`recurring_runs::scheduler`]) starts runs on their triggers.
+
+pub mod error;
+pub mod experiments;
+mod extract;
+pub mod healthz;
+pub mod list;
+pub mod metrics;
+pub mod openapi;
+pub mod pipelines;
+pub mod recurring_runs;
+pub mod runs;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::Router;
+use tokio::sync::watch;
+
+use secondrow_engine::{Engine, RunControl};
+use secondrow_store::{RunState, Store, TaskState};
+
+pub use error::{ApiError, ApiResult};
+
+/// Shared server state. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Engine,
+    pub supervisor: Arc<Supervisor>,
+    pub metrics: Arc<metrics::Metrics>,
+}
+
+impl AppState {
+    pub fn new(engine: Engine) -> AppState {
+        AppState {
+            supervisor: Arc::new(Supervisor::new(engine.clone())),
+            engine,
+            metrics: Arc::new(metrics::Metrics::default()),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        self.engine.store()
+    }
+}
+
+/// Every route under `/apis/v2beta1`, plus `/metrics`.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .merge(healthz::routes())
+        .merge(experiments::routes())
+        .merge(pipelines::routes())
+        .merge(runs::routes())
+        .merge(recurring_runs::routes())
+        .merge(openapi::routes());
+    Router::new()
+        .nest("/apis/v2beta1", api)
+        .merge(metrics::routes())
+        .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::observe))
+        .layer(DefaultBodyLimit::max(64 * 1024 * 1024))
+        .with_state(state)
+}
+
+/// Owns the executing runs: one tokio task each, with its cancel switch.
+pub struct Supervisor {
+    engine: Engine,
+    active: Mutex<HashMap<String, watch::Sender<bool>>>,
+}
+
+impl Supervisor {
+    fn new(engine: Engine) -> Supervisor {
+        Supervisor { engine, active: Mutex::new(HashMap::new()) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, watch::Sender<bool>>> {
+        self.active.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts executing a run (`resume`: keep tasks that already succeeded). No-op if it is executing.
+    pub fn start(self: &Arc<Self>, run_id: &str, resume: bool) {
+        let (tx, rx) = watch::channel(false);
+        {
+            let mut active = self.lock();
+            if active.contains_key(run_id) {
+                return;
+            }
+            active.insert(run_id.to_owned(), tx);
+        }
+        let this = self.clone();
+        let id = run_id.to_owned();
+        tokio::spawn(async move {
+            let control = RunControl { cancel: rx, progress: None, tail_logs: false };
+            let result =
+                if resume { this.engine.resume(&id, control, true).await } else { this.engine.execute(&id, control).await };
+            match result {
+                Ok(run) => tracing::info!(run_id = %id, state = %run.state, "run finished"),
+                Err(e) => tracing::warn!(run_id = %id, error = %e, "run ended with an engine error"),
+            }
+            this.lock().remove(&id);
+        });
+    }
+
+    pub fn is_active(&self, run_id: &str) -> bool {
+        self.lock().contains_key(run_id)
+    }
+
+    pub fn active_count(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Asks an executing run to stop; false when it is not executing here.
+    pub fn cancel(&self, run_id: &str) -> bool {
+        match self.lock().get(run_id) {
+            Some(tx) => {
+                let _ = tx.send(true);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Waits until a run is no longer executing (bounded).
+    pub async fn wait_idle(&self, run_id: &str, timeout: Duration) {
+        let start = std::time::Instant::now();
+        while self.is_active(run_id) && start.elapsed() < timeout {
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+/// Restart recovery: runs left PENDING or RUNNING by a previous process are resumed (their completed tasks
+/// are kept), runs left CANCELING become CANCELED. Returns how many runs were resumed.
+pub async fn recover(state: &AppState) -> ApiResult<usize> {
+    let store = state.store();
+    for run in store.list_runs_in_states(&[RunState::Canceling]).await? {
+        store.close_open_tasks(&run.id, TaskState::Canceled, "canceled").await?;
+        store.set_run_state(&run.id, RunState::Canceled, Some("canceled")).await?;
+    }
+    let unfinished = store.list_runs_in_states(&[RunState::Pending, RunState::Running]).await?;
+    for run in &unfinished {
+        tracing::info!(run_id = %run.id, state = %run.state, "resuming run after restart");
+        state.supervisor.start(&run.id, true);
+    }
+    Ok(unfinished.len())
+}
+
+/// RFC 3339 (UTC, milliseconds) for store times; KFP's `1970-01-01T00:00:00Z` for "not yet".
+pub fn ts(ms: Option<i64>) -> String {
+    match ms.and_then(chrono::DateTime::from_timestamp_millis) {
+        Some(t) => t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        None => "1970-01-01T00:00:00Z".to_owned(),
+    }
+}
+
+/// Parses an RFC 3339 time from a request into epoch ms.
+pub fn parse_ts(field: &str, s: &str) -> ApiResult<i64> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.timestamp_millis())
+        .map_err(|e| ApiError::invalid(format!("{field}: `{s}` is not an RFC 3339 time: {e}")))
+}
+
+/// Serves the API on `listener` until `shutdown` completes, with the recurring-run scheduler running.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let scheduler = tokio::spawn(recurring_runs::scheduler(state.clone()));
+    let result = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await;
+    scheduler.abort();
+    result
+}

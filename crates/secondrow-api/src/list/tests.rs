@@ -1,0 +1,66 @@
+use serde_json::{json, Value};
+
+use super::*;
+
+const KEYS: &[&str] = &["display_name", "state", "created_at"];
+
+fn items() -> Vec<Value> {
+    (0..5)
+        .map(|i| {
+            json!({"id": i, "display_name": format!("r{i}"), "state": if i % 2 == 0 { "SUCCEEDED" } else { "FAILED" },
+                   "created_at": format!("2026-01-01T00:00:0{i}Z")})
+        })
+        .collect()
+}
+
+fn check(filter: &str, sort: &str, size: &str, expect: &[i64]) {
+    let q = ListQuery { filter: Some(filter.into()), sort_by: Some(sort.into()), page_size: Some(size.into()), ..Default::default() };
+    let page = paginate(items(), &q, KEYS).unwrap();
+    let ids: Vec<i64> = page.items.iter().map(|v| v["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, expect);
+}
+
+#[test]
+fn filters_by_name_or_number() {
+    check(r#"{"predicates":[{"operation":"EQUALS","key":"state","string_value":"FAILED"}]}"#, "", "10", &[1, 3]);
+    check(r#"{"predicates":[{"operation":1,"key":"display_name","stringValue":"r2"}]}"#, "", "10", &[2]);
+    check(r#"{"predicates":[{"operation":"IN","key":"display_name","string_values":{"values":["r0","r4"]}}]}"#, "", "10", &[0, 4]);
+    check(r#"{"predicates":[{"operation":"GREATER_THAN","key":"created_at","timestamp_value":"2026-01-01T00:00:02Z"}]}"#, "", "10", &[3, 4]);
+    check(r#"{"predicates":[{"operation":"IS_SUBSTRING","key":"name","string_value":"3"}]}"#, "", "10", &[3]);
+}
+
+#[test]
+fn sorts_and_pages() {
+    check("", "created_at desc", "10", &[4, 3, 2, 1, 0]);
+    check("", "display_name", "2", &[0, 1]);
+    let q = ListQuery { page_size: Some("2".into()), ..Default::default() };
+    let mut seen = Vec::new();
+    let mut token = None;
+    loop {
+        let q = ListQuery { page_token: token.clone(), ..ListQuery { page_size: q.page_size.clone(), ..Default::default() } };
+        let page = paginate(items(), &q, KEYS).unwrap();
+        assert_eq!(page.total_size, 5);
+        seen.extend(page.items.iter().map(|v| v["id"].as_i64().unwrap()));
+        token = page.next_page_token;
+        if token.is_none() {
+            break;
+        }
+    }
+    assert_eq!(seen, [0, 1, 2, 3, 4]);
+}
+
+#[test]
+fn rejects_unknown_keys_operations_and_tokens() {
+    for (filter, sort, token) in [
+        (r#"{"predicates":[{"operation":"EQUALS","key":"nope","string_value":"x"}]}"#, "", ""),
+        (r#"{"predicates":[{"operation":"LIKE","key":"state","string_value":"x"}]}"#, "", ""),
+        (r#"{"predicates":[{"operation":4,"key":"state","string_value":"x"}]}"#, "", ""),
+        ("{not json", "", ""),
+        ("", "nope", ""),
+        ("", "state sideways", ""),
+        ("", "", "garbage"),
+    ] {
+        let q = ListQuery { filter: Some(filter.into()), sort_by: Some(sort.into()), page_token: Some(token.into()), ..Default::default() };
+        assert!(matches!(paginate(items(), &q, KEYS), Err(ApiError::InvalidArgument(_))), "{filter} {sort} {token}");
+    }
+}

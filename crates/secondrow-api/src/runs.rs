@@ -1,0 +1,303 @@
+//! Runs: create (from a spec or a pipeline version), get (with task details), list, terminate, retry,
+//! archive/unarchive, delete. Creation validates everything before anything is written.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use secondrow_engine::{RunOptions, Submission};
+use secondrow_spec::Pipeline;
+use secondrow_store::{EventRecord, RunRecord, RunState, TaskRecord, TaskState};
+
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{split_action, ApiJson, ApiPath, ApiQuery};
+use crate::list::{page_json, paginate, ListQuery};
+use crate::{ts, AppState};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/runs", post(create).get(list))
+        .route("/runs/{id}", get(get_one).delete(delete).post(action))
+}
+
+pub const KEYS: &[&str] = &[
+    "run_id",
+    "display_name",
+    "description",
+    "experiment_id",
+    "namespace",
+    "state",
+    "storage_state",
+    "created_at",
+    "scheduled_at",
+    "finished_at",
+    "recurring_run_id",
+];
+
+/// `{pipeline_id, pipeline_version_id}`.
+#[derive(Debug, Clone, Deserialize, Default)]
+pub struct VersionRef {
+    #[serde(default)]
+    pub pipeline_id: Option<String>,
+    #[serde(default)]
+    pub pipeline_version_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+pub struct RuntimeConfig {
+    #[serde(default)]
+    pub parameters: Option<Map<String, Value>>,
+    #[serde(default)]
+    pub pipeline_root: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct CreateBody {
+    #[serde(default)]
+    experiment_id: Option<String>,
+    #[serde(default)]
+    display_name: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    pipeline_spec: Option<Value>,
+    #[serde(default)]
+    pipeline_version_reference: Option<VersionRef>,
+    #[serde(default)]
+    runtime_config: Option<RuntimeConfig>,
+}
+
+/// The pipeline a run or recurring run is made from: its spec, or a stored version.
+pub async fn resolve_pipeline(
+    s: &AppState,
+    spec: Option<&Value>,
+    version: Option<&VersionRef>,
+) -> ApiResult<(Pipeline, Option<(String, String)>)> {
+    match (spec.filter(|v| !v.is_null()), version) {
+        (Some(spec), _) => {
+            if !spec.is_object() {
+                return Err(ApiError::invalid("pipeline_spec must be an object"));
+            }
+            Ok((Pipeline::from_json(spec)?, None))
+        }
+        (None, Some(VersionRef { pipeline_id: Some(p), pipeline_version_id: Some(v) })) if !p.is_empty() && !v.is_empty() => {
+            let version = s.store().get_pipeline_version(p, v).await?;
+            let pipeline = Pipeline::from_json(&version.spec)?;
+            Ok((pipeline, Some((p.clone(), v.clone()))))
+        }
+        (None, Some(_)) => Err(ApiError::invalid(
+            "pipeline_version_reference needs both pipeline_id and pipeline_version_id",
+        )),
+        (None, None) => Err(ApiError::invalid("a run needs pipeline_spec or pipeline_version_reference")),
+    }
+}
+
+/// The experiment a new run goes into (and its namespace): the given one, or `Default`.
+pub async fn resolve_experiment(s: &AppState, experiment_id: Option<&str>) -> ApiResult<(String, String)> {
+    match experiment_id.filter(|e| !e.is_empty()) {
+        Some(id) => {
+            let e = s.store().get_experiment(id).await?;
+            if e.storage_state == "ARCHIVED" {
+                return Err(ApiError::FailedPrecondition(format!("experiment `{id}` is archived")));
+            }
+            Ok((e.id, e.namespace))
+        }
+        None => {
+            let e = s.store().ensure_experiment("Default", "").await?;
+            Ok((e.id, e.namespace))
+        }
+    }
+}
+
+async fn create(State(s): State<AppState>, ApiJson(body): ApiJson<CreateBody>) -> ApiResult<Json<Value>> {
+    let (pipeline, version) = resolve_pipeline(&s, body.pipeline_spec.as_ref(), body.pipeline_version_reference.as_ref()).await?;
+    let rc = body.runtime_config.unwrap_or_default();
+    let params = pipeline.bind_parameters(&rc.parameters.unwrap_or_default())?;
+    let (experiment_id, namespace) = resolve_experiment(&s, body.experiment_id.as_deref()).await?;
+    let (pipeline_id, pipeline_version_id) = match version {
+        Some((p, v)) => (Some(p), Some(v)),
+        None => (None, None),
+    };
+    let sub = Submission {
+        display_name: body.display_name.filter(|n| !n.is_empty()),
+        description: body.description.unwrap_or_default(),
+        namespace,
+        experiment_id: Some(experiment_id),
+        pipeline_id,
+        pipeline_version_id,
+        recurring_run_id: None,
+        options: RunOptions::default(),
+    };
+    let run = s.engine.submit(&pipeline, params, sub).await?;
+    s.supervisor.start(&run.id, false);
+    tracing::info!(run_id = %run.id, pipeline = %pipeline.name(), "run created");
+    let history = s.store().run_state_history(&run.id).await?;
+    Ok(Json(wire(&run, &history, None, true)))
+}
+
+/// A run as the client reads it; `tasks` adds `run_details.task_details`.
+pub fn wire(r: &RunRecord, history: &[(RunState, i64)], tasks: Option<(&[TaskRecord], &[EventRecord])>, with_spec: bool) -> Value {
+    let mut out = json!({
+        "run_id": r.id,
+        "experiment_id": r.experiment_id,
+        "display_name": r.display_name,
+        "description": r.description,
+        "namespace": r.namespace,
+        "storage_state": r.storage_state,
+        "runtime_config": {"parameters": r.parameters},
+        "service_account": "",
+        "created_at": ts(Some(r.created_at)),
+        "scheduled_at": ts(Some(r.created_at)),
+        "finished_at": ts(r.finished_at),
+        "state": r.state.as_str(),
+        "state_history": history.iter().map(|(s, at)| json!({"update_time": ts(Some(*at)), "state": s.as_str()})).collect::<Vec<_>>(),
+    });
+    if let (Some(p), Some(v)) = (&r.pipeline_id, &r.pipeline_version_id) {
+        out["pipeline_version_reference"] = json!({"pipeline_id": p, "pipeline_version_id": v});
+    }
+    if with_spec && !r.spec.is_null() {
+        out["pipeline_spec"] = r.spec.clone();
+    }
+    if let Some(rr) = &r.recurring_run_id {
+        out["recurring_run_id"] = json!(rr);
+    }
+    if let Some(e) = &r.error {
+        out["error"] = json!({"code": if r.state == RunState::Canceled { 1 } else { 2 }, "message": e});
+    }
+    if let Some((tasks, events)) = tasks {
+        out["run_details"] = json!({"task_details": task_details(r, tasks, events)});
+    }
+    out
+}
+
+fn task_details(r: &RunRecord, tasks: &[TaskRecord], events: &[EventRecord]) -> Vec<Value> {
+    let mut children: HashMap<&str, Vec<&str>> = HashMap::new();
+    for t in tasks {
+        if let Some(p) = &t.parent_id {
+            children.entry(p.as_str()).or_default().push(t.id.as_str());
+        }
+    }
+    let mut io: HashMap<(&str, &str), Map<String, Value>> = HashMap::new();
+    for e in events {
+        let side = io.entry((e.task_id.as_str(), if e.kind == "INPUT" { "inputs" } else { "outputs" })).or_default();
+        let entry = side.entry(e.name.clone()).or_insert_with(|| json!({"artifact_ids": []}));
+        if let Some(ids) = entry["artifact_ids"].as_array_mut() {
+            ids.push(json!(e.artifact_id));
+        }
+    }
+    tasks
+        .iter()
+        .map(|t| {
+            let state = t.state.as_str();
+            let mut history = vec![json!({"update_time": ts(Some(t.created_at)), "state": "PENDING"})];
+            if let Some(s) = t.started_at {
+                if t.state != TaskState::Skipped {
+                    history.push(json!({"update_time": ts(Some(s)), "state": "RUNNING"}));
+                }
+            }
+            if t.state.is_terminal() {
+                history.push(json!({"update_time": ts(t.finished_at), "state": state}));
+            }
+            let mut d = json!({
+                "run_id": r.id,
+                "task_id": t.id,
+                "display_name": t.display_name,
+                "create_time": ts(Some(t.created_at)),
+                "start_time": ts(t.started_at),
+                "end_time": ts(t.finished_at),
+                "state": state,
+                "pod_name": t.path,
+                "parent_task_id": t.parent_id,
+                "child_tasks": children.get(t.id.as_str()).map(|c| c.iter().map(|id| json!({"task_id": id})).collect::<Vec<_>>()).unwrap_or_default(),
+                "state_history": history,
+                "inputs": io.get(&(t.id.as_str(), "inputs")).cloned().unwrap_or_default(),
+                "outputs": io.get(&(t.id.as_str(), "outputs")).cloned().unwrap_or_default(),
+            });
+            if let Some(e) = &t.error {
+                d["error"] = json!({"code": 2, "message": e});
+            }
+            d
+        })
+        .collect()
+}
+
+/// The full run document, with task details.
+pub async fn full(s: &AppState, id: &str) -> ApiResult<Value> {
+    let store = s.store();
+    let run = store.get_run(id).await?;
+    let history = store.run_state_history(id).await?;
+    let tasks = store.list_tasks(id).await?;
+    let events = store.list_events(id).await?;
+    Ok(wire(&run, &history, Some((&tasks, &events)), true))
+}
+
+async fn get_one(State(s): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(full(&s, &id).await?))
+}
+
+async fn list(State(s): State<AppState>, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Json<Value>> {
+    let experiment = q.experiment_id.as_deref().filter(|e| !e.is_empty());
+    let namespace = if experiment.is_some() { None } else { q.namespace.as_deref() };
+    let runs = s.store().list_run_summaries(namespace, experiment).await?;
+    let items = runs.iter().map(|r| wire(r, &[], None, false)).collect();
+    Ok(Json(page_json("runs", paginate(items, &q, KEYS)?)))
+}
+
+async fn delete(State(s): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Value>> {
+    s.store().get_run(&id).await?;
+    if s.supervisor.cancel(&id) {
+        s.supervisor.wait_idle(&id, Duration::from_secs(15)).await;
+    }
+    s.store().delete_run(&id).await?;
+    Ok(Json(json!({})))
+}
+
+async fn action(State(s): State<AppState>, ApiPath(id_action): ApiPath<String>) -> ApiResult<Json<Value>> {
+    let (id, action) = split_action(&id_action)?;
+    let store = s.store();
+    let run = store.get_run(id).await?;
+    match action {
+        "terminate" => terminate(&s, &run).await?,
+        "retry" => {
+            // A just-terminated run may still be closing its tasks.
+            s.supervisor.wait_idle(id, Duration::from_secs(5)).await;
+            let run = store.get_run(id).await?;
+            if !matches!(run.state, RunState::Failed | RunState::Canceled) {
+                return Err(ApiError::FailedPrecondition(format!(
+                    "run `{id}` is {}; only FAILED or CANCELED runs can be retried",
+                    run.state
+                )));
+            }
+            if s.supervisor.is_active(id) {
+                return Err(ApiError::FailedPrecondition(format!("run `{id}` is still stopping; retry in a moment")));
+            }
+            store.set_run_state(id, RunState::Pending, None).await?;
+            s.supervisor.start(id, true);
+        }
+        "archive" => store.set_run_storage_state(id, "ARCHIVED").await?,
+        "unarchive" => store.set_run_storage_state(id, "AVAILABLE").await?,
+        other => return Err(ApiError::NotFound(format!("unknown run method `{other}`"))),
+    }
+    Ok(Json(json!({})))
+}
+
+/// Stops a run: CANCELING now, CANCELED once its task processes are killed.
+pub async fn terminate(s: &AppState, run: &RunRecord) -> ApiResult<()> {
+    if run.state.is_terminal() {
+        return Ok(());
+    }
+    let store = s.store();
+    if s.supervisor.is_active(&run.id) {
+        store.set_run_state(&run.id, RunState::Canceling, None).await?;
+        s.supervisor.cancel(&run.id);
+    } else {
+        store.close_open_tasks(&run.id, TaskState::Canceled, "canceled").await?;
+        store.set_run_state(&run.id, RunState::Canceled, Some("canceled")).await?;
+    }
+    Ok(())
+}

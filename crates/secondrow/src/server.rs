@@ -1,0 +1,44 @@
+//! `secondrow server`: the Kubeflow Pipelines v2beta1 API (kfp.Client works against it), with runs
+//! executing in this process, recurring runs scheduled, and unfinished runs resumed on start.
+
+use std::process::ExitCode;
+
+use anyhow::{Context as _, Result};
+use clap::Args;
+
+use super::{ExecArgs, Home, Settings};
+
+#[derive(Args)]
+pub struct ServerArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Port to listen on (0: any free port; the chosen one is printed).
+    #[arg(long, default_value_t = 8888)]
+    port: u16,
+    #[command(flatten)]
+    exec: ExecArgs,
+}
+
+pub async fn run(settings: &Settings, args: ServerArgs) -> Result<ExitCode> {
+    let home = Home::resolve(settings)?;
+    let engine = home.engine(&args.exec).await?;
+    let state = secondrow_api::AppState::new(engine);
+    let resumed = secondrow_api::recover(&state).await.map_err(|e| anyhow::anyhow!("resuming unfinished runs: {e}"))?;
+    let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
+        .await
+        .with_context(|| format!("binding {}:{}", args.host, args.port))?;
+    let addr = listener.local_addr()?;
+    // Tests and scripts read this line to learn the port.
+    println!("secondrow server listening on http://{addr} (resumed {resumed} unfinished runs)");
+    secondrow_api::serve(listener, state, async {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+            }
+    })
+    .await
+    .context("serving the API")?;
+    Ok(ExitCode::SUCCESS)
+}
