@@ -67,7 +67,7 @@ def sampler():
 
 
 t0 = time.time()
-th = threading.Thread(target=sampler)
+th = threading.Thread(target=sampler, daemon=True)
 th.start()
 with concurrent.futures.ThreadPoolExecutor(16) as pool:
     futures = [pool.submit(client.run_pipeline, experiment_id=exp.experiment_id, job_name=f"b{i}",

@@ -25,8 +25,10 @@ use axum::extract::DefaultBodyLimit;
 use axum::Router;
 use tokio::sync::watch;
 
-use secondrow_engine::{Engine, RunControl};
-use secondrow_store::{RunState, Store, TaskState};
+use secondrow_engine::{Engine, EngineError, RunControl, Submission};
+use secondrow_spec::Pipeline;
+use secondrow_store::{RunRecord, RunState, Store, StoreError, TaskState};
+use serde_json::{Map, Value};
 
 pub use error::{ApiError, ApiResult};
 
@@ -36,6 +38,9 @@ pub struct AppState {
     pub engine: Engine,
     pub supervisor: Arc<Supervisor>,
     pub metrics: Arc<metrics::Metrics>,
+    /// Submissions are serialized: each one reads then writes (pipeline, version, experiment, run), and
+    /// SQLite refuses to upgrade a reader to a writer when another writer got in between.
+    submit_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl AppState {
@@ -44,11 +49,29 @@ impl AppState {
             supervisor: Arc::new(Supervisor::new(engine.clone())),
             engine,
             metrics: Arc::new(metrics::Metrics::default()),
+            submit_lock: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
 
     pub fn store(&self) -> &Store {
         self.engine.store()
+    }
+
+    /// Records a new run (see [`Engine::submit`]), retrying when the database was busy (each attempt is
+    /// transactional, so a retry never duplicates anything).
+    pub async fn submit(&self, pipeline: &Pipeline, params: Map<String, Value>, sub: Submission) -> ApiResult<RunRecord> {
+        let _guard = self.submit_lock.lock().await;
+        let mut attempt = 0;
+        loop {
+            match self.engine.submit(pipeline, params.clone(), sub.clone()).await {
+                Err(EngineError::Store(StoreError::Database(e))) if attempt < 8 => {
+                    attempt += 1;
+                    tracing::debug!(error = %e, attempt, "database busy; retrying the submission");
+                    tokio::time::sleep(Duration::from_millis(10 * attempt)).await;
+                }
+                other => return Ok(other?),
+            }
+        }
     }
 }
 

@@ -331,7 +331,7 @@ async fn fire(state: &AppState, rr: &RecurringRunRecord, due: i64) -> ApiResult<
     };
     // Mark the time first: a crash between the two loses one run rather than starting it twice.
     state.store().set_recurring_run_fired(&rr.id, due).await?;
-    let run = state.engine.submit(&pipeline, params, sub).await?;
+    let run = state.submit(&pipeline, params, sub).await?;
     tracing::info!(recurring_run_id = %rr.id, run_id = %run.id, "recurring run started a run");
     state.supervisor.start(&run.id, false);
     Ok(())

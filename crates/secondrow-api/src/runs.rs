@@ -133,7 +133,7 @@ async fn create(State(s): State<AppState>, ApiJson(body): ApiJson<CreateBody>) -
         recurring_run_id: None,
         options: RunOptions::default(),
     };
-    let run = s.engine.submit(&pipeline, params, sub).await?;
+    let run = s.submit(&pipeline, params, sub).await?;
     s.supervisor.start(&run.id, false);
     tracing::info!(run_id = %run.id, pipeline = %pipeline.name(), "run created");
     let history = s.store().run_state_history(&run.id).await?;
