@@ -64,6 +64,12 @@ enum Command {
         /// A task path (`for-loop-2/0/square`), key or display name; all tasks when omitted.
         task: Option<String>,
     },
+    /// Run one built-in ML component (what `components/NAME.yaml` calls): `secondrow component NAME --in value …`.
+    #[command(disable_help_flag = true)]
+    Component {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Cached Python environments of components with `packages_to_install`.
     #[command(subcommand)]
     Envs(EnvsCommand),
@@ -355,6 +361,16 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                     }
                 }
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Component { args } => {
+            if args.is_empty() || args[0] == "--help" || args[0] == "-h" {
+                print!("{}", secondrow_ml::usage());
+                return Ok(ExitCode::SUCCESS);
+            }
+            // CPU-bound and synchronous: off the async workers.
+            let result = tokio::task::spawn_blocking(move || secondrow_ml::run_component(&args)).await?;
+            result.map_err(|e| UsageError(format!("component: {e}")))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Envs(cmd) => {
