@@ -105,6 +105,7 @@ def read_line(conn):
 
 def main():
     path = sys.argv[1]
+    engine = os.getppid()
     try:
         os.unlink(path)
     except FileNotFoundError:
@@ -125,8 +126,14 @@ def main():
     sys.stdout.write("ready\n")
     sys.stdout.flush()
     while True:
+        # The worker never outlives the engine that started it (even one killed with SIGKILL).
+        if os.getppid() != engine:
+            try:
+                os.unlink(path)
+            finally:
+                os._exit(0)
         try:
-            events = sel.select()
+            events = sel.select(timeout=0.5)
         except InterruptedError:
             continue
         for key, _ in events:
