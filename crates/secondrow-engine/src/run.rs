@@ -663,8 +663,7 @@ impl RunDriver {
         let outputs = if self.nodes[id].kind == TaskKind::Loop { self.loop_outputs(id) } else { self.dag_outputs(id) };
         if self.nodes[id].parent.is_some() {
             let task_id = self.nodes[id].task_id.clone().unwrap_or_default();
-            let refs: Vec<(String, String)> =
-                outputs.artifacts.iter().flat_map(|(n, l)| l.iter().map(move |a| (n.clone(), a.id.clone()))).collect();
+            let refs = outputs.artifact_refs();
             let out_json = serde_json::to_value(&outputs).map_err(|e| EngineError::Internal(e.to_string()))?;
             self.inner
                 .store
@@ -775,8 +774,7 @@ impl RunDriver {
                 if let Ok(outputs) = serde_json::from_value::<Outputs>(cached.clone()) {
                     self.nodes[id].attempt = 0;
                     let task_id = self.inner.store.start_task(&self.task_start(id, TaskState::Running, inputs_json.as_ref())).await?;
-                    let refs: Vec<(String, String)> =
-                        outputs.artifacts.iter().flat_map(|(n, l)| l.iter().map(move |a| (n.clone(), a.id.clone()))).collect();
+                    let refs = outputs.artifact_refs();
                     self.inner
                         .store
                         .finish_task(&TaskFinish {
@@ -843,12 +841,7 @@ impl RunDriver {
     }
 
     fn input_refs(&self, id: NodeId) -> Vec<(String, String)> {
-        self.nodes[id]
-            .inputs
-            .artifacts
-            .iter()
-            .flat_map(|(n, l)| l.iter().filter(|a| !a.id.is_empty()).map(move |a| (n.clone(), a.id.clone())))
-            .collect()
+        self.nodes[id].inputs.artifact_refs()
     }
 
     fn spawn_attempt(&mut self, id: NodeId, delay: Duration) {

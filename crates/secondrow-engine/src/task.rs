@@ -49,6 +49,16 @@ pub struct Outputs {
     pub artifacts: BTreeMap<String, Vec<ArtifactRef>>,
 }
 
+impl Outputs {
+    /// (name, artifact id) for every stored artifact, as lineage events name them.
+    pub fn artifact_refs(&self) -> Vec<(String, String)> {
+        self.artifacts
+            .iter()
+            .flat_map(|(n, l)| l.iter().filter(|a| !a.id.is_empty()).map(move |a| (n.clone(), a.id.clone())))
+            .collect()
+    }
+}
+
 /// Values of the pipeline-level placeholders.
 #[derive(Debug, Clone)]
 pub struct JobContext {
