@@ -12,6 +12,7 @@
 
 mod api;
 mod artifact_store;
+pub mod deployments;
 mod records;
 mod recurring;
 
