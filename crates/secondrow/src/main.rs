@@ -4,6 +4,7 @@
 //! and exit codes: 0 success, 1 the run failed or was canceled, 2 invalid input (bad YAML, unknown
 //! parameters, unknown ids, usage errors).
 
+mod client;
 mod progress;
 mod server;
 mod serve;
