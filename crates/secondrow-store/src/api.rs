@@ -106,7 +106,7 @@ impl Store {
     }
 
     pub async fn get_experiment(&self, id: &str) -> Result<Experiment> {
-        let row = sqlx::query("SELECT * FROM experiments WHERE id = $1").bind(id).fetch_optional(self.pool()).await?;
+        let row = sqlx::query("SELECT * FROM experiments WHERE id = $1").bind(id).fetch_optional(self.reader()).await?;
         match row {
             Some(r) => Experiment::from_row(&r),
             None => Err(StoreError::NotFound { kind: "experiment", id: id.to_owned() }),
@@ -119,10 +119,10 @@ impl Store {
             Some(ns) => {
                 sqlx::query("SELECT * FROM experiments WHERE namespace = $1 ORDER BY created_at, id")
                     .bind(ns)
-                    .fetch_all(self.pool())
+                    .fetch_all(self.reader())
                     .await?
             }
-            None => sqlx::query("SELECT * FROM experiments ORDER BY created_at, id").fetch_all(self.pool()).await?,
+            None => sqlx::query("SELECT * FROM experiments ORDER BY created_at, id").fetch_all(self.reader()).await?,
         };
         rows.iter().map(Experiment::from_row).collect()
     }
@@ -217,7 +217,7 @@ impl Store {
     }
 
     pub async fn get_pipeline(&self, id: &str) -> Result<PipelineRecord> {
-        let row = sqlx::query("SELECT * FROM pipelines WHERE id = $1").bind(id).fetch_optional(self.pool()).await?;
+        let row = sqlx::query("SELECT * FROM pipelines WHERE id = $1").bind(id).fetch_optional(self.reader()).await?;
         match row {
             Some(r) => PipelineRecord::from_row(&r),
             None => Err(StoreError::NotFound { kind: "pipeline", id: id.to_owned() }),
@@ -229,10 +229,10 @@ impl Store {
             Some(ns) => {
                 sqlx::query("SELECT * FROM pipelines WHERE namespace = $1 ORDER BY created_at, id")
                     .bind(ns)
-                    .fetch_all(self.pool())
+                    .fetch_all(self.reader())
                     .await?
             }
-            None => sqlx::query("SELECT * FROM pipelines ORDER BY created_at, id").fetch_all(self.pool()).await?,
+            None => sqlx::query("SELECT * FROM pipelines ORDER BY created_at, id").fetch_all(self.reader()).await?,
         };
         rows.iter().map(PipelineRecord::from_row).collect()
     }
@@ -253,7 +253,7 @@ impl Store {
         let row = sqlx::query("SELECT * FROM pipeline_versions WHERE id = $1 AND pipeline_id = $2")
             .bind(version_id)
             .bind(pipeline_id)
-            .fetch_optional(self.pool())
+            .fetch_optional(self.reader())
             .await?;
         match row {
             Some(r) => PipelineVersionRecord::from_row(&r, true),
@@ -268,7 +268,7 @@ impl Store {
              FROM pipeline_versions WHERE pipeline_id = $1 ORDER BY created_at, id",
         )
         .bind(pipeline_id)
-        .fetch_all(self.pool())
+        .fetch_all(self.reader())
         .await?;
         rows.iter().map(|r| PipelineVersionRecord::from_row(r, false)).collect()
     }
@@ -304,7 +304,7 @@ impl Store {
         for b in binds {
             q = q.bind(b);
         }
-        let rows = q.fetch_all(self.pool()).await?;
+        let rows = q.fetch_all(self.reader()).await?;
         rows.iter().map(RunRecord::from_row).collect()
     }
 
@@ -315,7 +315,7 @@ impl Store {
              AND state IN ('PENDING', 'RUNNING', 'CANCELING', 'PAUSED')",
         )
         .bind(recurring_run_id)
-        .fetch_one(self.pool())
+        .fetch_one(self.reader())
         .await?;
         Ok(row.try_get::<i64, _>("n")?)
     }
@@ -353,7 +353,7 @@ impl Store {
 
     /// Number of runs in each state.
     pub async fn run_state_counts(&self) -> Result<Vec<(String, i64)>> {
-        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM runs GROUP BY state ORDER BY state").fetch_all(self.pool()).await?;
+        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM runs GROUP BY state ORDER BY state").fetch_all(self.reader()).await?;
         rows.iter().map(|r| Ok((r.try_get::<String, _>("state")?, r.try_get::<i64, _>("n")?))).collect()
     }
 
@@ -363,7 +363,7 @@ impl Store {
             "SELECT state, COUNT(*) AS n, CAST(COALESCE(SUM(finished_at - started_at), 0) AS BIGINT) AS total FROM tasks
              WHERE kind = 'container' AND finished_at IS NOT NULL AND started_at IS NOT NULL GROUP BY state ORDER BY state",
         )
-        .fetch_all(self.pool())
+        .fetch_all(self.reader())
         .await?;
         rows.iter()
             .map(|r| Ok((r.try_get::<String, _>("state")?, r.try_get::<i64, _>("n")?, r.try_get::<i64, _>("total")?)))
@@ -387,7 +387,7 @@ impl Store {
     pub async fn token_namespace(&self, token_hash: &str) -> Result<Option<String>> {
         let row = sqlx::query("SELECT namespace FROM api_tokens WHERE token_hash = $1")
             .bind(token_hash)
-            .fetch_optional(self.pool())
+            .fetch_optional(self.reader())
             .await?;
         Ok(row.map(|r| r.try_get::<String, _>("namespace")).transpose()?)
     }

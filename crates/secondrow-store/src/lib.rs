@@ -65,7 +65,11 @@ pub enum Backend {
 /// The metadata store. Cheap to clone (a connection pool).
 #[derive(Clone)]
 pub struct Store {
+    /// Writes and transactions (and everything on PostgreSQL).
     pool: AnyPool,
+    /// Plain reads. On SQLite a pool of its own, so that API reads never queue behind the engine's writers
+    /// waiting for SQLite's single write lock; on PostgreSQL the same pool as `pool`.
+    read_pool: AnyPool,
     backend: Backend,
 }
 
@@ -97,20 +101,42 @@ impl Store {
                 .await?;
             pool.execute("PRAGMA journal_mode = WAL").await?;
             sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-            return Ok(Store { pool, backend });
+            if url.contains(":memory:") || url.contains("mode=memory") {
+                // Every connection to an in-memory database is a database of its own.
+                return Ok(Store { read_pool: pool.clone(), pool, backend });
+            }
+            let read_pool = AnyPoolOptions::new()
+                .max_connections(4)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        conn.execute("PRAGMA busy_timeout = 10000").await?;
+                        conn.execute("PRAGMA query_only = ON").await?;
+                        Ok(())
+                    })
+                })
+                .connect(&file_url)
+                .await?;
+            return Ok(Store { pool, read_pool, backend });
         }
         opts = opts.max_connections(16);
         let pool = opts.connect(url).await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(Store { pool, backend })
+        Ok(Store { read_pool: pool.clone(), pool, backend })
     }
 
     pub fn backend(&self) -> Backend {
         self.backend
     }
 
+    /// The pool for writes and transactions.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// The pool for plain reads (see [`Store`]); a read that must see a transaction's own writes uses the
+    /// transaction instead.
+    pub fn reader(&self) -> &AnyPool {
+        &self.read_pool
     }
 
     // ------------------------------------------------------------ experiments
@@ -154,7 +180,7 @@ impl Store {
         let row = sqlx::query("SELECT * FROM experiments WHERE display_name = $1 AND namespace = $2")
             .bind(display_name)
             .bind(namespace)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.reader())
             .await?;
         row.map(|r| Experiment::from_row(&r)).transpose()
     }
@@ -259,7 +285,7 @@ impl Store {
     }
 
     pub async fn get_run(&self, id: &str) -> Result<RunRecord> {
-        let row = sqlx::query("SELECT * FROM runs WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query("SELECT * FROM runs WHERE id = $1").bind(id).fetch_optional(self.reader()).await?;
         match row {
             Some(r) => RunRecord::from_row(&r),
             None => Err(StoreError::NotFound { kind: "run", id: id.to_owned() }),
@@ -273,7 +299,7 @@ impl Store {
         }
         let rows = sqlx::query("SELECT id FROM runs WHERE id LIKE $1 LIMIT 2")
             .bind(format!("{id_or_prefix}%"))
-            .fetch_all(&self.pool)
+            .fetch_all(self.reader())
             .await?;
         match rows.as_slice() {
             [one] => Ok(one.try_get::<String, _>("id")?),
@@ -286,7 +312,7 @@ impl Store {
     pub async fn list_runs(&self, limit: i64) -> Result<Vec<RunRecord>> {
         let rows = sqlx::query("SELECT * FROM runs ORDER BY created_at DESC, id LIMIT $1")
             .bind(limit)
-            .fetch_all(&self.pool)
+            .fetch_all(self.reader())
             .await?;
         rows.iter().map(RunRecord::from_row).collect()
     }
@@ -297,7 +323,7 @@ impl Store {
         for s in states {
             let rows = sqlx::query("SELECT * FROM runs WHERE state = $1 ORDER BY created_at")
                 .bind(s.as_str())
-                .fetch_all(&self.pool)
+                .fetch_all(self.reader())
                 .await?;
             for r in &rows {
                 out.push(RunRecord::from_row(r)?);
@@ -338,7 +364,7 @@ impl Store {
     pub async fn run_state_history(&self, id: &str) -> Result<Vec<(RunState, i64)>> {
         let rows = sqlx::query("SELECT state, at FROM run_state_history WHERE run_id = $1 ORDER BY at, id")
             .bind(id)
-            .fetch_all(&self.pool)
+            .fetch_all(self.reader())
             .await?;
         rows.iter()
             .map(|r| {
@@ -357,7 +383,7 @@ impl Store {
         let existing = sqlx::query("SELECT id FROM tasks WHERE run_id = $1 AND path = $2")
             .bind(t.run_id)
             .bind(t.path)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.reader())
             .await?;
         if let Some(r) = existing {
             let id: String = r.try_get("id")?;
@@ -527,7 +553,7 @@ impl Store {
     pub async fn list_tasks(&self, run_id: &str) -> Result<Vec<TaskRecord>> {
         let rows = sqlx::query("SELECT * FROM tasks WHERE run_id = $1 ORDER BY created_at, path")
             .bind(run_id)
-            .fetch_all(&self.pool)
+            .fetch_all(self.reader())
             .await?;
         rows.iter().map(TaskRecord::from_row).collect()
     }
@@ -535,7 +561,7 @@ impl Store {
     pub async fn lookup_cache(&self, cache_key: &str) -> Result<Option<(String, Value)>> {
         let row = sqlx::query("SELECT task_id, outputs FROM cache_entries WHERE cache_key = $1")
             .bind(cache_key)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.reader())
             .await?;
         match row {
             None => Ok(None),
@@ -552,13 +578,13 @@ impl Store {
     pub async fn list_artifacts(&self, run_id: &str) -> Result<Vec<ArtifactRecord>> {
         let rows = sqlx::query("SELECT * FROM artifacts WHERE run_id = $1 ORDER BY created_at, name")
             .bind(run_id)
-            .fetch_all(&self.pool)
+            .fetch_all(self.reader())
             .await?;
         rows.iter().map(ArtifactRecord::from_row).collect()
     }
 
     pub async fn get_artifact(&self, id: &str) -> Result<ArtifactRecord> {
-        let row = sqlx::query("SELECT * FROM artifacts WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query("SELECT * FROM artifacts WHERE id = $1").bind(id).fetch_optional(self.reader()).await?;
         match row {
             Some(r) => ArtifactRecord::from_row(&r),
             None => Err(StoreError::NotFound { kind: "artifact", id: id.to_owned() }),
@@ -568,7 +594,7 @@ impl Store {
     pub async fn list_events(&self, run_id: &str) -> Result<Vec<EventRecord>> {
         let rows = sqlx::query("SELECT * FROM events WHERE run_id = $1 ORDER BY at, task_id, kind, name")
             .bind(run_id)
-            .fetch_all(&self.pool)
+            .fetch_all(self.reader())
             .await?;
         rows.iter().map(EventRecord::from_row).collect()
     }

@@ -107,7 +107,7 @@ impl Store {
     }
 
     pub async fn get_recurring_run(&self, id: &str) -> Result<RecurringRunRecord> {
-        let row = sqlx::query("SELECT * FROM recurring_runs WHERE id = $1").bind(id).fetch_optional(self.pool()).await?;
+        let row = sqlx::query("SELECT * FROM recurring_runs WHERE id = $1").bind(id).fetch_optional(self.reader()).await?;
         match row {
             Some(r) => RecurringRunRecord::from_row(&r),
             None => Err(StoreError::NotFound { kind: "recurring run", id: id.to_owned() }),
@@ -121,7 +121,7 @@ impl Store {
         } else {
             "SELECT * FROM recurring_runs ORDER BY created_at, id"
         };
-        let rows = sqlx::query(sql).fetch_all(self.pool()).await?;
+        let rows = sqlx::query(sql).fetch_all(self.reader()).await?;
         rows.iter().map(RecurringRunRecord::from_row).collect()
     }
 
