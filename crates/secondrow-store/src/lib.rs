@@ -15,6 +15,7 @@ mod artifact_store;
 pub mod deployments;
 mod records;
 mod recurring;
+mod tokens;
 
 use std::str::FromStr;
 
@@ -26,6 +27,7 @@ pub use api::{PipelineRecord, PipelineVersionRecord};
 pub use artifact_store::ArtifactStore;
 pub use recurring::{NewRecurringRun, RecurringRunRecord};
 pub use records::*;
+pub use tokens::{token_digest, validate_namespace, ApiToken};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
