@@ -6,6 +6,7 @@
 //! Runs execute inside the server: the [`Supervisor`] owns one tokio task per executing run and its cancel
 //! switch; the recurring-run scheduler ([`recurring_runs::scheduler`]) starts runs on their triggers.
 
+pub mod deployments;
 pub mod error;
 pub mod experiments;
 mod extract;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub engine: Engine,
     pub supervisor: Arc<Supervisor>,
     pub metrics: Arc<metrics::Metrics>,
+    /// Model deployments served on the serving listener (`secondrow server --serve-port`).
+    pub deployments: Arc<deployments::Deployments>,
     /// Submissions are serialized: each one reads then writes (pipeline, version, experiment, run), and
     /// SQLite refuses to upgrade a reader to a writer when another writer got in between.
     submit_lock: Arc<tokio::sync::Mutex<()>>,
@@ -49,6 +52,7 @@ impl AppState {
             supervisor: Arc::new(Supervisor::new(engine.clone())),
             engine,
             metrics: Arc::new(metrics::Metrics::default()),
+            deployments: Arc::new(deployments::Deployments::default()),
             submit_lock: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
@@ -83,6 +87,7 @@ pub fn router(state: AppState) -> Router {
         .merge(pipelines::routes())
         .merge(runs::routes())
         .merge(recurring_runs::routes())
+        .merge(deployments::routes())
         .merge(openapi::routes());
     Router::new()
         .nest("/apis/v2beta1", api)

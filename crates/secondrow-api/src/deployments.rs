@@ -1,0 +1,325 @@
+//! Model deployments (a SecondRow extension, not part of KFP): the REST resource
+//! `/apis/v2beta1/deployments` and [`Deployments`], which keeps the model server's
+//! [`Repository`] in step with the `deployments` table.
+//!
+//! The store is the source of truth. A change through this API loads the new file first, then writes
+//! the store, then routes traffic, so a file that does not load changes nothing and the previous
+//! version keeps serving. Changes made elsewhere (the CLI on the local store) arrive through [`watch`],
+//! which reconciles every [`POLL_INTERVAL`]. Models loaded through the serving port's repository
+//! extension under other names are left alone.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Deserializer};
+use serde_json::{json, Value};
+
+use secondrow_serve::{ModelOptions, Repository};
+use secondrow_store::deployments::{
+    apply_traffic, check_name, next_version, Canary, DeploymentRecord, ModelSource, NewDeploymentVersion, TrafficUpdate,
+};
+use secondrow_store::Store;
+
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, ApiPath};
+use crate::{ts, AppState};
+
+/// How often [`watch`] reconciles the served models with the store.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/deployments", get(list).post(create))
+        .route("/deployments/{name}", get(get_one).patch(update).delete(delete))
+        .route("/deployments/{name}/versions/{version}", axum::routing::delete(delete_version))
+}
+
+/// The served side of the deployments: the model repository and what this server loaded into it.
+pub struct Deployments {
+    repo: Arc<Repository>,
+    /// Serialises changes: API calls and the reconciler.
+    lock: tokio::sync::Mutex<()>,
+    /// Base URL of the serving listener, once it is bound.
+    url: OnceLock<String>,
+    /// Model names loaded from the store.
+    managed: Mutex<BTreeSet<String>>,
+    /// Versions whose file failed to load: (name, version) → (path, message). Not retried until the
+    /// path changes.
+    failures: Mutex<HashMap<(String, String), (String, String)>>,
+}
+
+impl Default for Deployments {
+    fn default() -> Self {
+        Deployments::new(Arc::new(Repository::new(ModelOptions::default())))
+    }
+}
+
+impl Deployments {
+    pub fn new(repo: Arc<Repository>) -> Deployments {
+        Deployments {
+            repo,
+            lock: tokio::sync::Mutex::new(()),
+            url: OnceLock::new(),
+            managed: Mutex::new(BTreeSet::new()),
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The repository to serve (KServe V1 / V2) on the serving listener.
+    pub fn repository(&self) -> Arc<Repository> {
+        self.repo.clone()
+    }
+
+    /// Records where the repository is served (`http://host:port`), for the `url` of each deployment.
+    pub fn set_url(&self, url: String) {
+        let _ = self.url.set(url);
+    }
+
+    /// Makes the repository match every stored deployment: loads missing versions, routes traffic,
+    /// unloads versions and deployments that are gone. Load failures are logged and reported per version.
+    pub async fn sync(&self, store: &Store) -> ApiResult<()> {
+        let _guard = self.lock.lock().await;
+        let records = store.list_deployments().await?;
+        let stored: BTreeSet<String> = records.iter().map(|d| d.name.clone()).collect();
+        for record in &records {
+            self.reconcile(record).await;
+        }
+        let gone: Vec<String> = lock(&self.managed).difference(&stored).cloned().collect();
+        for name in gone {
+            self.forget(&name);
+        }
+        Ok(())
+    }
+
+    /// Reconciles one deployment (the caller holds `lock`).
+    async fn reconcile(&self, d: &DeploymentRecord) {
+        lock(&self.managed).insert(d.name.clone());
+        let loaded = self.loaded_paths(&d.name);
+        for v in &d.versions {
+            let key = (d.name.clone(), v.version.clone());
+            if loaded.get(&v.version) == Some(&PathBuf::from(&v.path)) {
+                continue;
+            }
+            if lock(&self.failures).get(&key).is_some_and(|(path, _)| *path == v.path) {
+                continue;
+            }
+            if let Err(message) = self.load(&d.name, &v.version, Path::new(&v.path)).await {
+                tracing::warn!(deployment = %d.name, version = %v.version, error = %message, "deployment version failed to load");
+                lock(&self.failures).insert(key, (v.path.clone(), message));
+            }
+        }
+        let loaded = self.loaded_paths(&d.name);
+        if loaded.is_empty() {
+            return;
+        }
+        // Route traffic to the stored versions that are loaded; a version that failed keeps its predecessor.
+        let default = loaded.contains_key(&d.default_version).then_some(d.default_version.as_str());
+        let canary = d.canary.as_ref().filter(|c| loaded.contains_key(&c.version)).map(|c| (c.version.as_str(), c.percent));
+        if let Err(e) = self.repo.set_traffic(&d.name, default, Some(canary)) {
+            tracing::warn!(deployment = %d.name, error = %e, "routing deployment traffic");
+        }
+        let current_default = self.repo.resolve(&d.name, None).ok().map(|v| v.version.clone());
+        for version in loaded.keys() {
+            if d.version(version).is_none() && current_default.as_deref() != Some(version.as_str()) {
+                let _ = self.repo.unload(&d.name, Some(version));
+            }
+        }
+        lock(&self.failures).retain(|(name, version), _| *name != d.name || d.version(version).is_some());
+    }
+
+    /// Unloads a deployment that no longer exists.
+    fn forget(&self, name: &str) {
+        let _ = self.repo.unload(name, None);
+        lock(&self.managed).remove(name);
+        lock(&self.failures).retain(|(n, _), _| n != name);
+    }
+
+    /// Loads a file as a version without routing traffic to it (unless the model is new). Blocking
+    /// work (tract optimises ONNX graphs) runs off the async workers.
+    async fn load(&self, name: &str, version: &str, path: &Path) -> Result<(), String> {
+        let (repo, name, version, path) = (self.repo.clone(), name.to_owned(), version.to_owned(), path.to_path_buf());
+        tokio::task::spawn_blocking(move || repo.load(&name, Some(&version), &path, false).map(|_| ()).map_err(|e| e.to_string()))
+            .await
+            .map_err(|e| format!("loading task failed: {e}"))?
+    }
+
+    fn loaded_paths(&self, name: &str) -> HashMap<String, PathBuf> {
+        self.repo.index().into_iter().filter(|s| s.model == name).map(|s| (s.version, s.path)).collect()
+    }
+
+    /// The wire form of a deployment with what is actually served.
+    fn wire(&self, d: &DeploymentRecord) -> Value {
+        let loaded = self.loaded_paths(&d.name);
+        let failures = lock(&self.failures);
+        let serving = self.repo.resolve(&d.name, None).ok().map(|v| v.version.clone());
+        let versions: Vec<Value> = d
+            .versions
+            .iter()
+            .map(|v| {
+                let error = failures.get(&(d.name.clone(), v.version.clone())).filter(|(p, _)| *p == v.path).map(|(_, m)| m.clone());
+                json!({
+                    "version": v.version,
+                    "source": v.source,
+                    "artifact_id": v.artifact_id,
+                    "path": v.path,
+                    "created_at": ts(Some(v.created_at)),
+                    "loaded": loaded.get(&v.version) == Some(&PathBuf::from(&v.path)),
+                    "error": error,
+                })
+            })
+            .collect();
+        let state = if serving.as_deref() == Some(d.default_version.as_str()) {
+            "SERVING"
+        } else if failures.contains_key(&(d.name.clone(), d.default_version.clone())) {
+            "FAILED"
+        } else {
+            "PENDING"
+        };
+        json!({
+            "name": d.name,
+            "default_version": d.default_version,
+            "canary": d.canary,
+            "state": state,
+            "serving_version": serving,
+            "url": self.url.get().map(|u| format!("{u}/v2/models/{}", d.name)),
+            "versions": versions,
+            "created_at": ts(Some(d.created_at)),
+            "updated_at": ts(Some(d.updated_at)),
+        })
+    }
+}
+
+/// Reconciles the served models with the store every [`POLL_INTERVAL`], forever (spawn it).
+pub async fn watch(state: AppState) {
+    let mut tick = tokio::time::interval(POLL_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = state.deployments.sync(state.store()).await {
+            tracing::warn!(error = %e, "reconciling deployments with the store");
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    name: String,
+    source: Value,
+    #[serde(default)]
+    version: Option<String>,
+    /// Default true; a new deployment's first version is the default regardless.
+    #[serde(default)]
+    make_default: Option<bool>,
+}
+
+async fn create(State(s): State<AppState>, ApiJson(body): ApiJson<CreateBody>) -> ApiResult<Json<Value>> {
+    check_name("name", &body.name)?;
+    if let Some(v) = &body.version {
+        check_name("version", v)?;
+    }
+    let source = ModelSource::from_json("source", &body.source)?;
+    let live = &s.deployments;
+    let _guard = live.lock.lock().await;
+    let existing = s.store().find_deployment(&body.name).await?;
+    let version = body.version.clone().unwrap_or_else(|| next_version(existing.as_ref()));
+    if existing.as_ref().is_some_and(|d| d.version(&version).is_some()) {
+        return Err(ApiError::AlreadyExists(format!("deployment `{}` already has a version `{version}`", body.name)));
+    }
+    let resolved = s.store().resolve_model_source(&source).await?;
+    // A model the repository extension loaded under this name is replaced by the deployment.
+    if existing.is_none() && s.deployments.repo.versions(&body.name).is_ok() && !lock(&live.managed).contains(&body.name) {
+        let _ = live.repo.unload(&body.name, None);
+    }
+    live.load(&body.name, &version, &resolved.path)
+        .await
+        .map_err(|message| ApiError::invalid(format!("source: {} is not a model this server can load: {message}", resolved.path.display())))?;
+    let make_default = existing.is_none() || body.make_default.unwrap_or(true);
+    let new = NewDeploymentVersion { name: &body.name, version: &version, resolved: &resolved, make_default };
+    let record = match s.store().add_deployment_version(&new).await {
+        Ok(record) => record,
+        Err(e) => {
+            // Nothing was written: take the loaded file back out.
+            let _ = live.repo.unload(&body.name, Some(&version));
+            return Err(e.into());
+        }
+    };
+    live.reconcile(&record).await;
+    Ok(Json(live.wire(&record)))
+}
+
+async fn list(State(s): State<AppState>) -> ApiResult<Json<Value>> {
+    let records = s.store().list_deployments().await?;
+    let items: Vec<Value> = records.iter().map(|d| s.deployments.wire(d)).collect();
+    Ok(Json(json!({"deployments": items, "total_size": items.len()})))
+}
+
+async fn get_one(State(s): State<AppState>, ApiPath(name): ApiPath<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(s.deployments.wire(&s.store().get_deployment(&name).await?)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateBody {
+    #[serde(default)]
+    default_version: Option<String>,
+    /// Absent: unchanged; `null`: removed.
+    #[serde(default, deserialize_with = "present")]
+    canary: Option<Option<Canary>>,
+}
+
+/// Tells a field given as `null` (`Some(None)`) from an absent one (`None`, by `default`).
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<Canary>>, D::Error> {
+    Option::<Canary>::deserialize(d).map(Some)
+}
+
+async fn update(State(s): State<AppState>, ApiPath(name): ApiPath<String>, ApiJson(body): ApiJson<UpdateBody>) -> ApiResult<Json<Value>> {
+    let update = TrafficUpdate { default_version: body.default_version, canary: body.canary };
+    let live = &s.deployments;
+    let _guard = live.lock.lock().await;
+    let current = s.store().get_deployment(&name).await?;
+    let (default, canary) = apply_traffic(&current, &update)?;
+    // Only loaded versions may take traffic: check before writing anything.
+    let loaded = live.loaded_paths(&name);
+    for (field, version) in [("default_version", Some(&default)), ("canary.version", canary.as_ref().map(|c| &c.version))] {
+        let Some(version) = version else { continue };
+        if !loaded.contains_key(version) {
+            let why = lock(&live.failures).get(&(name.clone(), version.clone())).map(|(_, m)| format!(": {m}")).unwrap_or_default();
+            return Err(ApiError::FailedPrecondition(format!("{field}: version `{version}` of deployment `{name}` is not loaded{why}")));
+        }
+    }
+    let record = s.store().update_deployment_traffic(&name, &update).await?;
+    live.reconcile(&record).await;
+    Ok(Json(live.wire(&record)))
+}
+
+async fn delete(State(s): State<AppState>, ApiPath(name): ApiPath<String>) -> ApiResult<Json<Value>> {
+    let _guard = s.deployments.lock.lock().await;
+    s.store().delete_deployment(&name, None).await?;
+    s.deployments.forget(&name);
+    Ok(Json(json!({})))
+}
+
+async fn delete_version(State(s): State<AppState>, ApiPath((name, version)): ApiPath<(String, String)>) -> ApiResult<Json<Value>> {
+    let live = &s.deployments;
+    let _guard = live.lock.lock().await;
+    match s.store().delete_deployment(&name, Some(&version)).await? {
+        Some(record) => {
+            live.reconcile(&record).await;
+            Ok(Json(live.wire(&record)))
+        }
+        None => {
+            live.forget(&name);
+            Ok(Json(json!({})))
+        }
+    }
+}
