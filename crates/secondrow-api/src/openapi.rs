@@ -38,6 +38,12 @@ const OPERATIONS: &[(&str, &str, &str, &str, &[&str])] = &[
     ("delete", "/recurringruns/{id}", "delete_recurring_run", "Delete a recurring run", &[]),
     ("post", "/recurringruns/{id}:enable", "enable_recurring_run", "Enable scheduling", &[]),
     ("post", "/recurringruns/{id}:disable", "disable_recurring_run", "Disable scheduling", &[]),
+    ("post", "/deployments", "create_deployment", "Deploy a model version (SecondRow extension)", &[]),
+    ("get", "/deployments", "list_deployments", "List model deployments", &[]),
+    ("get", "/deployments/{name}", "get_deployment", "Get a deployment with its versions and serving state", &[]),
+    ("patch", "/deployments/{name}", "update_deployment", "Change the default version or the canary", &[]),
+    ("delete", "/deployments/{name}", "delete_deployment", "Delete a deployment", &[]),
+    ("delete", "/deployments/{name}/versions/{version}", "delete_deployment_version", "Delete a deployment version", &[]),
     ("get", "/openapi.json", "get_openapi", "This document", &[]),
 ];
 

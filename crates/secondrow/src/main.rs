@@ -5,6 +5,7 @@
 //! parameters, unknown ids, usage errors).
 
 mod client;
+mod deploy;
 mod progress;
 mod server;
 mod serve;
@@ -57,6 +58,9 @@ enum Command {
     Runs(RunsCommand),
     /// Serve model files over KServe V1 and the Open Inference Protocol V2 (ONNX and SecondRow models).
     Serve(serve::ServeArgs),
+    /// Model deployments served by `secondrow server`: create from a run's model, list, update traffic, delete.
+    #[command(subcommand)]
+    Deploy(deploy::DeployCommand),
     /// Serve the Kubeflow Pipelines v2beta1 REST API (kfp.Client works against it); runs execute here.
     Server(server::ServerArgs),
     /// Print the captured stdout/stderr of a run's tasks.
@@ -332,6 +336,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Serve(args) => serve::run(args).await,
         Command::Server(args) => server::run(&cli.settings, args).await,
+        Command::Deploy(cmd) => deploy::run(&cli.settings, None, cmd).await,
         Command::Logs { run_id, task } => {
             let home = Home::resolve(&cli.settings)?;
             let store = home.store().await?;

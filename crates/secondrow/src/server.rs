@@ -18,6 +18,8 @@ pub struct ServerArgs {
     port: u16,
     #[command(flatten)]
     exec: ExecArgs,
+    #[command(flatten)]
+    serving: super::deploy::ServingArgs,
 }
 
 pub async fn run(settings: &Settings, args: ServerArgs) -> Result<ExitCode> {
@@ -25,12 +27,13 @@ pub async fn run(settings: &Settings, args: ServerArgs) -> Result<ExitCode> {
     let engine = home.engine(&args.exec).await?;
     let state = secondrow_api::AppState::new(engine);
     let resumed = secondrow_api::recover(&state).await.map_err(|e| anyhow::anyhow!("resuming unfinished runs: {e}"))?;
+    let models = super::deploy::start_serving(&state, &args.serving).await?;
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
         .await
         .with_context(|| format!("binding {}:{}", args.host, args.port))?;
     let addr = listener.local_addr()?;
     // Tests and scripts read this line to learn the port.
-    println!("secondrow server listening on http://{addr} (resumed {resumed} unfinished runs)");
+    println!("secondrow server listening on http://{addr} (resumed {resumed} unfinished runs); deployed models on {models}");
     secondrow_api::serve(listener, state, async {
             let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
             tokio::select! {

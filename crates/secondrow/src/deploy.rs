@@ -1,0 +1,325 @@
+//! `secondrow deploy`: model deployments served by `secondrow server` on its serving port, and the
+//! serving listener itself ([`ServingArgs`], [`start_serving`]).
+//!
+//! Without `--server` the commands change the local store (after checking that the model file loads);
+//! a running server picks the change up within its poll interval. With `--server` they go through the
+//! server's REST API (`/apis/v2beta1/deployments`), which loads the file before anything is recorded.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{ArgGroup, Args, Subcommand};
+use serde_json::{json, Value};
+
+use secondrow_api::AppState;
+use secondrow_serve::HttpOptions;
+use secondrow_store::deployments::{next_version, Canary, ModelSource, NewDeploymentVersion, TrafficUpdate};
+use secondrow_store::{Store, StoreError};
+
+use super::client::{Client, ClientError};
+use super::{Home, Settings, UsageError};
+
+/// Where `secondrow server` serves the deployed models (KServe V1 / Open Inference Protocol V2).
+#[derive(Args, Debug)]
+pub struct ServingArgs {
+    /// Address of the model serving listener.
+    #[arg(long, env = "SECONDROW_SERVE_HOST", default_value = "127.0.0.1")]
+    serve_host: String,
+    /// Port of the model serving listener (0: any free port; the chosen one is printed). Default 8080;
+    /// when the default is taken the server runs without serving models (a warning says so).
+    #[arg(long, env = "SECONDROW_SERVE_PORT")]
+    serve_port: Option<u16>,
+}
+
+/// Port of the serving listener when `--serve-port` is not given.
+pub const DEFAULT_SERVE_PORT: u16 = 8080;
+
+/// Loads every stored deployment, binds the serving listener, serves the repository on it and keeps it
+/// in step with the store. Returns the listener's base URL, or a note saying why models are not served.
+pub async fn start_serving(state: &AppState, args: &ServingArgs) -> Result<String> {
+    state.deployments.sync(state.store()).await.map_err(|e| anyhow::anyhow!("loading deployments: {e}"))?;
+    let port = args.serve_port.unwrap_or(DEFAULT_SERVE_PORT);
+    let listener = match tokio::net::TcpListener::bind((args.serve_host.as_str(), port)).await {
+        Ok(listener) => listener,
+        Err(e) if args.serve_port.is_none() => {
+            eprintln!("warning: deployed models are not served: cannot bind {}:{port}: {e} (choose one with --serve-port)", args.serve_host);
+            return Ok("(not served: the serving port is taken)".to_owned());
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("binding the serving port {}:{port}", args.serve_host))),
+    };
+    let url = format!("http://{}", listener.local_addr()?);
+    state.deployments.set_url(url.clone());
+    let repo = state.deployments.repository();
+    // Ends with the process: the API listener owns the graceful shutdown.
+    tokio::spawn(async move {
+        if let Err(e) = secondrow_serve::serve(listener, repo, HttpOptions::default(), std::future::pending()).await {
+            tracing::error!(error = %e, "the model serving listener stopped");
+        }
+    });
+    tokio::spawn(secondrow_api::deployments::watch(state.clone()));
+    Ok(url)
+}
+
+#[derive(Subcommand)]
+pub enum DeployCommand {
+    /// Deploy a model file as a new version of NAME (creating the deployment): from an artifact, a run's
+    /// task output or a path.
+    #[command(group(ArgGroup::new("source").required(true).args(["artifact_id", "run", "path"])))]
+    Create {
+        name: String,
+        /// A `system.Model` artifact id.
+        #[arg(long)]
+        artifact_id: Option<String>,
+        /// A run id (or unique prefix); with --task and --output.
+        #[arg(long, requires_all = ["task", "output"])]
+        run: Option<String>,
+        /// The task (path, key or display name) of --run.
+        #[arg(long, requires = "run")]
+        task: Option<String>,
+        /// The task's output artifact name (for example `model`).
+        #[arg(long, requires = "run")]
+        output: Option<String>,
+        /// A model file (`.onnx` or a SecondRow model file).
+        #[arg(long)]
+        path: Option<PathBuf>,
+        /// Version name (default: the next number).
+        #[arg(long)]
+        version: Option<String>,
+        /// Keep the current default version (the new one serves only when pinned or made the canary).
+        #[arg(long)]
+        no_default: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every deployment.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One deployment: versions, default, canary and (with --server) what is being served.
+    Get {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change the default version or the canary.
+    Update {
+        name: String,
+        #[arg(long)]
+        default_version: Option<String>,
+        /// A version that gets --percent of the unpinned requests.
+        #[arg(long, requires = "percent", conflicts_with = "no_canary")]
+        canary: Option<String>,
+        #[arg(long, requires = "canary", value_parser = clap::value_parser!(u32).range(0..=100))]
+        percent: Option<u32>,
+        /// Remove the canary.
+        #[arg(long)]
+        no_canary: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a deployment, or one of its versions.
+    Delete {
+        name: String,
+        #[arg(long)]
+        version: Option<String>,
+    },
+}
+
+/// Runs a deploy command; `remote` is `--server` and `--token` when given.
+pub async fn run(settings: &Settings, remote: Option<(&str, Option<String>)>, command: DeployCommand) -> Result<ExitCode> {
+    let target = match remote {
+        Some((server, token)) => Target::Remote(Client::new(server, token).map_err(|e| UsageError(e.to_string()))?),
+        None => Target::Local(Home::resolve(settings)?.store().await?),
+    };
+    match command {
+        DeployCommand::Create { name, artifact_id, run, task, output, path, version, no_default, json } => {
+            let source = match (artifact_id, run, task, output, path) {
+                (Some(artifact_id), ..) => ModelSource::Artifact { artifact_id },
+                (None, Some(run_id), Some(task), Some(output), _) => ModelSource::TaskOutput { run_id, task, output },
+                (.., Some(path)) => ModelSource::Path { path: std::path::absolute(&path)?.display().to_string() },
+                _ => return Err(UsageError("give --artifact-id, --run with --task and --output, or --path".into()).into()),
+            };
+            let doc = target.create(&name, &source, version.as_deref(), !no_default).await?;
+            print_deployment(&doc, json)?;
+        }
+        DeployCommand::List { json } => {
+            let docs = target.list().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&docs)?);
+            } else {
+                println!("{:<24}  {:<8}  {:<12}  {:<9}  VERSIONS", "NAME", "DEFAULT", "CANARY", "STATE");
+                for d in &docs {
+                    println!("{:<24}  {:<8}  {:<12}  {:<9}  {}", text(&d["name"]), text(&d["default_version"]), canary(d), state(d), versions(d));
+                }
+            }
+        }
+        DeployCommand::Get { name, json } => print_deployment(&target.get(&name).await?, json)?,
+        DeployCommand::Update { name, default_version, canary, percent, no_canary, json } => {
+            let canary = match (canary, percent, no_canary) {
+                (Some(version), Some(percent), _) => Some(Some(Canary { version, percent })),
+                (_, _, true) => Some(None),
+                _ => None,
+            };
+            if default_version.is_none() && canary.is_none() {
+                return Err(UsageError("nothing to change: give --default-version, --canary with --percent, or --no-canary".into()).into());
+            }
+            let doc = target.update(&name, &TrafficUpdate { default_version, canary }).await?;
+            print_deployment(&doc, json)?;
+        }
+        DeployCommand::Delete { name, version } => {
+            target.delete(&name, version.as_deref()).await?;
+            match version {
+                Some(v) => eprintln!("deleted version {v} of deployment {name}"),
+                None => eprintln!("deleted deployment {name}"),
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The local store, or a server's REST API.
+enum Target {
+    Local(Store),
+    Remote(Client),
+}
+
+impl Target {
+    async fn create(&self, name: &str, source: &ModelSource, version: Option<&str>, make_default: bool) -> Result<Value> {
+        match self {
+            Target::Remote(c) => {
+                let body = json!({"name": name, "source": source.to_json(), "version": version, "make_default": make_default});
+                c.post_json("/deployments", &body).await.map_err(remote_error)
+            }
+            Target::Local(store) => {
+                let existing = store.find_deployment(name).await.map_err(local_error)?;
+                let version = version.map(str::to_owned).unwrap_or_else(|| next_version(existing.as_ref()));
+                let resolved = store.resolve_model_source(source).await.map_err(local_error)?;
+                // What the server will do: refuse a file it cannot load before anything is recorded.
+                let path = resolved.path.clone();
+                tokio::task::spawn_blocking(move || secondrow_serve::runtime::load(&path).map(|_| ()))
+                    .await?
+                    .map_err(|e| UsageError(format!("{} is not a model this server can load: {e}", resolved.path.display())))?;
+                let new = NewDeploymentVersion { name, version: &version, resolved: &resolved, make_default };
+                Ok(serde_json::to_value(store.add_deployment_version(&new).await.map_err(local_error)?)?)
+            }
+        }
+    }
+
+    async fn list(&self) -> Result<Vec<Value>> {
+        match self {
+            Target::Remote(c) => {
+                let doc = c.get_json("/deployments").await.map_err(remote_error)?;
+                Ok(doc["deployments"].as_array().cloned().unwrap_or_default())
+            }
+            Target::Local(store) => {
+                let records = store.list_deployments().await.map_err(local_error)?;
+                records.iter().map(|r| Ok(serde_json::to_value(r)?)).collect()
+            }
+        }
+    }
+
+    async fn get(&self, name: &str) -> Result<Value> {
+        match self {
+            Target::Remote(c) => c.get_json(&format!("/deployments/{name}")).await.map_err(remote_error),
+            Target::Local(store) => Ok(serde_json::to_value(store.get_deployment(name).await.map_err(local_error)?)?),
+        }
+    }
+
+    async fn update(&self, name: &str, update: &TrafficUpdate) -> Result<Value> {
+        match self {
+            Target::Remote(c) => {
+                let mut body = json!({});
+                if let Some(v) = &update.default_version {
+                    body["default_version"] = json!(v);
+                }
+                if let Some(canary) = &update.canary {
+                    body["canary"] = json!(canary);
+                }
+                c.patch_json(&format!("/deployments/{name}"), &body).await.map_err(remote_error)
+            }
+            Target::Local(store) => Ok(serde_json::to_value(store.update_deployment_traffic(name, update).await.map_err(local_error)?)?),
+        }
+    }
+
+    async fn delete(&self, name: &str, version: Option<&str>) -> Result<()> {
+        match self {
+            Target::Remote(c) => {
+                let path = match version {
+                    Some(v) => format!("/deployments/{name}/versions/{v}"),
+                    None => format!("/deployments/{name}"),
+                };
+                c.delete(&path).await.map_err(remote_error)?;
+            }
+            Target::Local(store) => {
+                store.delete_deployment(name, version).await.map_err(local_error)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The user's mistakes (unknown names, taken versions, bad values) exit 2.
+fn local_error(e: StoreError) -> anyhow::Error {
+    match e {
+        StoreError::NotFound { .. } | StoreError::AlreadyExists { .. } | StoreError::InvalidArgument(_) => UsageError(e.to_string()).into(),
+        other => other.into(),
+    }
+}
+
+/// A 4xx answer is the user's mistake (exit 2); anything else exits 1.
+fn remote_error(e: ClientError) -> anyhow::Error {
+    match e.status() {
+        Some(400..=499) => UsageError(e.to_string()).into(),
+        _ => e.into(),
+    }
+}
+
+fn print_deployment(d: &Value, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(d)?);
+        return Ok(());
+    }
+    println!("Deployment: {}", text(&d["name"]));
+    println!("Default:    {}", text(&d["default_version"]));
+    println!("Canary:     {}", canary(d));
+    println!("State:      {}", state(d));
+    if let Some(url) = d["url"].as_str() {
+        println!("URL:        {url}");
+    }
+    println!();
+    println!("{:<10}  {:<7}  {:<60}  SOURCE", "VERSION", "LOADED", "PATH");
+    for v in d["versions"].as_array().map(Vec::as_slice).unwrap_or_default() {
+        let loaded = match &v["loaded"] {
+            Value::Bool(b) => if *b { "yes" } else { "no" }.to_owned(),
+            _ => "-".to_owned(),
+        };
+        println!("{:<10}  {:<7}  {:<60}  {}", text(&v["version"]), loaded, text(&v["path"]), v["source"]);
+        if let Some(error) = v["error"].as_str() {
+            println!("{:<10}  error: {error}", "");
+        }
+    }
+    Ok(())
+}
+
+fn text(v: &Value) -> String {
+    v.as_str().map(str::to_owned).unwrap_or_else(|| "-".to_owned())
+}
+
+fn canary(d: &Value) -> String {
+    match (d["canary"]["version"].as_str(), d["canary"]["percent"].as_u64()) {
+        (Some(v), Some(p)) => format!("{v} ({p}%)"),
+        _ => "-".to_owned(),
+    }
+}
+
+/// The server's view; the local store cannot know what a server is serving.
+fn state(d: &Value) -> String {
+    d["state"].as_str().unwrap_or("-").to_owned()
+}
+
+fn versions(d: &Value) -> String {
+    let names: Vec<String> = d["versions"].as_array().map(Vec::as_slice).unwrap_or_default().iter().map(|v| text(&v["version"])).collect();
+    names.join(",")
+}
