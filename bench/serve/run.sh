@@ -6,8 +6,9 @@
 # SecondRow is measured on V2 JSON, V1, and V2 with a binary tensor (wrk/v2_binary.lua beside this file).
 #
 # Needs: wrk (`apt-get install -y wrk`; run once, as root), .venv-serve (scripts/test creates it), cargo.
-# Writes bench/serve/runs/<date>-<host>/: summary.txt (the summary lines), raw/ (wrk output), README.md.
+# Writes bench/serve/runs/<date>-<label>/: summary.txt (the summary lines), raw/<kind>/ (wrk output), README.md.
 # Env: RUNS=2 DURATION=20s KINDS="logreg forest" (passed on to bench.sh), PORT=18100,
+#      LABEL=<host name> (the run folder's suffix), CARGO_TARGET_DIR (release builds; default target/rel),
 #      SECONDROW_BIN=path (a release `secondrow` already built; skips the build).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -20,15 +21,16 @@ command -v wrk >/dev/null || { echo "wrk is missing: apt-get install -y wrk" >&2
 [[ -x "$py" ]] || { echo "$py is missing: run scripts/test once (it creates .venv-serve)" >&2; exit 1; }
 
 echo "== building secondrow (release) and the ceiling server"
+target="${CARGO_TARGET_DIR:-$root/target/rel}"
 bin="${SECONDROW_BIN:-}"
 if [[ -z "$bin" ]]; then
-  CARGO_TARGET_DIR="$root/target/serve-release" cargo build --release -p secondrow --manifest-path "$root/Cargo.toml"
-  bin="$root/target/serve-release/release/secondrow"
+  CARGO_TARGET_DIR="$target" cargo build --release -p secondrow --manifest-path "$root/Cargo.toml"
+  bin="$target/release/secondrow"
 fi
-CARGO_TARGET_DIR="$root/target/serve-ceiling" cargo build --release --manifest-path "$shared/ceiling/Cargo.toml"
-ceiling="$root/target/serve-ceiling/release/serving-ceiling"
+CARGO_TARGET_DIR="$target" cargo build --release --manifest-path "$shared/ceiling/Cargo.toml"
+ceiling="$target/release/serving-ceiling"
 
-out="$here/runs/$(date -u +%Y-%m-%d)-$(hostname -s)"
+out="$here/runs/$(date -u +%Y-%m-%d)-${LABEL:-$(hostname -s)}"
 mkdir -p "$out/raw"
 models="$(mktemp -d -t secondrow-bench-models.XXXXXX)"
 "$py" "$root/crates/secondrow-serve/tests/fixtures/make_models.py" "$models" --forest-trees 100 >/dev/null 2>&1
@@ -42,19 +44,20 @@ trap stop_server EXIT
 
 for kind in $KINDS; do
   file=lr.onnx; [[ "$kind" == forest ]] && file=forest.onnx
-  "$bin" serve --model "lr=$models/$file" --host 127.0.0.1 --port "$PORT" >"$out/raw/secondrow-$kind.log" 2>&1 &
+  mkdir -p "$out/raw/$kind"
+  "$bin" serve --model "lr=$models/$file" --host 127.0.0.1 --port "$PORT" >"$out/raw/$kind/secondrow.log" 2>&1 &
   server_pid=$!
   for _ in $(seq 100); do curl -fs -o /dev/null "http://127.0.0.1:$PORT/v2/models/lr/ready" && break; sleep 0.1; done
   echo "== $kind"
-  PY="$py" CEILING="$ceiling" MODEL_KIND="$kind" QUIET=1 LOGDIR="$out/raw" \
+  PY="$py" CEILING="$ceiling" MODEL_KIND="$kind" QUIET=1 LOGDIR="$out/raw/$kind" \
     EXTRA_V2_URL="http://127.0.0.1:$PORT/v2/models/lr/infer" EXTRA_V1_URL="http://127.0.0.1:$PORT/v1/models/lr:predict" \
     EXTRA_PID="$server_pid" bash "$shared/bench.sh" | sed "s/^extra/secondrow $kind/" | tee -a "$out/summary.txt"
   # The binary tensor extension (what the official client sends by default), same row.
   wrk -t2 -c32 -d"${DURATION:-20s}" --latency -s "$here/v2_binary.lua" "http://127.0.0.1:$PORT/v2/models/lr/infer" \
-    >"$out/raw/secondrow-$kind-v2-binary.txt"
+    >"$out/raw/$kind/secondrow-v2-binary.txt"
   awk -v label="secondrow $kind V2 binary" '/^ +50%/ {p50 = $2} /^ +99%/ {p99 = $2} /^Requests\/sec:/ {rps = $2}
     END {printf "%-28s        req/s %9s  p50 %8s  p99 %8s\n", label, rps, p50, p99}' \
-    "$out/raw/secondrow-$kind-v2-binary.txt" | tee -a "$out/summary.txt"
+    "$out/raw/$kind/secondrow-v2-binary.txt" | tee -a "$out/summary.txt"
   stop_server
 done
 

@@ -2,18 +2,23 @@
 //! repository extension, SecondRow's traffic call, and `/metrics`. It owns the wire formats and the one
 //! table mapping [`ErrorCode`] to a status; everything else is in [`Repository`].
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use axum::Router;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::repository::Repository;
+use crate::runtime::Runtime;
 use crate::tensor::{self, Datatype, Tensor, TensorData};
 
 /// Default request body limit: 64 MiB.
@@ -75,6 +80,10 @@ pub async fn serve(
     options: HttpOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // Responses are written whole; Nagle would only hold the last segment back.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, router(repo, options)).with_graceful_shutdown(shutdown).await
 }
 
@@ -192,17 +201,14 @@ async fn version_ready(State(state): AppStateRef, Path((name, version)): Path<(S
     Ok(json_response(StatusCode::OK, &json!({"name": name, "version": version, "ready": true})))
 }
 
-async fn infer(State(state): AppStateRef, Path(name): Path<String>, headers: HeaderMap, body: Body) -> Result<Response> {
-    infer_common(&state, &name, None, &headers, body).await
+async fn infer(State(state): AppStateRef, Path(name): Path<String>, request: Request) -> Result<Response> {
+    let (parts, body) = request.into_parts();
+    infer_common(&state, &name, None, &parts.headers, body).await
 }
 
-async fn version_infer(
-    State(state): AppStateRef,
-    Path((name, version)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response> {
-    infer_common(&state, &name, Some(&version), &headers, body).await
+async fn version_infer(State(state): AppStateRef, Path((name, version)): Path<(String, String)>, request: Request) -> Result<Response> {
+    let (parts, body) = request.into_parts();
+    infer_common(&state, &name, Some(&version), &parts.headers, body).await
 }
 
 /// A requested output: its name and whether it goes back as binary.
@@ -239,10 +245,135 @@ fn parse_infer_request(headers: &HeaderMap, body: &[u8]) -> Result<InferRequest>
                 .ok_or_else(|| Error::invalid(format!("header `{HEADER_LENGTH}` must be a length within the body")))?,
         ),
     };
-    let (json_part, mut binary) = match header_length {
+    let (json_part, binary) = match header_length {
         Some(n) => (&body[..n], &body[n..]),
         None => (body, &body[body.len()..]),
     };
+    if let Some(request) = parse_infer_typed(json_part, binary) {
+        return request;
+    }
+    parse_infer_value(headers, header_length, json_part, binary)
+}
+
+/// The V2 request as typed structs, borrowing from the body: the fast path. It answers `None` for
+/// anything it does not take as is (a field of an unexpected type, an unknown datatype, a missing
+/// field); the `Value`-based parser then reads the body again and names the problem.
+#[derive(Deserialize)]
+struct WireRequest<'a> {
+    #[serde(default, borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(default)]
+    parameters: Option<WireParameters>,
+    #[serde(borrow)]
+    inputs: Vec<WireInput<'a>>,
+    #[serde(default, borrow)]
+    outputs: Option<Vec<WireOutput<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct WireInput<'a> {
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+    shape: Vec<usize>,
+    #[serde(borrow)]
+    datatype: Cow<'a, str>,
+    #[serde(default)]
+    parameters: Option<WireParameters>,
+    #[serde(default, borrow)]
+    data: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct WireOutput<'a> {
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+    #[serde(default)]
+    parameters: Option<WireParameters>,
+}
+
+/// The request, input and output parameters this server reads; others are ignored.
+#[derive(Deserialize, Default)]
+struct WireParameters {
+    #[serde(default)]
+    binary_data_output: Option<bool>,
+    #[serde(default)]
+    binary_data_size: Option<usize>,
+    #[serde(default)]
+    binary_data: Option<bool>,
+}
+
+fn parse_infer_typed(json_part: &[u8], mut binary: &[u8]) -> Option<Result<InferRequest>> {
+    let wire: WireRequest = serde_json::from_slice(json_part).ok()?;
+    if wire.inputs.is_empty() {
+        return None;
+    }
+    let mut specs = Vec::with_capacity(wire.inputs.len());
+    for input in &wire.inputs {
+        specs.push(Datatype::parse(&input.datatype)?);
+        let size = input.parameters.as_ref().and_then(|p| p.binary_data_size);
+        if size.is_none() && input.data.is_none() {
+            return None;
+        }
+    }
+    let binary_output = wire.parameters.as_ref().and_then(|p| p.binary_data_output).unwrap_or(false);
+    let mut inputs = Vec::with_capacity(wire.inputs.len());
+    for (input, datatype) in wire.inputs.into_iter().zip(specs) {
+        let name = input.name.into_owned();
+        let size = input.parameters.as_ref().and_then(|p| p.binary_data_size);
+        let decoded = match (size, input.data) {
+            (Some(size), _) => {
+                if size > binary.len() {
+                    return Some(Err(Error::invalid(format!(
+                        "input `{name}`: binary_data_size {size} is more than the {} bytes left in the body",
+                        binary.len()
+                    ))));
+                }
+                let (mine, rest) = binary.split_at(size);
+                binary = rest;
+                tensor::decode_binary(&name, datatype, &input.shape, mine)
+            }
+            (None, Some(raw)) => decode_json_raw(&name, datatype, &input.shape, raw),
+            (None, None) => return None,
+        };
+        match decoded {
+            Ok(data) => inputs.push(Tensor { name, shape: input.shape, data }),
+            Err(e) => return Some(Err(e)),
+        }
+    }
+    if !binary.is_empty() {
+        return Some(Err(Error::invalid(format!("{} bytes of binary data are not claimed by any input", binary.len()))));
+    }
+    let outputs = wire.outputs.map(|outputs| {
+        outputs
+            .into_iter()
+            .map(|o| RequestedOutput { name: o.name.into_owned(), binary: o.parameters.and_then(|p| p.binary_data) })
+            .collect()
+    });
+    Some(Ok(InferRequest { id: wire.id.map(Cow::into_owned), inputs, outputs, binary_output }))
+}
+
+/// Decodes JSON `data`: flat lists of the common numeric types straight into their vectors, anything
+/// else (nested lists, "NaN" strings, other datatypes) through [`tensor::decode_json`].
+fn decode_json_raw(name: &str, datatype: Datatype, shape: &[usize], raw: &RawValue) -> Result<TensorData> {
+    let text = raw.get();
+    let fast = match datatype {
+        Datatype::Fp32 => serde_json::from_str::<Vec<f32>>(text).ok().map(TensorData::Fp32),
+        Datatype::Fp64 => serde_json::from_str::<Vec<f64>>(text).ok().map(TensorData::Fp64),
+        Datatype::Int64 => serde_json::from_str::<Vec<i64>>(text).ok().map(TensorData::Int64),
+        Datatype::Int32 => serde_json::from_str::<Vec<i32>>(text).ok().map(TensorData::Int32),
+        _ => None,
+    };
+    match fast {
+        Some(data) if tensor::element_count(shape) == Some(data.len()) => Ok(data),
+        _ => {
+            let value: Value = serde_json::from_str(text).map_err(|e| Error::invalid(format!("input `{name}`: `data` is not valid JSON: {e}")))?;
+            tensor::decode_json(name, datatype, shape, &value)
+        }
+    }
+}
+
+/// The V2 request read through a `serde_json::Value`: slower, and precise about what is wrong.
+fn parse_infer_value(headers: &HeaderMap, header_length: Option<usize>, json_part: &[u8], mut binary: &[u8]) -> Result<InferRequest> {
     let mut object = parse_json_object(json_part).map_err(|e| {
         let is_json = headers
             .get(header::CONTENT_TYPE)
@@ -375,21 +506,38 @@ fn build_infer_response(
     };
     let id = id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let mut binary_tail: Vec<u8> = Vec::new();
-    let outputs_json: Vec<Value> = selected
-        .iter()
-        .map(|(t, binary)| {
-            if *binary {
-                let bytes = t.to_binary();
-                let size = bytes.len();
-                binary_tail.extend_from_slice(&bytes);
-                json!({"name": t.name, "datatype": t.datatype().name(), "shape": t.shape, "parameters": {"binary_data_size": size}})
-            } else {
-                json!({"name": t.name, "datatype": t.datatype().name(), "shape": t.shape, "data": t.data_json()})
-            }
-        })
-        .collect();
-    let body = json!({"model_name": model, "model_version": version, "id": id, "outputs": outputs_json});
-    let mut bytes = serde_json::to_vec(&body).map_err(|e| Error::Internal(format!("cannot encode the response: {e}")))?;
+    let elements: usize = selected.iter().map(|(t, binary)| if *binary { 0 } else { t.data.len() }).sum();
+    let mut bytes = Vec::with_capacity(128 + model.len() + id.len() + 96 * selected.len() + 24 * elements);
+    bytes.extend_from_slice(b"{\"model_name\":");
+    write_json(&mut bytes, model);
+    bytes.extend_from_slice(b",\"model_version\":");
+    write_json(&mut bytes, version);
+    bytes.extend_from_slice(b",\"id\":");
+    write_json(&mut bytes, &id);
+    bytes.extend_from_slice(b",\"outputs\":[");
+    for (i, (t, binary)) in selected.iter().enumerate() {
+        if i > 0 {
+            bytes.push(b',');
+        }
+        bytes.extend_from_slice(b"{\"name\":");
+        write_json(&mut bytes, &t.name);
+        bytes.extend_from_slice(b",\"datatype\":\"");
+        bytes.extend_from_slice(t.datatype().name().as_bytes());
+        bytes.extend_from_slice(b"\",\"shape\":");
+        write_json(&mut bytes, &t.shape);
+        if *binary {
+            let start = binary_tail.len();
+            t.write_binary(&mut binary_tail);
+            bytes.extend_from_slice(b",\"parameters\":{\"binary_data_size\":");
+            write_json(&mut bytes, &(binary_tail.len() - start));
+            bytes.push(b'}');
+        } else {
+            bytes.extend_from_slice(b",\"data\":");
+            t.write_data_json(&mut bytes);
+        }
+        bytes.push(b'}');
+    }
+    bytes.extend_from_slice(b"]}");
     if binary_tail.is_empty() {
         return Ok((StatusCode::OK, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], bytes).into_response());
     }
@@ -406,6 +554,11 @@ fn build_infer_response(
         .into_response())
 }
 
+/// Appends `value` as JSON (writing to a `Vec` cannot fail, nor can these plain values).
+fn write_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    let _ = serde_json::to_writer(out, value);
+}
+
 // ---------------------------------------------------------------------------------------------- V1
 
 /// `GET /v1/models/NAME`.
@@ -415,7 +568,9 @@ async fn v1_model_ready(State(state): AppStateRef, Path(name): Path<String>) -> 
 }
 
 /// `POST /v1/models/NAME:predict` (and `:explain`, which has no explainer here).
-async fn v1_predict(State(state): AppStateRef, Path(target): Path<String>, headers: HeaderMap, body: Body) -> Result<Response> {
+async fn v1_predict(State(state): AppStateRef, Path(target): Path<String>, request: Request) -> Result<Response> {
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
     let (name, verb) = match target.rsplit_once(':') {
         Some((name, verb)) => (name, verb),
         None => return Ok(error_response(StatusCode::METHOD_NOT_ALLOWED, "use POST /v1/models/NAME:predict")),
@@ -427,39 +582,182 @@ async fn v1_predict(State(state): AppStateRef, Path(target): Path<String>, heade
         other => return Err(Error::ModelNotFound(format!("{name}:{other}"))),
     }
     let body = read_body(&state, &headers, body).await?;
-    let mut object = parse_json_object(&body).map_err(|e| Error::invalid(format!("unrecognized request format: {e}")))?;
+    let inputs = v1_inputs(loaded.runtime.as_ref(), name, &body)?;
+    let result = state.repo.infer(name, None, inputs).await?;
+    let first = result.outputs.into_iter().next().ok_or_else(|| Error::Internal(format!("model `{name}` returned no output")))?;
+    let predictions = v1_predictions(&first);
+    let mut bytes = Vec::with_capacity(32 + 24 * first.data.len());
+    bytes.extend_from_slice(b"{\"predictions\":");
+    write_json(&mut bytes, &predictions);
+    bytes.push(b'}');
+    Ok((StatusCode::OK, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], bytes).into_response())
+}
+
+/// The common V1 body, `{"instances": [[numbers], ...]}` (or `inputs`), read without a `Value`.
+#[derive(Deserialize)]
+struct V1NumericRows {
+    #[serde(alias = "inputs")]
+    instances: Vec<Vec<f64>>,
+}
+
+/// Turns a V1 body into the model's input tensors. An instance is a number or a (nested) list of
+/// numbers (a model with one input), a string (one BYTES input), or an object: keyed by input name
+/// (TensorFlow Serving's row format) or, for a model that knows its column names, by column (a
+/// DataFrame row, as KServe's scikit-learn server reads it). All instances have one form.
+fn v1_inputs(runtime: &dyn Runtime, model: &str, body: &[u8]) -> Result<Vec<Tensor>> {
+    let specs = runtime.inputs();
+    if let [spec] = specs {
+        if let Ok(wire) = serde_json::from_slice::<V1NumericRows>(body) {
+            let width = wire.instances.first().map_or(0, Vec::len);
+            if !wire.instances.is_empty() && wire.instances.iter().all(|r| r.len() == width) {
+                let values: Vec<f64> = wire.instances.iter().flatten().copied().collect();
+                return Ok(vec![numeric_tensor(spec, vec![wire.instances.len(), width], values)]);
+            }
+        }
+    }
+    let mut object = parse_json_object(body).map_err(|e| Error::invalid(format!("unrecognized request format: {e}")))?;
     let rows = match object.remove("instances").or_else(|| object.remove("inputs")) {
         Some(Value::Array(rows)) => rows,
         Some(_) => return Err(Error::invalid("`instances` must be a list")),
         None => return Err(Error::invalid("unrecognized request format: expected `instances` or `inputs`")),
     };
-    let specs = loaded.runtime.inputs();
-    if specs.len() != 1 {
-        return Err(Error::invalid(format!("V1 predict needs a model with one input; `{name}` has {}", specs.len())));
+    let kind = |v: &Value| match v {
+        Value::Object(_) => "an object",
+        Value::String(_) => "a string",
+        _ => "a number or list",
+    };
+    if let Some(first) = rows.first() {
+        if let Some((i, row)) = rows.iter().enumerate().find(|(_, r)| kind(r) != kind(first)) {
+            return Err(Error::invalid(format!("instances[{i}] is {}, but instances[0] is {}; every instance must have the same form", kind(row), kind(first))));
+        }
     }
-    let spec = &specs[0];
-    let n_rows = rows.len();
+    match rows.first() {
+        Some(Value::Object(_)) => v1_object_rows(runtime, model, &rows),
+        Some(Value::String(_)) => {
+            let [spec] = specs else {
+                return Err(Error::invalid(format!("string instances need a model with one input; `{model}` has {}", specs.len())));
+            };
+            let strings: Vec<Vec<u8>> = rows.iter().map(|r| r.as_str().unwrap_or_default().as_bytes().to_vec()).collect();
+            string_tensor(spec, model, strings, "instances[0] is a string")
+        }
+        _ => {
+            let [spec] = specs else {
+                return Err(Error::invalid(format!(
+                    "V1 predict with lists needs a model with one input; `{model}` has {} (send objects keyed by input name)",
+                    specs.len()
+                )));
+            };
+            let (row_shape, values) = collect_rows(rows.iter(), |i| format!("instances[{i}]"))?;
+            let mut shape = vec![rows.len()];
+            shape.extend(row_shape.unwrap_or_else(|| spec.shape.iter().skip(1).map(|&d| d.max(0) as usize).collect()));
+            Ok(vec![numeric_tensor(spec, shape, values)])
+        }
+    }
+}
+
+/// Object instances: by input name, or by column for a model with named columns.
+fn v1_object_rows(runtime: &dyn Runtime, model: &str, rows: &[Value]) -> Result<Vec<Tensor>> {
+    let specs = runtime.inputs();
+    let objects: Vec<&Map<String, Value>> = rows.iter().filter_map(Value::as_object).collect();
+    let is_input = |key: &String| specs.iter().any(|s| s.name == *key);
+    let columns = runtime.column_names().filter(|_| specs.len() == 1 && !objects[0].keys().all(is_input));
+    if let (Some(columns), [spec]) = (columns, specs) {
+        let mut values = Vec::with_capacity(objects.len() * columns.len());
+        for (i, object) in objects.iter().enumerate() {
+            if let Some(unknown) = object.keys().find(|k| !columns.contains(*k)) {
+                return Err(Error::invalid(format!(
+                    "instances[{i}]: unknown column `{unknown}` (model `{model}` takes the columns {})",
+                    columns.join(", ")
+                )));
+            }
+            for column in columns {
+                let value = match object.get(column) {
+                    None => return Err(Error::invalid(format!("instances[{i}]: missing column `{column}`"))),
+                    Some(Value::Null) => f64::NAN,
+                    Some(Value::Bool(b)) => f64::from(u8::from(*b)),
+                    Some(Value::Number(n)) => n.as_f64().unwrap_or(f64::NAN),
+                    Some(other) => return Err(Error::invalid(format!("instances[{i}]: column `{column}` must be a number, got {other}"))),
+                };
+                values.push(value);
+            }
+        }
+        return Ok(vec![numeric_tensor(spec, vec![objects.len(), columns.len()], values)]);
+    }
+    let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+    for (i, object) in objects.iter().enumerate() {
+        if let Some(unknown) = object.keys().find(|k| !is_input(*k)) {
+            return Err(Error::invalid(format!("instances[{i}]: unknown input `{unknown}` (model `{model}` takes {})", names.join(", "))));
+        }
+    }
+    let mut tensors = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let mut column = Vec::with_capacity(objects.len());
+        for (i, object) in objects.iter().enumerate() {
+            column.push(object.get(&spec.name).ok_or_else(|| Error::invalid(format!("instances[{i}]: missing input `{}`", spec.name)))?);
+        }
+        if spec.datatype == Datatype::Bytes {
+            let mut strings = Vec::with_capacity(column.len());
+            for (i, value) in column.iter().enumerate() {
+                match value {
+                    Value::String(s) => strings.push(s.as_bytes().to_vec()),
+                    other => return Err(Error::invalid(format!("instances[{i}].{}: expected a string, got {other}", spec.name))),
+                }
+            }
+            tensors.extend(string_tensor(spec, model, strings, &format!("instances[0].{} is a string", spec.name))?);
+        } else {
+            let (row_shape, values) = collect_rows(column.into_iter(), |i| format!("instances[{i}].{}", spec.name))?;
+            let mut shape = vec![objects.len()];
+            match row_shape {
+                // One scalar per row for a [N, 1] input (a DataFrame column).
+                Some(dims) if dims.is_empty() && spec.shape.len() == 2 => shape.push(1),
+                Some(dims) => shape.extend(dims),
+                None => {}
+            }
+            tensors.push(numeric_tensor(spec, shape, values));
+        }
+    }
+    Ok(tensors)
+}
+
+/// Flattens V1 rows (numbers or nested lists), checking that every row has the first one's shape.
+fn collect_rows<'a>(rows: impl Iterator<Item = &'a Value>, label: impl Fn(usize) -> String) -> Result<(Option<Vec<usize>>, Vec<f64>)> {
     let mut row_shape: Option<Vec<usize>> = None;
     let mut values = Vec::new();
-    for (i, row) in rows.iter().enumerate() {
+    for (i, row) in rows.enumerate() {
         let mut shape = Vec::new();
-        collect_row(row, &mut shape, 0, &mut values).map_err(|e| Error::invalid(format!("instances[{i}]: {e}")))?;
+        let label = label(i);
+        collect_row(row, &mut shape, 0, &mut values).map_err(|e| Error::invalid(format!("{label}: {e}")))?;
         match &row_shape {
             None => row_shape = Some(shape),
-            Some(first) if *first != shape => {
-                return Err(Error::invalid(format!("instances[{i}]: shape {shape:?} differs from the first instance's {first:?}")))
-            }
+            Some(first) if *first != shape => return Err(Error::invalid(format!("{label}: shape {shape:?} differs from the first instance's {first:?}"))),
             Some(_) => {}
         }
     }
-    let mut shape = vec![n_rows];
-    shape.extend(row_shape.unwrap_or_else(|| spec.shape.iter().skip(1).map(|&d| d.max(0) as usize).collect()));
+    Ok((row_shape, values))
+}
+
+/// A tensor of V1 numbers in the input's datatype (FP64 when the input is not numeric, which the
+/// input check then reports).
+fn numeric_tensor(spec: &crate::runtime::TensorSpec, shape: Vec<usize>, values: Vec<f64>) -> Tensor {
     let datatype = if spec.datatype.is_numeric() { spec.datatype } else { Datatype::Fp64 };
     let data = TensorData::Fp64(values).cast_numeric(datatype).unwrap_or(TensorData::Fp64(Vec::new()));
-    let input = Tensor { name: spec.name.clone(), shape, data };
-    let result = state.repo.infer(name, None, vec![input]).await?;
-    let first = result.outputs.into_iter().next().ok_or_else(|| Error::Internal(format!("model `{name}` returned no output")))?;
-    Ok(json_response(StatusCode::OK, &json!({"predictions": v1_predictions(&first)})))
+    Tensor { name: spec.name.clone(), shape, data }
+}
+
+/// A BYTES tensor of one string per row, shaped [N] or [N, 1] as the input is.
+fn string_tensor(spec: &crate::runtime::TensorSpec, model: &str, strings: Vec<Vec<u8>>, what: &str) -> Result<Vec<Tensor>> {
+    if spec.datatype != Datatype::Bytes {
+        return Err(Error::invalid(format!(
+            "{what}, but input `{}` of model `{model}` takes {} (send numbers)",
+            spec.name,
+            spec.datatype.name()
+        )));
+    }
+    let mut shape = vec![strings.len()];
+    if spec.shape.len() == 2 {
+        shape.push(1);
+    }
+    Ok(vec![Tensor { name: spec.name.clone(), shape, data: TensorData::Bytes(strings) }])
 }
 
 /// Flattens one V1 instance (a number or nested lists of numbers), recording its shape.

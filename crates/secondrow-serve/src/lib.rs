@@ -5,8 +5,8 @@
 //! Where to start reading:
 //! - [`repository::Repository`]: loaded models and versions, traffic (default version, canary), the
 //!   inference path (input checks, concurrency limit, batching, metrics). Lock-free for readers.
-//! - [`runtime`]: the [`runtime::Runtime`] trait and its two implementations, ONNX through tract and
-//!   SecondRow's own model files.
+//! - [`runtime`]: the [`runtime::Runtime`] trait and its implementations: ONNX through tract, ONNX-ML
+//!   graphs (tree ensembles, linear models) evaluated natively by [`native`], SecondRow's own model files.
 //! - [`http`]: the axum router, wire formats and the one error → status table.
 //! - [`tensor`]: V2 datatypes and their JSON and binary codecs.
 //! - [`batch`]: dynamic batching; [`metrics`]: the Prometheus counters.
@@ -17,6 +17,7 @@ pub mod batch;
 pub mod error;
 pub mod http;
 pub mod metrics;
+pub mod native;
 pub mod repository;
 pub mod runtime;
 pub mod tensor;

@@ -1,14 +1,16 @@
 //! Model runtimes: what a loaded model file can do — describe its inputs and outputs and predict on a
-//! batch of tensors. Two are built in: ONNX through tract (pure Rust) and SecondRow's own model format
-//! from `secondrow-ml`. A runtime never sees HTTP; inputs reach it already checked against its
+//! batch of tensors. Three are built in: ONNX-ML graphs (tree ensembles, linear models) evaluated
+//! natively by [`crate::native`], any other ONNX graph through tract (pure Rust), and SecondRow's own
+//! model format from `secondrow-ml`. A runtime never sees HTTP; inputs reach it already checked against its
 //! [`TensorSpec`]s (see `repository::check_inputs`).
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::Factoid;
 
+use crate::native::NativeGraph;
 use crate::tensor::{Datatype, Tensor as V2Tensor, TensorData};
 
 /// Name, datatype and shape (`-1` for a variable dimension) of a model input or output.
@@ -29,25 +31,69 @@ pub trait Runtime: Send + Sync + 'static {
     fn accepts(&self, index: usize, datatype: Datatype) -> bool {
         self.inputs().get(index).is_some_and(|spec| spec.datatype == datatype)
     }
+    /// Names of the columns of the one [N, F] input, where the model knows them (V1 object rows).
+    fn column_names(&self) -> Option<&[String]> {
+        None
+    }
     /// Predicts on inputs given in the order of [`Runtime::inputs`]; returns every output in the order
     /// of [`Runtime::outputs`]. The error is a message for the client.
     fn predict(&self, inputs: Vec<V2Tensor>) -> Result<Vec<V2Tensor>, String>;
 }
 
 /// Loads a model file, choosing the runtime by its extension: `.onnx` for ONNX, anything else is read
-/// as a SecondRow model file (JSON).
+/// as a SecondRow model file (JSON). An ONNX graph made only of the classic-ML ops [`NativeRuntime`]
+/// evaluates runs there; any other graph runs on tract.
 pub fn load(path: &Path) -> Result<Arc<dyn Runtime>, String> {
     let is_onnx = path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("onnx"));
-    if is_onnx {
-        Ok(Arc::new(OnnxRuntime::load(path)?))
-    } else {
-        Ok(Arc::new(BuiltinRuntime::load(path)?))
+    if !is_onnx {
+        return Ok(Arc::new(BuiltinRuntime::load(path)?));
+    }
+    match NativeRuntime::load(path) {
+        Ok(Some(native)) => return Ok(Arc::new(native)),
+        Ok(None) => {}
+        Err(message) => tracing::warn!(path = %path.display(), %message, "native ONNX-ML evaluation refused the graph; using tract"),
+    }
+    Ok(Arc::new(OnnxRuntime::load(path)?))
+}
+
+/// An ONNX graph of tree ensembles, linear models and their helper ops, evaluated by
+/// [`crate::native`] without tract.
+pub struct NativeRuntime {
+    graph: NativeGraph,
+}
+
+impl NativeRuntime {
+    /// `Ok(None)` when the graph holds an op the native evaluator does not have.
+    pub fn load(path: &Path) -> Result<Option<NativeRuntime>, String> {
+        let proto = tract_onnx::onnx().proto_model_for_path(path).map_err(|e| format!("{e:#}"))?;
+        Ok(NativeGraph::from_proto(&proto)?.map(|graph| NativeRuntime { graph }))
     }
 }
+
+impl Runtime for NativeRuntime {
+    fn platform(&self) -> &'static str {
+        "onnx"
+    }
+    fn inputs(&self) -> &[TensorSpec] {
+        self.graph.inputs()
+    }
+    fn outputs(&self) -> &[TensorSpec] {
+        self.graph.outputs()
+    }
+    fn predict(&self, inputs: Vec<V2Tensor>) -> Result<Vec<V2Tensor>, String> {
+        let input = inputs.into_iter().next().ok_or("no input")?;
+        self.graph.predict(input)
+    }
+}
+
+/// Run states an [`OnnxRuntime`] keeps for reuse (more concurrent calls spawn fresh ones).
+const MAX_POOLED_STATES: usize = 16;
 
 /// An ONNX graph optimized and planned by tract; the variable batch dimension stays symbolic.
 pub struct OnnxRuntime {
     plan: Arc<TypedRunnableModel>,
+    /// Run states of finished calls, reused: spawning one per call allocates every node's state.
+    states: Mutex<Vec<TypedSimpleState>>,
     inputs: Vec<TensorSpec>,
     outputs: Vec<TensorSpec>,
 }
@@ -98,7 +144,7 @@ impl OnnxRuntime {
             outputs.push(TensorSpec { name, datatype, shape });
         }
         let plan = typed.into_runnable().map_err(|e| format!("{e:#}"))?;
-        Ok(OnnxRuntime { plan, inputs, outputs })
+        Ok(OnnxRuntime { plan, states: Mutex::new(Vec::new()), inputs, outputs })
     }
 }
 
@@ -114,7 +160,17 @@ impl Runtime for OnnxRuntime {
     }
     fn predict(&self, inputs: Vec<V2Tensor>) -> Result<Vec<V2Tensor>, String> {
         let values: TVec<TValue> = inputs.into_iter().map(|t| to_tract(t).map(TValue::from)).collect::<Result<_, String>>()?;
-        let results = self.plan.run(values).map_err(|e| format!("{e:#}"))?;
+        let pooled = self.states.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut state = match pooled {
+            Some(state) => state,
+            None => self.plan.spawn().map_err(|e| format!("{e:#}"))?,
+        };
+        let results = state.run(values).map_err(|e| format!("{e:#}"))?;
+        let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+        if states.len() < MAX_POOLED_STATES {
+            states.push(state);
+        }
+        drop(states);
         results
             .into_iter()
             .zip(&self.outputs)
@@ -201,6 +257,7 @@ fn from_tract(name: &str, t: &Tensor) -> Result<V2Tensor, String> {
 /// `prediction` otherwise.
 pub struct BuiltinRuntime {
     model: secondrow_ml::Model,
+    columns: Vec<String>,
     classification: bool,
     inputs: Vec<TensorSpec>,
     outputs: Vec<TensorSpec>,
@@ -212,7 +269,8 @@ pub const BUILTIN_INPUT: &str = "input-0";
 impl BuiltinRuntime {
     pub fn load(path: &Path) -> Result<BuiltinRuntime, String> {
         let model = secondrow_ml::load_model(path).map_err(|e| e.to_string())?;
-        let n_features = model.input_columns().len() as i64;
+        let columns = model.input_columns();
+        let n_features = columns.len() as i64;
         let classification = !model.classes.is_empty();
         let inputs = vec![TensorSpec { name: BUILTIN_INPUT.into(), datatype: Datatype::Fp32, shape: vec![-1, n_features] }];
         let outputs = if classification {
@@ -223,7 +281,7 @@ impl BuiltinRuntime {
         } else {
             vec![TensorSpec { name: "prediction".into(), datatype: Datatype::Fp64, shape: vec![-1] }]
         };
-        Ok(BuiltinRuntime { model, classification, inputs, outputs })
+        Ok(BuiltinRuntime { model, columns, classification, inputs, outputs })
     }
 }
 
@@ -236,6 +294,9 @@ impl Runtime for BuiltinRuntime {
     }
     fn outputs(&self) -> &[TensorSpec] {
         &self.outputs
+    }
+    fn column_names(&self) -> Option<&[String]> {
+        Some(&self.columns)
     }
     /// Any numeric datatype: values are converted to f64, the estimators' type.
     fn accepts(&self, index: usize, datatype: Datatype) -> bool {

@@ -290,9 +290,50 @@ impl Tensor {
         }
     }
 
+    /// Appends the elements as the JSON list of the V2 `data` field (flat, row-major; non-finite
+    /// floats as `null`), without building a `Value`.
+    pub fn write_data_json(&self, out: &mut Vec<u8>) {
+        fn list<T>(out: &mut Vec<u8>, items: &[T], mut write: impl FnMut(&mut Vec<u8>, &T)) {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write(out, item);
+            }
+            out.push(b']');
+        }
+        // Writing plain values to a Vec cannot fail.
+        fn put<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+            let _ = serde_json::to_writer(out, value);
+        }
+        match &self.data {
+            TensorData::Bool(v) => list(out, v, |o, x| put(o, x)),
+            TensorData::Uint8(v) => list(out, v, |o, x| put(o, x)),
+            TensorData::Uint16(v) => list(out, v, |o, x| put(o, x)),
+            TensorData::Uint32(v) => list(out, v, |o, x| put(o, x)),
+            TensorData::Uint64(v) => list(out, v, |o, x| put(o, x)),
+            TensorData::Int8(v) => list(out, v, |o, x| put(o, x)),
+            TensorData::Int16(v) => list(out, v, |o, x| put(o, x)),
+            TensorData::Int32(v) => list(out, v, |o, x| put(o, x)),
+            TensorData::Int64(v) => list(out, v, |o, x| put(o, x)),
+            TensorData::Fp16(v) => list(out, v, |o, x| put(o, &x.to_f64())),
+            // As f64, like `data_json`: the text a client gets does not depend on the path.
+            TensorData::Fp32(v) => list(out, v, |o, x| put(o, &f64::from(*x))),
+            TensorData::Fp64(v) => list(out, v, |o, x| put(o, x)),
+            TensorData::Bytes(v) => list(out, v, |o, x| put(o, &String::from_utf8_lossy(x))),
+        }
+    }
+
     /// The elements in the binary tensor extension's layout (little-endian, row-major).
     pub fn to_binary(&self) -> Vec<u8> {
         let mut out = Vec::new();
+        self.write_binary(&mut out);
+        out
+    }
+
+    /// Appends the elements in the binary tensor extension's layout.
+    pub fn write_binary(&self, out: &mut Vec<u8>) {
         match &self.data {
             TensorData::Bool(v) => out.extend(v.iter().map(|&b| b as u8)),
             TensorData::Uint8(v) => out.extend_from_slice(v),
@@ -313,7 +354,6 @@ impl Tensor {
                 }
             }
         }
-        out
     }
 }
 

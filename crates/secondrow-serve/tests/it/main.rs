@@ -1,6 +1,7 @@
 //! Integration tests of the model server: real models made by skl2onnx/onnx and secondrow-ml, a real
 //! server on 127.0.0.1:0, and KServe's official client through ../shared/serving/client_check.py.
 
+mod native;
 mod support;
 
 use std::collections::HashMap;
@@ -409,4 +410,56 @@ async fn dynamic_batching_and_concurrency_limit_give_the_unbatched_answers() {
     }
     // 48 requests in batches of at most 16 rows with a 20 ms queue delay: a few batches, not 48 waits.
     assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v1_takes_object_and_string_instances_and_names_what_is_wrong() {
+    let repo = repo_with(&[("lr", "1", "lr.onnx"), ("builtin", "1", "builtin_lr.json"), ("echo", "1", "echo_text.onnx")], ModelOptions::default()).await;
+    let server = start(repo, HttpOptions::default()).await;
+    let client = client();
+    let predict = |model: &str, body: Value| {
+        let (client, url) = (client.clone(), server.url(&format!("/v1/models/{model}:predict")));
+        async move {
+            let res = client.post(url).json(&body).send().await.unwrap();
+            let status = res.status().as_u16();
+            (status, res.json::<Value>().await.unwrap())
+        }
+    };
+    let rows: Vec<Vec<f64>> = (0..4).map(|i| (0..20).map(|j| ((i * 5 + j) % 9) as f64 * 0.5 - 2.0).collect()).collect();
+    let (status, by_list) = predict("builtin", json!({"instances": rows})).await;
+    assert_eq!(status, 200, "{by_list}");
+    // A DataFrame row per instance, keyed by the model's columns (in any order).
+    let objects: Vec<Value> = rows
+        .iter()
+        .map(|r| Value::Object(r.iter().enumerate().rev().map(|(j, v)| (format!("f{j}"), json!(v))).collect()))
+        .collect();
+    let (status, by_column) = predict("builtin", json!({"instances": objects})).await;
+    assert_eq!((status, &by_column), (200, &by_list));
+    // TensorFlow Serving's row format: keyed by input name.
+    let (_, lr_by_list) = predict("lr", json!({"instances": rows})).await;
+    let named: Vec<Value> = rows.iter().map(|r| json!({"input-0": r})).collect();
+    let (status, lr_named) = predict("lr", json!({"instances": named})).await;
+    assert_eq!((status, &lr_named), (200, &lr_by_list));
+    // Strings for a BYTES input.
+    let (status, echoed) = predict("echo", json!({"instances": ["a", "b c"]})).await;
+    assert_eq!((status, echoed), (200, json!({"predictions": ["a", "b c"]})));
+    // What is wrong is named.
+    let mut missing = objects[0].clone();
+    missing.as_object_mut().unwrap().remove("f3");
+    let cases: Vec<(&str, Value, &str)> = vec![
+        ("builtin", json!({"instances": [missing]}), "missing column `f3`"),
+        ("builtin", json!({"instances": [{"f0": 1, "zz": 2}]}), "unknown column `zz`"),
+        ("builtin", json!({"instances": [{"f0": "x"}]}), "column `f0` must be a number"),
+        ("lr", json!({"instances": [{"input-0": rows[0], "extra": 1}]}), "unknown input `extra`"),
+        ("lr", json!({"instances": ["text"]}), "takes FP32"),
+        ("lr", json!({"instances": [rows[0], {"input-0": rows[0]}]}), "same form"),
+        ("echo", json!({"instances": [1.5]}), "datatype FP64, the model expects BYTES"),
+        ("lr", json!({"predictions": []}), "expected `instances` or `inputs`"),
+    ];
+    for (model, body, needle) in cases {
+        let (status, answer) = predict(model, body.clone()).await;
+        assert_eq!(status, 400, "{model} {body}: {answer}");
+        let message = answer["error"].as_str().unwrap_or_default();
+        assert!(message.contains(needle), "{model} {body}: `{message}` should mention `{needle}`");
+    }
 }
