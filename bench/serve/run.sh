@@ -9,7 +9,7 @@
 # Writes bench/serve/runs/<date>-<label>/: summary.txt (the summary lines), raw/<kind>/ (wrk output), README.md.
 # Env: RUNS=2 DURATION=20s KINDS="logreg forest" (passed on to bench.sh), PORT=18100,
 #      LABEL=<host name> (the run folder's suffix), CARGO_TARGET_DIR (release builds; default target/rel),
-#      SECONDROW_BIN=path (a release `secondrow` already built; skips the build).
+#      SECONDROW_BIN=path (a release `secondrow` already built; skips the build), CEILING=path (likewise).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 here="$root/bench/serve"
@@ -27,8 +27,11 @@ if [[ -z "$bin" ]]; then
   CARGO_TARGET_DIR="$target" cargo build --release -p secondrow --manifest-path "$root/Cargo.toml"
   bin="$target/release/secondrow"
 fi
-CARGO_TARGET_DIR="$target" cargo build --release --manifest-path "$shared/ceiling/Cargo.toml"
-ceiling="$target/release/serving-ceiling"
+ceiling="${CEILING:-}"
+if [[ -z "$ceiling" ]]; then
+  CARGO_TARGET_DIR="$target" cargo build --release --manifest-path "$shared/ceiling/Cargo.toml"
+  ceiling="$target/release/serving-ceiling"
+fi
 
 out="$here/runs/$(date -u +%Y-%m-%d)-${LABEL:-$(hostname -s)}"
 mkdir -p "$out/raw"
@@ -69,6 +72,10 @@ Command: \`bench/serve/run.sh\` (RUNS=${RUNS:-2} DURATION=${DURATION:-20s} KINDS
 Machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -sr); load generator on the same machine.
 Versions: secondrow $(git -C "$root" rev-parse --short HEAD), $("$py" -c 'from importlib import metadata as m; print("kserve", m.version("kserve"), "scikit-learn", m.version("scikit-learn"), "skl2onnx", m.version("skl2onnx"))'), $(wrk --version 2>&1 | head -1).
 Models: 20 features, LogisticRegression and a 100-tree RandomForestClassifier exported with skl2onnx.
-summary.txt has one line per wrk run; raw/ has wrk's full output and the server logs.
+summary.txt has one line per wrk run; raw/<kind>/ has wrk's full output and the server logs.
+
+## Results (req/s averaged over the runs, worst p99; ratios within the same pass)
+
 README
+python3 "$here/summarize.py" "$out/summary.txt" >>"$out/README.md"
 echo "results in $out"
