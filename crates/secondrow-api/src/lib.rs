@@ -7,14 +7,17 @@
 //! switch; the recurring-run scheduler ([`recurring_runs::scheduler`]) starts runs on their triggers.
 
 pub mod deployments;
+pub mod artifacts;
 pub mod error;
 pub mod experiments;
 mod extract;
 pub mod healthz;
 pub mod list;
+pub mod logs;
 pub mod metrics;
 pub mod openapi;
 pub mod pipelines;
+pub mod records;
 pub mod recurring_runs;
 pub mod runs;
 
@@ -88,6 +91,9 @@ pub fn router(state: AppState) -> Router {
         .merge(runs::routes())
         .merge(recurring_runs::routes())
         .merge(deployments::routes())
+        .merge(artifacts::routes())
+        .merge(logs::routes())
+        .merge(records::routes())
         .merge(openapi::routes());
     Router::new()
         .nest("/apis/v2beta1", api)

@@ -154,6 +154,7 @@ impl Client {
         Ok((content_type, written))
     }
 
+    #[allow(dead_code)] // no caller in the CLI yet; part of the client's API
     /// `POST path?query` as `multipart/form-data` with one file part (`field`, `file_name`, `bytes`), as
     /// kfp's `upload_pipeline` sends it → JSON.
     pub async fn upload(&self, path: &str, query: &[(&str, String)], field: &str, file_name: &str, bytes: &[u8]) -> ClientResult<Value> {
@@ -239,6 +240,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
+#[allow(dead_code)]
 /// A `multipart/form-data` body with one file part; the boundary is chosen not to occur in the file.
 fn multipart_body(field: &str, file_name: &str, bytes: &[u8]) -> (String, Vec<u8>) {
     let mut n = 0u32;

@@ -7,6 +7,7 @@
 mod client;
 mod deploy;
 mod progress;
+mod remote;
 mod server;
 mod serve;
 
@@ -21,7 +22,7 @@ use tokio::sync::{mpsc, watch};
 use secondrow_engine::envs::EnvManager;
 use secondrow_engine::{Engine, EngineConfig, PythonMode, RunControl, RunOptions, Submission};
 use secondrow_spec::{Pipeline, SpecError};
-use secondrow_store::{ArtifactStore, RunRecord, RunState, Store, StoreError, TaskRecord};
+use secondrow_store::{ArtifactRecord, ArtifactStore, RunRecord, RunState, Store, StoreError, TaskRecord};
 
 #[derive(Parser)]
 #[command(name = "secondrow", version, about = "Run Kubeflow (kfp) pipelines on one machine, and inspect their runs.")]
@@ -41,6 +42,12 @@ struct Settings {
     /// Metadata database URL (sqlite://… or postgres://…). Default: sqlite file in the home folder.
     #[arg(long, env = "SECONDROW_DATABASE_URL", global = true)]
     database_url: Option<String>,
+    /// A running `secondrow server` (http://host:port) for `run`, `runs`, `logs` and `artifacts`.
+    #[arg(long, env = "SECONDROW_SERVER", global = true)]
+    server: Option<String>,
+    /// Bearer token sent to `--server`.
+    #[arg(long, env = "SECONDROW_TOKEN", global = true, hide_env_values = true)]
+    token: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -126,6 +133,9 @@ struct RunArgs {
     /// Disable the cache for this run.
     #[arg(long)]
     no_cache: bool,
+    /// Experiment (by name, created if missing) of a run sent to `--server`; default `Default`.
+    #[arg(long)]
+    experiment: Option<String>,
     #[command(flatten)]
     exec: ExecArgs,
 }
@@ -262,6 +272,11 @@ impl Home {
 }
 
 async fn dispatch(cli: Cli) -> Result<ExitCode> {
+    if let Some(server) = &cli.settings.server {
+        if let Some(code) = remote::dispatch(server, cli.settings.token.clone(), &cli.command).await? {
+            return Ok(code);
+        }
+    }
     match cli.command {
         Command::Validate { pipeline, params } => {
             let p = load_pipeline(&pipeline)?;
@@ -297,17 +312,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&runs)?);
             } else {
-                println!("{:<36}  {:<10}  {:<20}  {:>9}  NAME", "RUN ID", "STATE", "CREATED", "DURATION");
-                for r in &runs {
-                    println!(
-                        "{:<36}  {:<10}  {:<20}  {:>9}  {}",
-                        r.id,
-                        r.state,
-                        fmt_time(r.created_at),
-                        fmt_duration(r.started_at, r.finished_at),
-                        r.display_name
-                    );
-                }
+                print_runs(&runs);
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -315,22 +320,11 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             let home = Home::resolve(&cli.settings)?;
             let store = home.store().await?;
             let run_id = store.resolve_run_id(&run_id).await?;
-            let run = store.get_run(&run_id).await?;
-            let tasks = store.list_tasks(&run_id).await?;
             if json {
-                let artifacts = store.list_artifacts(&run_id).await?;
-                let events = store.list_events(&run_id).await?;
-                let history = store.run_state_history(&run_id).await?;
-                let doc = json!({
-                    "run": run,
-                    "state_history": history.iter().map(|(s, at)| json!({"state": s, "at": at})).collect::<Vec<_>>(),
-                    "tasks": tasks,
-                    "artifacts": artifacts,
-                    "events": events,
-                });
+                let doc = secondrow_api::records::run_document(&store, &run_id).await?;
                 println!("{}", serde_json::to_string_pretty(&doc)?);
             } else {
-                print_run(&run, &tasks);
+                print_run(&store.get_run(&run_id).await?, &store.list_tasks(&run_id).await?);
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -342,31 +336,9 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             let store = home.store().await?;
             let run_id = store.resolve_run_id(&run_id).await?;
             let tasks = store.list_tasks(&run_id).await?;
-            let selected: Vec<&TaskRecord> = tasks
-                .iter()
-                .filter(|t| t.kind.as_str() == "container")
-                .filter(|t| task.as_deref().is_none_or(|q| t.path == q || t.task_key == q || t.display_name == q))
-                .collect();
-            if selected.is_empty() {
-                if let Some(q) = task {
-                    return Err(UsageError(format!("run `{run_id}` has no task `{q}`")).into());
-                }
-            }
-            for t in selected {
-                let dir = home.logs_root().join(&run_id).join(&t.path);
-                for stream in ["stdout", "stderr"] {
-                    let path = dir.join(format!("{stream}.log"));
-                    if let Ok(text) = std::fs::read_to_string(&path) {
-                        if !text.is_empty() {
-                            println!("==> {} [{stream}] <==", t.path);
-                            print!("{text}");
-                            if !text.ends_with('\n') {
-                                println!();
-                            }
-                        }
-                    }
-                }
-            }
+            let text = secondrow_api::logs::render(&home.logs_root(), &run_id, &tasks, task.as_deref())
+                .map_err(|e| UsageError(e.to_string()))?;
+            print!("{text}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Component { args } => {
@@ -423,23 +395,13 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                         Err(StoreError::NotFound { .. }) => {}
                         Err(e) => return Err(anyhow::Error::new(e).context(format!("downloading {}", a.uri))),
                     }
-                    let meta = target.with_file_name(format!("{}.metadata.json", a.name));
-                    if let Some(parent) = meta.parent() {
-                        std::fs::create_dir_all(parent)?;
-                    }
-                    std::fs::write(&meta, serde_json::to_string_pretty(&a.metadata)?)?;
+                    write_artifact_metadata(&target, a)?;
                 }
                 eprintln!("downloaded {n} files of {} artifacts into {}", artifacts.len(), dest.display());
             } else if json {
                 println!("{}", serde_json::to_string_pretty(&artifacts)?);
             } else {
-                println!("{:<30}  {:<18}  {:<28}  URI / METADATA", "TASK", "NAME", "TYPE");
-                for a in &artifacts {
-                    println!("{:<30}  {:<18}  {:<28}  {}", path_of(&a.task_id), a.name, a.schema_title, a.uri);
-                    if a.metadata.as_object().is_some_and(|m| !m.is_empty()) {
-                        println!("{:<80}  {}", "", a.metadata);
-                    }
-                }
+                print_artifacts(&artifacts, &tasks);
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -475,7 +437,8 @@ async fn execute(engine: &Engine, home: &Home, run_id: &str, exec: &ExecArgs, re
     if exec.json {
         println!("{}", serde_json::to_string_pretty(&json!({"run": run, "tasks": tasks}))?);
     } else {
-        summarize(&run, &tasks, home);
+        let logs = home.logs_root().join(&run.id);
+        summarize(&run, &tasks, &format!("secondrow logs {}  (files under {})", run.id, logs.display()));
     }
     Ok(match run.state {
         RunState::Succeeded => ExitCode::SUCCESS,
@@ -483,7 +446,8 @@ async fn execute(engine: &Engine, home: &Home, run_id: &str, exec: &ExecArgs, re
     })
 }
 
-fn summarize(run: &RunRecord, tasks: &[TaskRecord], home: &Home) {
+/// The end-of-run lines; `logs_hint` is the command (and place) to read the logs of a failed run.
+fn summarize(run: &RunRecord, tasks: &[TaskRecord], logs_hint: &str) {
     let count = |s: &str| tasks.iter().filter(|t| t.kind.as_str() == "container" && t.state.as_str() == s).count();
     eprintln!(
         "run {} {} in {} — {} succeeded, {} cached, {} failed, {} skipped",
@@ -497,13 +461,49 @@ fn summarize(run: &RunRecord, tasks: &[TaskRecord], home: &Home) {
     );
     if let Some(e) = &run.error {
         eprintln!("error: {e}");
-        eprintln!("logs: secondrow logs {}  (files under {})", run.id, home.logs_root().join(&run.id).display());
+        eprintln!("logs: {logs_hint}");
     }
     if let Some(outputs) = run.outputs.as_ref().and_then(|o| o.get("parameters")).and_then(|p| p.as_object()) {
         for (k, v) in outputs {
             println!("{k} = {v}");
         }
     }
+}
+
+fn print_runs(runs: &[RunRecord]) {
+    println!("{:<36}  {:<10}  {:<20}  {:>9}  NAME", "RUN ID", "STATE", "CREATED", "DURATION");
+    for r in runs {
+        println!(
+            "{:<36}  {:<10}  {:<20}  {:>9}  {}",
+            r.id,
+            r.state,
+            fmt_time(r.created_at),
+            fmt_duration(r.started_at, r.finished_at),
+            r.display_name
+        );
+    }
+}
+
+fn print_artifacts(artifacts: &[ArtifactRecord], tasks: &[TaskRecord]) {
+    let path_of = |task_id: &Option<String>| {
+        tasks.iter().find(|t| Some(&t.id) == task_id.as_ref()).map(|t| t.path.clone()).unwrap_or_default()
+    };
+    println!("{:<30}  {:<18}  {:<28}  URI / METADATA", "TASK", "NAME", "TYPE");
+    for a in artifacts {
+        println!("{:<30}  {:<18}  {:<28}  {}", path_of(&a.task_id), a.name, a.schema_title, a.uri);
+        if a.metadata.as_object().is_some_and(|m| !m.is_empty()) {
+            println!("{:<80}  {}", "", a.metadata);
+        }
+    }
+}
+
+/// `NAME.metadata.json` beside a downloaded artifact.
+fn write_artifact_metadata(target: &Path, a: &ArtifactRecord) -> Result<()> {
+    let meta = target.with_file_name(format!("{}.metadata.json", a.name));
+    if let Some(parent) = meta.parent() {
+        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    std::fs::write(&meta, serde_json::to_string_pretty(&a.metadata)?).with_context(|| format!("writing {}", meta.display()))
 }
 
 fn print_run(run: &RunRecord, tasks: &[TaskRecord]) {

@@ -4,6 +4,7 @@ mod api;
 mod bad_input;
 mod durability;
 mod extras;
+mod remote;
 mod samples;
 mod support;
 mod warm;
