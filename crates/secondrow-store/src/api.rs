@@ -157,6 +157,15 @@ impl Store {
 
     // ------------------------------------------------------------ pipelines and versions
 
+    /// Creates a pipeline without versions (`POST /pipelines`); `AlreadyExists` when the name is taken.
+    pub async fn create_pipeline(&self, name: &str, description: &str, namespace: &str) -> Result<PipelineRecord> {
+        let p = new_pipeline(name, description, namespace, now_ms());
+        let mut tx = self.pool().begin().await?;
+        insert_pipeline(&mut tx, &p).await?;
+        tx.commit().await?;
+        Ok(p)
+    }
+
     /// Creates a pipeline and its first version in one transaction.
     pub async fn create_pipeline_with_version(
         &self,
@@ -168,33 +177,9 @@ impl Store {
         digest: &str,
     ) -> Result<(PipelineRecord, PipelineVersionRecord)> {
         let now = now_ms();
-        let p = PipelineRecord {
-            id: new_id(),
-            name: name.to_owned(),
-            display_name: name.to_owned(),
-            description: description.to_owned(),
-            namespace: namespace.to_owned(),
-            created_at: now,
-        };
+        let p = new_pipeline(name, description, namespace, now);
         let mut tx = self.pool().begin().await?;
-        let res = sqlx::query(
-            "INSERT INTO pipelines (id, name, display_name, description, namespace, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&p.id)
-        .bind(&p.name)
-        .bind(&p.display_name)
-        .bind(&p.description)
-        .bind(&p.namespace)
-        .bind(now)
-        .execute(&mut *tx)
-        .await;
-        match res {
-            Ok(_) => {}
-            Err(err) if is_unique_violation(&err) => {
-                return Err(StoreError::AlreadyExists { kind: "pipeline", id: name.to_owned() })
-            }
-            Err(err) => return Err(err.into()),
-        }
+        insert_pipeline(&mut tx, &p).await?;
         let v = insert_version(&mut tx, &p.id, version_name, description, spec, digest, now).await?;
         tx.commit().await?;
         Ok((p, v))
@@ -390,6 +375,36 @@ impl Store {
             .fetch_optional(self.reader())
             .await?;
         Ok(row.map(|r| r.try_get::<String, _>("namespace")).transpose()?)
+    }
+}
+
+fn new_pipeline(name: &str, description: &str, namespace: &str, now: i64) -> PipelineRecord {
+    PipelineRecord {
+        id: new_id(),
+        name: name.to_owned(),
+        display_name: name.to_owned(),
+        description: description.to_owned(),
+        namespace: namespace.to_owned(),
+        created_at: now,
+    }
+}
+
+async fn insert_pipeline(tx: &mut sqlx::Transaction<'_, sqlx::Any>, p: &PipelineRecord) -> Result<()> {
+    let res = sqlx::query(
+        "INSERT INTO pipelines (id, name, display_name, description, namespace, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&p.id)
+    .bind(&p.name)
+    .bind(&p.display_name)
+    .bind(&p.description)
+    .bind(&p.namespace)
+    .bind(p.created_at)
+    .execute(&mut **tx)
+    .await;
+    match res {
+        Ok(_) => Ok(()),
+        Err(err) if is_unique_violation(&err) => Err(StoreError::AlreadyExists { kind: "pipeline", id: p.name.clone() }),
+        Err(err) => Err(err.into()),
     }
 }
 

@@ -119,3 +119,14 @@ async fn artifact_reads_cannot_escape_the_root() {
     let files = a.download(&a.uri_for("run"), &out).await.unwrap();
     assert_eq!(files, vec![out.join("task/data")]);
 }
+
+#[tokio::test]
+async fn pipelines_without_versions_have_unique_names() {
+    let (_dir, s) = store().await;
+    let p = s.create_pipeline("p", "first", "ns").await.unwrap();
+    assert_eq!(s.get_pipeline(&p.id).await.unwrap().description, "first");
+    assert!(s.list_pipeline_versions(&p.id).await.unwrap().is_empty());
+    let again = s.create_pipeline("p", "second", "ns").await;
+    assert!(matches!(again, Err(StoreError::AlreadyExists { kind: "pipeline", .. })), "{again:?}");
+    assert_eq!(s.list_pipelines(None).await.unwrap().len(), 1);
+}
