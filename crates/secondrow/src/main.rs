@@ -330,7 +330,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Serve(args) => serve::run(args).await,
         Command::Server(args) => server::run(&cli.settings, args).await,
-        Command::Deploy(cmd) => deploy::run(&cli.settings, None, cmd).await,
+        Command::Deploy(cmd) => deploy::run(&cli.settings, cli.settings.server.as_deref().map(|s| (s, cli.settings.token.clone())), cmd).await,
         Command::Logs { run_id, task } => {
             let home = Home::resolve(&cli.settings)?;
             let store = home.store().await?;

@@ -2,6 +2,7 @@
 
 mod api;
 mod bad_input;
+mod deploy;
 mod durability;
 mod extras;
 mod remote;
