@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use secondrow_store::Experiment;
 
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{split_action, ApiJson, ApiPath, ApiQuery};
 use crate::list::{page_json, paginate, ListQuery};
@@ -42,34 +43,34 @@ struct CreateBody {
     namespace: Option<String>,
 }
 
-async fn create(State(s): State<AppState>, ApiJson(body): ApiJson<CreateBody>) -> ApiResult<Json<Value>> {
+async fn create(State(s): State<AppState>, caller: Caller, ApiJson(body): ApiJson<CreateBody>) -> ApiResult<Json<Value>> {
     if body.display_name.trim().is_empty() {
         return Err(ApiError::invalid("experiment display_name must not be empty"));
     }
-    let e = s
-        .store()
-        .create_experiment(&body.display_name, body.description.as_deref().unwrap_or(""), body.namespace.as_deref().unwrap_or(""))
-        .await?;
+    let namespace = caller.namespace_for_new(body.namespace.as_deref())?;
+    let e = s.store().create_experiment(&body.display_name, body.description.as_deref().unwrap_or(""), &namespace).await?;
     Ok(Json(wire(&e)))
 }
 
-async fn get_one(State(s): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Value>> {
-    Ok(Json(wire(&s.store().get_experiment(&id).await?)))
+async fn get_one(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(wire(&caller.experiment(&s, &id).await?)))
 }
 
-async fn list(State(s): State<AppState>, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Json<Value>> {
-    let ns = q.namespace.as_deref();
+async fn list(State(s): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Json<Value>> {
+    let ns = caller.list_namespace(q.namespace.as_deref())?;
     let items = s.store().list_experiments(ns).await?.iter().map(wire).collect();
     Ok(Json(page_json("experiments", paginate(items, &q, KEYS)?)))
 }
 
-async fn delete(State(s): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Value>> {
+async fn delete(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Value>> {
+    caller.experiment(&s, &id).await?;
     s.store().delete_experiment(&id).await?;
     Ok(Json(json!({})))
 }
 
-async fn action(State(s): State<AppState>, ApiPath(id_action): ApiPath<String>) -> ApiResult<Json<Value>> {
+async fn action(State(s): State<AppState>, caller: Caller, ApiPath(id_action): ApiPath<String>) -> ApiResult<Json<Value>> {
     let (id, action) = split_action(&id_action)?;
+    caller.experiment(&s, id).await?;
     let storage = match action {
         "archive" => "ARCHIVED",
         "unarchive" => "AVAILABLE",

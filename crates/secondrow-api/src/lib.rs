@@ -6,8 +6,9 @@
 //! Runs execute inside the server: the [`Supervisor`] owns one tokio task per executing run and its cancel
 //! switch; the recurring-run scheduler ([`recurring_runs::scheduler`]) starts runs on their triggers.
 
-pub mod deployments;
 pub mod artifacts;
+pub mod auth;
+pub mod deployments;
 pub mod error;
 pub mod experiments;
 mod extract;
@@ -44,6 +45,7 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// Model deployments served on the serving listener (`secondrow server --serve-port`).
     pub deployments: Arc<deployments::Deployments>,
+    pub auth: Arc<auth::Auth>,
     /// Submissions are serialized: each one reads then writes (pipeline, version, experiment, run), and
     /// SQLite refuses to upgrade a reader to a writer when another writer got in between.
     submit_lock: Arc<tokio::sync::Mutex<()>>,
@@ -56,8 +58,15 @@ impl AppState {
             engine,
             metrics: Arc::new(metrics::Metrics::default()),
             deployments: Arc::new(deployments::Deployments::default()),
+            auth: Arc::new(auth::Auth::default()),
             submit_lock: Arc::new(tokio::sync::Mutex::new(())),
         }
+    }
+
+    /// With an admin token (`--auth-token`): auth is enforced and this token reaches every namespace.
+    pub fn with_admin_token(mut self, token: Option<&str>) -> AppState {
+        self.auth = Arc::new(auth::Auth::new(token));
+        self
     }
 
     pub fn store(&self) -> &Store {
@@ -99,6 +108,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/apis/v2beta1", api)
         .merge(metrics::routes())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::observe))
         .layer(DefaultBodyLimit::max(64 * 1024 * 1024))
         .with_state(state)

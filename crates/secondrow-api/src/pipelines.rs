@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use secondrow_spec::Pipeline;
 use secondrow_store::{PipelineRecord, PipelineVersionRecord};
 
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::list::{page_json, paginate, ListQuery};
@@ -98,7 +99,8 @@ async fn read_upload(mut multipart: Multipart) -> ApiResult<(Pipeline, Option<St
     Err(ApiError::invalid("multipart body has no `uploadfile` part"))
 }
 
-async fn upload(State(s): State<AppState>, ApiQuery(q): ApiQuery<UploadQuery>, multipart: Multipart) -> ApiResult<Json<Value>> {
+async fn upload(State(s): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<UploadQuery>, multipart: Multipart) -> ApiResult<Json<Value>> {
+    let namespace = caller.namespace_for_new(q.namespace.as_deref())?;
     let (pipeline, _) = read_upload(multipart).await?;
     let name = q.name.filter(|n| !n.trim().is_empty()).unwrap_or_else(|| pipeline.name().to_owned());
     let description = q
@@ -108,17 +110,19 @@ async fn upload(State(s): State<AppState>, ApiQuery(q): ApiQuery<UploadQuery>, m
     let doc = spec_document(&pipeline);
     let (p, _) = s
         .store()
-        .create_pipeline_with_version(&name, &description, q.namespace.as_deref().unwrap_or(""), &name, &doc, &digest(&doc))
+        .create_pipeline_with_version(&name, &description, &namespace, &name, &doc, &digest(&doc))
         .await?;
     Ok(Json(wire(&p)))
 }
 
 async fn upload_version(
     State(s): State<AppState>,
+    caller: Caller,
     ApiQuery(q): ApiQuery<UploadQuery>,
     multipart: Multipart,
 ) -> ApiResult<Json<Value>> {
     let pipeline_id = q.pipelineid.filter(|p| !p.is_empty()).ok_or_else(|| ApiError::invalid("query parameter `pipelineid` is required"))?;
+    caller.pipeline(&s, &pipeline_id, true).await?;
     let (pipeline, file_name) = read_upload(multipart).await?;
     let name = q
         .name
@@ -133,32 +137,38 @@ async fn upload_version(
     Ok(Json(wire_version(&v)))
 }
 
-async fn get_one(State(s): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Value>> {
-    Ok(Json(wire(&s.store().get_pipeline(&id).await?)))
+async fn get_one(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(wire(&caller.pipeline(&s, &id, false).await?)))
 }
 
-async fn list(State(s): State<AppState>, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Json<Value>> {
-    let ns = q.namespace.as_deref().filter(|n| !n.is_empty());
-    let items = s.store().list_pipelines(ns).await?.iter().map(wire).collect();
+async fn list(State(s): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Json<Value>> {
+    let ns = caller.list_namespace(q.namespace.as_deref())?.filter(|n| !n.is_empty());
+    // A namespace token sees its own pipelines and the shared ones.
+    let ns = if caller.confined_to().is_some() { None } else { ns };
+    let pipelines = s.store().list_pipelines(ns).await?;
+    let items = pipelines.iter().filter(|p| caller.sees(&p.namespace, true)).map(wire).collect();
     Ok(Json(page_json("pipelines", paginate(items, &q, KEYS)?)))
 }
 
-async fn delete(State(s): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Value>> {
+async fn delete(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Value>> {
+    caller.pipeline(&s, &id, true).await?;
     s.store().delete_pipeline(&id).await?;
     Ok(Json(json!({})))
 }
 
-async fn list_versions(State(s): State<AppState>, ApiPath(id): ApiPath<String>, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Json<Value>> {
-    s.store().get_pipeline(&id).await?;
+async fn list_versions(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiPath<String>, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Json<Value>> {
+    caller.pipeline(&s, &id, false).await?;
     let items = s.store().list_pipeline_versions(&id).await?.iter().map(wire_version).collect();
     Ok(Json(page_json("pipeline_versions", paginate(items, &q, VERSION_KEYS)?)))
 }
 
-async fn get_version(State(s): State<AppState>, ApiPath((id, vid)): ApiPath<(String, String)>) -> ApiResult<Json<Value>> {
+async fn get_version(State(s): State<AppState>, caller: Caller, ApiPath((id, vid)): ApiPath<(String, String)>) -> ApiResult<Json<Value>> {
+    caller.pipeline(&s, &id, false).await?;
     Ok(Json(wire_version(&s.store().get_pipeline_version(&id, &vid).await?)))
 }
 
-async fn delete_version(State(s): State<AppState>, ApiPath((id, vid)): ApiPath<(String, String)>) -> ApiResult<Json<Value>> {
+async fn delete_version(State(s): State<AppState>, caller: Caller, ApiPath((id, vid)): ApiPath<(String, String)>) -> ApiResult<Json<Value>> {
+    caller.pipeline(&s, &id, true).await?;
     s.store().delete_pipeline_version(&id, &vid).await?;
     Ok(Json(json!({})))
 }
@@ -361,8 +371,9 @@ fn version_pipeline(field: &str, v: &VersionBody) -> ApiResult<Pipeline> {
 }
 
 /// `POST /pipelines/create`: a pipeline and its first version in one body and one transaction.
-async fn create_with_version(State(s): State<AppState>, ApiJson(body): ApiJson<CreateWithVersionBody>) -> ApiResult<Json<Value>> {
+async fn create_with_version(State(s): State<AppState>, caller: Caller, ApiJson(body): ApiJson<CreateWithVersionBody>) -> ApiResult<Json<Value>> {
     let p = body.pipeline.ok_or_else(|| ApiError::invalid("pipeline is required"))?;
+    let namespace = caller.namespace_for_new(p.namespace.as_deref())?;
     let v = body.pipeline_version.ok_or_else(|| ApiError::invalid("pipeline_version is required"))?;
     let name = body_name("pipeline", p.display_name, p.name)?;
     let pipeline = version_pipeline("pipeline_version", &v)?;
@@ -371,14 +382,15 @@ async fn create_with_version(State(s): State<AppState>, ApiJson(body): ApiJson<C
     let doc = spec_document(&pipeline);
     let (record, version) = s
         .store()
-        .create_pipeline_with_version(&name, &description, p.namespace.as_deref().unwrap_or(""), &version_name, &doc, &digest(&doc))
+        .create_pipeline_with_version(&name, &description, &namespace, &version_name, &doc, &digest(&doc))
         .await?;
     tracing::info!(pipeline_id = %record.id, version_id = %version.id, "pipeline created");
     Ok(Json(wire(&record)))
 }
 
 /// `POST /pipelines/{id}/versions`: a version from a JSON body with the spec inline.
-async fn create_version(State(s): State<AppState>, ApiPath(id): ApiPath<String>, ApiJson(v): ApiJson<VersionBody>) -> ApiResult<Json<Value>> {
+async fn create_version(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiPath<String>, ApiJson(v): ApiJson<VersionBody>) -> ApiResult<Json<Value>> {
+    caller.pipeline(&s, &id, true).await?;
     if let Some(other) = v.pipeline_id.as_deref().filter(|p| !p.is_empty() && *p != id) {
         return Err(ApiError::invalid(format!("pipeline_id `{other}` in the body does not match `{id}` in the path")));
     }

@@ -15,6 +15,7 @@ use secondrow_engine::{RunOptions, Submission};
 use secondrow_spec::Pipeline;
 use secondrow_store::{now_ms, NewRecurringRun, RecurringRunRecord};
 
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{split_action, ApiJson, ApiPath, ApiQuery};
 use crate::list::{page_json, paginate, ListQuery};
@@ -183,7 +184,7 @@ struct CreateBody {
     trigger: Option<Value>,
 }
 
-async fn create(State(s): State<AppState>, ApiJson(body): ApiJson<CreateBody>) -> ApiResult<Json<Value>> {
+async fn create(State(s): State<AppState>, caller: Caller, ApiJson(body): ApiJson<CreateBody>) -> ApiResult<Json<Value>> {
     if body.display_name.trim().is_empty() {
         return Err(ApiError::invalid("recurring run display_name must not be empty"));
     }
@@ -198,12 +199,12 @@ async fn create(State(s): State<AppState>, ApiJson(body): ApiJson<CreateBody>) -
         Some("DISABLE") => false,
         Some(other) => return Err(ApiError::invalid(format!("mode `{other}`: expected ENABLE or DISABLE"))),
     };
-    let (pipeline, version) = resolve_pipeline(&s, body.pipeline_spec.as_ref(), body.pipeline_version_reference.as_ref()).await?;
+    let (pipeline, version) = resolve_pipeline(&s, &caller, body.pipeline_spec.as_ref(), body.pipeline_version_reference.as_ref()).await?;
     let rc_value = body.runtime_config.unwrap_or_else(|| json!({}));
     let rc: RuntimeConfig =
         serde_json::from_value(rc_value.clone()).map_err(|e| ApiError::invalid(format!("runtime_config: {e}")))?;
     let params = pipeline.bind_parameters(&rc.parameters.unwrap_or_default())?;
-    let (experiment_id, namespace) = resolve_experiment(&s, body.experiment_id.as_deref()).await?;
+    let (experiment_id, namespace) = resolve_experiment(&s, &caller, body.experiment_id.as_deref()).await?;
     let (pipeline_id, pipeline_version_id) = match version {
         Some((p, v)) => (Some(p), Some(v)),
         None => (None, None),
@@ -229,13 +230,13 @@ async fn create(State(s): State<AppState>, ApiJson(body): ApiJson<CreateBody>) -
     Ok(Json(wire(&rec)))
 }
 
-async fn get_one(State(s): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Value>> {
-    Ok(Json(wire(&s.store().get_recurring_run(&id).await?)))
+async fn get_one(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(wire(&caller.recurring_run(&s, &id).await?)))
 }
 
-async fn list(State(s): State<AppState>, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Json<Value>> {
+async fn list(State(s): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Json<Value>> {
     let experiment = q.experiment_id.as_deref().filter(|e| !e.is_empty());
-    let namespace = q.namespace.as_deref();
+    let namespace = caller.list_scope(&s, experiment, q.namespace.as_deref()).await?;
     let items = s
         .store()
         .list_recurring_runs(false)
@@ -251,13 +252,15 @@ async fn list(State(s): State<AppState>, ApiQuery(q): ApiQuery<ListQuery>) -> Ap
     Ok(Json(page_json("recurringRuns", paginate(items, &q, KEYS)?)))
 }
 
-async fn delete(State(s): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Value>> {
+async fn delete(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Value>> {
+    caller.recurring_run(&s, &id).await?;
     s.store().delete_recurring_run(&id).await?;
     Ok(Json(json!({})))
 }
 
-async fn action(State(s): State<AppState>, ApiPath(id_action): ApiPath<String>) -> ApiResult<Json<Value>> {
+async fn action(State(s): State<AppState>, caller: Caller, ApiPath(id_action): ApiPath<String>) -> ApiResult<Json<Value>> {
     let (id, action) = split_action(&id_action)?;
+    caller.recurring_run(&s, id).await?;
     let enabled = match action {
         "enable" => true,
         "disable" => false,

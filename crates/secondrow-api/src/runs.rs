@@ -14,6 +14,7 @@ use secondrow_engine::{RunOptions, Submission};
 use secondrow_spec::Pipeline;
 use secondrow_store::{EventRecord, RunRecord, RunState, TaskRecord, TaskState};
 
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{split_action, ApiJson, ApiPath, ApiQuery};
 use crate::list::{page_json, paginate, ListQuery};
@@ -72,9 +73,10 @@ struct CreateBody {
     runtime_config: Option<RuntimeConfig>,
 }
 
-/// The pipeline a run or recurring run is made from: its spec, or a stored version.
+/// The pipeline a run or recurring run is made from: its spec, or a stored version the caller may read.
 pub async fn resolve_pipeline(
     s: &AppState,
+    caller: &Caller,
     spec: Option<&Value>,
     version: Option<&VersionRef>,
 ) -> ApiResult<(Pipeline, Option<(String, String)>)> {
@@ -86,6 +88,7 @@ pub async fn resolve_pipeline(
             Ok((Pipeline::from_json(spec)?, None))
         }
         (None, Some(VersionRef { pipeline_id: Some(p), pipeline_version_id: Some(v) })) if !p.is_empty() && !v.is_empty() => {
+            caller.pipeline(s, p, false).await?;
             let version = s.store().get_pipeline_version(p, v).await?;
             let pipeline = Pipeline::from_json(&version.spec)?;
             Ok((pipeline, Some((p.clone(), v.clone()))))
@@ -97,28 +100,29 @@ pub async fn resolve_pipeline(
     }
 }
 
-/// The experiment a new run goes into (and its namespace): the given one, or `Default`.
-pub async fn resolve_experiment(s: &AppState, experiment_id: Option<&str>) -> ApiResult<(String, String)> {
+/// The experiment a new run goes into (and its namespace): the given one, or `Default` of the caller's
+/// namespace.
+pub async fn resolve_experiment(s: &AppState, caller: &Caller, experiment_id: Option<&str>) -> ApiResult<(String, String)> {
     match experiment_id.filter(|e| !e.is_empty()) {
         Some(id) => {
-            let e = s.store().get_experiment(id).await?;
+            let e = caller.experiment(s, id).await?;
             if e.storage_state == "ARCHIVED" {
                 return Err(ApiError::FailedPrecondition(format!("experiment `{id}` is archived")));
             }
             Ok((e.id, e.namespace))
         }
         None => {
-            let e = s.store().ensure_experiment("Default", "").await?;
+            let e = s.store().ensure_experiment("Default", &caller.namespace_for_new(None)?).await?;
             Ok((e.id, e.namespace))
         }
     }
 }
 
-async fn create(State(s): State<AppState>, ApiJson(body): ApiJson<CreateBody>) -> ApiResult<Json<Value>> {
-    let (pipeline, version) = resolve_pipeline(&s, body.pipeline_spec.as_ref(), body.pipeline_version_reference.as_ref()).await?;
+async fn create(State(s): State<AppState>, caller: Caller, ApiJson(body): ApiJson<CreateBody>) -> ApiResult<Json<Value>> {
+    let (pipeline, version) = resolve_pipeline(&s, &caller, body.pipeline_spec.as_ref(), body.pipeline_version_reference.as_ref()).await?;
     let rc = body.runtime_config.unwrap_or_default();
     let params = pipeline.bind_parameters(&rc.parameters.unwrap_or_default())?;
-    let (experiment_id, namespace) = resolve_experiment(&s, body.experiment_id.as_deref()).await?;
+    let (experiment_id, namespace) = resolve_experiment(&s, &caller, body.experiment_id.as_deref()).await?;
     let (pipeline_id, pipeline_version_id) = match version {
         Some((p, v)) => (Some(p), Some(v)),
         None => (None, None),
@@ -226,30 +230,31 @@ fn task_details(r: &RunRecord, tasks: &[TaskRecord], events: &[EventRecord]) -> 
         .collect()
 }
 
-/// The full run document, with task details.
-pub async fn full(s: &AppState, id: &str) -> ApiResult<Value> {
+/// The full run document, with task details, if the caller may read it.
+pub async fn full(s: &AppState, caller: &Caller, id: &str) -> ApiResult<Value> {
     let store = s.store();
     let run = store.get_run(id).await?;
+    caller.check("run", id, &run.namespace)?;
     let history = store.run_state_history(id).await?;
     let tasks = store.list_tasks(id).await?;
     let events = store.list_events(id).await?;
     Ok(wire(&run, &history, Some((&tasks, &events)), true))
 }
 
-async fn get_one(State(s): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Value>> {
-    Ok(Json(full(&s, &id).await?))
+async fn get_one(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(full(&s, &caller, &id).await?))
 }
 
-async fn list(State(s): State<AppState>, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Json<Value>> {
+async fn list(State(s): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Json<Value>> {
     let experiment = q.experiment_id.as_deref().filter(|e| !e.is_empty());
-    let namespace = if experiment.is_some() { None } else { q.namespace.as_deref() };
+    let namespace = caller.list_scope(&s, experiment, q.namespace.as_deref()).await?;
     let runs = s.store().list_run_summaries(namespace, experiment).await?;
     let items = runs.iter().map(|r| wire(r, &[], None, false)).collect();
     Ok(Json(page_json("runs", paginate(items, &q, KEYS)?)))
 }
 
-async fn delete(State(s): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Value>> {
-    s.store().get_run(&id).await?;
+async fn delete(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Value>> {
+    caller.run(&s, &id).await?;
     if s.supervisor.cancel(&id) {
         s.supervisor.wait_idle(&id, Duration::from_secs(15)).await;
     }
@@ -257,10 +262,10 @@ async fn delete(State(s): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiR
     Ok(Json(json!({})))
 }
 
-async fn action(State(s): State<AppState>, ApiPath(id_action): ApiPath<String>) -> ApiResult<Json<Value>> {
+async fn action(State(s): State<AppState>, caller: Caller, ApiPath(id_action): ApiPath<String>) -> ApiResult<Json<Value>> {
     let (id, action) = split_action(&id_action)?;
     let store = s.store();
-    let run = store.get_run(id).await?;
+    let run = caller.run(&s, id).await?;
     match action {
         "terminate" => terminate(&s, &run).await?,
         "retry" => {

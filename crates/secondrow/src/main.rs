@@ -10,6 +10,7 @@ mod progress;
 mod remote;
 mod server;
 mod serve;
+mod tokens;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -70,6 +71,9 @@ enum Command {
     Deploy(deploy::DeployCommand),
     /// Serve the Kubeflow Pipelines v2beta1 REST API (kfp.Client works against it); runs execute here.
     Server(server::ServerArgs),
+    /// API tokens for `secondrow server`, each confined to one namespace.
+    #[command(subcommand)]
+    Tokens(tokens::TokensCommand),
     /// Print the captured stdout/stderr of a run's tasks.
     Logs {
         run_id: String,
@@ -331,6 +335,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Serve(args) => serve::run(args).await,
         Command::Server(args) => server::run(&cli.settings, args).await,
         Command::Deploy(cmd) => deploy::run(&cli.settings, cli.settings.server.as_deref().map(|s| (s, cli.settings.token.clone())), cmd).await,
+        Command::Tokens(cmd) => tokens::run(&cli.settings, cmd).await,
         Command::Logs { run_id, task } => {
             let home = Home::resolve(&cli.settings)?;
             let store = home.store().await?;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result};
 use clap::Args;
 
-use super::{ExecArgs, Home, Settings};
+use super::{ExecArgs, Home, Settings, UsageError};
 
 #[derive(Args)]
 pub struct ServerArgs {
@@ -16,6 +16,10 @@ pub struct ServerArgs {
     /// Port to listen on (0: any free port; the chosen one is printed).
     #[arg(long, default_value_t = 8888)]
     port: u16,
+    /// Admin bearer token (every namespace); when set, or once `secondrow tokens create` made a token,
+    /// every API call but healthz, openapi.json and /metrics needs `Authorization: Bearer <token>`.
+    #[arg(long, env = "SECONDROW_AUTH_TOKEN", hide_env_values = true)]
+    auth_token: Option<String>,
     #[command(flatten)]
     exec: ExecArgs,
     #[command(flatten)]
@@ -25,7 +29,17 @@ pub struct ServerArgs {
 pub async fn run(settings: &Settings, args: ServerArgs) -> Result<ExitCode> {
     let home = Home::resolve(settings)?;
     let engine = home.engine(&args.exec).await?;
-    let state = secondrow_api::AppState::new(engine);
+    if args.auth_token.as_ref().is_some_and(|t| t.trim().len() < 16) {
+        return Err(UsageError("--auth-token (SECONDROW_AUTH_TOKEN) must be at least 16 characters".into()).into());
+    }
+    let state = secondrow_api::AppState::new(engine).with_admin_token(args.auth_token.as_deref().map(str::trim));
+    let auth = match (&args.auth_token, state.auth.enforced(state.store()).await) {
+        (Some(_), _) => "on (admin token set)",
+        (None, Ok(true)) => "on (the store holds API tokens)",
+        (None, Ok(false)) => "off (no --auth-token and no API tokens: anyone reaching this port has full access)",
+        (None, Err(e)) => return Err(anyhow::anyhow!("reading API tokens: {e}")),
+    };
+    eprintln!("secondrow server: access control {auth}");
     let resumed = secondrow_api::recover(&state).await.map_err(|e| anyhow::anyhow!("resuming unfinished runs: {e}"))?;
     let models = super::deploy::start_serving(&state, &args.serving).await?;
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))

@@ -11,13 +11,13 @@ use serde_json::Value;
 use crate::support::*;
 
 /// A `secondrow server` on a free port of 127.0.0.1, killed when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Server {
-    fn start(home: &Home, extra: &[&str]) -> Server {
+    pub(crate) fn start(home: &Home, extra: &[&str]) -> Server {
         let mut child = home
             .cmd()
             .args(["server", "--host", "127.0.0.1", "--port", "0"])
@@ -55,7 +55,7 @@ fn script(name: &str) -> PathBuf {
 }
 
 /// Runs one of the kfp client scripts; panics with its output unless it exits 0.
-fn kfp_script(home: &Home, name: &str, args: &[&str]) -> Output {
+pub(crate) fn kfp_script(home: &Home, name: &str, args: &[&str]) -> Output {
     let out = Command::new(python())
         .arg(script(name))
         .args(args)
@@ -75,7 +75,7 @@ fn kfp_script(home: &Home, name: &str, args: &[&str]) -> Output {
 }
 
 /// The last line of a script's stdout, as JSON (the kfp client prints its own lines before it).
-fn last_json(out: &Output) -> Value {
+pub(crate) fn last_json(out: &Output) -> Value {
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
     serde_json::from_str(line).unwrap_or_else(|e| panic!("no JSON on the last line ({e}):\n{text}"))

@@ -1,6 +1,7 @@
 //! Integration tests of the `secondrow` binary: real processes, the real kfp SDK, a real SQLite file.
 
 mod api;
+mod auth;
 mod bad_input;
 mod deploy;
 mod durability;
