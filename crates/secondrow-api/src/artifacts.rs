@@ -21,6 +21,7 @@ use serde_json::{json, Value};
 
 use secondrow_store::{ArtifactRecord, RunRecord, TaskRecord};
 
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{split_action, ApiPath, ApiQuery};
 use crate::{ts, AppState};
@@ -31,10 +32,10 @@ pub fn routes() -> Router<AppState> {
         .route("/artifacts/{id}", get(get_or_download))
 }
 
-/// Loads the run a request is about: the one place to add access checks.
-pub async fn load_run(s: &AppState, run_id: &str) -> ApiResult<RunRecord> {
+/// Loads the run a request is about, if the caller may reach its namespace.
+pub async fn load_run(s: &AppState, caller: &Caller, run_id: &str) -> ApiResult<RunRecord> {
     check_id("run id", run_id)?;
-    Ok(s.store().get_run(run_id).await?)
+    caller.run(s, run_id).await
 }
 
 /// Refuses ids that could only be an attempt to name a path (`..`, `a/b`, `\`); such ids never exist.
@@ -61,8 +62,8 @@ fn wire(a: &ArtifactRecord, tasks: &[TaskRecord]) -> Value {
     })
 }
 
-async fn list_for_run(State(s): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Value>> {
-    let run = load_run(&s, &id).await?;
+async fn list_for_run(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Value>> {
+    let run = load_run(&s, &caller, &id).await?;
     let store = s.store();
     let tasks = store.list_tasks(&run.id).await?;
     let artifacts = store.list_artifacts(&run.id).await?;
@@ -77,6 +78,7 @@ struct GetQuery {
 /// `GET /artifacts/ID` (KFP's GetArtifact) or `GET /artifacts/ID:download` (the bytes).
 async fn get_or_download(
     State(s): State<AppState>,
+    caller: Caller,
     ApiPath(id_action): ApiPath<String>,
     ApiQuery(q): ApiQuery<GetQuery>,
     headers: HeaderMap,
@@ -90,7 +92,7 @@ async fn get_or_download(
     };
     check_id("artifact id", id)?;
     let artifact = s.store().get_artifact(id).await?;
-    let run = load_run(&s, &artifact.run_id).await?;
+    let run = load_run(&s, &caller, &artifact.run_id).await?;
     if download {
         return download_response(&s, &artifact).await;
     }

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use secondrow_store::TaskRecord;
 
 use crate::artifacts::load_run;
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiPath, ApiQuery};
 use crate::AppState;
@@ -29,8 +30,8 @@ struct LogsQuery {
     task: Option<String>,
 }
 
-async fn logs(State(s): State<AppState>, ApiPath(id): ApiPath<String>, ApiQuery(q): ApiQuery<LogsQuery>) -> ApiResult<Response> {
-    let run = load_run(&s, &id).await?;
+async fn logs(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiPath<String>, ApiQuery(q): ApiQuery<LogsQuery>) -> ApiResult<Response> {
+    let run = load_run(&s, &caller, &id).await?;
     let tasks = s.store().list_tasks(&run.id).await?;
     let root = s.engine.config().logs_root.clone();
     let text = tokio::task::spawn_blocking(move || render(&root, &run.id, &tasks, q.task.as_deref()))

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use secondrow_store::{Store, StoreError};
 
 use crate::artifacts::{check_id, load_run};
+use crate::auth::Caller;
 use crate::error::ApiResult;
 use crate::extract::{ApiPath, ApiQuery};
 use crate::AppState;
@@ -47,16 +48,18 @@ fn default_limit() -> i64 {
     50
 }
 
-async fn list(State(s): State<AppState>, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Json<Value>> {
+async fn list(State(s): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Json<Value>> {
     if q.limit < 0 {
         return Err(crate::ApiError::invalid(format!("limit: must be 0 or more, got {}", q.limit)));
     }
-    Ok(Json(json!(s.store().list_runs(q.limit).await?)))
+    // A namespace token lists only its own runs (of the newest `limit`).
+    let runs: Vec<_> = s.store().list_runs(q.limit).await?.into_iter().filter(|r| caller.sees(&r.namespace, false)).collect();
+    Ok(Json(json!(runs)))
 }
 
-async fn get_one(State(s): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Value>> {
+async fn get_one(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Value>> {
     check_id("run id", &id)?;
     let run_id = s.store().resolve_run_id(&id).await?;
-    load_run(&s, &run_id).await?;
+    load_run(&s, &caller, &run_id).await?;
     Ok(Json(run_document(s.store(), &run_id).await?))
 }

@@ -186,6 +186,12 @@ expect_error(raw(host, "POST", v + "/runs", token=token_b,
              403, 7, "namespace `ns-a`")
 expect_error(raw(host, "POST", v + "/experiments", token=token_b,
                  body=json.dumps({"display_name": "x", "namespace": "ns-a"})), 403, 7, "namespace `ns-a`")
+for path in [f"/runs/{run_a.run_id}/artifacts", f"/runs/{run_a.run_id}/logs", f"/secondrow/runs/{run_a.run_id}"]:
+    expect_error(raw(host, "GET", v + path, token=token_b), 403, 7, "namespace `ns-a`")
+status, body = raw(host, "GET", v + "/secondrow/runs", token=token_b)
+assert status == 200 and [r["id"] for r in body] == [run_b.run_id], body
+status, body = raw(host, "GET", v + f"/runs/{run_a.run_id}/artifacts", token=token_a)
+assert status == 200, body
 status, body = raw(host, "GET", v + "/healthz")
 assert status == 200 and body["multi_user"] is False, (status, body)
 status, _ = raw(host, "GET", v + "/openapi.json")
