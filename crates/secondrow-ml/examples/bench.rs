@@ -83,9 +83,10 @@ fn bench_one(name: &str, data_name: &str, algorithm: &str, params: &Params, d: &
         estimator::Task::Regression => Target::Values(&d.ytr[..xtr.n_rows]),
         estimator::Task::Clustering => Target::None,
     };
-    let (mut fits, mut predicts) = (Vec::new(), Vec::new());
+    let (mut fits, mut predicts, mut fit_cpu) = (Vec::new(), Vec::new(), Vec::new());
     let mut last = None;
     for _ in 0..repeat {
+        let c0 = cpu_seconds();
         let t0 = Instant::now();
         let fitted = match estimator::fit(algorithm, &xtr, &target, params) {
             Ok(f) => f,
@@ -95,6 +96,7 @@ fn bench_one(name: &str, data_name: &str, algorithm: &str, params: &Params, d: &
             }
         };
         let t1 = Instant::now();
+        fit_cpu.push(cpu_seconds() - c0);
         let out = fitted.predict_matrix(&xte);
         let t2 = Instant::now();
         fits.push((t1 - t0).as_secs_f64());
@@ -125,12 +127,23 @@ fn bench_one(name: &str, data_name: &str, algorithm: &str, params: &Params, d: &
     let mut line = serde_json::json!({
         "model": name, "data": data_name, "params": params.to_json(), "train_rows": xtr.n_rows, "test_rows": xte.n_rows,
         "threads": rayon::current_num_threads(),
-        "fit_seconds": round4(median(fits)), "predict_seconds": round4(median(predicts)), "metric": metric,
+        "fit_seconds": round4(median(fits)), "predict_seconds": round4(median(predicts)), "fit_cpu_seconds": round4(median(fit_cpu)), "metric": metric,
     });
     if let Some(n_iter) = fitted.n_iter() {
         line["n_iter"] = serde_json::json!(n_iter);
     }
     println!("{line}");
+}
+
+/// CPU seconds of this process, all threads (user + system; Linux only, else 0): on a shared machine
+/// it varies less than wall time.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return 0.0 };
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th, in ticks of 10 ms.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 fn round(v: f64) -> f64 {

@@ -1,20 +1,36 @@
-//! ONNX export of linear models (linear regression, ridge, logistic regression) through a small
-//! hand-written protobuf encoder (no protobuf dependency): the ONNX messages used here are few and stable.
+//! ONNX export through a small hand-written protobuf encoder (no protobuf dependency): the ONNX
+//! messages used here are few and stable.
 //!
-//! The exported graph reads one float tensor `input` [N, F] whose columns are the model's
-//! `feature_names`; `standardize` and `min_max` steps of the model's transformer are folded into the
-//! weights, so raw values go in. Outputs: `variable` [N, 1] for regressors; `probabilities` [N, K]
-//! (Softmax) and `label` [N] (ArgMax, the class index) for classifiers.
-//! Not covered: transformers with one-hot/ordinal steps (string inputs), imputation of missing values,
-//! and tree, kernel, neighbour and neural models (their operator sets exist; the encoder does not yet).
+//! Every exported graph reads one float tensor `input` [N, F] whose columns are the model's raw input
+//! columns (`Model::input_columns`), so the fitted numeric transforms are part of the graph: imputation
+//! is `IsNaN` + `Where` (for trees: the branch a missing value takes), and `standardize`/`min_max` are
+//! folded into the first linear layer or into the tree thresholds. Outputs follow skl2onnx: `variable` [N, 1] for regressors; `label` [N] (int64 class
+//! index into the model's `classes`) and `probabilities` [N, K] for classifiers; `label` (cluster) for
+//! k-means.
+//!
+//! Covered: linear/ridge/logistic regression, MLP (MatMul/Add/Relu/Softmax), k-means (a linear score
+//! per centre, then ArgMin), decision trees, random forests and gradient boosting (`ai.onnx.ml`
+//! TreeEnsembleClassifier/TreeEnsembleRegressor). Not covered: SVM, k-NN, and transformers with
+//! one-hot or ordinal steps (string inputs); these are an error naming the model kind.
 
 use crate::error::{Error, Result};
+use crate::estimator::forest::Forest;
+use crate::estimator::gbt::{Gbt, GbtLoss};
+use crate::estimator::mlp::MlpOutput;
+use crate::estimator::tree::Tree;
 use crate::estimator::Estimator;
 use crate::model::Model;
-use crate::transform::FittedStep;
+use crate::transform::{Fill, FittedStep};
 
-/// Operator set version of exported graphs.
+/// Operator set version of exported graphs (default domain).
 pub const OPSET: i64 = 13;
+/// Operator set version of the `ai.onnx.ml` domain, used by tree ensembles.
+pub const ML_OPSET: i64 = 1;
+const ML: &str = "ai.onnx.ml";
+
+/// The model kinds `export` covers.
+pub const EXPORTABLE: &[&str] =
+    &["linear_regression", "ridge", "logistic_regression", "decision_tree", "random_forest", "gradient_boosting", "mlp", "kmeans"];
 
 #[derive(Default)]
 struct Pb(Vec<u8>);
@@ -47,10 +63,16 @@ impl Pb {
     fn message(&mut self, field: u32, m: &Pb) -> &mut Pb {
         self.bytes(field, &m.0)
     }
-    fn float(&mut self, field: u32, v: f32) -> &mut Pb {
-        self.key(field, 5);
-        self.0.extend_from_slice(&v.to_le_bytes());
-        self
+    /// Packed repeated floats.
+    fn floats(&mut self, field: u32, v: &[f32]) -> &mut Pb {
+        let raw: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        self.bytes(field, &raw)
+    }
+    /// Packed repeated varints.
+    fn ints(&mut self, field: u32, v: &[i64]) -> &mut Pb {
+        let mut packed = Pb::default();
+        v.iter().for_each(|&x| packed.varint(x as u64));
+        self.bytes(field, &packed.0)
     }
 }
 
@@ -61,8 +83,7 @@ fn tensor(name: &str, dims: &[i64], values: &[f32]) -> Pb {
     }
     t.int(2, 1); // FLOAT
     t.string(8, name);
-    let raw: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-    t.bytes(9, &raw);
+    t.floats(9, values); // raw_data: little-endian floats
     t
 }
 
@@ -86,7 +107,16 @@ fn value_info(name: &str, elem_type: i64, dims: &[Option<i64>]) -> Pb {
     v
 }
 
-fn node(op: &str, inputs: &[&str], outputs: &[&str], ints: &[(&str, i64)]) -> Pb {
+/// A node attribute value.
+enum Attr<'a> {
+    Int(i64),
+    Str(&'a str),
+    Ints(Vec<i64>),
+    Floats(Vec<f32>),
+    Strs(Vec<&'a str>),
+}
+
+fn node(op: &str, domain: &str, inputs: &[&str], outputs: &[&str], attrs: &[(&str, Attr)]) -> Pb {
     let mut n = Pb::default();
     for i in inputs {
         n.string(1, i);
@@ -95,35 +125,72 @@ fn node(op: &str, inputs: &[&str], outputs: &[&str], ints: &[(&str, i64)]) -> Pb
         n.string(2, o);
     }
     n.string(3, &format!("{op}_{}", outputs[0])).string(4, op);
-    for (name, value) in ints {
+    for (name, value) in attrs {
         let mut a = Pb::default();
-        a.string(1, name).int(3, *value).int(20, 2); // AttributeType INT
+        a.string(1, name);
+        // AttributeProto fields: i 3, s 4, floats 7, ints 8, strings 9, type 20.
+        match value {
+            Attr::Int(v) => a.int(3, *v).int(20, 2),
+            Attr::Str(v) => a.string(4, v).int(20, 3),
+            Attr::Floats(v) => a.floats(7, v).int(20, 6),
+            Attr::Ints(v) => a.ints(8, v).int(20, 7),
+            Attr::Strs(v) => {
+                v.iter().for_each(|s| {
+                    a.string(9, s);
+                });
+                a.int(20, 8)
+            }
+        };
         n.message(5, &a);
+    }
+    if !domain.is_empty() {
+        n.string(7, domain);
     }
     n
 }
 
-/// Per-feature affine map (scale, offset) from raw input to what the estimator saw.
-fn folded_affine(model: &Model) -> Result<Vec<(f64, f64)>> {
-    let mut affine: std::collections::HashMap<&str, (f64, f64)> =
-        model.feature_names.iter().map(|n| (n.as_str(), (1.0, 0.0))).collect();
+/// How each estimator feature derives from the raw input: `feature = scale * input[column] + offset`,
+/// after missing inputs are filled.
+struct Inputs {
+    names: Vec<String>,
+    /// Per raw column: the fill for a missing value, in raw units.
+    fills: Vec<Option<f64>>,
+    /// Per estimator feature: (raw column, scale, offset).
+    features: Vec<(usize, f64, f64)>,
+    /// Per estimator feature: the imputed value as the estimator sees it, computed as the transformer does.
+    feature_fills: Vec<Option<f64>>,
+}
+
+fn unsupported(model: &Model, why: &str) -> Error {
+    Error::WrongModelKind { path: Default::default(), found: model.kind.clone(), expected: why.to_string() }
+}
+
+fn not_covered(model: &Model) -> Error {
+    unsupported(model, &format!("ONNX export supports {}", EXPORTABLE.join(", ")))
+}
+
+fn inputs(model: &Model) -> Result<Inputs> {
+    let names = model.input_columns();
+    // Per raw column: its current affine map and its fill, in raw units.
+    let mut affine: std::collections::HashMap<&str, (f64, f64)> = names.iter().map(|n| (n.as_str(), (1.0, 0.0))).collect();
+    let mut fill: std::collections::HashMap<&str, f64> = std::collections::HashMap::new();
+    let mut fill_now: std::collections::HashMap<&str, f64> = std::collections::HashMap::new();
     if let Some(t) = &model.transformer {
         for step in &t.steps {
             match step {
-                FittedStep::Standardize { columns } => {
-                    for (name, mean, std) in columns {
-                        if let Some((s, o)) = affine.get_mut(name.as_str()) {
-                            *s /= std;
-                            *o = (*o - mean) / std;
+                FittedStep::Standardize { columns } | FittedStep::MinMax { columns } => {
+                    let min_max = matches!(step, FittedStep::MinMax { .. });
+                    for (name, a, b) in columns {
+                        // standardize: (v - mean) / std; min_max: (v - min) / (max - min), 0 when max == min.
+                        let (shift, div) = if min_max { (*a, b - a) } else { (*a, *b) };
+                        if let Some(v) = fill_now.get_mut(name.as_str()) {
+                            // The same arithmetic as `Transformer::apply`, so that ties with thresholds agree.
+                            *v = if !min_max { (*v - a) / b } else if b > a { (*v - a) / (b - a) } else { 0.0 };
                         }
-                    }
-                }
-                FittedStep::MinMax { columns } => {
-                    for (name, min, max) in columns {
                         if let Some((s, o)) = affine.get_mut(name.as_str()) {
-                            if max > min {
-                                *s /= max - min;
-                                *o = (*o - min) / (max - min);
+                            if div > 0.0 {
+                                *s /= div;
+                                *o = (*o - shift) / div;
                             } else {
                                 *s = 0.0;
                                 *o = 0.0;
@@ -131,80 +198,348 @@ fn folded_affine(model: &Model) -> Result<Vec<(f64, f64)>> {
                         }
                     }
                 }
-                FittedStep::Impute { .. } | FittedStep::Drop { .. } | FittedStep::Select { .. } => {}
+                FittedStep::Impute { fills } => {
+                    for (name, value) in fills {
+                        let Fill::Number(v) = value else {
+                            return Err(unsupported(model, "ONNX export covers numeric transforms only (text imputation needs string inputs)"));
+                        };
+                        if let (Some(&(s, o)), false) = (affine.get(name.as_str()), fill.contains_key(name.as_str())) {
+                            // A later step's fill, mapped back to raw units (any value when the column is constant).
+                            fill.insert(name.as_str(), if s != 0.0 { (v - o) / s } else { 0.0 });
+                            fill_now.insert(name.as_str(), *v);
+                        }
+                    }
+                }
+                FittedStep::Drop { .. } | FittedStep::Select { .. } => {}
                 FittedStep::OneHot { .. } | FittedStep::Ordinal { .. } => {
-                    return Err(Error::WrongModelKind {
-                        path: Default::default(),
-                        found: model.kind.clone(),
-                        expected: "ONNX export covers numeric transforms only (no one_hot/ordinal steps)".into(),
-                    })
+                    return Err(unsupported(model, "ONNX export covers numeric transforms only (no one_hot/ordinal steps)"));
                 }
             }
         }
     }
-    Ok(model.feature_names.iter().map(|n| affine[n.as_str()]).collect())
+    let index: std::collections::HashMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
+    let mut features = Vec::with_capacity(model.feature_names.len());
+    for f in &model.feature_names {
+        let Some(&column) = index.get(f.as_str()) else {
+            return Err(unsupported(model, &format!("ONNX export needs every feature to be a numeric input column; `{f}` is not")));
+        };
+        let (s, o) = affine[f.as_str()];
+        features.push((column, s, o));
+    }
+    let fills = names.iter().map(|n| fill.get(n.as_str()).copied()).collect();
+    let feature_fills = model.feature_names.iter().map(|f| fill_now.get(f.as_str()).copied()).collect();
+    Ok(Inputs { names, fills, features, feature_fills })
+}
+
+/// A graph under construction.
+struct Graph {
+    nodes: Vec<Pb>,
+    initializers: Vec<Pb>,
+    outputs: Vec<Pb>,
+    uses_ml: bool,
+}
+
+impl Graph {
+    fn add(&mut self, op: &str, inputs: &[&str], outputs: &[&str], attrs: &[(&str, Attr)]) {
+        self.nodes.push(node(op, "", inputs, outputs, attrs));
+    }
+
+    fn constant(&mut self, name: &str, dims: &[i64], values: &[f32]) {
+        self.initializers.push(tensor(name, dims, values));
+    }
+
+    /// Fills missing inputs; returns the name of the filled tensor.
+    fn impute(&mut self, inputs: &Inputs) -> &'static str {
+        if inputs.fills.iter().all(Option::is_none) {
+            return "input";
+        }
+        // NaN where nothing is imputed: Where then keeps the input's NaN.
+        let fills: Vec<f32> = inputs.fills.iter().map(|f| f.map_or(f32::NAN, |v| v as f32)).collect();
+        self.constant("fill", &[fills.len() as i64], &fills);
+        self.add("IsNaN", &["input"], &["input_missing"], &[]);
+        self.add("Where", &["input_missing", "fill", "input"], &["filled"], &[]);
+        "filled"
+    }
+
+    /// `x · W + B` over the raw columns, for `columns[c]` = weights of output `c` over the estimator
+    /// features; the feature transforms are folded into W and B.
+    fn linear(&mut self, x: &str, inputs: &Inputs, columns: &[Vec<f64>], bias: &[f64], out: &str) {
+        let (d, k) = (inputs.names.len(), columns.len());
+        let mut w = vec![0f32; d * k];
+        let mut b = vec![0f32; k];
+        for (c, (coef, b0)) in columns.iter().zip(bias).enumerate() {
+            let mut bc = *b0;
+            for (&(raw, s, o), cf) in inputs.features.iter().zip(coef) {
+                w[raw * k + c] += (cf * s) as f32;
+                bc += cf * o;
+            }
+            b[c] = bc as f32;
+        }
+        self.constant(&format!("{out}_W"), &[d as i64, k as i64], &w);
+        self.constant(&format!("{out}_B"), &[k as i64], &b);
+        self.add("MatMul", &[x, &format!("{out}_W")], &[&format!("{out}_xw")], &[]);
+        self.add("Add", &[&format!("{out}_xw"), &format!("{out}_B")], &[out], &[]);
+    }
+
+    fn classifier_outputs(&mut self, k: usize) {
+        self.outputs.push(value_info("label", 7, &[None]));
+        self.outputs.push(value_info("probabilities", 1, &[None, Some(k as i64)]));
+    }
+}
+
+/// Tree nodes in `ai.onnx.ml` layout; a split `feature <= t` becomes `input[raw] <= (t - offset) / scale`,
+/// and imputation becomes the branch a missing value takes (where the fill value would go).
+#[derive(Default)]
+struct TreeNodes {
+    tree_ids: Vec<i64>,
+    node_ids: Vec<i64>,
+    feature_ids: Vec<i64>,
+    values: Vec<f32>,
+    modes: Vec<&'static str>,
+    true_ids: Vec<i64>,
+    false_ids: Vec<i64>,
+    missing_true: Vec<i64>,
+    /// Leaf outputs: (tree, node, class or target, weight).
+    leaves: Vec<(i64, i64, i64, f32)>,
+}
+
+impl TreeNodes {
+    /// Adds `tree`; `leaf(values)` gives the (class/target, weight) pairs of a leaf.
+    fn push(&mut self, id: usize, tree: &Tree, inputs: &Inputs, leaf: impl Fn(&[f64]) -> Vec<(i64, f64)>) {
+        for node in 0..tree.n_nodes() {
+            self.tree_ids.push(id as i64);
+            self.node_ids.push(node as i64);
+            if tree.feature[node] < 0 {
+                self.feature_ids.push(0);
+                self.values.push(0.0);
+                self.modes.push("LEAF");
+                self.true_ids.push(0);
+                self.false_ids.push(0);
+                self.missing_true.push(0);
+                let value = &tree.value[node * tree.n_outputs..(node + 1) * tree.n_outputs];
+                for (target, weight) in leaf(value) {
+                    self.leaves.push((id as i64, node as i64, target, weight as f32));
+                }
+            } else {
+                let (raw, s, o) = inputs.features[tree.feature[node] as usize];
+                let t = tree.threshold[node];
+                // Scales are positive (std, max - min) or 0 for a constant column, whose branch is fixed.
+                let threshold = if s > 0.0 {
+                    ((t - o) / s) as f32
+                } else if o <= t {
+                    f32::INFINITY
+                } else {
+                    f32::NEG_INFINITY
+                };
+                self.feature_ids.push(raw as i64);
+                self.values.push(threshold);
+                self.modes.push("BRANCH_LEQ");
+                self.true_ids.push(tree.left[node] as i64);
+                self.false_ids.push(tree.right[node] as i64);
+                // Without a fill, NaN <= t is false: the right branch, as in native prediction.
+                let fill_goes_left = inputs.feature_fills[tree.feature[node] as usize].is_some_and(|v| v <= t);
+                self.missing_true.push(fill_goes_left as i64);
+            }
+        }
+    }
+
+    /// The ensemble node: classifier (`prefix` "class") or regressor (`prefix` "target").
+    fn node(self, x: &str, classes: Option<usize>, base: &[f64], post: &str) -> Pb {
+        let prefix = if classes.is_some() { "class" } else { "target" };
+        let names = ["treeids", "nodeids", "ids", "weights"].map(|n| format!("{prefix}_{n}"));
+        let mut attrs = vec![
+            ("nodes_treeids", Attr::Ints(self.tree_ids)),
+            ("nodes_nodeids", Attr::Ints(self.node_ids)),
+            ("nodes_featureids", Attr::Ints(self.feature_ids)),
+            ("nodes_values", Attr::Floats(self.values)),
+            ("nodes_modes", Attr::Strs(self.modes)),
+            ("nodes_truenodeids", Attr::Ints(self.true_ids)),
+            ("nodes_falsenodeids", Attr::Ints(self.false_ids)),
+            ("nodes_missing_value_tracks_true", Attr::Ints(self.missing_true)),
+            ("post_transform", Attr::Str(post)),
+            ("base_values", Attr::Floats(base.iter().map(|&v| v as f32).collect())),
+        ];
+        attrs.push((names[0].as_str(), Attr::Ints(self.leaves.iter().map(|l| l.0).collect())));
+        attrs.push((names[1].as_str(), Attr::Ints(self.leaves.iter().map(|l| l.1).collect())));
+        attrs.push((names[2].as_str(), Attr::Ints(self.leaves.iter().map(|l| l.2).collect())));
+        attrs.push((names[3].as_str(), Attr::Floats(self.leaves.iter().map(|l| l.3).collect())));
+        match classes {
+            Some(k) => {
+                attrs.push(("classlabels_int64s", Attr::Ints((0..k as i64).collect())));
+                node("TreeEnsembleClassifier", ML, &[x], &["label", "probabilities"], &attrs)
+            }
+            None => {
+                attrs.push(("n_targets", Attr::Int(1)));
+                attrs.push(("aggregate_function", Attr::Str("SUM")));
+                node("TreeEnsembleRegressor", ML, &[x], &["variable"], &attrs)
+            }
+        }
+    }
+}
+
+fn forest(g: &mut Graph, x: &str, m: &Forest, inputs: &Inputs, classes: Option<usize>) {
+    let scale = 1.0 / m.trees.len().max(1) as f64;
+    let mut nodes = TreeNodes::default();
+    for (id, tree) in m.trees.iter().enumerate() {
+        // Every class gets a weight, zeros included, so that readers never take the binary shortcut.
+        nodes.push(id, tree, inputs, |v| v.iter().enumerate().map(|(c, p)| (c as i64, p * scale)).collect());
+    }
+    let base = vec![0.0; classes.unwrap_or(1)];
+    g.nodes.push(nodes.node(x, classes, &base, "NONE"));
+    g.uses_ml = true;
+}
+
+fn gbt(g: &mut Graph, x: &str, m: &Gbt, inputs: &Inputs) {
+    let k = m.n_outputs;
+    let mut nodes = TreeNodes::default();
+    let (classes, base, post) = match m.loss {
+        GbtLoss::SquaredError => {
+            for (id, tree) in m.trees.iter().enumerate() {
+                nodes.push(id, tree, inputs, |v| vec![(0, v[0])]);
+            }
+            (None, m.baseline.clone(), "NONE")
+        }
+        GbtLoss::BinaryLogLoss => {
+            // softmax([-z/2, z/2]) = [1 - sigmoid(z), sigmoid(z)], and the label is the larger.
+            for (id, tree) in m.trees.iter().enumerate() {
+                nodes.push(id, tree, inputs, |v| vec![(0, -v[0] / 2.0), (1, v[0] / 2.0)]);
+            }
+            (Some(2), vec![-m.baseline[0] / 2.0, m.baseline[0] / 2.0], "SOFTMAX")
+        }
+        GbtLoss::MultinomialLogLoss => {
+            for (id, tree) in m.trees.iter().enumerate() {
+                nodes.push(id, tree, inputs, |v| vec![((id % k) as i64, v[0])]);
+            }
+            (Some(k), m.baseline.clone(), "SOFTMAX")
+        }
+    };
+    g.nodes.push(nodes.node(x, classes, &base, post));
+    g.uses_ml = true;
 }
 
 /// Serialises `model` as an ONNX ModelProto.
 pub fn export(model: &Model) -> Result<Vec<u8>> {
-    let affine = folded_affine(model)?;
-    let d = model.feature_names.len();
-    // Weights as (columns of W, bias) in the estimator's feature space.
-    let (columns, bias, classifier): (Vec<Vec<f64>>, Vec<f64>, bool) = match &model.estimator {
-        Estimator::Linear(m) => (vec![m.coef.clone()], vec![m.intercept], false),
-        Estimator::Logistic(m) if m.coef.len() == 1 => (vec![vec![0.0; d], m.coef[0].clone()], vec![0.0, m.intercept[0]], true),
-        Estimator::Logistic(m) => (m.coef.clone(), m.intercept.clone(), true),
-        _ => {
-            return Err(Error::WrongModelKind {
-                path: Default::default(),
-                found: model.kind.clone(),
-                expected: "ONNX export supports linear_regression, ridge and logistic_regression".into(),
-            })
+    if matches!(model.estimator, Estimator::Svm(_) | Estimator::Knn(_)) {
+        return Err(not_covered(model));
+    }
+    let inputs = inputs(model)?;
+    let d = inputs.features.len();
+    let n_raw = inputs.names.len();
+    let mut g = Graph { nodes: Vec::new(), initializers: Vec::new(), outputs: Vec::new(), uses_ml: false };
+    // Trees take missing values in their branches; the other graphs fill them first.
+    let trees = matches!(model.estimator, Estimator::Forest(_) | Estimator::Gbt(_));
+    let x = if trees { "input" } else { g.impute(&inputs) };
+    let n_classes = model.classes.len();
+    match &model.estimator {
+        Estimator::Linear(m) => {
+            g.linear(x, &inputs, &[m.coef.clone()], &[m.intercept], "variable");
+            g.outputs.push(value_info("variable", 1, &[None, Some(1)]));
         }
-    };
-    let k = columns.len();
-    let mut w = vec![0f32; d * k];
-    let mut b = vec![0f32; k];
-    for (c, (coef, b0)) in columns.iter().zip(&bias).enumerate() {
-        let mut bc = *b0;
-        for j in 0..d {
-            let (s, o) = affine[j];
-            w[j * k + c] = (coef[j] * s) as f32;
-            bc += coef[j] * o;
+        Estimator::Logistic(m) => {
+            // Two classes: softmax([0, z]) is [1 - sigmoid(z), sigmoid(z)].
+            let (columns, bias) = if m.coef.len() == 1 {
+                (vec![vec![0.0; d], m.coef[0].clone()], vec![0.0, m.intercept[0]])
+            } else {
+                (m.coef.clone(), m.intercept.clone())
+            };
+            g.linear(x, &inputs, &columns, &bias, "logits");
+            g.add("Softmax", &["logits"], &["probabilities"], &[("axis", Attr::Int(1))]);
+            g.add("ArgMax", &["probabilities"], &["label"], &[("axis", Attr::Int(1)), ("keepdims", Attr::Int(0))]);
+            g.classifier_outputs(columns.len());
         }
-        b[c] = bc as f32;
+        Estimator::Mlp(m) => {
+            let n_layers = m.weights.len();
+            let mut current = String::new();
+            for l in 0..n_layers {
+                let (fan_in, fan_out) = (m.sizes[l], m.sizes[l + 1]);
+                let last = l + 1 == n_layers;
+                let mut columns: Vec<Vec<f64>> = (0..fan_out).map(|o| (0..fan_in).map(|i| m.weights[l][i * fan_out + o]).collect()).collect();
+                let mut bias = m.biases[l].clone();
+                if last && m.output == MlpOutput::Sigmoid {
+                    // softmax([-z/2, z/2]) = [1 - sigmoid(z), sigmoid(z)].
+                    let half: Vec<f64> = columns[0].iter().map(|v| v / 2.0).collect();
+                    columns = vec![half.iter().map(|v| -v).collect(), half];
+                    bias = vec![-bias[0] / 2.0, bias[0] / 2.0];
+                }
+                let out = if last && m.output == MlpOutput::Identity { "variable".to_string() } else { format!("layer{l}") };
+                if l == 0 {
+                    g.linear(x, &inputs, &columns, &bias, &out);
+                } else {
+                    let identity = Inputs { names: vec![String::new(); fan_in], fills: Vec::new(), features: (0..fan_in).map(|i| (i, 1.0, 0.0)).collect(), feature_fills: Vec::new() };
+                    g.linear(&current, &identity, &columns, &bias, &out);
+                }
+                current = out;
+                if !last {
+                    let relu = format!("relu{l}");
+                    g.add("Relu", &[&current], &[&relu], &[]);
+                    current = relu;
+                }
+            }
+            if m.output == MlpOutput::Identity {
+                g.outputs.push(value_info("variable", 1, &[None, Some(1)]));
+            } else {
+                g.add("Softmax", &[&current], &["probabilities"], &[("axis", Attr::Int(1))]);
+                g.add("ArgMax", &["probabilities"], &["label"], &[("axis", Attr::Int(1)), ("keepdims", Attr::Int(0))]);
+                g.classifier_outputs(n_classes.max(2));
+            }
+        }
+        Estimator::KMeans(m) => {
+            // |f - c|² ranks as -2 f·c + |c|² (|f|² is the same for every centre).
+            let columns: Vec<Vec<f64>> = (0..m.centers.n_rows).map(|c| m.centers.row(c).iter().map(|v| -2.0 * v).collect()).collect();
+            let bias: Vec<f64> = (0..m.centers.n_rows).map(|c| m.centers.row(c).iter().map(|v| v * v).sum()).collect();
+            g.linear(x, &inputs, &columns, &bias, "scores");
+            g.add("ArgMin", &["scores"], &["label"], &[("axis", Attr::Int(1)), ("keepdims", Attr::Int(0))]);
+            g.outputs.push(value_info("label", 7, &[None]));
+        }
+        Estimator::Forest(m) => {
+            let classes = (model.task == crate::estimator::Task::Classification).then_some(n_classes);
+            forest(&mut g, x, m, &inputs, classes);
+            match classes {
+                Some(k) => g.classifier_outputs(k),
+                None => g.outputs.push(value_info("variable", 1, &[None, Some(1)])),
+            }
+        }
+        Estimator::Gbt(m) => {
+            gbt(&mut g, x, m, &inputs);
+            match m.loss {
+                GbtLoss::SquaredError => g.outputs.push(value_info("variable", 1, &[None, Some(1)])),
+                _ => g.classifier_outputs(n_classes),
+            }
+        }
+        Estimator::Svm(_) | Estimator::Knn(_) => return Err(not_covered(model)),
     }
     let mut graph = Pb::default();
-    graph.message(1, &node("MatMul", &["input", "W"], &["xw"], &[]));
-    let linear_out = if classifier { "logits" } else { "variable" };
-    graph.message(1, &node("Add", &["xw", "B"], &[linear_out], &[]));
-    if classifier {
-        graph.message(1, &node("Softmax", &["logits"], &["probabilities"], &[("axis", 1)]));
-        graph.message(1, &node("ArgMax", &["probabilities"], &["label"], &[("axis", 1), ("keepdims", 0)]));
+    for n in &g.nodes {
+        graph.message(1, n);
     }
     graph.string(2, &format!("secondrow_{}", model.kind));
-    graph.message(5, &tensor("W", &[d as i64, k as i64], &w));
-    graph.message(5, &tensor("B", &[k as i64], &b));
-    graph.message(11, &value_info("input", 1, &[None, Some(d as i64)]));
-    if classifier {
-        graph.message(12, &value_info("probabilities", 1, &[None, Some(k as i64)]));
-        graph.message(12, &value_info("label", 7, &[None]));
-    } else {
-        graph.message(12, &value_info("variable", 1, &[None, Some(1)]));
+    for t in &g.initializers {
+        graph.message(5, t);
     }
-    let mut opset = Pb::default();
-    opset.string(1, "").int(2, OPSET);
-    let mut doc = format!("features: {}", model.feature_names.join(", "));
-    if classifier {
-        doc.push_str(&format!("; classes (label index order): {}", model.classes.join(", ")));
+    graph.message(11, &value_info("input", 1, &[None, Some(n_raw as i64)]));
+    for o in &g.outputs {
+        graph.message(12, o);
+    }
+    let mut doc = format!("input columns: {}", inputs.names.join(", "));
+    if !model.classes.is_empty() {
+        doc.push_str(&format!("; label is the index into classes: {}", model.classes.join(", ")));
     }
     let mut m = Pb::default();
     m.int(1, 7) // IR version 7 (opset 13)
         .string(2, "secondrow")
         .string(3, env!("CARGO_PKG_VERSION"))
         .string(6, &doc)
-        .message(7, &graph)
-        .message(8, &opset);
-    let _ = Pb::float; // kept for attributes of float type
+        .message(7, &graph);
+    let mut opset = Pb::default();
+    opset.string(1, "").int(2, OPSET);
+    m.message(8, &opset);
+    if g.uses_ml {
+        let mut ml = Pb::default();
+        ml.string(1, ML).int(2, ML_OPSET);
+        m.message(8, &ml);
+    }
     Ok(m.0)
 }
+
+#[cfg(test)]
+mod tests;

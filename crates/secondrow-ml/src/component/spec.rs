@@ -196,9 +196,9 @@ pub fn spec(name: &str) -> Option<ComponentSpec> {
         ),
         "export_onnx" => s(
             "export_onnx",
-            "Export a linear, ridge or logistic regression model (with its numeric transforms) to ONNX.",
+            "Export a model with its numeric transforms to ONNX (linear, ridge and logistic regression, MLP, k-means, decision tree, random forest, gradient boosting; not SVM or k-NN).",
             vec![required("model", Model, "A secondrow model.")],
-            vec![output("onnx_model", Model, "ONNX model (opset 13).")],
+            vec![output("onnx_model", Model, "ONNX model (opset 13, trees in ai.onnx.ml) reading the raw input columns; outputs label and probabilities, or variable.")],
         ),
         other => {
             let algorithm = other.strip_prefix("train_")?;

@@ -4,7 +4,7 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::tree::{build_cart, Binned, CartParams, Target, Tree};
+use super::tree::{build_cart, Binned, CartParams, PackedTrees, Target, Tree, PREDICT_BLOCK};
 use crate::rng::Rng;
 use crate::table::Matrix;
 
@@ -52,20 +52,18 @@ impl Forest {
     /// Averaged outputs: class probabilities (n × classes) or values (n × 1).
     pub fn predict(&self, x: &Matrix) -> Matrix {
         let k = self.trees.first().map_or(1, |t| t.n_outputs);
-        let n_trees = self.trees.len().max(1) as f64;
-        let data = (0..x.n_rows)
-            .into_par_iter()
-            .flat_map_iter(|i| {
-                let row = x.row(i);
-                let mut out = vec![0.0; k];
-                for tree in &self.trees {
-                    for (o, v) in out.iter_mut().zip(tree.predict_row(row)) {
-                        *o += v;
-                    }
-                }
-                out.into_iter().map(move |v| v / n_trees)
-            })
-            .collect();
+        let scale = 1.0 / self.trees.len().max(1) as f64;
+        let packed = PackedTrees::new(&self.trees);
+        let mut data = vec![0.0; x.n_rows * k];
+        // Blocks of rows in parallel; within a block, tree by tree.
+        data.par_chunks_mut(PREDICT_BLOCK * k).enumerate().for_each(|(b, out)| {
+            let start = b * PREDICT_BLOCK;
+            packed.for_each_leaf(x, start..start + out.len() / k, |_, i, v| {
+                let o = &mut out[(i - start) * k..(i - start + 1) * k];
+                o.iter_mut().zip(v).for_each(|(o, v)| *o += v);
+            });
+            out.iter_mut().for_each(|o| *o *= scale);
+        });
         Matrix::new(x.n_rows, k, data)
     }
 }

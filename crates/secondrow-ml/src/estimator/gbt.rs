@@ -7,7 +7,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::logistic::{sigmoid, softmax};
-use super::tree::{partition, Binned, Tree};
+use super::tree::{partition, Binned, PackedTrees, Tree, PREDICT_BLOCK};
 use crate::rng::Rng;
 use crate::table::Matrix;
 
@@ -137,17 +137,12 @@ impl Gbt {
     /// Raw scores (n × outputs).
     pub fn raw(&self, x: &Matrix) -> Matrix {
         let k = self.n_outputs;
-        let data = (0..x.n_rows)
-            .into_par_iter()
-            .flat_map_iter(|i| {
-                let row = x.row(i);
-                let mut out = self.baseline.clone();
-                for (t, tree) in self.trees.iter().enumerate() {
-                    out[t % k] += tree.predict_row(row)[0];
-                }
-                out
-            })
-            .collect();
+        let packed = PackedTrees::new(&self.trees);
+        let mut data: Vec<f64> = (0..x.n_rows).flat_map(|_| self.baseline.iter().copied()).collect();
+        data.par_chunks_mut(PREDICT_BLOCK * k).enumerate().for_each(|(b, out)| {
+            let start = b * PREDICT_BLOCK;
+            packed.for_each_leaf(x, start..start + out.len() / k, |t, i, v| out[(i - start) * k + t % k] += v[0]);
+        });
         Matrix::new(x.n_rows, k, data)
     }
 

@@ -1,9 +1,10 @@
-//! k-nearest neighbours (Euclidean, uniform or distance weights) by exact brute force, parallel over
-//! the query rows. Fitting stores the training rows.
+//! k-nearest neighbours (Euclidean, uniform or distance weights) by brute force in blocks, parallel
+//! over blocks of query rows. Fitting stores the training rows.
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::mlp::gemm;
 use crate::table::Matrix;
 
 /// A fitted k-NN model: the training rows and their targets (class index or value).
@@ -30,43 +31,63 @@ impl Knn {
     }
 
     /// Class probabilities (n × classes) or values (n × 1).
+    ///
+    /// Blocked brute force: for a block of queries and a block of training rows, `|t|² - 2 q·t`
+    /// (which ranks like the distance) comes from one matrix product; a sorted list per query keeps
+    /// the k best, and the winners' exact distances give the weights.
     pub fn predict(&self, x: &Matrix) -> Matrix {
-        let k = self.k;
-        let data = (0..x.n_rows)
-            .into_par_iter()
-            .flat_map_iter(|i| {
-                let q = x.row(i);
-                // The k best (distance², index), kept sorted ascending.
-                let mut best: Vec<(f64, usize)> = Vec::with_capacity(k + 1);
-                for t in 0..self.x.n_rows {
-                    let row = self.x.row(t);
-                    let mut d = 0.0;
-                    for (a, b) in q.iter().zip(row) {
-                        let diff = a - b;
-                        d += diff * diff;
-                    }
-                    if best.len() < k || d < best[best.len() - 1].0 {
-                        let pos = best.partition_point(|e| e.0 <= d);
-                        best.insert(pos, (d, t));
-                        best.truncate(k);
+        let (k, d, n) = (self.k, self.x.n_cols, self.x.n_rows);
+        let train_sq: Vec<f64> = (0..n).map(|t| self.x.row(t).iter().map(|v| v * v).sum()).collect();
+        let outputs = self.n_outputs;
+        let mut data = vec![0.0; x.n_rows * outputs];
+        data.par_chunks_mut(QUERY_BLOCK * outputs).enumerate().for_each(|(b, out)| {
+            let q0 = b * QUERY_BLOCK;
+            let m = out.len() / outputs;
+            let queries = &x.data[q0 * d..(q0 + m) * d];
+            let mut best: Vec<Vec<(f64, usize)>> = vec![Vec::with_capacity(k + 1); m];
+            let mut dots = vec![0.0; m * TRAIN_BLOCK];
+            for t0 in (0..n).step_by(TRAIN_BLOCK) {
+                let tb = TRAIN_BLOCK.min(n - t0);
+                gemm(m, d, tb, queries, false, &self.x.data[t0 * d..(t0 + tb) * d], true, &mut dots[..m * tb]);
+                for (i, list) in best.iter_mut().enumerate() {
+                    for (t, &dot) in dots[i * tb..(i + 1) * tb].iter().enumerate() {
+                        let score = train_sq[t0 + t] - 2.0 * dot;
+                        if list.len() < k || score < list[list.len() - 1].0 {
+                            let pos = list.partition_point(|e| e.0 <= score);
+                            list.insert(pos, (score, t0 + t));
+                            list.truncate(k);
+                        }
                     }
                 }
-                let weights: Vec<f64> = best
+            }
+            for (i, list) in best.iter().enumerate() {
+                let q = &queries[i * d..(i + 1) * d];
+                let weights: Vec<f64> = list
                     .iter()
-                    .map(|(d, _)| if self.distance_weights { 1.0 / d.sqrt().max(1e-12) } else { 1.0 })
+                    .map(|&(_, t)| {
+                        if self.distance_weights {
+                            let dist: f64 = q.iter().zip(self.x.row(t)).map(|(a, b)| (a - b) * (a - b)).sum();
+                            1.0 / dist.sqrt().max(1e-12)
+                        } else {
+                            1.0
+                        }
+                    })
                     .collect();
                 let total: f64 = weights.iter().sum();
-                let mut out = vec![0.0; self.n_outputs];
-                for ((_, t), w) in best.iter().zip(&weights) {
+                let o = &mut out[i * outputs..(i + 1) * outputs];
+                for (&(_, t), w) in list.iter().zip(&weights) {
                     if self.classification {
-                        out[self.y[*t] as usize] += w / total;
+                        o[self.y[t] as usize] += w / total;
                     } else {
-                        out[0] += w * self.y[*t] / total;
+                        o[0] += w * self.y[t] / total;
                     }
                 }
-                out
-            })
-            .collect();
+            }
+        });
         Matrix::new(x.n_rows, self.n_outputs, data)
     }
 }
+
+/// Queries per parallel task, and training rows per matrix product.
+const QUERY_BLOCK: usize = 64;
+const TRAIN_BLOCK: usize = 2048;

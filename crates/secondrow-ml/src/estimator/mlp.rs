@@ -42,7 +42,7 @@ pub struct MlpParams {
 
 /// c (m×n) = a (m×k) · b (k×n), with a and b optionally transposed in storage.
 #[allow(clippy::too_many_arguments)]
-fn gemm(m: usize, k: usize, n: usize, a: &[f64], a_t: bool, b: &[f64], b_t: bool, c: &mut [f64]) {
+pub(crate) fn gemm(m: usize, k: usize, n: usize, a: &[f64], a_t: bool, b: &[f64], b_t: bool, c: &mut [f64]) {
     let (rsa, csa) = if a_t { (1, m as isize) } else { (k as isize, 1) };
     let (rsb, csb) = if b_t { (1, k as isize) } else { (n as isize, 1) };
     assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);

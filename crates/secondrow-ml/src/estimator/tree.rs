@@ -131,6 +131,63 @@ impl Tree {
     }
 }
 
+/// Rows per block in batched prediction: a block and one tree's nodes stay in cache together.
+pub(crate) const PREDICT_BLOCK: usize = 128;
+
+#[derive(Clone, Copy)]
+struct PackedNode {
+    threshold: f64,
+    /// Negative for a leaf, whose outputs start at `values[left]`.
+    feature: i32,
+    left: u32,
+    right: u32,
+}
+
+/// Trees packed into one node array for prediction: a step of a traversal reads one node.
+pub(crate) struct PackedTrees {
+    nodes: Vec<PackedNode>,
+    roots: Vec<usize>,
+    values: Vec<f64>,
+    n_outputs: usize,
+}
+
+impl PackedTrees {
+    pub(crate) fn new(trees: &[Tree]) -> PackedTrees {
+        let n_outputs = trees.first().map_or(1, |t| t.n_outputs);
+        let mut packed = PackedTrees { nodes: Vec::new(), roots: Vec::new(), values: Vec::new(), n_outputs };
+        for tree in trees {
+            let base = packed.nodes.len() as u32;
+            packed.roots.push(base as usize);
+            for node in 0..tree.n_nodes() {
+                packed.nodes.push(if tree.feature[node] < 0 {
+                    let left = packed.values.len() as u32;
+                    packed.values.extend_from_slice(&tree.value[node * n_outputs..(node + 1) * n_outputs]);
+                    PackedNode { threshold: 0.0, feature: -1, left, right: 0 }
+                } else {
+                    PackedNode { threshold: tree.threshold[node], feature: tree.feature[node], left: base + tree.left[node], right: base + tree.right[node] }
+                });
+            }
+        }
+        packed
+    }
+
+    /// Calls `f(tree, row, leaf outputs)` for every tree and every row in `rows`, tree by tree.
+    pub(crate) fn for_each_leaf(&self, x: &Matrix, rows: std::ops::Range<usize>, mut f: impl FnMut(usize, usize, &[f64])) {
+        for (t, &root) in self.roots.iter().enumerate() {
+            for i in rows.clone() {
+                let row = x.row(i);
+                let mut node = self.nodes[root];
+                while node.feature >= 0 {
+                    let next = if row[node.feature as usize] <= node.threshold { node.left } else { node.right };
+                    node = self.nodes[next as usize];
+                }
+                let start = node.left as usize;
+                f(t, i, &self.values[start..start + self.n_outputs]);
+            }
+        }
+    }
+}
+
 /// What a CART tree predicts.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Target<'a> {
