@@ -1,5 +1,5 @@
 //! Pipelines and their versions: multipart upload (the YAML as the compiler writes it, or a `.zip` /
-//! `.tar.gz` holding exactly one), creation from JSON bodies (`POST /pipelines/create`,
+//! `.tar.gz` holding exactly one), creation from JSON bodies (`POST /pipelines`, `POST /pipelines/create`,
 //! `POST /pipelines/{id}/versions`), get, list, delete. Every spec is validated before anything is written.
 
 use std::io::Read;
@@ -22,7 +22,7 @@ use crate::{ts, AppState};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/pipelines", get(list))
+        .route("/pipelines", get(list).post(create))
         .route("/pipelines/create", post(create_with_version))
         .route("/pipelines/upload", post(upload))
         .route("/pipelines/upload_version", post(upload_version))
@@ -368,6 +368,15 @@ fn version_pipeline(field: &str, v: &VersionBody) -> ApiResult<Pipeline> {
         Some(spec) if !spec.is_null() => Err(ApiError::invalid(format!("{field}.pipeline_spec must be an object"))),
         _ => Err(ApiError::invalid(format!("{field}.pipeline_spec is required"))),
     }
+}
+
+/// `POST /pipelines`: a pipeline without versions; they come later through `/pipelines/{id}/versions`.
+async fn create(State(s): State<AppState>, caller: Caller, ApiJson(p): ApiJson<PipelineBody>) -> ApiResult<Json<Value>> {
+    let namespace = caller.namespace_for_new(p.namespace.as_deref())?;
+    let name = body_name("pipeline", p.display_name, p.name)?;
+    let record = s.store().create_pipeline(&name, p.description.as_deref().unwrap_or(""), &namespace).await?;
+    tracing::info!(pipeline_id = %record.id, "pipeline created");
+    Ok(Json(wire(&record)))
 }
 
 /// `POST /pipelines/create`: a pipeline and its first version in one body and one transaction.

@@ -233,11 +233,10 @@ fn task_details(r: &RunRecord, tasks: &[TaskRecord], events: &[EventRecord]) -> 
 /// The full run document, with task details, if the caller may read it.
 pub async fn full(s: &AppState, caller: &Caller, id: &str) -> ApiResult<Value> {
     let store = s.store();
-    let run = store.get_run(id).await?;
+    // Four independent reads on the store's read pool, concurrently.
+    let (run, history, tasks, events) =
+        tokio::try_join!(store.get_run(id), store.run_state_history(id), store.list_tasks(id), store.list_events(id))?;
     caller.check("run", id, &run.namespace)?;
-    let history = store.run_state_history(id).await?;
-    let tasks = store.list_tasks(id).await?;
-    let events = store.list_events(id).await?;
     Ok(wire(&run, &history, Some((&tasks, &events)), true))
 }
 

@@ -354,28 +354,6 @@ impl Store {
             .map(|r| Ok((r.try_get::<String, _>("state")?, r.try_get::<i64, _>("n")?, r.try_get::<i64, _>("total")?)))
             .collect()
     }
-
-    // ------------------------------------------------------------ tokens
-
-    /// Records an API token (by its SHA-256 hex digest) for a namespace.
-    pub async fn create_token(&self, token_hash: &str, namespace: &str) -> Result<()> {
-        sqlx::query("INSERT INTO api_tokens (token_hash, namespace, created_at) VALUES ($1, $2, $3)")
-            .bind(token_hash)
-            .bind(namespace)
-            .bind(now_ms())
-            .execute(self.pool())
-            .await?;
-        Ok(())
-    }
-
-    /// The namespace a token (by digest) belongs to.
-    pub async fn token_namespace(&self, token_hash: &str) -> Result<Option<String>> {
-        let row = sqlx::query("SELECT namespace FROM api_tokens WHERE token_hash = $1")
-            .bind(token_hash)
-            .fetch_optional(self.reader())
-            .await?;
-        Ok(row.map(|r| r.try_get::<String, _>("namespace")).transpose()?)
-    }
 }
 
 fn new_pipeline(name: &str, description: &str, namespace: &str, now: i64) -> PipelineRecord {

@@ -126,4 +126,16 @@ for bad, fragment in [
     else:
         assert status == 400 and fragment in body["message"], (status, body)
 assert count_pipelines() == before, "a refused create stored a pipeline"
+
+# POST /pipelines: a pipeline without versions, which then gets one.
+status, body = raw("POST", "/pipelines", {"display_name": "bare", "description": "no versions yet"})
+assert status == 200 and body["display_name"] == "bare", (status, body)
+bare = body["pipeline_id"]
+assert client.list_pipeline_versions(bare).pipeline_versions in (None, []), "a bare pipeline has a version"
+status, body = raw("POST", f"/pipelines/{bare}/versions", {"display_name": "v1", "pipeline_spec": spec})
+assert status == 200, (status, body)
+status, body = raw("POST", "/pipelines", {"display_name": "bare"})
+assert status == 409, (status, body)
+status, body = raw("POST", "/pipelines", {"description": "nameless"})
+assert status == 400 and "pipeline.display_name" in body["message"], (status, body)
 print(json.dumps(out))
