@@ -75,6 +75,22 @@ pub struct Store {
     backend: Backend,
 }
 
+/// A pool of SQLite connections that wait up to 10 s for a lock and run `pragma` when they open.
+async fn sqlite_pool(url: &str, max: u32, pragma: &'static str) -> Result<AnyPool> {
+    let pool = AnyPoolOptions::new()
+        .max_connections(max)
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                conn.execute("PRAGMA busy_timeout = 10000").await?;
+                conn.execute(pragma).await?;
+                Ok(())
+            })
+        })
+        .connect(url)
+        .await?;
+    Ok(pool)
+}
+
 impl Store {
     /// Opens (creating if needed) the database at `url` and applies pending migrations.
     pub async fn open(url: &str) -> Result<Store> {
@@ -86,42 +102,20 @@ impl Store {
         } else {
             return Err(StoreError::InvalidArgument(format!("unsupported database URL `{url}` (use sqlite:// or postgres://)")));
         };
-        let mut opts = AnyPoolOptions::new();
         if backend == Backend::Sqlite {
             // Create the file on first use; WAL lets readers (CLI, API) run beside the engine's writes.
             let file_url = if url.contains('?') { url.to_owned() } else { format!("{url}?mode=rwc") };
-            let pool = opts
-                .max_connections(8)
-                .after_connect(|conn, _| {
-                    Box::pin(async move {
-                        conn.execute("PRAGMA busy_timeout = 10000").await?;
-                        conn.execute("PRAGMA synchronous = NORMAL").await?;
-                        Ok(())
-                    })
-                })
-                .connect(&file_url)
-                .await?;
+            let pool = sqlite_pool(&file_url, 8, "PRAGMA synchronous = NORMAL").await?;
             pool.execute("PRAGMA journal_mode = WAL").await?;
             sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
             if url.contains(":memory:") || url.contains("mode=memory") {
                 // Every connection to an in-memory database is a database of its own.
                 return Ok(Store { read_pool: pool.clone(), pool, backend });
             }
-            let read_pool = AnyPoolOptions::new()
-                .max_connections(4)
-                .after_connect(|conn, _| {
-                    Box::pin(async move {
-                        conn.execute("PRAGMA busy_timeout = 10000").await?;
-                        conn.execute("PRAGMA query_only = ON").await?;
-                        Ok(())
-                    })
-                })
-                .connect(&file_url)
-                .await?;
+            let read_pool = sqlite_pool(&file_url, 4, "PRAGMA query_only = ON").await?;
             return Ok(Store { pool, read_pool, backend });
         }
-        opts = opts.max_connections(16);
-        let pool = opts.connect(url).await?;
+        let pool = AnyPoolOptions::new().max_connections(16).connect(url).await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         Ok(Store { read_pool: pool.clone(), pool, backend })
     }
