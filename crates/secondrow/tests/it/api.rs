@@ -10,17 +10,19 @@ use serde_json::Value;
 
 use crate::support::*;
 
-/// A `secondrow server` on a free port of 127.0.0.1, killed when dropped.
+/// A `secondrow server` with its API and model-serving listeners on free ports of 127.0.0.1, killed when dropped.
 pub(crate) struct Server {
     child: Child,
     pub(crate) url: String,
+    /// `host:port` of the model-serving listener.
+    pub(crate) models: String,
 }
 
 impl Server {
     pub(crate) fn start(home: &Home, extra: &[&str]) -> Server {
         let mut child = home
             .cmd()
-            .args(["server", "--host", "127.0.0.1", "--port", "0"])
+            .args(["server", "--host", "127.0.0.1", "--port", "0", "--serve-port", "0"])
             .args(extra)
             .stdout(Stdio::piped())
             // A file, not our stderr: helper processes that outlive a SIGKILLed server must not hold our pipes.
@@ -29,12 +31,9 @@ impl Server {
             .unwrap();
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let url = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap_or_else(|| panic!("no URL in the server's first line: {line:?}"))
-            .to_owned();
-        Server { child, url }
+        let urls: Vec<&str> = line.split_whitespace().filter(|w| w.starts_with("http://")).collect();
+        assert_eq!(urls.len(), 2, "the API's and the models' URLs in the server's first line: {line:?}");
+        Server { child, url: urls[0].to_owned(), models: urls[1].trim_start_matches("http://").to_owned() }
     }
 
     /// SIGKILL, as a crash would.

@@ -3,49 +3,18 @@
 //! Open Inference Protocol V2 requests against `secondrow component predict`; default switch under load,
 //! canary split, bad sources, restart and delete.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Output, Stdio};
+use std::process::Output;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::api::Server;
 use crate::support::*;
-
-/// A `secondrow server` with both listeners on free ports, killed when dropped.
-struct Server {
-    child: Child,
-    api: String,
-    /// `host:port` of the model serving listener.
-    models: String,
-}
-
-impl Server {
-    fn start(home: &Home) -> Server {
-        let mut child = home
-            .cmd()
-            .args(["server", "--host", "127.0.0.1", "--port", "0", "--serve-port", "0"])
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(home.path().join("server.log")).unwrap())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let urls: Vec<&str> = line.split_whitespace().filter(|w| w.starts_with("http://")).collect();
-        assert_eq!(urls.len(), 2, "two URLs in the server's first line: {line:?}");
-        Server { child, api: urls[0].to_owned(), models: urls[1].trim_start_matches("http://").to_owned() }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// One HTTP/1.1 request over a fresh connection: status and JSON body.
 fn http(addr: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
@@ -184,8 +153,8 @@ fn deployments_from_a_pipeline_run_serve_switch_canary_survive_restart_and_delet
     let expected_logistic = batch_predict(&home, &logistic_model, &test_csv);
     let expected_forest = batch_predict(&home, &forest_model, &test_csv);
 
-    let mut server = Server::start(&home);
-    let remote = |args: &[&str]| home.cmd().args(["deploy"]).args(args).args(["--server", &server.api]).output().unwrap();
+    let mut server = Server::start(&home, &[]);
+    let remote = |args: &[&str]| home.cmd().args(["deploy"]).args(args).args(["--server", &server.url]).output().unwrap();
 
     // Version 1 from the run's task output, through the REST API.
     let created = json_of(&remote(&["create", "churn", "--run", &run_id[..8], "--task", "train-logistic-regression", "--output", "model", "--json"]));
@@ -269,8 +238,8 @@ fn deployments_from_a_pipeline_run_serve_switch_canary_survive_restart_and_delet
 
     // Restart: deployments, default and canary come back from the store.
     drop(server);
-    server = Server::start(&home);
-    let listed = json_of(&home.cmd().args(["deploy", "list", "--json", "--server", &server.api]).output().unwrap());
+    server = Server::start(&home, &[]);
+    let listed = json_of(&home.cmd().args(["deploy", "list", "--json", "--server", &server.url]).output().unwrap());
     assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
     let restored = &listed[0];
     assert_eq!((restored["default_version"].as_str(), restored["state"].as_str()), (Some("2"), Some("SERVING")), "{restored}");
@@ -280,7 +249,7 @@ fn deployments_from_a_pipeline_run_serve_switch_canary_survive_restart_and_delet
     assert_eq!((status, labels(&pinned)), (200, expected_forest));
 
     // Delete: the default version is refused, another version goes, then the whole deployment.
-    let remote = |args: &[&str]| home.cmd().args(["deploy"]).args(args).args(["--server", &server.api]).output().unwrap();
+    let remote = |args: &[&str]| home.cmd().args(["deploy"]).args(args).args(["--server", &server.url]).output().unwrap();
     assert_eq!(remote(&["delete", "churn", "--version", "2"]).status.code(), Some(2));
     ok(&remote(&["delete", "churn", "--version", "1"]));
     let left = json_of(&remote(&["get", "churn", "--json"]));
@@ -289,6 +258,6 @@ fn deployments_from_a_pipeline_run_serve_switch_canary_survive_restart_and_delet
     ok(&remote(&["delete", "churn"]));
     assert_eq!(infer(&server.models, "churn", &test_rows).0, 404);
     assert_eq!(remote(&["get", "churn"]).status.code(), Some(2));
-    let (status, body) = http(server.api.trim_start_matches("http://"), "GET", "/apis/v2beta1/deployments/churn", None);
+    let (status, body) = http(server.url.trim_start_matches("http://"), "GET", "/apis/v2beta1/deployments/churn", None);
     assert_eq!((status, body["code"].as_i64()), (404, Some(5)), "KFP error JSON: {body}");
 }
