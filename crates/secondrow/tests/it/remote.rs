@@ -2,7 +2,7 @@
 //! and log downloads that cannot leave their roots, and archive uploads through the real kfp.Client.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 
 use serde_json::Value;
@@ -53,24 +53,6 @@ fn same_output(local: &Output, remote: &Output, what: &str) {
     assert_eq!(text(local).0, text(remote).0, "{what}: stdout differs");
 }
 
-/// Every file under `dir` with its bytes, by relative path.
-fn tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push((p.strip_prefix(dir).unwrap().to_path_buf(), std::fs::read(&p).unwrap()));
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 #[test]
 fn remote_cli_matches_local_for_run_list_get_logs_artifacts() {
     let h = Home::new();
@@ -119,9 +101,9 @@ fn remote_cli_matches_local_for_run_list_get_logs_artifacts() {
     let local = h.output(&["artifacts", &run_id, "--download", local_dir.to_str().unwrap()]);
     let over_http = remote(&client_home, &server, &["artifacts", &run_id, "--download", remote_dir.to_str().unwrap()]);
     assert!(local.status.success() && over_http.status.success(), "{:?} {:?}", text(&local), text(&over_http));
-    let files = tree(&local_dir);
+    let files = file_tree(&local_dir);
     assert!(files.iter().any(|(p, _)| p.ends_with("train/model")), "{files:?}");
-    assert_eq!(files, tree(&remote_dir), "downloaded artifacts differ");
+    assert_eq!(files, file_tree(&remote_dir), "downloaded artifacts differ");
     assert_eq!(
         text(&local).1.replace(local_dir.to_str().unwrap(), "DIR"),
         text(&over_http).1.replace(remote_dir.to_str().unwrap(), "DIR")
@@ -246,9 +228,9 @@ fn downloads_never_leave_the_artifact_or_logs_root() {
     let out = remote(&client_home, &server, &["artifacts", &folders_run, "--download", remote_dir.to_str().unwrap()]);
     assert!(local.status.success() && out.status.success(), "{:?} {:?}", text(&local), text(&out));
     assert!(remote_dir.exists() && local_dir.exists(), "{:?} {:?}", text(&local), text(&out));
-    let files = tree(&remote_dir);
+    let files = file_tree(&remote_dir);
     assert!(files.iter().any(|(p, b)| p.ends_with("tree/out/sub/b.bin") && b.len() == 256_000), "{files:?}");
-    assert_eq!(tree(&local_dir), files);
+    assert_eq!(file_tree(&local_dir), files);
     let tree_id = id_of("tree");
     let (status, response) = raw_get(&server.base, &format!("/apis/v2beta1/artifacts/{tree_id}?view=DOWNLOAD"));
     assert_eq!(status, 200);

@@ -11,22 +11,10 @@ use crate::support::*;
 
 /// Every file under `dir` (relative path → content), with `root` replaced so runs can be compared.
 fn files(dir: &Path, root: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
-                let text = String::from_utf8_lossy(&std::fs::read(&p).unwrap()).replace(root, "ROOT");
-                out.push((rel, text));
-            }
-        }
-    }
-    out.sort();
-    out
+    file_tree(dir)
+        .into_iter()
+        .map(|(rel, bytes)| (rel.to_string_lossy().into_owned(), String::from_utf8_lossy(&bytes).replace(root, "ROOT")))
+        .collect()
 }
 
 fn run_mode(sample: &str, mode: &str) -> (RunDoc, Vec<(String, String)>) {
