@@ -6,10 +6,10 @@ import json
 import os
 import sys
 import time
-import urllib.error
-import urllib.request
 
 import kfp
+
+import rawhttp
 import kfp_server_api
 from kfp import compiler, dsl
 
@@ -44,14 +44,7 @@ compiler.Compiler().compile(long_pipeline, long_yaml)
 
 
 def raw(method, path, body=None):
-    data = body.encode() if isinstance(body, str) else body
-    req = urllib.request.Request(host + "/apis/v2beta1" + path, data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req) as r:
-            return r.status, json.loads(r.read() or b"{}")
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
+    return rawhttp.raw(host, method, path, body)
 
 
 def expect_error(status, code, resp, fragment):

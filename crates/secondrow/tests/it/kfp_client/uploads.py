@@ -9,11 +9,11 @@ import json
 import os
 import sys
 import tarfile
-import urllib.error
-import urllib.request
 import zipfile
 
 import kfp
+
+import rawhttp
 import kfp_server_api
 import yaml
 
@@ -51,14 +51,8 @@ def expect_400(fn, *fragments):
     raise AssertionError("expected a 400")
 
 
-def raw(method, path, body):
-    req = urllib.request.Request(host + "/apis/v2beta1" + path, data=json.dumps(body).encode(), method=method,
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req) as r:
-            return r.status, json.loads(r.read() or b"{}")
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
+def raw(method, path, body=None):
+    return rawhttp.raw(host, method, path, body)
 
 
 def count_pipelines():
