@@ -7,7 +7,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::logistic::{sigmoid, softmax};
-use super::tree::{partition, Binned, PackedTrees, Tree, PREDICT_BLOCK};
+use super::tree::{Binned, PackedTrees, Tree, PREDICT_BLOCK};
 use crate::rng::Rng;
 use crate::table::Matrix;
 
@@ -55,11 +55,23 @@ struct HBin {
     n: u32,
 }
 
+impl HBin {
+    #[inline]
+    fn add(&mut self, gh: &[f64; 2]) {
+        self.g += gh[0];
+        self.h += gh[1];
+        self.n += 1;
+    }
+}
+
 #[derive(Clone, Copy)]
 struct SplitInfo {
     gain: f64,
     feature: usize,
     bin: usize,
+    /// Gradient and hessian sums of the rows going left.
+    left_g: f64,
+    left_h: f64,
 }
 
 struct Leaf {
@@ -96,6 +108,8 @@ impl Gbt {
         let mut raw_val: Vec<f64> = (0..xv.n_rows).flat_map(|_| baseline.iter().copied()).collect();
         let mut gradients = vec![0.0; n * n_outputs];
         let mut hessians = vec![0.0; n * n_outputs];
+        let mut gh: Vec<GradHess> = vec![[0.0; 2]; n];
+        let mut ws = Workspace::new(n, binned.n_features());
         let mut trees = Vec::new();
         let mut scores = Vec::new();
         if params.early_stopping {
@@ -105,12 +119,13 @@ impl Gbt {
         for _ in 0..params.max_iter {
             compute_gradients(&raw, &yt, loss, n_outputs, &mut gradients, &mut hessians);
             for k in 0..n_outputs {
-                let g: Vec<f64> = (0..n).map(|i| gradients[i * n_outputs + k]).collect();
-                let h: Vec<f64> = (0..n).map(|i| hessians[i * n_outputs + k]).collect();
-                let (tree, leaves) = grow(&binned, &g, &h, &params);
-                for (node, rows) in leaves {
+                for (i, pair) in gh.iter_mut().enumerate() {
+                    *pair = [gradients[i * n_outputs + k], hessians[i * n_outputs + k]];
+                }
+                let (tree, leaves) = grow(&binned, &gh, &params, &mut ws);
+                for (node, span) in leaves {
                     let v = tree.value[node];
-                    for r in rows {
+                    for &r in &ws.rows[span] {
                         raw[r as usize * n_outputs + k] += v;
                     }
                 }
@@ -241,71 +256,238 @@ fn mean_loss(raw: &[f64], y: &[f64], loss: GbtLoss, k: usize) -> f64 {
     total / n
 }
 
-fn build_histogram(binned: &Binned, rows: &[u32], g: &[f64], h: &[f64]) -> Vec<HBin> {
-    let n_features = binned.n_features();
-    let mut hist = vec![HBin::default(); n_features * N_BINS];
-    let fill = |(f, out): (usize, &mut [HBin])| {
-        let col = &binned.bins[f];
-        for &r in rows {
-            let r = r as usize;
-            let bin = &mut out[col[r] as usize];
-            bin.g += g[r];
-            bin.h += h[r];
-            bin.n += 1;
-        }
-    };
-    if rows.len() * n_features > 32 * 1024 {
-        hist.par_chunks_mut(N_BINS).enumerate().for_each(fill);
-    } else {
-        hist.chunks_mut(N_BINS).enumerate().for_each(fill);
-    }
-    hist
+/// Gradient and hessian of one sample, side by side.
+type GradHess = [f64; 2];
+
+/// Buffers reused by every tree of one fit: histograms (a node's histogram becomes its larger child's by
+/// subtraction, and those of finished leaves go back to `free`), the row order and the gradient pairs
+/// permuted along with it (so every node's pairs are one contiguous slice), and partition scratch.
+struct Workspace {
+    hist_len: usize,
+    free: Vec<Vec<HBin>>,
+    rows: Vec<u32>,
+    gh: Vec<GradHess>,
+    scratch: Scratch,
 }
 
-fn best_split(binned: &Binned, hist: &[HBin], sum_g: f64, sum_h: f64, count: usize, params: &GbtParams) -> Option<SplitInfo> {
+impl Workspace {
+    fn new(n_rows: usize, n_features: usize) -> Workspace {
+        Workspace {
+            hist_len: n_features * N_BINS,
+            free: Vec::new(),
+            rows: Vec::with_capacity(n_rows),
+            gh: Vec::with_capacity(n_rows),
+            scratch: Scratch {
+                left_rows: vec![0; n_rows],
+                left_gh: vec![[0.0; 2]; n_rows],
+                right_rows: vec![0; n_rows],
+                right_gh: vec![[0.0; 2]; n_rows],
+            },
+        }
+    }
+
+    fn take_hist(&mut self) -> Vec<HBin> {
+        self.free.pop().unwrap_or_else(|| vec![HBin::default(); self.hist_len])
+    }
+}
+
+/// Gradient/hessian sums and row count of a node.
+#[derive(Clone, Copy)]
+struct NodeSums {
+    g: f64,
+    h: f64,
+    n: usize,
+}
+
+/// Below this many (row × feature) visits a node's histogram is built on the calling thread.
+const PARALLEL_WORK: usize = 32 * 1024;
+
+/// Features are handled two at a time: one pass over a node's rows feeds two independent histograms.
+const FEATURES_PER_TASK: usize = 2;
+
+/// Adds the rows of a node to the histograms of features `first..` (one `N_BINS` slice each in `out`).
+/// `rows == None` means every row in order (the root); `gh[i]` is the gradient pair of the i-th row.
+fn fill_histograms(binned: &Binned, first: usize, rows: Option<&[u32]>, gh: &[GradHess], out: &mut [HBin]) {
+    let (h0, rest) = out.split_at_mut(N_BINS.min(out.len()));
+    let Ok(h0) = <&mut [HBin; N_BINS]>::try_from(h0) else { return };
+    let c0 = &binned.bins[first];
+    h0[..binned.edges[first].len() + 1].fill(HBin::default());
+    match <&mut [HBin; N_BINS]>::try_from(rest) {
+        Ok(h1) => {
+            let c1 = &binned.bins[first + 1];
+            h1[..binned.edges[first + 1].len() + 1].fill(HBin::default());
+            match rows {
+                None => c0.iter().zip(c1).zip(gh).for_each(|((&b0, &b1), p)| {
+                    h0[b0 as usize].add(p);
+                    h1[b1 as usize].add(p);
+                }),
+                Some(rows) => rows.iter().zip(gh).for_each(|(&r, p)| {
+                    h0[c0[r as usize] as usize].add(p);
+                    h1[c1[r as usize] as usize].add(p);
+                }),
+            }
+        }
+        Err(_) => match rows {
+            None => c0.iter().zip(gh).for_each(|(&b, p)| h0[b as usize].add(p)),
+            Some(rows) => rows.iter().zip(gh).for_each(|(&r, p)| h0[c0[r as usize] as usize].add(p)),
+        },
+    }
+}
+
+/// The better of two candidate splits: higher gain, then the lower feature index.
+fn better(a: Option<SplitInfo>, b: Option<SplitInfo>) -> Option<SplitInfo> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(if y.gain > x.gain || (y.gain == x.gain && y.feature < x.feature) { y } else { x }),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
+/// The best split among the features whose histograms start at `first` in `hist`.
+fn best_split_of(binned: &Binned, first: usize, hist: &[HBin], node: NodeSums, params: &GbtParams) -> Option<SplitInfo> {
+    hist.chunks(N_BINS).enumerate().map(|(i, bins)| best_bin(binned, first + i, bins, node, params)).fold(None, better)
+}
+
+/// The best threshold of feature `f` given its histogram in the node.
+fn best_bin(binned: &Binned, f: usize, hist: &[HBin], node: NodeSums, params: &GbtParams) -> Option<SplitInfo> {
     let lambda = params.l2_regularization;
-    let parent = sum_g * sum_g / (sum_h + lambda);
+    let parent = node.g * node.g / (node.h + lambda);
     let min_leaf = params.min_samples_leaf.max(1);
     let min_hessian = 1e-3;
-    (0..binned.n_features())
-        .filter_map(|f| {
-            let n_bins = binned.edges[f].len() + 1;
-            let bins = &hist[f * N_BINS..f * N_BINS + n_bins];
-            let (mut gl, mut hl, mut nl) = (0.0, 0.0, 0usize);
-            let mut best: Option<SplitInfo> = None;
-            for (b, bin) in bins.iter().enumerate().take(n_bins - 1) {
-                gl += bin.g;
-                hl += bin.h;
-                nl += bin.n as usize;
-                if nl < min_leaf || hl < min_hessian {
-                    continue;
-                }
-                let nr = count - nl;
-                let hr = sum_h - hl;
-                if nr < min_leaf || hr < min_hessian {
-                    break;
-                }
-                let gr = sum_g - gl;
-                let gain = gl * gl / (hl + lambda) + gr * gr / (hr + lambda) - parent;
-                if gain > 1e-10 && best.is_none_or(|s| gain > s.gain) {
-                    best = Some(SplitInfo { gain, feature: f, bin: b });
-                }
-            }
-            best
-        })
-        .max_by(|a, b| a.gain.total_cmp(&b.gain).then(b.feature.cmp(&a.feature)))
+    let n_bins = binned.edges[f].len() + 1;
+    let (mut gl, mut hl, mut nl) = (0.0, 0.0, 0usize);
+    let mut best: Option<SplitInfo> = None;
+    for (b, bin) in hist[..n_bins - 1].iter().enumerate() {
+        gl += bin.g;
+        hl += bin.h;
+        nl += bin.n as usize;
+        if nl < min_leaf || hl < min_hessian {
+            continue;
+        }
+        let hr = node.h - hl;
+        if node.n - nl < min_leaf || hr < min_hessian {
+            break;
+        }
+        let gr = node.g - gl;
+        let gain = gl * gl / (hl + lambda) + gr * gr / (hr + lambda) - parent;
+        if gain > 1e-10 && best.is_none_or(|s| gain > s.gain) {
+            best = Some(SplitInfo { gain, feature: f, bin: b, left_g: gl, left_h: hl });
+        }
+    }
+    best
 }
 
-/// Grows one tree leaf-wise; returns it with the training rows of every leaf.
-fn grow(binned: &Binned, g: &[f64], h: &[f64], params: &GbtParams) -> (Tree, Vec<(usize, Vec<u32>)>) {
+/// Builds the root's histogram into `hist` and returns its best split, in parallel over features.
+fn root_split(binned: &Binned, gh: &[GradHess], hist: &mut [HBin], node: NodeSums, params: &GbtParams) -> Option<SplitInfo> {
+    let task = |(t, out): (usize, &mut [HBin])| {
+        let first = t * FEATURES_PER_TASK;
+        fill_histograms(binned, first, None, gh, out);
+        best_split_of(binned, first, out, node, params)
+    };
+    let chunk = FEATURES_PER_TASK * N_BINS;
+    if gh.len() * binned.n_features() > PARALLEL_WORK {
+        hist.par_chunks_mut(chunk).enumerate().map(task).reduce(|| None, better)
+    } else {
+        hist.chunks_mut(chunk).enumerate().map(task).fold(None, better)
+    }
+}
+
+/// After a split: builds the smaller child's histogram from its rows, turns the parent's histogram
+/// (`large`) into the larger child's by subtraction, and finds both children's best splits — all in one
+/// pass per feature group, in parallel for large nodes. Returns (small child's split, large child's split).
+fn children_splits(
+    binned: &Binned,
+    (small_rows, small_gh): (&[u32], &[GradHess]),
+    small: &mut [HBin],
+    large: &mut [HBin],
+    (small_sums, large_sums): (NodeSums, NodeSums),
+    params: &GbtParams,
+) -> (Option<SplitInfo>, Option<SplitInfo>) {
+    let task = |(t, (s, l)): (usize, (&mut [HBin], &mut [HBin]))| {
+        let first = t * FEATURES_PER_TASK;
+        fill_histograms(binned, first, Some(small_rows), small_gh, s);
+        for (i, (sf, lf)) in s.chunks(N_BINS).zip(l.chunks_mut(N_BINS)).enumerate() {
+            let n_bins = binned.edges[first + i].len() + 1;
+            for (p, q) in lf[..n_bins].iter_mut().zip(&sf[..n_bins]) {
+                p.g -= q.g;
+                p.h -= q.h;
+                p.n -= q.n;
+            }
+        }
+        (best_split_of(binned, first, s, small_sums, params), best_split_of(binned, first, l, large_sums, params))
+    };
+    let both = |a: (Option<SplitInfo>, Option<SplitInfo>), b: (Option<SplitInfo>, Option<SplitInfo>)| (better(a.0, b.0), better(a.1, b.1));
+    let chunk = FEATURES_PER_TASK * N_BINS;
+    if small_rows.len() * binned.n_features() > PARALLEL_WORK {
+        small.par_chunks_mut(chunk).zip(large.par_chunks_mut(chunk)).enumerate().map(task).reduce(|| (None, None), both)
+    } else {
+        small.chunks_mut(chunk).zip(large.chunks_mut(chunk)).enumerate().map(task).fold((None, None), both)
+    }
+}
+
+/// Stable partition of a node's rows and their gradient pairs (kept in the same order) by `goes_left`,
+/// in parallel pieces for large nodes. Returns how many went left (now first).
+fn split_rows(rows: &mut [u32], gh: &mut [GradHess], scratch: &mut Scratch, goes_left: impl Fn(u32) -> bool + Sync) -> usize {
+    const PIECE: usize = 16 * 1024;
+    let n = rows.len();
+    // Small nodes are one piece.
+    let size = if n > 2 * PIECE { PIECE } else { n.max(1) };
+    // Each piece copies every row to both sides and advances the side it belongs to (no branches).
+    let piece = |(((rows, gh), (left_rows, left_gh)), (right_rows, right_gh)): PieceBuffers| {
+        let (mut l, mut r) = (0, 0);
+        for (&row, &pair) in rows.iter().zip(gh) {
+            let left = goes_left(row);
+            (left_rows[l], left_gh[l], right_rows[r], right_gh[r]) = (row, pair, row, pair);
+            l += usize::from(left);
+            r += usize::from(!left);
+        }
+        l
+    };
+    let lefts: Vec<usize> = rows
+        .par_chunks(size)
+        .zip(gh.par_chunks(size))
+        .zip(scratch.left_rows[..n].par_chunks_mut(size).zip(scratch.left_gh[..n].par_chunks_mut(size)))
+        .zip(scratch.right_rows[..n].par_chunks_mut(size).zip(scratch.right_gh[..n].par_chunks_mut(size)))
+        .with_min_len(if size == n { usize::MAX } else { 1 })
+        .map(piece)
+        .collect();
+    let n_left: usize = lefts.iter().sum();
+    let (mut l, mut r) = (0, n_left);
+    for (p, &piece_left) in lefts.iter().enumerate() {
+        let start = p * size;
+        let piece_right = (start + size).min(n) - start - piece_left;
+        rows[l..l + piece_left].copy_from_slice(&scratch.left_rows[start..start + piece_left]);
+        gh[l..l + piece_left].copy_from_slice(&scratch.left_gh[start..start + piece_left]);
+        rows[r..r + piece_right].copy_from_slice(&scratch.right_rows[start..start + piece_right]);
+        gh[r..r + piece_right].copy_from_slice(&scratch.right_gh[start..start + piece_right]);
+        (l, r) = (l + piece_left, r + piece_right);
+    }
+    n_left
+}
+
+type PieceBuffers<'a> = (((&'a [u32], &'a [GradHess]), (&'a mut [u32], &'a mut [GradHess])), (&'a mut [u32], &'a mut [GradHess]));
+
+/// Where [`split_rows`] sorts rows into the two sides before copying them back.
+struct Scratch {
+    left_rows: Vec<u32>,
+    left_gh: Vec<GradHess>,
+    right_rows: Vec<u32>,
+    right_gh: Vec<GradHess>,
+}
+
+/// Grows one tree leaf-wise; returns it with its leaves as (node, range of `ws.rows`).
+fn grow(binned: &Binned, gh: &[GradHess], params: &GbtParams, ws: &mut Workspace) -> (Tree, Vec<(usize, std::ops::Range<usize>)>) {
     let n = binned.n_rows;
-    let mut rows: Vec<u32> = (0..n as u32).collect();
+    ws.rows.clear();
+    ws.rows.extend(0..n as u32);
+    ws.gh.clear();
+    ws.gh.extend_from_slice(gh);
     let mut tree = Tree::new(1);
     let root_node = tree.push_leaf(&[0.0]);
-    let sum_g: f64 = g.iter().sum();
-    let sum_h: f64 = h.iter().sum();
-    let hist = build_histogram(binned, &rows, g, h);
-    let split = best_split(binned, &hist, sum_g, sum_h, n, params);
+    let (sum_g, sum_h) = gh.iter().fold((0.0, 0.0), |(a, b), p| (a + p[0], b + p[1]));
+    let mut hist = ws.take_hist();
+    let root = NodeSums { g: sum_g, h: sum_h, n };
+    let split = root_split(binned, gh, &mut hist, root, params);
     let mut leaves = vec![Leaf { node: root_node, start: 0, end: n, depth: 0, sum_g, sum_h, hist, split }];
     let can_split = |leaf: &Leaf| params.max_depth == 0 || leaf.depth < params.max_depth;
     while leaves.len() < params.max_leaf_nodes.max(2) {
@@ -319,36 +501,37 @@ fn grow(binned: &Binned, g: &[f64], h: &[f64], params: &GbtParams) -> (Tree, Vec
         let parent = leaves.swap_remove(i);
         let Some(split) = parent.split else { break };
         let col = &binned.bins[split.feature];
-        let mid = parent.start + partition(&mut rows[parent.start..parent.end], |r| col[r as usize] as usize <= split.bin);
-        let (left_rows, right_rows) = (&rows[parent.start..mid], &rows[mid..parent.end]);
-        let left_small = left_rows.len() <= right_rows.len();
-        let small_rows = if left_small { left_rows } else { right_rows };
-        let small_hist = build_histogram(binned, small_rows, g, h);
+        let threshold = split.bin as u8;
+        let span = parent.start..parent.end;
+        let mid = parent.start + split_rows(&mut ws.rows[span.clone()], &mut ws.gh[span], &mut ws.scratch, |r| col[r as usize] <= threshold);
+        let left = NodeSums { g: split.left_g, h: split.left_h, n: mid - parent.start };
+        let right = NodeSums { g: parent.sum_g - left.g, h: parent.sum_h - left.h, n: parent.end - mid };
+        let left_small = left.n <= right.n;
+        let (small_range, small_sums, large_sums) =
+            if left_small { (parent.start..mid, left, right) } else { (mid..parent.end, right, left) };
+        let mut small_hist = ws.take_hist();
         let mut large_hist = parent.hist;
-        for (p, s) in large_hist.iter_mut().zip(&small_hist) {
-            p.g -= s.g;
-            p.h -= s.h;
-            p.n -= s.n;
-        }
-        let (left_hist, right_hist) = if left_small { (small_hist, large_hist) } else { (large_hist, small_hist) };
-        let sum = |rows: &[u32]| rows.iter().fold((0.0, 0.0), |(a, b), &r| (a + g[r as usize], b + h[r as usize]));
-        let (lg, lh) = sum(left_rows);
-        let (rg, rh) = (parent.sum_g - lg, parent.sum_h - lh);
+        let small_node = (&ws.rows[small_range.clone()], &ws.gh[small_range]);
+        let (small_split, large_split) =
+            children_splits(binned, small_node, &mut small_hist, &mut large_hist, (small_sums, large_sums), params);
+        let ((l_hist, l_split), (r_hist, r_split)) = if left_small {
+            ((small_hist, small_split), (large_hist, large_split))
+        } else {
+            ((large_hist, large_split), (small_hist, small_split))
+        };
         let l_node = tree.push_leaf(&[0.0]);
         let r_node = tree.push_leaf(&[0.0]);
         tree.make_split(parent.node, split.feature, binned.edges[split.feature][split.bin], l_node, r_node);
-        let (n_left, n_right) = (mid - parent.start, parent.end - mid);
-        let l_split = best_split(binned, &left_hist, lg, lh, n_left, params);
-        let r_split = best_split(binned, &right_hist, rg, rh, n_right, params);
         let depth = parent.depth + 1;
-        leaves.push(Leaf { node: l_node, start: parent.start, end: mid, depth, sum_g: lg, sum_h: lh, hist: left_hist, split: l_split });
-        leaves.push(Leaf { node: r_node, start: mid, end: parent.end, depth, sum_g: rg, sum_h: rh, hist: right_hist, split: r_split });
+        leaves.push(Leaf { node: l_node, start: parent.start, end: mid, depth, sum_g: left.g, sum_h: left.h, hist: l_hist, split: l_split });
+        leaves.push(Leaf { node: r_node, start: mid, end: parent.end, depth, sum_g: right.g, sum_h: right.h, hist: r_hist, split: r_split });
     }
     let mut leaf_rows = Vec::with_capacity(leaves.len());
     for leaf in leaves {
         let value = -params.learning_rate * leaf.sum_g / (leaf.sum_h + params.l2_regularization).max(1e-12);
         tree.set_value(leaf.node, &[value]);
-        leaf_rows.push((leaf.node, rows[leaf.start..leaf.end].to_vec()));
+        leaf_rows.push((leaf.node, leaf.start..leaf.end));
+        ws.free.push(leaf.hist);
     }
     (tree, leaf_rows)
 }
