@@ -7,9 +7,10 @@
 use std::path::Path;
 use std::time::Instant;
 
+use secondrow_ml::component::run::train_model_transformed;
 use secondrow_ml::estimator::{self, Estimator, Target};
 use secondrow_ml::model::encode_classes;
-use secondrow_ml::{metrics, train_model, Matrix, Params, Table, TransformSpec, Transformer};
+use secondrow_ml::{metrics, Matrix, Params, Table, TransformSpec, Transformer};
 
 fn main() {
     if let Err(e) = run() {
@@ -210,8 +211,8 @@ fn run() -> Result<(), secondrow_ml::Error> {
         let mut accuracy = 0.0;
         for _ in 0..repeat {
             let t0 = Instant::now();
-            let (transformer, _) = Transformer::fit(&spec, &train, Some("label"))?;
-            let model = train_model("logistic_regression", &train, Some("label"), &[], Some(transformer), &params)?;
+            let (transformer, transformed) = Transformer::fit(&spec, &train, Some("label"))?;
+            let model = train_model_transformed("logistic_regression", &transformed, Some("label"), &[], Some(transformer), &params)?;
             let t1 = Instant::now();
             let predictions = model.predict(&test)?;
             let t2 = Instant::now();

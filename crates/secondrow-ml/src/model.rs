@@ -5,13 +5,14 @@
 //! Invariant: `Model::predict` on a raw table gives the same result as the evaluation component, because
 //! both go through [`Model::features`].
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::estimator::{Estimator, Task};
-use crate::table::{format_number, Column, ColumnValues, Matrix, Table};
+use crate::table::{format_number, Column, ColumnValues, Matrix, Table, TextMap};
 use crate::transform::Transformer;
 
 /// `format` field of every model file.
@@ -169,31 +170,48 @@ impl Model {
 /// Encodes a label column as class indices; classes are sorted numerically when all are numbers.
 pub fn encode_classes(table: &Table, label: &str) -> Result<(Vec<usize>, Vec<String>)> {
     let column = table.column(label)?;
-    let mut texts = Vec::with_capacity(column.len());
-    for row in 0..column.len() {
-        match column.cell_text(row) {
-            Some(t) => texts.push(t),
-            None => return Err(Error::MissingValues { column: label.to_string(), count: column.n_missing(), row: row + 1 }),
-        }
+    if let Some(row) = (0..column.len()).find(|&row| column.is_missing(row)) {
+        return Err(Error::MissingValues { column: label.to_string(), count: column.n_missing(), row: row + 1 });
     }
-    let mut classes: Vec<String> = texts.clone();
+    let mut classes: Vec<String> = column.text_counts().into_keys().collect();
     classes.sort();
-    classes.dedup();
     if classes.iter().all(|c| c.parse::<f64>().is_ok()) {
         classes.sort_by(|a, b| a.parse::<f64>().unwrap_or(0.0).total_cmp(&b.parse::<f64>().unwrap_or(0.0)));
     }
     if classes.len() < 2 {
         return Err(Error::SingleClass { column: label.to_string(), class: classes.first().cloned().unwrap_or_default() });
     }
-    let index: std::collections::HashMap<&str, usize> = classes.iter().enumerate().map(|(i, c)| (c.as_str(), i)).collect();
-    let y = texts.iter().map(|t| index[t.as_str()]).collect();
+    let index: TextMap<usize> = classes.iter().enumerate().map(|(i, c)| (c.as_str(), i)).collect();
+    let class_of = |text: &str| {
+        index.get(text).copied().ok_or_else(|| Error::InvalidData(format!("column `{label}`: class `{text}` has no index")))
+    };
+    let y = match &column.values {
+        // Numbers are formatted once per distinct value, not once per row.
+        ColumnValues::Number(v) => {
+            let mut by_bits: HashMap<u64, usize> = HashMap::new();
+            let mut y = Vec::with_capacity(v.len());
+            for x in v {
+                let class = match by_bits.get(&x.to_bits()) {
+                    Some(&class) => class,
+                    None => {
+                        let class = class_of(&format_number(*x))?;
+                        by_bits.insert(x.to_bits(), class);
+                        class
+                    }
+                };
+                y.push(class);
+            }
+            y
+        }
+        ColumnValues::Text(v) => v.iter().map(|t| class_of(t.as_deref().unwrap_or_default())).collect::<Result<_>>()?,
+    };
     Ok((y, classes))
 }
 
 /// Maps a label column onto known classes; unknown labels are an error naming the value.
 pub fn encode_known_classes(table: &Table, label: &str, classes: &[String]) -> Result<Vec<usize>> {
     let column = table.column(label)?;
-    let index: std::collections::HashMap<&str, usize> = classes.iter().enumerate().map(|(i, c)| (c.as_str(), i)).collect();
+    let index: TextMap<usize> = classes.iter().enumerate().map(|(i, c)| (c.as_str(), i)).collect();
     (0..column.len())
         .map(|row| {
             let text = column.cell_text(row).ok_or_else(|| Error::MissingValues { column: label.to_string(), count: column.n_missing(), row: row + 1 })?;

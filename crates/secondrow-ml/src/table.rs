@@ -5,6 +5,8 @@
 //! Arrow's integer, float and boolean types become numbers; everything else becomes text.
 //! This module owns file formats; it knows nothing about statistics or models.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Seek};
 use std::path::Path;
@@ -135,6 +137,48 @@ impl Column {
         }
     }
 
+    /// Calls `f(row, text)` for every cell, with the text [`Column::cell_text`] gives (`None` when
+    /// missing), without allocating for text columns.
+    pub fn for_each_text(&self, mut f: impl FnMut(usize, Option<&str>)) {
+        match &self.values {
+            ColumnValues::Number(v) => {
+                for (row, x) in v.iter().enumerate() {
+                    f(row, (!x.is_nan()).then(|| format_number(*x)).as_deref());
+                }
+            }
+            ColumnValues::Text(v) => {
+                for (row, x) in v.iter().enumerate() {
+                    f(row, x.as_deref());
+                }
+            }
+        }
+    }
+
+    /// How often each distinct present cell occurs, keyed by its [`Column::cell_text`] form.
+    pub fn text_counts(&self) -> HashMap<String, usize> {
+        match &self.values {
+            ColumnValues::Number(v) => {
+                // Count bit patterns first, then merge the ones that print alike (0 and -0).
+                let mut bits: HashMap<u64, usize> = HashMap::new();
+                for x in v.iter().filter(|x| !x.is_nan()) {
+                    *bits.entry(x.to_bits()).or_default() += 1;
+                }
+                let mut counts = HashMap::with_capacity(bits.len());
+                for (b, n) in bits {
+                    *counts.entry(format_number(f64::from_bits(b))).or_default() += n;
+                }
+                counts
+            }
+            ColumnValues::Text(v) => {
+                let mut borrowed = TextMap::new();
+                for x in v.iter().flatten() {
+                    *borrowed.get_or_insert(x, 0) += 1;
+                }
+                borrowed.into_iter().map(|(k, n)| (k.to_string(), n)).collect()
+            }
+        }
+    }
+
     /// The values as numbers; text cells must parse as numbers (empty cells become `NaN`).
     pub fn to_numbers(&self) -> Result<Vec<f64>> {
         match &self.values {
@@ -160,6 +204,88 @@ impl Column {
             ColumnValues::Text(v) => ColumnValues::Text(rows.iter().map(|&i| v[i].clone()).collect()),
         };
         Column { name: self.name.clone(), values }
+    }
+}
+
+/// A map keyed by borrowed text that scans a short list while it holds few keys (the usual case for
+/// categories and class names, where that beats hashing every cell) and hashes beyond that.
+#[derive(Debug, Clone)]
+pub struct TextMap<'a, V> {
+    few: Vec<(&'a str, V)>,
+    many: HashMap<&'a str, V>,
+}
+
+impl<'a, V> Default for TextMap<'a, V> {
+    fn default() -> Self {
+        TextMap { few: Vec::new(), many: HashMap::new() }
+    }
+}
+
+impl<'a, V> FromIterator<(&'a str, V)> for TextMap<'a, V> {
+    fn from_iter<I: IntoIterator<Item = (&'a str, V)>>(iter: I) -> Self {
+        let mut map = TextMap::new();
+        for (key, value) in iter {
+            map.insert(key, value);
+        }
+        map
+    }
+}
+
+impl<'a, V> TextMap<'a, V> {
+    /// Keys kept in the scanned list before switching to hashing.
+    const FEW: usize = 16;
+
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn get(&self, key: &str) -> Option<&V> {
+        if self.many.is_empty() {
+            self.few.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+        } else {
+            self.many.get(key)
+        }
+    }
+
+    /// Sets the value of `key`.
+    pub fn insert(&mut self, key: &'a str, value: V) {
+        if self.many.is_empty() {
+            if let Some(entry) = self.few.iter_mut().find(|(k, _)| *k == key) {
+                entry.1 = value;
+                return;
+            }
+            if self.few.len() < Self::FEW {
+                self.few.push((key, value));
+                return;
+            }
+            self.many = self.few.drain(..).collect();
+        }
+        self.many.insert(key, value);
+    }
+
+    /// The value for `key`, inserting `value` first if the key is new.
+    pub fn get_or_insert(&mut self, key: &'a str, value: V) -> &mut V {
+        if self.many.is_empty() {
+            if let Some(i) = self.few.iter().position(|(k, _)| *k == key) {
+                return &mut self.few[i].1;
+            }
+            if self.few.len() < Self::FEW {
+                self.few.push((key, value));
+                let last = self.few.len() - 1;
+                return &mut self.few[last].1;
+            }
+            self.many = self.few.drain(..).collect();
+        }
+        self.many.entry(key).or_insert(value)
+    }
+}
+
+impl<'a, V> IntoIterator for TextMap<'a, V> {
+    type Item = (&'a str, V);
+    type IntoIter = std::iter::Chain<std::vec::IntoIter<(&'a str, V)>, std::collections::hash_map::IntoIter<&'a str, V>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.few.into_iter().chain(self.many)
     }
 }
 
@@ -191,10 +317,12 @@ impl Table {
 
     /// The column called `name`, or an error naming it and the columns that exist.
     pub fn column(&self, name: &str) -> Result<&Column> {
-        self.find(name).ok_or_else(|| Error::MissingColumn {
-            column: name.to_string(),
-            available: self.column_names().join(", "),
-        })
+        self.find(name).ok_or_else(|| self.missing_column(name))
+    }
+
+    /// The error for a column `name` that the table lacks.
+    pub fn missing_column(&self, name: &str) -> Error {
+        Error::MissingColumn { column: name.to_string(), available: self.column_names().join(", ") }
     }
 
     pub fn take(&self, rows: &[usize]) -> Table {
@@ -209,19 +337,38 @@ impl Table {
         }
     }
 
+    /// The column called `name`, mutably.
+    pub fn column_mut(&mut self, name: &str) -> Result<&mut Column> {
+        match self.columns.iter().position(|c| c.name == name) {
+            Some(j) => Ok(&mut self.columns[j]),
+            None => Err(self.missing_column(name)),
+        }
+    }
+
     /// The named columns as a row-major matrix; every cell must be a number and present.
     pub fn feature_matrix(&self, names: &[String]) -> Result<Matrix> {
         let n_rows = self.n_rows();
-        let mut data = vec![0.0; n_rows * names.len()];
-        for (j, name) in names.iter().enumerate() {
-            let values = self.column(name)?.to_numbers()?;
-            let missing: Vec<usize> = (0..n_rows).filter(|&i| values[i].is_nan()).collect();
-            if let Some(&first) = missing.first() {
-                return Err(Error::MissingValues { column: name.clone(), count: missing.len(), row: first + 1 });
+        let mut values: Vec<Cow<'_, [f64]>> = Vec::with_capacity(names.len());
+        for name in names {
+            let column = self.column(name)?;
+            let v = match &column.values {
+                ColumnValues::Number(v) => Cow::Borrowed(v.as_slice()),
+                ColumnValues::Text(_) => Cow::Owned(column.to_numbers()?),
+            };
+            if let Some(first) = v.iter().position(|x| x.is_nan()) {
+                let count = v.iter().filter(|x| x.is_nan()).count();
+                return Err(Error::MissingValues { column: name.clone(), count, row: first + 1 });
             }
-            for (i, v) in values.into_iter().enumerate() {
-                data[i * names.len() + j] = v;
+            if v.len() != n_rows {
+                return Err(Error::InvalidData(format!("column `{name}` has {} rows, expected {n_rows}", v.len())));
             }
+            values.push(v);
+        }
+        let columns: Vec<&[f64]> = values.iter().map(|v| &**v).collect();
+        // Row by row, so that the matrix is written in order.
+        let mut data = Vec::with_capacity(n_rows * names.len());
+        for i in 0..n_rows {
+            data.extend(columns.iter().map(|c| c[i]));
         }
         Ok(Matrix::new(n_rows, names.len(), data))
     }

@@ -5,12 +5,12 @@
 //! every model trained with it, and re-applied unchanged at prediction time.
 //! Steps never touch the label column, so the same transformer works on tables without a label.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::table::{Column, ColumnValues, Table};
+use crate::table::{Column, ColumnValues, Table, TextMap};
 
 /// What the user asks for: a list of steps, fitted in order.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -217,7 +217,7 @@ impl Transformer {
                     FittedStep::Select { columns: columns.clone() }
                 }
             };
-            current = apply_step(&fitted, &current, label)?;
+            current = apply_step(&fitted, current, label)?;
             steps.push(fitted);
         }
         let output_columns = features(&current);
@@ -236,7 +236,7 @@ impl Transformer {
     pub fn apply(&self, table: &Table) -> Result<Table> {
         let mut current = table.clone();
         for step in &self.steps {
-            current = apply_step(step, &current, self.label.as_deref())?;
+            current = apply_step(step, current, self.label.as_deref())?;
         }
         Ok(current)
     }
@@ -256,9 +256,11 @@ fn mean_std(values: &[f64]) -> (f64, f64) {
     (mean, var.sqrt())
 }
 
+/// The distinct present values of `column` as text, sorted.
 fn categories(column: &Column) -> Vec<String> {
-    let set: BTreeSet<String> = (0..column.len()).filter_map(|i| column.cell_text(i)).collect();
-    set.into_iter().collect()
+    let mut cats: Vec<String> = column.text_counts().into_keys().collect();
+    cats.sort_unstable();
+    cats
 }
 
 fn fit_fill(column: &Column, strategy: &str, value: Option<&serde_json::Value>) -> Result<Fill> {
@@ -271,19 +273,20 @@ fn fit_fill(column: &Column, strategy: &str, value: Option<&serde_json::Value>) 
             if strategy == "mean" {
                 Ok(Fill::Number(values.iter().sum::<f64>() / values.len() as f64))
             } else {
-                values.sort_by(f64::total_cmp);
                 let n = values.len();
-                let median = if n % 2 == 1 { values[n / 2] } else { (values[n / 2 - 1] + values[n / 2]) / 2.0 };
+                let (lower, &mut upper, _) = values.select_nth_unstable_by(n / 2, f64::total_cmp);
+                let median = if n % 2 == 1 {
+                    upper
+                } else {
+                    // The largest of the lower half is the other middle value.
+                    let below = lower.iter().copied().max_by(f64::total_cmp).unwrap_or(upper);
+                    (below + upper) / 2.0
+                };
                 Ok(Fill::Number(median))
             }
         }
         "most_frequent" => {
-            let mut counts: HashMap<String, usize> = HashMap::new();
-            for i in 0..column.len() {
-                if let Some(text) = column.cell_text(i) {
-                    *counts.entry(text).or_default() += 1;
-                }
-            }
+            let counts = column.text_counts();
             // Ties go to the smallest value, as in scikit-learn.
             let best = counts.into_iter().max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)));
             let Some((text, _)) = best else {
@@ -303,85 +306,108 @@ fn fit_fill(column: &Column, strategy: &str, value: Option<&serde_json::Value>) 
     }
 }
 
-fn apply_step(step: &FittedStep, table: &Table, label: Option<&str>) -> Result<Table> {
-    let mut out = table.clone();
+/// Whether entry `i` of a step, for column `name`, is followed by another entry for the same column.
+fn listed_again<'a>(names: impl Iterator<Item = &'a String>, i: usize, name: &str) -> bool {
+    names.skip(i + 1).any(|n| n == name)
+}
+
+/// Applies one fitted step to `table`, in place. A column listed twice in a step is transformed once,
+/// from its input values, by its last entry (as if every entry read the step's input table).
+fn apply_step(step: &FittedStep, mut table: Table, label: Option<&str>) -> Result<Table> {
     match step {
         FittedStep::Impute { fills } => {
-            for (name, fill) in fills {
-                let column = table.column(name)?;
-                let values = match (&column.values, fill) {
-                    (ColumnValues::Number(v), Fill::Number(f)) => {
-                        ColumnValues::Number(v.iter().map(|x| if x.is_nan() { *f } else { *x }).collect())
-                    }
+            for (i, (name, fill)) in fills.iter().enumerate() {
+                let column = table.column_mut(name)?;
+                if listed_again(fills.iter().map(|f| &f.0), i, name) {
+                    continue;
+                }
+                match (&mut column.values, fill) {
+                    (ColumnValues::Number(v), Fill::Number(f)) => v.iter_mut().filter(|x| x.is_nan()).for_each(|x| *x = *f),
                     (ColumnValues::Text(v), fill) => {
                         let f = match fill {
                             Fill::Number(x) => crate::table::format_number(*x),
                             Fill::Text(s) => s.clone(),
                         };
-                        ColumnValues::Text(v.iter().map(|x| Some(x.clone().unwrap_or_else(|| f.clone()))).collect())
+                        v.iter_mut().filter(|x| x.is_none()).for_each(|x| *x = Some(f.clone()));
                     }
-                    (ColumnValues::Number(_), Fill::Text(_)) => {
+                    (ColumnValues::Number(v), Fill::Text(s)) => {
                         // A text fill on a column that now reads as numbers: fill the text form.
-                        let v = column.to_numbers()?;
-                        let f = match fill {
-                            Fill::Text(s) => s.parse::<f64>().map_err(|_| Error::NonNumeric { column: name.clone(), row: 0, value: s.clone() })?,
-                            Fill::Number(x) => *x,
-                        };
-                        ColumnValues::Number(v.iter().map(|x| if x.is_nan() { f } else { *x }).collect())
+                        let f = s.parse::<f64>().map_err(|_| Error::NonNumeric { column: name.clone(), row: 0, value: s.clone() })?;
+                        v.iter_mut().filter(|x| x.is_nan()).for_each(|x| *x = f);
                     }
-                };
-                out.set_column(Column { name: name.clone(), values });
+                }
             }
         }
         FittedStep::Standardize { columns } | FittedStep::MinMax { columns } => {
             let standardize = matches!(step, FittedStep::Standardize { .. });
-            for (name, a, b) in columns {
-                let values = table.column(name)?.to_numbers()?;
-                let scaled = values
-                    .iter()
-                    .map(|x| if standardize { (x - a) / b } else if b > a { (x - a) / (b - a) } else { 0.0 })
-                    .collect();
-                out.set_column(Column::number(name, scaled));
+            for (i, (name, a, b)) in columns.iter().enumerate() {
+                let column = table.column_mut(name)?;
+                if listed_again(columns.iter().map(|c| &c.0), i, name) {
+                    continue;
+                }
+                if !column.is_number() {
+                    column.values = ColumnValues::Number(column.to_numbers()?);
+                }
+                if let ColumnValues::Number(values) = &mut column.values {
+                    for x in values.iter_mut() {
+                        *x = if standardize { (*x - a) / b } else if b > a { (*x - a) / (b - a) } else { 0.0 };
+                    }
+                }
             }
         }
         FittedStep::OneHot { columns } => {
+            // Columns already replaced in this step, should one be listed again.
+            let mut replaced: Vec<Column> = Vec::new();
             for (name, cats) in columns {
-                let column = table.column(name)?;
-                let index: HashMap<&str, usize> = cats.iter().enumerate().map(|(i, c)| (c.as_str(), i)).collect();
+                let (column, position) = match table.columns.iter().position(|c| &c.name == name) {
+                    Some(position) => (table.columns.remove(position), position),
+                    // Listed again in this step: encoded once more, at the end.
+                    None => match replaced.iter().find(|c| &c.name == name) {
+                        Some(column) => (column.clone(), table.columns.len()),
+                        None => return Err(table.missing_column(name)),
+                    },
+                };
+                let index: TextMap<usize> = cats.iter().enumerate().map(|(i, c)| (c.as_str(), i)).collect();
                 let mut encoded = vec![vec![0.0; column.len()]; cats.len()];
-                #[allow(clippy::needless_range_loop)] // `row` indexes the column and every output vector
-                for row in 0..column.len() {
-                    if let Some(&k) = column.cell_text(row).as_deref().and_then(|t| index.get(t)) {
+                column.for_each_text(|row, text| {
+                    if let Some(&k) = text.and_then(|t| index.get(t)) {
                         encoded[k][row] = 1.0;
                     }
-                }
-                let position = out.columns.iter().position(|c| &c.name == name).unwrap_or(out.columns.len());
-                out.columns.retain(|c| &c.name != name);
+                });
+                table.columns.retain(|c| &c.name != name);
+                let position = position.min(table.columns.len());
                 let new_columns = cats.iter().zip(encoded).map(|(cat, v)| Column::number(&format!("{name}={cat}"), v));
-                out.columns.splice(position..position, new_columns);
+                table.columns.splice(position..position, new_columns);
+                replaced.push(column);
             }
         }
         FittedStep::Ordinal { columns } => {
-            for (name, cats) in columns {
-                let column = table.column(name)?;
-                let index: HashMap<&str, usize> = cats.iter().enumerate().map(|(i, c)| (c.as_str(), i)).collect();
-                let values = (0..column.len())
-                    .map(|row| column.cell_text(row).as_deref().and_then(|t| index.get(t)).map_or(-1.0, |&k| k as f64))
-                    .collect();
-                out.set_column(Column::number(name, values));
+            for (i, (name, cats)) in columns.iter().enumerate() {
+                let column = table.column_mut(name)?;
+                if listed_again(columns.iter().map(|c| &c.0), i, name) {
+                    continue;
+                }
+                let index: TextMap<usize> = cats.iter().enumerate().map(|(i, c)| (c.as_str(), i)).collect();
+                let mut values = vec![-1.0; column.len()];
+                column.for_each_text(|row, text| {
+                    if let Some(&k) = text.and_then(|t| index.get(t)) {
+                        values[row] = k as f64;
+                    }
+                });
+                column.values = ColumnValues::Number(values);
             }
         }
         FittedStep::Drop { columns } => {
-            out.columns.retain(|c| !columns.contains(&c.name));
+            table.columns.retain(|c| !columns.contains(&c.name));
         }
         FittedStep::Select { columns } => {
             for name in columns {
                 table.column(name)?;
             }
-            out.columns.retain(|c| columns.contains(&c.name) || Some(c.name.as_str()) == label);
+            table.columns.retain(|c| columns.contains(&c.name) || Some(c.name.as_str()) == label);
         }
     }
-    Ok(out)
+    Ok(table)
 }
 
 #[cfg(test)]

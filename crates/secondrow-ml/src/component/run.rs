@@ -178,14 +178,35 @@ pub fn train_model(
     transformer: Option<Transformer>,
     params: &crate::params::Params,
 ) -> Result<Model> {
-    let task = estimator::task_of(algorithm, params)?;
+    estimator::task_of(algorithm, params)?;
     if let Some(label) = label {
         table.column(label)?;
     }
-    let transformed = match &transformer {
-        Some(t) => t.apply(table)?,
-        None => table.clone(),
-    };
+    match transformer {
+        Some(t) => {
+            let transformed = t.apply(table)?;
+            train_model_transformed(algorithm, &transformed, label, features, Some(t), params)
+        }
+        None => train_model_transformed(algorithm, table, label, features, None, params),
+    }
+}
+
+/// Like [`train_model`], on a table `transformer` has already been applied to (as
+/// [`Transformer::fit`] returns it), so that fitting a transform and then a model transforms the
+/// training data once, as scikit-learn's `Pipeline.fit` does. The transformer is stored in the model
+/// and applied to raw tables at prediction time.
+pub fn train_model_transformed(
+    algorithm: &str,
+    transformed: &Table,
+    label: Option<&str>,
+    features: &[String],
+    transformer: Option<Transformer>,
+    params: &crate::params::Params,
+) -> Result<Model> {
+    let task = estimator::task_of(algorithm, params)?;
+    if let Some(label) = label {
+        transformed.column(label)?;
+    }
     let feature_names: Vec<String> = if features.is_empty() {
         transformed.columns.iter().filter(|c| Some(c.name.as_str()) != label).map(|c| c.name.clone()).collect()
     } else {
