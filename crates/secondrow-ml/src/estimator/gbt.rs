@@ -57,9 +57,9 @@ struct HBin {
 
 impl HBin {
     #[inline]
-    fn add(&mut self, gh: &[f64; 2]) {
-        self.g += gh[0];
-        self.h += gh[1];
+    fn add(&mut self, gh: &GradHess) {
+        self.g += f64::from(gh[0]);
+        self.h += f64::from(gh[1]);
         self.n += 1;
     }
 }
@@ -106,9 +106,9 @@ impl Gbt {
         let baseline = baseline(&yt, loss, n_outputs);
         let mut raw: Vec<f64> = (0..n).flat_map(|_| baseline.iter().copied()).collect();
         let mut raw_val: Vec<f64> = (0..xv.n_rows).flat_map(|_| baseline.iter().copied()).collect();
-        let mut gradients = vec![0.0; n * n_outputs];
-        let mut hessians = vec![0.0; n * n_outputs];
-        let mut gh: Vec<GradHess> = vec![[0.0; 2]; n];
+        // Gradient pairs of every row and output (row-major), and one output's column of them.
+        let mut all_gh: Vec<GradHess> = vec![[0.0; 2]; n * n_outputs];
+        let mut gh: Vec<GradHess> = if n_outputs > 1 { vec![[0.0; 2]; n] } else { Vec::new() };
         let mut ws = Workspace::new(n, binned.n_features());
         let mut trees = Vec::new();
         let mut scores = Vec::new();
@@ -117,21 +117,22 @@ impl Gbt {
         }
         let mut n_iter = 0;
         for _ in 0..params.max_iter {
-            compute_gradients(&raw, &yt, loss, n_outputs, &mut gradients, &mut hessians);
+            compute_gradients(&raw, &yt, loss, n_outputs, &mut all_gh);
             for k in 0..n_outputs {
-                for (i, pair) in gh.iter_mut().enumerate() {
-                    *pair = [gradients[i * n_outputs + k], hessians[i * n_outputs + k]];
-                }
-                let (tree, leaves) = grow(&binned, &gh, &params, &mut ws);
+                let gh = if n_outputs == 1 {
+                    &all_gh
+                } else {
+                    gh.iter_mut().zip(all_gh.chunks(n_outputs)).for_each(|(pair, row)| *pair = row[k]);
+                    &gh
+                };
+                let (tree, leaves) = grow(&binned, gh, &params, &mut ws);
                 for (node, span) in leaves {
                     let v = tree.value[node];
                     for &r in &ws.rows[span] {
                         raw[r as usize * n_outputs + k] += v;
                     }
                 }
-                for i in 0..xv.n_rows {
-                    raw_val[i * n_outputs + k] += tree.predict_row(xv.row(i))[0];
-                }
+                raw_val.par_chunks_mut(n_outputs).enumerate().with_min_len(512).for_each(|(i, out)| out[k] += tree.predict_row(xv.row(i))[0]);
                 trees.push(tree);
             }
             n_iter += 1;
@@ -217,23 +218,26 @@ fn baseline(y: &[f64], loss: GbtLoss, n_outputs: usize) -> Vec<f64> {
     }
 }
 
-fn compute_gradients(raw: &[f64], y: &[f64], loss: GbtLoss, k: usize, g: &mut [f64], h: &mut [f64]) {
-    g.par_chunks_mut(k).zip(h.par_chunks_mut(k)).enumerate().for_each(|(i, (gi, hi))| match loss {
-        GbtLoss::SquaredError => {
-            gi[0] = raw[i] - y[i];
-            hi[0] = 1.0;
-        }
-        GbtLoss::BinaryLogLoss => {
-            let p = sigmoid(raw[i]);
-            gi[0] = p - y[i];
-            hi[0] = p * (1.0 - p);
-        }
-        GbtLoss::MultinomialLogLoss => {
-            let p = softmax(&raw[i * k..(i + 1) * k]);
-            for c in 0..k {
-                let t = if y[i] as usize == c { 1.0 } else { 0.0 };
-                gi[c] = p[c] - t;
-                hi[c] = p[c] * (1.0 - p[c]);
+/// Gradient and hessian of the loss for every row and output (`out[i * k + c]`), in f32 as
+/// scikit-learn keeps them; sums over them are taken in f64.
+fn compute_gradients(raw: &[f64], y: &[f64], loss: GbtLoss, k: usize, out: &mut [GradHess]) {
+    const ROWS: usize = 4096;
+    out.par_chunks_mut(ROWS * k).enumerate().for_each(|(chunk, out)| {
+        for (t, pairs) in out.chunks_mut(k).enumerate() {
+            let i = chunk * ROWS + t;
+            match loss {
+                GbtLoss::SquaredError => pairs[0] = [(raw[i] - y[i]) as f32, 1.0],
+                GbtLoss::BinaryLogLoss => {
+                    let p = sigmoid(raw[i]);
+                    pairs[0] = [(p - y[i]) as f32, (p * (1.0 - p)) as f32];
+                }
+                GbtLoss::MultinomialLogLoss => {
+                    let p = softmax(&raw[i * k..(i + 1) * k]);
+                    for (c, (pair, p)) in pairs.iter_mut().zip(p).enumerate() {
+                        let target = if y[i] as usize == c { 1.0 } else { 0.0 };
+                        *pair = [(p - target) as f32, (p * (1.0 - p)) as f32];
+                    }
+                }
             }
         }
     });
@@ -257,7 +261,7 @@ fn mean_loss(raw: &[f64], y: &[f64], loss: GbtLoss, k: usize) -> f64 {
 }
 
 /// Gradient and hessian of one sample, side by side.
-type GradHess = [f64; 2];
+type GradHess = [f32; 2];
 
 /// Buffers reused by every tree of one fit: histograms (a node's histogram becomes its larger child's by
 /// subtraction, and those of finished leaves go back to `free`), the row order and the gradient pairs
@@ -428,7 +432,7 @@ fn children_splits(
 /// Stable partition of a node's rows and their gradient pairs (kept in the same order) by `goes_left`,
 /// in parallel pieces for large nodes. Returns how many went left (now first).
 fn split_rows(rows: &mut [u32], gh: &mut [GradHess], scratch: &mut Scratch, goes_left: impl Fn(u32) -> bool + Sync) -> usize {
-    const PIECE: usize = 16 * 1024;
+    const PIECE: usize = 4096;
     let n = rows.len();
     // Small nodes are one piece.
     let size = if n > 2 * PIECE { PIECE } else { n.max(1) };
@@ -484,7 +488,10 @@ fn grow(binned: &Binned, gh: &[GradHess], params: &GbtParams, ws: &mut Workspace
     ws.gh.extend_from_slice(gh);
     let mut tree = Tree::new(1);
     let root_node = tree.push_leaf(&[0.0]);
-    let (sum_g, sum_h) = gh.iter().fold((0.0, 0.0), |(a, b), p| (a + p[0], b + p[1]));
+    let (sum_g, sum_h) = gh
+        .par_chunks(8192)
+        .map(|c| c.iter().fold((0.0, 0.0), |(a, b), p| (a + f64::from(p[0]), b + f64::from(p[1]))))
+        .reduce(|| (0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
     let mut hist = ws.take_hist();
     let root = NodeSums { g: sum_g, h: sum_h, n };
     let split = root_split(binned, gh, &mut hist, root, params);
@@ -511,9 +518,15 @@ fn grow(binned: &Binned, gh: &[GradHess], params: &GbtParams, ws: &mut Workspace
             if left_small { (parent.start..mid, left, right) } else { (mid..parent.end, right, left) };
         let mut small_hist = ws.take_hist();
         let mut large_hist = parent.hist;
-        let small_node = (&ws.rows[small_range.clone()], &ws.gh[small_range]);
-        let (small_split, large_split) =
-            children_splits(binned, small_node, &mut small_hist, &mut large_hist, (small_sums, large_sums), params);
+        // The children are final when this split fills the tree or neither could be split: no histograms.
+        let depth = parent.depth + 1;
+        let may_split = |sums: NodeSums| sums.n >= 2 * params.min_samples_leaf.max(1) && (params.max_depth == 0 || depth < params.max_depth);
+        let (small_split, large_split) = if leaves.len() + 2 >= params.max_leaf_nodes.max(2) || !(may_split(left) || may_split(right)) {
+            (None, None)
+        } else {
+            let small_node = (&ws.rows[small_range.clone()], &ws.gh[small_range]);
+            children_splits(binned, small_node, &mut small_hist, &mut large_hist, (small_sums, large_sums), params)
+        };
         let ((l_hist, l_split), (r_hist, r_split)) = if left_small {
             ((small_hist, small_split), (large_hist, large_split))
         } else {
@@ -522,7 +535,6 @@ fn grow(binned: &Binned, gh: &[GradHess], params: &GbtParams, ws: &mut Workspace
         let l_node = tree.push_leaf(&[0.0]);
         let r_node = tree.push_leaf(&[0.0]);
         tree.make_split(parent.node, split.feature, binned.edges[split.feature][split.bin], l_node, r_node);
-        let depth = parent.depth + 1;
         leaves.push(Leaf { node: l_node, start: parent.start, end: mid, depth, sum_g: left.g, sum_h: left.h, hist: l_hist, split: l_split });
         leaves.push(Leaf { node: r_node, start: mid, end: parent.end, depth, sum_g: right.g, sum_h: right.h, hist: r_hist, split: r_split });
     }
