@@ -7,10 +7,9 @@
 use std::path::Path;
 use std::time::Instant;
 
-use secondrow_ml::component::run::train_model_transformed;
 use secondrow_ml::estimator::{self, Estimator, Target};
 use secondrow_ml::model::encode_classes;
-use secondrow_ml::{metrics, Matrix, Params, Table, TransformSpec, Transformer};
+use secondrow_ml::{metrics, train_model_transformed, Matrix, Params, Table, TransformSpec, Transformer};
 
 fn main() {
     if let Err(e) = run() {

@@ -30,7 +30,7 @@ pub mod stats;
 pub mod table;
 pub mod transform;
 
-pub use component::run::train_model;
+pub use component::run::{train_model, train_model_transformed};
 pub use component::{component_names, component_yaml, run_component, usage};
 pub use error::{Error, ErrorCode, Result};
 pub use model::{load_model, Model, Predictions};
