@@ -1,17 +1,20 @@
 //! ONNX export through a small hand-written protobuf encoder (no protobuf dependency): the ONNX
 //! messages used here are few and stable.
 //!
-//! Every exported graph reads one float tensor `input` [N, F] whose columns are the model's raw input
-//! columns (`Model::input_columns`), so the fitted numeric transforms are part of the graph: imputation
-//! is `IsNaN` + `Where` (for trees: the branch a missing value takes), and `standardize`/`min_max` are
-//! folded into the first linear layer or into the tree thresholds. Outputs follow skl2onnx: `variable` [N, 1] for regressors; `label` [N] (int64 class
-//! index into the model's `classes`) and `probabilities` [N, K] for classifiers; `label` (cluster) for
-//! k-means.
+//! Every exported graph reads the model's raw input columns (`input_layout`): numeric ones as one float
+//! tensor `input` [N, F], and those a one-hot or ordinal step encodes as one string tensor `text_input`
+//! [N, T] (an empty string is a missing value), so the fitted transforms are part of the graph:
+//! imputation is `IsNaN` + `Where` (for trees: the branch a missing value takes) or, for text, the
+//! category a missing value maps to; `standardize`/`min_max` are folded into the first linear layer or
+//! into the tree thresholds; one-hot and ordinal steps are `ai.onnx.ml` CategoryMapper followed by
+//! `Equal` + `Cast` or `Cast`. Outputs follow skl2onnx: `variable` [N, 1] for regressors; `label` [N]
+//! (int64 class index into the model's `classes`) and `probabilities` [N, K] for classifiers; `label`
+//! (cluster) for k-means.
 //!
 //! Covered: linear/ridge/logistic regression, MLP (MatMul/Add/Relu/Softmax), k-means (a linear score
 //! per centre, then ArgMin), decision trees, random forests and gradient boosting (`ai.onnx.ml`
-//! TreeEnsembleClassifier/TreeEnsembleRegressor). Not covered: SVM, k-NN, and transformers with
-//! one-hot or ordinal steps (string inputs); these are an error naming the model kind.
+//! TreeEnsembleClassifier/TreeEnsembleRegressor). Not covered: SVM, k-NN (an error naming the model
+//! kind), and a column encoded twice or scaled before it is encoded (an error naming the column).
 
 use crate::error::{Error, Result};
 use crate::estimator::forest::Forest;
@@ -77,13 +80,24 @@ impl Pb {
 }
 
 fn tensor(name: &str, dims: &[i64], values: &[f32]) -> Pb {
+    let raw: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    raw_tensor(name, dims, 1, &raw) // FLOAT
+}
+
+fn tensor_i64(name: &str, dims: &[i64], values: &[i64]) -> Pb {
+    let raw: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    raw_tensor(name, dims, 7, &raw) // INT64
+}
+
+/// TensorProto with little-endian `raw_data` of element type `elem_type`.
+fn raw_tensor(name: &str, dims: &[i64], elem_type: i64, raw: &[u8]) -> Pb {
     let mut t = Pb::default();
     for &d in dims {
         t.int(1, d);
     }
-    t.int(2, 1); // FLOAT
+    t.int(2, elem_type);
     t.string(8, name);
-    t.floats(9, values); // raw_data: little-endian floats
+    t.bytes(9, raw);
     t
 }
 
@@ -149,16 +163,40 @@ fn node(op: &str, domain: &str, inputs: &[&str], outputs: &[&str], attrs: &[(&st
     n
 }
 
-/// How each estimator feature derives from the raw input: `feature = scale * input[column] + offset`,
-/// after missing inputs are filled.
+/// How each estimator feature derives from the raw input: `feature = scale * column + offset`, where
+/// `column` is a column of the graph's feature tensor — the numeric inputs (after missing ones are
+/// filled) followed by the encoded categorical inputs.
 struct Inputs {
+    /// Columns of the feature tensor: the numeric input columns (the `input` tensor), then one column per
+    /// one-hot category (`name=category`) or ordinal code (`name`) of the categorical inputs.
     names: Vec<String>,
-    /// Per raw column: the fill for a missing value, in raw units.
+    /// How many of `names` are numeric inputs.
+    n_numeric: usize,
+    /// The categorical input columns (the `text_input` tensor), in order, and how each is encoded.
+    encodings: Vec<Encoding>,
+    /// Per numeric input column: the fill for a missing value, in raw units.
     fills: Vec<Option<f64>>,
-    /// Per estimator feature: (raw column, scale, offset).
+    /// Per estimator feature: (feature tensor column, scale, offset).
     features: Vec<(usize, f64, f64)>,
     /// Per estimator feature: the imputed value as the estimator sees it, computed as the transformer does.
     feature_fills: Vec<Option<f64>>,
+}
+
+/// A categorical input column read as text and encoded by a one-hot or ordinal step.
+struct Encoding {
+    name: String,
+    categories: Vec<String>,
+    /// The category a missing value (an empty string) becomes through imputation, if any.
+    missing: Option<usize>,
+    one_hot: bool,
+    /// Where its columns start in the feature tensor as the steps produce them (before reordering).
+    start: usize,
+}
+
+impl Encoding {
+    fn width(&self) -> usize {
+        if self.one_hot { self.categories.len() } else { 1 }
+    }
 }
 
 fn unsupported(model: &Model, why: &str) -> Error {
@@ -169,66 +207,123 @@ fn not_covered(model: &Model) -> Error {
     unsupported(model, &format!("ONNX export supports {}", EXPORTABLE.join(", ")))
 }
 
+/// The graph's input columns of `model`: numeric ones (the float tensor `input`) and categorical ones
+/// (the string tensor `text_input`, present only when the transformer has one-hot or ordinal steps).
+pub fn input_layout(model: &Model) -> Result<(Vec<String>, Vec<String>)> {
+    let inputs = inputs(model)?;
+    Ok((inputs.names[..inputs.n_numeric].to_vec(), inputs.encodings.into_iter().map(|e| e.name).collect()))
+}
+
 fn inputs(model: &Model) -> Result<Inputs> {
-    let names = model.input_columns();
-    // Per raw column: its current affine map and its fill, in raw units.
-    let mut affine: std::collections::HashMap<&str, (f64, f64)> = names.iter().map(|n| (n.as_str(), (1.0, 0.0))).collect();
-    let mut fill: std::collections::HashMap<&str, f64> = std::collections::HashMap::new();
-    let mut fill_now: std::collections::HashMap<&str, f64> = std::collections::HashMap::new();
-    if let Some(t) = &model.transformer {
-        for step in &t.steps {
-            match step {
-                FittedStep::Standardize { columns } | FittedStep::MinMax { columns } => {
-                    let min_max = matches!(step, FittedStep::MinMax { .. });
-                    for (name, a, b) in columns {
-                        // standardize: (v - mean) / std; min_max: (v - min) / (max - min), 0 when max == min.
-                        let (shift, div) = if min_max { (*a, b - a) } else { (*a, *b) };
-                        if let Some(v) = fill_now.get_mut(name.as_str()) {
-                            // The same arithmetic as `Transformer::apply`, so that ties with thresholds agree.
-                            *v = if !min_max { (*v - a) / b } else if b > a { (*v - a) / (b - a) } else { 0.0 };
-                        }
-                        if let Some((s, o)) = affine.get_mut(name.as_str()) {
-                            if div > 0.0 {
-                                *s /= div;
-                                *o = (*o - shift) / div;
-                            } else {
-                                *s = 0.0;
-                                *o = 0.0;
-                            }
-                        }
-                    }
+    use std::collections::{HashMap, HashSet};
+    let raw = model.input_columns();
+    let steps = model.transformer.as_ref().map_or(&[][..], |t| &t.steps[..]);
+    // Raw columns a one-hot or ordinal step encodes are read as text; the others as numbers.
+    let mut categorical: HashSet<&str> = HashSet::new();
+    for step in steps {
+        if let FittedStep::OneHot { columns } | FittedStep::Ordinal { columns } = step {
+            for (name, _) in columns {
+                if !raw.contains(name) {
+                    return Err(unsupported(model, &format!("ONNX export encodes input columns only; `{name}` is derived")));
                 }
-                FittedStep::Impute { fills } => {
-                    for (name, value) in fills {
-                        let Fill::Number(v) = value else {
-                            return Err(unsupported(model, "ONNX export covers numeric transforms only (text imputation needs string inputs)"));
-                        };
-                        if let (Some(&(s, o)), false) = (affine.get(name.as_str()), fill.contains_key(name.as_str())) {
-                            // A later step's fill, mapped back to raw units (any value when the column is constant).
-                            fill.insert(name.as_str(), if s != 0.0 { (v - o) / s } else { 0.0 });
-                            fill_now.insert(name.as_str(), *v);
-                        }
-                    }
-                }
-                FittedStep::Drop { .. } | FittedStep::Select { .. } => {}
-                FittedStep::OneHot { .. } | FittedStep::Ordinal { .. } => {
-                    return Err(unsupported(model, "ONNX export covers numeric transforms only (no one_hot/ordinal steps)"));
-                }
+                categorical.insert(name.as_str());
             }
         }
     }
-    let index: std::collections::HashMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
-    let mut features = Vec::with_capacity(model.feature_names.len());
-    for f in &model.feature_names {
-        let Some(&column) = index.get(f.as_str()) else {
-            return Err(unsupported(model, &format!("ONNX export needs every feature to be a numeric input column; `{f}` is not")));
-        };
-        let (s, o) = affine[f.as_str()];
-        features.push((column, s, o));
+    let mut names: Vec<String> = raw.iter().filter(|n| !categorical.contains(n.as_str())).cloned().collect();
+    let n_numeric = names.len();
+    // Current column name → feature tensor column, and that column's affine map and fill.
+    let mut slot: HashMap<String, usize> = names.iter().enumerate().map(|(i, n)| (n.clone(), i)).collect();
+    let mut affine: Vec<(f64, f64)> = vec![(1.0, 0.0); n_numeric];
+    let mut fills: Vec<Option<f64>> = vec![None; n_numeric];
+    let mut fill_now: HashMap<usize, f64> = HashMap::new();
+    let mut text_fill: HashMap<&str, String> = HashMap::new();
+    let mut encodings: Vec<Encoding> = Vec::new();
+    for step in steps {
+        match step {
+            FittedStep::Standardize { columns } | FittedStep::MinMax { columns } => {
+                let min_max = matches!(step, FittedStep::MinMax { .. });
+                for (name, a, b) in columns {
+                    if categorical.contains(name.as_str()) && !slot.contains_key(name) {
+                        return Err(unsupported(model, &format!("ONNX export needs `{name}` encoded before it is scaled")));
+                    }
+                    let Some(&j) = slot.get(name) else { continue };
+                    // standardize: (v - mean) / std; min_max: (v - min) / (max - min), 0 when max == min.
+                    let (shift, div) = if min_max { (*a, b - a) } else { (*a, *b) };
+                    if let Some(v) = fill_now.get_mut(&j) {
+                        // The same arithmetic as `Transformer::apply`, so that ties with thresholds agree.
+                        *v = if !min_max { (*v - a) / b } else if b > a { (*v - a) / (b - a) } else { 0.0 };
+                    }
+                    let (s, o) = &mut affine[j];
+                    if div > 0.0 {
+                        *s /= div;
+                        *o = (*o - shift) / div;
+                    } else {
+                        (*s, *o) = (0.0, 0.0);
+                    }
+                }
+            }
+            FittedStep::Impute { fills: step_fills } => {
+                for (name, value) in step_fills {
+                    if categorical.contains(name.as_str()) && !slot.contains_key(name) {
+                        let text = match value {
+                            Fill::Text(t) => t.clone(),
+                            Fill::Number(v) => crate::table::format_number(*v),
+                        };
+                        text_fill.entry(name.as_str()).or_insert(text);
+                        continue;
+                    }
+                    // Encoded columns have no missing values; numeric inputs are filled once, by the first fill.
+                    let Some(&j) = slot.get(name).filter(|&&j| j < n_numeric && fills[j].is_none()) else { continue };
+                    let Fill::Number(v) = value else {
+                        return Err(unsupported(model, &format!("ONNX export reads `{name}` as a number, but it is imputed with text")));
+                    };
+                    let (s, o) = affine[j];
+                    // A later step's fill, mapped back to raw units (any value when the column is constant).
+                    fills[j] = Some(if s != 0.0 { (v - o) / s } else { 0.0 });
+                    fill_now.insert(j, *v);
+                }
+            }
+            FittedStep::OneHot { columns } | FittedStep::Ordinal { columns } => {
+                let one_hot = matches!(step, FittedStep::OneHot { .. });
+                for (name, categories) in columns {
+                    if encodings.iter().any(|e| &e.name == name) {
+                        return Err(unsupported(model, &format!("ONNX export encodes `{name}` once only")));
+                    }
+                    let missing = text_fill.get(name.as_str()).and_then(|f| categories.iter().position(|c| c == f));
+                    let start = names.len();
+                    let derived: Vec<String> =
+                        if one_hot { categories.iter().map(|c| format!("{name}={c}")).collect() } else { vec![name.clone()] };
+                    for d in derived {
+                        slot.insert(d.clone(), names.len());
+                        names.push(d);
+                        affine.push((1.0, 0.0));
+                    }
+                    encodings.push(Encoding { name: name.clone(), categories: categories.clone(), missing, one_hot, start });
+                }
+            }
+            FittedStep::Drop { .. } | FittedStep::Select { .. } => {}
+        }
     }
-    let fills = names.iter().map(|n| fill.get(n.as_str()).copied()).collect();
-    let feature_fills = model.feature_names.iter().map(|f| fill_now.get(f.as_str()).copied()).collect();
-    Ok(Inputs { names, fills, features, feature_fills })
+    let mut features = Vec::with_capacity(model.feature_names.len());
+    let mut feature_fills = Vec::with_capacity(model.feature_names.len());
+    for f in &model.feature_names {
+        let Some(&j) = slot.get(f) else {
+            return Err(unsupported(model, &format!("ONNX export needs every feature to come from an input column; `{f}` does not")));
+        };
+        features.push((j, affine[j].0, affine[j].1));
+        feature_fills.push(fill_now.get(&j).copied());
+    }
+    // The text tensor's columns follow the raw column order.
+    encodings.sort_by_key(|e| raw.iter().position(|r| r == &e.name));
+    // Feature tensor columns as `Graph::encode` lays them out: numeric inputs, then each encoding's block.
+    let order: Vec<usize> = (0..n_numeric).chain(encodings.iter().flat_map(|e| e.start..e.start + e.width())).collect();
+    let position: HashMap<usize, usize> = order.iter().enumerate().map(|(new, &old)| (old, new)).collect();
+    for feature in &mut features {
+        feature.0 = position.get(&feature.0).copied().ok_or_else(|| unsupported(model, "ONNX export: ambiguous column names"))?;
+    }
+    let names = order.iter().map(|&old| names[old].clone()).collect();
+    Ok(Inputs { names, n_numeric, encodings, fills, features, feature_fills })
 }
 
 /// A graph under construction.
@@ -250,7 +345,7 @@ impl Graph {
 
     /// Fills missing inputs; returns the name of the filled tensor.
     fn impute(&mut self, inputs: &Inputs) -> &'static str {
-        if inputs.fills.iter().all(Option::is_none) {
+        if inputs.n_numeric == 0 || inputs.fills.iter().all(Option::is_none) {
             return "input";
         }
         // NaN where nothing is imputed: Where then keeps the input's NaN.
@@ -259,6 +354,47 @@ impl Graph {
         self.add("IsNaN", &["input"], &["input_missing"], &[]);
         self.add("Where", &["input_missing", "fill", "input"], &["filled"], &[]);
         "filled"
+    }
+
+    /// The feature tensor: the numeric inputs `x` followed by the encoded categorical inputs, each text
+    /// column mapped to its category index (`CategoryMapper`; an empty string is a missing value, which
+    /// takes the imputed category, and an unknown one is -1) and then compared with every index
+    /// (one-hot) or cast to float (ordinal). Returns `x` itself when nothing is categorical.
+    fn encode(&mut self, inputs: &Inputs, x: &'static str) -> String {
+        if inputs.encodings.is_empty() {
+            return x.to_string();
+        }
+        let mut blocks: Vec<String> = Vec::new();
+        if inputs.n_numeric > 0 {
+            blocks.push(x.to_string());
+        }
+        for (t, e) in inputs.encodings.iter().enumerate() {
+            let (index, text, code) = (format!("text_col{t}"), format!("text{t}"), format!("code{t}"));
+            self.initializers.push(tensor_i64(&index, &[1], &[t as i64]));
+            self.add("Gather", &["text_input", &index], &[&text], &[("axis", Attr::Int(1))]);
+            let mut keys: Vec<&str> = e.categories.iter().map(String::as_str).collect();
+            let mut codes: Vec<i64> = (0..keys.len() as i64).collect();
+            if let Some(m) = e.missing.filter(|_| !keys.contains(&"")) {
+                keys.push("");
+                codes.push(m as i64);
+            }
+            let attrs = [("cats_strings", Attr::Strs(keys)), ("cats_int64s", Attr::Ints(codes)), ("default_int64", Attr::Int(-1))];
+            self.nodes.push(node("CategoryMapper", ML, &[&text], &[&code], &attrs));
+            self.uses_ml = true;
+            let block = format!("encoded{t}");
+            if e.one_hot {
+                let (range, hits) = (format!("categories{t}"), format!("hits{t}"));
+                self.initializers.push(tensor_i64(&range, &[e.categories.len() as i64], &(0..e.categories.len() as i64).collect::<Vec<_>>()));
+                self.add("Equal", &[&code, &range], &[&hits], &[]);
+                self.add("Cast", &[&hits], &[&block], &[("to", Attr::Int(1))]);
+            } else {
+                self.add("Cast", &[&code], &[&block], &[("to", Attr::Int(1))]);
+            }
+            blocks.push(block);
+        }
+        let refs: Vec<&str> = blocks.iter().map(String::as_str).collect();
+        self.add("Concat", &refs, &["features"], &[("axis", Attr::Int(1))]);
+        "features".to_string()
     }
 
     /// `x · W + B` over the raw columns, for `columns[c]` = weights of output `c` over the estimator
@@ -424,15 +560,16 @@ pub fn export(model: &Model) -> Result<Vec<u8>> {
     }
     let inputs = inputs(model)?;
     let d = inputs.features.len();
-    let n_raw = inputs.names.len();
+    let n_numeric = inputs.n_numeric;
     let mut g = Graph { nodes: Vec::new(), initializers: Vec::new(), outputs: Vec::new(), uses_ml: false };
     // Trees take missing values in their branches; the other graphs fill them first.
     let trees = matches!(model.estimator, Estimator::Forest(_) | Estimator::Gbt(_));
     let x = if trees { "input" } else { g.impute(&inputs) };
+    let x = &g.encode(&inputs, x);
     let n_classes = model.classes.len();
     match &model.estimator {
         Estimator::Linear(m) => {
-            g.linear(x, &inputs, &[m.coef.clone()], &[m.intercept], "variable");
+            g.linear(x, &inputs, std::slice::from_ref(&m.coef), &[m.intercept], "variable");
             g.outputs.push(value_info("variable", 1, &[None, Some(1)]));
         }
         Estimator::Logistic(m) => {
@@ -465,7 +602,14 @@ pub fn export(model: &Model) -> Result<Vec<u8>> {
                 if l == 0 {
                     g.linear(x, &inputs, &columns, &bias, &out);
                 } else {
-                    let identity = Inputs { names: vec![String::new(); fan_in], fills: Vec::new(), features: (0..fan_in).map(|i| (i, 1.0, 0.0)).collect(), feature_fills: Vec::new() };
+                    let identity = Inputs {
+                        names: vec![String::new(); fan_in],
+                        n_numeric: fan_in,
+                        encodings: Vec::new(),
+                        fills: Vec::new(),
+                        features: (0..fan_in).map(|i| (i, 1.0, 0.0)).collect(),
+                        feature_fills: Vec::new(),
+                    };
                     g.linear(&current, &identity, &columns, &bias, &out);
                 }
                 current = out;
@@ -516,11 +660,20 @@ pub fn export(model: &Model) -> Result<Vec<u8>> {
     for t in &g.initializers {
         graph.message(5, t);
     }
-    graph.message(11, &value_info("input", 1, &[None, Some(n_raw as i64)]));
+    if n_numeric > 0 {
+        graph.message(11, &value_info("input", 1, &[None, Some(n_numeric as i64)]));
+    }
+    if !inputs.encodings.is_empty() {
+        graph.message(11, &value_info("text_input", 8, &[None, Some(inputs.encodings.len() as i64)]));
+    }
     for o in &g.outputs {
         graph.message(12, o);
     }
-    let mut doc = format!("input columns: {}", inputs.names.join(", "));
+    let mut doc = format!("input columns: {}", inputs.names[..n_numeric].join(", "));
+    if !inputs.encodings.is_empty() {
+        let text: Vec<&str> = inputs.encodings.iter().map(|e| e.name.as_str()).collect();
+        doc.push_str(&format!("; text_input columns (empty string = missing): {}", text.join(", ")));
+    }
     if !model.classes.is_empty() {
         doc.push_str(&format!("; label is the index into classes: {}", model.classes.join(", ")));
     }

@@ -219,7 +219,7 @@ pub fn train_model_transformed(
     let (classes, target_classes, target_values);
     let target = match (task, label) {
         (Task::Classification, Some(label)) => {
-            (target_classes, classes) = model::encode_classes(&transformed, label)?;
+            (target_classes, classes) = model::encode_classes(transformed, label)?;
             estimator::Target::Classes { y: &target_classes, n_classes: classes.len() }
         }
         (Task::Regression, Some(label)) => {

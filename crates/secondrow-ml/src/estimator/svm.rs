@@ -153,7 +153,7 @@ fn exp_nonpositive(x: f32) -> f32 {
     let n = shifted - ROUND;
     let r = x - n * LN2_HI - n * LN2_LO;
     let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1) * r
-        + 5.000_000_1e-1;
+        + 0.5;
     // n >= -126 here, so n + 127 is a valid (normal) exponent.
     let pow2 = f32::from_bits(shifted.to_bits().wrapping_sub(ROUND.to_bits()).wrapping_add(127) << 23);
     (p * r * r + r + 1.0) * pow2
@@ -668,13 +668,8 @@ impl Solver {
         if n_free * n > 2 * active * (n - active) {
             for i in active..n {
                 let qi = self.q.row(i, active);
-                let mut add = 0.0;
-                for t in 0..active {
-                    if self.status[t] == Bound::Free {
-                        add += self.alpha[t] * qi[t] as f64;
-                    }
-                }
-                self.grad[i] += add;
+                let free = self.status[..active].iter().zip(&self.alpha[..active]).zip(qi);
+                self.grad[i] += free.filter(|((s, _), _)| **s == Bound::Free).map(|((_, a), &q)| a * q as f64).sum::<f64>();
             }
         } else {
             for i in 0..active {

@@ -178,20 +178,102 @@ fn unsupported_models_are_named() {
         let err = export(&model).unwrap_err().to_string();
         assert!(err.contains(&format!("model kind `{algorithm}`")), "{err}");
     }
-    let train = table(Label::Binary, 1);
-    let mut with_text = train.clone();
-    with_text.set_column(Column::text("job", (0..ROWS).map(|i| Some(["x", "y"][i % 2].to_string())).collect()));
-    let spec = TransformSpec::parse(r#"[{"op": "one_hot", "columns": ["job"]}]"#).unwrap();
-    let t = Transformer::fit(&spec, &with_text, Some("label")).unwrap().0;
-    let features = ["a", "c", "job=x"].map(String::from);
-    let complete = {
-        let mut t = with_text.clone();
-        t.set_column(Column::number("a", (0..ROWS).map(|i| i as f64).collect()));
-        t
-    };
-    let model = train_model("decision_tree", &complete, Some("label"), &features, Some(t), &Params::new()).unwrap();
+    // A column encoded twice (ordinal codes, then one-hot of the codes) has no graph.
+    let train = with_categories(table(Label::Binary, 1), 1);
+    let spec = TransformSpec::parse(r#"[{"op": "ordinal", "columns": ["city"]}, {"op": "one_hot", "columns": ["city"]}]"#).unwrap();
+    let (t, transformed) = Transformer::fit(&spec, &train, Some("label")).unwrap();
+    let features: Vec<String> = transformed.column_names().into_iter().filter(|c| c.starts_with("city=")).collect();
+    let model = train_model("decision_tree", &train, Some("label"), &features, Some(t), &Params::new()).unwrap();
     let err = export(&model).unwrap_err().to_string();
-    assert!(err.contains("one_hot"), "{err}");
+    assert!(err.contains("encodes `city` once only"), "{err}");
+}
+
+/// Adds text columns to `table`: `job` (x, y, z; missing every 11th row; in test tables also an unseen
+/// `w`) which shifts the label, and `city` (p, q; missing every 9th row).
+fn with_categories(mut table: Table, seed: u64) -> Table {
+    let mut rng = Rng::new(seed + 100);
+    let n = table.n_rows();
+    let job: Vec<Option<String>> = (0..n)
+        .map(|i| match (i % 11, rng.below(if seed > 1 { 4 } else { 3 })) {
+            (4, _) => None,
+            (_, k) => Some(["x", "y", "z", "w"][k].to_string()),
+        })
+        .collect();
+    let city: Vec<Option<String>> = (0..n).map(|i| (i % 9 != 2).then(|| ["p", "q"][rng.below(2)].to_string())).collect();
+    if let Ok(label) = table.column("label").and_then(|c| c.to_numbers()) {
+        // The label leans on job: z is mostly 1, x mostly 0.
+        let flipped: Vec<f64> = label
+            .iter()
+            .zip(&job)
+            .map(|(&y, j)| match j.as_deref() {
+                Some("z") if rng.below(3) > 0 => 1.0,
+                Some("x") if rng.below(3) > 0 => 0.0,
+                _ => y,
+            })
+            .collect();
+        table.set_column(Column::number("label", flipped));
+    }
+    table.set_column(Column::text("job", job));
+    table.set_column(Column::text("city", city));
+    table
+}
+
+#[test]
+fn categorical_inputs_are_encoded_in_the_graph() {
+    let spec = TransformSpec::parse(
+        r#"[{"op": "impute", "strategy": "mean", "columns": ["a"]},
+            {"op": "standardize", "columns": ["a", "b"]},
+            {"op": "impute", "strategy": "median", "columns": ["b"]},
+            {"op": "impute", "strategy": "most_frequent", "columns": ["job"]},
+            {"op": "one_hot", "columns": ["job"]},
+            {"op": "ordinal", "columns": ["city"]},
+            {"op": "min_max", "columns": ["city"]}]"#,
+    )
+    .unwrap();
+    let train = with_categories(table(Label::Binary, 1), 1);
+    let test = with_categories(table(Label::Binary, 2), 2);
+    let (t, transformed) = Transformer::fit(&spec, &train, Some("label")).unwrap();
+    let features: Vec<String> = transformed.column_names().into_iter().filter(|c| c != "label").collect();
+    assert!(features.iter().any(|f| f == "job=z") && features.iter().any(|f| f == "city"), "{features:?}");
+    for (algorithm, params) in [
+        ("logistic_regression", Params::new()),
+        ("random_forest", Params::new().with("n_estimators", 10).with("max_depth", 6)),
+        ("gradient_boosting", Params::new().with("max_iter", 15)),
+    ] {
+        let model = train_model(algorithm, &train, Some("label"), &features, Some(t.clone()), &params).unwrap();
+        let (numeric, text) = input_layout(&model).unwrap();
+        assert_eq!(text, ["job", "city"], "{algorithm}: text inputs");
+        assert!(!numeric.iter().any(|n| n == "job" || n == "city"), "{algorithm}: numeric inputs {numeric:?}");
+        let out = run_tract_inputs(&export(&model).unwrap(), tvec![numbers(&numeric, &test), texts(&text, &test)]);
+        check_classifier(&model, &test, &values::<i64>(&out[0]), &values::<f32>(&out[1]));
+    }
+}
+
+/// `columns` of `table` as a float tensor [rows, columns] (missing values NaN).
+fn numbers(columns: &[String], table: &Table) -> Tensor {
+    let values: Vec<Vec<f64>> = columns.iter().map(|n| table.column(n).unwrap().to_numbers().unwrap()).collect();
+    let data: Vec<f32> = (0..table.n_rows()).flat_map(|i| values.iter().map(move |c| c[i] as f32)).collect();
+    tract_ndarray::Array2::from_shape_vec((table.n_rows(), columns.len()), data).unwrap().into_tensor()
+}
+
+/// `columns` of `table` as a string tensor [rows, columns] (missing values empty).
+fn texts(columns: &[String], table: &Table) -> Tensor {
+    let mut data = Vec::new();
+    for i in 0..table.n_rows() {
+        for name in columns {
+            data.push(table.column(name).unwrap().cell_text(i).unwrap_or_default());
+        }
+    }
+    tract_ndarray::Array2::from_shape_vec((table.n_rows(), columns.len()), data).unwrap().into_tensor()
+}
+
+fn run_tract_inputs(bytes: &[u8], inputs: TVec<Tensor>) -> TVec<TValue> {
+    let mut model = tract_onnx::onnx().model_for_read(&mut &bytes[..]).unwrap();
+    for (i, x) in inputs.iter().enumerate() {
+        model = model.with_input_fact(i, InferenceFact::dt_shape(x.datum_type(), x.shape().to_vec())).unwrap();
+    }
+    let runnable = model.into_optimized().unwrap().into_runnable().unwrap();
+    runnable.run(inputs.into_iter().map(TValue::from).collect()).unwrap()
 }
 
 fn ints(node: &pb::NodeProto, name: &str) -> Vec<i64> {
