@@ -13,16 +13,23 @@
 //!
 //! Covered: linear/ridge/logistic regression, MLP (MatMul/Add/Relu/Softmax), k-means (a linear score
 //! per centre, then ArgMin), decision trees, random forests and gradient boosting (`ai.onnx.ml`
-//! TreeEnsembleClassifier/TreeEnsembleRegressor). Not covered: SVM, k-NN (an error naming the model
-//! kind), and a column encoded twice or scaled before it is encoded (an error naming the column).
+//! TreeEnsembleClassifier/TreeEnsembleRegressor), SVM classifiers (linear or RBF kernel matrices by
+//! MatMul/Exp, one-vs-one votes by Greater/Cast/MatMul) and k-NN classifiers and regressors
+//! (MatMul distances, TopK, Gather; distance weights from the gathered rows), the last two in the
+//! default domain only. Labels break ties as natively: the first of equal classes, the lower training
+//! row among equally distant neighbours. Not covered: a column encoded twice or scaled before it is
+//! encoded (an error naming the column).
 
 use crate::error::{Error, Result};
 use crate::estimator::forest::Forest;
 use crate::estimator::gbt::{Gbt, GbtLoss};
+use crate::estimator::knn::Knn;
 use crate::estimator::mlp::MlpOutput;
+use crate::estimator::svm::{Kernel, Svm};
 use crate::estimator::tree::Tree;
 use crate::estimator::Estimator;
 use crate::model::Model;
+use crate::table::Matrix;
 use crate::transform::{Fill, FittedStep};
 
 /// Operator set version of exported graphs (default domain).
@@ -33,7 +40,7 @@ const ML: &str = "ai.onnx.ml";
 
 /// The model kinds `export` covers.
 pub const EXPORTABLE: &[&str] =
-    &["linear_regression", "ridge", "logistic_regression", "decision_tree", "random_forest", "gradient_boosting", "mlp", "kmeans"];
+    &["linear_regression", "ridge", "logistic_regression", "decision_tree", "random_forest", "gradient_boosting", "mlp", "kmeans", "svm", "knn"];
 
 #[derive(Default)]
 struct Pb(Vec<u8>);
@@ -84,6 +91,7 @@ fn tensor(name: &str, dims: &[i64], values: &[f32]) -> Pb {
     raw_tensor(name, dims, 1, &raw) // FLOAT
 }
 
+/// An int64 tensor (shapes, axes, counts, category indices).
 fn tensor_i64(name: &str, dims: &[i64], values: &[i64]) -> Pb {
     let raw: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
     raw_tensor(name, dims, 7, &raw) // INT64
@@ -201,10 +209,6 @@ impl Encoding {
 
 fn unsupported(model: &Model, why: &str) -> Error {
     Error::WrongModelKind { path: Default::default(), found: model.kind.clone(), expected: why.to_string() }
-}
-
-fn not_covered(model: &Model) -> Error {
-    unsupported(model, &format!("ONNX export supports {}", EXPORTABLE.join(", ")))
 }
 
 /// The graph's input columns of `model`: numeric ones (the float tensor `input`) and categorical ones
@@ -343,6 +347,19 @@ impl Graph {
         self.initializers.push(tensor(name, dims, values));
     }
 
+    fn constant_i64(&mut self, name: &str, dims: &[i64], values: &[i64]) {
+        self.initializers.push(tensor_i64(name, dims, values));
+    }
+
+    /// The estimator features minus `center` ([N, d]): one `MatMul`/`Add` with the transforms folded
+    /// in. Centring on the stored rows keeps the f32 expansions `|a|² - 2 a·b + |b|²` accurate.
+    fn centered_features(&mut self, x: &str, inputs: &Inputs, center: &[f64], out: &str) {
+        let d = inputs.features.len();
+        let identity: Vec<Vec<f64>> = (0..d).map(|c| (0..d).map(|i| (i == c) as u8 as f64).collect()).collect();
+        let bias: Vec<f64> = center.iter().map(|v| -v).collect();
+        self.linear(x, inputs, &identity, &bias, out);
+    }
+
     /// Fills missing inputs; returns the name of the filled tensor.
     fn impute(&mut self, inputs: &Inputs) -> &'static str {
         if inputs.n_numeric == 0 || inputs.fills.iter().all(Option::is_none) {
@@ -370,7 +387,7 @@ impl Graph {
         }
         for (t, e) in inputs.encodings.iter().enumerate() {
             let (index, text, code) = (format!("text_col{t}"), format!("text{t}"), format!("code{t}"));
-            self.initializers.push(tensor_i64(&index, &[1], &[t as i64]));
+            self.constant_i64(&index, &[1], &[t as i64]);
             self.add("Gather", &["text_input", &index], &[&text], &[("axis", Attr::Int(1))]);
             let mut keys: Vec<&str> = e.categories.iter().map(String::as_str).collect();
             let mut codes: Vec<i64> = (0..keys.len() as i64).collect();
@@ -384,7 +401,8 @@ impl Graph {
             let block = format!("encoded{t}");
             if e.one_hot {
                 let (range, hits) = (format!("categories{t}"), format!("hits{t}"));
-                self.initializers.push(tensor_i64(&range, &[e.categories.len() as i64], &(0..e.categories.len() as i64).collect::<Vec<_>>()));
+                let indices: Vec<i64> = (0..e.categories.len() as i64).collect();
+                self.constant_i64(&range, &[indices.len() as i64], &indices);
                 self.add("Equal", &[&code, &range], &[&hits], &[]);
                 self.add("Cast", &[&hits], &[&block], &[("to", Attr::Int(1))]);
             } else {
@@ -393,8 +411,8 @@ impl Graph {
             blocks.push(block);
         }
         let refs: Vec<&str> = blocks.iter().map(String::as_str).collect();
-        self.add("Concat", &refs, &["features"], &[("axis", Attr::Int(1))]);
-        "features".to_string()
+        self.add("Concat", &refs, &["inputs_encoded"], &[("axis", Attr::Int(1))]);
+        "inputs_encoded".to_string()
     }
 
     /// `x · W + B` over the raw columns, for `columns[c]` = weights of output `c` over the estimator
@@ -553,11 +571,197 @@ fn gbt(g: &mut Graph, x: &str, m: &Gbt, inputs: &Inputs) {
     g.uses_ml = true;
 }
 
+/// Column means of the rows of `m`: the centre for [`Graph::centered_features`].
+fn column_means(m: &Matrix) -> Vec<f64> {
+    let mut mean = vec![0.0; m.n_cols];
+    for r in 0..m.n_rows {
+        mean.iter_mut().zip(m.row(r)).for_each(|(s, v)| *s += v);
+    }
+    let n = m.n_rows.max(1) as f64;
+    mean.iter_mut().for_each(|s| *s /= n);
+    mean
+}
+
+/// SVM classifier with default-domain ops only. Decisions `Σ coef·K(sv, x) - rho` per one-vs-one
+/// machine ([N, M]): for the linear kernel one `MatMul` with `w = Σ coef·sv`; for RBF
+/// `K = Exp(min(0, -γ|f|² + 2γ f·svᵀ - γ|sv|²))` on centred features, then `K · coef - rho`.
+/// Two classes: `probabilities = Sigmoid([d, -d])` (= `[sigmoid(d), 1 - sigmoid(d)]`, class 0 being
+/// the positive one) and `label = ArgMax([d, -d])`, 1 exactly where `d < 0`, as natively. More: a
+/// vote for `positive` where `d > 0` and for `negative` otherwise (`Greater`, `Cast`, then a `MatMul`
+/// with a ±1 vote matrix plus the constant count of `negative` roles), `probabilities = votes / M`,
+/// and `label = ArgMax(votes)`, which like the native argmax takes the first of tied classes.
+fn svm(g: &mut Graph, x: &str, m: &Svm, inputs: &Inputs) {
+    let n_machines = m.machines.len();
+    match m.kernel {
+        Kernel::Linear => {
+            let columns: Vec<Vec<f64>> = m
+                .machines
+                .iter()
+                .map(|mach| {
+                    let mut w = vec![0.0; m.support.n_cols];
+                    for (&s, c) in mach.sv.iter().zip(&mach.coef) {
+                        w.iter_mut().zip(m.support.row(s)).for_each(|(w, v)| *w += c * v);
+                    }
+                    w
+                })
+                .collect();
+            let bias: Vec<f64> = m.machines.iter().map(|mach| -mach.rho).collect();
+            g.linear(x, inputs, &columns, &bias, "decision");
+        }
+        Kernel::Rbf { gamma } => {
+            let (n_sv, d) = (m.support.n_rows as i64, m.support.n_cols);
+            let center = column_means(&m.support);
+            g.centered_features(x, inputs, &center, "features");
+            // 2γ svᵀ [d, S] and γ|sv|² [S], over the centred support vectors.
+            let mut sv_t = vec![0f32; d * n_sv as usize];
+            let mut sv_sq = vec![0f32; n_sv as usize];
+            for s in 0..m.support.n_rows {
+                let mut sq = 0.0;
+                for (k, (v, c)) in m.support.row(s).iter().zip(&center).enumerate() {
+                    let v = v - c;
+                    sv_t[k * n_sv as usize + s] = (2.0 * gamma * v) as f32;
+                    sq += v * v;
+                }
+                sv_sq[s] = (gamma * sq) as f32;
+            }
+            g.constant("sv_t", &[d as i64, n_sv], &sv_t);
+            g.constant("sv_sq", &[n_sv], &sv_sq);
+            g.constant("gamma_column", &[d as i64, 1], &vec![gamma as f32; d]);
+            g.constant("zero", &[], &[0.0]);
+            g.add("MatMul", &["features", "sv_t"], &["cross"], &[]);
+            g.add("Mul", &["features", "features"], &["features_sq"], &[]);
+            g.add("MatMul", &["features_sq", "gamma_column"], &["features_norm"], &[]);
+            g.add("Sub", &["cross", "features_norm"], &["exponent_x"], &[]);
+            g.add("Sub", &["exponent_x", "sv_sq"], &["exponent_raw"], &[]);
+            // A squared distance is never negative; rounding may make it so.
+            g.add("Min", &["exponent_raw", "zero"], &["exponent"], &[]);
+            g.add("Exp", &["exponent"], &["kernel"], &[]);
+            let mut coef = vec![0f32; n_sv as usize * n_machines];
+            for (j, mach) in m.machines.iter().enumerate() {
+                for (&s, c) in mach.sv.iter().zip(&mach.coef) {
+                    coef[s * n_machines + j] += *c as f32;
+                }
+            }
+            let rho: Vec<f32> = m.machines.iter().map(|mach| mach.rho as f32).collect();
+            g.constant("coef", &[n_sv, n_machines as i64], &coef);
+            g.constant("rho", &[n_machines as i64], &rho);
+            g.add("MatMul", &["kernel", "coef"], &["decision_sum"], &[]);
+            g.add("Sub", &["decision_sum", "rho"], &["decision"], &[]);
+        }
+    }
+    let argmax = [("axis", Attr::Int(1)), ("keepdims", Attr::Int(0))];
+    if m.n_classes == 2 {
+        g.add("Neg", &["decision"], &["decision_neg"], &[]);
+        g.add("Concat", &["decision", "decision_neg"], &["margins"], &[("axis", Attr::Int(1))]);
+        g.add("Sigmoid", &["margins"], &["probabilities"], &[]);
+        g.add("ArgMax", &["margins"], &["label"], &argmax);
+    } else {
+        let k = m.n_classes;
+        let mut votes = vec![0f32; n_machines * k];
+        let mut negative = vec![0f32; k];
+        for (j, mach) in m.machines.iter().enumerate() {
+            votes[j * k + mach.positive] += 1.0;
+            votes[j * k + mach.negative] -= 1.0;
+            negative[mach.negative] += 1.0;
+        }
+        // `zero` may already exist (RBF); a separate name keeps initializer names unique.
+        g.constant("vote_threshold", &[], &[0.0]);
+        g.constant("vote_matrix", &[n_machines as i64, k as i64], &votes);
+        g.constant("negative_votes", &[k as i64], &negative);
+        g.constant("n_machines", &[], &[n_machines as f32]);
+        g.add("Greater", &["decision", "vote_threshold"], &["positive"], &[]);
+        g.add("Cast", &["positive"], &["positive_f"], &[("to", Attr::Int(1))]);
+        g.add("MatMul", &["positive_f", "vote_matrix"], &["votes_signed"], &[]);
+        g.add("Add", &["votes_signed", "negative_votes"], &["votes"], &[]);
+        g.add("Div", &["votes", "n_machines"], &["probabilities"], &[]);
+        g.add("ArgMax", &["votes"], &["label"], &argmax);
+    }
+}
+
+/// k-NN with default-domain ops only. On centred features, `|t|² - 2 f·t` ranks the training rows as
+/// the native search does; `TopK` (smallest, sorted, the lower index first among ties, as natively)
+/// gives the k neighbours. Distance weights `1 / max(|f - t|, 1e-12)` use the exact differences of the
+/// gathered neighbour rows. Classifiers gather one-hot class rows and sum them (weighted), then divide
+/// by the total weight, and `label = ArgMax(probabilities)`; regressors average the gathered targets.
+fn knn(g: &mut Graph, x: &str, m: &Knn, inputs: &Inputs) {
+    let (n, d, k) = (m.x.n_rows, m.x.n_cols, m.k);
+    let center = column_means(&m.x);
+    g.centered_features(x, inputs, &center, "features");
+    let mut train = vec![0f32; n * d];
+    let mut train_t = vec![0f32; d * n];
+    let mut train_sq = vec![0f32; n];
+    for t in 0..n {
+        let mut sq = 0.0;
+        for (j, (v, c)) in m.x.row(t).iter().zip(&center).enumerate() {
+            let v = v - c;
+            train[t * d + j] = v as f32;
+            train_t[j * n + t] = (-2.0 * v) as f32;
+            sq += v * v;
+        }
+        train_sq[t] = sq as f32;
+    }
+    g.constant("train_t", &[d as i64, n as i64], &train_t);
+    g.constant("train_sq", &[n as i64], &train_sq);
+    g.constant_i64("k", &[1], &[k as i64]);
+    g.constant_i64("axis_1", &[1], &[1]);
+    g.add("MatMul", &["features", "train_t"], &["cross"], &[]);
+    g.add("Add", &["cross", "train_sq"], &["scores"], &[]);
+    g.add("TopK", &["scores", "k"], &["neighbour_scores", "neighbours"], &[("axis", Attr::Int(1)), ("largest", Attr::Int(0)), ("sorted", Attr::Int(1))]);
+    if m.distance_weights {
+        g.constant("train", &[n as i64, d as i64], &train);
+        g.constant_i64("axis_2", &[1], &[2]);
+        g.constant("min_distance", &[], &[1e-12]);
+        g.constant("one", &[], &[1.0]);
+        g.add("Gather", &["train", "neighbours"], &["neighbour_rows"], &[("axis", Attr::Int(0))]);
+        g.add("Unsqueeze", &["features", "axis_1"], &["features_3d"], &[]);
+        g.add("Sub", &["neighbour_rows", "features_3d"], &["differences"], &[]);
+        g.add("Mul", &["differences", "differences"], &["differences_sq"], &[]);
+        g.add("ReduceSum", &["differences_sq", "axis_2"], &["distances_sq"], &[("keepdims", Attr::Int(0))]);
+        g.add("Sqrt", &["distances_sq"], &["distances"], &[]);
+        g.add("Max", &["distances", "min_distance"], &["distances_floor"], &[]);
+        g.add("Div", &["one", "distances_floor"], &["weights"], &[]);
+        g.add("ReduceSum", &["weights", "axis_1"], &["total_weight"], &[("keepdims", Attr::Int(1))]);
+    } else {
+        g.constant("total_weight", &[], &[k as f32]);
+    }
+    if m.classification {
+        let classes = m.n_outputs;
+        let mut one_hot = vec![0f32; n * classes];
+        for (t, &y) in m.y.iter().enumerate() {
+            // Class indices are whole numbers below `n_outputs` by construction.
+            if let Some(cell) = one_hot.get_mut(t * classes + y as usize) {
+                *cell = 1.0;
+            }
+        }
+        g.constant("class_one_hot", &[n as i64, classes as i64], &one_hot);
+        g.add("Gather", &["class_one_hot", "neighbours"], &["neighbour_classes"], &[("axis", Attr::Int(0))]);
+        let votes = if m.distance_weights {
+            g.add("Unsqueeze", &["weights", "axis_2"], &["weights_3d"], &[]);
+            g.add("Mul", &["neighbour_classes", "weights_3d"], &["weighted_classes"], &[]);
+            "weighted_classes"
+        } else {
+            "neighbour_classes"
+        };
+        g.add("ReduceSum", &[votes, "axis_1"], &["votes"], &[("keepdims", Attr::Int(0))]);
+        g.add("Div", &["votes", "total_weight"], &["probabilities"], &[]);
+        g.add("ArgMax", &["probabilities"], &["label"], &[("axis", Attr::Int(1)), ("keepdims", Attr::Int(0))]);
+    } else {
+        let targets: Vec<f32> = m.y.iter().map(|&v| v as f32).collect();
+        g.constant("targets", &[n as i64], &targets);
+        g.add("Gather", &["targets", "neighbours"], &["neighbour_targets"], &[("axis", Attr::Int(0))]);
+        let values = if m.distance_weights {
+            g.add("Mul", &["neighbour_targets", "weights"], &["weighted_targets"], &[]);
+            "weighted_targets"
+        } else {
+            "neighbour_targets"
+        };
+        g.add("ReduceSum", &[values, "axis_1"], &["target_sum"], &[("keepdims", Attr::Int(1))]);
+        g.add("Div", &["target_sum", "total_weight"], &["variable"], &[]);
+    }
+}
+
 /// Serialises `model` as an ONNX ModelProto.
 pub fn export(model: &Model) -> Result<Vec<u8>> {
-    if matches!(model.estimator, Estimator::Svm(_) | Estimator::Knn(_)) {
-        return Err(not_covered(model));
-    }
     let inputs = inputs(model)?;
     let d = inputs.features.len();
     let n_numeric = inputs.n_numeric;
@@ -650,7 +854,18 @@ pub fn export(model: &Model) -> Result<Vec<u8>> {
                 _ => g.classifier_outputs(n_classes),
             }
         }
-        Estimator::Svm(_) | Estimator::Knn(_) => return Err(not_covered(model)),
+        Estimator::Svm(m) => {
+            svm(&mut g, x, m, &inputs);
+            g.classifier_outputs(m.n_classes);
+        }
+        Estimator::Knn(m) => {
+            knn(&mut g, x, m, &inputs);
+            if m.classification {
+                g.classifier_outputs(m.n_outputs);
+            } else {
+                g.outputs.push(value_info("variable", 1, &[None, Some(1)]));
+            }
+        }
     }
     let mut graph = Pb::default();
     for n in &g.nodes {

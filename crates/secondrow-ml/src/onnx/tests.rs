@@ -171,13 +171,41 @@ fn regressors_and_kmeans_match_native_predictions() {
     }
 }
 
+/// SVM and k-NN labels come from exact vote counts (or signs), so every label must equal the native
+/// one, ties included; the data have no decision value or k-th neighbour distance near a tie.
 #[test]
-fn unsupported_models_are_named() {
-    for algorithm in ["svm", "knn"] {
-        let (model, _) = fit(algorithm, Label::Binary, Params::new());
-        let err = export(&model).unwrap_err().to_string();
-        assert!(err.contains(&format!("model kind `{algorithm}`")), "{err}");
+fn svm_and_knn_match_native_predictions_in_tract() {
+    let cases: Vec<(&str, Params)> = vec![
+        ("svm", Params::new()),
+        ("svm", Params::new().with("kernel", "rbf").with("gamma", 2.0).with("c", 10.0)),
+        ("svm", Params::new().with("kernel", "linear")),
+        ("knn", Params::new()),
+        // An even k: tied votes, which both sides give to the first class.
+        ("knn", Params::new().with("k", 4)),
+        ("knn", Params::new().with("k", 7).with("weights", "distance")),
+    ];
+    for (algorithm, params) in cases {
+        for label in [Label::Binary, Label::Three] {
+            let (model, test) = fit(algorithm, label, params.clone());
+            let out = run_tract(&export(&model).unwrap(), input(&model, &test));
+            let (labels, proba) = (values::<i64>(&out[0]), values::<f32>(&out[1]));
+            check_classifier(&model, &test, &labels, &proba);
+            let native = model.predict(&test).unwrap();
+            for (i, (&o, &n)) in labels.iter().zip(&native.values).enumerate() {
+                assert_eq!(o, n as i64, "{algorithm} {params:?}: row {i} label");
+            }
+        }
     }
+    let regression = Params::new().with("task", "regression");
+    for params in [regression.clone(), regression.with("k", 3).with("weights", "distance")] {
+        let (model, test) = fit("knn", Label::Value, params);
+        let out = run_tract(&export(&model).unwrap(), input(&model, &test));
+        check_values(&model, &test, &values::<f32>(&out[0]));
+    }
+}
+
+#[test]
+fn unsupported_transforms_are_named() {
     // A column encoded twice (ordinal codes, then one-hot of the codes) has no graph.
     let train = with_categories(table(Label::Binary, 1), 1);
     let spec = TransformSpec::parse(r#"[{"op": "ordinal", "columns": ["city"]}, {"op": "one_hot", "columns": ["city"]}]"#).unwrap();
@@ -239,6 +267,8 @@ fn categorical_inputs_are_encoded_in_the_graph() {
         ("logistic_regression", Params::new()),
         ("random_forest", Params::new().with("n_estimators", 10).with("max_depth", 6)),
         ("gradient_boosting", Params::new().with("max_iter", 15)),
+        ("svm", Params::new()),
+        ("knn", Params::new()),
     ] {
         let model = train_model(algorithm, &train, Some("label"), &features, Some(t.clone()), &params).unwrap();
         let (numeric, text) = input_layout(&model).unwrap();

@@ -172,10 +172,13 @@ fn bad_input_fails_with_a_clear_error_and_no_outputs() {
     // Asked not to fail, the same validation reports instead.
     component(&dir, "validate", &["--data", "@raw.csv", "--schema-json", schema, "--fail-on-anomalies", "false", "--anomalies", "@a.json"]).unwrap();
     assert_eq!(dir.json("a.json")["anomalies"].as_array().unwrap().len(), 2);
-    // A model of the wrong kind for ONNX export.
-    component(&dir, "train_knn", &["--train-data", "@bad.csv", "--label", "label", "--features", "age", "--model", "@knn.json"]).unwrap();
-    let err = component(&dir, "export_onnx", &["--model", "@knn.json", "--onnx-model", "@m.onnx"]).unwrap_err();
-    assert!(err.to_string().contains("knn.json: model kind `knn`"), "{err}");
+    // A model ONNX export does not cover: its transformer encodes `job` twice (ordinal, then one-hot of the codes).
+    let twice = r#"[{"op":"ordinal","columns":["job"]},{"op":"one_hot","columns":["job"]}]"#;
+    component(&dir, "transform", &["--data", "@raw.csv", "--spec", twice, "--label", "label", "--output", "@t2", "--transformer", "@twice.json"]).unwrap();
+    component(&dir, "train_decision_tree", &["--train-data", "@raw.csv", "--label", "label", "--features", "hours", "--transformer", "@twice.json", "--model", "@tree.json"]).unwrap();
+    let err = component(&dir, "export_onnx", &["--model", "@tree.json", "--onnx-model", "@m.onnx"]).unwrap_err();
+    assert!(err.to_string().contains("tree.json: model kind `decision_tree`"), "{err}");
+    assert!(err.to_string().contains("encodes `job` once only"), "{err}");
     assert!(!exists(&dir.path("m.onnx")));
 }
 
