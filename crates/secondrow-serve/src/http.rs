@@ -660,9 +660,12 @@ fn v1_object_rows(runtime: &dyn Runtime, model: &str, rows: &[Value]) -> Result<
     let specs = runtime.inputs();
     let objects: Vec<&Map<String, Value>> = rows.iter().filter_map(Value::as_object).collect();
     let is_input = |key: &String| specs.iter().any(|s| s.name == *key);
-    let columns = runtime.column_names().filter(|_| specs.len() == 1 && !objects[0].keys().all(is_input));
-    if let (Some(columns), [spec]) = (columns, specs) {
-        let mut values = Vec::with_capacity(objects.len() * columns.len());
+    let text_columns = runtime.text_columns();
+    let by_column = specs.len() == 1 + usize::from(!text_columns.is_empty()) && !objects[0].keys().all(is_input);
+    if let (Some(columns), true) = (runtime.column_names(), by_column) {
+        let numeric: Vec<&String> = columns.iter().filter(|c| !text_columns.contains(c)).collect();
+        let mut values = Vec::with_capacity(objects.len() * numeric.len());
+        let mut strings = Vec::with_capacity(objects.len() * text_columns.len());
         for (i, object) in objects.iter().enumerate() {
             if let Some(unknown) = object.keys().find(|k| !columns.contains(*k)) {
                 return Err(Error::invalid(format!(
@@ -670,18 +673,30 @@ fn v1_object_rows(runtime: &dyn Runtime, model: &str, rows: &[Value]) -> Result<
                     columns.join(", ")
                 )));
             }
-            for column in columns {
-                let value = match object.get(column) {
-                    None => return Err(Error::invalid(format!("instances[{i}]: missing column `{column}`"))),
-                    Some(Value::Null) => f64::NAN,
-                    Some(Value::Bool(b)) => f64::from(u8::from(*b)),
-                    Some(Value::Number(n)) => n.as_f64().unwrap_or(f64::NAN),
-                    Some(other) => return Err(Error::invalid(format!("instances[{i}]: column `{column}` must be a number, got {other}"))),
-                };
-                values.push(value);
+            let cell = |column: &String| object.get(column).ok_or_else(|| Error::invalid(format!("instances[{i}]: missing column `{column}`")));
+            for column in &numeric {
+                values.push(match cell(column)? {
+                    Value::Null => f64::NAN,
+                    Value::Bool(b) => f64::from(u8::from(*b)),
+                    Value::Number(n) => n.as_f64().unwrap_or(f64::NAN),
+                    other => return Err(Error::invalid(format!("instances[{i}]: column `{column}` must be a number, got {other}"))),
+                });
+            }
+            for column in text_columns {
+                strings.push(match cell(column)? {
+                    Value::Null => Vec::new(),
+                    Value::String(s) => s.as_bytes().to_vec(),
+                    // A categorical column of numbers, in the form the training table printed it.
+                    Value::Number(n) => n.to_string().into_bytes(),
+                    other => return Err(Error::invalid(format!("instances[{i}]: column `{column}` must be a string, got {other}"))),
+                });
             }
         }
-        return Ok(vec![numeric_tensor(spec, vec![objects.len(), columns.len()], values)]);
+        let mut tensors = vec![numeric_tensor(&specs[0], vec![objects.len(), numeric.len()], values)];
+        if let Some(spec) = specs.get(1) {
+            tensors.push(Tensor { name: spec.name.clone(), shape: vec![objects.len(), text_columns.len()], data: TensorData::Bytes(strings) });
+        }
+        return Ok(tensors);
     }
     let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
     for (i, object) in objects.iter().enumerate() {

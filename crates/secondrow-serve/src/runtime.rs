@@ -31,9 +31,14 @@ pub trait Runtime: Send + Sync + 'static {
     fn accepts(&self, index: usize, datatype: Datatype) -> bool {
         self.inputs().get(index).is_some_and(|spec| spec.datatype == datatype)
     }
-    /// Names of the columns of the one [N, F] input, where the model knows them (V1 object rows).
+    /// Names of the model's raw columns, where it knows them (V1 object rows): those not in
+    /// [`Runtime::text_columns`] fill input 0 ([N, F], numbers), the text columns input 1 ([N, T], strings).
     fn column_names(&self) -> Option<&[String]> {
         None
+    }
+    /// The columns of [`Runtime::column_names`] that are read as text.
+    fn text_columns(&self) -> &[String] {
+        &[]
     }
     /// Predicts on inputs given in the order of [`Runtime::inputs`]; returns every output in the order
     /// of [`Runtime::outputs`]. The error is a message for the client.
@@ -252,12 +257,15 @@ fn from_tract(name: &str, t: &Tensor) -> Result<V2Tensor, String> {
     Ok(V2Tensor { name: name.to_owned(), shape: t.shape().to_vec(), data })
 }
 
-/// A SecondRow model file (`secondrow-ml`'s format): one input `input-0` of shape [-1, F] whose columns
-/// are the model's raw input columns; outputs `label` (class names) and `probabilities` for classifiers,
-/// `prediction` otherwise.
+/// A SecondRow model file (`secondrow-ml`'s format): input `input-0` of shape [-1, F] whose columns are
+/// the model's raw numeric input columns and, for a model whose transformer one-hot or ordinal encodes
+/// columns, `text_input` [-1, T] with those columns as strings (empty = missing) — the layout of its
+/// ONNX export; outputs `label` (class names) and `probabilities` for classifiers, `prediction` otherwise.
 pub struct BuiltinRuntime {
     model: secondrow_ml::Model,
+    /// Numeric columns, then text columns.
     columns: Vec<String>,
+    n_numeric: usize,
     classification: bool,
     inputs: Vec<TensorSpec>,
     outputs: Vec<TensorSpec>,
@@ -265,14 +273,21 @@ pub struct BuiltinRuntime {
 
 /// Name of the one input of a built-in model (the name KServe's sklearn examples use).
 pub const BUILTIN_INPUT: &str = "input-0";
+/// Name of the text input of a built-in model with categorical columns (as in its ONNX export).
+pub const BUILTIN_TEXT_INPUT: &str = "text_input";
 
 impl BuiltinRuntime {
     pub fn load(path: &Path) -> Result<BuiltinRuntime, String> {
         let model = secondrow_ml::load_model(path).map_err(|e| e.to_string())?;
-        let columns = model.input_columns();
-        let n_features = columns.len() as i64;
+        // A transformer the ONNX layout does not cover reads every column as a number, as before.
+        let (numeric, text) = secondrow_ml::onnx::input_layout(&model).unwrap_or_else(|_| (model.input_columns(), Vec::new()));
         let classification = !model.classes.is_empty();
-        let inputs = vec![TensorSpec { name: BUILTIN_INPUT.into(), datatype: Datatype::Fp32, shape: vec![-1, n_features] }];
+        let mut inputs = vec![TensorSpec { name: BUILTIN_INPUT.into(), datatype: Datatype::Fp32, shape: vec![-1, numeric.len() as i64] }];
+        if !text.is_empty() {
+            inputs.push(TensorSpec { name: BUILTIN_TEXT_INPUT.into(), datatype: Datatype::Bytes, shape: vec![-1, text.len() as i64] });
+        }
+        let n_numeric = numeric.len();
+        let columns = numeric.into_iter().chain(text).collect();
         let outputs = if classification {
             vec![
                 TensorSpec { name: "label".into(), datatype: Datatype::Bytes, shape: vec![-1] },
@@ -281,7 +296,30 @@ impl BuiltinRuntime {
         } else {
             vec![TensorSpec { name: "prediction".into(), datatype: Datatype::Fp64, shape: vec![-1] }]
         };
-        Ok(BuiltinRuntime { model, columns, classification, inputs, outputs })
+        Ok(BuiltinRuntime { model, columns, n_numeric, classification, inputs, outputs })
+    }
+}
+
+impl BuiltinRuntime {
+    /// The raw table of a batch: numeric columns from `values` ([rows, numeric]), text columns from
+    /// `cells` ([rows, text], an empty string is a missing value).
+    fn table(&self, n_rows: usize, values: &[f64], cells: &[Vec<u8>]) -> Result<secondrow_ml::Table, String> {
+        let (n_numeric, n_text) = (self.n_numeric, self.columns.len() - self.n_numeric);
+        if values.len() != n_rows * n_numeric || cells.len() != n_rows * n_text {
+            return Err(format!("expected {n_rows} rows of {n_numeric} numbers and {n_text} strings"));
+        }
+        let mut columns = Vec::with_capacity(self.columns.len());
+        for (j, name) in self.columns[..n_numeric].iter().enumerate() {
+            columns.push(secondrow_ml::Column::number(name, (0..n_rows).map(|i| values[i * n_numeric + j]).collect()));
+        }
+        for (j, name) in self.columns[n_numeric..].iter().enumerate() {
+            let text = (0..n_rows).map(|i| {
+                let cell = &cells[i * n_text + j];
+                (!cell.is_empty()).then(|| String::from_utf8_lossy(cell).into_owned())
+            });
+            columns.push(secondrow_ml::Column::text(name, text.collect()));
+        }
+        Ok(secondrow_ml::Table::new(columns))
     }
 }
 
@@ -298,17 +336,33 @@ impl Runtime for BuiltinRuntime {
     fn column_names(&self) -> Option<&[String]> {
         Some(&self.columns)
     }
-    /// Any numeric datatype: values are converted to f64, the estimators' type.
+    fn text_columns(&self) -> &[String] {
+        &self.columns[self.n_numeric..]
+    }
+    /// Any numeric datatype for the numbers (converted to f64, the estimators' type); BYTES for the text.
     fn accepts(&self, index: usize, datatype: Datatype) -> bool {
-        index == 0 && datatype.is_numeric()
+        match index {
+            0 => datatype.is_numeric(),
+            1 => self.inputs.len() == 2 && datatype == Datatype::Bytes,
+            _ => false,
+        }
     }
     fn predict(&self, inputs: Vec<V2Tensor>) -> Result<Vec<V2Tensor>, String> {
-        let input = inputs.into_iter().next().ok_or("no input")?;
+        let mut inputs = inputs.into_iter();
+        let input = inputs.next().ok_or("no input")?;
         let n_rows = input.rows();
         let values = input.data.to_f64().ok_or("input must be numeric")?;
-        let n_cols = if n_rows == 0 { 0 } else { values.len() / n_rows };
-        let rows: Vec<Vec<f64>> = values.chunks(n_cols.max(1)).take(n_rows).map(|c| c.to_vec()).collect();
-        let predictions = self.model.predict_rows(&rows).map_err(|e| e.to_string())?;
+        let predictions = if self.n_numeric == self.columns.len() {
+            let n_cols = values.len().checked_div(n_rows).unwrap_or(0);
+            let rows: Vec<Vec<f64>> = values.chunks(n_cols.max(1)).take(n_rows).map(|c| c.to_vec()).collect();
+            self.model.predict_rows(&rows)
+        } else {
+            let text = inputs.next().ok_or("no text input")?;
+            let TensorData::Bytes(cells) = text.data else { return Err("text_input must be BYTES".into()) };
+            let table = self.table(n_rows, &values, &cells)?;
+            self.model.predict(&table)
+        }
+        .map_err(|e| e.to_string())?;
         if self.classification {
             let label = V2Tensor {
                 name: "label".into(),

@@ -463,3 +463,77 @@ async fn v1_takes_object_and_string_instances_and_names_what_is_wrong() {
         assert!(message.contains(needle), "{model} {body}: `{message}` should mention `{needle}`");
     }
 }
+
+/// A model whose transformer one-hot encodes a text column (with missing values imputed) and its ONNX
+/// export both take `input-0` (numbers) and `text_input` (strings); V2 and V1 DataFrame rows give the
+/// native predictions, and a wrong cell is named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_columns_reach_builtin_and_onnx_models() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("age,hours,job,label\n");
+    for i in 0..300u32 {
+        let (age, hours, job) = (20 + (i * 7) % 50, 20 + (i * 11) % 40, ["tech", "sales", "craft"][(i % 3) as usize]);
+        let score = (age as f64 - 45.0) / 10.0 + (hours as f64 - 40.0) / 8.0 + if job == "tech" { 1.5 } else { 0.0 };
+        let job = if i % 17 == 3 { "" } else { job };
+        csv.push_str(&format!("{age},{hours},{job},{}\n", u8::from(score > 0.3 + ((i * 13) % 10) as f64 / 10.0)));
+    }
+    let path = |f: &str| dir.path().join(f).to_str().unwrap().to_string();
+    std::fs::write(path("raw.csv"), csv).unwrap();
+    let spec = r#"[{"op":"standardize","columns":["age","hours"]},{"op":"impute","columns":["job"],"strategy":"most_frequent"},{"op":"one_hot","columns":["job"]}]"#;
+    for argv in [
+        vec!["transform", "--data", &path("raw.csv"), "--spec", spec, "--label", "label", "--output", &path("t.csv"), "--transformer", &path("tr.json")],
+        vec!["train_logistic_regression", "--train-data", &path("raw.csv"), "--label", "label", "--transformer", &path("tr.json"), "--model", &path("m.json")],
+        vec!["export_onnx", "--model", &path("m.json"), "--onnx-model", &path("m.onnx")],
+    ] {
+        secondrow_ml::run_component(&argv.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+    }
+    let repo = Arc::new(secondrow_serve::Repository::new(ModelOptions::default()));
+    for (name, file) in [("builtin", "m.json"), ("onnx", "m.onnx")] {
+        repo.load(name, Some("1"), &dir.path().join(file), true).unwrap();
+    }
+    let server = start(repo, HttpOptions::default()).await;
+    let client = client();
+    let post = |url: String, body: Value| {
+        let client = client.clone();
+        async move {
+            let res = client.post(url).json(&body).send().await.unwrap();
+            (res.status().as_u16(), res.json::<Value>().await.unwrap())
+        }
+    };
+    // Native predictions on the same rows (an empty job is missing).
+    let rows = [(30.0, 40.0, "tech"), (60.0, 55.0, "sales"), (45.0, 40.0, ""), (52.0, 33.0, "craft"), (25.0, 60.0, "unseen")];
+    let model = secondrow_ml::load_model(&dir.path().join("m.json")).unwrap();
+    let table = secondrow_ml::Table::new(vec![
+        secondrow_ml::Column::number("age", rows.iter().map(|r| r.0).collect()),
+        secondrow_ml::Column::number("hours", rows.iter().map(|r| r.1).collect()),
+        secondrow_ml::Column::text("job", rows.iter().map(|r| (!r.2.is_empty()).then(|| r.2.to_string())).collect()),
+    ]);
+    let native = model.predict(&table).unwrap();
+    let proba = native.proba.unwrap().data;
+    // The numeric input is `input-0` on the built-in runtime (as KServe's sklearn server names it) and
+    // `input` in the ONNX graph (as skl2onnx names it).
+    for (name, numeric) in [("builtin", "input-0"), ("onnx", "input")] {
+        let v2 = json!({"inputs": [
+            {"name": numeric, "datatype": "FP32", "shape": [rows.len(), 2], "data": rows.iter().flat_map(|r| [r.0, r.1]).collect::<Vec<_>>()},
+            {"name": "text_input", "datatype": "BYTES", "shape": [rows.len(), 1], "data": rows.iter().map(|r| r.2).collect::<Vec<_>>()},
+        ]});
+        let (status, meta) = post(server.url(&format!("/v2/models/{name}/infer")), v2).await;
+        assert_eq!(status, 200, "{name}: {meta}");
+        let outputs = meta["outputs"].as_array().unwrap();
+        let got = outputs.iter().find(|o| o["name"] == "probabilities").unwrap()["data"].as_array().unwrap().clone();
+        assert_eq!(got.len(), proba.len(), "{name}");
+        for (g, p) in got.iter().zip(&proba) {
+            assert!((g.as_f64().unwrap() - p).abs() < 1e-5, "{name}: {g} vs native {p}");
+        }
+    }
+    // V1 DataFrame rows by column name, text as strings (null = missing).
+    let objects: Vec<Value> =
+        rows.iter().map(|r| json!({"job": if r.2.is_empty() { Value::Null } else { json!(r.2) }, "age": r.0, "hours": r.1})).collect();
+    let (status, answer) = post(server.url("/v1/models/builtin:predict"), json!({"instances": objects})).await;
+    assert_eq!(status, 200, "{answer}");
+    let expected: Vec<Value> = native.labels.iter().map(|l| json!(l.parse::<i64>().unwrap())).collect();
+    assert_eq!(answer["predictions"], Value::Array(expected));
+    let (status, answer) = post(server.url("/v1/models/builtin:predict"), json!({"instances": [{"age": 30, "hours": 40, "job": [1]}]})).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer["error"].as_str().unwrap_or_default().contains("column `job` must be a string"), "{answer}");
+}
