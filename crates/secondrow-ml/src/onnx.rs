@@ -180,7 +180,8 @@ struct Inputs {
     names: Vec<String>,
     /// How many of `names` are numeric inputs.
     n_numeric: usize,
-    /// The categorical input columns (the `text_input` tensor), in order, and how each is encoded.
+    /// The categorical input columns (the `text_input` tensor), in the order the steps encode them (which
+    /// is also the order of their blocks in `names`), and how each is encoded.
     encodings: Vec<Encoding>,
     /// Per numeric input column: the fill for a missing value, in raw units.
     fills: Vec<Option<f64>>,
@@ -197,14 +198,6 @@ struct Encoding {
     /// The category a missing value (an empty string) becomes through imputation, if any.
     missing: Option<usize>,
     one_hot: bool,
-    /// Where its columns start in the feature tensor as the steps produce them (before reordering).
-    start: usize,
-}
-
-impl Encoding {
-    fn width(&self) -> usize {
-        if self.one_hot { self.categories.len() } else { 1 }
-    }
 }
 
 fn unsupported(model: &Model, why: &str) -> Error {
@@ -295,7 +288,6 @@ fn inputs(model: &Model) -> Result<Inputs> {
                         return Err(unsupported(model, &format!("ONNX export encodes `{name}` once only")));
                     }
                     let missing = text_fill.get(name.as_str()).and_then(|f| categories.iter().position(|c| c == f));
-                    let start = names.len();
                     let derived: Vec<String> =
                         if one_hot { categories.iter().map(|c| format!("{name}={c}")).collect() } else { vec![name.clone()] };
                     for d in derived {
@@ -303,7 +295,7 @@ fn inputs(model: &Model) -> Result<Inputs> {
                         names.push(d);
                         affine.push((1.0, 0.0));
                     }
-                    encodings.push(Encoding { name: name.clone(), categories: categories.clone(), missing, one_hot, start });
+                    encodings.push(Encoding { name: name.clone(), categories: categories.clone(), missing, one_hot });
                 }
             }
             FittedStep::Drop { .. } | FittedStep::Select { .. } => {}
@@ -318,15 +310,6 @@ fn inputs(model: &Model) -> Result<Inputs> {
         features.push((j, affine[j].0, affine[j].1));
         feature_fills.push(fill_now.get(&j).copied());
     }
-    // The text tensor's columns follow the raw column order.
-    encodings.sort_by_key(|e| raw.iter().position(|r| r == &e.name));
-    // Feature tensor columns as `Graph::encode` lays them out: numeric inputs, then each encoding's block.
-    let order: Vec<usize> = (0..n_numeric).chain(encodings.iter().flat_map(|e| e.start..e.start + e.width())).collect();
-    let position: HashMap<usize, usize> = order.iter().enumerate().map(|(new, &old)| (old, new)).collect();
-    for feature in &mut features {
-        feature.0 = position.get(&feature.0).copied().ok_or_else(|| unsupported(model, "ONNX export: ambiguous column names"))?;
-    }
-    let names = order.iter().map(|&old| names[old].clone()).collect();
     Ok(Inputs { names, n_numeric, encodings, fills, features, feature_fills })
 }
 

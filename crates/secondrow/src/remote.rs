@@ -91,11 +91,12 @@ fn disable_cache(doc: &mut Value) {
 
 /// JSON pointers of every `tasks` map: the root DAG's and each DAG component's.
 fn dag_task_pointers(spec: &Value) -> Vec<String> {
-    let mut out = vec!["/root/dag/tasks".to_owned()];
+    const TASKS: &str = "/dag/tasks";
+    let mut out = vec![format!("/root{TASKS}")];
     if let Some(components) = spec.get("components").and_then(Value::as_object) {
         for (name, c) in components {
-            if c.pointer("/dag/tasks").is_some() {
-                out.push(format!("/components/{}/dag/tasks", name.replace('~', "~0").replace('/', "~1")));
+            if c.pointer(TASKS).is_some() {
+                out.push(format!("/components/{}{TASKS}", name.replace('~', "~0").replace('/', "~1")));
             }
         }
     }

@@ -104,22 +104,12 @@ fn lloyd(x: &Matrix, mut centers: Matrix, max_iter: usize, tol: f64) -> (Matrix,
     let mut upper = vec![0.0; n];
     let mut lower = vec![0.0; n];
     // First assignment: every distance, and the per-cluster sums the centres are kept from.
-    let mut sums = labels
-        .par_chunks_mut(CHUNK)
-        .zip(upper.par_chunks_mut(CHUNK))
-        .zip(lower.par_chunks_mut(CHUNK))
-        .enumerate()
-        .map(|(c, ((labels, upper), lower))| {
-            let mut acc = ClusterSums::new(k, d);
-            for (t, ((label, up), low)) in labels.iter_mut().zip(upper).zip(lower).enumerate() {
-                let row = x.row(c * CHUNK + t);
-                let (best, d1, d2) = two_nearest(row, &centers);
-                (*label, *up, *low) = (best as u32, d1, d2);
-                acc.add(best, row, 1.0);
-            }
-            acc
-        })
-        .reduce(|| ClusterSums::new(k, d), ClusterSums::merge);
+    let mut sums = sweep(&mut labels, &mut upper, &mut lower, k, d, |i, label, up, low, acc| {
+        let row = x.row(i);
+        let (best, d1, d2) = two_nearest(row, &centers);
+        (*label, *up, *low) = (best as u32, d1, d2);
+        acc.add(best, row, 1.0);
+    });
     let mut n_iter = 0;
     loop {
         n_iter += 1;
@@ -148,38 +138,28 @@ fn lloyd(x: &Matrix, mut centers: Matrix, max_iter: usize, tol: f64) -> (Matrix,
         let half_gap: Vec<f64> = (0..k)
             .map(|a| (0..k).filter(|&b| b != a).map(|b| sq_dist(centers.row(a), centers.row(b))).fold(f64::INFINITY, f64::min).sqrt() / 2.0)
             .collect();
-        let delta = labels
-            .par_chunks_mut(CHUNK)
-            .zip(upper.par_chunks_mut(CHUNK))
-            .zip(lower.par_chunks_mut(CHUNK))
-            .enumerate()
-            .map(|(c, ((labels, upper), lower))| {
-                let mut acc = ClusterSums::new(k, d);
-                for (t, ((label, up), low)) in labels.iter_mut().zip(upper).zip(lower).enumerate() {
-                    let own = *label as usize;
-                    *up += moved[own];
-                    *low -= if own == far { second_moved } else { far_moved };
-                    let bound = half_gap[own].max(*low);
-                    if *up <= bound {
-                        continue;
-                    }
-                    let row = x.row(c * CHUNK + t);
-                    *up = sq_dist(row, centers.row(own)).sqrt();
-                    if *up <= bound {
-                        continue;
-                    }
-                    let (best, d1, d2) = two_nearest(row, &centers);
-                    (*up, *low) = (d1, d2);
-                    if best != own {
-                        *label = best as u32;
-                        acc.add(best, row, 1.0);
-                        acc.add(own, row, -1.0);
-                        acc.changed += 1;
-                    }
-                }
-                acc
-            })
-            .reduce(|| ClusterSums::new(k, d), ClusterSums::merge);
+        let delta = sweep(&mut labels, &mut upper, &mut lower, k, d, |i, label, up, low, acc| {
+            let own = *label as usize;
+            *up += moved[own];
+            *low -= if own == far { second_moved } else { far_moved };
+            let bound = half_gap[own].max(*low);
+            if *up <= bound {
+                return;
+            }
+            let row = x.row(i);
+            *up = sq_dist(row, centers.row(own)).sqrt();
+            if *up <= bound {
+                return;
+            }
+            let (best, d1, d2) = two_nearest(row, &centers);
+            (*up, *low) = (d1, d2);
+            if best != own {
+                *label = best as u32;
+                acc.add(best, row, 1.0);
+                acc.add(own, row, -1.0);
+                acc.changed += 1;
+            }
+        });
         if delta.changed == 0 {
             n_iter += 1; // this assignment pass counts as the iteration that found nothing to move
             break;
@@ -187,6 +167,31 @@ fn lloyd(x: &Matrix, mut centers: Matrix, max_iter: usize, tol: f64) -> (Matrix,
         sums = sums.merge(delta);
     }
     (centers, n_iter)
+}
+
+/// Visits every row `i` with its label and bounds, in parallel chunks, and merges what the visits add
+/// to their chunk's [`ClusterSums`].
+fn sweep(
+    labels: &mut [u32],
+    upper: &mut [f64],
+    lower: &mut [f64],
+    k: usize,
+    d: usize,
+    visit: impl Fn(usize, &mut u32, &mut f64, &mut f64, &mut ClusterSums) + Sync,
+) -> ClusterSums {
+    labels
+        .par_chunks_mut(CHUNK)
+        .zip(upper.par_chunks_mut(CHUNK))
+        .zip(lower.par_chunks_mut(CHUNK))
+        .enumerate()
+        .map(|(c, ((labels, upper), lower))| {
+            let mut acc = ClusterSums::new(k, d);
+            for (t, ((label, up), low)) in labels.iter_mut().zip(upper).zip(lower).enumerate() {
+                visit(c * CHUNK + t, label, up, low, &mut acc);
+            }
+            acc
+        })
+        .reduce(|| ClusterSums::new(k, d), ClusterSums::merge)
 }
 
 /// Per-cluster coordinate sums and row counts (or their changes), and how many rows changed cluster.
