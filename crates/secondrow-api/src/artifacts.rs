@@ -27,9 +27,7 @@ use crate::extract::{split_action, ApiPath, ApiQuery};
 use crate::{ts, AppState};
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/runs/{id}/artifacts", get(list_for_run))
-        .route("/artifacts/{id}", get(get_or_download))
+    Router::new().route("/runs/{id}/artifacts", get(list_for_run)).route("/artifacts/{id}", get(get_or_download))
 }
 
 /// Loads the run a request is about, if the caller may reach its namespace.
@@ -62,7 +60,11 @@ fn wire(a: &ArtifactRecord, tasks: &[TaskRecord]) -> Value {
     })
 }
 
-async fn list_for_run(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Value>> {
+async fn list_for_run(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<Value>> {
     let run = load_run(&s, &caller, &id).await?;
     let store = s.store();
     let tasks = store.list_tasks(&run.id).await?;
@@ -132,7 +134,8 @@ async fn get_or_download(
 
 /// The artifact's real path, refusing anything outside the artifact root (`root` is canonical).
 fn locate(root: &Path, a: &ArtifactRecord) -> ApiResult<PathBuf> {
-    let outside = || ApiError::PermissionDenied(format!("artifact `{}`: `{}` is outside the artifact root", a.id, a.uri));
+    let outside =
+        || ApiError::PermissionDenied(format!("artifact `{}`: `{}` is outside the artifact root", a.id, a.uri));
     let lexical = Path::new(&a.uri);
     let rel = lexical.strip_prefix(root).map_err(|_| outside())?;
     if rel.components().any(|c| !matches!(c, std::path::Component::Normal(_) | std::path::Component::CurDir)) {
@@ -141,10 +144,9 @@ fn locate(root: &Path, a: &ArtifactRecord) -> ApiResult<PathBuf> {
     match std::fs::canonicalize(lexical) {
         Ok(real) if real.starts_with(root) => Ok(real),
         Ok(_) => Err(outside()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(ApiError::NotFound(format!(
-            "artifact `{}` has no file (metrics artifacts carry only metadata)",
-            a.id
-        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(ApiError::NotFound(format!("artifact `{}` has no file (metrics artifacts carry only metadata)", a.id)))
+        }
         Err(e) => Err(ApiError::Internal(format!("resolving {}: {e}", a.uri))),
     }
 }
@@ -176,7 +178,13 @@ struct Entry {
 }
 
 /// Every entry under `dir` (real paths, all checked to lie under `root`), parents before children.
-fn collect_entries(root: &Path, dir: &Path, prefix: &str, seen: &mut HashSet<PathBuf>, out: &mut Vec<Entry>) -> ApiResult<()> {
+fn collect_entries(
+    root: &Path,
+    dir: &Path,
+    prefix: &str,
+    seen: &mut HashSet<PathBuf>,
+    out: &mut Vec<Entry>,
+) -> ApiResult<()> {
     if !seen.insert(dir.to_path_buf()) {
         return Ok(()); // a symlink loop inside the root: each directory once
     }
@@ -204,9 +212,12 @@ fn collect_entries(root: &Path, dir: &Path, prefix: &str, seen: &mut HashSet<Pat
 async fn download_response(s: &AppState, a: &ArtifactRecord) -> ApiResult<Response> {
     let root = s.engine.artifacts().root().to_path_buf();
     let real = locate(&root, a)?;
-    let file_name: String = a.name.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect();
+    let file_name: String =
+        a.name.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect();
     if real.is_file() {
-        let file = tokio::fs::File::open(&real).await.map_err(|e| ApiError::Internal(format!("opening {}: {e}", real.display())))?;
+        let file = tokio::fs::File::open(&real)
+            .await
+            .map_err(|e| ApiError::Internal(format!("opening {}: {e}", real.display())))?;
         let len = file.metadata().await.map(|m| m.len()).ok();
         let mut response = Body::from_stream(tokio_util::io::ReaderStream::new(file)).into_response();
         let h = response.headers_mut();

@@ -80,7 +80,8 @@ pub async fn authenticate(State(s): State<AppState>, mut req: Request, next: Nex
         return next.run(req).await;
     }
     let path = req.uri().path();
-    let admin_only = ADMIN_PREFIXES.iter().any(|p| path == *p || path.strip_prefix(p).is_some_and(|rest| rest.starts_with('/')));
+    let admin_only =
+        ADMIN_PREFIXES.iter().any(|p| path == *p || path.strip_prefix(p).is_some_and(|rest| rest.starts_with('/')));
     match resolve(&s, req.headers()).await.and_then(|caller| caller.admin_only(admin_only, path)) {
         Ok(caller) => {
             req.extensions_mut().insert(caller);

@@ -119,7 +119,8 @@ impl Deployments {
         }
         // Route traffic to the stored versions that are loaded; a version that failed keeps its predecessor.
         let default = loaded.contains_key(&d.default_version).then_some(d.default_version.as_str());
-        let canary = d.canary.as_ref().filter(|c| loaded.contains_key(&c.version)).map(|c| (c.version.as_str(), c.percent));
+        let canary =
+            d.canary.as_ref().filter(|c| loaded.contains_key(&c.version)).map(|c| (c.version.as_str(), c.percent));
         if let Err(e) = self.repo.set_traffic(&d.name, default, Some(canary)) {
             tracing::warn!(deployment = %d.name, error = %e, "routing deployment traffic");
         }
@@ -143,9 +144,11 @@ impl Deployments {
     /// work (tract optimises ONNX graphs) runs off the async workers.
     async fn load(&self, name: &str, version: &str, path: &Path) -> Result<(), String> {
         let (repo, name, version, path) = (self.repo.clone(), name.to_owned(), version.to_owned(), path.to_path_buf());
-        tokio::task::spawn_blocking(move || repo.load(&name, Some(&version), &path, false).map(|_| ()).map_err(|e| e.to_string()))
-            .await
-            .map_err(|e| format!("loading task failed: {e}"))?
+        tokio::task::spawn_blocking(move || {
+            repo.load(&name, Some(&version), &path, false).map(|_| ()).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| format!("loading task failed: {e}"))?
     }
 
     fn loaded_paths(&self, name: &str) -> HashMap<String, PathBuf> {
@@ -161,7 +164,10 @@ impl Deployments {
             .versions
             .iter()
             .map(|v| {
-                let error = failures.get(&(d.name.clone(), v.version.clone())).filter(|(p, _)| *p == v.path).map(|(_, m)| m.clone());
+                let error = failures
+                    .get(&(d.name.clone(), v.version.clone()))
+                    .filter(|(p, _)| *p == v.path)
+                    .map(|(_, m)| m.clone());
                 json!({
                     "version": v.version,
                     "source": v.source,
@@ -237,12 +243,15 @@ async fn create(State(s): State<AppState>, ApiJson(body): ApiJson<CreateBody>) -
     }
     let resolved = s.store().resolve_model_source(&source).await?;
     // A model the repository extension loaded under this name is replaced by the deployment.
-    if existing.is_none() && s.deployments.repo.versions(&body.name).is_ok() && !lock(&live.managed).contains(&body.name) {
+    if existing.is_none()
+        && s.deployments.repo.versions(&body.name).is_ok()
+        && !lock(&live.managed).contains(&body.name)
+    {
         let _ = live.repo.unload(&body.name, None);
     }
-    live.load(&body.name, &version, &resolved.path)
-        .await
-        .map_err(|message| ApiError::invalid(format!("source: {} is not a model this server can load: {message}", resolved.path.display())))?;
+    live.load(&body.name, &version, &resolved.path).await.map_err(|message| {
+        ApiError::invalid(format!("source: {} is not a model this server can load: {message}", resolved.path.display()))
+    })?;
     let make_default = existing.is_none() || body.make_default.unwrap_or(true);
     let new = NewDeploymentVersion { name: &body.name, version: &version, resolved: &resolved, make_default };
     let record = match s.store().add_deployment_version(&new).await {
@@ -282,7 +291,11 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<Canary>>, D:
     Option::<Canary>::deserialize(d).map(Some)
 }
 
-async fn update(State(s): State<AppState>, ApiPath(name): ApiPath<String>, ApiJson(body): ApiJson<UpdateBody>) -> ApiResult<Json<Value>> {
+async fn update(
+    State(s): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(body): ApiJson<UpdateBody>,
+) -> ApiResult<Json<Value>> {
     let update = TrafficUpdate { default_version: body.default_version, canary: body.canary };
     let live = &s.deployments;
     let _guard = live.lock.lock().await;
@@ -290,11 +303,18 @@ async fn update(State(s): State<AppState>, ApiPath(name): ApiPath<String>, ApiJs
     let (default, canary) = apply_traffic(&current, &update)?;
     // Only loaded versions may take traffic: check before writing anything.
     let loaded = live.loaded_paths(&name);
-    for (field, version) in [("default_version", Some(&default)), ("canary.version", canary.as_ref().map(|c| &c.version))] {
+    for (field, version) in
+        [("default_version", Some(&default)), ("canary.version", canary.as_ref().map(|c| &c.version))]
+    {
         let Some(version) = version else { continue };
         if !loaded.contains_key(version) {
-            let why = lock(&live.failures).get(&(name.clone(), version.clone())).map(|(_, m)| format!(": {m}")).unwrap_or_default();
-            return Err(ApiError::FailedPrecondition(format!("{field}: version `{version}` of deployment `{name}` is not loaded{why}")));
+            let why = lock(&live.failures)
+                .get(&(name.clone(), version.clone()))
+                .map(|(_, m)| format!(": {m}"))
+                .unwrap_or_default();
+            return Err(ApiError::FailedPrecondition(format!(
+                "{field}: version `{version}` of deployment `{name}` is not loaded{why}"
+            )));
         }
     }
     let record = s.store().update_deployment_traffic(&name, &update).await?;
@@ -309,7 +329,10 @@ async fn delete(State(s): State<AppState>, ApiPath(name): ApiPath<String>) -> Ap
     Ok(Json(json!({})))
 }
 
-async fn delete_version(State(s): State<AppState>, ApiPath((name, version)): ApiPath<(String, String)>) -> ApiResult<Json<Value>> {
+async fn delete_version(
+    State(s): State<AppState>,
+    ApiPath((name, version)): ApiPath<(String, String)>,
+) -> ApiResult<Json<Value>> {
     let live = &s.deployments;
     let _guard = live.lock.lock().await;
     match s.store().delete_deployment(&name, Some(&version)).await? {

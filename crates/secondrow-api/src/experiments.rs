@@ -43,12 +43,17 @@ struct CreateBody {
     namespace: Option<String>,
 }
 
-async fn create(State(s): State<AppState>, caller: Caller, ApiJson(body): ApiJson<CreateBody>) -> ApiResult<Json<Value>> {
+async fn create(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateBody>,
+) -> ApiResult<Json<Value>> {
     if body.display_name.trim().is_empty() {
         return Err(ApiError::invalid("experiment display_name must not be empty"));
     }
     let namespace = caller.namespace_for_new(body.namespace.as_deref())?;
-    let e = s.store().create_experiment(&body.display_name, body.description.as_deref().unwrap_or(""), &namespace).await?;
+    let e =
+        s.store().create_experiment(&body.display_name, body.description.as_deref().unwrap_or(""), &namespace).await?;
     Ok(Json(wire(&e)))
 }
 
@@ -68,7 +73,11 @@ async fn delete(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiPath<
     Ok(Json(json!({})))
 }
 
-async fn action(State(s): State<AppState>, caller: Caller, ApiPath(id_action): ApiPath<String>) -> ApiResult<Json<Value>> {
+async fn action(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiPath(id_action): ApiPath<String>,
+) -> ApiResult<Json<Value>> {
     let (id, action) = split_action(&id_action)?;
     caller.experiment(&s, id).await?;
     let storage = match action {

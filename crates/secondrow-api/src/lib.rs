@@ -75,7 +75,12 @@ impl AppState {
 
     /// Records a new run (see [`Engine::submit`]), retrying when the database was busy (each attempt is
     /// transactional, so a retry never duplicates anything).
-    pub async fn submit(&self, pipeline: &Pipeline, params: Map<String, Value>, sub: Submission) -> ApiResult<RunRecord> {
+    pub async fn submit(
+        &self,
+        pipeline: &Pipeline,
+        params: Map<String, Value>,
+        sub: Submission,
+    ) -> ApiResult<RunRecord> {
         let _guard = self.submit_lock.lock().await;
         let mut attempt = 0;
         loop {
@@ -143,8 +148,11 @@ impl Supervisor {
         let id = run_id.to_owned();
         tokio::spawn(async move {
             let control = RunControl { cancel: rx, progress: None, tail_logs: false };
-            let result =
-                if resume { this.engine.resume(&id, control, true).await } else { this.engine.execute(&id, control).await };
+            let result = if resume {
+                this.engine.resume(&id, control, true).await
+            } else {
+                this.engine.execute(&id, control).await
+            };
             match result {
                 Ok(run) => tracing::info!(run_id = %id, state = %run.state, "run finished"),
                 Err(e) => tracing::warn!(run_id = %id, error = %e, "run ended with an engine error"),

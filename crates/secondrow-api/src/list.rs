@@ -169,7 +169,9 @@ fn list_is_numeric(obj: &serde_json::Map<String, Value>) -> bool {
 fn number_key(v: &Value) -> ApiResult<Key> {
     match v {
         Value::Number(n) => Ok(Key::Num(n.as_f64().unwrap_or(0.0))),
-        Value::String(s) => s.parse::<f64>().map(Key::Num).map_err(|_| ApiError::invalid(format!("filter: `{s}` is not a number"))),
+        Value::String(s) => {
+            s.parse::<f64>().map(Key::Num).map_err(|_| ApiError::invalid(format!("filter: `{s}` is not a number")))
+        }
         _ => Err(ApiError::invalid("filter: expected a number")),
     }
 }
@@ -204,7 +206,8 @@ fn parse_filter(text: &str, keys: &[&str]) -> ApiResult<Vec<Predicate>> {
     if text.trim().is_empty() {
         return Ok(Vec::new());
     }
-    let doc: Value = serde_json::from_str(text).map_err(|e| ApiError::invalid(format!("filter is not valid JSON: {e}")))?;
+    let doc: Value =
+        serde_json::from_str(text).map_err(|e| ApiError::invalid(format!("filter is not valid JSON: {e}")))?;
     let preds = match doc.get("predicates") {
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::Array(a)) => a,
@@ -235,7 +238,9 @@ pub fn paginate(mut items: Vec<Value>, q: &ListQuery, keys: &[&str]) -> ApiResul
         let desc = match parts.next() {
             None | Some("asc") | Some("ASC") => false,
             Some("desc") | Some("DESC") => true,
-            Some(other) => return Err(ApiError::invalid(format!("sort_by: unknown direction `{other}` (asc or desc)"))),
+            Some(other) => {
+                return Err(ApiError::invalid(format!("sort_by: unknown direction `{other}` (asc or desc)")))
+            }
         };
         if parts.next().is_some() {
             return Err(ApiError::invalid(format!("sort_by: expected `field [asc|desc]`, got `{sort}`")));

@@ -30,7 +30,12 @@ struct LogsQuery {
     task: Option<String>,
 }
 
-async fn logs(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiPath<String>, ApiQuery(q): ApiQuery<LogsQuery>) -> ApiResult<Response> {
+async fn logs(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<LogsQuery>,
+) -> ApiResult<Response> {
     let run = load_run(&s, &caller, &id).await?;
     let tasks = s.store().list_tasks(&run.id).await?;
     let root = s.engine.config().logs_root.clone();
@@ -46,7 +51,11 @@ async fn logs(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiPath<St
 /// non-empty stdout then stderr under a `==> PATH [stream] <==` line, each ending with a newline.
 pub fn render(logs_root: &Path, run_id: &str, tasks: &[TaskRecord], task: Option<&str>) -> ApiResult<String> {
     if let Some(q) = task {
-        if q.is_empty() || q.starts_with('/') || q.split('/').any(|part| part == ".." || part == ".") || q.contains('\0') {
+        if q.is_empty()
+            || q.starts_with('/')
+            || q.split('/').any(|part| part == ".." || part == ".")
+            || q.contains('\0')
+        {
             return Err(ApiError::invalid(format!("task `{q}`: expected a task path, key or name")));
         }
     }
@@ -88,7 +97,9 @@ fn log_file(root: &Path, run_id: &str, task_path: &str, stream: &str) -> ApiResu
         let mut components = Path::new(part).components();
         match (components.next(), components.next()) {
             (Some(Component::Normal(_)), None) => path.push(part),
-            _ => return Err(ApiError::PermissionDenied(format!("log path `{run_id}/{task_path}` leaves the logs root"))),
+            _ => {
+                return Err(ApiError::PermissionDenied(format!("log path `{run_id}/{task_path}` leaves the logs root")))
+            }
         }
     }
     path.push(format!("{stream}.log"));

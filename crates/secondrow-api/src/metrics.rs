@@ -67,7 +67,10 @@ async fn metrics(State(s): State<AppState>) -> ApiResult<Response> {
     for (state, n) in store.run_state_counts().await? {
         let _ = writeln!(out, "secondrow_runs{{state=\"{state}\"}} {n}");
     }
-    let _ = writeln!(out, "# HELP secondrow_runs_executing Runs executing in this server.\n# TYPE secondrow_runs_executing gauge");
+    let _ = writeln!(
+        out,
+        "# HELP secondrow_runs_executing Runs executing in this server.\n# TYPE secondrow_runs_executing gauge"
+    );
     let _ = writeln!(out, "secondrow_runs_executing {}", s.supervisor.active_count());
     let _ = writeln!(
         out,
@@ -80,11 +83,19 @@ async fn metrics(State(s): State<AppState>) -> ApiResult<Response> {
     let m = &s.metrics;
     let _ = writeln!(out, "# HELP secondrow_api_request_duration_seconds API request latency.\n# TYPE secondrow_api_request_duration_seconds histogram");
     for (i, b) in BUCKETS.iter().enumerate() {
-        let _ = writeln!(out, "secondrow_api_request_duration_seconds_bucket{{le=\"{b}\"}} {}", m.buckets[i].load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "secondrow_api_request_duration_seconds_bucket{{le=\"{b}\"}} {}",
+            m.buckets[i].load(Ordering::Relaxed)
+        );
     }
     let count = m.count.load(Ordering::Relaxed);
     let _ = writeln!(out, "secondrow_api_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}");
-    let _ = writeln!(out, "secondrow_api_request_duration_seconds_sum {:.6}", m.sum_us.load(Ordering::Relaxed) as f64 / 1e6);
+    let _ = writeln!(
+        out,
+        "secondrow_api_request_duration_seconds_sum {:.6}",
+        m.sum_us.load(Ordering::Relaxed) as f64 / 1e6
+    );
     let _ = writeln!(out, "secondrow_api_request_duration_seconds_count {count}");
     let _ = writeln!(out, "# HELP secondrow_api_errors_total API responses with an error status.\n# TYPE secondrow_api_errors_total counter");
     let _ = writeln!(out, "secondrow_api_errors_total{{class=\"4xx\"}} {}", m.errors_4xx.load(Ordering::Relaxed));

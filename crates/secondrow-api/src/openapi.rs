@@ -16,8 +16,20 @@ const OPERATIONS: &[(&str, &str, &str, &str, &[&str])] = &[
     ("delete", "/experiments/{id}", "delete_experiment", "Delete an experiment", &[]),
     ("post", "/experiments/{id}:archive", "archive_experiment", "Archive an experiment and its runs", &[]),
     ("post", "/experiments/{id}:unarchive", "unarchive_experiment", "Unarchive an experiment", &[]),
-    ("post", "/pipelines/upload", "upload_pipeline", "Upload a pipeline (multipart `uploadfile`)", &["name", "description", "namespace"]),
-    ("post", "/pipelines/upload_version", "upload_pipeline_version", "Upload a pipeline version (multipart)", &["name", "pipelineid", "description"]),
+    (
+        "post",
+        "/pipelines/upload",
+        "upload_pipeline",
+        "Upload a pipeline (multipart `uploadfile`)",
+        &["name", "description", "namespace"],
+    ),
+    (
+        "post",
+        "/pipelines/upload_version",
+        "upload_pipeline_version",
+        "Upload a pipeline version (multipart)",
+        &["name", "pipelineid", "description"],
+    ),
     ("get", "/pipelines", "list_pipelines", "List pipelines", LIST),
     ("get", "/pipelines/{id}", "get_pipeline", "Get a pipeline", &[]),
     ("delete", "/pipelines/{id}", "delete_pipeline", "Delete a pipeline and its versions", &[]),
@@ -43,7 +55,13 @@ const OPERATIONS: &[(&str, &str, &str, &str, &[&str])] = &[
     ("get", "/deployments/{name}", "get_deployment", "Get a deployment with its versions and serving state", &[]),
     ("patch", "/deployments/{name}", "update_deployment", "Change the default version or the canary", &[]),
     ("delete", "/deployments/{name}", "delete_deployment", "Delete a deployment", &[]),
-    ("delete", "/deployments/{name}/versions/{version}", "delete_deployment_version", "Delete a deployment version", &[]),
+    (
+        "delete",
+        "/deployments/{name}/versions/{version}",
+        "delete_deployment_version",
+        "Delete a deployment version",
+        &[],
+    ),
     ("get", "/openapi.json", "get_openapi", "This document", &[]),
 ];
 

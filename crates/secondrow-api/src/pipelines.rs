@@ -82,7 +82,9 @@ struct UploadQuery {
 
 /// Reads the `uploadfile` part (any file part is accepted) and validates it as a pipeline.
 async fn read_upload(mut multipart: Multipart) -> ApiResult<(Pipeline, Option<String>)> {
-    while let Some(field) = multipart.next_field().await.map_err(|e| ApiError::invalid(format!("multipart body: {e}")))? {
+    while let Some(field) =
+        multipart.next_field().await.map_err(|e| ApiError::invalid(format!("multipart body: {e}")))?
+    {
         let is_file = field.name() == Some("uploadfile") || field.file_name().is_some();
         if !is_file {
             continue;
@@ -99,19 +101,19 @@ async fn read_upload(mut multipart: Multipart) -> ApiResult<(Pipeline, Option<St
     Err(ApiError::invalid("multipart body has no `uploadfile` part"))
 }
 
-async fn upload(State(s): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<UploadQuery>, multipart: Multipart) -> ApiResult<Json<Value>> {
+async fn upload(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<UploadQuery>,
+    multipart: Multipart,
+) -> ApiResult<Json<Value>> {
     let namespace = caller.namespace_for_new(q.namespace.as_deref())?;
     let (pipeline, _) = read_upload(multipart).await?;
     let name = q.name.filter(|n| !n.trim().is_empty()).unwrap_or_else(|| pipeline.name().to_owned());
-    let description = q
-        .description
-        .or_else(|| pipeline.spec.pipeline_info.description.clone())
-        .unwrap_or_default();
+    let description = q.description.or_else(|| pipeline.spec.pipeline_info.description.clone()).unwrap_or_default();
     let doc = spec_document(&pipeline);
-    let (p, _) = s
-        .store()
-        .create_pipeline_with_version(&name, &description, &namespace, &name, &doc, &digest(&doc))
-        .await?;
+    let (p, _) =
+        s.store().create_pipeline_with_version(&name, &description, &namespace, &name, &doc, &digest(&doc)).await?;
     Ok(Json(wire(&p)))
 }
 
@@ -121,7 +123,10 @@ async fn upload_version(
     ApiQuery(q): ApiQuery<UploadQuery>,
     multipart: Multipart,
 ) -> ApiResult<Json<Value>> {
-    let pipeline_id = q.pipelineid.filter(|p| !p.is_empty()).ok_or_else(|| ApiError::invalid("query parameter `pipelineid` is required"))?;
+    let pipeline_id = q
+        .pipelineid
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| ApiError::invalid("query parameter `pipelineid` is required"))?;
     caller.pipeline(&s, &pipeline_id, true).await?;
     let (pipeline, file_name) = read_upload(multipart).await?;
     let name = q
@@ -156,18 +161,31 @@ async fn delete(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiPath<
     Ok(Json(json!({})))
 }
 
-async fn list_versions(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiPath<String>, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Json<Value>> {
+async fn list_versions(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<Value>> {
     caller.pipeline(&s, &id, false).await?;
     let items = s.store().list_pipeline_versions(&id).await?.iter().map(wire_version).collect();
     Ok(Json(page_json("pipeline_versions", paginate(items, &q, VERSION_KEYS)?)))
 }
 
-async fn get_version(State(s): State<AppState>, caller: Caller, ApiPath((id, vid)): ApiPath<(String, String)>) -> ApiResult<Json<Value>> {
+async fn get_version(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiPath((id, vid)): ApiPath<(String, String)>,
+) -> ApiResult<Json<Value>> {
     caller.pipeline(&s, &id, false).await?;
     Ok(Json(wire_version(&s.store().get_pipeline_version(&id, &vid).await?)))
 }
 
-async fn delete_version(State(s): State<AppState>, caller: Caller, ApiPath((id, vid)): ApiPath<(String, String)>) -> ApiResult<Json<Value>> {
+async fn delete_version(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiPath((id, vid)): ApiPath<(String, String)>,
+) -> ApiResult<Json<Value>> {
     caller.pipeline(&s, &id, true).await?;
     s.store().delete_pipeline_version(&id, &vid).await?;
     Ok(Json(json!({})))
@@ -244,9 +262,13 @@ fn read_limited(r: impl Read, name: &str, limit: u64) -> ApiResult<Vec<u8>> {
 }
 
 fn from_zip(bytes: &[u8]) -> ApiResult<(String, Vec<u8>)> {
-    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| ApiError::invalid(format!("not a valid .zip: {e}")))?;
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes))
+        .map_err(|e| ApiError::invalid(format!("not a valid .zip: {e}")))?;
     if zip.len() > MAX_ARCHIVE_ENTRIES {
-        return Err(ApiError::invalid(format!("the .zip archive has {} entries (at most {MAX_ARCHIVE_ENTRIES})", zip.len())));
+        return Err(ApiError::invalid(format!(
+            "the .zip archive has {} entries (at most {MAX_ARCHIVE_ENTRIES})",
+            zip.len()
+        )));
     }
     let mut files = Vec::new();
     let mut indices = Vec::new();
@@ -258,7 +280,8 @@ fn from_zip(bytes: &[u8]) -> ApiResult<(String, Vec<u8>)> {
         }
     }
     let pick = single_pipeline(&files, ".zip")?;
-    let entry = zip.by_index(indices[pick]).map_err(|e| ApiError::invalid(format!("`{}` in the .zip: {e}", files[pick])))?;
+    let entry =
+        zip.by_index(indices[pick]).map_err(|e| ApiError::invalid(format!("`{}` in the .zip: {e}", files[pick])))?;
     let content = read_limited(entry, &files[pick], MAX_PIPELINE_BYTES)?;
     Ok((files[pick].clone(), content))
 }
@@ -301,7 +324,10 @@ impl<R: Read> Read for Capped<R> {
             let mut probe = [0u8; 1];
             return match self.inner.read(&mut probe)? {
                 0 => Ok(0),
-                _ => Err(std::io::Error::other(format!("larger than {} MiB decompressed", MAX_ARCHIVE_BYTES / (1024 * 1024)))),
+                _ => Err(std::io::Error::other(format!(
+                    "larger than {} MiB decompressed",
+                    MAX_ARCHIVE_BYTES / (1024 * 1024)
+                ))),
             };
         }
         let max = buf.len().min(usize::try_from(self.left).unwrap_or(usize::MAX));
@@ -364,14 +390,20 @@ fn version_pipeline(field: &str, v: &VersionBody) -> ApiResult<Pipeline> {
         )));
     }
     match &v.pipeline_spec {
-        Some(spec) if spec.is_object() => Pipeline::from_json(spec).map_err(|e| ApiError::invalid(format!("{field}.pipeline_spec: {e}"))),
+        Some(spec) if spec.is_object() => {
+            Pipeline::from_json(spec).map_err(|e| ApiError::invalid(format!("{field}.pipeline_spec: {e}")))
+        }
         Some(spec) if !spec.is_null() => Err(ApiError::invalid(format!("{field}.pipeline_spec must be an object"))),
         _ => Err(ApiError::invalid(format!("{field}.pipeline_spec is required"))),
     }
 }
 
 /// `POST /pipelines`: a pipeline without versions; they come later through `/pipelines/{id}/versions`.
-async fn create(State(s): State<AppState>, caller: Caller, ApiJson(p): ApiJson<PipelineBody>) -> ApiResult<Json<Value>> {
+async fn create(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiJson(p): ApiJson<PipelineBody>,
+) -> ApiResult<Json<Value>> {
     let namespace = caller.namespace_for_new(p.namespace.as_deref())?;
     let name = body_name("pipeline", p.display_name, p.name)?;
     let record = s.store().create_pipeline(&name, p.description.as_deref().unwrap_or(""), &namespace).await?;
@@ -380,7 +412,11 @@ async fn create(State(s): State<AppState>, caller: Caller, ApiJson(p): ApiJson<P
 }
 
 /// `POST /pipelines/create`: a pipeline and its first version in one body and one transaction.
-async fn create_with_version(State(s): State<AppState>, caller: Caller, ApiJson(body): ApiJson<CreateWithVersionBody>) -> ApiResult<Json<Value>> {
+async fn create_with_version(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateWithVersionBody>,
+) -> ApiResult<Json<Value>> {
     let p = body.pipeline.ok_or_else(|| ApiError::invalid("pipeline is required"))?;
     let namespace = caller.namespace_for_new(p.namespace.as_deref())?;
     let v = body.pipeline_version.ok_or_else(|| ApiError::invalid("pipeline_version is required"))?;
@@ -398,7 +434,12 @@ async fn create_with_version(State(s): State<AppState>, caller: Caller, ApiJson(
 }
 
 /// `POST /pipelines/{id}/versions`: a version from a JSON body with the spec inline.
-async fn create_version(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiPath<String>, ApiJson(v): ApiJson<VersionBody>) -> ApiResult<Json<Value>> {
+async fn create_version(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(v): ApiJson<VersionBody>,
+) -> ApiResult<Json<Value>> {
     caller.pipeline(&s, &id, true).await?;
     if let Some(other) = v.pipeline_id.as_deref().filter(|p| !p.is_empty() && *p != id) {
         return Err(ApiError::invalid(format!("pipeline_id `{other}` in the body does not match `{id}` in the path")));

@@ -53,7 +53,8 @@ async fn list(State(s): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<L
         return Err(crate::ApiError::invalid(format!("limit: must be 0 or more, got {}", q.limit)));
     }
     // A namespace token lists only its own runs (of the newest `limit`).
-    let runs: Vec<_> = s.store().list_runs(q.limit).await?.into_iter().filter(|r| caller.sees(&r.namespace, false)).collect();
+    let runs: Vec<_> =
+        s.store().list_runs(q.limit).await?.into_iter().filter(|r| caller.sees(&r.namespace, false)).collect();
     Ok(Json(json!(runs)))
 }
 

@@ -29,8 +29,17 @@ pub fn routes() -> Router<AppState> {
         .route("/recurringruns/{id}", get(get_one).delete(delete).post(action))
 }
 
-const KEYS: &[&str] =
-    &["recurring_run_id", "display_name", "description", "namespace", "experiment_id", "status", "mode", "created_at", "updated_at"];
+const KEYS: &[&str] = &[
+    "recurring_run_id",
+    "display_name",
+    "description",
+    "namespace",
+    "experiment_id",
+    "status",
+    "mode",
+    "created_at",
+    "updated_at",
+];
 
 fn wire(r: &RecurringRunRecord) -> Value {
     let mut out = json!({
@@ -60,8 +69,12 @@ fn wire(r: &RecurringRunRecord) -> Value {
 fn int64(field: &str, v: Option<&Value>) -> ApiResult<Option<i64>> {
     match v {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n.as_i64().map(Some).ok_or_else(|| ApiError::invalid(format!("{field} must be an integer"))),
-        Some(Value::String(s)) => s.trim().parse().map(Some).map_err(|_| ApiError::invalid(format!("{field} `{s}` is not an integer"))),
+        Some(Value::Number(n)) => {
+            n.as_i64().map(Some).ok_or_else(|| ApiError::invalid(format!("{field} must be an integer")))
+        }
+        Some(Value::String(s)) => {
+            s.trim().parse().map(Some).map_err(|_| ApiError::invalid(format!("{field} `{s}` is not an integer")))
+        }
         Some(_) => Err(ApiError::invalid(format!("{field} must be an integer"))),
     }
 }
@@ -120,23 +133,36 @@ fn to_cron_crate(expr: &str) -> ApiResult<String> {
 
 fn parse_trigger(trigger: &Value) -> ApiResult<Trigger> {
     let cron_spec = trigger.get("cron_schedule").or_else(|| trigger.get("cronSchedule")).filter(|v| !v.is_null());
-    let periodic = trigger.get("periodic_schedule").or_else(|| trigger.get("periodicSchedule")).filter(|v| !v.is_null());
+    let periodic =
+        trigger.get("periodic_schedule").or_else(|| trigger.get("periodicSchedule")).filter(|v| !v.is_null());
     match (cron_spec, periodic) {
         (Some(c), None) => {
-            let expr = c.get("cron").and_then(Value::as_str).ok_or_else(|| ApiError::invalid("cron_schedule.cron is required"))?;
+            let expr = c
+                .get("cron")
+                .and_then(Value::as_str)
+                .ok_or_else(|| ApiError::invalid("cron_schedule.cron is required"))?;
             let schedule = cron::Schedule::from_str(&to_cron_crate(expr)?)
                 .map_err(|e| ApiError::invalid(format!("cron `{expr}`: {e}")))?;
             Ok(Trigger::Cron { schedule, start: opt_time(c, "start_time")?, end: opt_time(c, "end_time")? })
         }
         (None, Some(p)) => {
-            let secs = int64("periodic_schedule.interval_second", p.get("interval_second").or_else(|| p.get("intervalSecond")))?
-                .ok_or_else(|| ApiError::invalid("periodic_schedule.interval_second is required"))?;
+            let secs = int64(
+                "periodic_schedule.interval_second",
+                p.get("interval_second").or_else(|| p.get("intervalSecond")),
+            )?
+            .ok_or_else(|| ApiError::invalid("periodic_schedule.interval_second is required"))?;
             if secs <= 0 {
                 return Err(ApiError::invalid("periodic_schedule.interval_second must be positive"));
             }
-            Ok(Trigger::Periodic { interval_ms: secs * 1000, start: opt_time(p, "start_time")?, end: opt_time(p, "end_time")? })
+            Ok(Trigger::Periodic {
+                interval_ms: secs * 1000,
+                start: opt_time(p, "start_time")?,
+                end: opt_time(p, "end_time")?,
+            })
         }
-        (Some(_), Some(_)) => Err(ApiError::invalid("trigger: give either cron_schedule or periodic_schedule, not both")),
+        (Some(_), Some(_)) => {
+            Err(ApiError::invalid("trigger: give either cron_schedule or periodic_schedule, not both"))
+        }
         (None, None) => Err(ApiError::invalid("trigger: cron_schedule or periodic_schedule is required")),
     }
 }
@@ -184,7 +210,11 @@ struct CreateBody {
     trigger: Option<Value>,
 }
 
-async fn create(State(s): State<AppState>, caller: Caller, ApiJson(body): ApiJson<CreateBody>) -> ApiResult<Json<Value>> {
+async fn create(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateBody>,
+) -> ApiResult<Json<Value>> {
     if body.display_name.trim().is_empty() {
         return Err(ApiError::invalid("recurring run display_name must not be empty"));
     }
@@ -199,7 +229,8 @@ async fn create(State(s): State<AppState>, caller: Caller, ApiJson(body): ApiJso
         Some("DISABLE") => false,
         Some(other) => return Err(ApiError::invalid(format!("mode `{other}`: expected ENABLE or DISABLE"))),
     };
-    let (pipeline, version) = resolve_pipeline(&s, &caller, body.pipeline_spec.as_ref(), body.pipeline_version_reference.as_ref()).await?;
+    let (pipeline, version) =
+        resolve_pipeline(&s, &caller, body.pipeline_spec.as_ref(), body.pipeline_version_reference.as_ref()).await?;
     let rc_value = body.runtime_config.unwrap_or_else(|| json!({}));
     let rc: RuntimeConfig =
         serde_json::from_value(rc_value.clone()).map_err(|e| ApiError::invalid(format!("runtime_config: {e}")))?;
@@ -258,7 +289,11 @@ async fn delete(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiPath<
     Ok(Json(json!({})))
 }
 
-async fn action(State(s): State<AppState>, caller: Caller, ApiPath(id_action): ApiPath<String>) -> ApiResult<Json<Value>> {
+async fn action(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiPath(id_action): ApiPath<String>,
+) -> ApiResult<Json<Value>> {
     let (id, action) = split_action(&id_action)?;
     caller.recurring_run(&s, id).await?;
     let enabled = match action {
@@ -321,7 +356,8 @@ async fn schedule_once(state: &AppState) -> ApiResult<()> {
 async fn fire(state: &AppState, rr: &RecurringRunRecord, due: i64) -> ApiResult<()> {
     let pipeline = Pipeline::from_json(&rr.spec)?;
     let params: Map<String, Value> = rr.parameters.as_object().cloned().unwrap_or_default();
-    let when = DateTime::<Utc>::from_timestamp_millis(due).map(|t| t.format("%Y%m%d%H%M%S").to_string()).unwrap_or_default();
+    let when =
+        DateTime::<Utc>::from_timestamp_millis(due).map(|t| t.format("%Y%m%d%H%M%S").to_string()).unwrap_or_default();
     let sub = Submission {
         display_name: Some(format!("{}-{when}", rr.display_name)),
         description: rr.description.clone(),

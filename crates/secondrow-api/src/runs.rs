@@ -21,9 +21,7 @@ use crate::list::{page_json, paginate, ListQuery};
 use crate::{ts, AppState};
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/runs", post(create).get(list))
-        .route("/runs/{id}", get(get_one).delete(delete).post(action))
+    Router::new().route("/runs", post(create).get(list)).route("/runs/{id}", get(get_one).delete(delete).post(action))
 }
 
 pub const KEYS: &[&str] = &[
@@ -87,22 +85,28 @@ pub async fn resolve_pipeline(
             }
             Ok((Pipeline::from_json(spec)?, None))
         }
-        (None, Some(VersionRef { pipeline_id: Some(p), pipeline_version_id: Some(v) })) if !p.is_empty() && !v.is_empty() => {
+        (None, Some(VersionRef { pipeline_id: Some(p), pipeline_version_id: Some(v) }))
+            if !p.is_empty() && !v.is_empty() =>
+        {
             caller.pipeline(s, p, false).await?;
             let version = s.store().get_pipeline_version(p, v).await?;
             let pipeline = Pipeline::from_json(&version.spec)?;
             Ok((pipeline, Some((p.clone(), v.clone()))))
         }
-        (None, Some(_)) => Err(ApiError::invalid(
-            "pipeline_version_reference needs both pipeline_id and pipeline_version_id",
-        )),
+        (None, Some(_)) => {
+            Err(ApiError::invalid("pipeline_version_reference needs both pipeline_id and pipeline_version_id"))
+        }
         (None, None) => Err(ApiError::invalid("a run needs pipeline_spec or pipeline_version_reference")),
     }
 }
 
 /// The experiment a new run goes into (and its namespace): the given one, or `Default` of the caller's
 /// namespace.
-pub async fn resolve_experiment(s: &AppState, caller: &Caller, experiment_id: Option<&str>) -> ApiResult<(String, String)> {
+pub async fn resolve_experiment(
+    s: &AppState,
+    caller: &Caller,
+    experiment_id: Option<&str>,
+) -> ApiResult<(String, String)> {
     match experiment_id.filter(|e| !e.is_empty()) {
         Some(id) => {
             let e = caller.experiment(s, id).await?;
@@ -118,8 +122,13 @@ pub async fn resolve_experiment(s: &AppState, caller: &Caller, experiment_id: Op
     }
 }
 
-async fn create(State(s): State<AppState>, caller: Caller, ApiJson(body): ApiJson<CreateBody>) -> ApiResult<Json<Value>> {
-    let (pipeline, version) = resolve_pipeline(&s, &caller, body.pipeline_spec.as_ref(), body.pipeline_version_reference.as_ref()).await?;
+async fn create(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateBody>,
+) -> ApiResult<Json<Value>> {
+    let (pipeline, version) =
+        resolve_pipeline(&s, &caller, body.pipeline_spec.as_ref(), body.pipeline_version_reference.as_ref()).await?;
     let rc = body.runtime_config.unwrap_or_default();
     let params = pipeline.bind_parameters(&rc.parameters.unwrap_or_default())?;
     let (experiment_id, namespace) = resolve_experiment(&s, &caller, body.experiment_id.as_deref()).await?;
@@ -145,7 +154,12 @@ async fn create(State(s): State<AppState>, caller: Caller, ApiJson(body): ApiJso
 }
 
 /// A run as the client reads it; `tasks` adds `run_details.task_details`.
-pub fn wire(r: &RunRecord, history: &[(RunState, i64)], tasks: Option<(&[TaskRecord], &[EventRecord])>, with_spec: bool) -> Value {
+pub fn wire(
+    r: &RunRecord,
+    history: &[(RunState, i64)],
+    tasks: Option<(&[TaskRecord], &[EventRecord])>,
+    with_spec: bool,
+) -> Value {
     let mut out = json!({
         "run_id": r.id,
         "experiment_id": r.experiment_id,
@@ -261,7 +275,11 @@ async fn delete(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiPath<
     Ok(Json(json!({})))
 }
 
-async fn action(State(s): State<AppState>, caller: Caller, ApiPath(id_action): ApiPath<String>) -> ApiResult<Json<Value>> {
+async fn action(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiPath(id_action): ApiPath<String>,
+) -> ApiResult<Json<Value>> {
     let (id, action) = split_action(&id_action)?;
     let store = s.store();
     let run = caller.run(&s, id).await?;

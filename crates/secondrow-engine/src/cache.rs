@@ -11,7 +11,12 @@ use secondrow_spec::ir::{ComponentSpec, ContainerSpec};
 
 use crate::task::Outputs;
 
-pub fn cache_key(container: &ContainerSpec, component: &ComponentSpec, inputs: &Outputs, custom: Option<&str>) -> String {
+pub fn cache_key(
+    container: &ContainerSpec,
+    component: &ComponentSpec,
+    inputs: &Outputs,
+    custom: Option<&str>,
+) -> String {
     if let Some(k) = custom.filter(|k| !k.is_empty()) {
         return hex::encode(Sha256::digest(format!("custom:{k}").as_bytes()));
     }

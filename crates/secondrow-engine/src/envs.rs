@@ -50,7 +50,9 @@ impl EnvManager {
     /// Returns the Python of the environment for `req` on top of `base`, creating it if needed.
     pub async fn ensure(&self, base: &Path, req: &PipRequirements) -> Result<PathBuf, String> {
         let probe = probe_python(base).await?;
-        let key = hex::encode(Sha256::digest(format!("{}\n{}\n{}", req.normalized(), probe.version, probe.purelib).as_bytes()));
+        let key = hex::encode(Sha256::digest(
+            format!("{}\n{}\n{}", req.normalized(), probe.version, probe.purelib).as_bytes(),
+        ));
         let key = key[..24].to_owned();
         let cell = {
             let mut cells = self.cells.lock().map_err(|_| "environment registry poisoned".to_owned())?;
@@ -85,7 +87,11 @@ impl EnvManager {
                     let holder: Option<i32> = std::fs::read_to_string(&lock).ok().and_then(|s| s.trim().parse().ok());
                     let stale = match holder {
                         Some(pid) => !Path::new(&format!("/proc/{pid}")).exists(),
-                        None => lock.metadata().and_then(|m| m.modified()).map(|t| t.elapsed().unwrap_or_default() > Duration::from_secs(5)).unwrap_or(true),
+                        None => lock
+                            .metadata()
+                            .and_then(|m| m.modified())
+                            .map(|t| t.elapsed().unwrap_or_default() > Duration::from_secs(5))
+                            .unwrap_or(true),
                     };
                     if stale {
                         let _ = std::fs::remove_file(&lock);
@@ -106,12 +112,21 @@ impl EnvManager {
         result.map(|_| python)
     }
 
-    async fn build(&self, base: &Path, req: &PipRequirements, key: &str, dir: &Path, probe: &Probe) -> Result<(), String> {
+    async fn build(
+        &self,
+        base: &Path,
+        req: &PipRequirements,
+        key: &str,
+        dir: &Path,
+        probe: &Probe,
+    ) -> Result<(), String> {
         let _ = std::fs::remove_dir_all(dir);
         let uv = which("uv");
         let installer = if uv.is_some() { "uv" } else { "pip" };
         match &uv {
-            Some(uv) => run(Command::new(uv).arg("venv").arg("--quiet").arg("--python").arg(base).arg(dir), "uv venv").await?,
+            Some(uv) => {
+                run(Command::new(uv).arg("venv").arg("--quiet").arg("--python").arg(base).arg(dir), "uv venv").await?
+            }
             None => run(Command::new(base).args(["-m", "venv"]).arg(dir), "python -m venv").await?,
         }
         let python = dir.join("bin/python");
@@ -161,7 +176,10 @@ impl EnvManager {
             let Ok(text) = std::fs::read_to_string(dir.join("metadata.json")) else { continue };
             let Ok(mut info) = serde_json::from_str::<EnvInfo>(&text) else { continue };
             info.path = dir.clone();
-            info.last_used_ms = std::fs::read_to_string(dir.join("last_used")).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(info.created_at_ms);
+            info.last_used_ms = std::fs::read_to_string(dir.join("last_used"))
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(info.created_at_ms);
             out.push(info);
         }
         out.sort_by(|a, b| a.key.cmp(&b.key));
@@ -189,7 +207,11 @@ struct Probe {
 }
 
 async fn probe_python(python: &Path) -> Result<Probe, String> {
-    let out = python_output(python, "import sys, sysconfig; print(sys.version.split()[0]); print(sysconfig.get_paths()['purelib'])").await?;
+    let out = python_output(
+        python,
+        "import sys, sysconfig; print(sys.version.split()[0]); print(sysconfig.get_paths()['purelib'])",
+    )
+    .await?;
     let mut lines = out.lines();
     match (lines.next(), lines.next()) {
         (Some(v), Some(p)) => Ok(Probe { version: v.to_owned(), purelib: p.to_owned() }),
@@ -211,7 +233,8 @@ async fn python_output(python: &Path, code: &str) -> Result<String, String> {
 }
 
 async fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
-    let out = cmd.stdin(std::process::Stdio::null()).output().await.map_err(|e| format!("{what}: cannot start: {e}"))?;
+    let out =
+        cmd.stdin(std::process::Stdio::null()).output().await.map_err(|e| format!("{what}: cannot start: {e}"))?;
     if out.status.success() {
         return Ok(());
     }

@@ -100,10 +100,27 @@ pub struct Submission {
 #[derive(Debug, Clone)]
 pub enum Progress {
     /// The run now has this many more executable tasks (containers and importers) than announced before.
-    Planned { count: usize },
-    Started { path: String, display_name: String, attempt: i64 },
-    Retrying { path: String, attempt: i64, delay_ms: u64, error: String },
-    Finished { path: String, display_name: String, state: TaskState, duration_ms: u64, error: Option<String> },
+    Planned {
+        count: usize,
+    },
+    Started {
+        path: String,
+        display_name: String,
+        attempt: i64,
+    },
+    Retrying {
+        path: String,
+        attempt: i64,
+        delay_ms: u64,
+        error: String,
+    },
+    Finished {
+        path: String,
+        display_name: String,
+        state: TaskState,
+        duration_ms: u64,
+        error: Option<String>,
+    },
     Log(LogLine),
 }
 
@@ -174,21 +191,30 @@ impl Engine {
 
     /// Records the pipeline (and a version keyed by content) and a new PENDING run. Parameters must
     /// already be bound ([`Pipeline::bind_parameters`]); nothing is written if anything is invalid.
-    pub async fn submit(&self, pipeline: &Pipeline, parameters: Map<String, Value>, sub: Submission) -> Result<RunRecord> {
+    pub async fn submit(
+        &self,
+        pipeline: &Pipeline,
+        parameters: Map<String, Value>,
+        sub: Submission,
+    ) -> Result<RunRecord> {
         let store = &self.inner.store;
         let digest = hex::encode(Sha256::digest(pipeline.document.to_string().as_bytes()));
         let description = pipeline.spec.pipeline_info.description.clone().unwrap_or_default();
         let (pipeline_id, version_id) = match (&sub.pipeline_id, &sub.pipeline_version_id) {
             (Some(p), Some(v)) => (p.clone(), v.clone()),
-            _ => store.record_pipeline_version(pipeline.name(), &description, &sub.namespace, &pipeline.document, &digest).await?,
+            _ => {
+                store
+                    .record_pipeline_version(pipeline.name(), &description, &sub.namespace, &pipeline.document, &digest)
+                    .await?
+            }
         };
         let experiment_id = match sub.experiment_id {
             Some(e) => e,
             None => store.ensure_experiment("Default", &sub.namespace).await?.id,
         };
-        let display_name = sub.display_name.unwrap_or_else(|| {
-            format!("{} {}", pipeline.name(), chrono::Utc::now().format("%Y-%m-%d %H-%M-%S"))
-        });
+        let display_name = sub
+            .display_name
+            .unwrap_or_else(|| format!("{} {}", pipeline.name(), chrono::Utc::now().format("%Y-%m-%d %H-%M-%S")));
         let mut spec_doc = pipeline.document.clone();
         if let Some(platform) = &pipeline.platform_spec {
             spec_doc = serde_json::json!({"pipeline_spec": spec_doc, "platform_spec": platform});

@@ -52,7 +52,10 @@ impl PythonEnv {
             .output();
         let (has_kfp, note) = match tokio::time::timeout(Duration::from_secs(60), probe).await {
             Ok(Ok(out)) if out.status.success() => (true, None),
-            Ok(Ok(out)) => (false, Some(format!("{} cannot import kfp: {}", exe.display(), String::from_utf8_lossy(&out.stderr).trim()))),
+            Ok(Ok(out)) => (
+                false,
+                Some(format!("{} cannot import kfp: {}", exe.display(), String::from_utf8_lossy(&out.stderr).trim())),
+            ),
             Ok(Err(e)) => (false, Some(format!("cannot start {}: {e}", exe.display()))),
             Err(_) => (false, Some(format!("{} did not answer within 60 s", exe.display()))),
         };

@@ -28,11 +28,11 @@ use secondrow_store::{
 
 use crate::executor::{self, Exit, LogLine, ProcessJob};
 use crate::python::PythonEnv;
+use crate::task::{self, ArtifactRef, JobContext, LaunchOptions, Outputs, PreparedContainer};
 use crate::warm::WarmJob;
 use crate::PythonMode;
-use secondrow_spec::lightweight::{self, PipRequirements};
-use crate::task::{self, ArtifactRef, JobContext, LaunchOptions, Outputs, PreparedContainer};
 use crate::{cache, retry, EngineError, Inner, Progress, Result, RunControl, RunOptions};
+use secondrow_spec::lightweight::{self, PipRequirements};
 
 type NodeId = usize;
 
@@ -171,7 +171,15 @@ impl RunDriver {
             parameters: self.run.parameters.as_object().cloned().unwrap_or_default(),
             artifacts: Default::default(),
         };
-        let root = self.add_node(None, String::new(), String::new(), self.pipeline.name().to_owned(), None, ROOT.into(), TaskKind::Dag);
+        let root = self.add_node(
+            None,
+            String::new(),
+            String::new(),
+            self.pipeline.name().to_owned(),
+            None,
+            ROOT.into(),
+            TaskKind::Dag,
+        );
         self.nodes[root].inputs = root_inputs;
         if self.pipeline.executors.values().any(|e| e.is_lightweight_python) {
             // Warm the Python up while the first tasks are being prepared.
@@ -309,7 +317,8 @@ impl RunDriver {
             while id < self.nodes.len() {
                 match self.nodes[id].phase {
                     Phase::Pending => {
-                        let parent_running = self.nodes[id].parent.is_some_and(|p| self.nodes[p].phase == Phase::Running);
+                        let parent_running =
+                            self.nodes[id].parent.is_some_and(|p| self.nodes[p].phase == Phase::Running);
                         if parent_running && !self.canceling {
                             changed |= self.try_start(id).await?;
                         }
@@ -340,7 +349,8 @@ impl RunDriver {
     async fn try_start(&mut self, id: NodeId) -> Result<bool> {
         let Some(parent) = self.nodes[id].parent else { return Ok(false) };
         if self.nodes[id].kind == TaskKind::Iteration {
-            let running = self.nodes[parent].children.iter().filter(|c| self.nodes[**c].phase == Phase::Running).count();
+            let running =
+                self.nodes[parent].children.iter().filter(|c| self.nodes[**c].phase == Phase::Running).count();
             if running >= self.nodes[parent].limit {
                 return Ok(false);
             }
@@ -367,7 +377,8 @@ impl RunDriver {
             .is_some_and(|s| s == "ALL_UPSTREAM_TASKS_COMPLETED");
         if let Some(dep) = blocked_by {
             if !accepts_completed {
-                self.finish_unrun(id, TaskState::Skipped, false, format!("upstream task `{dep}` did not succeed")).await?;
+                self.finish_unrun(id, TaskState::Skipped, false, format!("upstream task `{dep}` did not succeed"))
+                    .await?;
                 return Ok(true);
             }
         }
@@ -451,7 +462,9 @@ impl RunDriver {
                 let mut env = Env::new();
                 env.insert("string_value".into(), CelValue::String(value::placeholder_text(val)));
                 let parsed = cel::parse(sel).map_err(|e| format!("input `{name}` selector: {e}"))?;
-                v = Some(cel::eval(&parsed, &env).map_err(|e| format!("input `{name}` selector `{sel}`: {e}"))?.to_json());
+                v = Some(
+                    cel::eval(&parsed, &env).map_err(|e| format!("input `{name}` selector `{sel}`: {e}"))?.to_json(),
+                );
             }
             if let Some(val) = v {
                 let val = match comp.input_definitions.parameters.get(name) {
@@ -464,7 +477,8 @@ impl RunDriver {
         for (name, def) in &comp.input_definitions.parameters {
             if !out.parameters.contains_key(name) {
                 if let Some(d) = &def.default_value {
-                    let d = value::coerce(d, def.parameter_type).map_err(|e| format!("default of input `{name}`: {e}"))?;
+                    let d =
+                        value::coerce(d, def.parameter_type).map_err(|e| format!("default of input `{name}`: {e}"))?;
                     out.parameters.insert(name.clone(), d);
                 }
             }
@@ -529,7 +543,8 @@ impl RunDriver {
     /// Records a task that will not run (skipped, or failed before starting).
     async fn finish_unrun(&mut self, id: NodeId, state: TaskState, by_condition: bool, reason: String) -> Result<()> {
         let inputs = serde_json::to_value(&self.nodes[id].inputs).ok();
-        let task_id = self.inner.store.record_unrun_task(&self.task_start(id, state, inputs.as_ref()), Some(&reason)).await?;
+        let task_id =
+            self.inner.store.record_unrun_task(&self.task_start(id, state, inputs.as_ref()), Some(&reason)).await?;
         let n = &mut self.nodes[id];
         n.task_id = Some(task_id);
         n.phase = Phase::Done;
@@ -547,7 +562,8 @@ impl RunDriver {
     async fn start_group(&mut self, id: NodeId) -> Result<()> {
         if self.nodes[id].parent.is_some() {
             let inputs = serde_json::to_value(&self.nodes[id].inputs).ok();
-            let task_id = self.inner.store.start_task(&self.task_start(id, TaskState::Running, inputs.as_ref())).await?;
+            let task_id =
+                self.inner.store.start_task(&self.task_start(id, TaskState::Running, inputs.as_ref())).await?;
             self.nodes[id].task_id = Some(task_id);
         }
         self.nodes[id].phase = Phase::Running;
@@ -573,8 +589,10 @@ impl RunDriver {
             if matches!(kind, TaskKind::Container | TaskKind::Importer) {
                 planned += 1;
             }
-            let path = if self.nodes[id].path.is_empty() { key.clone() } else { format!("{}/{key}", self.nodes[id].path) };
-            let display = if task_spec.task_info.name.is_empty() { key.clone() } else { task_spec.task_info.name.clone() };
+            let path =
+                if self.nodes[id].path.is_empty() { key.clone() } else { format!("{}/{key}", self.nodes[id].path) };
+            let display =
+                if task_spec.task_info.name.is_empty() { key.clone() } else { task_spec.task_info.name.clone() };
             let component = task_spec.component_ref.name.clone();
             self.add_node(Some(id), path, key, display, Some(task_spec), component, kind);
         }
@@ -601,14 +619,21 @@ impl RunDriver {
         let items = match items.map(value::normalize) {
             Ok(Value::Array(a)) => a,
             Ok(other) => {
-                return self.finish_unrun(id, TaskState::Failed, false, format!("loop items are not a list: {other}")).await;
+                return self
+                    .finish_unrun(id, TaskState::Failed, false, format!("loop items are not a list: {other}"))
+                    .await;
             }
             Err(e) => return self.finish_unrun(id, TaskState::Failed, false, e).await,
         };
         let inputs = serde_json::to_value(&self.nodes[id].inputs).ok();
         let task_id = self.inner.store.start_task(&self.task_start(id, TaskState::Running, inputs.as_ref())).await?;
         let limit = spec.iterator_policy.as_ref().map(|p| p.parallelism_limit).filter(|l| *l > 0);
-        let item_type = self.comp(&self.nodes[id].component).input_definitions.parameters.get(&iter.item_input).map(|d| d.parameter_type);
+        let item_type = self
+            .comp(&self.nodes[id].component)
+            .input_definitions
+            .parameters
+            .get(&iter.item_input)
+            .map(|d| d.parameter_type);
         {
             let n = &mut self.nodes[id];
             n.task_id = Some(task_id);
@@ -629,7 +654,8 @@ impl RunDriver {
                 None => item,
             };
             let n = &self.nodes[id];
-            let (path, display, component) = (format!("{}/{i}", n.path), format!("{}-{i}", n.display), n.component.clone());
+            let (path, display, component) =
+                (format!("{}/{i}", n.path), format!("{}-{i}", n.display), n.component.clone());
             let mut inputs = n.inputs.clone();
             inputs.parameters.insert(iter.item_input.clone(), item);
             let child = self.add_node(Some(id), path, i.to_string(), display, None, component, TaskKind::Iteration);
@@ -655,7 +681,9 @@ impl RunDriver {
         let error = failed.map(|c| {
             let n = &self.nodes[c];
             match &n.error {
-                Some(e) if matches!(n.kind, TaskKind::Container | TaskKind::Importer) => format!("task `{}` failed: {e}", n.path),
+                Some(e) if matches!(n.kind, TaskKind::Container | TaskKind::Importer) => {
+                    format!("task `{}` failed: {e}", n.path)
+                }
                 Some(e) => e.clone(),
                 None => format!("task `{}` failed", n.path),
             }
@@ -695,9 +723,14 @@ impl RunDriver {
         let Some(dag) = &self.comp(&node.component).dag else { return out };
         let child = |key: &str| node.child_by_key.get(key).map(|c| &self.nodes[*c]);
         for (name, spec) in &dag.outputs.parameters {
-            let selectors = spec.value_from_parameter.iter().chain(spec.value_from_oneof.iter().flat_map(|o| &o.parameter_selectors));
+            let selectors = spec
+                .value_from_parameter
+                .iter()
+                .chain(spec.value_from_oneof.iter().flat_map(|o| &o.parameter_selectors));
             for s in selectors {
-                if let Some(v) = child(&s.producer_subtask).and_then(|c| c.outputs.parameters.get(&s.output_parameter_key)) {
+                if let Some(v) =
+                    child(&s.producer_subtask).and_then(|c| c.outputs.parameters.get(&s.output_parameter_key))
+                {
                     out.parameters.insert(name.clone(), v.clone());
                     break;
                 }
@@ -705,7 +738,9 @@ impl RunDriver {
         }
         for (name, spec) in &dag.outputs.artifacts {
             for s in &spec.artifact_selectors {
-                if let Some(l) = child(&s.producer_subtask).and_then(|c| c.outputs.artifacts.get(&s.output_artifact_key)) {
+                if let Some(l) =
+                    child(&s.producer_subtask).and_then(|c| c.outputs.artifacts.get(&s.output_artifact_key))
+                {
                     out.artifacts.insert(name.clone(), l.clone());
                     break;
                 }
@@ -725,8 +760,11 @@ impl RunDriver {
             out.parameters.insert(name.clone(), Value::Array(values));
         }
         for name in dag.outputs.artifacts.keys() {
-            let all: Vec<ArtifactRef> =
-                node.children.iter().flat_map(|c| self.nodes[*c].outputs.artifacts.get(name).cloned().unwrap_or_default()).collect();
+            let all: Vec<ArtifactRef> = node
+                .children
+                .iter()
+                .flat_map(|c| self.nodes[*c].outputs.artifacts.get(name).cloned().unwrap_or_default())
+                .collect();
             out.artifacts.insert(name.clone(), all);
         }
         out
@@ -748,7 +786,9 @@ impl RunDriver {
         // Resume: a task that finished in an earlier execution of this run keeps its result.
         if let Some(prev) = self.previous.get(&path) {
             if prev.state.is_success() {
-                if let Some(outputs) = prev.outputs.as_ref().and_then(|o| serde_json::from_value::<Outputs>(o.clone()).ok()) {
+                if let Some(outputs) =
+                    prev.outputs.as_ref().and_then(|o| serde_json::from_value::<Outputs>(o.clone()).ok())
+                {
                     let state = prev.state;
                     let n = &mut self.nodes[id];
                     n.task_id = Some(prev.id.clone());
@@ -773,7 +813,11 @@ impl RunDriver {
             if let Some((_, cached)) = self.inner.store.lookup_cache(&key).await? {
                 if let Ok(outputs) = serde_json::from_value::<Outputs>(cached.clone()) {
                     self.nodes[id].attempt = 0;
-                    let task_id = self.inner.store.start_task(&self.task_start(id, TaskState::Running, inputs_json.as_ref())).await?;
+                    let task_id = self
+                        .inner
+                        .store
+                        .start_task(&self.task_start(id, TaskState::Running, inputs_json.as_ref()))
+                        .await?;
                     let refs = outputs.artifact_refs();
                     self.inner
                         .store
@@ -795,7 +839,13 @@ impl RunDriver {
                     n.outputs = outputs;
                     n.state = TaskState::Cached;
                     n.phase = Phase::Done;
-                    self.emit(Progress::Finished { path, display_name: display, state: TaskState::Cached, duration_ms: 0, error: None });
+                    self.emit(Progress::Finished {
+                        path,
+                        display_name: display,
+                        state: TaskState::Cached,
+                        duration_ms: 0,
+                        error: None,
+                    });
                     return Ok(());
                 }
             }
@@ -803,7 +853,8 @@ impl RunDriver {
 
         let attempt = self.previous.get(&path).map(|p| p.attempts).unwrap_or(0) + 1;
         self.nodes[id].attempt = attempt;
-        let task_id = self.inner.store.start_task(&self.task_start(id, TaskState::Running, inputs_json.as_ref())).await?;
+        let task_id =
+            self.inner.store.start_task(&self.task_start(id, TaskState::Running, inputs_json.as_ref())).await?;
         self.nodes[id].task_id = Some(task_id.clone());
         let plan = if parsed.is_lightweight_python {
             let base = self.python_env().await;
@@ -820,7 +871,17 @@ impl RunDriver {
         let launch = LaunchOptions { skip_pip_prelude: plan.as_ref().is_some_and(|p| p.base.has_kfp) };
         self.nodes[id].python = plan;
         let task_root = self.run_root.join(&path);
-        let prepared = task::prepare(&comp, &container, &parsed, &self.nodes[id].inputs, &task_root, &self.job, &self.nodes[id].key, &task_id, &launch);
+        let prepared = task::prepare(
+            &comp,
+            &container,
+            &parsed,
+            &self.nodes[id].inputs,
+            &task_root,
+            &self.job,
+            &self.nodes[id].key,
+            &task_id,
+            &launch,
+        );
         match prepared {
             Ok(p) => {
                 self.nodes[id].phase = Phase::Running;
@@ -920,7 +981,8 @@ impl RunDriver {
             }
             let stderr_log = job.stderr_log.clone();
             let warm_program = match (&plan, &python_exe) {
-                (Some(plan), Some(exe)) if plan.warm => lightweight::split_program(&job.argv).map(|(code, args)| (exe.clone(), code.to_owned(), args.to_vec())),
+                (Some(plan), Some(exe)) if plan.warm => lightweight::split_program(&job.argv)
+                    .map(|(code, args)| (exe.clone(), code.to_owned(), args.to_vec())),
                 _ => None,
             };
             let outcome = match warm_program {
@@ -945,8 +1007,12 @@ impl RunDriver {
             let result = match outcome {
                 Ok((Exit::Canceled, _)) => return (id, AttemptResult::Canceled),
                 Ok((Exit::Code(0), d)) => AttemptResult::Finished(task::collect_outputs(&comp, &prepared), d),
-                Ok((Exit::Code(c), d)) => AttemptResult::Finished(Err(with_stderr_tail(format!("exited with status {c}"), &stderr_log)), d),
-                Ok((Exit::Signal(s), d)) => AttemptResult::Finished(Err(with_stderr_tail(format!("killed by signal {s}"), &stderr_log)), d),
+                Ok((Exit::Code(c), d)) => {
+                    AttemptResult::Finished(Err(with_stderr_tail(format!("exited with status {c}"), &stderr_log)), d)
+                }
+                Ok((Exit::Signal(s), d)) => {
+                    AttemptResult::Finished(Err(with_stderr_tail(format!("killed by signal {s}"), &stderr_log)), d)
+                }
                 Err(e) => AttemptResult::Finished(Err(e.to_string()), Duration::ZERO),
             };
             (id, result)
@@ -958,7 +1024,9 @@ impl RunDriver {
             AttemptResult::Canceled => {
                 self.finish_container(id, TaskState::Canceled, Some("canceled".into()), None, Duration::ZERO).await
             }
-            AttemptResult::Finished(Ok(outputs), d) => self.finish_container(id, TaskState::Succeeded, None, Some(outputs), d).await,
+            AttemptResult::Finished(Ok(outputs), d) => {
+                self.finish_container(id, TaskState::Succeeded, None, Some(outputs), d).await
+            }
             AttemptResult::Finished(Err(e), d) => {
                 let policy = self.nodes[id].spec.as_ref().and_then(|s| s.retry_policy.clone());
                 let attempt = self.nodes[id].attempt;
@@ -969,7 +1037,10 @@ impl RunDriver {
                     let next = attempt + 1;
                     self.nodes[id].attempt = next;
                     if let Some(task_id) = &self.nodes[id].task_id {
-                        self.inner.store.set_task_attempt(task_id, next, secondrow_store::now_ms() + delay.as_millis() as i64).await?;
+                        self.inner
+                            .store
+                            .set_task_attempt(task_id, next, secondrow_store::now_ms() + delay.as_millis() as i64)
+                            .await?;
                     }
                     self.emit(Progress::Retrying {
                         path: self.nodes[id].path.clone(),
@@ -1073,7 +1144,8 @@ impl RunDriver {
         let output_name = comp.output_definitions.artifacts.keys().next().cloned().unwrap_or_else(|| "artifact".into());
         self.nodes[id].attempt = 1;
         let inputs_json = serde_json::to_value(&self.nodes[id].inputs).ok();
-        let task_id = self.inner.store.start_task(&self.task_start(id, TaskState::Running, inputs_json.as_ref())).await?;
+        let task_id =
+            self.inner.store.start_task(&self.task_start(id, TaskState::Running, inputs_json.as_ref())).await?;
         self.nodes[id].task_id = Some(task_id);
         let artifact = ArtifactRef {
             id: String::new(),

@@ -127,7 +127,9 @@ impl PlaceholderContext for Ctx<'_> {
             Placeholder::PipelineTaskName => Some(self.task_key.to_owned()),
             Placeholder::PipelineTaskUuid => Some(self.task_id.to_owned()),
             Placeholder::PipelineRoot => Some(self.job.pipeline_root.clone()),
-            Placeholder::PipelineJobCreateTime | Placeholder::PipelineJobScheduleTime => Some(self.job.create_time.clone()),
+            Placeholder::PipelineJobCreateTime | Placeholder::PipelineJobScheduleTime => {
+                Some(self.job.create_time.clone())
+            }
         })
     }
 
@@ -137,7 +139,13 @@ impl PlaceholderContext for Ctx<'_> {
 }
 
 /// Expands pipeline-level and input-parameter placeholders inside a constant string.
-pub fn expand_constant(text: &str, parent_inputs: &Outputs, job: &JobContext, task_key: &str, task_id: &str) -> Result<String, String> {
+pub fn expand_constant(
+    text: &str,
+    parent_inputs: &Outputs,
+    job: &JobContext,
+    task_key: &str,
+    task_id: &str,
+) -> Result<String, String> {
     let segs = placeholder::parse_text(text)?;
     let empty = PreparedContainer {
         argv: vec![],
@@ -193,7 +201,13 @@ pub fn prepare(
         let uri = task_root.join(name).to_string_lossy().into_owned();
         output_artifacts.insert(
             name.clone(),
-            ArtifactRef { id: String::new(), name: name.clone(), uri, schema: def.artifact_type.clone(), metadata: json!({}) },
+            ArtifactRef {
+                id: String::new(),
+                name: name.clone(),
+                uri,
+                schema: def.artifact_type.clone(),
+                metadata: json!({}),
+            },
         );
     }
     let mut in_params = Map::new();
@@ -202,16 +216,13 @@ pub fn prepare(
     }
     let mut in_arts = Map::new();
     for (name, list) in &inputs.artifacts {
-        in_arts.insert(name.clone(), json!({"artifacts": list.iter().map(ArtifactRef::runtime_json).collect::<Vec<_>>()}));
+        in_arts
+            .insert(name.clone(), json!({"artifacts": list.iter().map(ArtifactRef::runtime_json).collect::<Vec<_>>()}));
     }
-    let out_params: Map<String, Value> = output_parameter_files
-        .iter()
-        .map(|(n, p)| (n.clone(), json!({"outputFile": p.to_string_lossy()})))
-        .collect();
-    let out_arts: Map<String, Value> = output_artifacts
-        .iter()
-        .map(|(n, a)| (n.clone(), json!({"artifacts": [a.runtime_json()]})))
-        .collect();
+    let out_params: Map<String, Value> =
+        output_parameter_files.iter().map(|(n, p)| (n.clone(), json!({"outputFile": p.to_string_lossy()}))).collect();
+    let out_arts: Map<String, Value> =
+        output_artifacts.iter().map(|(n, a)| (n.clone(), json!({"artifacts": [a.runtime_json()]}))).collect();
     let mut inputs_json = Map::new();
     if !in_params.is_empty() {
         inputs_json.insert("parameterValues".into(), Value::Object(in_params));
@@ -295,7 +306,9 @@ pub fn collect_outputs(component: &ComponentSpec, prepared: &PreparedContainer) 
     }
     for (name, default) in &prepared.output_artifacts {
         let mut a = default.clone();
-        if let Some(given) = exec_out.get("artifacts").and_then(|x| x.get(name)).and_then(|x| x.get("artifacts")).and_then(|x| x.get(0)) {
+        if let Some(given) =
+            exec_out.get("artifacts").and_then(|x| x.get(name)).and_then(|x| x.get("artifacts")).and_then(|x| x.get(0))
+        {
             if let Some(uri) = given.get("uri").and_then(Value::as_str) {
                 a.uri = uri.to_owned();
             }

@@ -113,7 +113,12 @@ impl WarmPool {
 
     /// Runs one task in a warm child; `cancel` kills the child's process group. A worker that fails is
     /// discarded: the task fails (the driver retries it per policy) and the next task gets a new worker.
-    pub async fn run(&self, python: &Path, job: WarmJob, cancel: watch::Receiver<bool>) -> Result<(Exit, Duration), String> {
+    pub async fn run(
+        &self,
+        python: &Path,
+        job: WarmJob,
+        cancel: watch::Receiver<bool>,
+    ) -> Result<(Exit, Duration), String> {
         let result = self.run_on_worker(python, job, cancel).await;
         if result.is_err() {
             self.discard(python).await;
@@ -151,7 +156,10 @@ impl WarmPool {
             .and_then(|v| v["pid"].as_i64())
             .ok_or_else(|| "the warm worker crashed before starting the task".to_owned())?;
         let pid = Pid::from_raw(pid as i32);
-        let tailer = job.tail.clone().map(|(path, tx)| tokio::spawn(tail_files(job.stdout_log.clone(), job.stderr_log.clone(), path, tx)));
+        let tailer = job
+            .tail
+            .clone()
+            .map(|(path, tx)| tokio::spawn(tail_files(job.stdout_log.clone(), job.stderr_log.clone(), path, tx)));
         let mut second = String::new();
         let exit = tokio::select! {
             read = reader.read_line(&mut second) => {
@@ -245,7 +253,8 @@ async fn tail_files(stdout: PathBuf, stderr: PathBuf, task_path: String, tx: mps
             partial[i].push_str(&new);
             while let Some(pos) = partial[i].find('\n') {
                 let line: String = partial[i].drain(..=pos).collect();
-                let _ = tx.send(LogLine { task_path: task_path.clone(), stderr: i == 1, line: line.trim_end().to_owned() });
+                let _ =
+                    tx.send(LogLine { task_path: task_path.clone(), stderr: i == 1, line: line.trim_end().to_owned() });
             }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -258,7 +267,8 @@ mod tests {
 
     #[test]
     fn finds_imports() {
-        let code = "import kfp\nfrom kfp import dsl\ndef f():\n    import numpy as np, json\n    from pandas.io import x\n";
+        let code =
+            "import kfp\nfrom kfp import dsl\ndef f():\n    import numpy as np, json\n    from pandas.io import x\n";
         assert_eq!(imported_modules(code), ["numpy", "json", "pandas"]);
     }
 }

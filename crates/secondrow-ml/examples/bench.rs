@@ -64,14 +64,26 @@ fn silhouette(x: &Matrix, labels: &[usize]) -> f64 {
             continue;
         }
         let a = sums[own] / counts[own] as f64;
-        let b = (0..k).filter(|&c| c != own && counts[c] > 0).map(|c| sums[c] / counts[c] as f64).fold(f64::INFINITY, f64::min);
+        let b = (0..k)
+            .filter(|&c| c != own && counts[c] > 0)
+            .map(|c| sums[c] / counts[c] as f64)
+            .fold(f64::INFINITY, f64::min);
         total += (b - a) / a.max(b);
     }
     total / n as f64
 }
 
 #[allow(clippy::too_many_arguments)]
-fn bench_one(name: &str, data_name: &str, algorithm: &str, params: &Params, d: &Data, n_train: usize, n_test: usize, repeat: usize) {
+fn bench_one(
+    name: &str,
+    data_name: &str,
+    algorithm: &str,
+    params: &Params,
+    d: &Data,
+    n_train: usize,
+    n_test: usize,
+    repeat: usize,
+) {
     let xtr = head(&d.xtr, n_train);
     let xte = head(&d.xte, n_test);
     let task = estimator::task_of(algorithm, params).unwrap_or(estimator::Task::Regression);
@@ -157,7 +169,12 @@ fn round4(v: f64) -> f64 {
 fn run() -> Result<(), secondrow_ml::Error> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let dir = Path::new(args.first().map(String::as_str).unwrap_or("."));
-    let repeat = args.iter().position(|a| a == "--repeat").and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(3);
+    let repeat = args
+        .iter()
+        .position(|a| a == "--repeat")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
     let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
     let want = |name: &str| only.as_deref().is_none_or(|o| name.starts_with(o));
     let clf = load(&dir.join("clf_100k.csv"), "label")?;
@@ -168,7 +185,13 @@ fn run() -> Result<(), secondrow_ml::Error> {
         ("decision_tree", "decision_tree", p().with("max_depth", 10), all, all),
         ("random_forest", "random_forest", p().with("n_estimators", 100).with("max_depth", 10), all, all),
         ("hist_gradient_boosting", "gradient_boosting", p().with("max_iter", 100), all, all),
-        ("hist_gradient_boosting_no_early_stop", "gradient_boosting", p().with("max_iter", 100).with("early_stopping", "false"), all, all),
+        (
+            "hist_gradient_boosting_no_early_stop",
+            "gradient_boosting",
+            p().with("max_iter", 100).with("early_stopping", "false"),
+            all,
+            all,
+        ),
         ("mlp", "mlp", p().with("hidden", "64").with("epochs", 20), all, all),
         ("svm_rbf", "svm", p().with("kernel", "rbf").with("c", 1.0), 10_000, all),
         ("knn", "knn", p().with("k", 5), 20_000, 2_000),
@@ -181,10 +204,28 @@ fn run() -> Result<(), secondrow_ml::Error> {
     }
     let clf3 = load(&dir.join("clf3_50k.csv"), "label")?;
     if want("logistic_regression_multinomial") {
-        bench_one("logistic_regression_multinomial", "clf3_50k", "logistic_regression", &p().with("max_iter", 200), &clf3, all, all, repeat);
+        bench_one(
+            "logistic_regression_multinomial",
+            "clf3_50k",
+            "logistic_regression",
+            &p().with("max_iter", 200),
+            &clf3,
+            all,
+            all,
+            repeat,
+        );
     }
     if want("random_forest_multiclass") {
-        bench_one("random_forest_multiclass", "clf3_50k", "random_forest", &p().with("n_estimators", 100).with("max_depth", 10), &clf3, all, all, repeat);
+        bench_one(
+            "random_forest_multiclass",
+            "clf3_50k",
+            "random_forest",
+            &p().with("n_estimators", 100).with("max_depth", 10),
+            &clf3,
+            all,
+            all,
+            repeat,
+        );
     }
     let reg = load(&dir.join("reg_100k.csv"), "target")?;
     if want("linear_regression") {
@@ -211,7 +252,14 @@ fn run() -> Result<(), secondrow_ml::Error> {
         for _ in 0..repeat {
             let t0 = Instant::now();
             let (transformer, transformed) = Transformer::fit(&spec, &train, Some("label"))?;
-            let model = train_model_transformed("logistic_regression", &transformed, Some("label"), &[], Some(transformer), &params)?;
+            let model = train_model_transformed(
+                "logistic_regression",
+                &transformed,
+                Some("label"),
+                &[],
+                Some(transformer),
+                &params,
+            )?;
             let t1 = Instant::now();
             let predictions = model.predict(&test)?;
             let t2 = Instant::now();

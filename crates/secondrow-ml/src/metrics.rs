@@ -135,7 +135,11 @@ pub fn roc(scores: &[f64], positive: &[bool]) -> Vec<RocPoint> {
     while i < order.len() {
         let s = scores[order[i]];
         while i < order.len() && scores[order[i]] == s {
-            if positive[order[i]] { tp += 1.0 } else { fp += 1.0 }
+            if positive[order[i]] {
+                tp += 1.0
+            } else {
+                fp += 1.0
+            }
             i += 1;
         }
         points.push(RocPoint { threshold: s, tpr: tp / n_pos, fpr: fp / n_neg });

@@ -65,7 +65,11 @@ pub fn load_model(path: &Path) -> Result<Model> {
         .map_err(|e| Error::InvalidModelFile { path: path.to_path_buf(), message: format!("not JSON: {e}") })?;
     let format = value.get("format").and_then(|v| v.as_str()).unwrap_or("");
     if format != MODEL_FORMAT {
-        let message = if format.is_empty() { "no `format` field".to_string() } else { format!("format is `{format}`, expected `{MODEL_FORMAT}`") };
+        let message = if format.is_empty() {
+            "no `format` field".to_string()
+        } else {
+            format!("format is `{format}`, expected `{MODEL_FORMAT}`")
+        };
         return Err(Error::InvalidModelFile { path: path.to_path_buf(), message });
     }
     let version = value.get("version").and_then(|v| v.as_u64()).unwrap_or(0);
@@ -75,7 +79,8 @@ pub fn load_model(path: &Path) -> Result<Model> {
             message: format!("version {version} is not supported (this build reads version {MODEL_VERSION})"),
         });
     }
-    serde_json::from_value(value).map_err(|e| Error::InvalidModelFile { path: path.to_path_buf(), message: e.to_string() })
+    serde_json::from_value(value)
+        .map_err(|e| Error::InvalidModelFile { path: path.to_path_buf(), message: e.to_string() })
 }
 
 impl Model {
@@ -112,7 +117,13 @@ impl Model {
             let mut values = Vec::with_capacity(rows.len());
             for (i, row) in rows.iter().enumerate() {
                 if row.len() != names.len() {
-                    return Err(Error::InvalidData(format!("row {}: expected {} values ({}), got {}", i + 1, names.len(), names.join(", "), row.len())));
+                    return Err(Error::InvalidData(format!(
+                        "row {}: expected {} values ({}), got {}",
+                        i + 1,
+                        names.len(),
+                        names.join(", "),
+                        row.len()
+                    )));
                 }
                 values.push(row[j]);
             }
@@ -156,7 +167,8 @@ impl Model {
                         best as f64
                     })
                     .collect();
-                let labels = values.iter().map(|&c| self.classes.get(c as usize).cloned().unwrap_or_default()).collect();
+                let labels =
+                    values.iter().map(|&c| self.classes.get(c as usize).cloned().unwrap_or_default()).collect();
                 Predictions { labels, values, proba: Some(out) }
             }
             Task::Regression | Task::Clustering => {
@@ -179,11 +191,17 @@ pub fn encode_classes(table: &Table, label: &str) -> Result<(Vec<usize>, Vec<Str
         classes.sort_by(|a, b| a.parse::<f64>().unwrap_or(0.0).total_cmp(&b.parse::<f64>().unwrap_or(0.0)));
     }
     if classes.len() < 2 {
-        return Err(Error::SingleClass { column: label.to_string(), class: classes.first().cloned().unwrap_or_default() });
+        return Err(Error::SingleClass {
+            column: label.to_string(),
+            class: classes.first().cloned().unwrap_or_default(),
+        });
     }
     let index: TextMap<usize> = classes.iter().enumerate().map(|(i, c)| (c.as_str(), i)).collect();
     let class_of = |text: &str| {
-        index.get(text).copied().ok_or_else(|| Error::InvalidData(format!("column `{label}`: class `{text}` has no index")))
+        index
+            .get(text)
+            .copied()
+            .ok_or_else(|| Error::InvalidData(format!("column `{label}`: class `{text}` has no index")))
     };
     let y = match &column.values {
         // Numbers are formatted once per distinct value, not once per row.
@@ -214,9 +232,17 @@ pub fn encode_known_classes(table: &Table, label: &str, classes: &[String]) -> R
     let index: TextMap<usize> = classes.iter().enumerate().map(|(i, c)| (c.as_str(), i)).collect();
     (0..column.len())
         .map(|row| {
-            let text = column.cell_text(row).ok_or_else(|| Error::MissingValues { column: label.to_string(), count: column.n_missing(), row: row + 1 })?;
+            let text = column.cell_text(row).ok_or_else(|| Error::MissingValues {
+                column: label.to_string(),
+                count: column.n_missing(),
+                row: row + 1,
+            })?;
             index.get(text.as_str()).copied().ok_or_else(|| {
-                Error::InvalidData(format!("column `{label}`: row {}: class `{text}` was not seen in training (known: {})", row + 1, classes.join(", ")))
+                Error::InvalidData(format!(
+                    "column `{label}`: row {}: class `{text}` was not seen in training (known: {})",
+                    row + 1,
+                    classes.join(", ")
+                ))
             })
         })
         .collect()

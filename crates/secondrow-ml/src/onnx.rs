@@ -39,8 +39,18 @@ pub const ML_OPSET: i64 = 1;
 const ML: &str = "ai.onnx.ml";
 
 /// The model kinds `export` covers.
-pub const EXPORTABLE: &[&str] =
-    &["linear_regression", "ridge", "logistic_regression", "decision_tree", "random_forest", "gradient_boosting", "mlp", "kmeans", "svm", "knn"];
+pub const EXPORTABLE: &[&str] = &[
+    "linear_regression",
+    "ridge",
+    "logistic_regression",
+    "decision_tree",
+    "random_forest",
+    "gradient_boosting",
+    "mlp",
+    "kmeans",
+    "svm",
+    "knn",
+];
 
 #[derive(Default)]
 struct Pb(Vec<u8>);
@@ -221,7 +231,10 @@ fn inputs(model: &Model) -> Result<Inputs> {
         if let FittedStep::OneHot { columns } | FittedStep::Ordinal { columns } = step {
             for (name, _) in columns {
                 if !raw.contains(name) {
-                    return Err(unsupported(model, &format!("ONNX export encodes input columns only; `{name}` is derived")));
+                    return Err(unsupported(
+                        model,
+                        &format!("ONNX export encodes input columns only; `{name}` is derived"),
+                    ));
                 }
                 categorical.insert(name.as_str());
             }
@@ -242,14 +255,23 @@ fn inputs(model: &Model) -> Result<Inputs> {
                 let min_max = matches!(step, FittedStep::MinMax { .. });
                 for (name, a, b) in columns {
                     if categorical.contains(name.as_str()) && !slot.contains_key(name) {
-                        return Err(unsupported(model, &format!("ONNX export needs `{name}` encoded before it is scaled")));
+                        return Err(unsupported(
+                            model,
+                            &format!("ONNX export needs `{name}` encoded before it is scaled"),
+                        ));
                     }
                     let Some(&j) = slot.get(name) else { continue };
                     // standardize: (v - mean) / std; min_max: (v - min) / (max - min), 0 when max == min.
                     let (shift, div) = if min_max { (*a, b - a) } else { (*a, *b) };
                     if let Some(v) = fill_now.get_mut(&j) {
                         // The same arithmetic as `Transformer::apply`, so that ties with thresholds agree.
-                        *v = if !min_max { (*v - a) / b } else if b > a { (*v - a) / (b - a) } else { 0.0 };
+                        *v = if !min_max {
+                            (*v - a) / b
+                        } else if b > a {
+                            (*v - a) / (b - a)
+                        } else {
+                            0.0
+                        };
                     }
                     let (s, o) = &mut affine[j];
                     if div > 0.0 {
@@ -273,7 +295,10 @@ fn inputs(model: &Model) -> Result<Inputs> {
                     // Encoded columns have no missing values; numeric inputs are filled once, by the first fill.
                     let Some(&j) = slot.get(name).filter(|&&j| j < n_numeric && fills[j].is_none()) else { continue };
                     let Fill::Number(v) = value else {
-                        return Err(unsupported(model, &format!("ONNX export reads `{name}` as a number, but it is imputed with text")));
+                        return Err(unsupported(
+                            model,
+                            &format!("ONNX export reads `{name}` as a number, but it is imputed with text"),
+                        ));
                     };
                     let (s, o) = affine[j];
                     // A later step's fill, mapped back to raw units (any value when the column is constant).
@@ -288,8 +313,11 @@ fn inputs(model: &Model) -> Result<Inputs> {
                         return Err(unsupported(model, &format!("ONNX export encodes `{name}` once only")));
                     }
                     let missing = text_fill.get(name.as_str()).and_then(|f| categories.iter().position(|c| c == f));
-                    let derived: Vec<String> =
-                        if one_hot { categories.iter().map(|c| format!("{name}={c}")).collect() } else { vec![name.clone()] };
+                    let derived: Vec<String> = if one_hot {
+                        categories.iter().map(|c| format!("{name}={c}")).collect()
+                    } else {
+                        vec![name.clone()]
+                    };
                     for d in derived {
                         slot.insert(d.clone(), names.len());
                         names.push(d);
@@ -305,7 +333,10 @@ fn inputs(model: &Model) -> Result<Inputs> {
     let mut feature_fills = Vec::with_capacity(model.feature_names.len());
     for f in &model.feature_names {
         let Some(&j) = slot.get(f) else {
-            return Err(unsupported(model, &format!("ONNX export needs every feature to come from an input column; `{f}` does not")));
+            return Err(unsupported(
+                model,
+                &format!("ONNX export needs every feature to come from an input column; `{f}` does not"),
+            ));
         };
         features.push((j, affine[j].0, affine[j].1));
         feature_fills.push(fill_now.get(&j).copied());
@@ -378,7 +409,11 @@ impl Graph {
                 keys.push("");
                 codes.push(m as i64);
             }
-            let attrs = [("cats_strings", Attr::Strs(keys)), ("cats_int64s", Attr::Ints(codes)), ("default_int64", Attr::Int(-1))];
+            let attrs = [
+                ("cats_strings", Attr::Strs(keys)),
+                ("cats_int64s", Attr::Ints(codes)),
+                ("default_int64", Attr::Int(-1)),
+            ];
             self.nodes.push(node("CategoryMapper", ML, &[&text], &[&code], &attrs));
             self.uses_ml = true;
             let block = format!("encoded{t}");
@@ -689,7 +724,12 @@ fn knn(g: &mut Graph, x: &str, m: &Knn, inputs: &Inputs) {
     g.constant_i64("axis_1", &[1], &[1]);
     g.add("MatMul", &["features", "train_t"], &["cross"], &[]);
     g.add("Add", &["cross", "train_sq"], &["scores"], &[]);
-    g.add("TopK", &["scores", "k"], &["neighbour_scores", "neighbours"], &[("axis", Attr::Int(1)), ("largest", Attr::Int(0)), ("sorted", Attr::Int(1))]);
+    g.add(
+        "TopK",
+        &["scores", "k"],
+        &["neighbour_scores", "neighbours"],
+        &[("axis", Attr::Int(1)), ("largest", Attr::Int(0)), ("sorted", Attr::Int(1))],
+    );
     if m.distance_weights {
         g.constant("train", &[n as i64, d as i64], &train);
         g.constant_i64("axis_2", &[1], &[2]);
@@ -777,7 +817,8 @@ pub fn export(model: &Model) -> Result<Vec<u8>> {
             for l in 0..n_layers {
                 let (fan_in, fan_out) = (m.sizes[l], m.sizes[l + 1]);
                 let last = l + 1 == n_layers;
-                let mut columns: Vec<Vec<f64>> = (0..fan_out).map(|o| (0..fan_in).map(|i| m.weights[l][i * fan_out + o]).collect()).collect();
+                let mut columns: Vec<Vec<f64>> =
+                    (0..fan_out).map(|o| (0..fan_in).map(|i| m.weights[l][i * fan_out + o]).collect()).collect();
                 let mut bias = m.biases[l].clone();
                 if last && m.output == MlpOutput::Sigmoid {
                     // softmax([-z/2, z/2]) = [1 - sigmoid(z), sigmoid(z)].
@@ -785,7 +826,8 @@ pub fn export(model: &Model) -> Result<Vec<u8>> {
                     columns = vec![half.iter().map(|v| -v).collect(), half];
                     bias = vec![-bias[0] / 2.0, bias[0] / 2.0];
                 }
-                let out = if last && m.output == MlpOutput::Identity { "variable".to_string() } else { format!("layer{l}") };
+                let out =
+                    if last && m.output == MlpOutput::Identity { "variable".to_string() } else { format!("layer{l}") };
                 if l == 0 {
                     g.linear(x, &inputs, &columns, &bias, &out);
                 } else {
@@ -816,7 +858,8 @@ pub fn export(model: &Model) -> Result<Vec<u8>> {
         }
         Estimator::KMeans(m) => {
             // |f - c|² ranks as -2 f·c + |c|² (|f|² is the same for every centre).
-            let columns: Vec<Vec<f64>> = (0..m.centers.n_rows).map(|c| m.centers.row(c).iter().map(|v| -2.0 * v).collect()).collect();
+            let columns: Vec<Vec<f64>> =
+                (0..m.centers.n_rows).map(|c| m.centers.row(c).iter().map(|v| -2.0 * v).collect()).collect();
             let bias: Vec<f64> = (0..m.centers.n_rows).map(|c| m.centers.row(c).iter().map(|v| v * v).sum()).collect();
             g.linear(x, &inputs, &columns, &bias, "scores");
             g.add("ArgMin", &["scores"], &["label"], &[("axis", Attr::Int(1)), ("keepdims", Attr::Int(0))]);

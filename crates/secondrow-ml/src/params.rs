@@ -30,7 +30,9 @@ impl Params {
         match self.get(name) {
             None => Ok(default),
             Some(serde_json::Value::Number(n)) => n.as_f64().ok_or_else(|| Error::arg(name, "not a number")),
-            Some(serde_json::Value::String(s)) => s.trim().parse().map_err(|_| Error::arg(name, format!("`{s}` is not a number"))),
+            Some(serde_json::Value::String(s)) => {
+                s.trim().parse().map_err(|_| Error::arg(name, format!("`{s}` is not a number")))
+            }
             Some(other) => Err(Error::arg(name, format!("`{other}` is not a number"))),
         }
     }
@@ -80,12 +82,7 @@ impl Params {
 
     /// A comma-separated list (empty string → empty list).
     pub fn list(&self, name: &str) -> Result<Vec<String>> {
-        Ok(self
-            .string(name, "")?
-            .split(',')
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .collect())
+        Ok(self.string(name, "")?.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
     }
 
     /// The parameters as a JSON object (recorded in model files).

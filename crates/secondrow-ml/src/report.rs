@@ -7,9 +7,15 @@
 pub enum Block {
     Heading(String),
     Paragraph(String),
-    Table { header: Vec<String>, rows: Vec<Vec<String>> },
+    Table {
+        header: Vec<String>,
+        rows: Vec<Vec<String>>,
+    },
     /// A labelled bar chart (label, value); rendered as text bars in Markdown and as divs in HTML.
-    Bars { title: String, bars: Vec<(String, f64)> },
+    Bars {
+        title: String,
+        bars: Vec<(String, f64)>,
+    },
 }
 
 /// A document made of [`Block`]s.

@@ -126,7 +126,11 @@ pub fn validate(table: &Table, schema: &Schema) -> Vec<Anomaly> {
                     &expected.name,
                     "too_many_missing",
                     missing,
-                    format!("{missing} missing cells ({}%) exceed the allowed {}%", fmt(ratio * 100.0), fmt(max_ratio * 100.0)),
+                    format!(
+                        "{missing} missing cells ({}%) exceed the allowed {}%",
+                        fmt(ratio * 100.0),
+                        fmt(max_ratio * 100.0)
+                    ),
                 );
             }
         }
@@ -168,14 +172,24 @@ pub fn validate(table: &Table, schema: &Schema) -> Vec<Anomaly> {
                     let below: Vec<f64> = numbers.iter().copied().filter(|v| *v < min).collect();
                     if !below.is_empty() {
                         let lowest = below.iter().copied().fold(f64::INFINITY, f64::min);
-                        push(&expected.name, "below_min", below.len(), format!("{} value(s) below min {} (lowest {})", below.len(), fmt(min), fmt(lowest)));
+                        push(
+                            &expected.name,
+                            "below_min",
+                            below.len(),
+                            format!("{} value(s) below min {} (lowest {})", below.len(), fmt(min), fmt(lowest)),
+                        );
                     }
                 }
                 if let Some(max) = expected.max {
                     let above: Vec<f64> = numbers.iter().copied().filter(|v| *v > max).collect();
                     if !above.is_empty() {
                         let highest = above.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                        push(&expected.name, "above_max", above.len(), format!("{} value(s) above max {} (highest {})", above.len(), fmt(max), fmt(highest)));
+                        push(
+                            &expected.name,
+                            "above_max",
+                            above.len(),
+                            format!("{} value(s) above max {} (highest {})", above.len(), fmt(max), fmt(highest)),
+                        );
                     }
                 }
             }
@@ -194,7 +208,12 @@ pub fn validate(table: &Table, schema: &Schema) -> Vec<Anomaly> {
                     }
                     if count > 0 {
                         let examples: Vec<String> = unexpected.into_iter().take(5).map(|s| format!("`{s}`")).collect();
-                        push(&expected.name, "unexpected_category", count, format!("{count} value(s) not in the allowed categories: {}", examples.join(", ")));
+                        push(
+                            &expected.name,
+                            "unexpected_category",
+                            count,
+                            format!("{count} value(s) not in the allowed categories: {}", examples.join(", ")),
+                        );
                     }
                 }
             }

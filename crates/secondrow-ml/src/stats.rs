@@ -75,7 +75,8 @@ pub fn compute(table: &Table, bins: usize) -> TableStats {
                         frequencies.iter().take(TOP_VALUES).map(|(v, n)| (format_number(*v), *n)).collect();
                     let (min, max) = (present.first().copied(), present.last().copied());
                     let mean = (!present.is_empty()).then(|| present.iter().sum::<f64>() / count as f64);
-                    let std = mean.map(|m| (present.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / count as f64).sqrt());
+                    let std =
+                        mean.map(|m| (present.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / count as f64).sqrt());
                     let histogram = match (min, max) {
                         (Some(lo), Some(hi)) => Some(histogram(&present, lo, hi, bins)),
                         _ => None,

@@ -282,7 +282,8 @@ impl<'a, V> TextMap<'a, V> {
 
 impl<'a, V> IntoIterator for TextMap<'a, V> {
     type Item = (&'a str, V);
-    type IntoIter = std::iter::Chain<std::vec::IntoIter<(&'a str, V)>, std::collections::hash_map::IntoIter<&'a str, V>>;
+    type IntoIter =
+        std::iter::Chain<std::vec::IntoIter<(&'a str, V)>, std::collections::hash_map::IntoIter<&'a str, V>>;
 
     fn into_iter(self) -> Self::IntoIter {
         self.few.into_iter().chain(self.many)
@@ -495,7 +496,9 @@ fn from_batches(path: &Path, batches: &[RecordBatch]) -> Result<Table> {
                             .as_any()
                             .downcast_ref::<Float64Array>()
                             .ok_or_else(|| err(&"cast to float64 failed"))?;
-                        out.extend((0..floats.len()).map(|i| if floats.is_null(i) { f64::NAN } else { floats.value(i) }));
+                        out.extend(
+                            (0..floats.len()).map(|i| if floats.is_null(i) { f64::NAN } else { floats.value(i) }),
+                        );
                     }
                 }
                 ColumnValues::Text(out) => {

@@ -135,7 +135,10 @@ impl Transformer {
                         for name in list {
                             current.column(name)?;
                             if Some(name.as_str()) == label {
-                                return Err(Error::arg("spec", format!("column `{name}` is the label and cannot be transformed")));
+                                return Err(Error::arg(
+                                    "spec",
+                                    format!("column `{name}` is the label and cannot be transformed"),
+                                ));
                             }
                         }
                         Ok(list.clone())
@@ -156,7 +159,10 @@ impl Transformer {
                         "mean" | "median" => Some(true),
                         "most_frequent" | "constant" => None,
                         other => {
-                            return Err(Error::arg("spec", format!("impute strategy `{other}`: expected mean, median, most_frequent or constant")))
+                            return Err(Error::arg(
+                                "spec",
+                                format!("impute strategy `{other}`: expected mean, median, most_frequent or constant"),
+                            ))
                         }
                     };
                     let mut fills = Vec::new();
@@ -322,7 +328,9 @@ fn apply_step(step: &FittedStep, mut table: Table, label: Option<&str>) -> Resul
                     continue;
                 }
                 match (&mut column.values, fill) {
-                    (ColumnValues::Number(v), Fill::Number(f)) => v.iter_mut().filter(|x| x.is_nan()).for_each(|x| *x = *f),
+                    (ColumnValues::Number(v), Fill::Number(f)) => {
+                        v.iter_mut().filter(|x| x.is_nan()).for_each(|x| *x = *f)
+                    }
                     (ColumnValues::Text(v), fill) => {
                         let f = match fill {
                             Fill::Number(x) => crate::table::format_number(*x),
@@ -332,7 +340,11 @@ fn apply_step(step: &FittedStep, mut table: Table, label: Option<&str>) -> Resul
                     }
                     (ColumnValues::Number(v), Fill::Text(s)) => {
                         // A text fill on a column that now reads as numbers: fill the text form.
-                        let f = s.parse::<f64>().map_err(|_| Error::NonNumeric { column: name.clone(), row: 0, value: s.clone() })?;
+                        let f = s.parse::<f64>().map_err(|_| Error::NonNumeric {
+                            column: name.clone(),
+                            row: 0,
+                            value: s.clone(),
+                        })?;
                         v.iter_mut().filter(|x| x.is_nan()).for_each(|x| *x = f);
                     }
                 }
@@ -350,7 +362,13 @@ fn apply_step(step: &FittedStep, mut table: Table, label: Option<&str>) -> Resul
                 }
                 if let ColumnValues::Number(values) = &mut column.values {
                     for x in values.iter_mut() {
-                        *x = if standardize { (*x - a) / b } else if b > a { (*x - a) / (b - a) } else { 0.0 };
+                        *x = if standardize {
+                            (*x - a) / b
+                        } else if b > a {
+                            (*x - a) / (b - a)
+                        } else {
+                            0.0
+                        };
                     }
                 }
             }

@@ -42,7 +42,12 @@ impl Batcher {
     }
 }
 
-async fn worker(runtime: Arc<dyn Runtime>, mut rx: mpsc::Receiver<Job>, max_batch_size: usize, max_queue_delay: Duration) {
+async fn worker(
+    runtime: Arc<dyn Runtime>,
+    mut rx: mpsc::Receiver<Job>,
+    max_batch_size: usize,
+    max_queue_delay: Duration,
+) {
     while let Some(first) = rx.recv().await {
         let deadline = tokio::time::Instant::now() + max_queue_delay;
         let mut rows = first.rows;
@@ -117,7 +122,11 @@ fn run_group(runtime: &dyn Runtime, group: Vec<Job>) {
                         let per_row: usize = out.shape.iter().skip(1).product();
                         let mut shape = out.shape.clone();
                         shape[0] = job.rows;
-                        Ok(Tensor { name: out.name.clone(), shape, data: out.data.slice(offset * per_row, (offset + job.rows) * per_row) })
+                        Ok(Tensor {
+                            name: out.name.clone(),
+                            shape,
+                            data: out.data.slice(offset * per_row, (offset + job.rows) * per_row),
+                        })
                     })
                     .collect();
                 offset += job.rows;

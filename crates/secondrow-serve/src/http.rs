@@ -128,7 +128,8 @@ async fn method_not_allowed(method: Method, uri: Uri) -> Response {
 /// Reads the body up to the limit.
 async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Bytes> {
     let limit = state.options.body_limit;
-    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
         return Err(Error::PayloadTooLarge { limit });
     }
@@ -187,7 +188,10 @@ async fn model_metadata(State(state): AppStateRef, Path(name): Path<String>) -> 
     metadata(&state, &name, None)
 }
 
-async fn version_metadata(State(state): AppStateRef, Path((name, version)): Path<(String, String)>) -> Result<Response> {
+async fn version_metadata(
+    State(state): AppStateRef,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<Response> {
     metadata(&state, &name, Some(&version))
 }
 
@@ -206,7 +210,11 @@ async fn infer(State(state): AppStateRef, Path(name): Path<String>, request: Req
     infer_common(&state, &name, None, &parts.headers, body).await
 }
 
-async fn version_infer(State(state): AppStateRef, Path((name, version)): Path<(String, String)>, request: Request) -> Result<Response> {
+async fn version_infer(
+    State(state): AppStateRef,
+    Path((name, version)): Path<(String, String)>,
+    request: Request,
+) -> Result<Response> {
     let (parts, body) = request.into_parts();
     infer_common(&state, &name, Some(&version), &parts.headers, body).await
 }
@@ -225,7 +233,13 @@ struct InferRequest {
     binary_output: bool,
 }
 
-async fn infer_common(state: &AppState, name: &str, version: Option<&str>, headers: &HeaderMap, body: Body) -> Result<Response> {
+async fn infer_common(
+    state: &AppState,
+    name: &str,
+    version: Option<&str>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response> {
     // Unknown model or version is a 404 before the body is looked at.
     state.repo.resolve(name, version)?;
     let body = read_body(state, headers, body).await?;
@@ -235,16 +249,15 @@ async fn infer_common(state: &AppState, name: &str, version: Option<&str>, heade
 }
 
 fn parse_infer_request(headers: &HeaderMap, body: &[u8]) -> Result<InferRequest> {
-    let header_length = match headers.get(HEADER_LENGTH) {
-        None => None,
-        Some(v) => Some(
-            v.to_str()
-                .ok()
-                .and_then(|s| s.trim().parse::<usize>().ok())
-                .filter(|&n| n <= body.len())
-                .ok_or_else(|| Error::invalid(format!("header `{HEADER_LENGTH}` must be a length within the body")))?,
-        ),
-    };
+    let header_length =
+        match headers.get(HEADER_LENGTH) {
+            None => None,
+            Some(v) => Some(
+                v.to_str().ok().and_then(|s| s.trim().parse::<usize>().ok()).filter(|&n| n <= body.len()).ok_or_else(
+                    || Error::invalid(format!("header `{HEADER_LENGTH}` must be a length within the body")),
+                )?,
+            ),
+        };
     let (json_part, binary) = match header_length {
         Some(n) => (&body[..n], &body[n..]),
         None => (body, &body[body.len()..]),
@@ -341,7 +354,10 @@ fn parse_infer_typed(json_part: &[u8], mut binary: &[u8]) -> Option<Result<Infer
         }
     }
     if !binary.is_empty() {
-        return Some(Err(Error::invalid(format!("{} bytes of binary data are not claimed by any input", binary.len()))));
+        return Some(Err(Error::invalid(format!(
+            "{} bytes of binary data are not claimed by any input",
+            binary.len()
+        ))));
     }
     let outputs = wire.outputs.map(|outputs| {
         outputs
@@ -366,14 +382,20 @@ fn decode_json_raw(name: &str, datatype: Datatype, shape: &[usize], raw: &RawVal
     match fast {
         Some(data) if tensor::element_count(shape) == Some(data.len()) => Ok(data),
         _ => {
-            let value: Value = serde_json::from_str(text).map_err(|e| Error::invalid(format!("input `{name}`: `data` is not valid JSON: {e}")))?;
+            let value: Value = serde_json::from_str(text)
+                .map_err(|e| Error::invalid(format!("input `{name}`: `data` is not valid JSON: {e}")))?;
             tensor::decode_json(name, datatype, shape, &value)
         }
     }
 }
 
 /// The V2 request read through a `serde_json::Value`: slower, and precise about what is wrong.
-fn parse_infer_value(headers: &HeaderMap, header_length: Option<usize>, json_part: &[u8], mut binary: &[u8]) -> Result<InferRequest> {
+fn parse_infer_value(
+    headers: &HeaderMap,
+    header_length: Option<usize>,
+    json_part: &[u8],
+    mut binary: &[u8],
+) -> Result<InferRequest> {
     let mut object = parse_json_object(json_part).map_err(|e| {
         let is_json = headers
             .get(header::CONTENT_TYPE)
@@ -399,7 +421,9 @@ fn parse_infer_value(headers: &HeaderMap, header_length: Option<usize>, json_par
     };
     let mut inputs = Vec::with_capacity(inputs_json.len());
     for (i, item) in inputs_json.into_iter().enumerate() {
-        let Value::Object(mut item) = item else { return Err(Error::invalid(format!("inputs[{i}] must be an object"))) };
+        let Value::Object(mut item) = item else {
+            return Err(Error::invalid(format!("inputs[{i}] must be an object")));
+        };
         let name = match item.remove("name") {
             Some(Value::String(s)) => s,
             _ => return Err(Error::invalid(format!("inputs[{i}]: missing string `name`"))),
@@ -409,11 +433,15 @@ fn parse_infer_value(headers: &HeaderMap, header_length: Option<usize>, json_par
                 .iter()
                 .map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok()))
                 .collect::<Option<Vec<usize>>>()
-                .ok_or_else(|| Error::invalid(format!("input `{name}`: `shape` must be a list of non-negative integers")))?,
+                .ok_or_else(|| {
+                    Error::invalid(format!("input `{name}`: `shape` must be a list of non-negative integers"))
+                })?,
             _ => return Err(Error::invalid(format!("input `{name}`: missing `shape`"))),
         };
         let datatype = match item.get("datatype") {
-            Some(Value::String(s)) => Datatype::parse(s).ok_or_else(|| Error::invalid(format!("input `{name}`: unknown datatype `{s}`")))?,
+            Some(Value::String(s)) => {
+                Datatype::parse(s).ok_or_else(|| Error::invalid(format!("input `{name}`: unknown datatype `{s}`")))?
+            }
             _ => return Err(Error::invalid(format!("input `{name}`: missing `datatype`"))),
         };
         let binary_size = int_param(item.get("parameters"), "binary_data_size")
@@ -539,7 +567,8 @@ fn build_infer_response(
     }
     bytes.extend_from_slice(b"]}");
     if binary_tail.is_empty() {
-        return Ok((StatusCode::OK, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], bytes).into_response());
+        return Ok((StatusCode::OK, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], bytes)
+            .into_response());
     }
     let json_length = bytes.len();
     bytes.extend_from_slice(&binary_tail);
@@ -578,13 +607,19 @@ async fn v1_predict(State(state): AppStateRef, Path(target): Path<String>, reque
     let loaded = state.repo.resolve(name, None)?;
     match verb {
         "predict" => {}
-        "explain" => return Ok(error_response(StatusCode::NOT_IMPLEMENTED, &format!("model `{name}` has no explainer"))),
+        "explain" => {
+            return Ok(error_response(StatusCode::NOT_IMPLEMENTED, &format!("model `{name}` has no explainer")))
+        }
         other => return Err(Error::ModelNotFound(format!("{name}:{other}"))),
     }
     let body = read_body(&state, &headers, body).await?;
     let inputs = v1_inputs(loaded.runtime.as_ref(), name, &body)?;
     let result = state.repo.infer(name, None, inputs).await?;
-    let first = result.outputs.into_iter().next().ok_or_else(|| Error::Internal(format!("model `{name}` returned no output")))?;
+    let first = result
+        .outputs
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::Internal(format!("model `{name}` returned no output")))?;
     let predictions = v1_predictions(&first);
     let mut bytes = Vec::with_capacity(32 + 24 * first.data.len());
     bytes.extend_from_slice(b"{\"predictions\":");
@@ -615,7 +650,8 @@ fn v1_inputs(runtime: &dyn Runtime, model: &str, body: &[u8]) -> Result<Vec<Tens
             }
         }
     }
-    let mut object = parse_json_object(body).map_err(|e| Error::invalid(format!("unrecognized request format: {e}")))?;
+    let mut object =
+        parse_json_object(body).map_err(|e| Error::invalid(format!("unrecognized request format: {e}")))?;
     let rows = match object.remove("instances").or_else(|| object.remove("inputs")) {
         Some(Value::Array(rows)) => rows,
         Some(_) => return Err(Error::invalid("`instances` must be a list")),
@@ -628,16 +664,24 @@ fn v1_inputs(runtime: &dyn Runtime, model: &str, body: &[u8]) -> Result<Vec<Tens
     };
     if let Some(first) = rows.first() {
         if let Some((i, row)) = rows.iter().enumerate().find(|(_, r)| kind(r) != kind(first)) {
-            return Err(Error::invalid(format!("instances[{i}] is {}, but instances[0] is {}; every instance must have the same form", kind(row), kind(first))));
+            return Err(Error::invalid(format!(
+                "instances[{i}] is {}, but instances[0] is {}; every instance must have the same form",
+                kind(row),
+                kind(first)
+            )));
         }
     }
     match rows.first() {
         Some(Value::Object(_)) => v1_object_rows(runtime, model, &rows),
         Some(Value::String(_)) => {
             let [spec] = specs else {
-                return Err(Error::invalid(format!("string instances need a model with one input; `{model}` has {}", specs.len())));
+                return Err(Error::invalid(format!(
+                    "string instances need a model with one input; `{model}` has {}",
+                    specs.len()
+                )));
             };
-            let strings: Vec<Vec<u8>> = rows.iter().map(|r| r.as_str().unwrap_or_default().as_bytes().to_vec()).collect();
+            let strings: Vec<Vec<u8>> =
+                rows.iter().map(|r| r.as_str().unwrap_or_default().as_bytes().to_vec()).collect();
             string_tensor(spec, model, strings, "instances[0] is a string")
         }
         _ => {
@@ -673,13 +717,19 @@ fn v1_object_rows(runtime: &dyn Runtime, model: &str, rows: &[Value]) -> Result<
                     columns.join(", ")
                 )));
             }
-            let cell = |column: &String| object.get(column).ok_or_else(|| Error::invalid(format!("instances[{i}]: missing column `{column}`")));
+            let cell = |column: &String| {
+                object.get(column).ok_or_else(|| Error::invalid(format!("instances[{i}]: missing column `{column}`")))
+            };
             for column in &numeric {
                 values.push(match cell(column)? {
                     Value::Null => f64::NAN,
                     Value::Bool(b) => f64::from(u8::from(*b)),
                     Value::Number(n) => n.as_f64().unwrap_or(f64::NAN),
-                    other => return Err(Error::invalid(format!("instances[{i}]: column `{column}` must be a number, got {other}"))),
+                    other => {
+                        return Err(Error::invalid(format!(
+                            "instances[{i}]: column `{column}` must be a number, got {other}"
+                        )))
+                    }
                 });
             }
             for column in text_columns {
@@ -688,34 +738,54 @@ fn v1_object_rows(runtime: &dyn Runtime, model: &str, rows: &[Value]) -> Result<
                     Value::String(s) => s.as_bytes().to_vec(),
                     // A categorical column of numbers, in the form the training table printed it.
                     Value::Number(n) => n.to_string().into_bytes(),
-                    other => return Err(Error::invalid(format!("instances[{i}]: column `{column}` must be a string, got {other}"))),
+                    other => {
+                        return Err(Error::invalid(format!(
+                            "instances[{i}]: column `{column}` must be a string, got {other}"
+                        )))
+                    }
                 });
             }
         }
         let mut tensors = vec![numeric_tensor(&specs[0], vec![objects.len(), numeric.len()], values)];
         if let Some(spec) = specs.get(1) {
-            tensors.push(Tensor { name: spec.name.clone(), shape: vec![objects.len(), text_columns.len()], data: TensorData::Bytes(strings) });
+            tensors.push(Tensor {
+                name: spec.name.clone(),
+                shape: vec![objects.len(), text_columns.len()],
+                data: TensorData::Bytes(strings),
+            });
         }
         return Ok(tensors);
     }
     let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
     for (i, object) in objects.iter().enumerate() {
         if let Some(unknown) = object.keys().find(|k| !is_input(*k)) {
-            return Err(Error::invalid(format!("instances[{i}]: unknown input `{unknown}` (model `{model}` takes {})", names.join(", "))));
+            return Err(Error::invalid(format!(
+                "instances[{i}]: unknown input `{unknown}` (model `{model}` takes {})",
+                names.join(", ")
+            )));
         }
     }
     let mut tensors = Vec::with_capacity(specs.len());
     for spec in specs {
         let mut column = Vec::with_capacity(objects.len());
         for (i, object) in objects.iter().enumerate() {
-            column.push(object.get(&spec.name).ok_or_else(|| Error::invalid(format!("instances[{i}]: missing input `{}`", spec.name)))?);
+            column.push(
+                object
+                    .get(&spec.name)
+                    .ok_or_else(|| Error::invalid(format!("instances[{i}]: missing input `{}`", spec.name)))?,
+            );
         }
         if spec.datatype == Datatype::Bytes {
             let mut strings = Vec::with_capacity(column.len());
             for (i, value) in column.iter().enumerate() {
                 match value {
                     Value::String(s) => strings.push(s.as_bytes().to_vec()),
-                    other => return Err(Error::invalid(format!("instances[{i}].{}: expected a string, got {other}", spec.name))),
+                    other => {
+                        return Err(Error::invalid(format!(
+                            "instances[{i}].{}: expected a string, got {other}",
+                            spec.name
+                        )))
+                    }
                 }
             }
             tensors.extend(string_tensor(spec, model, strings, &format!("instances[0].{} is a string", spec.name))?);
@@ -735,7 +805,10 @@ fn v1_object_rows(runtime: &dyn Runtime, model: &str, rows: &[Value]) -> Result<
 }
 
 /// Flattens V1 rows (numbers or nested lists), checking that every row has the first one's shape.
-fn collect_rows<'a>(rows: impl Iterator<Item = &'a Value>, label: impl Fn(usize) -> String) -> Result<(Option<Vec<usize>>, Vec<f64>)> {
+fn collect_rows<'a>(
+    rows: impl Iterator<Item = &'a Value>,
+    label: impl Fn(usize) -> String,
+) -> Result<(Option<Vec<usize>>, Vec<f64>)> {
     let mut row_shape: Option<Vec<usize>> = None;
     let mut values = Vec::new();
     for (i, row) in rows.enumerate() {
@@ -744,7 +817,11 @@ fn collect_rows<'a>(rows: impl Iterator<Item = &'a Value>, label: impl Fn(usize)
         collect_row(row, &mut shape, 0, &mut values).map_err(|e| Error::invalid(format!("{label}: {e}")))?;
         match &row_shape {
             None => row_shape = Some(shape),
-            Some(first) if *first != shape => return Err(Error::invalid(format!("{label}: shape {shape:?} differs from the first instance's {first:?}"))),
+            Some(first) if *first != shape => {
+                return Err(Error::invalid(format!(
+                    "{label}: shape {shape:?} differs from the first instance's {first:?}"
+                )))
+            }
             Some(_) => {}
         }
     }
@@ -760,7 +837,12 @@ fn numeric_tensor(spec: &crate::runtime::TensorSpec, shape: Vec<usize>, values: 
 }
 
 /// A BYTES tensor of one string per row, shaped [N] or [N, 1] as the input is.
-fn string_tensor(spec: &crate::runtime::TensorSpec, model: &str, strings: Vec<Vec<u8>>, what: &str) -> Result<Vec<Tensor>> {
+fn string_tensor(
+    spec: &crate::runtime::TensorSpec,
+    model: &str,
+    strings: Vec<Vec<u8>>,
+    what: &str,
+) -> Result<Vec<Tensor>> {
     if spec.datatype != Datatype::Bytes {
         return Err(Error::invalid(format!(
             "{what}, but input `{}` of model `{model}` takes {} (send numbers)",
@@ -776,7 +858,12 @@ fn string_tensor(spec: &crate::runtime::TensorSpec, model: &str, strings: Vec<Ve
 }
 
 /// Flattens one V1 instance (a number or nested lists of numbers), recording its shape.
-fn collect_row(value: &Value, shape: &mut Vec<usize>, depth: usize, out: &mut Vec<f64>) -> std::result::Result<(), String> {
+fn collect_row(
+    value: &Value,
+    shape: &mut Vec<usize>,
+    depth: usize,
+    out: &mut Vec<f64>,
+) -> std::result::Result<(), String> {
     match value {
         Value::Number(n) => {
             out.push(n.as_f64().ok_or("number out of range")?);
@@ -874,7 +961,12 @@ fn string_param(parameters: &Map<String, Value>, key: &str) -> Result<Option<Str
 
 /// `POST /v2/repository/models/NAME/load`, body `{"parameters": {"path", "version", "default"}}`; without
 /// a path the model's default version is reloaded from its file.
-async fn repository_load(State(state): AppStateRef, Path(name): Path<String>, headers: HeaderMap, body: Body) -> Result<Response> {
+async fn repository_load(
+    State(state): AppStateRef,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response> {
     let body = read_body(&state, &headers, body).await?;
     let params = parameters(&parse_optional_object(&body)?)?;
     let mut version = string_param(&params, "version")?;
@@ -896,7 +988,12 @@ async fn repository_load(State(state): AppStateRef, Path(name): Path<String>, he
 }
 
 /// `POST /v2/repository/models/NAME/unload`, body optionally `{"parameters": {"version": "2"}}`.
-async fn repository_unload(State(state): AppStateRef, Path(name): Path<String>, headers: HeaderMap, body: Body) -> Result<Response> {
+async fn repository_unload(
+    State(state): AppStateRef,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response> {
     let body = read_body(&state, &headers, body).await?;
     let params = parameters(&parse_optional_object(&body)?)?;
     let version = string_param(&params, "version")?;
@@ -906,7 +1003,12 @@ async fn repository_unload(State(state): AppStateRef, Path(name): Path<String>, 
 
 /// `POST /v2/repository/models/NAME/traffic` (SecondRow's own call), body
 /// `{"default": "2", "canary": {"version": "3", "percent": 10}}`; `"canary": null` removes the canary.
-async fn repository_traffic(State(state): AppStateRef, Path(name): Path<String>, headers: HeaderMap, body: Body) -> Result<Response> {
+async fn repository_traffic(
+    State(state): AppStateRef,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response> {
     let body = read_body(&state, &headers, body).await?;
     let object = parse_json_object(&body)?;
     let default = string_param(&object, "default")?;
@@ -924,7 +1026,11 @@ async fn repository_traffic(State(state): AppStateRef, Path(name): Path<String>,
         }
         Some(_) => return Err(Error::invalid("`canary` must be an object or null")),
     };
-    state.repo.set_traffic(&name, default.as_deref(), canary.as_ref().map(|c| c.as_ref().map(|(v, p)| (v.as_str(), *p))))?;
+    state.repo.set_traffic(
+        &name,
+        default.as_deref(),
+        canary.as_ref().map(|c| c.as_ref().map(|(v, p)| (v.as_str(), *p))),
+    )?;
     let entries: Vec<Value> = state
         .repo
         .index()

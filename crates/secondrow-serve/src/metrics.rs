@@ -85,7 +85,8 @@ impl Metrics {
             let mut cumulative = 0;
             for (i, bound) in BUCKETS.iter().enumerate() {
                 cumulative += s.buckets[i].load(Ordering::Relaxed);
-                let _ = writeln!(out, "secondrow_serve_request_duration_seconds_bucket{{{l},le=\"{bound}\"}} {cumulative}");
+                let _ =
+                    writeln!(out, "secondrow_serve_request_duration_seconds_bucket{{{l},le=\"{bound}\"}} {cumulative}");
             }
             let count = s.requests();
             let _ = writeln!(out, "secondrow_serve_request_duration_seconds_bucket{{{l},le=\"+Inf\"}} {count}");

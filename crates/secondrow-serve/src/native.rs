@@ -97,8 +97,10 @@ impl NativeGraph {
                 ("Scaler", true, _) => {
                     let ty = matrix(src_ty)?;
                     let cols = ty.cols.unwrap_or(0);
-                    let offset = per_column(attrs.floats("offset"), cols, 0.0).map_err(|e| context(format!("offset: {e}")))?;
-                    let scale = per_column(attrs.floats("scale"), cols, 1.0).map_err(|e| context(format!("scale: {e}")))?;
+                    let offset =
+                        per_column(attrs.floats("offset"), cols, 0.0).map_err(|e| context(format!("offset: {e}")))?;
+                    let scale =
+                        per_column(attrs.floats("scale"), cols, 1.0).map_err(|e| context(format!("scale: {e}")))?;
                     (OpKind::Scaler { offset, scale }, vec![Ty { elem: Elem::F32, ..ty }])
                 }
                 ("Imputer", true, _) => {
@@ -107,26 +109,35 @@ impl NativeGraph {
                         return Ok(None);
                     }
                     let cols = ty.cols.unwrap_or(0);
-                    let values = per_column(attrs.floats("imputed_value_floats"), cols, f64::NAN).map_err(|e| context(format!("imputed_value_floats: {e}")))?;
+                    let values = per_column(attrs.floats("imputed_value_floats"), cols, f64::NAN)
+                        .map_err(|e| context(format!("imputed_value_floats: {e}")))?;
                     let replaced = attrs.float("replaced_value_float").unwrap_or(f64::NAN);
                     (OpKind::Imputer { values, replaced }, vec![ty])
                 }
                 ("LinearClassifier", true, _) => {
                     let ty = matrix(src_ty)?;
                     let model = LinearClassifier::load(&attrs, ty.cols.unwrap_or(0)).map_err(context)?;
-                    let tys = vec![Ty { elem: model.labels.elem(), cols: None }, Ty { elem: Elem::F32, cols: Some(model.score_cols()) }];
+                    let tys = vec![
+                        Ty { elem: model.labels.elem(), cols: None },
+                        Ty { elem: Elem::F32, cols: Some(model.score_cols()) },
+                    ];
                     (OpKind::LinearClassifier(model), tys)
                 }
                 ("LinearRegressor", true, _) => {
                     let ty = matrix(src_ty)?;
-                    let Some(model) = LinearRegressor::load(&attrs, ty.cols.unwrap_or(0)).map_err(context)? else { return Ok(None) };
+                    let Some(model) = LinearRegressor::load(&attrs, ty.cols.unwrap_or(0)).map_err(context)? else {
+                        return Ok(None);
+                    };
                     let tys = vec![Ty { elem: Elem::F32, cols: Some(model.targets) }];
                     (OpKind::LinearRegressor(model), tys)
                 }
                 ("TreeEnsembleClassifier", true, _) => {
                     let ty = matrix(src_ty)?;
                     let model = TreeClassifier::load(&attrs, ty.cols.unwrap_or(0)).map_err(context)?;
-                    let tys = vec![Ty { elem: model.labels.elem(), cols: None }, Ty { elem: Elem::F32, cols: Some(model.score_cols()) }];
+                    let tys = vec![
+                        Ty { elem: model.labels.elem(), cols: None },
+                        Ty { elem: Elem::F32, cols: Some(model.score_cols()) },
+                    ];
                     (OpKind::TreeClassifier(model), tys)
                 }
                 ("TreeEnsembleRegressor", true, _) => {
@@ -652,10 +663,16 @@ impl LinearRegressor {
             return Ok(None);
         }
         let targets = attrs.int("targets").unwrap_or(1);
-        let targets = usize::try_from(targets).ok().filter(|&t| t > 0).ok_or_else(|| format!("targets must be positive, got {targets}"))?;
+        let targets = usize::try_from(targets)
+            .ok()
+            .filter(|&t| t > 0)
+            .ok_or_else(|| format!("targets must be positive, got {targets}"))?;
         let coefficients = attrs.floats("coefficients").ok_or("missing coefficients")?;
         if coefficients.len() != targets * n_features {
-            return Err(format!("{} coefficients do not fit {targets} targets of {n_features} features", coefficients.len()));
+            return Err(format!(
+                "{} coefficients do not fit {targets} targets of {n_features} features",
+                coefficients.len()
+            ));
         }
         let intercepts = attrs.floats("intercepts").unwrap_or_default();
         if !intercepts.is_empty() && intercepts.len() != targets {
@@ -724,7 +741,13 @@ struct Trees {
 
 impl Trees {
     /// Reads the `nodes_*` attributes and the leaf weights under `prefix` (`class` or `target`).
-    fn load(attrs: &Attrs, prefix: &str, n_targets: usize, n_features: usize, aggregate: Aggregate) -> Result<Trees, String> {
+    fn load(
+        attrs: &Attrs,
+        prefix: &str,
+        n_targets: usize,
+        n_features: usize,
+        aggregate: Aggregate,
+    ) -> Result<Trees, String> {
         let ints = |name: &str| attrs.ints(name).ok_or_else(|| format!("missing {name}"));
         let tree_ids = ints("nodes_treeids")?;
         let node_ids = ints("nodes_nodeids")?;
@@ -786,10 +809,15 @@ impl Trees {
                 Node { threshold: 0.0, feature: 0, next: [leaf_of[i]; 2], mode, missing_true: false }
             } else {
                 let child = |id: i64| {
-                    index.get(&(tree_ids[i], id)).copied().ok_or_else(|| format!("node {} of tree {} points to missing node {id}", node_ids[i], tree_ids[i]))
+                    index.get(&(tree_ids[i], id)).copied().ok_or_else(|| {
+                        format!("node {} of tree {} points to missing node {id}", node_ids[i], tree_ids[i])
+                    })
                 };
                 let feature = usize::try_from(features[i]).ok().filter(|&f| f < n_features).ok_or_else(|| {
-                    format!("node {} of tree {} tests feature {} of {n_features}", node_ids[i], tree_ids[i], features[i])
+                    format!(
+                        "node {} of tree {} tests feature {} of {n_features}",
+                        node_ids[i], tree_ids[i], features[i]
+                    )
                 })?;
                 Node {
                     threshold: values[i],
@@ -812,8 +840,13 @@ impl Trees {
         }
         let mut per_leaf: Vec<Vec<(u32, f64)>> = vec![Vec::new(); n_leaves as usize];
         for k in 0..w_trees.len() {
-            let node = *index.get(&(w_trees[k], w_nodes[k])).ok_or_else(|| format!("weight {k} names missing node {} of tree {}", w_nodes[k], w_trees[k]))?;
-            let target = usize::try_from(w_ids[k]).ok().filter(|&t| t < n_targets).ok_or_else(|| format!("weight {k}: id {} is not below {n_targets}", w_ids[k]))?;
+            let node = *index
+                .get(&(w_trees[k], w_nodes[k]))
+                .ok_or_else(|| format!("weight {k} names missing node {} of tree {}", w_nodes[k], w_trees[k]))?;
+            let target = usize::try_from(w_ids[k])
+                .ok()
+                .filter(|&t| t < n_targets)
+                .ok_or_else(|| format!("weight {k}: id {} is not below {n_targets}", w_ids[k]))?;
             // Weights on inner nodes are never reached.
             if let Some(leaf) = per_leaf.get_mut(leaf_of[node as usize] as usize) {
                 leaf.push((target as u32, w_values[k]));
@@ -1020,7 +1053,10 @@ struct TreeRegressor {
 impl TreeRegressor {
     fn load(attrs: &Attrs, n_features: usize) -> Result<TreeRegressor, String> {
         let n_targets = attrs.int("n_targets").unwrap_or(1);
-        let n_targets = usize::try_from(n_targets).ok().filter(|&t| t > 0).ok_or_else(|| format!("n_targets must be positive, got {n_targets}"))?;
+        let n_targets = usize::try_from(n_targets)
+            .ok()
+            .filter(|&t| t > 0)
+            .ok_or_else(|| format!("n_targets must be positive, got {n_targets}"))?;
         let aggregate = match attrs.string("aggregate_function").as_deref() {
             None | Some("SUM") => Aggregate::Sum,
             Some("AVERAGE") => Aggregate::Average,
@@ -1091,9 +1127,16 @@ impl Attrs<'_> {
 fn tensor_f64(t: &pb::TensorProto) -> Option<Vec<f64>> {
     match t.data_type {
         ONNX_FLOAT if !t.float_data.is_empty() => Some(t.float_data.iter().map(|&v| f64::from(v)).collect()),
-        ONNX_FLOAT => Some(t.raw_data.chunks_exact(4).map(|c| f64::from(f32::from_le_bytes([c[0], c[1], c[2], c[3]]))).collect()),
+        ONNX_FLOAT => {
+            Some(t.raw_data.chunks_exact(4).map(|c| f64::from(f32::from_le_bytes([c[0], c[1], c[2], c[3]]))).collect())
+        }
         ONNX_DOUBLE if !t.double_data.is_empty() => Some(t.double_data.clone()),
-        ONNX_DOUBLE => Some(t.raw_data.chunks_exact(8).map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])).collect()),
+        ONNX_DOUBLE => Some(
+            t.raw_data
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+                .collect(),
+        ),
         _ => None,
     }
 }

@@ -90,7 +90,12 @@ pub struct Repository {
 impl Repository {
     /// An empty repository; models loaded later get `default_options` unless given their own.
     pub fn new(default_options: ModelOptions) -> Repository {
-        Repository { models: ArcSwap::from_pointee(HashMap::new()), writer: Mutex::new(()), metrics: Metrics::default(), default_options }
+        Repository {
+            models: ArcSwap::from_pointee(HashMap::new()),
+            writer: Mutex::new(()),
+            metrics: Metrics::default(),
+            default_options,
+        }
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -136,8 +141,10 @@ impl Repository {
             path: path.display().to_string(),
             message,
         })?;
-        let options = existing.as_ref().map(|e| e.options.clone()).or(options).unwrap_or_else(|| self.default_options.clone());
-        let batcher = (options.max_batch_size > 1).then(|| Batcher::start(runtime.clone(), options.max_batch_size, options.max_queue_delay));
+        let options =
+            existing.as_ref().map(|e| e.options.clone()).or(options).unwrap_or_else(|| self.default_options.clone());
+        let batcher = (options.max_batch_size > 1)
+            .then(|| Batcher::start(runtime.clone(), options.max_batch_size, options.max_queue_delay));
         let loaded = Arc::new(Version {
             version: version.clone(),
             path: path.to_path_buf(),
@@ -158,9 +165,18 @@ impl Repository {
                 entry.traffic.store(Arc::new(traffic));
             }
             None => {
-                let traffic = Traffic { versions: BTreeMap::from([(version.clone(), loaded)]), default: version.clone(), canary: None };
+                let traffic = Traffic {
+                    versions: BTreeMap::from([(version.clone(), loaded)]),
+                    default: version.clone(),
+                    canary: None,
+                };
                 let limit = (options.max_concurrency > 0).then(|| Arc::new(Semaphore::new(options.max_concurrency)));
-                let entry = Arc::new(ModelEntry { options, traffic: ArcSwap::from_pointee(traffic), limit, counter: AtomicU64::new(0) });
+                let entry = Arc::new(ModelEntry {
+                    options,
+                    traffic: ArcSwap::from_pointee(traffic),
+                    limit,
+                    counter: AtomicU64::new(0),
+                });
                 let mut models = HashMap::clone(&self.models.load());
                 models.insert(name.to_owned(), entry);
                 self.models.store(Arc::new(models));
@@ -263,7 +279,11 @@ impl Repository {
         let entry = self.entry(name)?;
         let traffic = entry.traffic.load();
         let v = version.unwrap_or(&traffic.default);
-        traffic.versions.get(v).cloned().ok_or_else(|| Error::VersionNotFound { model: name.to_owned(), version: v.to_owned() })
+        traffic
+            .versions
+            .get(v)
+            .cloned()
+            .ok_or_else(|| Error::VersionNotFound { model: name.to_owned(), version: v.to_owned() })
     }
 
     /// All version names of a model.
@@ -282,18 +302,30 @@ impl Repository {
             let v = match version {
                 Some(v) => v,
                 None => match &traffic.canary {
-                    Some((canary, percent)) if pick_canary(entry.counter.fetch_add(1, Ordering::Relaxed), *percent) => canary.as_str(),
+                    Some((canary, percent)) if pick_canary(entry.counter.fetch_add(1, Ordering::Relaxed), *percent) => {
+                        canary.as_str()
+                    }
                     _ => traffic.default.as_str(),
                 },
             };
-            traffic.versions.get(v).cloned().ok_or_else(|| Error::VersionNotFound { model: name.to_owned(), version: v.to_owned() })?
+            traffic
+                .versions
+                .get(v)
+                .cloned()
+                .ok_or_else(|| Error::VersionNotFound { model: name.to_owned(), version: v.to_owned() })?
         };
         let result = self.infer_on(name, &entry, &chosen, inputs).await;
         chosen.metrics.observe(started.elapsed(), result.is_err());
         result.map(|outputs| Inference { version: chosen.version.clone(), outputs })
     }
 
-    async fn infer_on(&self, name: &str, entry: &ModelEntry, chosen: &Arc<Version>, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
+    async fn infer_on(
+        &self,
+        name: &str,
+        entry: &ModelEntry,
+        chosen: &Arc<Version>,
+        inputs: Vec<Tensor>,
+    ) -> Result<Vec<Tensor>> {
         let inputs = check_inputs(name, chosen.runtime.as_ref(), inputs)?;
         let _permit = match &entry.limit {
             Some(limit) => Some(limit.clone().acquire_owned().await.map_err(|_| Error::Unavailable {
@@ -302,7 +334,8 @@ impl Repository {
             })?),
             None => None,
         };
-        let predict_error = |message| Error::Predict { model: name.to_owned(), version: chosen.version.clone(), message };
+        let predict_error =
+            |message| Error::Predict { model: name.to_owned(), version: chosen.version.clone(), message };
         let outputs = if let Some(batcher) = &chosen.batcher {
             batcher.predict(inputs).await.map_err(predict_error)?
         } else if inputs.iter().map(|t| t.data.len()).sum::<usize>() <= INLINE_ELEMENTS {
@@ -340,12 +373,20 @@ pub fn check_inputs(model: &str, runtime: &dyn Runtime, inputs: Vec<Tensor>) -> 
             continue;
         }
         if !runtime.accepts(index, tensor.datatype()) {
-            problems.push(format!("input `{}`: datatype {}, the model expects {}", tensor.name, tensor.datatype().name(), spec.datatype.name()));
+            problems.push(format!(
+                "input `{}`: datatype {}, the model expects {}",
+                tensor.name,
+                tensor.datatype().name(),
+                spec.datatype.name()
+            ));
         }
         let shape_ok = tensor.shape.len() == spec.shape.len()
             && tensor.shape.iter().zip(&spec.shape).all(|(&got, &want)| want < 0 || got as i64 == want);
         if !shape_ok {
-            problems.push(format!("input `{}`: shape {:?}, the model expects {:?} (-1: any size)", tensor.name, tensor.shape, spec.shape));
+            problems.push(format!(
+                "input `{}`: shape {:?}, the model expects {:?} (-1: any size)",
+                tensor.name, tensor.shape, spec.shape
+            ));
         }
         slots[index] = Some(tensor);
     }
@@ -379,6 +420,7 @@ fn pick_canary(n: u64, percent: u32) -> bool {
 }
 
 fn next_version(traffic: Option<Arc<Traffic>>) -> String {
-    let highest = traffic.map(|t| t.versions.keys().filter_map(|v| v.parse::<u64>().ok()).max().unwrap_or(0)).unwrap_or(0);
+    let highest =
+        traffic.map(|t| t.versions.keys().filter_map(|v| v.parse::<u64>().ok()).max().unwrap_or(0)).unwrap_or(0);
     (highest + 1).to_string()
 }

@@ -56,7 +56,9 @@ pub fn load(path: &Path) -> Result<Arc<dyn Runtime>, String> {
     match NativeRuntime::load(path) {
         Ok(Some(native)) => return Ok(Arc::new(native)),
         Ok(None) => {}
-        Err(message) => tracing::warn!(path = %path.display(), %message, "native ONNX-ML evaluation refused the graph; using tract"),
+        Err(message) => {
+            tracing::warn!(path = %path.display(), %message, "native ONNX-ML evaluation refused the graph; using tract")
+        }
     }
     Ok(Arc::new(OnnxRuntime::load(path)?))
 }
@@ -112,7 +114,8 @@ impl OnnxRuntime {
             let name = model.node(outlet.node).name.clone();
             let fact = model.input_fact(index).map_err(|e| e.to_string())?.clone();
             let datum = fact.datum_type.concretize().ok_or_else(|| format!("input `{name}` has no element type"))?;
-            let datatype = datatype_of(datum).ok_or_else(|| format!("input `{name}`: element type {datum:?} is not a V2 datatype"))?;
+            let datatype = datatype_of(datum)
+                .ok_or_else(|| format!("input `{name}`: element type {datum:?} is not a V2 datatype"))?;
             let mut dims: Vec<TDim> = Vec::new();
             let mut shape = Vec::new();
             for (j, dim) in fact.shape.dims().enumerate() {
@@ -125,7 +128,9 @@ impl OnnxRuntime {
                         dims.push(TDim::Sym(batch.clone()));
                         shape.push(-1);
                     }
-                    None => return Err(format!("input `{name}`: dimension {j} is not fixed (only the first may vary)")),
+                    None => {
+                        return Err(format!("input `{name}`: dimension {j} is not fixed (only the first may vary)"))
+                    }
                 }
             }
             model
@@ -164,7 +169,8 @@ impl Runtime for OnnxRuntime {
         &self.outputs
     }
     fn predict(&self, inputs: Vec<V2Tensor>) -> Result<Vec<V2Tensor>, String> {
-        let values: TVec<TValue> = inputs.into_iter().map(|t| to_tract(t).map(TValue::from)).collect::<Result<_, String>>()?;
+        let values: TVec<TValue> =
+            inputs.into_iter().map(|t| to_tract(t).map(TValue::from)).collect::<Result<_, String>>()?;
         let pooled = self.states.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let mut state = match pooled {
             Some(state) => state,
@@ -176,11 +182,7 @@ impl Runtime for OnnxRuntime {
             states.push(state);
         }
         drop(states);
-        results
-            .into_iter()
-            .zip(&self.outputs)
-            .map(|(value, spec)| from_tract(&spec.name, &value))
-            .collect()
+        results.into_iter().zip(&self.outputs).map(|(value, spec)| from_tract(&spec.name, &value)).collect()
     }
 }
 
@@ -232,7 +234,9 @@ fn to_tract(t: V2Tensor) -> Result<Tensor, String> {
 
 fn from_tract(name: &str, t: &Tensor) -> Result<V2Tensor, String> {
     fn slice<T: Datum + Clone>(name: &str, t: &Tensor) -> Result<Vec<T>, String> {
-        t.to_plain_array_view::<T>().map(|view| view.iter().cloned().collect()).map_err(|e| format!("output `{name}`: {e:#}"))
+        t.to_plain_array_view::<T>()
+            .map(|view| view.iter().cloned().collect())
+            .map_err(|e| format!("output `{name}`: {e:#}"))
     }
     let data = match t.datum_type() {
         DatumType::Bool => TensorData::Bool(slice(name, t)?),
@@ -280,18 +284,31 @@ impl BuiltinRuntime {
     pub fn load(path: &Path) -> Result<BuiltinRuntime, String> {
         let model = secondrow_ml::load_model(path).map_err(|e| e.to_string())?;
         // A transformer the ONNX layout does not cover reads every column as a number, as before.
-        let (numeric, text) = secondrow_ml::onnx::input_layout(&model).unwrap_or_else(|_| (model.input_columns(), Vec::new()));
+        let (numeric, text) =
+            secondrow_ml::onnx::input_layout(&model).unwrap_or_else(|_| (model.input_columns(), Vec::new()));
         let classification = !model.classes.is_empty();
-        let mut inputs = vec![TensorSpec { name: BUILTIN_INPUT.into(), datatype: Datatype::Fp32, shape: vec![-1, numeric.len() as i64] }];
+        let mut inputs = vec![TensorSpec {
+            name: BUILTIN_INPUT.into(),
+            datatype: Datatype::Fp32,
+            shape: vec![-1, numeric.len() as i64],
+        }];
         if !text.is_empty() {
-            inputs.push(TensorSpec { name: BUILTIN_TEXT_INPUT.into(), datatype: Datatype::Bytes, shape: vec![-1, text.len() as i64] });
+            inputs.push(TensorSpec {
+                name: BUILTIN_TEXT_INPUT.into(),
+                datatype: Datatype::Bytes,
+                shape: vec![-1, text.len() as i64],
+            });
         }
         let n_numeric = numeric.len();
         let columns = numeric.into_iter().chain(text).collect();
         let outputs = if classification {
             vec![
                 TensorSpec { name: "label".into(), datatype: Datatype::Bytes, shape: vec![-1] },
-                TensorSpec { name: "probabilities".into(), datatype: Datatype::Fp64, shape: vec![-1, model.classes.len() as i64] },
+                TensorSpec {
+                    name: "probabilities".into(),
+                    datatype: Datatype::Fp64,
+                    shape: vec![-1, model.classes.len() as i64],
+                },
             ]
         } else {
             vec![TensorSpec { name: "prediction".into(), datatype: Datatype::Fp64, shape: vec![-1] }]
@@ -370,11 +387,18 @@ impl Runtime for BuiltinRuntime {
                 data: TensorData::Bytes(predictions.labels.into_iter().map(String::into_bytes).collect()),
             };
             let proba = predictions.proba.ok_or("classifier returned no probabilities")?;
-            let probabilities =
-                V2Tensor { name: "probabilities".into(), shape: vec![proba.n_rows, proba.n_cols], data: TensorData::Fp64(proba.data) };
+            let probabilities = V2Tensor {
+                name: "probabilities".into(),
+                shape: vec![proba.n_rows, proba.n_cols],
+                data: TensorData::Fp64(proba.data),
+            };
             Ok(vec![label, probabilities])
         } else {
-            Ok(vec![V2Tensor { name: "prediction".into(), shape: vec![n_rows], data: TensorData::Fp64(predictions.values) }])
+            Ok(vec![V2Tensor {
+                name: "prediction".into(),
+                shape: vec![n_rows],
+                data: TensorData::Fp64(predictions.values),
+            }])
         }
     }
 }

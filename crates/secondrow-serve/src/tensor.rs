@@ -286,7 +286,9 @@ impl Tensor {
             TensorData::Fp16(v) => float(v.iter().map(|x| x.to_f64())),
             TensorData::Fp32(v) => float(v.iter().map(|&x| x as f64)),
             TensorData::Fp64(v) => float(v.iter().copied()),
-            TensorData::Bytes(v) => Value::Array(v.iter().map(|b| Value::String(String::from_utf8_lossy(b).into_owned())).collect()),
+            TensorData::Bytes(v) => {
+                Value::Array(v.iter().map(|b| Value::String(String::from_utf8_lossy(b).into_owned())).collect())
+            }
         }
     }
 
@@ -364,7 +366,8 @@ pub fn element_count(shape: &[usize]) -> Option<usize> {
 
 /// Decodes the JSON `data` of an input (flat or nested) into `datatype` elements; checks the count.
 pub fn decode_json(input: &str, datatype: Datatype, shape: &[usize], data: &Value) -> Result<TensorData> {
-    let expected = element_count(shape).ok_or_else(|| Error::invalid(format!("input `{input}`: shape {shape:?} is too large")))?;
+    let expected =
+        element_count(shape).ok_or_else(|| Error::invalid(format!("input `{input}`: shape {shape:?} is too large")))?;
     let mut flat: Vec<&Value> = Vec::with_capacity(expected.min(1 << 20));
     flatten(data, &mut flat);
     if flat.len() != expected {
@@ -373,13 +376,18 @@ pub fn decode_json(input: &str, datatype: Datatype, shape: &[usize], data: &Valu
             flat.len()
         )));
     }
-    let bad = |i: usize, v: &Value| Error::invalid(format!("input `{input}`: element {i} ({v}) is not a valid {}", datatype.name()));
+    let bad = |i: usize, v: &Value| {
+        Error::invalid(format!("input `{input}`: element {i} ({v}) is not a valid {}", datatype.name()))
+    };
     macro_rules! ints {
         ($variant:ident, $t:ty) => {{
             let mut out = Vec::with_capacity(flat.len());
             for (i, v) in flat.iter().enumerate() {
                 let x = match v {
-                    Value::Number(n) => n.as_i64().and_then(|x| <$t>::try_from(x).ok()).or_else(|| n.as_u64().and_then(|x| <$t>::try_from(x).ok())),
+                    Value::Number(n) => n
+                        .as_i64()
+                        .and_then(|x| <$t>::try_from(x).ok())
+                        .or_else(|| n.as_u64().and_then(|x| <$t>::try_from(x).ok())),
                     Value::Bool(b) => Some(*b as $t),
                     _ => None,
                 };
@@ -443,9 +451,12 @@ fn flatten<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
 
 /// Decodes one tensor of the binary extension from exactly its bytes.
 pub fn decode_binary(input: &str, datatype: Datatype, shape: &[usize], bytes: &[u8]) -> Result<TensorData> {
-    let expected = element_count(shape).ok_or_else(|| Error::invalid(format!("input `{input}`: shape {shape:?} is too large")))?;
+    let expected =
+        element_count(shape).ok_or_else(|| Error::invalid(format!("input `{input}`: shape {shape:?} is too large")))?;
     if let Some(size) = datatype.element_size() {
-        let needed = expected.checked_mul(size).ok_or_else(|| Error::invalid(format!("input `{input}`: shape {shape:?} is too large")))?;
+        let needed = expected
+            .checked_mul(size)
+            .ok_or_else(|| Error::invalid(format!("input `{input}`: shape {shape:?} is too large")))?;
         if bytes.len() != needed {
             return Err(Error::invalid(format!(
                 "input `{input}`: shape {shape:?} of {} needs {needed} bytes, binary data has {}",
@@ -456,7 +467,9 @@ pub fn decode_binary(input: &str, datatype: Datatype, shape: &[usize], bytes: &[
     }
     macro_rules! le {
         ($variant:ident, $t:ty, $n:expr) => {
-            TensorData::$variant(bytes.chunks_exact($n).map(|c| <$t>::from_le_bytes(c.try_into().unwrap_or([0; $n]))).collect())
+            TensorData::$variant(
+                bytes.chunks_exact($n).map(|c| <$t>::from_le_bytes(c.try_into().unwrap_or([0; $n]))).collect(),
+            )
         };
     }
     Ok(match datatype {

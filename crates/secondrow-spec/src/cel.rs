@@ -135,8 +135,7 @@ enum Tok {
 }
 
 const PUNCTS: [&str; 22] = [
-    "&&", "||", "==", "!=", "<=", ">=", "<", ">", "!", "(", ")", "[", "]", "{", "}", ".", ",", ":", "?", "+",
-    "-", "*",
+    "&&", "||", "==", "!=", "<=", ">=", "<", ">", "!", "(", ")", "[", "]", "{", "}", ".", ",", ":", "?", "+", "-", "*",
 ];
 
 fn lex(src: &str) -> Result<Vec<(Tok, usize)>, CelError> {
@@ -593,7 +592,9 @@ fn index(target: CelValue, idx: CelValue) -> Result<CelValue, CelError> {
                 Ok(l[i as usize].clone())
             }
         }
-        (CelValue::List(l), CelValue::Double(d)) if d.fract() == 0.0 => index(CelValue::List(l), CelValue::Int(d as i64)),
+        (CelValue::List(l), CelValue::Double(d)) if d.fract() == 0.0 => {
+            index(CelValue::List(l), CelValue::Int(d as i64))
+        }
         (t, i) => err(format!("cannot index {} with {}", t.type_name(), i.type_name())),
     }
 }

@@ -61,7 +61,14 @@ pub fn prelude_requirements(script: &str) -> Option<PipRequirements> {
             i += 1;
         }
         // The segment that installs kfp itself is what a Python with kfp makes unnecessary.
-        let installs_kfp = packages.iter().any(|p| p == "kfp" || p.starts_with("kfp=") || p.starts_with("kfp ") || p.starts_with("kfp@") || p.starts_with("kfp>") || p.starts_with("kfp<"));
+        let installs_kfp = packages.iter().any(|p| {
+            p == "kfp"
+                || p.starts_with("kfp=")
+                || p.starts_with("kfp ")
+                || p.starts_with("kfp@")
+                || p.starts_with("kfp>")
+                || p.starts_with("kfp<")
+        });
         if installs_kfp {
             continue;
         }
@@ -166,17 +173,21 @@ mod tests {
         let script = "\nPIP_DISABLE_PIP_VERSION_CHECK=1 python3 -m pip install --quiet --no-warn-script-location --index-url https://a.invalid/simple --extra-index-url https://b.invalid/simple --trusted-host https://a.invalid/simple 'six==1.16.0' 'idna>=3'  &&  python3 -m pip install --quiet --no-warn-script-location --index-url https://a.invalid/simple 'kfp==2.14.6' '--no-deps' 'typing-extensions>=3.7.4,<5; python_version<\"3.9\"' && \"$0\" \"$@\"\n";
         let r = prelude_requirements(script).unwrap();
         assert_eq!(r.packages, ["six==1.16.0", "idna>=3"]);
-        assert_eq!(r.index_args[..4], ["--index-url", "https://a.invalid/simple", "--extra-index-url", "https://b.invalid/simple"]);
+        assert_eq!(
+            r.index_args[..4],
+            ["--index-url", "https://a.invalid/simple", "--extra-index-url", "https://b.invalid/simple"]
+        );
         let swapped = PipRequirements { packages: vec!["idna>=3".into(), "six==1.16.0".into()], ..r.clone() };
         assert_eq!(r.normalized(), swapped.normalized());
     }
 
     #[test]
     fn program_split() {
-        let argv: Vec<String> = ["sh", "-ec", "python3 -m kfp.dsl.executor_main", "def f(): pass", "--executor_input", "{}"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let argv: Vec<String> =
+            ["sh", "-ec", "python3 -m kfp.dsl.executor_main", "def f(): pass", "--executor_input", "{}"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
         let (code, rest) = split_program(&argv).unwrap();
         assert_eq!(code, "def f(): pass");
         assert_eq!(rest, ["--executor_input", "{}"]);

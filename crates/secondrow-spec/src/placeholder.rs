@@ -29,10 +29,16 @@ pub enum Placeholder {
     /// `{{$}}`: the executor input as compact JSON.
     ExecutorInput,
     InputParameter(String),
-    InputArtifact { name: String, field: ArtifactField },
+    InputArtifact {
+        name: String,
+        field: ArtifactField,
+    },
     /// `{{$.outputs.parameters['y'].output_file}}`.
     OutputParameterFile(String),
-    OutputArtifact { name: String, field: ArtifactField },
+    OutputArtifact {
+        name: String,
+        field: ArtifactField,
+    },
     /// `{{$.outputs.output_file}}` and `{{$.outputMetadataUri}}`.
     OutputsFile,
     PipelineJobName,

@@ -13,8 +13,16 @@ fn sample(name: &str) -> String {
 }
 
 const SAMPLES: [&str; 10] = [
-    "params_types", "artifacts", "conditions", "loops", "exit_handler", "retry", "caching", "container_shell",
-    "nested", "failure",
+    "params_types",
+    "artifacts",
+    "conditions",
+    "loops",
+    "exit_handler",
+    "retry",
+    "caching",
+    "container_shell",
+    "nested",
+    "failure",
 ];
 
 #[test]
@@ -65,7 +73,10 @@ fn reports_every_problem_with_its_location() {
         .replace("executorLabel: exec-cleanup", "executorLabel: exec-missing");
     let e = problems(&yaml);
     assert!(e.iter().any(|p| p.contains("root.dag.tasks.ok-3.componentRef: unknown component `comp-nope`")), "{e:?}");
-    assert!(e.iter().any(|p| p.contains("components.comp-cleanup.executorLabel: unknown executor `exec-missing`")), "{e:?}");
+    assert!(
+        e.iter().any(|p| p.contains("components.comp-cleanup.executorLabel: unknown executor `exec-missing`")),
+        "{e:?}"
+    );
 }
 
 #[test]

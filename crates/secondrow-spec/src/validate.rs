@@ -11,8 +11,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::cel;
-use crate::lightweight::{prelude_requirements, PipRequirements};
 use crate::ir::{ComponentSpec, DagSpec, ExecutorSpec, ParameterType, PipelineSpec, TaskSpec};
+use crate::lightweight::{prelude_requirements, PipRequirements};
 use crate::placeholder::{self, ArgTemplate, Placeholder};
 use crate::value;
 use crate::{Problem, SpecError};
@@ -271,7 +271,9 @@ fn check_placeholders_against(comp: &ComponentSpec, label: &str, exec: &ParsedEx
                 Placeholder::InputArtifact { name, .. } if !ins.artifacts.contains_key(name) => {
                     Some(("input artifact", name))
                 }
-                Placeholder::OutputParameterFile(n) if !outs.parameters.contains_key(n) => Some(("output parameter", n)),
+                Placeholder::OutputParameterFile(n) if !outs.parameters.contains_key(n) => {
+                    Some(("output parameter", n))
+                }
                 Placeholder::OutputArtifact { name, .. } if !outs.artifacts.contains_key(name) => {
                     Some(("output artifact", name))
                 }
@@ -372,13 +374,15 @@ fn check_task(
             problems.push(Problem::new(format!("{loc}.dependentTasks"), format!("unknown task `{dep}`")));
         }
     }
-    let sibling_comp = |producer: &str| dag.tasks.get(producer).and_then(|t| spec.components.get(&t.component_ref.name));
+    let sibling_comp =
+        |producer: &str| dag.tasks.get(producer).and_then(|t| spec.components.get(&t.component_ref.name));
     let item_input = task.parameter_iterator.as_ref().map(|it| it.item_input.as_str());
     for (name, input) in &task.inputs.parameters {
         let iloc = format!("{loc}.inputs.parameters.{name}");
         if let Some(t) = target {
             if !t.input_definitions.parameters.contains_key(name) {
-                problems.push(Problem::new(&iloc, format!("component `{}` has no such input", task.component_ref.name)));
+                problems
+                    .push(Problem::new(&iloc, format!("component `{}` has no such input", task.component_ref.name)));
             }
         }
         let sources = [
@@ -395,7 +399,10 @@ fn check_task(
         }
         if let Some(src) = &input.component_input_parameter {
             if !parent.input_definitions.parameters.contains_key(src) {
-                problems.push(Problem::new(&iloc, format!("componentInputParameter `{src}` is not an input of the enclosing DAG")));
+                problems.push(Problem::new(
+                    &iloc,
+                    format!("componentInputParameter `{src}` is not an input of the enclosing DAG"),
+                ));
             }
         }
         if let Some(src) = &input.task_output_parameter {
@@ -435,7 +442,8 @@ fn check_task(
                                 _ => false,
                             };
                             if !ok {
-                                problems.push(Problem::new(&iloc, format!("unsupported placeholder in constant: {p:?}")));
+                                problems
+                                    .push(Problem::new(&iloc, format!("unsupported placeholder in constant: {p:?}")));
                             }
                         }
                     }
@@ -453,7 +461,10 @@ fn check_task(
         let iloc = format!("{loc}.inputs.artifacts.{name}");
         if let Some(t) = target {
             if !t.input_definitions.artifacts.contains_key(name) {
-                problems.push(Problem::new(&iloc, format!("component `{}` has no such input artifact", task.component_ref.name)));
+                problems.push(Problem::new(
+                    &iloc,
+                    format!("component `{}` has no such input artifact", task.component_ref.name),
+                ));
             }
         }
         match (&input.task_output_artifact, &input.component_input_artifact) {
@@ -471,7 +482,10 @@ fn check_task(
             },
             (None, Some(src)) => {
                 if !parent.input_definitions.artifacts.contains_key(src) {
-                    problems.push(Problem::new(&iloc, format!("componentInputArtifact `{src}` is not an input of the enclosing DAG")));
+                    problems.push(Problem::new(
+                        &iloc,
+                        format!("componentInputArtifact `{src}` is not an input of the enclosing DAG"),
+                    ));
                 }
             }
             _ => problems.push(Problem::new(&iloc, "needs exactly one of taskOutputArtifact / componentInputArtifact")),
@@ -489,7 +503,10 @@ fn check_task(
             if def.parameter_type == ParameterType::TaskFinalStatus
                 && task.inputs.parameters.get(name).is_some_and(|i| i.task_final_status.is_none())
             {
-                problems.push(Problem::new(format!("{loc}.inputs.parameters.{name}"), "a TASK_FINAL_STATUS input needs `taskFinalStatus`"));
+                problems.push(Problem::new(
+                    format!("{loc}.inputs.parameters.{name}"),
+                    "a TASK_FINAL_STATUS input needs `taskFinalStatus`",
+                ));
             }
         }
         for (name, def) in &t.input_definitions.artifacts {
@@ -536,8 +553,12 @@ fn check_task(
         }
     }
     if let Some(strategy) = task.trigger_policy.as_ref().and_then(|t| t.strategy.as_deref()) {
-        if !matches!(strategy, "ALL_UPSTREAM_TASKS_SUCCEEDED" | "ALL_UPSTREAM_TASKS_COMPLETED" | "TRIGGER_STRATEGY_UNSPECIFIED") {
-            problems.push(Problem::new(format!("{loc}.triggerPolicy.strategy"), format!("unknown strategy `{strategy}`")));
+        if !matches!(
+            strategy,
+            "ALL_UPSTREAM_TASKS_SUCCEEDED" | "ALL_UPSTREAM_TASKS_COMPLETED" | "TRIGGER_STRATEGY_UNSPECIFIED"
+        ) {
+            problems
+                .push(Problem::new(format!("{loc}.triggerPolicy.strategy"), format!("unknown strategy `{strategy}`")));
         }
     }
 }

@@ -58,7 +58,8 @@ impl PipelineVersionRecord {
 }
 
 /// Run columns without the (large) spec, for listings.
-const RUN_SUMMARY_COLUMNS: &str = "id, display_name, description, namespace, experiment_id, pipeline_id, pipeline_version_id,
+const RUN_SUMMARY_COLUMNS: &str =
+    "id, display_name, description, namespace, experiment_id, pipeline_id, pipeline_version_id,
     pipeline_name, NULL AS spec, parameters, options, state, error, outputs, storage_state, recurring_run_id,
     created_at, started_at, finished_at";
 
@@ -75,7 +76,12 @@ impl Store {
     // ------------------------------------------------------------ experiments
 
     /// Creates an experiment; `AlreadyExists` when the namespace has one of that name.
-    pub async fn create_experiment(&self, display_name: &str, description: &str, namespace: &str) -> Result<Experiment> {
+    pub async fn create_experiment(
+        &self,
+        display_name: &str,
+        description: &str,
+        namespace: &str,
+    ) -> Result<Experiment> {
         let e = Experiment {
             id: new_id(),
             display_name: display_name.to_owned(),
@@ -273,7 +279,11 @@ impl Store {
     // ------------------------------------------------------------ runs
 
     /// Runs without their specs (`spec` is `Null`), optionally of one namespace / experiment, oldest first.
-    pub async fn list_run_summaries(&self, namespace: Option<&str>, experiment_id: Option<&str>) -> Result<Vec<RunRecord>> {
+    pub async fn list_run_summaries(
+        &self,
+        namespace: Option<&str>,
+        experiment_id: Option<&str>,
+    ) -> Result<Vec<RunRecord>> {
         let mut sql = format!("SELECT {RUN_SUMMARY_COLUMNS} FROM runs WHERE 1 = 1");
         let mut binds = Vec::new();
         if let Some(ns) = namespace {
@@ -338,7 +348,9 @@ impl Store {
 
     /// Number of runs in each state.
     pub async fn run_state_counts(&self) -> Result<Vec<(String, i64)>> {
-        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM runs GROUP BY state ORDER BY state").fetch_all(self.reader()).await?;
+        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM runs GROUP BY state ORDER BY state")
+            .fetch_all(self.reader())
+            .await?;
         rows.iter().map(|r| Ok((r.try_get::<String, _>("state")?, r.try_get::<i64, _>("n")?))).collect()
     }
 
@@ -381,7 +393,9 @@ async fn insert_pipeline(tx: &mut sqlx::Transaction<'_, sqlx::Any>, p: &Pipeline
     .await;
     match res {
         Ok(_) => Ok(()),
-        Err(err) if is_unique_violation(&err) => Err(StoreError::AlreadyExists { kind: "pipeline", id: p.name.clone() }),
+        Err(err) if is_unique_violation(&err) => {
+            Err(StoreError::AlreadyExists { kind: "pipeline", id: p.name.clone() })
+        }
         Err(err) => Err(err.into()),
     }
 }
@@ -420,7 +434,9 @@ async fn insert_version(
     .await;
     match res {
         Ok(_) => Ok(v),
-        Err(err) if is_unique_violation(&err) => Err(StoreError::AlreadyExists { kind: "pipeline version", id: name.to_owned() }),
+        Err(err) if is_unique_violation(&err) => {
+            Err(StoreError::AlreadyExists { kind: "pipeline version", id: name.to_owned() })
+        }
         Err(err) => Err(err.into()),
     }
 }

@@ -23,10 +23,10 @@ pub struct ArtifactStore {
 impl ArtifactStore {
     /// Opens a local artifact root (created if missing).
     pub fn open_local(root: &Path) -> Result<ArtifactStore> {
-        std::fs::create_dir_all(root).map_err(|e| StoreError::Artifacts(format!("creating {}: {e}", root.display())))?;
-        let root = root
-            .canonicalize()
-            .map_err(|e| StoreError::Artifacts(format!("resolving {}: {e}", root.display())))?;
+        std::fs::create_dir_all(root)
+            .map_err(|e| StoreError::Artifacts(format!("creating {}: {e}", root.display())))?;
+        let root =
+            root.canonicalize().map_err(|e| StoreError::Artifacts(format!("resolving {}: {e}", root.display())))?;
         let fs = LocalFileSystem::new_with_prefix(&root).map_err(|e| StoreError::Artifacts(e.to_string()))?;
         Ok(ArtifactStore { root, objects: Arc::new(fs) })
     }
@@ -82,7 +82,10 @@ impl ArtifactStore {
                     return Err(StoreError::NotFound { kind: "artifact file", id: uri.to_owned() });
                 }
                 for item in items {
-                    let suffix = item.location.prefix_match(&loc).map(|parts| parts.map(|p| p.as_ref().to_owned()).collect::<Vec<_>>());
+                    let suffix = item
+                        .location
+                        .prefix_match(&loc)
+                        .map(|parts| parts.map(|p| p.as_ref().to_owned()).collect::<Vec<_>>());
                     let Some(suffix) = suffix else { continue };
                     let target = suffix.iter().fold(dest.to_path_buf(), |p, s| p.join(s));
                     let got = self.objects.get(&item.location).await.map_err(|e| map_os(uri, e))?;

@@ -77,7 +77,9 @@ impl ModelSource {
     pub fn to_json(&self) -> Value {
         match self {
             ModelSource::Artifact { artifact_id } => json!({"artifact_id": artifact_id}),
-            ModelSource::TaskOutput { run_id, task, output } => json!({"run_id": run_id, "task": task, "output": output}),
+            ModelSource::TaskOutput { run_id, task, output } => {
+                json!({"run_id": run_id, "task": task, "output": output})
+            }
             ModelSource::Path { path } => json!({"path": path}),
         }
     }
@@ -119,13 +121,16 @@ pub fn check_name(field: &str, name: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(StoreError::InvalidArgument(format!("{field}: `{name}` must be 1-128 characters of letters, digits, `.`, `_` or `-`")))
+        Err(StoreError::InvalidArgument(format!(
+            "{field}: `{name}` must be 1-128 characters of letters, digits, `.`, `_` or `-`"
+        )))
     }
 }
 
 /// The version number after the highest numeric one.
 pub fn next_version(record: Option<&DeploymentRecord>) -> String {
-    let highest = record.map(|r| r.versions.iter().filter_map(|v| v.version.parse::<u64>().ok()).max().unwrap_or(0)).unwrap_or(0);
+    let highest =
+        record.map(|r| r.versions.iter().filter_map(|v| v.version.parse::<u64>().ok()).max().unwrap_or(0)).unwrap_or(0);
     (highest + 1).to_string()
 }
 
@@ -153,12 +158,16 @@ impl Store {
                     .find(|t| t.path == *task)
                     .or_else(|| tasks.iter().find(|t| t.task_key == *task || t.display_name == *task))
                     .ok_or_else(|| StoreError::NotFound { kind: "task", id: format!("{run_id}/{task}") })?;
-                let row = sqlx::query("SELECT artifact_id FROM events WHERE task_id = $1 AND kind = 'OUTPUT' AND name = $2")
-                    .bind(&found.id)
-                    .bind(output)
-                    .fetch_optional(&self.pool)
-                    .await?
-                    .ok_or_else(|| StoreError::NotFound { kind: "task output artifact", id: format!("{run_id}/{task}/{output}") })?;
+                let row =
+                    sqlx::query("SELECT artifact_id FROM events WHERE task_id = $1 AND kind = 'OUTPUT' AND name = $2")
+                        .bind(&found.id)
+                        .bind(output)
+                        .fetch_optional(&self.pool)
+                        .await?
+                        .ok_or_else(|| StoreError::NotFound {
+                            kind: "task output artifact",
+                            id: format!("{run_id}/{task}/{output}"),
+                        })?;
                 let id: String = row.try_get("artifact_id")?;
                 (id, json!({"run_id": run_id, "task": found.path, "output": output}))
             }
@@ -172,17 +181,24 @@ impl Store {
         }
         let path = PathBuf::from(artifact.uri.strip_prefix("file://").unwrap_or(&artifact.uri));
         if !path.is_absolute() || !path.is_file() {
-            return Err(StoreError::InvalidArgument(format!("artifact `{artifact_id}`: `{}` is not a local model file", artifact.uri)));
+            return Err(StoreError::InvalidArgument(format!(
+                "artifact `{artifact_id}`: `{}` is not a local model file",
+                artifact.uri
+            )));
         }
         Ok(ResolvedSource { source, artifact_id: Some(artifact_id), path })
     }
 
     pub async fn get_deployment(&self, name: &str) -> Result<DeploymentRecord> {
-        self.find_deployment(name).await?.ok_or_else(|| StoreError::NotFound { kind: "deployment", id: name.to_owned() })
+        self.find_deployment(name)
+            .await?
+            .ok_or_else(|| StoreError::NotFound { kind: "deployment", id: name.to_owned() })
     }
 
     pub async fn find_deployment(&self, name: &str) -> Result<Option<DeploymentRecord>> {
-        let Some(row) = sqlx::query("SELECT * FROM deployments WHERE name = $1").bind(name).fetch_optional(&self.pool).await? else {
+        let Some(row) =
+            sqlx::query("SELECT * FROM deployments WHERE name = $1").bind(name).fetch_optional(&self.pool).await?
+        else {
             return Ok(None);
         };
         let versions = sqlx::query("SELECT * FROM deployment_versions WHERE deployment = $1")
@@ -214,7 +230,11 @@ impl Store {
         check_name("version", new.version)?;
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
-        let exists = sqlx::query("SELECT name FROM deployments WHERE name = $1").bind(new.name).fetch_optional(&mut *tx).await?.is_some();
+        let exists = sqlx::query("SELECT name FROM deployments WHERE name = $1")
+            .bind(new.name)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
         if exists {
             let taken = sqlx::query("SELECT version FROM deployment_versions WHERE deployment = $1 AND version = $2")
                 .bind(new.name)
@@ -222,7 +242,10 @@ impl Store {
                 .fetch_optional(&mut *tx)
                 .await?;
             if taken.is_some() {
-                return Err(StoreError::AlreadyExists { kind: "deployment version", id: format!("{}/{}", new.name, new.version) });
+                return Err(StoreError::AlreadyExists {
+                    kind: "deployment version",
+                    id: format!("{}/{}", new.name, new.version),
+                });
             }
             if new.make_default {
                 // The new version cannot be the canary yet (it did not exist), so the canary stays.
@@ -233,15 +256,21 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
             } else {
-                sqlx::query("UPDATE deployments SET updated_at = $1 WHERE name = $2").bind(now).bind(new.name).execute(&mut *tx).await?;
+                sqlx::query("UPDATE deployments SET updated_at = $1 WHERE name = $2")
+                    .bind(now)
+                    .bind(new.name)
+                    .execute(&mut *tx)
+                    .await?;
             }
         } else {
-            sqlx::query("INSERT INTO deployments (name, default_version, created_at, updated_at) VALUES ($1, $2, $3, $3)")
-                .bind(new.name)
-                .bind(new.version)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO deployments (name, default_version, created_at, updated_at) VALUES ($1, $2, $3, $3)",
+            )
+            .bind(new.name)
+            .bind(new.version)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
         }
         sqlx::query(
             "INSERT INTO deployment_versions (deployment, version, source, artifact_id, path, created_at)
@@ -338,7 +367,10 @@ pub fn apply_traffic(current: &DeploymentRecord, update: &TrafficUpdate) -> Resu
         Some(Some(c)) => {
             known("canary.version", &c.version)?;
             if c.percent > 100 {
-                return Err(StoreError::InvalidArgument(format!("canary.percent: must be between 0 and 100, got {}", c.percent)));
+                return Err(StoreError::InvalidArgument(format!(
+                    "canary.percent: must be between 0 and 100, got {}",
+                    c.percent
+                )));
             }
             Some(c.clone())
         }
@@ -347,7 +379,9 @@ pub fn apply_traffic(current: &DeploymentRecord, update: &TrafficUpdate) -> Resu
         None => current.canary.clone().filter(|c| c.version != default),
     };
     if canary.as_ref().is_some_and(|c| c.version == default) {
-        return Err(StoreError::InvalidArgument(format!("canary.version: `{default}` is the default version; a canary must be another version")));
+        return Err(StoreError::InvalidArgument(format!(
+            "canary.version: `{default}` is the default version; a canary must be another version"
+        )));
     }
     Ok((default, canary))
 }
@@ -359,7 +393,8 @@ async fn deployment_in(tx: &mut sqlx::Transaction<'_, sqlx::Any>, name: &str) ->
         .fetch_optional(&mut **tx)
         .await?
         .ok_or_else(|| StoreError::NotFound { kind: "deployment", id: name.to_owned() })?;
-    let versions = sqlx::query("SELECT * FROM deployment_versions WHERE deployment = $1").bind(name).fetch_all(&mut **tx).await?;
+    let versions =
+        sqlx::query("SELECT * FROM deployment_versions WHERE deployment = $1").bind(name).fetch_all(&mut **tx).await?;
     deployment_from_rows(&row, &versions)
 }
 
@@ -367,9 +402,10 @@ fn deployment_from_rows(row: &AnyRow, versions: &[AnyRow]) -> Result<DeploymentR
     let canary_version: Option<String> = row.try_get("canary_version")?;
     let canary_percent: Option<i64> = row.try_get("canary_percent")?;
     let canary = match (canary_version, canary_percent) {
-        (Some(version), Some(p)) => {
-            Some(Canary { version, percent: u32::try_from(p).map_err(|_| StoreError::Corrupt(format!("canary percent {p}")))? })
-        }
+        (Some(version), Some(p)) => Some(Canary {
+            version,
+            percent: u32::try_from(p).map_err(|_| StoreError::Corrupt(format!("canary percent {p}")))?,
+        }),
         _ => None,
     };
     let mut versions = versions
@@ -378,7 +414,8 @@ fn deployment_from_rows(row: &AnyRow, versions: &[AnyRow]) -> Result<DeploymentR
             let source: String = v.try_get("source")?;
             Ok(DeploymentVersion {
                 version: v.try_get("version")?,
-                source: serde_json::from_str(&source).map_err(|e| StoreError::Corrupt(format!("deployment version source: {e}")))?,
+                source: serde_json::from_str(&source)
+                    .map_err(|e| StoreError::Corrupt(format!("deployment version source: {e}")))?,
                 artifact_id: v.try_get("artifact_id")?,
                 path: v.try_get("path")?,
                 created_at: v.try_get("created_at")?,

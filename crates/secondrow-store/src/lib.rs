@@ -25,8 +25,8 @@ use sqlx::{AnyPool, Executor, Row};
 
 pub use api::{PipelineRecord, PipelineVersionRecord};
 pub use artifact_store::ArtifactStore;
-pub use recurring::{NewRecurringRun, RecurringRunRecord};
 pub use records::*;
+pub use recurring::{NewRecurringRun, RecurringRunRecord};
 pub use tokens::{token_digest, validate_namespace, ApiToken};
 
 #[derive(Debug, thiserror::Error)]
@@ -100,7 +100,9 @@ impl Store {
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             Backend::Postgres
         } else {
-            return Err(StoreError::InvalidArgument(format!("unsupported database URL `{url}` (use sqlite:// or postgres://)")));
+            return Err(StoreError::InvalidArgument(format!(
+                "unsupported database URL `{url}` (use sqlite:// or postgres://)"
+            )));
         };
         if backend == Backend::Sqlite {
             // Create the file on first use; WAL lets readers (CLI, API) run beside the engine's writes.
@@ -596,7 +598,12 @@ impl Store {
     }
 }
 
-async fn insert_history(tx: &mut sqlx::Transaction<'_, sqlx::Any>, run_id: &str, state: RunState, at: i64) -> Result<()> {
+async fn insert_history(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    run_id: &str,
+    state: RunState,
+    at: i64,
+) -> Result<()> {
     // Ids sort in insertion order, so transitions within one millisecond keep their order.
     static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -107,7 +107,8 @@ impl Store {
     }
 
     pub async fn get_recurring_run(&self, id: &str) -> Result<RecurringRunRecord> {
-        let row = sqlx::query("SELECT * FROM recurring_runs WHERE id = $1").bind(id).fetch_optional(self.reader()).await?;
+        let row =
+            sqlx::query("SELECT * FROM recurring_runs WHERE id = $1").bind(id).fetch_optional(self.reader()).await?;
         match row {
             Some(r) => RecurringRunRecord::from_row(&r),
             None => Err(StoreError::NotFound { kind: "recurring run", id: id.to_owned() }),

@@ -107,10 +107,12 @@ impl Store {
 
     /// The live (not revoked) token a presented secret belongs to.
     pub async fn find_api_token(&self, secret: &str) -> Result<Option<ApiToken>> {
-        let row = sqlx::query(&format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL"))
-            .bind(token_digest(secret))
-            .fetch_optional(self.reader())
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL"
+        ))
+        .bind(token_digest(secret))
+        .fetch_optional(self.reader())
+        .await?;
         row.as_ref().map(ApiToken::from_row).transpose()
     }
 
@@ -161,7 +163,10 @@ mod tests {
             assert!(validate_namespace(ok).is_ok(), "{ok}");
         }
         for bad in ["", "-a", "a-", "Team", "a b", "a_b", &"x".repeat(64)] {
-            assert!(matches!(validate_namespace(bad), Err(StoreError::InvalidArgument(m)) if m.contains("namespace")), "{bad}");
+            assert!(
+                matches!(validate_namespace(bad), Err(StoreError::InvalidArgument(m)) if m.contains("namespace")),
+                "{bad}"
+            );
         }
     }
 }

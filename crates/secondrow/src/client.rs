@@ -62,7 +62,11 @@ impl Client {
         let url = url::Url::parse(&with_scheme).map_err(|e| bad(&e.to_string()))?;
         match url.scheme() {
             "http" => {}
-            "https" => return Err(bad("https is not supported (this build has no TLS); use http:// or a TLS-terminating proxy")),
+            "https" => {
+                return Err(bad(
+                    "https is not supported (this build has no TLS); use http:// or a TLS-terminating proxy",
+                ))
+            }
             other => return Err(bad(&format!("unsupported scheme `{other}`; use http://"))),
         }
         let host = url.host_str().filter(|h| !h.is_empty()).ok_or_else(|| bad("no host"))?;
@@ -70,7 +74,8 @@ impl Client {
             return Err(bad("a query or fragment is not allowed"));
         }
         let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(10));
-        let loopback = host == "localhost" || host.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        let loopback = host == "localhost"
+            || host.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
         if loopback {
             // An HTTP proxy from the environment must not intercept loopback traffic.
             builder = builder.no_proxy();
@@ -132,7 +137,8 @@ impl Client {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_owned();
-        let file_err = |e: std::io::Error| ClientError::File { path: dest.display().to_string(), reason: e.to_string() };
+        let file_err =
+            |e: std::io::Error| ClientError::File { path: dest.display().to_string(), reason: e.to_string() };
         if let Some(parent) = dest.parent() {
             tokio::fs::create_dir_all(parent).await.map_err(file_err)?;
         }
@@ -157,7 +163,14 @@ impl Client {
     #[allow(dead_code)] // no caller in the CLI yet; part of the client's API
     /// `POST path?query` as `multipart/form-data` with one file part (`field`, `file_name`, `bytes`), as
     /// kfp's `upload_pipeline` sends it → JSON.
-    pub async fn upload(&self, path: &str, query: &[(&str, String)], field: &str, file_name: &str, bytes: &[u8]) -> ClientResult<Value> {
+    pub async fn upload(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        field: &str,
+        file_name: &str,
+        bytes: &[u8],
+    ) -> ClientResult<Value> {
         let (content_type, body) = multipart_body(field, file_name, bytes);
         let response = self
             .send(reqwest::Method::POST, path, query, |r| {
@@ -167,7 +180,13 @@ impl Client {
         read_json("POST", path, response).await
     }
 
-    async fn json_call(&self, method: reqwest::Method, path: &str, query: &[(&str, String)], body: Option<&Value>) -> ClientResult<Value> {
+    async fn json_call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> ClientResult<Value> {
         let name = method.to_string();
         let response = self
             .send(method, path, query, |r| match body {
@@ -186,7 +205,8 @@ impl Client {
         query: &[(&str, String)],
         build: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
     ) -> ClientResult<reqwest::Response> {
-        let mut request = self.http.request(method.clone(), self.url(path)).header(reqwest::header::ACCEPT, "application/json");
+        let mut request =
+            self.http.request(method.clone(), self.url(path)).header(reqwest::header::ACCEPT, "application/json");
         if !query.is_empty() {
             request = request.query(query);
         }
@@ -202,14 +222,21 @@ impl Client {
             return Ok(response);
         }
         let text = response.text().await.unwrap_or_default();
-        Err(ClientError::Api { method: method.to_string(), path: path.to_owned(), status: status.as_u16(), message: error_message(&text, status) })
+        Err(ClientError::Api {
+            method: method.to_string(),
+            path: path.to_owned(),
+            status: status.as_u16(),
+            message: error_message(&text, status),
+        })
     }
 }
 
 /// The message of KFP's error JSON (`message`, else `error`), else the body text, else the status reason.
 fn error_message(body: &str, status: reqwest::StatusCode) -> String {
     let from_json = serde_json::from_str::<Value>(body).ok().and_then(|v| {
-        ["message", "error"].iter().find_map(|k| v.get(*k).and_then(Value::as_str).filter(|m| !m.is_empty()).map(str::to_owned))
+        ["message", "error"]
+            .iter()
+            .find_map(|k| v.get(*k).and_then(Value::as_str).filter(|m| !m.is_empty()).map(str::to_owned))
     });
     from_json
         .or_else(|| Some(body.trim().to_owned()).filter(|b| !b.is_empty()))
@@ -221,7 +248,11 @@ async fn read_json(method: &str, path: &str, response: reqwest::Response) -> Cli
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::Object(Default::default()));
     }
-    serde_json::from_slice(&bytes).map_err(|e| ClientError::BadAnswer { method: method.to_owned(), path: path.to_owned(), reason: format!("not JSON: {e}") })
+    serde_json::from_slice(&bytes).map_err(|e| ClientError::BadAnswer {
+        method: method.to_owned(),
+        path: path.to_owned(),
+        reason: format!("not JSON: {e}"),
+    })
 }
 
 fn bad_answer(method: &str, path: &str, e: reqwest::Error) -> ClientError {

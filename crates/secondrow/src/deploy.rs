@@ -43,10 +43,15 @@ pub async fn start_serving(state: &AppState, args: &ServingArgs) -> Result<Strin
     let listener = match tokio::net::TcpListener::bind((args.serve_host.as_str(), port)).await {
         Ok(listener) => listener,
         Err(e) if args.serve_port.is_none() => {
-            eprintln!("warning: deployed models are not served: cannot bind {}:{port}: {e} (choose one with --serve-port)", args.serve_host);
+            eprintln!(
+                "warning: deployed models are not served: cannot bind {}:{port}: {e} (choose one with --serve-port)",
+                args.serve_host
+            );
             return Ok("(not served: the serving port is taken)".to_owned());
         }
-        Err(e) => return Err(anyhow::Error::new(e).context(format!("binding the serving port {}:{port}", args.serve_host))),
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(format!("binding the serving port {}:{port}", args.serve_host)))
+        }
     };
     let url = format!("http://{}", listener.local_addr()?);
     state.deployments.set_url(url.clone());
@@ -128,7 +133,11 @@ pub enum DeployCommand {
 }
 
 /// Runs a deploy command; `remote` is `--server` and `--token` when given.
-pub async fn run(settings: &Settings, remote: Option<(&str, Option<String>)>, command: DeployCommand) -> Result<ExitCode> {
+pub async fn run(
+    settings: &Settings,
+    remote: Option<(&str, Option<String>)>,
+    command: DeployCommand,
+) -> Result<ExitCode> {
     let target = match remote {
         Some((server, token)) => Target::Remote(Client::new(server, token).map_err(|e| UsageError(e.to_string()))?),
         None => Target::Local(Home::resolve(settings)?.store().await?),
@@ -139,7 +148,11 @@ pub async fn run(settings: &Settings, remote: Option<(&str, Option<String>)>, co
                 (Some(artifact_id), ..) => ModelSource::Artifact { artifact_id },
                 (None, Some(run_id), Some(task), Some(output), _) => ModelSource::TaskOutput { run_id, task, output },
                 (.., Some(path)) => ModelSource::Path { path: std::path::absolute(&path)?.display().to_string() },
-                _ => return Err(UsageError("give --artifact-id, --run with --task and --output, or --path".into()).into()),
+                _ => {
+                    return Err(
+                        UsageError("give --artifact-id, --run with --task and --output, or --path".into()).into()
+                    )
+                }
             };
             let doc = target.create(&name, &source, version.as_deref(), !no_default).await?;
             print_deployment(&doc, json)?;
@@ -151,7 +164,14 @@ pub async fn run(settings: &Settings, remote: Option<(&str, Option<String>)>, co
             } else {
                 println!("{:<24}  {:<8}  {:<12}  {:<9}  VERSIONS", "NAME", "DEFAULT", "CANARY", "STATE");
                 for d in &docs {
-                    println!("{:<24}  {:<8}  {:<12}  {:<9}  {}", text(&d["name"]), text(&d["default_version"]), canary(d), state(d), versions(d));
+                    println!(
+                        "{:<24}  {:<8}  {:<12}  {:<9}  {}",
+                        text(&d["name"]),
+                        text(&d["default_version"]),
+                        canary(d),
+                        state(d),
+                        versions(d)
+                    );
                 }
             }
         }
@@ -163,7 +183,10 @@ pub async fn run(settings: &Settings, remote: Option<(&str, Option<String>)>, co
                 _ => None,
             };
             if default_version.is_none() && canary.is_none() {
-                return Err(UsageError("nothing to change: give --default-version, --canary with --percent, or --no-canary".into()).into());
+                return Err(UsageError(
+                    "nothing to change: give --default-version, --canary with --percent, or --no-canary".into(),
+                )
+                .into());
             }
             let doc = target.update(&name, &TrafficUpdate { default_version, canary }).await?;
             print_deployment(&doc, json)?;
@@ -186,10 +209,17 @@ enum Target {
 }
 
 impl Target {
-    async fn create(&self, name: &str, source: &ModelSource, version: Option<&str>, make_default: bool) -> Result<Value> {
+    async fn create(
+        &self,
+        name: &str,
+        source: &ModelSource,
+        version: Option<&str>,
+        make_default: bool,
+    ) -> Result<Value> {
         match self {
             Target::Remote(c) => {
-                let body = json!({"name": name, "source": source.to_json(), "version": version, "make_default": make_default});
+                let body =
+                    json!({"name": name, "source": source.to_json(), "version": version, "make_default": make_default});
                 c.post_json("/deployments", &body).await.map_err(remote_error)
             }
             Target::Local(store) => {
@@ -198,9 +228,9 @@ impl Target {
                 let resolved = store.resolve_model_source(source).await.map_err(local_error)?;
                 // What the server will do: refuse a file it cannot load before anything is recorded.
                 let path = resolved.path.clone();
-                tokio::task::spawn_blocking(move || secondrow_serve::runtime::load(&path).map(|_| ()))
-                    .await?
-                    .map_err(|e| UsageError(format!("{} is not a model this server can load: {e}", resolved.path.display())))?;
+                tokio::task::spawn_blocking(move || secondrow_serve::runtime::load(&path).map(|_| ())).await?.map_err(
+                    |e| UsageError(format!("{} is not a model this server can load: {e}", resolved.path.display())),
+                )?;
                 let new = NewDeploymentVersion { name, version: &version, resolved: &resolved, make_default };
                 Ok(serde_json::to_value(store.add_deployment_version(&new).await.map_err(local_error)?)?)
             }
@@ -239,7 +269,9 @@ impl Target {
                 }
                 c.patch_json(&format!("/deployments/{name}"), &body).await.map_err(remote_error)
             }
-            Target::Local(store) => Ok(serde_json::to_value(store.update_deployment_traffic(name, update).await.map_err(local_error)?)?),
+            Target::Local(store) => {
+                Ok(serde_json::to_value(store.update_deployment_traffic(name, update).await.map_err(local_error)?)?)
+            }
         }
     }
 
@@ -263,7 +295,9 @@ impl Target {
 /// The user's mistakes (unknown names, taken versions, bad values) exit 2.
 fn local_error(e: StoreError) -> anyhow::Error {
     match e {
-        StoreError::NotFound { .. } | StoreError::AlreadyExists { .. } | StoreError::InvalidArgument(_) => UsageError(e.to_string()).into(),
+        StoreError::NotFound { .. } | StoreError::AlreadyExists { .. } | StoreError::InvalidArgument(_) => {
+            UsageError(e.to_string()).into()
+        }
         other => other.into(),
     }
 }
@@ -320,6 +354,7 @@ fn state(d: &Value) -> String {
 }
 
 fn versions(d: &Value) -> String {
-    let names: Vec<String> = d["versions"].as_array().map(Vec::as_slice).unwrap_or_default().iter().map(|v| text(&v["version"])).collect();
+    let names: Vec<String> =
+        d["versions"].as_array().map(Vec::as_slice).unwrap_or_default().iter().map(|v| text(&v["version"])).collect();
     names.join(",")
 }

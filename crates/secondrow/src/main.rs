@@ -8,8 +8,8 @@ mod client;
 mod deploy;
 mod progress;
 mod remote;
-mod server;
 mod serve;
+mod server;
 mod tokens;
 
 use std::path::{Path, PathBuf};
@@ -213,7 +213,10 @@ fn main() -> ExitCode {
             let usage = e.chain().any(|c| {
                 c.is::<UsageError>()
                     || c.is::<SpecError>()
-                    || matches!(c.downcast_ref::<StoreError>(), Some(StoreError::NotFound { .. } | StoreError::InvalidArgument(_)))
+                    || matches!(
+                        c.downcast_ref::<StoreError>(),
+                        Some(StoreError::NotFound { .. } | StoreError::InvalidArgument(_))
+                    )
             });
             ExitCode::from(if usage { 2 } else { 1 })
         }
@@ -241,7 +244,9 @@ impl Home {
     }
 
     async fn store(&self) -> Result<Store> {
-        Store::open(&self.database_url).await.with_context(|| format!("opening the metadata store {}", self.database_url))
+        Store::open(&self.database_url)
+            .await
+            .with_context(|| format!("opening the metadata store {}", self.database_url))
     }
 
     fn artifacts(&self) -> Result<ArtifactStore> {
@@ -257,9 +262,8 @@ impl Home {
     }
 
     async fn engine(&self, exec: &ExecArgs) -> Result<Engine> {
-        let parallelism = exec
-            .parallelism
-            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
+        let parallelism =
+            exec.parallelism.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
         let config = EngineConfig {
             logs_root: self.logs_root(),
             work_dir: self.root.join("work"),
@@ -285,7 +289,12 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Validate { pipeline, params } => {
             let p = load_pipeline(&pipeline)?;
             p.bind_cli_parameters(&params)?;
-            println!("{}: valid ({} components, {} executors)", pipeline.display(), p.spec.components.len(), p.executors.len());
+            println!(
+                "{}: valid ({} components, {} executors)",
+                pipeline.display(),
+                p.spec.components.len(),
+                p.executors.len()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => {
@@ -334,7 +343,10 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Serve(args) => serve::run(args).await,
         Command::Server(args) => server::run(&cli.settings, args).await,
-        Command::Deploy(cmd) => deploy::run(&cli.settings, cli.settings.server.as_deref().map(|s| (s, cli.settings.token.clone())), cmd).await,
+        Command::Deploy(cmd) => {
+            deploy::run(&cli.settings, cli.settings.server.as_deref().map(|s| (s, cli.settings.token.clone())), cmd)
+                .await
+        }
         Command::Tokens(cmd) => tokens::run(&cli.settings, cmd).await,
         Command::Logs { run_id, task } => {
             let home = Home::resolve(&cli.settings)?;
@@ -367,7 +379,13 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                     } else {
                         println!("{:<24}  {:<8}  {:<19}  PACKAGES", "KEY", "PYTHON", "LAST USED");
                         for e in &list {
-                            println!("{:<24}  {:<8}  {:<19}  {}", e.key, e.python_version, fmt_time(e.last_used_ms), e.packages.join(" "));
+                            println!(
+                                "{:<24}  {:<8}  {:<19}  {}",
+                                e.key,
+                                e.python_version,
+                                fmt_time(e.last_used_ms),
+                                e.packages.join(" ")
+                            );
                         }
                     }
                 }
@@ -414,8 +432,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
 }
 
 fn load_pipeline(path: &Path) -> Result<Pipeline> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| UsageError(format!("reading {}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path).map_err(|e| UsageError(format!("reading {}: {e}", path.display())))?;
     Pipeline::from_yaml(&text).with_context(|| format!("{}", path.display()))
 }
 
@@ -434,7 +451,8 @@ async fn execute(engine: &Engine, home: &Home, run_id: &str, exec: &ExecArgs, re
         let _ = cancel_tx.send(true);
     });
     let control = RunControl { cancel: cancel_rx, progress: Some(progress_tx), tail_logs: exec.verbose };
-    let result = if resume { engine.resume(run_id, control, true).await } else { engine.execute(run_id, control).await };
+    let result =
+        if resume { engine.resume(run_id, control, true).await } else { engine.execute(run_id, control).await };
     signals.abort();
     let _ = display.await;
     let run = result?;
@@ -508,7 +526,8 @@ fn write_artifact_metadata(target: &Path, a: &ArtifactRecord) -> Result<()> {
     if let Some(parent) = meta.parent() {
         std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     }
-    std::fs::write(&meta, serde_json::to_string_pretty(&a.metadata)?).with_context(|| format!("writing {}", meta.display()))
+    std::fs::write(&meta, serde_json::to_string_pretty(&a.metadata)?)
+        .with_context(|| format!("writing {}", meta.display()))
 }
 
 fn print_run(run: &RunRecord, tasks: &[TaskRecord]) {

@@ -30,7 +30,10 @@ pub async fn render(mut rx: mpsc::UnboundedReceiver<Progress>, verbose: bool) {
                 }
             }
             Progress::Retrying { path, attempt, delay_ms, error } => {
-                line(format!("  retry     {path}: attempt {attempt} in {:.1}s after: {error}", delay_ms as f64 / 1000.0));
+                line(format!(
+                    "  retry     {path}: attempt {attempt} in {:.1}s after: {error}",
+                    delay_ms as f64 / 1000.0
+                ));
             }
             Progress::Finished { path, state, duration_ms, error, .. } => {
                 bar.inc(1);

@@ -40,7 +40,9 @@ pub async fn dispatch(server: &str, token: Option<String>, command: &Command) ->
             follow(&client, &run_id, exec.json).await?
         }
         Command::Logs { run_id, task } => logs(&remote()?, run_id, task.as_deref()).await?,
-        Command::Artifacts { run_id, download, json } => artifacts(&remote()?, run_id, download.as_deref(), *json).await?,
+        Command::Artifacts { run_id, download, json } => {
+            artifacts(&remote()?, run_id, download.as_deref(), *json).await?
+        }
         _ => return Ok(None),
     };
     Ok(Some(code))
@@ -113,8 +115,12 @@ async fn experiment_id(client: &Client, name: &str) -> Result<String> {
     if let Some(id) = found["experiments"].get(0).and_then(|e| e["experiment_id"].as_str()) {
         return Ok(id.to_owned());
     }
-    let created = client.post_json("/experiments", &json!({"display_name": name, "namespace": ""})).await.map_err(api_error)?;
-    created["experiment_id"].as_str().map(str::to_owned).context("the server's answer to POST /experiments has no experiment_id")
+    let created =
+        client.post_json("/experiments", &json!({"display_name": name, "namespace": ""})).await.map_err(api_error)?;
+    created["experiment_id"]
+        .as_str()
+        .map(str::to_owned)
+        .context("the server's answer to POST /experiments has no experiment_id")
 }
 
 /// Polls a run until it ends, showing progress; Ctrl-C terminates it on the server. The summary and the
@@ -165,7 +171,11 @@ fn report_progress(tasks: &[TaskRecord], seen: &mut HashMap<String, TaskState>, 
             continue;
         }
         if t.state == TaskState::Running || (t.state.is_terminal() && before.is_none() && t.started_at.is_some()) {
-            let _ = tx.send(Progress::Started { path: t.path.clone(), display_name: t.display_name.clone(), attempt: t.attempts });
+            let _ = tx.send(Progress::Started {
+                path: t.path.clone(),
+                display_name: t.display_name.clone(),
+                attempt: t.attempts,
+            });
         }
         if t.state.is_terminal() {
             let duration_ms = match (t.started_at, t.finished_at) {
@@ -458,7 +468,10 @@ mod tests {
         assert_eq!(doc["components"]["comp-sub/x"]["dag"]["tasks"]["b"]["cachingOptions"]["enableCache"], json!(false));
         let mut wrapped = json!({"pipeline_spec": {"root": {"dag": {"tasks": {"t": {}}}}}, "platform_spec": {}});
         disable_cache(&mut wrapped);
-        assert_eq!(wrapped["pipeline_spec"]["root"]["dag"]["tasks"]["t"]["cachingOptions"]["enableCache"], json!(false));
+        assert_eq!(
+            wrapped["pipeline_spec"]["root"]["dag"]["tasks"]["t"]["cachingOptions"]["enableCache"],
+            json!(false)
+        );
     }
 
     #[test]

@@ -43,9 +43,14 @@ pub struct ModelFlag {
 }
 
 fn parse_model(s: &str) -> Result<ModelFlag, String> {
-    let (name, rest) = s.split_once('=').filter(|(n, r)| !n.is_empty() && !r.is_empty()).ok_or_else(|| format!("expected NAME=PATH[:VERSION], got `{s}`"))?;
+    let (name, rest) = s
+        .split_once('=')
+        .filter(|(n, r)| !n.is_empty() && !r.is_empty())
+        .ok_or_else(|| format!("expected NAME=PATH[:VERSION], got `{s}`"))?;
     let (path, version) = match rest.rsplit_once(':') {
-        Some((path, version)) if !path.is_empty() && !version.is_empty() && !version.contains('/') => (path, Some(version.to_owned())),
+        Some((path, version)) if !path.is_empty() && !version.is_empty() && !version.contains('/') => {
+            (path, Some(version.to_owned()))
+        }
         _ => (rest, None),
     };
     Ok(ModelFlag { name: name.to_owned(), path: PathBuf::from(path), version })
@@ -73,10 +78,15 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     let addr = format!("{}:{}", args.host, args.port);
     let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("binding {addr}"))?;
     let local = listener.local_addr().context("reading the bound address")?;
-    eprintln!("serving {} model(s) on http://{local} (KServe V1, Open Inference Protocol V2, /metrics)", repo.model_names().len());
+    eprintln!(
+        "serving {} model(s) on http://{local} (KServe V1, Open Inference Protocol V2, /metrics)",
+        repo.model_names().len()
+    );
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    secondrow_serve::serve(listener, repo, HttpOptions { body_limit: args.max_body_bytes }, shutdown).await.context("serving")?;
+    secondrow_serve::serve(listener, repo, HttpOptions { body_limit: args.max_body_bytes }, shutdown)
+        .await
+        .context("serving")?;
     Ok(ExitCode::SUCCESS)
 }

@@ -47,7 +47,9 @@ pub async fn run(settings: &Settings, args: ServerArgs) -> Result<ExitCode> {
         .with_context(|| format!("binding {}:{}", args.host, args.port))?;
     let addr = listener.local_addr()?;
     // Tests and scripts read this line to learn the port.
-    println!("secondrow server listening on http://{addr} (resumed {resumed} unfinished runs); deployed models on {models}");
+    println!(
+        "secondrow server listening on http://{addr} (resumed {resumed} unfinished runs); deployed models on {models}"
+    );
     secondrow_api::serve(listener, state, async {
             let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
             tokio::select! {

@@ -53,7 +53,14 @@ pub async fn run(settings: &Settings, cmd: TokensCommand) -> Result<ExitCode> {
                 println!("{:<12}  {:<20}  {:<19}  {:<19}  NAME", "ID", "NAMESPACE", "CREATED", "REVOKED");
                 for t in &tokens {
                     let revoked = t.revoked_at.map(fmt_time).unwrap_or_else(|| "-".into());
-                    println!("{:<12}  {:<20}  {:<19}  {:<19}  {}", t.id, t.namespace, fmt_time(t.created_at), revoked, t.name);
+                    println!(
+                        "{:<12}  {:<20}  {:<19}  {:<19}  {}",
+                        t.id,
+                        t.namespace,
+                        fmt_time(t.created_at),
+                        revoked,
+                        t.name
+                    );
                 }
             }
         }

@@ -14,7 +14,12 @@ fn items() -> Vec<Value> {
 }
 
 fn check(filter: &str, sort: &str, size: &str, expect: &[i64]) {
-    let q = ListQuery { filter: Some(filter.into()), sort_by: Some(sort.into()), page_size: Some(size.into()), ..Default::default() };
+    let q = ListQuery {
+        filter: Some(filter.into()),
+        sort_by: Some(sort.into()),
+        page_size: Some(size.into()),
+        ..Default::default()
+    };
     let page = paginate(items(), &q, KEYS).unwrap();
     let ids: Vec<i64> = page.items.iter().map(|v| v["id"].as_i64().unwrap()).collect();
     assert_eq!(ids, expect);
@@ -24,8 +29,18 @@ fn check(filter: &str, sort: &str, size: &str, expect: &[i64]) {
 fn filters_by_name_or_number() {
     check(r#"{"predicates":[{"operation":"EQUALS","key":"state","string_value":"FAILED"}]}"#, "", "10", &[1, 3]);
     check(r#"{"predicates":[{"operation":1,"key":"display_name","stringValue":"r2"}]}"#, "", "10", &[2]);
-    check(r#"{"predicates":[{"operation":"IN","key":"display_name","string_values":{"values":["r0","r4"]}}]}"#, "", "10", &[0, 4]);
-    check(r#"{"predicates":[{"operation":"GREATER_THAN","key":"created_at","timestamp_value":"2026-01-01T00:00:02Z"}]}"#, "", "10", &[3, 4]);
+    check(
+        r#"{"predicates":[{"operation":"IN","key":"display_name","string_values":{"values":["r0","r4"]}}]}"#,
+        "",
+        "10",
+        &[0, 4],
+    );
+    check(
+        r#"{"predicates":[{"operation":"GREATER_THAN","key":"created_at","timestamp_value":"2026-01-01T00:00:02Z"}]}"#,
+        "",
+        "10",
+        &[3, 4],
+    );
     check(r#"{"predicates":[{"operation":"IS_SUBSTRING","key":"name","string_value":"3"}]}"#, "", "10", &[3]);
 }
 
@@ -37,7 +52,10 @@ fn sorts_and_pages() {
     let mut seen = Vec::new();
     let mut token = None;
     loop {
-        let q = ListQuery { page_token: token.clone(), ..ListQuery { page_size: q.page_size.clone(), ..Default::default() } };
+        let q = ListQuery {
+            page_token: token.clone(),
+            ..ListQuery { page_size: q.page_size.clone(), ..Default::default() }
+        };
         let page = paginate(items(), &q, KEYS).unwrap();
         assert_eq!(page.total_size, 5);
         seen.extend(page.items.iter().map(|v| v["id"].as_i64().unwrap()));
@@ -60,7 +78,12 @@ fn rejects_unknown_keys_operations_and_tokens() {
         ("", "state sideways", ""),
         ("", "", "garbage"),
     ] {
-        let q = ListQuery { filter: Some(filter.into()), sort_by: Some(sort.into()), page_token: Some(token.into()), ..Default::default() };
+        let q = ListQuery {
+            filter: Some(filter.into()),
+            sort_by: Some(sort.into()),
+            page_token: Some(token.into()),
+            ..Default::default()
+        };
         assert!(matches!(paginate(items(), &q, KEYS), Err(ApiError::InvalidArgument(_))), "{filter} {sort} {token}");
     }
 }

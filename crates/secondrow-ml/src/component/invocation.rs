@@ -57,7 +57,10 @@ impl Invocation {
         while i < args.len() {
             let arg = &args[i];
             let Some(stripped) = arg.strip_prefix("--") else {
-                return Err(Error::arg(arg, format!("component `{}`: expected `--name value`, got `{arg}`", spec.name)));
+                return Err(Error::arg(
+                    arg,
+                    format!("component `{}`: expected `--name value`, got `{arg}`", spec.name),
+                ));
             };
             let (key, value) = match stripped.split_once('=') {
                 Some((k, v)) => (k.replace('-', "_"), v.to_string()),
@@ -87,7 +90,10 @@ impl Invocation {
             } else if spec.outputs.iter().any(|p| p.name == key) {
                 outputs.insert(key.clone(), OutputTarget { path: PathBuf::from(&value), uri: value, name: key });
             } else {
-                return Err(Error::UnknownArgument { component: spec.name.to_string(), argument: key.replace('_', "-") });
+                return Err(Error::UnknownArgument {
+                    component: spec.name.to_string(),
+                    argument: key.replace('_', "-"),
+                });
             }
         }
         let mut params = Params::new();
@@ -101,7 +107,10 @@ impl Invocation {
                         params.values.insert(port.name.to_string(), d.clone());
                     }
                     None if !port.optional => {
-                        return Err(Error::MissingArgument { component: spec.name.to_string(), argument: port.name.replace('_', "-") })
+                        return Err(Error::MissingArgument {
+                            component: spec.name.to_string(),
+                            argument: port.name.replace('_', "-"),
+                        })
                     }
                     None => {}
                 },
@@ -109,7 +118,10 @@ impl Invocation {
         }
         for port in spec.inputs.iter().filter(|p| p.kind.is_artifact() && !p.optional) {
             if !inputs.contains_key(port.name) {
-                return Err(Error::MissingArgument { component: spec.name.to_string(), argument: port.name.replace('_', "-") });
+                return Err(Error::MissingArgument {
+                    component: spec.name.to_string(),
+                    argument: port.name.replace('_', "-"),
+                });
             }
         }
         Ok(Invocation { spec, params, inputs, outputs, executor_output })
@@ -141,11 +153,16 @@ fn typed(name: &str, kind: Kind, value: Value) -> Result<Value> {
     Ok(match kind {
         Kind::Integer => match value {
             Value::Number(n) if n.as_f64().is_some_and(|f| f.fract() == 0.0) => json!(n.as_f64().unwrap_or(0.0) as i64),
-            _ => json!(text.trim().parse::<i64>().map_err(|_| Error::arg(name, format!("`{text}` is not an integer")))?),
+            _ => json!(text
+                .trim()
+                .parse::<i64>()
+                .map_err(|_| Error::arg(name, format!("`{text}` is not an integer")))?),
         },
         Kind::Float => match value {
             Value::Number(n) => Value::Number(n),
-            _ => json!(text.trim().parse::<f64>().map_err(|_| Error::arg(name, format!("`{text}` is not a number")))?),
+            _ => {
+                json!(text.trim().parse::<f64>().map_err(|_| Error::arg(name, format!("`{text}` is not a number")))?)
+            }
         },
         Kind::Boolean => match value {
             Value::Bool(b) => json!(b),
@@ -166,7 +183,8 @@ fn read_executor_input(
     inputs: &mut BTreeMap<String, PathBuf>,
     outputs: &mut BTreeMap<String, OutputTarget>,
 ) -> Result<Option<PathBuf>> {
-    let unknown = |name: &str| Error::UnknownArgument { component: spec.name.to_string(), argument: name.replace('_', "-") };
+    let unknown =
+        |name: &str| Error::UnknownArgument { component: spec.name.to_string(), argument: name.replace('_', "-") };
     if let Some(values) = executor.pointer("/inputs/parameterValues").and_then(Value::as_object) {
         for (name, value) in values {
             if !spec.inputs.iter().any(|p| p.name == name && !p.kind.is_artifact()) {
@@ -186,7 +204,8 @@ fn read_executor_input(
             if !spec.inputs.iter().any(|p| p.name == name && p.kind.is_artifact()) {
                 return Err(unknown(name));
             }
-            let (uri, _) = first_uri(entry).ok_or_else(|| Error::arg("executor_input", format!("input artifact `{name}` has no uri")))?;
+            let (uri, _) = first_uri(entry)
+                .ok_or_else(|| Error::arg("executor_input", format!("input artifact `{name}` has no uri")))?;
             inputs.insert(name.clone(), uri_to_path(&uri));
         }
     }
@@ -195,8 +214,8 @@ fn read_executor_input(
             if !spec.outputs.iter().any(|p| p.name == name) {
                 return Err(unknown(name));
             }
-            let (uri, artifact_name) =
-                first_uri(entry).ok_or_else(|| Error::arg("executor_input", format!("output artifact `{name}` has no uri")))?;
+            let (uri, artifact_name) = first_uri(entry)
+                .ok_or_else(|| Error::arg("executor_input", format!("output artifact `{name}` has no uri")))?;
             let artifact_name = if artifact_name.is_empty() { name.clone() } else { artifact_name };
             outputs.insert(name.clone(), OutputTarget { path: uri_to_path(&uri), uri, name: artifact_name });
         }
@@ -236,7 +255,8 @@ impl Outputs {
         if let Some(parent) = final_path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
         }
-        let file_name = final_path.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_else(|| name.to_string());
+        let file_name =
+            final_path.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_else(|| name.to_string());
         let temp = final_path.with_file_name(format!(".{file_name}.partial-{}", std::process::id()));
         self.staged.push((temp.clone(), final_path));
         Ok(Some(temp))

@@ -27,8 +27,10 @@ pub fn component_names() -> &'static [&'static str] {
 
 /// The kfp component YAML of component `name` (what `components/NAME.yaml` holds).
 pub fn component_yaml(name: &str) -> Result<String> {
-    let spec = spec::spec(name)
-        .ok_or_else(|| Error::UnknownComponent { name: name.to_string(), available: spec::COMPONENT_NAMES.join(", ") })?;
+    let spec = spec::spec(name).ok_or_else(|| Error::UnknownComponent {
+        name: name.to_string(),
+        available: spec::COMPONENT_NAMES.join(", "),
+    })?;
     Ok(spec::component_yaml(&spec))
 }
 

@@ -33,7 +33,10 @@ pub fn run(invocation: &Invocation) -> Result<()> {
         other => match other.strip_prefix("train_") {
             Some(algorithm) => train(invocation, algorithm, &mut out)?,
             None => {
-                return Err(Error::UnknownComponent { name: other.to_string(), available: super::spec::COMPONENT_NAMES.join(", ") })
+                return Err(Error::UnknownComponent {
+                    name: other.to_string(),
+                    available: super::spec::COMPONENT_NAMES.join(", "),
+                })
             }
         },
     }
@@ -89,7 +92,11 @@ fn load_schema(inv: &Invocation) -> Result<Schema> {
     match (inv.optional_input("schema"), inline.is_empty()) {
         (Some(path), true) => {
             let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-            serde_json::from_str(&text).map_err(|e| Error::InvalidFile { path: path.to_path_buf(), what: "schema", message: e.to_string() })
+            serde_json::from_str(&text).map_err(|e| Error::InvalidFile {
+                path: path.to_path_buf(),
+                what: "schema",
+                message: e.to_string(),
+            })
         }
         (None, false) => serde_json::from_str(&inline).map_err(|e| Error::arg("schema_json", e.to_string())),
         (Some(_), false) => Err(Error::arg("schema_json", "give either `schema` or `schema_json`, not both")),
@@ -105,7 +112,12 @@ fn validate(inv: &Invocation, out: &mut Outputs) -> Result<()> {
         for a in &anomalies {
             eprintln!("anomaly: column `{}`: {}: {}", a.column, a.kind, a.message);
         }
-        let summary = anomalies.iter().take(5).map(|a| format!("column `{}`: {}", a.column, a.message)).collect::<Vec<_>>().join("; ");
+        let summary = anomalies
+            .iter()
+            .take(5)
+            .map(|a| format!("column `{}`: {}", a.column, a.message))
+            .collect::<Vec<_>>()
+            .join("; ");
         return Err(Error::ValidationFailed { count: anomalies.len(), summary });
     }
     let report = schema::anomalies_report(&anomalies, table.n_rows());
@@ -117,13 +129,19 @@ fn validate(inv: &Invocation, out: &mut Outputs) -> Result<()> {
 
 pub(crate) fn load_transformer(path: &std::path::Path) -> Result<Transformer> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let transformer: Transformer = serde_json::from_str(&text)
-        .map_err(|e| Error::InvalidFile { path: path.to_path_buf(), what: "transformer", message: e.to_string() })?;
+    let transformer: Transformer = serde_json::from_str(&text).map_err(|e| Error::InvalidFile {
+        path: path.to_path_buf(),
+        what: "transformer",
+        message: e.to_string(),
+    })?;
     if transformer.format != TRANSFORMER_FORMAT || transformer.version != 1 {
         return Err(Error::InvalidFile {
             path: path.to_path_buf(),
             what: "transformer",
-            message: format!("format `{}` version {}, expected `{TRANSFORMER_FORMAT}` version 1", transformer.format, transformer.version),
+            message: format!(
+                "format `{}` version {}, expected `{TRANSFORMER_FORMAT}` version 1",
+                transformer.format, transformer.version
+            ),
         });
     }
     Ok(transformer)
@@ -141,13 +159,18 @@ fn transform(inv: &Invocation, out: &mut Outputs) -> Result<()> {
             (transformer, transformed)
         }
         (None, false) => Transformer::fit(&TransformSpec::parse(&spec_text)?, &table, label)?,
-        (Some(_), false) => return Err(Error::arg("spec", "give either `spec` (to fit) or `fitted` (to apply), not both")),
+        (Some(_), false) => {
+            return Err(Error::arg("spec", "give either `spec` (to fit) or `fitted` (to apply), not both"))
+        }
         (None, true) => return Err(Error::MissingArgument { component: "transform".into(), argument: "spec".into() }),
     };
     out.write_table("output", &transformed, format)?;
     out.write("transformer", &json_bytes(&transformer)?)?;
     out.set_metadata("output", dataset_metadata(&transformed));
-    out.set_metadata("transformer", json!({"steps": transformer.steps.len(), "output_columns": transformer.output_columns}));
+    out.set_metadata(
+        "transformer",
+        json!({"steps": transformer.steps.len(), "output_columns": transformer.output_columns}),
+    );
     Ok(())
 }
 
@@ -226,7 +249,11 @@ pub fn train_model_transformed(
             let column = transformed.column(label)?;
             target_values = column.to_numbers()?;
             if let Some(row) = target_values.iter().position(|v| v.is_nan()) {
-                return Err(Error::MissingValues { column: label.to_string(), count: column.n_missing(), row: row + 1 });
+                return Err(Error::MissingValues {
+                    column: label.to_string(),
+                    count: column.n_missing(),
+                    row: row + 1,
+                });
             }
             classes = Vec::new();
             estimator::Target::Values(&target_values)
@@ -235,7 +262,9 @@ pub fn train_model_transformed(
             classes = Vec::new();
             estimator::Target::None
         }
-        (_, None) => return Err(Error::MissingArgument { component: format!("train_{algorithm}"), argument: "label".into() }),
+        (_, None) => {
+            return Err(Error::MissingArgument { component: format!("train_{algorithm}"), argument: "label".into() })
+        }
     };
     let started = Instant::now();
     let fitted = estimator::fit(algorithm, &x, &target, params)?;
@@ -311,7 +340,8 @@ fn evaluate(inv: &Invocation, out: &mut Outputs) -> Result<()> {
     let mut classification_metadata = json!({});
     if model.task == Task::Classification {
         let y = model::encode_known_classes(&table, &label, &model.classes)?;
-        let proba = predictions.proba.as_ref().ok_or_else(|| Error::InvalidData("classifier gave no probabilities".into()))?;
+        let proba =
+            predictions.proba.as_ref().ok_or_else(|| Error::InvalidData("classifier gave no probabilities".into()))?;
         let m = metrics::classification(&y, proba, &model.classes);
         scalar = [
             ("accuracy", m.accuracy),
@@ -333,25 +363,40 @@ fn evaluate(inv: &Invocation, out: &mut Outputs) -> Result<()> {
             "confidenceMetrics": m.roc_curve.iter().map(|p| json!({"confidenceThreshold": p.threshold, "recall": p.tpr, "falsePositiveRate": p.fpr})).collect::<Vec<_>>(),
         });
         report.heading("Metrics");
-        report.table(&["metric", "value"], scalar.iter().map(|(k, v)| vec![k.clone(), fmt(v.as_f64().unwrap_or(f64::NAN))]).collect());
+        report.table(
+            &["metric", "value"],
+            scalar.iter().map(|(k, v)| vec![k.clone(), fmt(v.as_f64().unwrap_or(f64::NAN))]).collect(),
+        );
         report.heading("Confusion matrix (rows: actual, columns: predicted)");
         let mut header: Vec<String> = vec!["actual \\ predicted".into()];
         header.extend(m.classes.iter().cloned());
-        let rows = m.classes.iter().zip(&m.confusion).map(|(c, r)| std::iter::once(c.clone()).chain(r.iter().map(|v| v.to_string())).collect()).collect();
+        let rows = m
+            .classes
+            .iter()
+            .zip(&m.confusion)
+            .map(|(c, r)| std::iter::once(c.clone()).chain(r.iter().map(|v| v.to_string())).collect())
+            .collect();
         let header_refs: Vec<&str> = header.iter().map(String::as_str).collect();
         report.table(&header_refs, rows);
         if !m.roc_curve.is_empty() {
             report.heading(format!("ROC curve of class `{}` (AUC {})", m.classes[1], fmt(m.roc_auc)));
             let step = (m.roc_curve.len() / 10).max(1);
-            let rows = m.roc_curve.iter().step_by(step).map(|p| vec![fmt(p.threshold), fmt(p.fpr), fmt(p.tpr)]).collect();
+            let rows =
+                m.roc_curve.iter().step_by(step).map(|p| vec![fmt(p.threshold), fmt(p.fpr), fmt(p.tpr)]).collect();
             report.table(&["threshold", "false positive rate", "true positive rate"], rows);
         }
     } else {
         let y = table.column(&label)?.to_numbers()?;
         let m = metrics::regression(&y, &predictions.values);
-        scalar = [("rmse", m.rmse), ("mae", m.mae), ("r2", m.r2)].into_iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+        scalar = [("rmse", m.rmse), ("mae", m.mae), ("r2", m.r2)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect();
         report.heading("Metrics");
-        report.table(&["metric", "value"], scalar.iter().map(|(k, v)| vec![k.clone(), fmt(v.as_f64().unwrap_or(f64::NAN))]).collect());
+        report.table(
+            &["metric", "value"],
+            scalar.iter().map(|(k, v)| vec![k.clone(), fmt(v.as_f64().unwrap_or(f64::NAN))]).collect(),
+        );
     }
     let metrics_value = Value::Object(scalar);
     out.write("metrics", &json_bytes(&metrics_value)?)?;
@@ -377,10 +422,15 @@ fn export_onnx(inv: &Invocation, out: &mut Outputs) -> Result<()> {
     let path = inv.input("model")?;
     let model = model::load_model(path)?;
     let bytes = crate::onnx::export(&model).map_err(|e| match e {
-        Error::WrongModelKind { found, expected, .. } => Error::WrongModelKind { path: path.to_path_buf(), found, expected },
+        Error::WrongModelKind { found, expected, .. } => {
+            Error::WrongModelKind { path: path.to_path_buf(), found, expected }
+        }
         other => other,
     })?;
     out.write("onnx_model", &bytes)?;
-    out.set_metadata("onnx_model", json!({"framework": "onnx", "opset": crate::onnx::OPSET, "source_kind": model.kind}));
+    out.set_metadata(
+        "onnx_model",
+        json!({"framework": "onnx", "opset": crate::onnx::OPSET, "source_kind": model.kind}),
+    );
     Ok(())
 }

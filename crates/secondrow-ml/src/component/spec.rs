@@ -379,7 +379,10 @@ pub fn component_yaml(spec: &ComponentSpec) -> String {
     }
     let mut dag_outputs = serde_json::Map::new();
     for port in &spec.outputs {
-        dag_outputs.insert(port.name.into(), json!({"artifactSelectors": [{"outputArtifactKey": port.name, "producerSubtask": task_name}]}));
+        dag_outputs.insert(
+            port.name.into(),
+            json!({"artifactSelectors": [{"outputArtifactKey": port.name, "producerSubtask": task_name}]}),
+        );
     }
     let document = json!({
         "components": {

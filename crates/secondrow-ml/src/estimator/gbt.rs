@@ -132,7 +132,11 @@ impl Gbt {
                         raw[r as usize * n_outputs + k] += v;
                     }
                 }
-                raw_val.par_chunks_mut(n_outputs).enumerate().with_min_len(512).for_each(|(i, out)| out[k] += tree.predict_row(xv.row(i))[0]);
+                raw_val
+                    .par_chunks_mut(n_outputs)
+                    .enumerate()
+                    .with_min_len(512)
+                    .for_each(|(i, out)| out[k] += tree.predict_row(xv.row(i))[0]);
                 trees.push(tree);
             }
             n_iter += 1;
@@ -348,7 +352,13 @@ fn better(a: Option<SplitInfo>, b: Option<SplitInfo>) -> Option<SplitInfo> {
 }
 
 /// The best split among the features whose histograms start at `first` in `hist`.
-fn best_split_of(binned: &Binned, first: usize, hist: &[HBin], node: NodeSums, params: &GbtParams) -> Option<SplitInfo> {
+fn best_split_of(
+    binned: &Binned,
+    first: usize,
+    hist: &[HBin],
+    node: NodeSums,
+    params: &GbtParams,
+) -> Option<SplitInfo> {
     hist.chunks(N_BINS).enumerate().map(|(i, bins)| best_bin(binned, first + i, bins, node, params)).fold(None, better)
 }
 
@@ -382,7 +392,13 @@ fn best_bin(binned: &Binned, f: usize, hist: &[HBin], node: NodeSums, params: &G
 }
 
 /// Builds the root's histogram into `hist` and returns its best split, in parallel over features.
-fn root_split(binned: &Binned, gh: &[GradHess], hist: &mut [HBin], node: NodeSums, params: &GbtParams) -> Option<SplitInfo> {
+fn root_split(
+    binned: &Binned,
+    gh: &[GradHess],
+    hist: &mut [HBin],
+    node: NodeSums,
+    params: &GbtParams,
+) -> Option<SplitInfo> {
     let task = |(t, out): (usize, &mut [HBin])| {
         let first = t * FEATURES_PER_TASK;
         fill_histograms(binned, first, None, gh, out);
@@ -420,7 +436,9 @@ fn children_splits(
         }
         (best_split_of(binned, first, s, small_sums, params), best_split_of(binned, first, l, large_sums, params))
     };
-    let both = |a: (Option<SplitInfo>, Option<SplitInfo>), b: (Option<SplitInfo>, Option<SplitInfo>)| (better(a.0, b.0), better(a.1, b.1));
+    let both = |a: (Option<SplitInfo>, Option<SplitInfo>), b: (Option<SplitInfo>, Option<SplitInfo>)| {
+        (better(a.0, b.0), better(a.1, b.1))
+    };
     let chunk = FEATURES_PER_TASK * N_BINS;
     if small_rows.len() * binned.n_features() > PARALLEL_WORK {
         small.par_chunks_mut(chunk).zip(large.par_chunks_mut(chunk)).enumerate().map(task).reduce(|| (None, None), both)
@@ -431,7 +449,12 @@ fn children_splits(
 
 /// Stable partition of a node's rows and their gradient pairs (kept in the same order) by `goes_left`,
 /// in parallel pieces for large nodes. Returns how many went left (now first).
-fn split_rows(rows: &mut [u32], gh: &mut [GradHess], scratch: &mut Scratch, goes_left: impl Fn(u32) -> bool + Sync) -> usize {
+fn split_rows(
+    rows: &mut [u32],
+    gh: &mut [GradHess],
+    scratch: &mut Scratch,
+    goes_left: impl Fn(u32) -> bool + Sync,
+) -> usize {
     const PIECE: usize = 4096;
     let n = rows.len();
     // Small nodes are one piece.
@@ -469,7 +492,8 @@ fn split_rows(rows: &mut [u32], gh: &mut [GradHess], scratch: &mut Scratch, goes
     n_left
 }
 
-type PieceBuffers<'a> = (((&'a [u32], &'a [GradHess]), (&'a mut [u32], &'a mut [GradHess])), (&'a mut [u32], &'a mut [GradHess]));
+type PieceBuffers<'a> =
+    (((&'a [u32], &'a [GradHess]), (&'a mut [u32], &'a mut [GradHess])), (&'a mut [u32], &'a mut [GradHess]));
 
 /// Where [`split_rows`] sorts rows into the two sides before copying them back.
 struct Scratch {
@@ -480,7 +504,12 @@ struct Scratch {
 }
 
 /// Grows one tree leaf-wise; returns it with its leaves as (node, range of `ws.rows`).
-fn grow(binned: &Binned, gh: &[GradHess], params: &GbtParams, ws: &mut Workspace) -> (Tree, Vec<(usize, std::ops::Range<usize>)>) {
+fn grow(
+    binned: &Binned,
+    gh: &[GradHess],
+    params: &GbtParams,
+    ws: &mut Workspace,
+) -> (Tree, Vec<(usize, std::ops::Range<usize>)>) {
     let n = binned.n_rows;
     ws.rows.clear();
     ws.rows.extend(0..n as u32);
@@ -510,7 +539,10 @@ fn grow(binned: &Binned, gh: &[GradHess], params: &GbtParams, ws: &mut Workspace
         let col = &binned.bins[split.feature];
         let threshold = split.bin as u8;
         let span = parent.start..parent.end;
-        let mid = parent.start + split_rows(&mut ws.rows[span.clone()], &mut ws.gh[span], &mut ws.scratch, |r| col[r as usize] <= threshold);
+        let mid = parent.start
+            + split_rows(&mut ws.rows[span.clone()], &mut ws.gh[span], &mut ws.scratch, |r| {
+                col[r as usize] <= threshold
+            });
         let left = NodeSums { g: split.left_g, h: split.left_h, n: mid - parent.start };
         let right = NodeSums { g: parent.sum_g - left.g, h: parent.sum_h - left.h, n: parent.end - mid };
         let left_small = left.n <= right.n;
@@ -520,13 +552,16 @@ fn grow(binned: &Binned, gh: &[GradHess], params: &GbtParams, ws: &mut Workspace
         let mut large_hist = parent.hist;
         // The children are final when this split fills the tree or neither could be split: no histograms.
         let depth = parent.depth + 1;
-        let may_split = |sums: NodeSums| sums.n >= 2 * params.min_samples_leaf.max(1) && (params.max_depth == 0 || depth < params.max_depth);
-        let (small_split, large_split) = if leaves.len() + 2 >= params.max_leaf_nodes.max(2) || !(may_split(left) || may_split(right)) {
-            (None, None)
-        } else {
-            let small_node = (&ws.rows[small_range.clone()], &ws.gh[small_range]);
-            children_splits(binned, small_node, &mut small_hist, &mut large_hist, (small_sums, large_sums), params)
+        let may_split = |sums: NodeSums| {
+            sums.n >= 2 * params.min_samples_leaf.max(1) && (params.max_depth == 0 || depth < params.max_depth)
         };
+        let (small_split, large_split) =
+            if leaves.len() + 2 >= params.max_leaf_nodes.max(2) || !(may_split(left) || may_split(right)) {
+                (None, None)
+            } else {
+                let small_node = (&ws.rows[small_range.clone()], &ws.gh[small_range]);
+                children_splits(binned, small_node, &mut small_hist, &mut large_hist, (small_sums, large_sums), params)
+            };
         let ((l_hist, l_split), (r_hist, r_split)) = if left_small {
             ((small_hist, small_split), (large_hist, large_split))
         } else {
@@ -535,8 +570,26 @@ fn grow(binned: &Binned, gh: &[GradHess], params: &GbtParams, ws: &mut Workspace
         let l_node = tree.push_leaf(&[0.0]);
         let r_node = tree.push_leaf(&[0.0]);
         tree.make_split(parent.node, split.feature, binned.edges[split.feature][split.bin], l_node, r_node);
-        leaves.push(Leaf { node: l_node, start: parent.start, end: mid, depth, sum_g: left.g, sum_h: left.h, hist: l_hist, split: l_split });
-        leaves.push(Leaf { node: r_node, start: mid, end: parent.end, depth, sum_g: right.g, sum_h: right.h, hist: r_hist, split: r_split });
+        leaves.push(Leaf {
+            node: l_node,
+            start: parent.start,
+            end: mid,
+            depth,
+            sum_g: left.g,
+            sum_h: left.h,
+            hist: l_hist,
+            split: l_split,
+        });
+        leaves.push(Leaf {
+            node: r_node,
+            start: mid,
+            end: parent.end,
+            depth,
+            sum_g: right.g,
+            sum_h: right.h,
+            hist: r_hist,
+            split: r_split,
+        });
     }
     let mut leaf_rows = Vec::with_capacity(leaves.len());
     for leaf in leaves {

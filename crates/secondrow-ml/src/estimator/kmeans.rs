@@ -136,7 +136,14 @@ fn lloyd(x: &Matrix, mut centers: Matrix, max_iter: usize, tol: f64) -> (Matrix,
         let second_moved = moved.iter().enumerate().filter(|&(c, _)| c != far).map(|(_, &m)| m).fold(0.0, f64::max);
         // Half the distance from each centre to its nearest other centre: closer than that, a row can't switch.
         let half_gap: Vec<f64> = (0..k)
-            .map(|a| (0..k).filter(|&b| b != a).map(|b| sq_dist(centers.row(a), centers.row(b))).fold(f64::INFINITY, f64::min).sqrt() / 2.0)
+            .map(|a| {
+                (0..k)
+                    .filter(|&b| b != a)
+                    .map(|b| sq_dist(centers.row(a), centers.row(b)))
+                    .fold(f64::INFINITY, f64::min)
+                    .sqrt()
+                    / 2.0
+            })
             .collect();
         let delta = sweep(&mut labels, &mut upper, &mut lower, k, d, |i, label, up, low, acc| {
             let own = *label as usize;
@@ -271,7 +278,9 @@ fn kmeans_plus_plus(x: &Matrix, k: usize, rng: &mut Rng) -> Matrix {
                 },
             )
             .reduce(|| vec![0.0; trials], |a, b| a.iter().zip(&b).map(|(p, q)| p + q).collect());
-        let best = (0..trials).min_by(|&a, &b| potentials[a].total_cmp(&potentials[b])).map_or(candidates[0], |t| candidates[t]);
+        let best = (0..trials)
+            .min_by(|&a, &b| potentials[a].total_cmp(&potentials[b]))
+            .map_or(candidates[0], |t| candidates[t]);
         centers.extend_from_slice(x.row(best));
         closest.par_iter_mut().enumerate().for_each(|(i, d)| *d = d.min(sq_dist(x.row(i), x.row(best))));
     }

@@ -33,7 +33,9 @@ pub fn minimize(mut f: impl FnMut(&[f64], &mut [f64]) -> f64, x0: Vec<f64>, max_
             alpha[i] = rho_hist[i] * dot(&s_hist[i], &q);
             axpy(-alpha[i], &y_hist[i], &mut q);
         }
-        let gamma = if k > 0 { dot(&s_hist[k - 1], &y_hist[k - 1]) / dot(&y_hist[k - 1], &y_hist[k - 1]) } else {
+        let gamma = if k > 0 {
+            dot(&s_hist[k - 1], &y_hist[k - 1]) / dot(&y_hist[k - 1], &y_hist[k - 1])
+        } else {
             1.0 / g.iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-12)
         };
         q.iter_mut().for_each(|v| *v *= gamma);

@@ -49,11 +49,14 @@ impl Linear {
                 }
                 (gram, xty)
             })
-            .reduce(|| (vec![0.0; d * d], vec![0.0; d]), |mut a, b| {
-                a.0.iter_mut().zip(&b.0).for_each(|(p, q)| *p += q);
-                a.1.iter_mut().zip(&b.1).for_each(|(p, q)| *p += q);
-                a
-            });
+            .reduce(
+                || (vec![0.0; d * d], vec![0.0; d]),
+                |mut a, b| {
+                    a.0.iter_mut().zip(&b.0).for_each(|(p, q)| *p += q);
+                    a.1.iter_mut().zip(&b.1).for_each(|(p, q)| *p += q);
+                    a
+                },
+            );
         let mut gram = gram;
         for a in 0..d {
             for b in 0..a {
@@ -70,8 +73,9 @@ impl Linear {
                 for a in 0..d {
                     jittered[a * d + a] += 1e-10 * trace.max(1.0) / d as f64;
                 }
-                solve_spd(&jittered, &xty, d)
-                    .ok_or_else(|| Error::InvalidData("linear system is singular; check for constant features".into()))?
+                solve_spd(&jittered, &xty, d).ok_or_else(|| {
+                    Error::InvalidData("linear system is singular; check for constant features".into())
+                })?
             }
         };
         let intercept = y_mean - coef.iter().zip(&x_mean).map(|(c, m)| c * m).sum::<f64>();

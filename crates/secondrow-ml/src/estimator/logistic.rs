@@ -134,11 +134,14 @@ impl Logistic {
                     }
                     (loss, g)
                 })
-                .reduce(|| (0.0, vec![0.0; outputs * stride]), |mut a, b| {
-                    a.0 += b.0;
-                    a.1.iter_mut().zip(&b.1).for_each(|(p, q)| *p += q);
-                    a
-                });
+                .reduce(
+                    || (0.0, vec![0.0; outputs * stride]),
+                    |mut a, b| {
+                        a.0 += b.0;
+                        a.1.iter_mut().zip(&b.1).for_each(|(p, q)| *p += q);
+                        a
+                    },
+                );
             let mut total = loss / n as f64;
             for k in 0..outputs {
                 for j in 0..stride {
@@ -225,7 +228,9 @@ mod tests {
 
     #[test]
     fn softplus_sigmoid_matches_the_separate_functions() {
-        for z in [-800.0, -30.0, -1.5, -1e-300, -0.0, 0.0, 1e-300, 0.25, 2.0, 40.0, 800.0, f64::INFINITY, f64::NEG_INFINITY] {
+        for z in
+            [-800.0, -30.0, -1.5, -1e-300, -0.0, 0.0, 1e-300, 0.25, 2.0, 40.0, 800.0, f64::INFINITY, f64::NEG_INFINITY]
+        {
             let (sp, sg) = softplus_sigmoid(z);
             assert_eq!(sp.to_bits(), softplus(z).to_bits(), "softplus({z})");
             assert_eq!(sg.to_bits(), sigmoid(z).to_bits(), "sigmoid({z})");

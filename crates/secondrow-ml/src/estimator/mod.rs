@@ -68,7 +68,10 @@ pub enum Estimator {
 /// The training target, already encoded.
 pub enum Target<'a> {
     /// Class indices in `0..n_classes`.
-    Classes { y: &'a [usize], n_classes: usize },
+    Classes {
+        y: &'a [usize],
+        n_classes: usize,
+    },
     Values(&'a [f64]),
     None,
 }
@@ -84,10 +87,17 @@ pub fn task_of(algorithm: &str, params: &Params) -> Result<Task> {
             match params.string("task", "classification")?.as_str() {
                 "classification" => Task::Classification,
                 "regression" => Task::Regression,
-                other => return Err(Error::arg("task", format!("expected classification or regression, got `{other}`"))),
+                other => {
+                    return Err(Error::arg("task", format!("expected classification or regression, got `{other}`")))
+                }
             }
         }
-        other => return Err(Error::arg("algorithm", format!("unknown algorithm `{other}` (known: {})", ALGORITHMS.join(", ")))),
+        other => {
+            return Err(Error::arg(
+                "algorithm",
+                format!("unknown algorithm `{other}` (known: {})", ALGORITHMS.join(", ")),
+            ))
+        }
     })
 }
 
@@ -102,7 +112,8 @@ pub fn fit(algorithm: &str, x: &Matrix, target: &Target, params: &Params) -> Res
         Target::Values(v) => Some(*v),
         _ => None,
     };
-    let need_classes = || class_y.ok_or_else(|| Error::arg("task", format!("{algorithm} needs a classification target")));
+    let need_classes =
+        || class_y.ok_or_else(|| Error::arg("task", format!("{algorithm} needs a classification target")));
     let need_values = || values.ok_or_else(|| Error::arg("task", format!("{algorithm} needs a regression target")));
     let tree_target = || -> Result<tree::Target> {
         Ok(match (class_y, values) {
@@ -129,8 +140,12 @@ pub fn fit(algorithm: &str, x: &Matrix, target: &Target, params: &Params) -> Res
                 // scikit-learn's defaults: sqrt for forest classifiers, every feature otherwise.
                 max_features_text = if forest && class_y.is_some() { "sqrt" } else { "all" }.to_string();
             }
-            let max_features = tree::resolve_max_features(&max_features_text, x.n_cols)
-                .ok_or_else(|| Error::arg("max_features", format!("`{max_features_text}`: expected sqrt, log2, all, an integer or a fraction")))?;
+            let max_features = tree::resolve_max_features(&max_features_text, x.n_cols).ok_or_else(|| {
+                Error::arg(
+                    "max_features",
+                    format!("`{max_features_text}`: expected sqrt, log2, all, an integer or a fraction"),
+                )
+            })?;
             let max_depth = params.usize("max_depth", 10)?;
             let cart = tree::CartParams {
                 max_depth: if max_depth == 0 { usize::MAX } else { max_depth },
@@ -152,7 +167,9 @@ pub fn fit(algorithm: &str, x: &Matrix, target: &Target, params: &Params) -> Res
                 "auto" => x.n_rows > 10_000,
                 "true" | "1" => true,
                 "false" | "0" => false,
-                other => return Err(Error::arg("early_stopping", format!("expected auto, true or false, got `{other}`"))),
+                other => {
+                    return Err(Error::arg("early_stopping", format!("expected auto, true or false, got `{other}`")))
+                }
             };
             let p = gbt::GbtParams {
                 max_iter: params.usize("max_iter", 100)?,
@@ -258,7 +275,12 @@ pub fn fit(algorithm: &str, x: &Matrix, target: &Target, params: &Params) -> Res
             };
             Estimator::Mlp(mlp::Mlp::fit(x, &targets, output, &p))
         }
-        other => return Err(Error::arg("algorithm", format!("unknown algorithm `{other}` (known: {})", ALGORITHMS.join(", ")))),
+        other => {
+            return Err(Error::arg(
+                "algorithm",
+                format!("unknown algorithm `{other}` (known: {})", ALGORITHMS.join(", ")),
+            ))
+        }
     })
 }
 

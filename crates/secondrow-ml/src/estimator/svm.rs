@@ -93,7 +93,8 @@ impl Svm {
             .into_par_iter()
             .flat_map_iter(|i| {
                 let row = x.row(i);
-                let k: Vec<f64> = (0..self.support.n_rows).map(|s| self.kernel.eval(row, self.support.row(s))).collect();
+                let k: Vec<f64> =
+                    (0..self.support.n_rows).map(|s| self.kernel.eval(row, self.support.row(s))).collect();
                 self.machines
                     .iter()
                     .map(|mach| mach.sv.iter().zip(&mach.coef).map(|(&s, c)| c * k[s]).sum::<f64>() - mach.rho)
@@ -152,7 +153,8 @@ fn exp_nonpositive(x: f32) -> f32 {
     let shifted = x * std::f32::consts::LOG2_E + ROUND;
     let n = shifted - ROUND;
     let r = x - n * LN2_HI - n * LN2_LO;
-    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1) * r
+    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1)
+        * r
         + 0.5;
     // n >= -126 here, so n + 127 is a valid (normal) exponent.
     let pow2 = f32::from_bits(shifted.to_bits().wrapping_sub(ROUND.to_bits()).wrapping_add(127) << 23);
@@ -495,7 +497,8 @@ impl Solver {
     /// are written with selects rather than branches, which the data make unpredictable.
     fn select(&mut self) -> Option<(usize, usize)> {
         let active = self.active;
-        let (y, status, grad, qd) = (&self.y[..active], &self.status[..active], &self.grad[..active], &self.qd[..active]);
+        let (y, status, grad, qd) =
+            (&self.y[..active], &self.status[..active], &self.grad[..active], &self.qd[..active]);
         let mut gmax = f64::NEG_INFINITY;
         let mut i_sel = usize::MAX;
         for (t, ((&yt, &st), &g)) in y.iter().zip(status).zip(grad).enumerate() {
@@ -669,7 +672,8 @@ impl Solver {
             for i in active..n {
                 let qi = self.q.row(i, active);
                 let free = self.status[..active].iter().zip(&self.alpha[..active]).zip(qi);
-                self.grad[i] += free.filter(|((s, _), _)| **s == Bound::Free).map(|((_, a), &q)| a * q as f64).sum::<f64>();
+                self.grad[i] +=
+                    free.filter(|((s, _), _)| **s == Bound::Free).map(|((_, a), &q)| a * q as f64).sum::<f64>();
             }
         } else {
             for i in 0..active {
@@ -692,10 +696,18 @@ impl Solver {
             let yg = self.y[t] * self.grad[t];
             match self.status[t] {
                 Bound::Upper => {
-                    if self.y[t] < 0.0 { ub = ub.min(yg) } else { lb = lb.max(yg) }
+                    if self.y[t] < 0.0 {
+                        ub = ub.min(yg)
+                    } else {
+                        lb = lb.max(yg)
+                    }
                 }
                 Bound::Lower => {
-                    if self.y[t] > 0.0 { ub = ub.min(yg) } else { lb = lb.max(yg) }
+                    if self.y[t] > 0.0 {
+                        ub = ub.min(yg)
+                    } else {
+                        lb = lb.max(yg)
+                    }
                 }
                 Bound::Free => {
                     n_free += 1;
@@ -703,7 +715,11 @@ impl Solver {
                 }
             }
         }
-        if n_free > 0 { sum_free / n_free as f64 } else { (ub + lb) / 2.0 }
+        if n_free > 0 {
+            sum_free / n_free as f64
+        } else {
+            (ub + lb) / 2.0
+        }
     }
 }
 
@@ -796,7 +812,8 @@ mod tests {
         let n = y.len();
         let (mut up, mut low) = (f64::NEG_INFINITY, f64::INFINITY);
         for t in 0..n {
-            let g: f64 = (0..n).map(|s| y[t] * y[s] * params.kernel.eval(x.row(t), x.row(s)) * alpha[s]).sum::<f64>() - 1.0;
+            let g: f64 =
+                (0..n).map(|s| y[t] * y[s] * params.kernel.eval(x.row(t), x.row(s)) * alpha[s]).sum::<f64>() - 1.0;
             let v = -y[t] * g;
             if (y[t] > 0.0 && alpha[t] < params.c) || (y[t] < 0.0 && alpha[t] > 0.0) {
                 up = up.max(v);

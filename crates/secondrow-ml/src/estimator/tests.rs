@@ -56,7 +56,11 @@ fn classifiers_learn_binary_and_multiclass_problems() {
         ("gradient_boosting", Params::new().with("max_iter", 30), 0.85),
         ("svm", Params::new(), 0.85),
         ("knn", Params::new().with("k", 7), 0.85),
-        ("mlp", Params::new().with("epochs", 60).with("hidden", "16").with("batch_size", 32).with("learning_rate", 0.01), 0.85),
+        (
+            "mlp",
+            Params::new().with("epochs", 60).with("hidden", "16").with("batch_size", 32).with("learning_rate", 0.01),
+            0.85,
+        ),
     ];
     for n_classes in [2, 3] {
         let (x, y) = classification_data(600, n_classes, 1);
@@ -91,7 +95,15 @@ fn regressors_recover_a_linear_function() {
         ("random_forest", Params::new().with("task", "regression").with("n_estimators", 20), 0.9),
         ("gradient_boosting", Params::new().with("task", "regression").with("max_iter", 200), 0.6),
         ("knn", Params::new().with("task", "regression"), 0.8),
-        ("mlp", Params::new().with("task", "regression").with("epochs", 100).with("batch_size", 32).with("learning_rate", 0.01), 0.4),
+        (
+            "mlp",
+            Params::new()
+                .with("task", "regression")
+                .with("epochs", 100)
+                .with("batch_size", 32)
+                .with("learning_rate", 0.01),
+            0.4,
+        ),
     ];
     for (algorithm, params, max_rmse) in cases {
         let fitted = fit(algorithm, &x, &Target::Values(&y), &params).unwrap();
@@ -101,16 +113,20 @@ fn regressors_recover_a_linear_function() {
     let Estimator::Linear(lin) = fit("linear_regression", &x, &Target::Values(&y), &Params::new()).unwrap() else {
         panic!("linear model expected")
     };
-    assert!((lin.coef[0] - 3.0).abs() < 0.02 && (lin.coef[1] + 2.0).abs() < 0.02 && (lin.intercept - 0.5).abs() < 0.02, "{lin:?}");
+    assert!(
+        (lin.coef[0] - 3.0).abs() < 0.02 && (lin.coef[1] + 2.0).abs() < 0.02 && (lin.intercept - 0.5).abs() < 0.02,
+        "{lin:?}"
+    );
 }
 
 #[test]
 fn ridge_shrinks_coefficients() {
     let (x, y) = regression_data(100, 5);
-    let fit_alpha = |alpha: f64| match fit("ridge", &x, &Target::Values(&y), &Params::new().with("alpha", alpha)).unwrap() {
-        Estimator::Linear(l) => l.coef[0],
-        _ => f64::NAN,
-    };
+    let fit_alpha =
+        |alpha: f64| match fit("ridge", &x, &Target::Values(&y), &Params::new().with("alpha", alpha)).unwrap() {
+            Estimator::Linear(l) => l.coef[0],
+            _ => f64::NAN,
+        };
     assert!(fit_alpha(100.0).abs() < fit_alpha(0.0).abs());
 }
 

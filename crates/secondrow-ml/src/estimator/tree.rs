@@ -73,7 +73,14 @@ pub struct Tree {
 
 impl Tree {
     pub(crate) fn new(n_outputs: usize) -> Tree {
-        Tree { n_outputs, feature: Vec::new(), threshold: Vec::new(), left: Vec::new(), right: Vec::new(), value: Vec::new() }
+        Tree {
+            n_outputs,
+            feature: Vec::new(),
+            threshold: Vec::new(),
+            left: Vec::new(),
+            right: Vec::new(),
+            value: Vec::new(),
+        }
     }
 
     pub(crate) fn push_leaf(&mut self, value: &[f64]) -> usize {
@@ -164,7 +171,12 @@ impl PackedTrees {
                     packed.values.extend_from_slice(&tree.value[node * n_outputs..(node + 1) * n_outputs]);
                     PackedNode { threshold: 0.0, feature: -1, left, right: 0 }
                 } else {
-                    PackedNode { threshold: tree.threshold[node], feature: tree.feature[node], left: base + tree.left[node], right: base + tree.right[node] }
+                    PackedNode {
+                        threshold: tree.threshold[node],
+                        feature: tree.feature[node],
+                        left: base + tree.left[node],
+                        right: base + tree.right[node],
+                    }
                 });
             }
         }
@@ -172,7 +184,12 @@ impl PackedTrees {
     }
 
     /// Calls `f(tree, row, leaf outputs)` for every tree and every row in `rows`, tree by tree.
-    pub(crate) fn for_each_leaf(&self, x: &Matrix, rows: std::ops::Range<usize>, mut f: impl FnMut(usize, usize, &[f64])) {
+    pub(crate) fn for_each_leaf(
+        &self,
+        x: &Matrix,
+        rows: std::ops::Range<usize>,
+        mut f: impl FnMut(usize, usize, &[f64]),
+    ) {
         for (t, &root) in self.roots.iter().enumerate() {
             for i in rows.clone() {
                 let row = x.row(i);
@@ -206,7 +223,14 @@ pub struct CartParams {
 }
 
 /// Grows a CART tree on the rows in `rows` with per-row `weights` (bootstrap counts; 1 for plain trees).
-pub fn build_cart(binned: &Binned, target: Target, rows: Vec<u32>, weights: &[f64], params: CartParams, rng: &mut Rng) -> Tree {
+pub fn build_cart(
+    binned: &Binned,
+    target: Target,
+    rows: Vec<u32>,
+    weights: &[f64],
+    params: CartParams,
+    rng: &mut Rng,
+) -> Tree {
     // Per-row statistics: classes → one-hot class, values → [y]; the node's impurity proxy is
     // Σ_s sum_s² / w, so a split's gain is proxy(left) + proxy(right) - proxy(node).
     let n_stats = match target {
@@ -258,8 +282,8 @@ pub fn build_cart(binned: &Binned, target: Target, rows: Vec<u32>, weights: &[f6
         }
         let parent_proxy = sums.iter().map(|s| s * s).sum::<f64>() / w;
         let mut best: Option<(f64, usize, usize)> = None; // (gain, feature, bin)
-        // Partial Fisher-Yates: sample max_features distinct features; keep going past them while no
-        // valid split was found, as scikit-learn does.
+                                                          // Partial Fisher-Yates: sample max_features distinct features; keep going past them while no
+                                                          // valid split was found, as scikit-learn does.
         let k = params.max_features.min(n_features);
         for t in 0..n_features {
             if t >= k && best.is_some() {

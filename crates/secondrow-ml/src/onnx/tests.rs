@@ -144,7 +144,8 @@ fn regressors_and_kmeans_match_native_predictions() {
         let out = run_tract(&export(&model).unwrap(), input(&model, &test));
         check_values(&model, &test, &values::<f32>(&out[0]));
     }
-    let (model, test) = fit("mlp", Label::Value, Params::new().with("task", "regression").with("hidden", "8").with("epochs", 20));
+    let (model, test) =
+        fit("mlp", Label::Value, Params::new().with("task", "regression").with("hidden", "8").with("epochs", 20));
     let out = run_tract(&export(&model).unwrap(), input(&model, &test));
     check_values(&model, &test, &values::<f32>(&out[0]));
 
@@ -208,7 +209,9 @@ fn svm_and_knn_match_native_predictions_in_tract() {
 fn unsupported_transforms_are_named() {
     // A column encoded twice (ordinal codes, then one-hot of the codes) has no graph.
     let train = with_categories(table(Label::Binary, 1), 1);
-    let spec = TransformSpec::parse(r#"[{"op": "ordinal", "columns": ["city"]}, {"op": "one_hot", "columns": ["city"]}]"#).unwrap();
+    let spec =
+        TransformSpec::parse(r#"[{"op": "ordinal", "columns": ["city"]}, {"op": "one_hot", "columns": ["city"]}]"#)
+            .unwrap();
     let (t, transformed) = Transformer::fit(&spec, &train, Some("label")).unwrap();
     let features: Vec<String> = transformed.column_names().into_iter().filter(|c| c.starts_with("city=")).collect();
     let model = train_model("decision_tree", &train, Some("label"), &features, Some(t), &Params::new()).unwrap();
@@ -227,7 +230,8 @@ fn with_categories(mut table: Table, seed: u64) -> Table {
             (_, k) => Some(["x", "y", "z", "w"][k].to_string()),
         })
         .collect();
-    let city: Vec<Option<String>> = (0..n).map(|i| (i % 9 != 2).then(|| ["p", "q"][rng.below(2)].to_string())).collect();
+    let city: Vec<Option<String>> =
+        (0..n).map(|i| (i % 9 != 2).then(|| ["p", "q"][rng.below(2)].to_string())).collect();
     if let Ok(label) = table.column("label").and_then(|c| c.to_numbers()) {
         // The label leans on job: z is mostly 1, x mostly 0.
         let flipped: Vec<f64> = label
@@ -318,10 +322,25 @@ fn floats(node: &pb::NodeProto, name: &str) -> Vec<f32> {
 fn tree_ensemble_regressor(node: &pb::NodeProto, x: &[f32], d: usize) -> Vec<f32> {
     assert_eq!(node.op_type, "TreeEnsembleRegressor");
     assert_eq!(node.domain, "ai.onnx.ml");
-    let modes: Vec<String> = node.attribute.iter().find(|a| a.name == "nodes_modes").unwrap().strings.iter().map(|s| String::from_utf8(s.clone()).unwrap()).collect();
-    let (trees, ids, features) = (ints(node, "nodes_treeids"), ints(node, "nodes_nodeids"), ints(node, "nodes_featureids"));
-    let (values, yes, no, missing) = (floats(node, "nodes_values"), ints(node, "nodes_truenodeids"), ints(node, "nodes_falsenodeids"), ints(node, "nodes_missing_value_tracks_true"));
-    let (leaf_trees, leaf_ids, weights) = (ints(node, "target_treeids"), ints(node, "target_nodeids"), floats(node, "target_weights"));
+    let modes: Vec<String> = node
+        .attribute
+        .iter()
+        .find(|a| a.name == "nodes_modes")
+        .unwrap()
+        .strings
+        .iter()
+        .map(|s| String::from_utf8(s.clone()).unwrap())
+        .collect();
+    let (trees, ids, features) =
+        (ints(node, "nodes_treeids"), ints(node, "nodes_nodeids"), ints(node, "nodes_featureids"));
+    let (values, yes, no, missing) = (
+        floats(node, "nodes_values"),
+        ints(node, "nodes_truenodeids"),
+        ints(node, "nodes_falsenodeids"),
+        ints(node, "nodes_missing_value_tracks_true"),
+    );
+    let (leaf_trees, leaf_ids, weights) =
+        (ints(node, "target_treeids"), ints(node, "target_nodeids"), floats(node, "target_weights"));
     let base = floats(node, "base_values");
     let find = |tree: i64, id: i64| (0..trees.len()).find(|&n| trees[n] == tree && ids[n] == id).unwrap();
     let n_trees = trees.iter().max().unwrap() + 1;
@@ -335,10 +354,12 @@ fn tree_ensemble_regressor(node: &pb::NodeProto, x: &[f32], d: usize) -> Vec<f32
                     let go_true = if v.is_nan() { missing[n] == 1 } else { v <= values[n] };
                     n = find(tree, if go_true { yes[n] } else { no[n] });
                 }
-                sum += (0..leaf_trees.len()).filter(|&l| leaf_trees[l] == tree && leaf_ids[l] == ids[n]).map(|l| weights[l]).sum::<f32>();
+                sum += (0..leaf_trees.len())
+                    .filter(|&l| leaf_trees[l] == tree && leaf_ids[l] == ids[n])
+                    .map(|l| weights[l])
+                    .sum::<f32>();
             }
             sum
         })
         .collect()
 }
-

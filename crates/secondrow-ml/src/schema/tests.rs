@@ -4,7 +4,10 @@ use crate::table::Column;
 fn table() -> Table {
     Table::new(vec![
         Column::number("age", vec![20.0, 30.0, 40.0, f64::NAN]),
-        Column::text("city", vec![Some("north".into()), Some("south".into()), Some("north".into()), Some("north".into())]),
+        Column::text(
+            "city",
+            vec![Some("north".into()), Some("south".into()), Some("north".into()), Some("north".into())],
+        ),
     ])
 }
 

@@ -31,10 +31,7 @@ fn fit_then_apply_gives_the_same_result_and_keeps_the_label() {
     assert_eq!(numbers(&fitted, "job=tech"), vec![1.0, 1.0, 0.0, 1.0]);
     assert_eq!(numbers(&fitted, "label"), vec![0.0, 1.0, 0.0, 1.0]);
     // Re-applied on data without the label and with an unseen category.
-    let new = Table::new(vec![
-        Column::number("age", vec![f64::NAN]),
-        Column::text("job", vec![Some("pilot".into())]),
-    ]);
+    let new = Table::new(vec![Column::number("age", vec![f64::NAN]), Column::text("job", vec![Some("pilot".into())])]);
     let applied = transformer.apply(&new).unwrap();
     assert_eq!(numbers(&applied, "age"), vec![age[1]]);
     assert_eq!(numbers(&applied, "job=tech"), vec![0.0]);

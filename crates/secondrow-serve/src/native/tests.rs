@@ -15,7 +15,12 @@ fn attr_str(name: &str, v: &str) -> pb::AttributeProto {
     pb::AttributeProto { name: name.into(), r#type: 3, s: v.as_bytes().to_vec(), ..Default::default() }
 }
 fn attr_strs(name: &str, v: &[&str]) -> pb::AttributeProto {
-    pb::AttributeProto { name: name.into(), r#type: 8, strings: v.iter().map(|s| s.as_bytes().to_vec()).collect(), ..Default::default() }
+    pb::AttributeProto {
+        name: name.into(),
+        r#type: 8,
+        strings: v.iter().map(|s| s.as_bytes().to_vec()).collect(),
+        ..Default::default()
+    }
 }
 
 fn value_info(name: &str, elem: i32, dims: &[Option<i64>]) -> pb::ValueInfoProto {
@@ -55,7 +60,13 @@ fn model(nodes: Vec<pb::NodeProto>, n_features: i64, outputs: Vec<pb::ValueInfoP
     }
 }
 
-fn node(op: &str, domain: &str, inputs: &[&str], outputs: &[&str], attribute: Vec<pb::AttributeProto>) -> pb::NodeProto {
+fn node(
+    op: &str,
+    domain: &str,
+    inputs: &[&str],
+    outputs: &[&str],
+    attribute: Vec<pb::AttributeProto>,
+) -> pb::NodeProto {
     pb::NodeProto {
         op_type: op.into(),
         domain: domain.into(),
@@ -67,7 +78,11 @@ fn node(op: &str, domain: &str, inputs: &[&str], outputs: &[&str], attribute: Ve
 }
 
 fn input(rows: &[[f32; 2]]) -> Tensor {
-    Tensor { name: "x".into(), shape: vec![rows.len(), 2], data: TensorData::Fp32(rows.iter().flatten().copied().collect()) }
+    Tensor {
+        name: "x".into(),
+        shape: vec![rows.len(), 2],
+        data: TensorData::Fp32(rows.iter().flatten().copied().collect()),
+    }
 }
 
 fn floats(t: &Tensor) -> Vec<f32> {
@@ -159,7 +174,10 @@ fn binary_single_class_scores_become_complementary_probabilities() {
         attr_str("post_transform", "LOGISTIC"),
     ];
     let proto = model(
-        vec![node("TreeEnsembleClassifier", ML_DOMAIN, &["x"], &["label", "scores"], tree), node("Identity", "", &["scores"], &["probabilities"], vec![])],
+        vec![
+            node("TreeEnsembleClassifier", ML_DOMAIN, &["x"], &["label", "scores"], tree),
+            node("Identity", "", &["scores"], &["probabilities"], vec![]),
+        ],
         2,
         vec![value_info("label", ONNX_INT64, &[None]), value_info("probabilities", ONNX_FLOAT, &[None, Some(2)])],
     );
@@ -191,7 +209,11 @@ fn regressor(aggregate: &str, extra: Vec<pb::AttributeProto>) -> pb::ModelProto 
         attr_str("aggregate_function", aggregate),
     ];
     attrs.extend(extra);
-    model(vec![node("TreeEnsembleRegressor", ML_DOMAIN, &["x"], &["y"], attrs)], 2, vec![value_info("y", ONNX_FLOAT, &[None, Some(2)])])
+    model(
+        vec![node("TreeEnsembleRegressor", ML_DOMAIN, &["x"], &["y"], attrs)],
+        2,
+        vec![value_info("y", ONNX_FLOAT, &[None, Some(2)])],
+    )
 }
 
 #[test]
@@ -212,8 +234,18 @@ fn regressor_aggregates_sum_average_min_max_and_adds_base_values() {
 
 #[test]
 fn as_tensor_attributes_take_precedence() {
-    let tensor = pb::TensorProto { data_type: ONNX_DOUBLE, dims: vec![2], double_data: vec![1000.0, 2000.0], ..Default::default() };
-    let extra = vec![pb::AttributeProto { name: "base_values_as_tensor".into(), r#type: 4, t: Some(tensor), ..Default::default() }];
+    let tensor = pb::TensorProto {
+        data_type: ONNX_DOUBLE,
+        dims: vec![2],
+        double_data: vec![1000.0, 2000.0],
+        ..Default::default()
+    };
+    let extra = vec![pb::AttributeProto {
+        name: "base_values_as_tensor".into(),
+        r#type: 4,
+        t: Some(tensor),
+        ..Default::default()
+    }];
     let graph = NativeGraph::from_proto(&regressor("SUM", extra)).unwrap().unwrap();
     let y = floats(&graph.predict(input(&[[0.0, 0.0]])).unwrap()[0]);
     assert_eq!(y, vec![1006.0, 2020.0]);
@@ -243,7 +275,8 @@ fn broken_trees_are_refused_with_the_reason() {
 
 #[test]
 fn graphs_with_other_ops_are_left_to_tract() {
-    let proto = model(vec![node("Relu", "", &["x"], &["y"], vec![])], 2, vec![value_info("y", ONNX_FLOAT, &[None, Some(2)])]);
+    let proto =
+        model(vec![node("Relu", "", &["x"], &["y"], vec![])], 2, vec![value_info("y", ONNX_FLOAT, &[None, Some(2)])]);
     assert!(NativeGraph::from_proto(&proto).unwrap().is_none());
 }
 

@@ -35,7 +35,13 @@ fn run_client_check(server: &Server, model: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_client_check_passes_for_onnx_and_builtin_models() {
     let repo = repo_with(
-        &[("lr", "1", "lr.onnx"), ("forest", "1", "forest.onnx"), ("mlp", "1", "mlp.onnx"), ("torch-mlp", "1", "torch_mlp.onnx"), ("builtin", "1", "builtin_lr.json")],
+        &[
+            ("lr", "1", "lr.onnx"),
+            ("forest", "1", "forest.onnx"),
+            ("mlp", "1", "mlp.onnx"),
+            ("torch-mlp", "1", "torch_mlp.onnx"),
+            ("builtin", "1", "builtin_lr.json"),
+        ],
         ModelOptions::default(),
     )
     .await;
@@ -70,12 +76,21 @@ async fn every_v2_datatype_round_trips_as_json_and_binary() {
         .map(|(dt, data)| json!({"name": format!("x_{}", dt.to_lowercase()), "shape": [2, 2], "datatype": dt, "data": data}))
         .collect();
     // JSON in, JSON out.
-    let res = client.post(server.url("/v2/models/types/infer")).json(&json!({"id": "all", "inputs": inputs})).send().await.unwrap();
+    let res = client
+        .post(server.url("/v2/models/types/infer"))
+        .json(&json!({"id": "all", "inputs": inputs}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["id"], "all");
-    let outputs: HashMap<String, Value> =
-        body["outputs"].as_array().unwrap().iter().map(|o| (o["name"].as_str().unwrap().to_string(), o.clone())).collect();
+    let outputs: HashMap<String, Value> = body["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| (o["name"].as_str().unwrap().to_string(), o.clone()))
+        .collect();
     for (dt, data) in &cases {
         let out = &outputs[&format!("y_{}", dt.to_lowercase())];
         assert_eq!(out["datatype"], *dt);
@@ -133,15 +148,55 @@ async fn bad_input_gets_400_unknown_404_and_oversized_413() {
     let infer = server.url("/v2/models/lr/infer");
     let row: Vec<f32> = vec![0.5; 20];
     let cases: Vec<(&str, Value, u16, &str)> = vec![
-        ("wrong element count", json!({"inputs": [{"name": "input-0", "shape": [1, 21], "datatype": "FP32", "data": row}]}), 400, "needs 21 elements"),
-        ("wrong shape", json!({"inputs": [{"name": "input-0", "shape": [2, 10], "datatype": "FP32", "data": row}]}), 400, "the model expects [-1, 20]"),
-        ("wrong datatype", json!({"inputs": [{"name": "input-0", "shape": [1, 20], "datatype": "FP64", "data": row}]}), 400, "datatype FP64"),
-        ("unknown datatype", json!({"inputs": [{"name": "input-0", "shape": [1, 20], "datatype": "BF16", "data": row}]}), 400, "unknown datatype"),
-        ("wrong name", json!({"inputs": [{"name": "x", "shape": [1, 20], "datatype": "FP32", "data": row}]}), 400, "unknown input `x`"),
+        (
+            "wrong element count",
+            json!({"inputs": [{"name": "input-0", "shape": [1, 21], "datatype": "FP32", "data": row}]}),
+            400,
+            "needs 21 elements",
+        ),
+        (
+            "wrong shape",
+            json!({"inputs": [{"name": "input-0", "shape": [2, 10], "datatype": "FP32", "data": row}]}),
+            400,
+            "the model expects [-1, 20]",
+        ),
+        (
+            "wrong datatype",
+            json!({"inputs": [{"name": "input-0", "shape": [1, 20], "datatype": "FP64", "data": row}]}),
+            400,
+            "datatype FP64",
+        ),
+        (
+            "unknown datatype",
+            json!({"inputs": [{"name": "input-0", "shape": [1, 20], "datatype": "BF16", "data": row}]}),
+            400,
+            "unknown datatype",
+        ),
+        (
+            "wrong name",
+            json!({"inputs": [{"name": "x", "shape": [1, 20], "datatype": "FP32", "data": row}]}),
+            400,
+            "unknown input `x`",
+        ),
         ("no inputs", json!({"inputs": []}), 400, "`inputs` is empty"),
-        ("non-string id", json!({"id": 5, "inputs": [{"name": "input-0", "shape": [1, 20], "datatype": "FP32", "data": row}]}), 400, "`id` must be a string"),
-        ("unknown output", json!({"inputs": [{"name": "input-0", "shape": [1, 20], "datatype": "FP32", "data": row}], "outputs": [{"name": "nope"}]}), 400, "no output `nope`"),
-        ("text in FP32", json!({"inputs": [{"name": "input-0", "shape": [1, 1], "datatype": "FP32", "data": ["a"]}]}), 400, "not a valid FP32"),
+        (
+            "non-string id",
+            json!({"id": 5, "inputs": [{"name": "input-0", "shape": [1, 20], "datatype": "FP32", "data": row}]}),
+            400,
+            "`id` must be a string",
+        ),
+        (
+            "unknown output",
+            json!({"inputs": [{"name": "input-0", "shape": [1, 20], "datatype": "FP32", "data": row}], "outputs": [{"name": "nope"}]}),
+            400,
+            "no output `nope`",
+        ),
+        (
+            "text in FP32",
+            json!({"inputs": [{"name": "input-0", "shape": [1, 1], "datatype": "FP32", "data": ["a"]}]}),
+            400,
+            "not a valid FP32",
+        ),
     ];
     for (label, body, status, needle) in cases {
         let res = client.post(&infer).json(&body).send().await.unwrap();
@@ -153,10 +208,9 @@ async fn bad_input_gets_400_unknown_404_and_oversized_413() {
     }
     let res = client.post(&infer).header("content-type", "application/json").body("{not json").send().await.unwrap();
     assert_eq!(res.status(), 400);
-    for (path, label) in [
-        ("/v2/models/nope/infer", "unknown model"),
-        ("/v2/models/lr/versions/9/infer", "unknown version"),
-    ] {
+    for (path, label) in
+        [("/v2/models/nope/infer", "unknown model"), ("/v2/models/lr/versions/9/infer", "unknown version")]
+    {
         let res = client.post(server.url(path)).json(&v2_body(1)).send().await.unwrap();
         assert_eq!(res.status(), 404, "{label}");
         let body: Value = res.json().await.unwrap();
@@ -165,9 +219,11 @@ async fn bad_input_gets_400_unknown_404_and_oversized_413() {
     for path in ["/v2/models/nope", "/v2/models/nope/ready", "/v1/models/nope", "/v2/models/lr/versions/9/ready"] {
         assert_eq!(client.get(server.url(path)).send().await.unwrap().status(), 404, "{path}");
     }
-    let res = client.post(server.url("/v1/models/nope:predict")).json(&json!({"instances": [row]})).send().await.unwrap();
+    let res =
+        client.post(server.url("/v1/models/nope:predict")).json(&json!({"instances": [row]})).send().await.unwrap();
     assert_eq!(res.status(), 404);
-    let res = client.post(server.url("/v1/models/lr:predict")).json(&json!({"instances": [[1, 2]]})).send().await.unwrap();
+    let res =
+        client.post(server.url("/v1/models/lr:predict")).json(&json!({"instances": [[1, 2]]})).send().await.unwrap();
     assert_eq!(res.status(), 400);
     // Body over the limit: 413 with the error JSON, both with and without a content-length.
     let big = vec![b' '; 100 * 1024];
@@ -198,7 +254,8 @@ async fn switching_and_rolling_in_versions_under_load_fails_no_request() {
     let seen = Arc::new(std::sync::Mutex::new(HashMap::<String, usize>::new()));
     let mut workers = Vec::new();
     for _ in 0..8 {
-        let (client, server, failures, done, seen) = (client.clone(), server.clone(), failures.clone(), done.clone(), seen.clone());
+        let (client, server, failures, done, seen) =
+            (client.clone(), server.clone(), failures.clone(), done.clone(), seen.clone());
         workers.push(tokio::spawn(async move {
             for _ in 0..400 {
                 match client.post(server.url("/v2/models/lr/infer")).json(&v2_body(1)).send().await {
@@ -220,7 +277,12 @@ async fn switching_and_rolling_in_versions_under_load_fails_no_request() {
     let mut switches = 0;
     while done.load(Ordering::Relaxed) < 8 * 400 {
         let target = if switches % 2 == 0 { "2" } else { "1" };
-        let res = admin.post(server.url("/v2/repository/models/lr/traffic")).json(&json!({"default": target})).send().await.unwrap();
+        let res = admin
+            .post(server.url("/v2/repository/models/lr/traffic"))
+            .json(&json!({"default": target}))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status(), 200);
         switches += 1;
         if switches == 20 {
@@ -245,7 +307,12 @@ async fn switching_and_rolling_in_versions_under_load_fails_no_request() {
     eprintln!("{switches} switches, versions seen {seen:?}");
     // Unloading the default version moves the default to the highest remaining one.
     repo.set_traffic("lr", Some("1"), None).unwrap();
-    let res = admin.post(server.url("/v2/repository/models/lr/unload")).json(&json!({"parameters": {"version": "1"}})).send().await.unwrap();
+    let res = admin
+        .post(server.url("/v2/repository/models/lr/unload"))
+        .json(&json!({"parameters": {"version": "1"}}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     let res = admin.post(server.url("/v2/models/lr/infer")).json(&v2_body(1)).send().await.unwrap();
     let body: Value = res.json().await.unwrap();
@@ -283,7 +350,15 @@ async fn canary_split_is_within_five_percent_over_2000_requests() {
     // Removing the canary sends everything to the default.
     client.post(server.url("/v2/repository/models/lr/traffic")).json(&json!({"canary": null})).send().await.unwrap();
     for _ in 0..50 {
-        let body: Value = client.post(server.url("/v2/models/lr/infer")).json(&v2_body(1)).send().await.unwrap().json().await.unwrap();
+        let body: Value = client
+            .post(server.url("/v2/models/lr/infer"))
+            .json(&v2_body(1))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         assert_eq!(body["model_version"], "1");
     }
 }
@@ -331,7 +406,12 @@ async fn repository_metadata_v1_and_metrics() {
     // V1 predictions: ONNX label ints, built-in class names as numbers.
     let rows: Vec<Vec<f64>> = (0..3).map(|i| vec![i as f64 * 0.1; 20]).collect();
     for name in ["lr", "builtin"] {
-        let res = client.post(server.url(&format!("/v1/models/{name}:predict"))).json(&json!({"instances": rows})).send().await.unwrap();
+        let res = client
+            .post(server.url(&format!("/v1/models/{name}:predict")))
+            .json(&json!({"instances": rows}))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status(), 200);
         let body: Value = res.json().await.unwrap();
         let preds = body["predictions"].as_array().unwrap();
@@ -363,11 +443,19 @@ async fn repository_metadata_v1_and_metrics() {
     assert_eq!(res.status(), 200);
     assert_eq!(client.get(server.url("/v2/models/builtin/ready")).send().await.unwrap().status(), 200);
     // One failing request for the metrics.
-    client.post(server.url("/v2/models/lr/infer")).json(&json!({"inputs": [{"name": "zz", "shape": [1], "datatype": "FP32", "data": [1]}]})).send().await.unwrap();
+    client
+        .post(server.url("/v2/models/lr/infer"))
+        .json(&json!({"inputs": [{"name": "zz", "shape": [1], "datatype": "FP32", "data": [1]}]}))
+        .send()
+        .await
+        .unwrap();
     let text = client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(text.contains("secondrow_serve_requests_total{model=\"lr\",version=\"1\"} 3"), "{text}");
     assert!(text.contains("secondrow_serve_request_errors_total{model=\"lr\",version=\"1\"} 1"), "{text}");
-    assert!(text.contains("secondrow_serve_request_duration_seconds_bucket{model=\"lr\",version=\"1\",le=\"+Inf\"} 3"), "{text}");
+    assert!(
+        text.contains("secondrow_serve_request_duration_seconds_bucket{model=\"lr\",version=\"1\",le=\"+Inf\"} 3"),
+        "{text}"
+    );
     assert!(text.contains("secondrow_serve_requests_total{model=\"builtin\",version=\"1\"} 1"), "{text}");
     // Health and server metadata.
     let meta: Value = client.get(server.url("/v2")).send().await.unwrap().json().await.unwrap();
@@ -392,7 +480,15 @@ async fn dynamic_batching_and_concurrency_limit_give_the_unbatched_answers() {
     };
     let mut expected = Vec::new();
     for i in 0..48 {
-        let body: Value = client.post(plain.url("/v2/models/lr/infer")).json(&body_for(i)).send().await.unwrap().json().await.unwrap();
+        let body: Value = client
+            .post(plain.url("/v2/models/lr/infer"))
+            .json(&body_for(i))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         expected.push(body["outputs"].clone());
     }
     let started = std::time::Instant::now();
@@ -414,7 +510,11 @@ async fn dynamic_batching_and_concurrency_limit_give_the_unbatched_answers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn v1_takes_object_and_string_instances_and_names_what_is_wrong() {
-    let repo = repo_with(&[("lr", "1", "lr.onnx"), ("builtin", "1", "builtin_lr.json"), ("echo", "1", "echo_text.onnx")], ModelOptions::default()).await;
+    let repo = repo_with(
+        &[("lr", "1", "lr.onnx"), ("builtin", "1", "builtin_lr.json"), ("echo", "1", "echo_text.onnx")],
+        ModelOptions::default(),
+    )
+    .await;
     let server = start(repo, HttpOptions::default()).await;
     let client = client();
     let predict = |model: &str, body: Value| {
@@ -481,8 +581,30 @@ async fn text_columns_reach_builtin_and_onnx_models() {
     std::fs::write(path("raw.csv"), csv).unwrap();
     let spec = r#"[{"op":"standardize","columns":["age","hours"]},{"op":"impute","columns":["job"],"strategy":"most_frequent"},{"op":"one_hot","columns":["job"]}]"#;
     for argv in [
-        vec!["transform", "--data", &path("raw.csv"), "--spec", spec, "--label", "label", "--output", &path("t.csv"), "--transformer", &path("tr.json")],
-        vec!["train_logistic_regression", "--train-data", &path("raw.csv"), "--label", "label", "--transformer", &path("tr.json"), "--model", &path("m.json")],
+        vec![
+            "transform",
+            "--data",
+            &path("raw.csv"),
+            "--spec",
+            spec,
+            "--label",
+            "label",
+            "--output",
+            &path("t.csv"),
+            "--transformer",
+            &path("tr.json"),
+        ],
+        vec![
+            "train_logistic_regression",
+            "--train-data",
+            &path("raw.csv"),
+            "--label",
+            "label",
+            "--transformer",
+            &path("tr.json"),
+            "--model",
+            &path("m.json"),
+        ],
         vec!["export_onnx", "--model", &path("m.json"), "--onnx-model", &path("m.onnx")],
     ] {
         secondrow_ml::run_component(&argv.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
@@ -501,7 +623,8 @@ async fn text_columns_reach_builtin_and_onnx_models() {
         }
     };
     // Native predictions on the same rows (an empty job is missing).
-    let rows = [(30.0, 40.0, "tech"), (60.0, 55.0, "sales"), (45.0, 40.0, ""), (52.0, 33.0, "craft"), (25.0, 60.0, "unseen")];
+    let rows =
+        [(30.0, 40.0, "tech"), (60.0, 55.0, "sales"), (45.0, 40.0, ""), (52.0, 33.0, "craft"), (25.0, 60.0, "unseen")];
     let model = secondrow_ml::load_model(&dir.path().join("m.json")).unwrap();
     let table = secondrow_ml::Table::new(vec![
         secondrow_ml::Column::number("age", rows.iter().map(|r| r.0).collect()),
@@ -527,13 +650,17 @@ async fn text_columns_reach_builtin_and_onnx_models() {
         }
     }
     // V1 DataFrame rows by column name, text as strings (null = missing).
-    let objects: Vec<Value> =
-        rows.iter().map(|r| json!({"job": if r.2.is_empty() { Value::Null } else { json!(r.2) }, "age": r.0, "hours": r.1})).collect();
+    let objects: Vec<Value> = rows
+        .iter()
+        .map(|r| json!({"job": if r.2.is_empty() { Value::Null } else { json!(r.2) }, "age": r.0, "hours": r.1}))
+        .collect();
     let (status, answer) = post(server.url("/v1/models/builtin:predict"), json!({"instances": objects})).await;
     assert_eq!(status, 200, "{answer}");
     let expected: Vec<Value> = native.labels.iter().map(|l| json!(l.parse::<i64>().unwrap())).collect();
     assert_eq!(answer["predictions"], Value::Array(expected));
-    let (status, answer) = post(server.url("/v1/models/builtin:predict"), json!({"instances": [{"age": 30, "hours": 40, "job": [1]}]})).await;
+    let (status, answer) =
+        post(server.url("/v1/models/builtin:predict"), json!({"instances": [{"age": 30, "hours": 40, "job": [1]}]}))
+            .await;
     assert_eq!(status, 400, "{answer}");
     assert!(answer["error"].as_str().unwrap_or_default().contains("column `job` must be a string"), "{answer}");
 }

@@ -10,12 +10,14 @@ use crate::support::model;
 const TOLERANCE: f64 = 1e-5;
 
 fn expected() -> Value {
-    serde_json::from_slice(&std::fs::read(model("expected.json")).expect("reading expected.json")).expect("expected.json is JSON")
+    serde_json::from_slice(&std::fs::read(model("expected.json")).expect("reading expected.json"))
+        .expect("expected.json is JSON")
 }
 
 fn rows_tensor(rows: &Value) -> Tensor {
     let rows = rows.as_array().unwrap();
-    let data: Vec<f32> = rows.iter().flat_map(|r| r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32)).collect();
+    let data: Vec<f32> =
+        rows.iter().flat_map(|r| r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32)).collect();
     Tensor { name: "input-0".into(), shape: vec![rows.len(), data.len() / rows.len()], data: TensorData::Fp32(data) }
 }
 
@@ -35,17 +37,26 @@ fn native_runtime_matches_scikit_learn_and_tract() {
     let expected = expected();
     let models = expected["models"].as_object().unwrap();
     for file in ["lr.onnx", "forest.onnx", "gb.onnx", "gb3.onnx", "forest_reg.onnx"] {
-        let runtime = NativeRuntime::load(&model(file)).unwrap().unwrap_or_else(|| panic!("{file} is evaluated natively"));
+        let runtime =
+            NativeRuntime::load(&model(file)).unwrap().unwrap_or_else(|| panic!("{file} is evaluated natively"));
         let rows = if file == "gb3.onnx" { &expected["rows3"] } else { &expected["rows"] };
         let n_rows = rows.as_array().unwrap().len();
         let outputs = runtime.predict(vec![rows_tensor(rows)]).unwrap();
         let names: Vec<&str> = runtime.outputs().iter().map(|s| s.name.as_str()).collect();
         for (name, want) in models[file].as_object().unwrap() {
-            let index = names.iter().position(|n| n == name).unwrap_or_else(|| panic!("{file}: no output `{name}` in {names:?}"));
+            let index = names
+                .iter()
+                .position(|n| n == name)
+                .unwrap_or_else(|| panic!("{file}: no output `{name}` in {names:?}"));
             let got = &outputs[index];
             assert_eq!(got.shape[0], n_rows, "{file} {name}");
             let want: Vec<f64> = match want.as_array().unwrap().first() {
-                Some(Value::Array(_)) => want.as_array().unwrap().iter().flat_map(|r| r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap())).collect(),
+                Some(Value::Array(_)) => want
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .flat_map(|r| r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()))
+                    .collect(),
                 _ => want.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect(),
             };
             if name == "label" {

@@ -17,7 +17,11 @@ pub fn repo_root() -> PathBuf {
 /// The shared serving material beside the repository (`../shared/serving`).
 pub fn shared_serving() -> PathBuf {
     let dir = repo_root().join("../shared/serving");
-    assert!(dir.join("client_check.py").is_file(), "{} is missing: the shared folder must sit beside the repository", dir.display());
+    assert!(
+        dir.join("client_check.py").is_file(),
+        "{} is missing: the shared folder must sit beside the repository",
+        dir.display()
+    );
     dir
 }
 
@@ -103,7 +107,10 @@ pub async fn repo_with(models: &[(&str, &str, &str)], options: secondrow_serve::
     let repo = Arc::new(Repository::new(options));
     for (name, version, file) in models {
         let (r, name, version, path) = (repo.clone(), name.to_string(), version.to_string(), model(file));
-        tokio::task::spawn_blocking(move || r.load(&name, Some(&version), &path, true)).await.unwrap().expect("loading a test model");
+        tokio::task::spawn_blocking(move || r.load(&name, Some(&version), &path, true))
+            .await
+            .unwrap()
+            .expect("loading a test model");
     }
     repo
 }

@@ -4,10 +4,7 @@ use super::*;
 
 fn env(params: serde_json::Value) -> Env {
     let mut env = Env::new();
-    env.insert(
-        "inputs".into(),
-        CelValue::from_json(&json!({ "parameter_values": params })),
-    );
+    env.insert("inputs".into(), CelValue::from_json(&json!({ "parameter_values": params })));
     env
 }
 

@@ -34,7 +34,9 @@ fn plain_and_embedded() {
 fn structured() {
     check(&[r#"{"Concat": ["{{$.inputs.parameters['msg']}}", "-", "x"]}"#], &["hello-x"]);
     check(
-        &[r#"{"IfPresent": {"InputName": "suffix", "Then": ["--suffix", "{{$.inputs.parameters['suffix']}}"], "Else": ["--none"]}}"#],
+        &[
+            r#"{"IfPresent": {"InputName": "suffix", "Then": ["--suffix", "{{$.inputs.parameters['suffix']}}"], "Else": ["--none"]}}"#,
+        ],
         &["--none"],
     );
     check(

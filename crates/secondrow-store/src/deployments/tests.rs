@@ -12,7 +12,13 @@ async fn store() -> (tempfile::TempDir, Store) {
 /// A run with one finished task `train` that output `model` (a system.Model file) and `data` (a Dataset).
 async fn run_with_model(s: &Store, dir: &std::path::Path) -> (String, String, String) {
     let run = s
-        .create_run(&NewRun { display_name: "r".into(), pipeline_name: "p".into(), spec: json!({}), options: json!({}), ..NewRun::default() })
+        .create_run(&NewRun {
+            display_name: "r".into(),
+            pipeline_name: "p".into(),
+            spec: json!({}),
+            options: json!({}),
+            ..NewRun::default()
+        })
         .await
         .unwrap();
     let start = TaskStart {
@@ -67,7 +73,8 @@ async fn sources_resolve_to_model_files_or_fail_naming_the_problem() {
     let by_artifact = s.resolve_model_source(&ModelSource::Artifact { artifact_id: model_id.clone() }).await.unwrap();
     assert_eq!(by_artifact.artifact_id.as_deref(), Some(model_id.as_str()));
     assert_eq!(by_artifact.path, d.path().join("model"));
-    let task = ModelSource::TaskOutput { run_id: run_id[..8].into(), task: "train-model".into(), output: "model".into() };
+    let task =
+        ModelSource::TaskOutput { run_id: run_id[..8].into(), task: "train-model".into(), output: "model".into() };
     let by_task = s.resolve_model_source(&task).await.unwrap();
     assert_eq!(by_task.artifact_id, by_artifact.artifact_id);
     assert_eq!(by_task.source, json!({"run_id": run_id, "task": "train", "output": "model"}));
@@ -75,13 +82,19 @@ async fn sources_resolve_to_model_files_or_fail_naming_the_problem() {
     let err = |r: Result<ResolvedSource>| r.unwrap_err().to_string();
     let dataset = err(s.resolve_model_source(&ModelSource::Artifact { artifact_id: data_id.clone() }).await);
     assert_eq!(dataset, format!("invalid argument: artifact `{data_id}` is a system.Dataset, not a system.Model"));
-    assert!(matches!(s.resolve_model_source(&ModelSource::Artifact { artifact_id: "nope".into() }).await, Err(StoreError::NotFound { .. })));
+    assert!(matches!(
+        s.resolve_model_source(&ModelSource::Artifact { artifact_id: "nope".into() }).await,
+        Err(StoreError::NotFound { .. })
+    ));
     let no_output = ModelSource::TaskOutput { run_id: run_id.clone(), task: "train".into(), output: "weights".into() };
     assert!(err(s.resolve_model_source(&no_output).await).contains("task output artifact"));
     let relative = err(s.resolve_model_source(&ModelSource::Path { path: "model.json".into() }).await);
     assert!(relative.contains("source.path: `model.json` must be an absolute path"), "{relative}");
     assert!(ModelSource::from_json("source", &json!({"artifact_id": "a", "path": "/x"})).is_err());
-    assert_eq!(ModelSource::from_json("source", &json!({"path": "/x"})).unwrap(), ModelSource::Path { path: "/x".into() });
+    assert_eq!(
+        ModelSource::from_json("source", &json!({"path": "/x"})).unwrap(),
+        ModelSource::Path { path: "/x".into() }
+    );
 }
 
 #[tokio::test]
@@ -92,7 +105,15 @@ async fn versions_traffic_and_deletes_are_checked_and_transactional() {
     let add = |version: &'static str, make_default: bool| {
         let s = s.clone();
         let resolved = resolved.clone();
-        async move { s.add_deployment_version(&NewDeploymentVersion { name: "churn", version, resolved: &resolved, make_default }).await }
+        async move {
+            s.add_deployment_version(&NewDeploymentVersion {
+                name: "churn",
+                version,
+                resolved: &resolved,
+                make_default,
+            })
+            .await
+        }
     };
     let first = add("1", false).await.unwrap();
     assert_eq!((first.default_version.as_str(), first.versions.len()), ("1", 1));
@@ -102,7 +123,8 @@ async fn versions_traffic_and_deletes_are_checked_and_transactional() {
     assert!(matches!(add("2", true).await, Err(StoreError::AlreadyExists { .. })));
     assert!(matches!(add("bad/name", true).await, Err(StoreError::InvalidArgument(_))));
 
-    let canary = TrafficUpdate { canary: Some(Some(Canary { version: "2".into(), percent: 30 })), ..TrafficUpdate::default() };
+    let canary =
+        TrafficUpdate { canary: Some(Some(Canary { version: "2".into(), percent: 30 })), ..TrafficUpdate::default() };
     let got = s.update_deployment_traffic("churn", &canary).await.unwrap();
     assert_eq!(got.canary, Some(Canary { version: "2".into(), percent: 30 }));
     for bad in [
@@ -114,7 +136,10 @@ async fn versions_traffic_and_deletes_are_checked_and_transactional() {
     }
     assert_eq!(s.get_deployment("churn").await.unwrap(), got, "a refused update writes nothing");
     // Promoting the canary ends it.
-    let promoted = s.update_deployment_traffic("churn", &TrafficUpdate { default_version: Some("2".into()), canary: None }).await.unwrap();
+    let promoted = s
+        .update_deployment_traffic("churn", &TrafficUpdate { default_version: Some("2".into()), canary: None })
+        .await
+        .unwrap();
     assert_eq!((promoted.default_version.as_str(), promoted.canary.clone()), ("2", None));
 
     assert!(matches!(s.delete_deployment("churn", Some("2")).await, Err(StoreError::InvalidArgument(_))));

@@ -138,7 +138,9 @@ fn api_restart_after_sigkill_resumes_runs() {
     assert_eq!(ids.len(), RUNS);
     let markers = h.path().join("markers");
     let count = |suffix: &str| {
-        std::fs::read_dir(&markers).map(|d| d.flatten().filter(|e| e.file_name().to_string_lossy().ends_with(suffix)).count()).unwrap_or(0)
+        std::fs::read_dir(&markers)
+            .map(|d| d.flatten().filter(|e| e.file_name().to_string_lossy().ends_with(suffix)).count())
+            .unwrap_or(0)
     };
     wait_for(Duration::from_secs(60), || (count("-b") >= 4).then_some(()));
     server.kill();

@@ -50,7 +50,10 @@ fn api_auth_namespaces_with_kfp_client() {
     kfp_script(&h, "auth.py", &["namespaces", &server.url, h.path().to_str().unwrap(), ADMIN, &token_a, &token_b]);
 
     // A revoked token is refused from the next request on; the others keep working.
-    let id_a = tokens.as_array().unwrap().iter().find(|t| t["namespace"] == "ns-a").unwrap()["id"].as_str().unwrap().to_owned();
+    let id_a = tokens.as_array().unwrap().iter().find(|t| t["namespace"] == "ns-a").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     revoke(&h, &id_a);
     let (status, body) = get(&h, &server, "/apis/v2beta1/runs", Some(&token_a));
     assert_eq!((status, &body["code"]), (401, &Value::from(16)), "{body}");

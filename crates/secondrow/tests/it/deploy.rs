@@ -112,17 +112,33 @@ compiler.Compiler().compile(pipeline, os.path.join(os.path.dirname(os.path.abspa
 /// `secondrow component predict` on a CSV without labels: the `prediction` column.
 fn batch_predict(home: &Home, model: &str, data: &Path) -> Vec<String> {
     let out_path = home.path().join("predictions.csv");
-    let out = home.output(&["component", "predict", "--data", &data.display().to_string(), "--model", model, "--predictions", &out_path.display().to_string()]);
+    let out = home.output(&[
+        "component",
+        "predict",
+        "--data",
+        &data.display().to_string(),
+        "--model",
+        model,
+        "--predictions",
+        &out_path.display().to_string(),
+    ]);
     assert!(out.status.success(), "predict: {}", String::from_utf8_lossy(&out.stderr));
     let text = std::fs::read_to_string(&out_path).unwrap();
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
-    let col = header.iter().position(|h| *h == "prediction").unwrap_or_else(|| panic!("no prediction column in {header:?}"));
+    let col =
+        header.iter().position(|h| *h == "prediction").unwrap_or_else(|| panic!("no prediction column in {header:?}"));
     lines.map(|l| l.split(',').nth(col).unwrap().to_owned()).collect()
 }
 
 fn ok(out: &Output) -> String {
-    assert!(out.status.success(), "exit {:?}\n--- stdout\n{}\n--- stderr\n{}", out.status.code(), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -154,11 +170,26 @@ fn deployments_from_a_pipeline_run_serve_switch_canary_survive_restart_and_delet
     let expected_forest = batch_predict(&home, &forest_model, &test_csv);
 
     let mut server = Server::start(&home, &[]);
-    let remote = |args: &[&str]| home.cmd().args(["deploy"]).args(args).args(["--server", &server.url]).output().unwrap();
+    let remote =
+        |args: &[&str]| home.cmd().args(["deploy"]).args(args).args(["--server", &server.url]).output().unwrap();
 
     // Version 1 from the run's task output, through the REST API.
-    let created = json_of(&remote(&["create", "churn", "--run", &run_id[..8], "--task", "train-logistic-regression", "--output", "model", "--json"]));
-    assert_eq!((created["default_version"].as_str(), created["state"].as_str()), (Some("1"), Some("SERVING")), "{created}");
+    let created = json_of(&remote(&[
+        "create",
+        "churn",
+        "--run",
+        &run_id[..8],
+        "--task",
+        "train-logistic-regression",
+        "--output",
+        "model",
+        "--json",
+    ]));
+    assert_eq!(
+        (created["default_version"].as_str(), created["state"].as_str()),
+        (Some("1"), Some("SERVING")),
+        "{created}"
+    );
     assert_eq!(created["versions"][0]["source"]["run_id"], run_id.as_str());
     let (status, answer) = infer(&server.models, "churn", &test_rows);
     assert_eq!(status, 200, "{answer}");
@@ -183,8 +214,12 @@ fn deployments_from_a_pipeline_run_serve_switch_canary_survive_restart_and_delet
     // Version 2 (the forest) by artifact id, not the default yet: pinned requests reach it.
     let forest_id = run.task_artifact("train-random-forest", "model")["id"].as_str().unwrap().to_owned();
     let second = json_of(&remote(&["create", "churn", "--artifact-id", &forest_id, "--no-default", "--json"]));
-    assert_eq!((second["default_version"].as_str(), version_names(&second)), (Some("1"), vec!["1".to_owned(), "2".to_owned()]));
-    let (status, pinned) = http(&server.models, "POST", "/v2/models/churn/versions/2/infer", Some(&infer_body(&test_rows)));
+    assert_eq!(
+        (second["default_version"].as_str(), version_names(&second)),
+        (Some("1"), vec!["1".to_owned(), "2".to_owned()])
+    );
+    let (status, pinned) =
+        http(&server.models, "POST", "/v2/models/churn/versions/2/infer", Some(&infer_body(&test_rows)));
     assert_eq!((status, labels(&pinned)), (200, expected_forest.clone()));
 
     // Switch the default under concurrent load: not one request fails, both versions answer.
@@ -193,12 +228,17 @@ fn deployments_from_a_pipeline_run_serve_switch_canary_survive_restart_and_delet
     let seen = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::<String, usize>::new()));
     let workers: Vec<_> = (0..6)
         .map(|_| {
-            let (stop, failures, seen, models, rows) = (stop.clone(), failures.clone(), seen.clone(), server.models.clone(), test_rows[..4].to_vec());
+            let (stop, failures, seen, models, rows) =
+                (stop.clone(), failures.clone(), seen.clone(), server.models.clone(), test_rows[..4].to_vec());
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     let (status, answer) = infer(&models, "churn", &rows);
                     if status == 200 {
-                        *seen.lock().unwrap().entry(answer["model_version"].as_str().unwrap_or("?").to_owned()).or_default() += 1;
+                        *seen
+                            .lock()
+                            .unwrap()
+                            .entry(answer["model_version"].as_str().unwrap_or("?").to_owned())
+                            .or_default() += 1;
                     } else {
                         failures.fetch_add(1, Ordering::Relaxed);
                     }
@@ -214,7 +254,10 @@ fn deployments_from_a_pipeline_run_serve_switch_canary_survive_restart_and_delet
     workers.into_iter().for_each(|w| w.join().unwrap());
     let seen = seen.lock().unwrap().clone();
     let total: usize = seen.values().sum();
-    eprintln!("default switch under load: {total} requests, by version {seen:?}, {} failed", failures.load(Ordering::Relaxed));
+    eprintln!(
+        "default switch under load: {total} requests, by version {seen:?}, {} failed",
+        failures.load(Ordering::Relaxed)
+    );
     assert_eq!(failures.load(Ordering::Relaxed), 0, "requests failed during the switch ({seen:?})");
     assert!(seen.get("1").is_some_and(|&n| n > 0) && seen.get("2").is_some_and(|&n| n > 0), "{seen:?}");
     assert_eq!(labels(&infer(&server.models, "churn", &test_rows).1), expected_forest);
@@ -222,17 +265,23 @@ fn deployments_from_a_pipeline_run_serve_switch_canary_survive_restart_and_delet
     // A canary at 30% on version 1, over 2,000 requests.
     let canary = json_of(&remote(&["update", "churn", "--canary", "1", "--percent", "30", "--json"]));
     assert_eq!(canary["canary"], json!({"version": "1", "percent": 30}));
-    let to_canary = (0..2000).filter(|_| infer(&server.models, "churn", &test_rows[..1]).1["model_version"] == "1").count();
+    let to_canary =
+        (0..2000).filter(|_| infer(&server.models, "churn", &test_rows[..1]).1["model_version"] == "1").count();
     eprintln!("canary 30%: {to_canary} of 2000 requests ({:.1}%)", to_canary as f64 / 20.0);
     assert!((500..=700).contains(&to_canary), "canary share {to_canary}/2000 is outside 30% ± 5%");
     let bad_percent = remote(&["update", "churn", "--canary", "1", "--percent", "101"]);
     assert_eq!(bad_percent.status.code(), Some(2));
 
     // Version 3 through the local store (no --server): the running server picks it up by polling.
-    let local = home.cmd().args(["deploy", "create", "churn", "--path", &logistic_model, "--version", "3", "--no-default", "--json"]).output().unwrap();
+    let local = home
+        .cmd()
+        .args(["deploy", "create", "churn", "--path", &logistic_model, "--version", "3", "--no-default", "--json"])
+        .output()
+        .unwrap();
     assert_eq!(json_of(&local)["versions"][2]["version"], "3");
     wait_for(Duration::from_secs(15), || {
-        let (status, _) = http(&server.models, "POST", "/v2/models/churn/versions/3/infer", Some(&infer_body(&test_rows)));
+        let (status, _) =
+            http(&server.models, "POST", "/v2/models/churn/versions/3/infer", Some(&infer_body(&test_rows)));
         (status == 200).then_some(())
     });
 
@@ -242,14 +291,20 @@ fn deployments_from_a_pipeline_run_serve_switch_canary_survive_restart_and_delet
     let listed = json_of(&home.cmd().args(["deploy", "list", "--json", "--server", &server.url]).output().unwrap());
     assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
     let restored = &listed[0];
-    assert_eq!((restored["default_version"].as_str(), restored["state"].as_str()), (Some("2"), Some("SERVING")), "{restored}");
+    assert_eq!(
+        (restored["default_version"].as_str(), restored["state"].as_str()),
+        (Some("2"), Some("SERVING")),
+        "{restored}"
+    );
     assert_eq!(restored["canary"], json!({"version": "1", "percent": 30}));
     assert!(restored["versions"].as_array().unwrap().iter().all(|v| v["loaded"] == true), "{restored}");
-    let (status, pinned) = http(&server.models, "POST", "/v2/models/churn/versions/2/infer", Some(&infer_body(&test_rows)));
+    let (status, pinned) =
+        http(&server.models, "POST", "/v2/models/churn/versions/2/infer", Some(&infer_body(&test_rows)));
     assert_eq!((status, labels(&pinned)), (200, expected_forest));
 
     // Delete: the default version is refused, another version goes, then the whole deployment.
-    let remote = |args: &[&str]| home.cmd().args(["deploy"]).args(args).args(["--server", &server.url]).output().unwrap();
+    let remote =
+        |args: &[&str]| home.cmd().args(["deploy"]).args(args).args(["--server", &server.url]).output().unwrap();
     assert_eq!(remote(&["delete", "churn", "--version", "2"]).status.code(), Some(2));
     ok(&remote(&["delete", "churn", "--version", "1"]));
     let left = json_of(&remote(&["get", "churn", "--json"]));

@@ -58,7 +58,10 @@ fn ctrl_c_cancels_and_kills_the_task() {
     assert_eq!(doc["run"]["state"], "CANCELED");
     let hold = doc["tasks"].as_array().unwrap().iter().find(|t| t["task_key"] == "hold").unwrap();
     assert_eq!(hold["state"], "CANCELED");
-    assert_eq!(doc["tasks"].as_array().unwrap().iter().find(|t| t["task_key"] == "count").unwrap()["state"], "SUCCEEDED");
+    assert_eq!(
+        doc["tasks"].as_array().unwrap().iter().find(|t| t["task_key"] == "count").unwrap()["state"],
+        "SUCCEEDED"
+    );
     assert!(!alive(task_pid), "the task's process survived the cancel");
 }
 

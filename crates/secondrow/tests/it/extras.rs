@@ -55,7 +55,8 @@ fn logs_artifacts_and_listing() {
     let dl = h.output(&["artifacts", &id, "--download", dest.to_str().unwrap()]);
     assert!(dl.status.success(), "{}", String::from_utf8_lossy(&dl.stderr));
     assert_eq!(std::fs::read_to_string(dest.join("train/model")).unwrap(), "15");
-    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dest.join("evaluate/metrics.metadata.json")).unwrap()).unwrap();
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dest.join("evaluate/metrics.metadata.json")).unwrap()).unwrap();
     assert_eq!(meta["total"], 15);
     let arts = h.output(&["artifacts", &id]);
     assert!(String::from_utf8_lossy(&arts.stdout).contains("system.ClassificationMetrics"));

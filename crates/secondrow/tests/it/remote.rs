@@ -27,7 +27,8 @@ impl RemoteServer {
             .unwrap();
         let mut first = String::new();
         BufReader::new(process.stdout.take().unwrap()).read_line(&mut first).unwrap();
-        let base = first.split(' ').find(|w| w.starts_with("http://")).expect("server URL on its first line").to_owned();
+        let base =
+            first.split(' ').find(|w| w.starts_with("http://")).expect("server URL on its first line").to_owned();
         RemoteServer { process, base }
     }
 }
@@ -49,7 +50,13 @@ fn remote(client_home: &Home, server: &RemoteServer, args: &[&str]) -> Output {
 }
 
 fn same_output(local: &Output, remote: &Output, what: &str) {
-    assert_eq!(local.status.code(), remote.status.code(), "{what}: exit codes differ\nlocal: {:?}\nremote: {:?}", text(local), text(remote));
+    assert_eq!(
+        local.status.code(),
+        remote.status.code(),
+        "{what}: exit codes differ\nlocal: {:?}\nremote: {:?}",
+        text(local),
+        text(remote)
+    );
     assert_eq!(text(local).0, text(remote).0, "{what}: stdout differs");
 }
 
@@ -60,7 +67,11 @@ fn remote_cli_matches_local_for_run_list_get_logs_artifacts() {
     let yaml = h.compile_sample("artifacts");
     let server = RemoteServer::spawn(&h);
 
-    let out = remote(&client_home, &server, &["run", yaml.to_str().unwrap(), "-p", "n=4", "--json", "--experiment", "remote-exp"]);
+    let out = remote(
+        &client_home,
+        &server,
+        &["run", yaml.to_str().unwrap(), "-p", "n=4", "--json", "--experiment", "remote-exp"],
+    );
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let doc: Value = serde_json::from_str(&stdout).unwrap();
@@ -134,7 +145,8 @@ fn remote_run_exit_codes_and_nothing_stored_for_bad_input() {
 
     // Invalid pipelines and parameters: exit 2 with the reason, nothing sent or stored.
     let broken = work.join("broken.yaml");
-    std::fs::write(&broken, std::fs::read_to_string(&fails).unwrap().replace("name: comp-boom", "name: comp-missing")).unwrap();
+    std::fs::write(&broken, std::fs::read_to_string(&fails).unwrap().replace("name: comp-boom", "name: comp-missing"))
+        .unwrap();
     for args in [
         vec!["run", broken.to_str().unwrap()],
         vec!["run", fails.to_str().unwrap(), "-p", "nope=1"],
@@ -182,7 +194,11 @@ fn downloads_never_leave_the_artifact_or_logs_root() {
 
     let client_home = Home::new();
     let yaml = h.path().join("escapes.yaml");
-    let out = remote(&client_home, &server, &["run", yaml.to_str().unwrap(), "-p", &format!("secret={}", secret.display()), "--json"]);
+    let out = remote(
+        &client_home,
+        &server,
+        &["run", yaml.to_str().unwrap(), "-p", &format!("secret={}", secret.display()), "--json"],
+    );
     assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
     let run_id = doc["run"]["id"].as_str().unwrap().to_owned();
@@ -191,27 +207,36 @@ fn downloads_never_leave_the_artifact_or_logs_root() {
     assert_eq!(listed.0, 200, "{}", listed.1);
     let body: Value = serde_json::from_str(listed.1.split("\r\n\r\n").nth(1).unwrap()).unwrap();
     let id_of = |task: &str| {
-        body["artifacts"].as_array().unwrap().iter().find(|a| a["producer"]["task_name"] == task).unwrap()["artifact_id"]
+        body["artifacts"].as_array().unwrap().iter().find(|a| a["producer"]["task_name"] == task).unwrap()
+            ["artifact_id"]
             .as_str()
             .unwrap()
             .to_owned()
     };
-    let reassigned = body["artifacts"].as_array().unwrap().iter().find(|a| a["producer"]["task_name"] == "reassign").unwrap();
+    let reassigned =
+        body["artifacts"].as_array().unwrap().iter().find(|a| a["producer"]["task_name"] == "reassign").unwrap();
     assert_eq!(reassigned["uri"], secret.to_str().unwrap(), "the engine recorded the reassigned uri");
 
     // Outside the root by uri, by a symlink inside a folder, by a symlinked file: 403, never the bytes.
     for task in ["reassign", "link-in-dir", "link-file"] {
         let (status, response) = raw_get(&server.base, &format!("/apis/v2beta1/artifacts/{}:download", id_of(task)));
         assert_eq!(status, 403, "{task}: {response}");
-        assert!(response.contains("\"code\":7") && response.contains("outside the artifact root"), "{task}: {response}");
+        assert!(
+            response.contains("\"code\":7") && response.contains("outside the artifact root"),
+            "{task}: {response}"
+        );
         assert!(!response.contains("TOP-SECRET"), "{task}: {response}");
-        let (status, response) = raw_get(&server.base, &format!("/apis/v2beta1/artifacts/{}?view=DOWNLOAD", id_of(task)));
+        let (status, response) =
+            raw_get(&server.base, &format!("/apis/v2beta1/artifacts/{}?view=DOWNLOAD", id_of(task)));
         assert_eq!(status, 200, "{task}: {response}");
         if task == "link-in-dir" {
             // The folder itself is inside; the size leaves the outside file out ("fine" is 4 bytes).
             assert!(response.contains("\"artifact_size\":\"4\""), "{task}: {response}");
         } else {
-            assert!(!response.contains("download_url") && response.contains("outside the artifact root"), "{task}: {response}");
+            assert!(
+                !response.contains("download_url") && response.contains("outside the artifact root"),
+                "{task}: {response}"
+            );
         }
     }
     let dest = h.path().join("dl");

@@ -159,7 +159,13 @@ fn loops() {
     assert_eq!(r.task_output("read-all", "Output"), "1,2,3,4,5");
     assert_eq!(r.task_output("add-all-3", "Output"), 33);
     assert_eq!(r.task_output("join", "Output"), "X,Y,Z");
-    for (k, v) in [("squares", json!(55)), ("dynamic", json!(15)), ("files", json!("1,2,3,4,5")), ("records", json!(33)), ("words", json!("X,Y,Z"))] {
+    for (k, v) in [
+        ("squares", json!(55)),
+        ("dynamic", json!(15)),
+        ("files", json!("1,2,3,4,5")),
+        ("records", json!(33)),
+        ("words", json!("X,Y,Z")),
+    ] {
         assert_eq!(r.output(k), &v, "{k}");
     }
     assert!(max_overlap(&r, "for-loop-2/", "square") <= 2);
@@ -255,7 +261,13 @@ fn container_shell() {
     assert_eq!(input["inputs"]["parameterValues"]["x"], json!(7));
     assert!(input["inputs"]["parameterValues"]["x"].is_i64());
     assert!(input["outputs"]["parameters"]["out"]["outputFile"].is_string());
-    for (k, v) in [("text", json!("ababab")), ("lines", json!(3)), ("with_suffix", json!("hello-x --suffix S")), ("without_suffix", json!("hello-x --none")), ("env", json!("hola"))] {
+    for (k, v) in [
+        ("text", json!("ababab")),
+        ("lines", json!(3)),
+        ("with_suffix", json!("hello-x --suffix S")),
+        ("without_suffix", json!("hello-x --none")),
+        ("env", json!("hola")),
+    ] {
         assert_eq!(r.output(k), &v, "{k}");
     }
     let (_, r) = h.run(&yaml, &["-p", "word=z", "-p", "times=1"]);

@@ -53,7 +53,18 @@ fn shape(s: &str) -> String {
 
 #[test]
 fn warm_and_cold_runs_write_the_same_outputs() {
-    for sample in ["params_types", "artifacts", "conditions", "loops", "exit_handler", "retry", "caching", "container_shell", "nested", "failure"] {
+    for sample in [
+        "params_types",
+        "artifacts",
+        "conditions",
+        "loops",
+        "exit_handler",
+        "retry",
+        "caching",
+        "container_shell",
+        "nested",
+        "failure",
+    ] {
         let (warm, warm_files) = run_mode(sample, "warm");
         let (cold, cold_files) = run_mode(sample, "cold");
         assert_eq!(warm.state(), cold.state(), "{sample}");
@@ -68,7 +79,13 @@ fn warm_and_cold_runs_write_the_same_outputs() {
                 .unwrap()
                 .iter()
                 .filter(|t| t["kind"] == "container")
-                .map(|t| (t["path"].as_str().unwrap().to_owned(), t["state"].to_string(), shape(&t["outputs"]["parameters"].to_string())))
+                .map(|t| {
+                    (
+                        t["path"].as_str().unwrap().to_owned(),
+                        t["state"].to_string(),
+                        shape(&t["outputs"]["parameters"].to_string()),
+                    )
+                })
                 .collect();
             v.sort();
             v
@@ -144,7 +161,9 @@ fn cancel_kills_a_warm_task() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let pid: i32 = wait_for(Duration::from_secs(60), || std::fs::read_to_string(&pidfile).ok().and_then(|s| s.trim().parse().ok()));
+    let pid: i32 = wait_for(Duration::from_secs(60), || {
+        std::fs::read_to_string(&pidfile).ok().and_then(|s| s.trim().parse().ok())
+    });
     let t = Instant::now();
     std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     let out = child.wait_with_output().unwrap();
