@@ -1,6 +1,9 @@
 //! Integration tests of the model server: real models made by skl2onnx/onnx and secondrow-ml, a real
 //! server on 127.0.0.1:0, and KServe's official client through ../shared/serving/client_check.py.
 
+// Tests start servers, interpreters and the binary itself as child processes.
+#![allow(clippy::disallowed_methods)]
+
 mod native;
 mod support;
 

@@ -1,5 +1,8 @@
 //! Integration tests of the `secondrow` binary: real processes, the real kfp SDK, a real SQLite file.
 
+// Tests start servers, interpreters and the binary itself as child processes.
+#![allow(clippy::disallowed_methods)]
+
 mod api;
 mod auth;
 mod bad_input;
