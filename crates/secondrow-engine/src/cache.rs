@@ -1,4 +1,4 @@
-//! Cache keys (CONTRACT §3.6): a digest over what determines a task's result.
+//! Cache keys (docs/kfp-contract.md §3.6): a digest over what determines a task's result.
 //!
 //! The key covers the executor (image, command, args, env), the component's input and output
 //! definitions, the resolved input parameter values and the identity (URI and type) of input artifacts.

@@ -1,4 +1,4 @@
-//! Cached Python environments for `packages_to_install` (CONTRACT §2.1).
+//! Cached Python environments for `packages_to_install` (docs/kfp-contract.md §2.1).
 //!
 //! A component's requirements get a virtual environment created once and reused, keyed by the normalized
 //! requirement set, the index options and the base Python (version and site-packages). The base Python's

@@ -2,7 +2,7 @@
 //!
 //! A lightweight component's program calls `python3` by name, so the chosen interpreter must come first on
 //! `PATH` under that name. When it already has kfp installed, the compiler's `pip install kfp` prelude is
-//! dropped (CONTRACT §2.1): it costs ~0.8 s per task and would reach for the network.
+//! dropped (docs/kfp-contract.md §2.1): it costs ~0.8 s per task and would reach for the network.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

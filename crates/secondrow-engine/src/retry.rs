@@ -1,4 +1,5 @@
-//! Retry policy arithmetic (CONTRACT §3.6): delay before retry n = backoff × factor^(n-1), capped.
+//! Retry policy arithmetic (docs/kfp-contract.md §3.6): delay before retry n = backoff × factor^(n-1),
+//! capped.
 
 use std::time::Duration;
 

@@ -508,7 +508,7 @@ impl RunDriver {
         Ok(out)
     }
 
-    /// The `TASK_FINAL_STATUS` value of a finished task (CONTRACT §3.5).
+    /// The `TASK_FINAL_STATUS` value of a finished task (docs/kfp-contract.md §3.5).
     fn final_status(&self, id: NodeId) -> Value {
         let n = &self.nodes[id];
         let (state, error) = match n.state {

@@ -1,7 +1,7 @@
 //! One container task: its executor input, its command line, and reading its outputs back.
 //!
-//! Given a task's resolved inputs, [`prepare`] builds the executor input JSON (CONTRACT §2.2), lays out the
-//! task folder (output paths, `executor_output.json`) and expands every placeholder of the command.
+//! Given a task's resolved inputs, [`prepare`] builds the executor input JSON (docs/kfp-contract.md §2.2), lays
+//! out the task folder (output paths, `executor_output.json`) and expands every placeholder of the command.
 //! [`collect_outputs`] reads `executor_output.json` and output-parameter files after a successful exit
 //! (§2.4). Neither decides anything about scheduling.
 

@@ -5,7 +5,7 @@ use serde_json::json;
 use super::*;
 
 fn samples_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/kfp/samples")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/kfp/samples")
 }
 
 fn sample(name: &str) -> String {

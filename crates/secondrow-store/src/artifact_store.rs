@@ -1,8 +1,8 @@
 //! Artifact bytes, reached through `object_store`.
 //!
 //! Artifact URIs are absolute local paths under the artifact root (what kfp's executor expects for a
-//! local backend, CONTRACT §2.3). Reads go through [`ArtifactStore::relative`], which refuses any URI that
-//! escapes the root, so no caller can be tricked into reading `../../etc/passwd`.
+//! local backend, docs/kfp-contract.md §2.3). Reads go through [`ArtifactStore::relative`], which refuses any
+//! URI that escapes the root, so no caller can be tricked into reading `../../etc/passwd`.
 
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;

@@ -1,5 +1,5 @@
 //! Integration tests of the model server: real models made by skl2onnx/onnx and secondrow-ml, a real
-//! server on 127.0.0.1:0, and KServe's official client through ../shared/serving/client_check.py.
+//! server on 127.0.0.1:0, and KServe's official client through testdata/serving/client_check.py.
 
 // Tests start servers, interpreters and the binary itself as child processes.
 #![allow(clippy::disallowed_methods)]
@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use support::*;
 
 fn run_client_check(server: &Server, model: &str) {
-    let script = shared_serving().join("client_check.py");
+    let script = serving_testdata().join("client_check.py");
     let out = Command::new(venv_python())
         .arg(&script)
         .arg(server.url(""))

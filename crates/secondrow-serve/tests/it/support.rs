@@ -14,14 +14,10 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// The shared serving material beside the repository (`../shared/serving`).
-pub fn shared_serving() -> PathBuf {
-    let dir = repo_root().join("../shared/serving");
-    assert!(
-        dir.join("client_check.py").is_file(),
-        "{} is missing: the shared folder must sit beside the repository",
-        dir.display()
-    );
+/// The serving protocol checks kept in the repository (`testdata/serving`).
+pub fn serving_testdata() -> PathBuf {
+    let dir = repo_root().join("testdata/serving");
+    assert!(dir.join("client_check.py").is_file(), "{} is missing from the repository", dir.display());
     dir
 }
 

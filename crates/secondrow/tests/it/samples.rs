@@ -1,4 +1,4 @@
-//! Every pipeline of shared/kfp/samples, compiled with the real kfp SDK, runs to the state and outputs
+//! Every pipeline of testdata/kfp/samples, compiled with the real kfp SDK, runs to the state and outputs
 //! its README states.
 
 use serde_json::json;
