@@ -40,7 +40,7 @@ done
 
 echo
 echo "P-local: nested sample (x=2), wall seconds"
-cp ../shared/kfp/samples/nested.py "$work/nested.py"
+cp testdata/kfp/samples/nested.py "$work/nested.py"
 (cd "$work" && "$py" nested.py)
 printf '%-8s %14s %14s %8s\n' run kfp_local_s secondrow_s ratio
 for i in $(seq "$repeat"); do
@@ -55,7 +55,7 @@ echo
 echo "SecondRow alone on the largest samples (kfp's local runner cannot run them), wall seconds"
 for s in loops conditions; do
     export SECONDROW_HOME="$work/big-$s"
-    t0=$(now); "$bin" run "../shared/kfp/samples/$s.yaml" --python "$py" --no-cache >/dev/null 2>&1; t1=$(now)
+    t0=$(now); "$bin" run "testdata/kfp/samples/$s.yaml" --python "$py" --no-cache >/dev/null 2>&1; t1=$(now)
     n=$("$bin" runs list --json | "$py" -c 'import json,sys; print(json.load(sys.stdin)[0]["state"])')
     printf '%-12s %8.3f  %s\n' "$s" "$(elapsed "$t0" "$t1")" "$n"
 done

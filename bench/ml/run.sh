@@ -3,12 +3,12 @@
 #
 # Usage: bench/ml/run.sh [OUTDIR]   (run from anywhere; default OUTDIR: bench/ml/runs/<date>-<host>)
 # Needs: python3 with venv, cargo. Creates .venv-bench (numpy, scikit-learn, threadpoolctl) at the repo root,
-# generates the data with ../shared/bench/make_data.py, runs ../shared/bench/sklearn_baseline.py and our
+# generates the data with bench/ml/make_data.py, runs bench/ml/sklearn_baseline.py and our
 # `bench` example (release build) one after the other on the same data and split (first 80% of rows train),
 # and prints fit seconds (ours / sklearn), predict seconds and the metric delta per model.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
-shared="$repo/../shared/bench"
+here="$repo/bench/ml"
 out="${1:-$repo/bench/ml/runs/$(date -u +%Y-%m-%d)-$(hostname -s)}"
 data="${BENCH_DATA:-$repo/target/bench-data}"
 repeat="${REPEAT:-3}"
@@ -19,13 +19,13 @@ if [ ! -x "$repo/.venv-bench/bin/python" ]; then
   "$repo/.venv-bench/bin/pip" install --quiet numpy scikit-learn threadpoolctl
 fi
 py="$repo/.venv-bench/bin/python"
-[ -f "$data/clf_100k.csv" ] || "$py" "$shared/make_data.py" "$data"
+[ -f "$data/clf_100k.csv" ] || "$py" "$here/make_data.py" "$data"
 
 CARGO_TARGET_DIR="$repo/target/ml-release" cargo build --quiet --release -p secondrow-ml --example bench
 ours="$repo/target/ml-release/release/examples/bench"
 
 # OpenBLAS hints (set on some machines for old numpy builds) slow a current numpy: unset for the anchor only.
-env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$py" "$shared/sklearn_baseline.py" "$data" --repeat "$repeat" > "$out/sklearn.jsonl"
+env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$py" "$here/sklearn_baseline.py" "$data" --repeat "$repeat" > "$out/sklearn.jsonl"
 "$ours" "$data" --repeat "$repeat" > "$out/secondrow.jsonl"
 
 {

@@ -1,4 +1,4 @@
-//! Benchmark driver (not a test): fits every model of `shared/bench/sklearn_baseline.py` on the same
+//! Benchmark driver (not a test): fits every model of `bench/ml/sklearn_baseline.py` on the same
 //! data and split (first 80% of rows train, last 20% test) and prints one JSON line per model in the
 //! baseline's format. Run through `bench/ml/run.sh`, which puts it beside the scikit-learn anchor.
 //!

@@ -126,11 +126,12 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tests::{per_backend, TestDb};
 
-    #[tokio::test]
-    async fn tokens_are_stored_as_digests_and_revocable() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&format!("sqlite://{}", dir.path().join("db.sqlite").display())).await.unwrap();
+    per_backend!(tokens_are_stored_as_digests_and_revocable);
+
+    async fn tokens_are_stored_as_digests_and_revocable(db: &TestDb) {
+        let store = &db.store;
         assert!(!store.has_api_tokens().await.unwrap());
         let (token, secret) = store.create_api_token("team-a", "ci").await.unwrap();
         assert!(secret.starts_with("sr_") && secret.len() == 67, "{secret}");

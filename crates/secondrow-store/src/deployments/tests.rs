@@ -1,13 +1,13 @@
 use serde_json::json;
 
 use crate::deployments::*;
+use crate::tests::{per_backend, TestDb};
 use crate::*;
 
-async fn store() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
-    (dir, Store::open(&url).await.unwrap())
-}
+per_backend!(
+    sources_resolve_to_model_files_or_fail_naming_the_problem,
+    versions_traffic_and_deletes_are_checked_and_transactional
+);
 
 /// A run with one finished task `train` that output `model` (a system.Model file) and `data` (a Dataset).
 async fn run_with_model(s: &Store, dir: &std::path::Path) -> (String, String, String) {
@@ -66,10 +66,9 @@ async fn run_with_model(s: &Store, dir: &std::path::Path) -> (String, String, St
     (run.id, arts[0].id.clone(), arts[1].id.clone())
 }
 
-#[tokio::test]
-async fn sources_resolve_to_model_files_or_fail_naming_the_problem() {
-    let (d, s) = store().await;
-    let (run_id, model_id, data_id) = run_with_model(&s, d.path()).await;
+async fn sources_resolve_to_model_files_or_fail_naming_the_problem(db: &TestDb) {
+    let (d, s) = (&db.dir, &db.store);
+    let (run_id, model_id, data_id) = run_with_model(s, d.path()).await;
     let by_artifact = s.resolve_model_source(&ModelSource::Artifact { artifact_id: model_id.clone() }).await.unwrap();
     assert_eq!(by_artifact.artifact_id.as_deref(), Some(model_id.as_str()));
     assert_eq!(by_artifact.path, d.path().join("model"));
@@ -97,10 +96,9 @@ async fn sources_resolve_to_model_files_or_fail_naming_the_problem() {
     );
 }
 
-#[tokio::test]
-async fn versions_traffic_and_deletes_are_checked_and_transactional() {
-    let (d, s) = store().await;
-    let (_, model_id, _) = run_with_model(&s, d.path()).await;
+async fn versions_traffic_and_deletes_are_checked_and_transactional(db: &TestDb) {
+    let (d, s) = (&db.dir, &db.store);
+    let (_, model_id, _) = run_with_model(s, d.path()).await;
     let resolved = s.resolve_model_source(&ModelSource::Artifact { artifact_id: model_id }).await.unwrap();
     let add = |version: &'static str, make_default: bool| {
         let s = s.clone();

@@ -1,5 +1,6 @@
-//! `secondrow server` driven by the real kfp SDK client (`kfp.Client`): every shared sample, pipelines and
-//! versions, listing, terminate, retry, errors, recurring runs, and restart after SIGKILL.
+//! `secondrow server` driven by the real kfp SDK client (`kfp.Client`): every sample, pipelines and
+//! versions, listing, terminate, retry, errors, recurring runs, and restart after SIGKILL — each against
+//! SQLite and PostgreSQL.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -84,9 +85,15 @@ fn json_lines(out: &Output) -> Vec<Value> {
     String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
 }
 
-#[test]
-fn api_samples_with_kfp_client() {
-    let h = Home::new();
+// The end-to-end suite runs on both metadata backends: `NAME::sqlite` and `NAME::postgres`.
+per_backend!(
+    api_samples_with_kfp_client,
+    api_pipelines_runs_listing_terminate_errors_with_kfp_client,
+    api_recurring_runs_with_kfp_client,
+    api_restart_after_sigkill_resumes_runs,
+);
+
+fn api_samples_with_kfp_client(h: &Home) {
     let expected = std::fs::read_to_string(samples_dir().join("expected.tsv")).unwrap();
     let mut args = Vec::new();
     let mut want = Vec::new();
@@ -96,10 +103,10 @@ fn api_samples_with_kfp_client() {
         args.push(format!("{name}={}:{state}", yaml.display()));
         want.push((name.to_owned(), state.to_owned()));
     }
-    let server = Server::start(&h, &[]);
+    let server = Server::start(h, &[]);
     let mut argv: Vec<&str> = vec![&server.url];
     argv.extend(args.iter().map(String::as_str));
-    let out = kfp_script(&h, "samples.py", &argv);
+    let out = kfp_script(h, "samples.py", &argv);
     let results = json_lines(&out);
     assert_eq!(results.len(), want.len(), "{}", String::from_utf8_lossy(&out.stdout));
     for (r, (name, state)) in results.iter().zip(&want) {
@@ -110,30 +117,24 @@ fn api_samples_with_kfp_client() {
     assert!(failure["tasks"].as_object().unwrap().values().any(|s| s == "FAILED"), "{failure}");
 }
 
-#[test]
-fn api_pipelines_runs_listing_terminate_errors_with_kfp_client() {
-    let h = Home::new();
-    let server = Server::start(&h, &[]);
-    let out = kfp_script(&h, "resources.py", &[&server.url, h.path().to_str().unwrap()]);
+fn api_pipelines_runs_listing_terminate_errors_with_kfp_client(h: &Home) {
+    let server = Server::start(h, &[]);
+    let out = kfp_script(h, "resources.py", &[&server.url, h.path().to_str().unwrap()]);
     let summary = json_lines(&out).pop().unwrap();
     assert!(summary["terminate_s"].as_f64().unwrap() < 2.0, "{summary}");
 }
 
-#[test]
-fn api_recurring_runs_with_kfp_client() {
-    let h = Home::new();
-    let server = Server::start(&h, &[]);
-    kfp_script(&h, "recurring.py", &[&server.url, h.path().to_str().unwrap()]);
+fn api_recurring_runs_with_kfp_client(h: &Home) {
+    let server = Server::start(h, &[]);
+    kfp_script(h, "recurring.py", &[&server.url, h.path().to_str().unwrap()]);
 }
 
 /// SIGKILL the server while 20 runs are in flight; a new server resumes them: every run finishes, none is
 /// lost or duplicated, and no task that had completed runs again.
-#[test]
-fn api_restart_after_sigkill_resumes_runs() {
+fn api_restart_after_sigkill_resumes_runs(h: &Home) {
     const RUNS: usize = 20;
-    let h = Home::new();
-    let mut server = Server::start(&h, &["--parallelism", "8"]);
-    let out = kfp_script(&h, "restart.py", &["submit", &server.url, h.path().to_str().unwrap(), &RUNS.to_string()]);
+    let mut server = Server::start(h, &["--parallelism", "8"]);
+    let out = kfp_script(h, "restart.py", &["submit", &server.url, h.path().to_str().unwrap(), &RUNS.to_string()]);
     let ids: Vec<String> = serde_json::from_value(last_json(&out)).unwrap();
     assert_eq!(ids.len(), RUNS);
     let markers = h.path().join("markers");
@@ -162,10 +163,10 @@ fn api_restart_after_sigkill_resumes_runs() {
     assert!(unfinished > 0, "every run had finished before the kill; the test proves nothing");
     assert!(!completed.is_empty(), "no task had completed before the kill");
 
-    let server = Server::start(&h, &["--parallelism", "8"]);
+    let server = Server::start(h, &["--parallelism", "8"]);
     let ids_file = h.path().join("ids.json");
     std::fs::write(&ids_file, serde_json::to_string(&ids).unwrap()).unwrap();
-    let out = kfp_script(&h, "restart.py", &["wait", &server.url, ids_file.to_str().unwrap()]);
+    let out = kfp_script(h, "restart.py", &["wait", &server.url, ids_file.to_str().unwrap()]);
     let result = last_json(&out);
     for id in &ids {
         assert_eq!(result["states"][id], "SUCCEEDED", "run {id}: {result}");

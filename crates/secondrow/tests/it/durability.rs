@@ -65,10 +65,11 @@ fn ctrl_c_cancels_and_kills_the_task() {
     assert!(!alive(task_pid), "the task's process survived the cancel");
 }
 
-#[test]
-fn killed_run_resumes_without_rerunning_finished_tasks() {
-    let h = Home::new();
-    let (mut child, marker, flag, pidfile) = start_long(&h);
+// Resume after a crash on both metadata backends: `NAME::sqlite` and `NAME::postgres`.
+per_backend!(killed_run_resumes_without_rerunning_finished_tasks,);
+
+fn killed_run_resumes_without_rerunning_finished_tasks(h: &Home) {
+    let (mut child, marker, flag, pidfile) = start_long(h);
     let task_pid = read_pid(&pidfile);
     child.kill().unwrap(); // SIGKILL: no chance to clean up
     child.wait().unwrap();

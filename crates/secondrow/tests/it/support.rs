@@ -12,7 +12,7 @@ pub fn repo_root() -> PathBuf {
 }
 
 pub fn samples_dir() -> PathBuf {
-    repo_root().join("../shared/kfp/samples")
+    repo_root().join("testdata/kfp/samples")
 }
 
 pub fn fixtures_dir() -> PathBuf {
@@ -30,13 +30,54 @@ pub fn python() -> PathBuf {
     std::path::absolute(p).unwrap()
 }
 
+/// The variable naming the PostgreSQL server the tests may create databases on (`scripts/test` starts a
+/// throw-away one and sets it).
+pub const POSTGRES_URL_VAR: &str = "SECONDROW_TEST_POSTGRES_URL";
+
+/// A temp folder per test: the SecondRow home, compiled pipelines, and the metadata database — a SQLite file
+/// in the home, or a database of its own on the test PostgreSQL server.
 pub struct Home {
     pub dir: tempfile::TempDir,
+    /// `postgres://…` when the home's metadata lives on PostgreSQL (passed as `SECONDROW_DATABASE_URL`).
+    pub database_url: Option<String>,
+    /// The PostgreSQL server's URL and this home's database on it, dropped with the home.
+    postgres: Option<(String, String)>,
+}
+
+/// A single-threaded runtime for the few database calls the test support makes itself.
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
 }
 
 impl Home {
+    /// A home on the embedded default, a SQLite file.
     pub fn new() -> Home {
-        Home { dir: tempfile::tempdir().unwrap() }
+        Home { dir: tempfile::tempdir().unwrap(), database_url: None, postgres: None }
+    }
+
+    /// A home whose metadata is a fresh database on the test PostgreSQL server; `None`, with a note, when
+    /// `SECONDROW_TEST_POSTGRES_URL` is unset (a plain `cargo test`).
+    pub fn postgres() -> Option<Home> {
+        use sqlx::{Connection, Executor};
+        let Ok(server) = std::env::var(POSTGRES_URL_VAR) else {
+            eprintln!("note: {POSTGRES_URL_VAR} is unset; the PostgreSQL variant is skipped (scripts/test runs it)");
+            return None;
+        };
+        let name = format!("secondrow_it_{}", uuid_like());
+        block_on(async {
+            let mut admin = sqlx::postgres::PgConnection::connect(&server)
+                .await
+                .unwrap_or_else(|e| panic!("connecting to {POSTGRES_URL_VAR}: {e}"));
+            admin.execute(format!("CREATE DATABASE {name}").as_str()).await.unwrap();
+            admin.close().await.unwrap();
+        });
+        let mut url = url::Url::parse(&server).unwrap();
+        url.set_path(&name);
+        Some(Home {
+            dir: tempfile::tempdir().unwrap(),
+            database_url: Some(url.to_string()),
+            postgres: Some((server, name)),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -47,9 +88,12 @@ impl Home {
         let mut c = Command::new(env!("CARGO_BIN_EXE_secondrow"));
         c.env("SECONDROW_HOME", self.path().join("home"))
             .env("SECONDROW_PYTHON", python())
-            .env_remove("SECONDROW_DATABASE_URL")
             .env_remove("SECONDROW_PARALLELISM")
             .env("TMPDIR", self.path());
+        match &self.database_url {
+            Some(url) => c.env("SECONDROW_DATABASE_URL", url),
+            None => c.env_remove("SECONDROW_DATABASE_URL"),
+        };
         c
     }
 
@@ -102,6 +146,66 @@ impl Home {
         serde_json::from_slice(&out.stdout).unwrap()
     }
 }
+
+impl Home {
+    /// Panics unless the binary opened this home's PostgreSQL database (its schema migrations are there), so a
+    /// PostgreSQL variant cannot pass on SQLite by mistake.
+    pub fn assert_postgres_used(&self) {
+        use sqlx::{Connection, Row};
+        let url = self.database_url.as_deref().expect("a PostgreSQL home");
+        let migrations: i64 = block_on(async {
+            let mut conn = sqlx::postgres::PgConnection::connect(url).await.unwrap();
+            let row = sqlx::query("SELECT COUNT(*) AS n FROM _sqlx_migrations").fetch_one(&mut conn).await;
+            conn.close().await.unwrap();
+            row.map(|r| r.get("n")).unwrap_or(0)
+        });
+        assert!(migrations > 0, "the PostgreSQL variant never opened its database");
+    }
+}
+
+impl Drop for Home {
+    /// Drops the home's PostgreSQL database (servers using it are gone by now: they are dropped first).
+    fn drop(&mut self) {
+        use sqlx::{Connection, Executor};
+        if let Some((server, name)) = self.postgres.take() {
+            block_on(async {
+                if let Ok(mut admin) = sqlx::postgres::PgConnection::connect(&server).await {
+                    let _ = admin.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await;
+                    let _ = admin.close().await;
+                }
+            });
+        }
+    }
+}
+
+/// A name unique on this machine (process id, time, counter) for a test database.
+fn uuid_like() -> String {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("{}_{nanos}_{}", std::process::id(), SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+}
+
+/// Turns `fn NAME(home: &Home)` test bodies into two tests, `NAME::sqlite` and `NAME::postgres`, the second on
+/// a database of its own on the test PostgreSQL server (skipped with a note when none is configured).
+macro_rules! per_backend {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn sqlite() {
+                super::$name(&$crate::support::Home::new())
+            }
+
+            #[test]
+            fn postgres() {
+                if let Some(home) = $crate::support::Home::postgres() {
+                    super::$name(&home);
+                    home.assert_postgres_used();
+                }
+            }
+        }
+    )*};
+}
+pub(crate) use per_backend;
 
 pub struct RunDoc(pub Value);
 
