@@ -186,6 +186,10 @@ impl Store {
     // ------------------------------------------------------------ pipelines
 
     /// Records a pipeline spec: finds or creates the pipeline by name and a version by content digest.
+    ///
+    /// Safe under concurrent submissions of the same new pipeline: the inserts come first and skip a row that
+    /// exists (`ON CONFLICT DO NOTHING`), then the rows are read back. Writing first also makes SQLite take its
+    /// write lock before reading, so the transaction never reads a snapshot another writer has moved past.
     pub async fn record_pipeline_version(
         &self,
         name: &str,
@@ -195,45 +199,38 @@ impl Store {
         digest: &str,
     ) -> Result<(String, String)> {
         let mut tx = self.pool.begin().await?;
-        let existing = sqlx::query("SELECT id FROM pipelines WHERE name = $1 AND namespace = $2")
+        sqlx::query(
+            "INSERT INTO pipelines (id, name, display_name, description, namespace, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (namespace, name) DO NOTHING",
+        )
+        .bind(new_id())
+        .bind(name)
+        .bind(name)
+        .bind(description)
+        .bind(namespace)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        let pipeline_id: String = sqlx::query("SELECT id FROM pipelines WHERE name = $1 AND namespace = $2")
             .bind(name)
             .bind(namespace)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let pipeline_id = match existing {
-            Some(r) => r.try_get::<String, _>("id")?,
-            None => {
-                let id = new_id();
-                sqlx::query(
-                    "INSERT INTO pipelines (id, name, display_name, description, namespace, created_at)
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(&id)
-                .bind(name)
-                .bind(name)
-                .bind(description)
-                .bind(namespace)
-                .bind(now_ms())
-                .execute(&mut *tx)
-                .await?;
-                id
-            }
-        };
-        let version = sqlx::query("SELECT id FROM pipeline_versions WHERE pipeline_id = $1 AND spec_digest = $2")
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("id")?;
+        let existing = sqlx::query("SELECT id FROM pipeline_versions WHERE pipeline_id = $1 AND spec_digest = $2")
             .bind(&pipeline_id)
             .bind(digest)
             .fetch_optional(&mut *tx)
             .await?;
-        let version_id = match version {
+        let version_id = match existing {
             Some(r) => r.try_get::<String, _>("id")?,
             None => {
-                let id = new_id();
                 let vname = format!("{name}-{}", &digest[..digest.len().min(12)]);
                 sqlx::query(
                     "INSERT INTO pipeline_versions (id, pipeline_id, name, display_name, description, spec, spec_digest, created_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (pipeline_id, name) DO NOTHING",
                 )
-                .bind(&id)
+                .bind(new_id())
                 .bind(&pipeline_id)
                 .bind(&vname)
                 .bind(&vname)
@@ -243,7 +240,14 @@ impl Store {
                 .bind(now_ms())
                 .execute(&mut *tx)
                 .await?;
-                id
+                // The concurrent submitter's row, or none when a different spec holds that version name.
+                sqlx::query("SELECT id FROM pipeline_versions WHERE pipeline_id = $1 AND spec_digest = $2")
+                    .bind(&pipeline_id)
+                    .bind(digest)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or_else(|| StoreError::AlreadyExists { kind: "pipeline version", id: vname.clone() })?
+                    .try_get("id")?
             }
         };
         tx.commit().await?;
@@ -290,13 +294,14 @@ impl Store {
         }
     }
 
-    /// Finds a run by full id or by a unique id prefix (for the CLI).
+    /// Finds a run by full id or by a unique id prefix (for the CLI), in any letter case: ids are lower-case,
+    /// and LIKE ignores ASCII case on SQLite but not on PostgreSQL.
     pub async fn resolve_run_id(&self, id_or_prefix: &str) -> Result<String> {
         if id_or_prefix.is_empty() || id_or_prefix.contains('%') || id_or_prefix.contains('_') {
             return Err(StoreError::NotFound { kind: "run", id: id_or_prefix.to_owned() });
         }
         let rows = sqlx::query("SELECT id FROM runs WHERE id LIKE $1 LIMIT 2")
-            .bind(format!("{id_or_prefix}%"))
+            .bind(format!("{}%", id_or_prefix.to_ascii_lowercase()))
             .fetch_all(self.reader())
             .await?;
         match rows.as_slice() {

@@ -88,6 +88,7 @@ per_backend!(
     api_listings_counts_and_deletes,
     recurring_runs_round_trip,
     concurrent_writers_keep_one_experiment_and_every_task,
+    concurrent_submissions_of_a_new_pipeline_record_it_once,
 );
 
 fn new_run() -> NewRun {
@@ -114,6 +115,7 @@ async fn run_lifecycle_and_history(db: &TestDb) {
     let states: Vec<_> = s.run_state_history(&run.id).await.unwrap().into_iter().map(|(s, _)| s).collect();
     assert_eq!(states, [RunState::Pending, RunState::Running, RunState::Failed]);
     assert_eq!(s.resolve_run_id(&run.id[..8]).await.unwrap(), run.id);
+    assert_eq!(s.resolve_run_id(&run.id[..8].to_uppercase()).await.unwrap(), run.id, "prefixes ignore case");
     assert!(matches!(s.get_run("nope").await, Err(StoreError::NotFound { .. })));
     assert!(matches!(s.set_run_state("nope", RunState::Running, None).await, Err(StoreError::NotFound { .. })));
 }
@@ -455,4 +457,25 @@ async fn concurrent_writers_keep_one_experiment_and_every_task(db: &TestDb) {
     .await
     .unwrap();
     assert_eq!(s.lookup_cache("key-0-0").await.unwrap(), Some((id, outputs)));
+}
+
+/// Runs of a pipeline the store has not seen, submitted at once (a server's clients, recurring runs): every
+/// submission succeeds and all of them get the same pipeline and version.
+async fn concurrent_submissions_of_a_new_pipeline_record_it_once(db: &TestDb) {
+    let s = &db.store;
+    let spec = json!({"pipelineInfo": {"name": "fresh"}});
+    let submissions: Vec<_> = (0..8)
+        .map(|_| {
+            let (s, spec) = (s.clone(), spec.clone());
+            tokio::spawn(async move { s.record_pipeline_version("fresh", "", "", &spec, "abcdef0123456789").await })
+        })
+        .collect();
+    let mut got = Vec::new();
+    for h in submissions {
+        got.push(h.await.unwrap().expect("a concurrent submission failed"));
+    }
+    got.dedup();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(s.list_pipelines(None).await.unwrap().len(), 1);
+    assert_eq!(s.list_pipeline_versions(&got[0].0).await.unwrap().len(), 1);
 }
