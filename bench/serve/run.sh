@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Serving benchmark: ../shared/serving/bench.sh (wrk, 2 threads, 32 connections, single-row requests)
+# Serving benchmark: bench/serve/harness/bench.sh (wrk, 2 threads, 32 connections, single-row requests)
 # against KServe's Python server, the axum "ceiling" server and SecondRow's `secondrow serve`, all on
 # 127.0.0.1, for the 20-feature logistic regression and the 100-tree random forest
 # (both exported from scikit-learn with skl2onnx by crates/secondrow-serve/tests/fixtures/make_models.py).
@@ -13,7 +13,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 here="$root/bench/serve"
-shared="$root/../shared/serving"
+harness="$here/harness"
 py="$root/.venv-serve/bin/python"
 PORT="${PORT:-18100}"
 KINDS="${KINDS:-logreg forest}"
@@ -29,7 +29,7 @@ if [[ -z "$bin" ]]; then
 fi
 ceiling="${CEILING:-}"
 if [[ -z "$ceiling" ]]; then
-  CARGO_TARGET_DIR="$target" cargo build --release --manifest-path "$shared/ceiling/Cargo.toml"
+  CARGO_TARGET_DIR="$target" cargo build --release --manifest-path "$harness/ceiling/Cargo.toml"
   ceiling="$target/release/serving-ceiling"
 fi
 
@@ -54,7 +54,7 @@ for kind in $KINDS; do
   echo "== $kind"
   PY="$py" CEILING="$ceiling" MODEL_KIND="$kind" QUIET=1 LOGDIR="$out/raw/$kind" \
     EXTRA_V2_URL="http://127.0.0.1:$PORT/v2/models/lr/infer" EXTRA_V1_URL="http://127.0.0.1:$PORT/v1/models/lr:predict" \
-    EXTRA_PID="$server_pid" bash "$shared/bench.sh" | sed "s/^extra/secondrow $kind/" | tee -a "$out/summary.txt"
+    EXTRA_PID="$server_pid" bash "$harness/bench.sh" | sed "s/^extra/secondrow $kind/" | tee -a "$out/summary.txt"
   # The binary tensor extension (what the official client sends by default), same row.
   wrk -t2 -c32 -d"${DURATION:-20s}" --latency -s "$here/v2_binary.lua" "http://127.0.0.1:$PORT/v2/models/lr/infer" \
     >"$out/raw/$kind/secondrow-v2-binary.txt"
@@ -68,7 +68,7 @@ cat >"$out/README.md" <<README
 # Serving benchmark, $(date -u +%FT%TZ)
 
 Command: \`bench/serve/run.sh\` (RUNS=${RUNS:-2} DURATION=${DURATION:-20s} KINDS="$KINDS"), which runs
-\`../shared/serving/bench.sh\` with EXTRA_V2_URL/EXTRA_V1_URL pointing at \`secondrow serve\` (release build).
+\`bench/serve/harness/bench.sh\` with EXTRA_V2_URL/EXTRA_V1_URL pointing at \`secondrow serve\` (release build).
 Machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -sr); load generator on the same machine.
 Versions: secondrow $(git -C "$root" rev-parse --short HEAD), $("$py" -c 'from importlib import metadata as m; print("kserve", m.version("kserve"), "scikit-learn", m.version("scikit-learn"), "skl2onnx", m.version("skl2onnx"))'), $(wrk --version 2>&1 | head -1).
 Models: 20 features, LogisticRegression and a 100-tree RandomForestClassifier exported with skl2onnx.

@@ -1,0 +1,1 @@
+../../../testdata/serving/reference_server.py
