@@ -1,23 +1,10 @@
-//! The crate's one error type and its classification; the HTTP status of each class is chosen in
-//! `http` alone.
+//! The crate's one error type and its classification (SecondRow's one [`ErrorKind`]); the HTTP status of
+//! each kind is chosen in `http` alone.
+
+pub use secondrow_error::ErrorKind;
 
 /// Result with the crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// What kind of failure an [`Error`] is, independent of any transport.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorCode {
-    /// Unknown model, version or route.
-    NotFound,
-    /// The request is malformed or does not fit the model (shape, datatype, input name).
-    InvalidArgument,
-    /// The request body is larger than the configured limit.
-    PayloadTooLarge,
-    /// The model exists but cannot serve now (load failed, shutting down).
-    Unavailable,
-    /// A model failed while predicting, or another server-side fault.
-    Internal,
-}
 
 /// Every failure of the serving crate.
 #[derive(Debug, thiserror::Error)]
@@ -47,13 +34,13 @@ impl Error {
     }
 
     /// The class of the error.
-    pub fn code(&self) -> ErrorCode {
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::ModelNotFound(_) | Error::VersionNotFound { .. } => ErrorCode::NotFound,
-            Error::InvalidArgument(_) => ErrorCode::InvalidArgument,
-            Error::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
-            Error::Load { .. } | Error::Unavailable { .. } => ErrorCode::Unavailable,
-            Error::Predict { .. } | Error::Internal(_) => ErrorCode::Internal,
+            Error::ModelNotFound(_) | Error::VersionNotFound { .. } => ErrorKind::NotFound,
+            Error::InvalidArgument(_) => ErrorKind::InvalidInput,
+            Error::PayloadTooLarge { .. } => ErrorKind::TooLarge,
+            Error::Load { .. } | Error::Unavailable { .. } => ErrorKind::Unavailable,
+            Error::Predict { .. } | Error::Internal(_) => ErrorKind::Internal,
         }
     }
 }

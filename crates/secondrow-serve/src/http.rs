@@ -1,6 +1,6 @@
 //! The HTTP edge: KServe V1, Open Inference Protocol V2 (JSON and binary tensors), the model
 //! repository extension, SecondRow's traffic call, and `/metrics`. It owns the wire formats and the one
-//! table mapping [`ErrorCode`] to a status; everything else is in [`Repository`].
+//! table mapping [`ErrorKind`] to a status; everything else is in [`Repository`].
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
-use crate::error::{Error, ErrorCode, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::repository::Repository;
 use crate::runtime::Runtime;
 use crate::tensor::{self, Datatype, Tensor, TensorData};
@@ -87,20 +87,24 @@ pub async fn serve(
     axum::serve(listener, router(repo, options)).with_graceful_shutdown(shutdown).await
 }
 
-/// The one mapping from error class to HTTP status.
-fn status_of(code: ErrorCode) -> StatusCode {
-    match code {
-        ErrorCode::NotFound => StatusCode::NOT_FOUND,
-        ErrorCode::InvalidArgument => StatusCode::BAD_REQUEST,
-        ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-        ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+/// The one mapping from error kind to HTTP status.
+pub fn status_of(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::AlreadyExists => StatusCode::CONFLICT,
+        ErrorKind::FailedPrecondition => StatusCode::BAD_REQUEST,
+        ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
+        ErrorKind::PermissionDenied => StatusCode::FORBIDDEN,
+        ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
-        let status = status_of(self.code());
+        let status = status_of(self.kind());
         if status.is_server_error() {
             tracing::warn!(error = %self, "request failed");
         }
@@ -174,7 +178,7 @@ async fn metrics(State(state): AppStateRef) -> Response {
 
 fn metadata(state: &AppState, name: &str, version: Option<&str>) -> Result<Response> {
     let loaded = state.repo.resolve(name, version)?;
-    let specs = |specs: &[crate::runtime::TensorSpec]| -> Vec<Value> {
+    let specs = |specs: &[crate::tensor::TensorSpec]| -> Vec<Value> {
         specs.iter().map(|s| json!({"name": s.name, "datatype": s.datatype.name(), "shape": s.shape})).collect()
     };
     Ok(json_response(
@@ -830,7 +834,7 @@ fn collect_rows<'a>(
 
 /// A tensor of V1 numbers in the input's datatype (FP64 when the input is not numeric, which the
 /// input check then reports).
-fn numeric_tensor(spec: &crate::runtime::TensorSpec, shape: Vec<usize>, values: Vec<f64>) -> Tensor {
+fn numeric_tensor(spec: &crate::tensor::TensorSpec, shape: Vec<usize>, values: Vec<f64>) -> Tensor {
     let datatype = if spec.datatype.is_numeric() { spec.datatype } else { Datatype::Fp64 };
     let data = TensorData::Fp64(values).cast_numeric(datatype).unwrap_or(TensorData::Fp64(Vec::new()));
     Tensor { name: spec.name.clone(), shape, data }
@@ -838,7 +842,7 @@ fn numeric_tensor(spec: &crate::runtime::TensorSpec, shape: Vec<usize>, values: 
 
 /// A BYTES tensor of one string per row, shaped [N] or [N, 1] as the input is.
 fn string_tensor(
-    spec: &crate::runtime::TensorSpec,
+    spec: &crate::tensor::TensorSpec,
     model: &str,
     strings: Vec<Vec<u8>>,
     what: &str,

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 
 use tract_onnx::pb;
 
-use crate::runtime::TensorSpec;
+use crate::tensor::TensorSpec;
 use crate::tensor::{Datatype, Tensor, TensorData};
 
 const ML_DOMAIN: &str = "ai.onnx.ml";

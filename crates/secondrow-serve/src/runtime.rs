@@ -11,15 +11,8 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::Factoid;
 
 use crate::native::NativeGraph;
+pub use crate::tensor::TensorSpec;
 use crate::tensor::{Datatype, Tensor as V2Tensor, TensorData};
-
-/// Name, datatype and shape (`-1` for a variable dimension) of a model input or output.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TensorSpec {
-    pub name: String,
-    pub datatype: Datatype,
-    pub shape: Vec<i64>,
-}
 
 /// A loaded model file.
 pub trait Runtime: Send + Sync + 'static {

@@ -7,6 +7,14 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 
+/// Name, datatype and shape (`-1` for a variable dimension) of a model input or output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorSpec {
+    pub name: String,
+    pub datatype: Datatype,
+    pub shape: Vec<i64>,
+}
+
 /// A V2 datatype name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Datatype {

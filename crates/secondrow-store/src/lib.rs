@@ -10,11 +10,11 @@
 //!
 //! This crate knows nothing about scheduling; it stores what the engine tells it.
 
-mod api;
 mod artifact_store;
 pub mod deployments;
 mod records;
 mod recurring;
+mod resources;
 mod tokens;
 
 use std::str::FromStr;
@@ -23,10 +23,11 @@ use serde_json::Value;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
-pub use api::{PipelineRecord, PipelineVersionRecord};
 pub use artifact_store::ArtifactStore;
 pub use records::*;
 pub use recurring::{NewRecurringRun, RecurringRunRecord};
+pub use resources::{PipelineRecord, PipelineVersionRecord};
+pub use secondrow_error::ErrorKind;
 pub use tokens::{token_digest, validate_namespace, ApiToken};
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +46,21 @@ pub enum StoreError {
     Corrupt(String),
     #[error("artifact store: {0}")]
     Artifacts(String),
+}
+
+impl StoreError {
+    /// The class of the error: the first three are the caller's; a database, migration, corrupt record
+    /// or artifact-store failure is this side's.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            StoreError::NotFound { .. } => ErrorKind::NotFound,
+            StoreError::AlreadyExists { .. } => ErrorKind::AlreadyExists,
+            StoreError::InvalidArgument(_) => ErrorKind::InvalidInput,
+            StoreError::Database(_) | StoreError::Migrate(_) | StoreError::Corrupt(_) | StoreError::Artifacts(_) => {
+                ErrorKind::Internal
+            }
+        }
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -1,9 +1,10 @@
-//! Row types of the metadata store and the state enums they carry.
+//! Row types of the metadata store and the state enums they carry. Records serialize to the JSON the CLI
+//! prints and the server's record view sends, and deserialize from it (`secondrow --server` reads them back).
 
 use std::fmt;
 use std::str::FromStr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -11,7 +12,7 @@ use sqlx::Row;
 use crate::{json_col, Result, StoreError};
 
 /// Run states, named as KFP's `V2beta1RuntimeState`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum RunState {
     Pending,
@@ -67,7 +68,7 @@ impl fmt::Display for RunState {
 }
 
 /// Task states: KFP's runtime states plus CACHED (outputs reused from an earlier execution).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum TaskState {
     Pending,
@@ -125,7 +126,7 @@ impl fmt::Display for TaskState {
 }
 
 /// What a task row stands for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TaskKind {
     /// A container executor run as a process.
@@ -171,7 +172,7 @@ fn parse<T: FromStr<Err = String>>(row: &AnyRow, col: &str) -> Result<T> {
     s.parse().map_err(StoreError::Corrupt)
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Experiment {
     pub id: String,
     pub display_name: String,
@@ -213,7 +214,7 @@ pub struct NewRun {
     pub recurring_run_id: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunRecord {
     pub id: String,
     pub display_name: String,
@@ -223,6 +224,7 @@ pub struct RunRecord {
     pub pipeline_id: Option<String>,
     pub pipeline_version_id: Option<String>,
     pub pipeline_name: String,
+    /// Not serialized (large, and the API serves it elsewhere); `Null` when deserialized.
     #[serde(skip)]
     pub spec: Value,
     pub parameters: Value,
@@ -309,7 +311,7 @@ pub struct TaskFinish<'a> {
     pub cache_key_to_record: Option<&'a str>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TaskRecord {
     pub id: String,
     pub run_id: String,
@@ -354,7 +356,7 @@ impl TaskRecord {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ArtifactRecord {
     pub id: String,
     pub run_id: String,
@@ -383,7 +385,7 @@ impl ArtifactRecord {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EventRecord {
     pub task_id: String,
     pub artifact_id: String,

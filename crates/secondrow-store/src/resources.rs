@@ -1,5 +1,6 @@
-//! Queries the KFP API server needs beyond the engine's: experiments, pipelines and versions as resources,
-//! run listing without specs, archiving and deletion, and API tokens. Recurring runs are in `recurring.rs`.
+//! Resources beyond what the engine records: experiments, pipelines and versions as resources, run listing
+//! without specs, archiving and deletion, and the run/task aggregates `/metrics` reports. (The KFP API is
+//! their main user.) Recurring runs are in `recurring.rs`, API tokens in `tokens.rs`.
 
 use serde::Serialize;
 use serde_json::Value;
