@@ -6,6 +6,24 @@ pub use secondrow_error::ErrorKind;
 /// Result with the crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// A model file a runtime cannot load, or a prediction it cannot make, in the runtime's words; the
+/// repository names the model, version and file around it ([`Error::Load`], [`Error::Predict`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ModelError(pub String);
+
+impl From<String> for ModelError {
+    fn from(message: String) -> ModelError {
+        ModelError(message)
+    }
+}
+
+impl From<&str> for ModelError {
+    fn from(message: &str) -> ModelError {
+        ModelError(message.to_owned())
+    }
+}
+
 /// Every failure of the serving crate.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -257,19 +257,19 @@ fn broken_trees_are_refused_with_the_reason() {
     let attrs = &mut proto.graph.as_mut().unwrap().node[0].attribute;
     let trues = attrs.iter_mut().find(|a| a.name == "nodes_truenodeids").unwrap();
     trues.ints = vec![0, 0, 0];
-    let err = NativeGraph::from_proto(&proto).err().expect("a cycle is an error");
+    let err = NativeGraph::from_proto(&proto).err().expect("a cycle is an error").0;
     assert!(err.contains("cycle"), "{err}");
 
     let mut proto = one_split("BRANCH_LEQ", "NONE");
     let attrs = &mut proto.graph.as_mut().unwrap().node[0].attribute;
     attrs.iter_mut().find(|a| a.name == "nodes_falsenodeids").unwrap().ints = vec![9, 0, 0];
-    let err = NativeGraph::from_proto(&proto).err().expect("a missing child is an error");
+    let err = NativeGraph::from_proto(&proto).err().expect("a missing child is an error").0;
     assert!(err.contains("missing node 9"), "{err}");
 
     let mut proto = one_split("BRANCH_LEQ", "NONE");
     let attrs = &mut proto.graph.as_mut().unwrap().node[0].attribute;
     attrs.iter_mut().find(|a| a.name == "nodes_featureids").unwrap().ints = vec![5, 0, 0];
-    let err = NativeGraph::from_proto(&proto).err().expect("an out-of-range feature is an error");
+    let err = NativeGraph::from_proto(&proto).err().expect("an out-of-range feature is an error").0;
     assert!(err.contains("feature 5 of 2"), "{err}");
 }
 
