@@ -196,7 +196,7 @@ impl Store {
             .bind(namespace)
             .fetch_optional(self.reader())
             .await?;
-        row.map(|r| Experiment::from_row(&r)).transpose()
+        row.map(|r| decode::<Experiment>(&r)).transpose()
     }
 
     // ------------------------------------------------------------ pipelines
@@ -610,7 +610,7 @@ impl Store {
             .bind(run_id)
             .fetch_all(self.reader())
             .await?;
-        rows.iter().map(EventRecord::from_row).collect()
+        rows.iter().map(decode).collect()
     }
 }
 
@@ -655,6 +655,11 @@ async fn insert_event(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// A record whose columns map one to one onto its fields (`#[derive(sqlx::FromRow)]`).
+fn decode<T: for<'r> sqlx::FromRow<'r, AnyRow>>(row: &AnyRow) -> Result<T> {
+    Ok(T::from_row(row)?)
 }
 
 fn json_col(row: &AnyRow, col: &str) -> Result<Option<Value>> {

@@ -172,7 +172,7 @@ fn parse<T: FromStr<Err = String>>(row: &AnyRow, col: &str) -> Result<T> {
     s.parse().map_err(StoreError::Corrupt)
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Experiment {
     pub id: String,
     pub display_name: String,
@@ -180,19 +180,6 @@ pub struct Experiment {
     pub namespace: String,
     pub storage_state: String,
     pub created_at: i64,
-}
-
-impl Experiment {
-    pub(crate) fn from_row(r: &AnyRow) -> Result<Experiment> {
-        Ok(Experiment {
-            id: r.try_get("id")?,
-            display_name: r.try_get("display_name")?,
-            description: r.try_get("description")?,
-            namespace: r.try_get("namespace")?,
-            storage_state: r.try_get("storage_state")?,
-            created_at: r.try_get("created_at")?,
-        })
-    }
 }
 
 /// A run to create.
@@ -385,7 +372,7 @@ impl ArtifactRecord {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
 pub struct EventRecord {
     pub task_id: String,
     pub artifact_id: String,
@@ -393,16 +380,4 @@ pub struct EventRecord {
     pub kind: String,
     pub name: String,
     pub at: i64,
-}
-
-impl EventRecord {
-    pub(crate) fn from_row(r: &AnyRow) -> Result<EventRecord> {
-        Ok(EventRecord {
-            task_id: r.try_get("task_id")?,
-            artifact_id: r.try_get("artifact_id")?,
-            kind: r.try_get("kind")?,
-            name: r.try_get("name")?,
-            at: r.try_get("at")?,
-        })
-    }
 }

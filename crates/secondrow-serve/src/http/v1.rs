@@ -175,7 +175,7 @@ pub(super) fn v1_object_rows(runtime: &dyn Runtime, model: &str, rows: &[Value])
     }
     let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
     for (i, object) in objects.iter().enumerate() {
-        if let Some(unknown) = object.keys().find(|k| !is_input(*k)) {
+        if let Some(unknown) = object.keys().find(|k| !is_input(k)) {
             return Err(Error::invalid(format!(
                 "instances[{i}]: unknown input `{unknown}` (model `{model}` takes {})",
                 names.join(", ")

@@ -185,8 +185,8 @@ fn binary_single_class_scores_become_complementary_probabilities() {
     let out = graph.predict(input(&[[0.0, -1.0], [0.0, 1.0]])).unwrap();
     assert_eq!(out[0].data, TensorData::Int64(vec![3, 7]));
     let p = floats(&out[1]);
-    for (row, s) in [(0usize, 0.1 - 0.5 + 0.25), (1, 0.1 + 0.75 + 0.25)] {
-        let positive = 1.0 / (1.0 + (-s as f64).exp());
+    for (row, s) in [(0usize, 0.1f64 - 0.5 + 0.25), (1, 0.1 + 0.75 + 0.25)] {
+        let positive = 1.0 / (1.0 + (-s).exp());
         assert!((f64::from(p[2 * row + 1]) - positive).abs() < 1e-6, "row {row}: {p:?}");
         assert!((f64::from(p[2 * row]) - (1.0 - positive)).abs() < 1e-6, "row {row}: {p:?}");
     }
