@@ -383,7 +383,10 @@ impl Store {
         rows.iter()
             .map(|r| {
                 let s: String = r.try_get("state")?;
-                Ok((RunState::from_str(&s).map_err(StoreError::Corrupt)?, r.try_get::<i64, _>("at")?))
+                Ok((
+                    RunState::from_str(&s).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    r.try_get::<i64, _>("at")?,
+                ))
             })
             .collect()
     }

@@ -11,6 +11,20 @@ use sqlx::Row;
 
 use crate::{json_col, Result, StoreError};
 
+/// A state or kind name that is not one of the enum's (a corrupt row, or a newer writer).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} `{name}`")]
+pub struct UnknownName {
+    pub what: &'static str,
+    pub name: String,
+}
+
+impl UnknownName {
+    fn new(what: &'static str, name: &str) -> UnknownName {
+        UnknownName { what, name: name.to_owned() }
+    }
+}
+
 /// Run states, named as KFP's `V2beta1RuntimeState`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -45,8 +59,8 @@ impl RunState {
 }
 
 impl FromStr for RunState {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
+    type Err = UnknownName;
+    fn from_str(s: &str) -> std::result::Result<Self, UnknownName> {
         Ok(match s {
             "PENDING" => RunState::Pending,
             "RUNNING" => RunState::Running,
@@ -56,7 +70,7 @@ impl FromStr for RunState {
             "CANCELING" => RunState::Canceling,
             "CANCELED" => RunState::Canceled,
             "PAUSED" => RunState::Paused,
-            other => return Err(format!("unknown run state `{other}`")),
+            other => return Err(UnknownName::new("run state", other)),
         })
     }
 }
@@ -104,8 +118,8 @@ impl TaskState {
 }
 
 impl FromStr for TaskState {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
+    type Err = UnknownName;
+    fn from_str(s: &str) -> std::result::Result<Self, UnknownName> {
         Ok(match s {
             "PENDING" => TaskState::Pending,
             "RUNNING" => TaskState::Running,
@@ -114,7 +128,7 @@ impl FromStr for TaskState {
             "SKIPPED" => TaskState::Skipped,
             "FAILED" => TaskState::Failed,
             "CANCELED" => TaskState::Canceled,
-            other => return Err(format!("unknown task state `{other}`")),
+            other => return Err(UnknownName::new("task state", other)),
         })
     }
 }
@@ -154,22 +168,22 @@ impl TaskKind {
 }
 
 impl FromStr for TaskKind {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
+    type Err = UnknownName;
+    fn from_str(s: &str) -> std::result::Result<Self, UnknownName> {
         Ok(match s {
             "container" => TaskKind::Container,
             "importer" => TaskKind::Importer,
             "dag" => TaskKind::Dag,
             "loop" => TaskKind::Loop,
             "iteration" => TaskKind::Iteration,
-            other => return Err(format!("unknown task kind `{other}`")),
+            other => return Err(UnknownName::new("task kind", other)),
         })
     }
 }
 
-fn parse<T: FromStr<Err = String>>(row: &AnyRow, col: &str) -> Result<T> {
+fn parse<T: FromStr<Err = UnknownName>>(row: &AnyRow, col: &str) -> Result<T> {
     let s: String = row.try_get(col)?;
-    s.parse().map_err(StoreError::Corrupt)
+    s.parse().map_err(|e: UnknownName| StoreError::Corrupt(e.to_string()))
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
