@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
@@ -11,30 +11,29 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
+use secondrow_serve::metrics::Histogram;
+
 use crate::error::ApiResult;
 use crate::AppState;
 
 /// Latency bucket upper bounds, seconds.
 const BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0, 5.0];
 
-#[derive(Default)]
 pub struct Metrics {
-    buckets: [AtomicU64; BUCKETS.len()],
-    count: AtomicU64,
-    sum_us: AtomicU64,
+    latency: Histogram,
     errors_4xx: AtomicU64,
     errors_5xx: AtomicU64,
 }
 
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics { latency: Histogram::new(&BUCKETS), errors_4xx: AtomicU64::new(0), errors_5xx: AtomicU64::new(0) }
+    }
+}
+
 impl Metrics {
-    fn record(&self, seconds: f64, status: u16) {
-        for (i, b) in BUCKETS.iter().enumerate() {
-            if seconds <= *b {
-                self.buckets[i].fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_us.fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
+    fn record(&self, elapsed: Duration, status: u16) {
+        self.latency.observe(elapsed);
         match status {
             400..=499 => self.errors_4xx.fetch_add(1, Ordering::Relaxed),
             500..=599 => self.errors_5xx.fetch_add(1, Ordering::Relaxed),
@@ -53,10 +52,10 @@ pub async fn observe(State(s): State<AppState>, req: Request, next: Next) -> Res
     let path = req.uri().path().to_owned();
     let start = Instant::now();
     let resp = next.run(req).await;
-    let elapsed = start.elapsed().as_secs_f64();
+    let elapsed = start.elapsed();
     let status = resp.status().as_u16();
     s.metrics.record(elapsed, status);
-    tracing::info!(target: "secondrow_api::request", %method, %path, status, ms = elapsed * 1000.0, "request");
+    tracing::info!(target: "secondrow_api::request", %method, %path, status, ms = elapsed.as_secs_f64() * 1000.0, "request");
     resp
 }
 
@@ -82,21 +81,7 @@ async fn metrics(State(s): State<AppState>) -> ApiResult<Response> {
     }
     let m = &s.metrics;
     let _ = writeln!(out, "# HELP secondrow_api_request_duration_seconds API request latency.\n# TYPE secondrow_api_request_duration_seconds histogram");
-    for (i, b) in BUCKETS.iter().enumerate() {
-        let _ = writeln!(
-            out,
-            "secondrow_api_request_duration_seconds_bucket{{le=\"{b}\"}} {}",
-            m.buckets[i].load(Ordering::Relaxed)
-        );
-    }
-    let count = m.count.load(Ordering::Relaxed);
-    let _ = writeln!(out, "secondrow_api_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}");
-    let _ = writeln!(
-        out,
-        "secondrow_api_request_duration_seconds_sum {:.6}",
-        m.sum_us.load(Ordering::Relaxed) as f64 / 1e6
-    );
-    let _ = writeln!(out, "secondrow_api_request_duration_seconds_count {count}");
+    m.latency.render(&mut out, "secondrow_api_request_duration_seconds", "");
     let _ = writeln!(out, "# HELP secondrow_api_errors_total API responses with an error status.\n# TYPE secondrow_api_errors_total counter");
     let _ = writeln!(out, "secondrow_api_errors_total{{class=\"4xx\"}} {}", m.errors_4xx.load(Ordering::Relaxed));
     let _ = writeln!(out, "secondrow_api_errors_total{{class=\"5xx\"}} {}", m.errors_5xx.load(Ordering::Relaxed));

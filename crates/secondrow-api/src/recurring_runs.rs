@@ -81,7 +81,7 @@ fn int64(field: &str, v: Option<&Value>) -> ApiResult<Option<i64>> {
 
 /// A parsed trigger.
 enum Trigger {
-    Cron { schedule: cron::Schedule, start: Option<i64>, end: Option<i64> },
+    Cron { schedule: Box<cron::Schedule>, start: Option<i64>, end: Option<i64> },
     Periodic { interval_ms: i64, start: Option<i64>, end: Option<i64> },
 }
 
@@ -143,7 +143,11 @@ fn parse_trigger(trigger: &Value) -> ApiResult<Trigger> {
                 .ok_or_else(|| ApiError::invalid("cron_schedule.cron is required"))?;
             let schedule = cron::Schedule::from_str(&to_cron_crate(expr)?)
                 .map_err(|e| ApiError::invalid(format!("cron `{expr}`: {e}")))?;
-            Ok(Trigger::Cron { schedule, start: opt_time(c, "start_time")?, end: opt_time(c, "end_time")? })
+            Ok(Trigger::Cron {
+                schedule: Box::new(schedule),
+                start: opt_time(c, "start_time")?,
+                end: opt_time(c, "end_time")?,
+            })
         }
         (None, Some(p)) => {
             let secs = int64(

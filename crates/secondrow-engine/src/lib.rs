@@ -43,6 +43,18 @@ pub enum EngineError {
     Internal(String),
 }
 
+impl EngineError {
+    /// The class of the error (the store's and the spec's own for theirs).
+    pub fn kind(&self) -> secondrow_error::ErrorKind {
+        match self {
+            EngineError::Store(e) => e.kind(),
+            EngineError::Spec(e) => e.kind(),
+            EngineError::AlreadyFinished(..) => secondrow_error::ErrorKind::FailedPrecondition,
+            EngineError::Internal(_) => secondrow_error::ErrorKind::Internal,
+        }
+    }
+}
+
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 
 /// Engine-wide settings.

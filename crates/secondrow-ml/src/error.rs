@@ -1,26 +1,17 @@
 //! The crate's one public error type.
 //!
 //! Every variant names the entity that failed (a file, a column, an argument) so that a user reading the
-//! message of a failed pipeline step knows what to fix. [`Error::code`] classifies errors for callers that
-//! map them onto exit codes or HTTP statuses.
+//! message of a failed pipeline step knows what to fix. [`Error::kind`] classifies errors (SecondRow's one
+//! [`ErrorKind`]) for callers that map them onto exit codes or HTTP statuses: what the user gave (an
+//! argument, a data file, a model file) is a caller error, a failed read or write of a file that exists
+//! is `Internal`.
 
 use std::path::PathBuf;
 
+pub use secondrow_error::ErrorKind;
+
 /// Result alias used throughout the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// A framework-free classification of [`Error`]s.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorCode {
-    /// A file, column or component does not exist.
-    NotFound,
-    /// An argument or hyperparameter is malformed or out of range.
-    InvalidArgument,
-    /// The data does not meet what the step needs (empty, wrong type, one class, failed validation).
-    InvalidData,
-    /// Reading or writing failed for a reason outside the user's input.
-    Internal,
-}
 
 /// Everything that can go wrong in a built-in component.
 #[derive(Debug, thiserror::Error)]
@@ -62,16 +53,17 @@ pub enum Error {
 }
 
 impl Error {
-    /// The class of this error.
-    pub fn code(&self) -> ErrorCode {
+    /// The class of this error: a missing file, column or component is `NotFound`; bad arguments and
+    /// data are `InvalidInput`; an IO failure other than a missing or refused file is `Internal`.
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => ErrorCode::NotFound,
-            Error::Io { .. } | Error::WriteTable { .. } => ErrorCode::Internal,
-            Error::MissingColumn { .. } | Error::UnknownComponent { .. } => ErrorCode::NotFound,
-            Error::UnknownArgument { .. } | Error::MissingArgument { .. } | Error::InvalidArgument { .. } => {
-                ErrorCode::InvalidArgument
-            }
-            Error::ReadTable { .. }
+            Error::Io { source, .. } => ErrorKind::of_io(source),
+            Error::WriteTable { .. } => ErrorKind::Internal,
+            Error::MissingColumn { .. } | Error::UnknownComponent { .. } => ErrorKind::NotFound,
+            Error::UnknownArgument { .. }
+            | Error::MissingArgument { .. }
+            | Error::InvalidArgument { .. }
+            | Error::ReadTable { .. }
             | Error::EmptyData { .. }
             | Error::NonNumeric { .. }
             | Error::MissingValues { .. }
@@ -80,7 +72,7 @@ impl Error {
             | Error::InvalidModelFile { .. }
             | Error::InvalidFile { .. }
             | Error::ValidationFailed { .. }
-            | Error::InvalidData(_) => ErrorCode::InvalidData,
+            | Error::InvalidData(_) => ErrorKind::InvalidInput,
         }
     }
 
@@ -90,5 +82,23 @@ impl Error {
 
     pub(crate) fn arg(argument: &str, message: impl Into<String>) -> Error {
         Error::InvalidArgument { argument: argument.to_string(), message: message.into() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_failures_are_internal_unless_the_file_is_missing() {
+        let io = |k| Error::io("/data/x.csv", std::io::Error::new(k, "boom"));
+        assert_eq!(io(std::io::ErrorKind::NotFound).kind(), ErrorKind::NotFound);
+        assert_eq!(io(std::io::ErrorKind::StorageFull).kind(), ErrorKind::Internal);
+        assert_eq!(io(std::io::ErrorKind::Other).kind(), ErrorKind::Internal);
+        let write = Error::WriteTable { path: "/out/t.csv".into(), message: "disk".into() };
+        assert_eq!(write.kind(), ErrorKind::Internal);
+        assert_eq!(Error::arg("k", "must be positive").kind(), ErrorKind::InvalidInput);
+        let missing = Error::MissingColumn { column: "y".into(), available: "a, b".into() };
+        assert_eq!(missing.kind(), ErrorKind::NotFound);
     }
 }

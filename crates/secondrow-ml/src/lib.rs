@@ -32,7 +32,7 @@ pub mod transform;
 
 pub use component::run::{train_model, train_model_transformed};
 pub use component::{component_names, component_yaml, run_component, usage};
-pub use error::{Error, ErrorCode, Result};
+pub use error::{Error, ErrorKind, Result};
 pub use model::{load_model, Model, Predictions};
 pub use params::Params;
 pub use table::{Column, ColumnValues, Matrix, Table, TableFormat};

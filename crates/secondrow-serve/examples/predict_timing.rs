@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use secondrow_serve::runtime::{NativeRuntime, OnnxRuntime, Runtime};
+use secondrow_serve::runtime::{OnnxMlRuntime, Runtime, TractRuntime};
 use secondrow_serve::tensor::{Tensor, TensorData};
 
 fn time(label: &str, runtime: &dyn Runtime, rows: usize) {
@@ -34,12 +34,12 @@ fn main() {
     };
     let rows: usize = args.next().and_then(|r| r.parse().ok()).unwrap_or(10_000);
     let path = std::path::Path::new(&path);
-    match NativeRuntime::load(path) {
+    match OnnxMlRuntime::load(path) {
         Ok(Some(native)) => time("native", &native, rows),
         Ok(None) => println!("native: not applicable to this graph"),
         Err(e) => println!("native: {e}"),
     }
-    match OnnxRuntime::load(path) {
+    match TractRuntime::load(path) {
         Ok(tract) => time("tract", &tract, (rows / 100).max(10)),
         Err(e) => println!("tract: {e}"),
     }

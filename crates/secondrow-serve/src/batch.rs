@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::error::ModelError;
 use crate::runtime::Runtime;
 use crate::tensor::{Tensor, TensorData};
 
-type Reply = oneshot::Sender<Result<Vec<Tensor>, String>>;
+type Reply = oneshot::Sender<Result<Vec<Tensor>, ModelError>>;
 
 struct Job {
     inputs: Vec<Tensor>,
@@ -34,11 +35,14 @@ impl Batcher {
     }
 
     /// Queues one request and waits for its share of the batch's outputs.
-    pub async fn predict(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, String> {
+    pub async fn predict(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, ModelError> {
         let rows = inputs.first().map(Tensor::rows).unwrap_or(0);
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Job { inputs, rows, reply }).await.map_err(|_| "the batching queue is closed".to_string())?;
-        rx.await.map_err(|_| "the batching worker stopped".to_string())?
+        self.tx
+            .send(Job { inputs, rows, reply })
+            .await
+            .map_err(|_| ModelError::from("the batching queue is closed"))?;
+        rx.await.map_err(|_| ModelError::from("the batching worker stopped"))?
     }
 }
 
@@ -117,7 +121,10 @@ fn run_group(runtime: &dyn Runtime, group: Vec<Job>) {
                     .iter()
                     .map(|out| {
                         if out.shape.first() != Some(&total_rows) {
-                            return Err(format!("output `{}` has no batch dimension; cannot split a batch", out.name));
+                            return Err(ModelError(format!(
+                                "output `{}` has no batch dimension; cannot split a batch",
+                                out.name
+                            )));
                         }
                         let per_row: usize = out.shape.iter().skip(1).product();
                         let mut shape = out.shape.clone();

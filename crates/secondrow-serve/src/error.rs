@@ -1,22 +1,27 @@
-//! The crate's one error type and its classification; the HTTP status of each class is chosen in
-//! `http` alone.
+//! The crate's one error type and its classification (SecondRow's one [`ErrorKind`]); the HTTP status of
+//! each kind is chosen in `http` alone.
+
+pub use secondrow_error::ErrorKind;
 
 /// Result with the crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// What kind of failure an [`Error`] is, independent of any transport.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorCode {
-    /// Unknown model, version or route.
-    NotFound,
-    /// The request is malformed or does not fit the model (shape, datatype, input name).
-    InvalidArgument,
-    /// The request body is larger than the configured limit.
-    PayloadTooLarge,
-    /// The model exists but cannot serve now (load failed, shutting down).
-    Unavailable,
-    /// A model failed while predicting, or another server-side fault.
-    Internal,
+/// A model file a runtime cannot load, or a prediction it cannot make, in the runtime's words; the
+/// repository names the model, version and file around it ([`Error::Load`], [`Error::Predict`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ModelError(pub String);
+
+impl From<String> for ModelError {
+    fn from(message: String) -> ModelError {
+        ModelError(message)
+    }
+}
+
+impl From<&str> for ModelError {
+    fn from(message: &str) -> ModelError {
+        ModelError(message.to_owned())
+    }
 }
 
 /// Every failure of the serving crate.
@@ -47,13 +52,13 @@ impl Error {
     }
 
     /// The class of the error.
-    pub fn code(&self) -> ErrorCode {
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::ModelNotFound(_) | Error::VersionNotFound { .. } => ErrorCode::NotFound,
-            Error::InvalidArgument(_) => ErrorCode::InvalidArgument,
-            Error::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
-            Error::Load { .. } | Error::Unavailable { .. } => ErrorCode::Unavailable,
-            Error::Predict { .. } | Error::Internal(_) => ErrorCode::Internal,
+            Error::ModelNotFound(_) | Error::VersionNotFound { .. } => ErrorKind::NotFound,
+            Error::InvalidArgument(_) => ErrorKind::InvalidInput,
+            Error::PayloadTooLarge { .. } => ErrorKind::TooLarge,
+            Error::Load { .. } | Error::Unavailable { .. } => ErrorKind::Unavailable,
+            Error::Predict { .. } | Error::Internal(_) => ErrorKind::Internal,
         }
     }
 }

@@ -22,6 +22,6 @@ pub mod repository;
 pub mod runtime;
 pub mod tensor;
 
-pub use error::{Error, ErrorCode, Result};
+pub use error::{Error, ErrorKind, ModelError, Result};
 pub use http::{router, serve, HttpOptions};
 pub use repository::{ModelOptions, Repository};

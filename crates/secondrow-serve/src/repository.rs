@@ -18,7 +18,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::Semaphore;
 
 use crate::batch::Batcher;
-use crate::error::{Error, Result};
+use crate::error::{Error, ModelError, Result};
 use crate::metrics::{Metrics, VersionMetrics};
 use crate::runtime::{self, Runtime};
 use crate::tensor::Tensor;
@@ -135,11 +135,11 @@ impl Repository {
             Some(v) => v.to_owned(),
             None => next_version(existing.as_ref().map(|e| e.traffic.load_full())),
         };
-        let runtime = runtime::load(path).map_err(|message| Error::Load {
+        let runtime = runtime::load(path).map_err(|e| Error::Load {
             model: name.to_owned(),
             version: version.clone(),
             path: path.display().to_string(),
-            message,
+            message: e.0,
         })?;
         let options =
             existing.as_ref().map(|e| e.options.clone()).or(options).unwrap_or_else(|| self.default_options.clone());
@@ -335,7 +335,7 @@ impl Repository {
             None => None,
         };
         let predict_error =
-            |message| Error::Predict { model: name.to_owned(), version: chosen.version.clone(), message };
+            |e: ModelError| Error::Predict { model: name.to_owned(), version: chosen.version.clone(), message: e.0 };
         let outputs = if let Some(batcher) = &chosen.batcher {
             batcher.predict(inputs).await.map_err(predict_error)?
         } else if inputs.iter().map(|t| t.data.len()).sum::<usize>() <= INLINE_ELEMENTS {

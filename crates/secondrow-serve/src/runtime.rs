@@ -10,16 +10,10 @@ use std::sync::{Arc, Mutex};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::Factoid;
 
+use crate::error::ModelError;
 use crate::native::NativeGraph;
+pub use crate::tensor::TensorSpec;
 use crate::tensor::{Datatype, Tensor as V2Tensor, TensorData};
-
-/// Name, datatype and shape (`-1` for a variable dimension) of a model input or output.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TensorSpec {
-    pub name: String,
-    pub datatype: Datatype,
-    pub shape: Vec<i64>,
-}
 
 /// A loaded model file.
 pub trait Runtime: Send + Sync + 'static {
@@ -42,42 +36,42 @@ pub trait Runtime: Send + Sync + 'static {
     }
     /// Predicts on inputs given in the order of [`Runtime::inputs`]; returns every output in the order
     /// of [`Runtime::outputs`]. The error is a message for the client.
-    fn predict(&self, inputs: Vec<V2Tensor>) -> Result<Vec<V2Tensor>, String>;
+    fn predict(&self, inputs: Vec<V2Tensor>) -> Result<Vec<V2Tensor>, ModelError>;
 }
 
 /// Loads a model file, choosing the runtime by its extension: `.onnx` for ONNX, anything else is read
-/// as a SecondRow model file (JSON). An ONNX graph made only of the classic-ML ops [`NativeRuntime`]
+/// as a SecondRow model file (JSON). An ONNX graph made only of the classic-ML ops [`OnnxMlRuntime`]
 /// evaluates runs there; any other graph runs on tract.
-pub fn load(path: &Path) -> Result<Arc<dyn Runtime>, String> {
+pub fn load(path: &Path) -> Result<Arc<dyn Runtime>, ModelError> {
     let is_onnx = path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("onnx"));
     if !is_onnx {
-        return Ok(Arc::new(BuiltinRuntime::load(path)?));
+        return Ok(Arc::new(SecondrowModelRuntime::load(path)?));
     }
-    match NativeRuntime::load(path) {
+    match OnnxMlRuntime::load(path) {
         Ok(Some(native)) => return Ok(Arc::new(native)),
         Ok(None) => {}
         Err(message) => {
             tracing::warn!(path = %path.display(), %message, "native ONNX-ML evaluation refused the graph; using tract")
         }
     }
-    Ok(Arc::new(OnnxRuntime::load(path)?))
+    Ok(Arc::new(TractRuntime::load(path)?))
 }
 
 /// An ONNX graph of tree ensembles, linear models and their helper ops, evaluated by
 /// [`crate::native`] without tract.
-pub struct NativeRuntime {
+pub struct OnnxMlRuntime {
     graph: NativeGraph,
 }
 
-impl NativeRuntime {
+impl OnnxMlRuntime {
     /// `Ok(None)` when the graph holds an op the native evaluator does not have.
-    pub fn load(path: &Path) -> Result<Option<NativeRuntime>, String> {
-        let proto = tract_onnx::onnx().proto_model_for_path(path).map_err(|e| format!("{e:#}"))?;
-        Ok(NativeGraph::from_proto(&proto)?.map(|graph| NativeRuntime { graph }))
+    pub fn load(path: &Path) -> Result<Option<OnnxMlRuntime>, ModelError> {
+        let proto = tract_onnx::onnx().proto_model_for_path(path).map_err(|e| ModelError(format!("{e:#}")))?;
+        Ok(NativeGraph::from_proto(&proto)?.map(|graph| OnnxMlRuntime { graph }))
     }
 }
 
-impl Runtime for NativeRuntime {
+impl Runtime for OnnxMlRuntime {
     fn platform(&self) -> &'static str {
         "onnx"
     }
@@ -87,17 +81,17 @@ impl Runtime for NativeRuntime {
     fn outputs(&self) -> &[TensorSpec] {
         self.graph.outputs()
     }
-    fn predict(&self, inputs: Vec<V2Tensor>) -> Result<Vec<V2Tensor>, String> {
+    fn predict(&self, inputs: Vec<V2Tensor>) -> Result<Vec<V2Tensor>, ModelError> {
         let input = inputs.into_iter().next().ok_or("no input")?;
         self.graph.predict(input)
     }
 }
 
-/// Run states an [`OnnxRuntime`] keeps for reuse (more concurrent calls spawn fresh ones).
+/// Run states a [`TractRuntime`] keeps for reuse (more concurrent calls spawn fresh ones).
 const MAX_POOLED_STATES: usize = 16;
 
 /// An ONNX graph optimized and planned by tract; the variable batch dimension stays symbolic.
-pub struct OnnxRuntime {
+pub struct TractRuntime {
     plan: Arc<TypedRunnableModel>,
     /// Run states of finished calls, reused: spawning one per call allocates every node's state.
     states: Mutex<Vec<TypedSimpleState>>,
@@ -105,60 +99,65 @@ pub struct OnnxRuntime {
     outputs: Vec<TensorSpec>,
 }
 
-impl OnnxRuntime {
-    pub fn load(path: &Path) -> Result<OnnxRuntime, String> {
-        let mut model = tract_onnx::onnx().model_for_path(path).map_err(|e| format!("{e:#}"))?;
-        let batch = model.sym("N");
-        let mut inputs = Vec::new();
-        for (index, outlet) in model.input_outlets().map_err(|e| e.to_string())?.to_vec().into_iter().enumerate() {
-            let name = model.node(outlet.node).name.clone();
-            let fact = model.input_fact(index).map_err(|e| e.to_string())?.clone();
-            let datum = fact.datum_type.concretize().ok_or_else(|| format!("input `{name}` has no element type"))?;
-            let datatype = datatype_of(datum)
-                .ok_or_else(|| format!("input `{name}`: element type {datum:?} is not a V2 datatype"))?;
-            let mut dims: Vec<TDim> = Vec::new();
-            let mut shape = Vec::new();
-            for (j, dim) in fact.shape.dims().enumerate() {
-                match dim.concretize().and_then(|d| d.to_i64().ok()) {
-                    Some(d) => {
-                        dims.push(TDim::Val(d));
-                        shape.push(d);
-                    }
-                    None if j == 0 => {
-                        dims.push(TDim::Sym(batch.clone()));
-                        shape.push(-1);
-                    }
-                    None => {
-                        return Err(format!("input `{name}`: dimension {j} is not fixed (only the first may vary)"))
+impl TractRuntime {
+    pub fn load(path: &Path) -> Result<TractRuntime, ModelError> {
+        let run = || -> Result<TractRuntime, String> {
+            let mut model = tract_onnx::onnx().model_for_path(path).map_err(|e| format!("{e:#}"))?;
+            let batch = model.sym("N");
+            let mut inputs = Vec::new();
+            for (index, outlet) in model.input_outlets().map_err(|e| e.to_string())?.to_vec().into_iter().enumerate() {
+                let name = model.node(outlet.node).name.clone();
+                let fact = model.input_fact(index).map_err(|e| e.to_string())?.clone();
+                let datum =
+                    fact.datum_type.concretize().ok_or_else(|| format!("input `{name}` has no element type"))?;
+                let datatype = datatype_of(datum)
+                    .ok_or_else(|| format!("input `{name}`: element type {datum:?} is not a V2 datatype"))?;
+                let mut dims: Vec<TDim> = Vec::new();
+                let mut shape = Vec::new();
+                for (j, dim) in fact.shape.dims().enumerate() {
+                    match dim.concretize().and_then(|d| d.to_i64().ok()) {
+                        Some(d) => {
+                            dims.push(TDim::Val(d));
+                            shape.push(d);
+                        }
+                        None if j == 0 => {
+                            dims.push(TDim::Sym(batch.clone()));
+                            shape.push(-1);
+                        }
+                        None => {
+                            return Err(format!("input `{name}`: dimension {j} is not fixed (only the first may vary)"))
+                        }
                     }
                 }
+                model
+                    .set_input_fact(index, InferenceFact::dt_shape(datum, dims))
+                    .map_err(|e| format!("input `{name}`: {e:#}"))?;
+                inputs.push(TensorSpec { name, datatype, shape });
             }
-            model
-                .set_input_fact(index, InferenceFact::dt_shape(datum, dims))
-                .map_err(|e| format!("input `{name}`: {e:#}"))?;
-            inputs.push(TensorSpec { name, datatype, shape });
-        }
-        let output_names: Vec<String> = model
-            .output_outlets()
-            .map_err(|e| e.to_string())?
-            .iter()
-            .map(|o| model.outlet_label(*o).map(str::to_owned).unwrap_or_else(|| model.node(o.node).name.clone()))
-            .collect();
-        let typed = model.into_optimized().map_err(|e| format!("{e:#}"))?;
-        let mut outputs = Vec::new();
-        for (index, name) in output_names.into_iter().enumerate() {
-            let fact = typed.output_fact(index).map_err(|e| e.to_string())?;
-            let datatype = datatype_of(fact.datum_type)
-                .ok_or_else(|| format!("output `{name}`: element type {:?} is not a V2 datatype", fact.datum_type))?;
-            let shape = fact.shape.iter().map(|d| d.to_i64().unwrap_or(-1)).collect();
-            outputs.push(TensorSpec { name, datatype, shape });
-        }
-        let plan = typed.into_runnable().map_err(|e| format!("{e:#}"))?;
-        Ok(OnnxRuntime { plan, states: Mutex::new(Vec::new()), inputs, outputs })
+            let output_names: Vec<String> = model
+                .output_outlets()
+                .map_err(|e| e.to_string())?
+                .iter()
+                .map(|o| model.outlet_label(*o).map(str::to_owned).unwrap_or_else(|| model.node(o.node).name.clone()))
+                .collect();
+            let typed = model.into_optimized().map_err(|e| format!("{e:#}"))?;
+            let mut outputs = Vec::new();
+            for (index, name) in output_names.into_iter().enumerate() {
+                let fact = typed.output_fact(index).map_err(|e| e.to_string())?;
+                let datatype = datatype_of(fact.datum_type).ok_or_else(|| {
+                    format!("output `{name}`: element type {:?} is not a V2 datatype", fact.datum_type)
+                })?;
+                let shape = fact.shape.iter().map(|d| d.to_i64().unwrap_or(-1)).collect();
+                outputs.push(TensorSpec { name, datatype, shape });
+            }
+            let plan = typed.into_runnable().map_err(|e| format!("{e:#}"))?;
+            Ok(TractRuntime { plan, states: Mutex::new(Vec::new()), inputs, outputs })
+        };
+        Ok(run()?)
     }
 }
 
-impl Runtime for OnnxRuntime {
+impl Runtime for TractRuntime {
     fn platform(&self) -> &'static str {
         "onnx"
     }
@@ -168,21 +167,24 @@ impl Runtime for OnnxRuntime {
     fn outputs(&self) -> &[TensorSpec] {
         &self.outputs
     }
-    fn predict(&self, inputs: Vec<V2Tensor>) -> Result<Vec<V2Tensor>, String> {
-        let values: TVec<TValue> =
-            inputs.into_iter().map(|t| to_tract(t).map(TValue::from)).collect::<Result<_, String>>()?;
-        let pooled = self.states.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let mut state = match pooled {
-            Some(state) => state,
-            None => self.plan.spawn().map_err(|e| format!("{e:#}"))?,
+    fn predict(&self, inputs: Vec<V2Tensor>) -> Result<Vec<V2Tensor>, ModelError> {
+        let run = || -> Result<Vec<V2Tensor>, String> {
+            let values: TVec<TValue> =
+                inputs.into_iter().map(|t| to_tract(t).map(TValue::from)).collect::<Result<_, String>>()?;
+            let pooled = self.states.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            let mut state = match pooled {
+                Some(state) => state,
+                None => self.plan.spawn().map_err(|e| format!("{e:#}"))?,
+            };
+            let results = state.run(values).map_err(|e| format!("{e:#}"))?;
+            let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+            if states.len() < MAX_POOLED_STATES {
+                states.push(state);
+            }
+            drop(states);
+            results.into_iter().zip(&self.outputs).map(|(value, spec)| from_tract(&spec.name, &value)).collect()
         };
-        let results = state.run(values).map_err(|e| format!("{e:#}"))?;
-        let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
-        if states.len() < MAX_POOLED_STATES {
-            states.push(state);
-        }
-        drop(states);
-        results.into_iter().zip(&self.outputs).map(|(value, spec)| from_tract(&spec.name, &value)).collect()
+        Ok(run()?)
     }
 }
 
@@ -226,7 +228,7 @@ fn to_tract(t: V2Tensor) -> Result<Tensor, String> {
             let strings: Vec<String> = v.into_iter().map(|b| String::from_utf8_lossy(&b).into_owned()).collect();
             tract_ndarray::ArrayD::from_shape_vec(tract_ndarray::IxDyn(&shape), strings)
                 .map(|array| array.into_tensor())
-                .map_err(|e| anyhow::anyhow!("{e}"))
+                .map_err(|e| TractError::msg(e.to_string()))
         }
     };
     result.map_err(|e| format!("input `{}`: {e:#}", t.name))
@@ -265,7 +267,7 @@ fn from_tract(name: &str, t: &Tensor) -> Result<V2Tensor, String> {
 /// the model's raw numeric input columns and, for a model whose transformer one-hot or ordinal encodes
 /// columns, `text_input` [-1, T] with those columns as strings (empty = missing) — the layout of its
 /// ONNX export; outputs `label` (class names) and `probabilities` for classifiers, `prediction` otherwise.
-pub struct BuiltinRuntime {
+pub struct SecondrowModelRuntime {
     model: secondrow_ml::Model,
     /// Numeric columns, then text columns.
     columns: Vec<String>,
@@ -280,44 +282,47 @@ pub const BUILTIN_INPUT: &str = "input-0";
 /// Name of the text input of a built-in model with categorical columns (as in its ONNX export).
 pub const BUILTIN_TEXT_INPUT: &str = "text_input";
 
-impl BuiltinRuntime {
-    pub fn load(path: &Path) -> Result<BuiltinRuntime, String> {
-        let model = secondrow_ml::load_model(path).map_err(|e| e.to_string())?;
-        // A transformer the ONNX layout does not cover reads every column as a number, as before.
-        let (numeric, text) =
-            secondrow_ml::onnx::input_layout(&model).unwrap_or_else(|_| (model.input_columns(), Vec::new()));
-        let classification = !model.classes.is_empty();
-        let mut inputs = vec![TensorSpec {
-            name: BUILTIN_INPUT.into(),
-            datatype: Datatype::Fp32,
-            shape: vec![-1, numeric.len() as i64],
-        }];
-        if !text.is_empty() {
-            inputs.push(TensorSpec {
-                name: BUILTIN_TEXT_INPUT.into(),
-                datatype: Datatype::Bytes,
-                shape: vec![-1, text.len() as i64],
-            });
-        }
-        let n_numeric = numeric.len();
-        let columns = numeric.into_iter().chain(text).collect();
-        let outputs = if classification {
-            vec![
-                TensorSpec { name: "label".into(), datatype: Datatype::Bytes, shape: vec![-1] },
-                TensorSpec {
-                    name: "probabilities".into(),
-                    datatype: Datatype::Fp64,
-                    shape: vec![-1, model.classes.len() as i64],
-                },
-            ]
-        } else {
-            vec![TensorSpec { name: "prediction".into(), datatype: Datatype::Fp64, shape: vec![-1] }]
+impl SecondrowModelRuntime {
+    pub fn load(path: &Path) -> Result<SecondrowModelRuntime, ModelError> {
+        let run = || -> Result<SecondrowModelRuntime, String> {
+            let model = secondrow_ml::load_model(path).map_err(|e| e.to_string())?;
+            // A transformer the ONNX layout does not cover reads every column as a number, as before.
+            let (numeric, text) =
+                secondrow_ml::onnx::input_layout(&model).unwrap_or_else(|_| (model.input_columns(), Vec::new()));
+            let classification = !model.classes.is_empty();
+            let mut inputs = vec![TensorSpec {
+                name: BUILTIN_INPUT.into(),
+                datatype: Datatype::Fp32,
+                shape: vec![-1, numeric.len() as i64],
+            }];
+            if !text.is_empty() {
+                inputs.push(TensorSpec {
+                    name: BUILTIN_TEXT_INPUT.into(),
+                    datatype: Datatype::Bytes,
+                    shape: vec![-1, text.len() as i64],
+                });
+            }
+            let n_numeric = numeric.len();
+            let columns = numeric.into_iter().chain(text).collect();
+            let outputs = if classification {
+                vec![
+                    TensorSpec { name: "label".into(), datatype: Datatype::Bytes, shape: vec![-1] },
+                    TensorSpec {
+                        name: "probabilities".into(),
+                        datatype: Datatype::Fp64,
+                        shape: vec![-1, model.classes.len() as i64],
+                    },
+                ]
+            } else {
+                vec![TensorSpec { name: "prediction".into(), datatype: Datatype::Fp64, shape: vec![-1] }]
+            };
+            Ok(SecondrowModelRuntime { model, columns, n_numeric, classification, inputs, outputs })
         };
-        Ok(BuiltinRuntime { model, columns, n_numeric, classification, inputs, outputs })
+        Ok(run()?)
     }
 }
 
-impl BuiltinRuntime {
+impl SecondrowModelRuntime {
     /// The raw table of a batch: numeric columns from `values` ([rows, numeric]), text columns from
     /// `cells` ([rows, text], an empty string is a missing value).
     fn table(&self, n_rows: usize, values: &[f64], cells: &[Vec<u8>]) -> Result<secondrow_ml::Table, String> {
@@ -340,7 +345,7 @@ impl BuiltinRuntime {
     }
 }
 
-impl Runtime for BuiltinRuntime {
+impl Runtime for SecondrowModelRuntime {
     fn platform(&self) -> &'static str {
         "secondrow"
     }
@@ -364,41 +369,44 @@ impl Runtime for BuiltinRuntime {
             _ => false,
         }
     }
-    fn predict(&self, inputs: Vec<V2Tensor>) -> Result<Vec<V2Tensor>, String> {
-        let mut inputs = inputs.into_iter();
-        let input = inputs.next().ok_or("no input")?;
-        let n_rows = input.rows();
-        let values = input.data.to_f64().ok_or("input must be numeric")?;
-        let predictions = if self.n_numeric == self.columns.len() {
-            let n_cols = values.len().checked_div(n_rows).unwrap_or(0);
-            let rows: Vec<Vec<f64>> = values.chunks(n_cols.max(1)).take(n_rows).map(|c| c.to_vec()).collect();
-            self.model.predict_rows(&rows)
-        } else {
-            let text = inputs.next().ok_or("no text input")?;
-            let TensorData::Bytes(cells) = text.data else { return Err("text_input must be BYTES".into()) };
-            let table = self.table(n_rows, &values, &cells)?;
-            self.model.predict(&table)
-        }
-        .map_err(|e| e.to_string())?;
-        if self.classification {
-            let label = V2Tensor {
-                name: "label".into(),
-                shape: vec![n_rows],
-                data: TensorData::Bytes(predictions.labels.into_iter().map(String::into_bytes).collect()),
-            };
-            let proba = predictions.proba.ok_or("classifier returned no probabilities")?;
-            let probabilities = V2Tensor {
-                name: "probabilities".into(),
-                shape: vec![proba.n_rows, proba.n_cols],
-                data: TensorData::Fp64(proba.data),
-            };
-            Ok(vec![label, probabilities])
-        } else {
-            Ok(vec![V2Tensor {
-                name: "prediction".into(),
-                shape: vec![n_rows],
-                data: TensorData::Fp64(predictions.values),
-            }])
-        }
+    fn predict(&self, inputs: Vec<V2Tensor>) -> Result<Vec<V2Tensor>, ModelError> {
+        let run = || -> Result<Vec<V2Tensor>, String> {
+            let mut inputs = inputs.into_iter();
+            let input = inputs.next().ok_or("no input")?;
+            let n_rows = input.rows();
+            let values = input.data.to_f64().ok_or("input must be numeric")?;
+            let predictions = if self.n_numeric == self.columns.len() {
+                let n_cols = values.len().checked_div(n_rows).unwrap_or(0);
+                let rows: Vec<Vec<f64>> = values.chunks(n_cols.max(1)).take(n_rows).map(|c| c.to_vec()).collect();
+                self.model.predict_rows(&rows)
+            } else {
+                let text = inputs.next().ok_or("no text input")?;
+                let TensorData::Bytes(cells) = text.data else { return Err("text_input must be BYTES".into()) };
+                let table = self.table(n_rows, &values, &cells)?;
+                self.model.predict(&table)
+            }
+            .map_err(|e| e.to_string())?;
+            if self.classification {
+                let label = V2Tensor {
+                    name: "label".into(),
+                    shape: vec![n_rows],
+                    data: TensorData::Bytes(predictions.labels.into_iter().map(String::into_bytes).collect()),
+                };
+                let proba = predictions.proba.ok_or("classifier returned no probabilities")?;
+                let probabilities = V2Tensor {
+                    name: "probabilities".into(),
+                    shape: vec![proba.n_rows, proba.n_cols],
+                    data: TensorData::Fp64(proba.data),
+                };
+                Ok(vec![label, probabilities])
+            } else {
+                Ok(vec![V2Tensor {
+                    name: "prediction".into(),
+                    shape: vec![n_rows],
+                    data: TensorData::Fp64(predictions.values),
+                }])
+            }
+        };
+        Ok(run()?)
     }
 }

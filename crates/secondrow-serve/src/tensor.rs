@@ -7,6 +7,14 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 
+/// Name, datatype and shape (`-1` for a variable dimension) of a model input or output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorSpec {
+    pub name: String,
+    pub datatype: Datatype,
+    pub shape: Vec<i64>,
+}
+
 /// A V2 datatype name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Datatype {
@@ -310,19 +318,19 @@ impl Tensor {
             let _ = serde_json::to_writer(out, value);
         }
         match &self.data {
-            TensorData::Bool(v) => list(out, v, |o, x| put(o, x)),
-            TensorData::Uint8(v) => list(out, v, |o, x| put(o, x)),
-            TensorData::Uint16(v) => list(out, v, |o, x| put(o, x)),
-            TensorData::Uint32(v) => list(out, v, |o, x| put(o, x)),
-            TensorData::Uint64(v) => list(out, v, |o, x| put(o, x)),
-            TensorData::Int8(v) => list(out, v, |o, x| put(o, x)),
-            TensorData::Int16(v) => list(out, v, |o, x| put(o, x)),
-            TensorData::Int32(v) => list(out, v, |o, x| put(o, x)),
-            TensorData::Int64(v) => list(out, v, |o, x| put(o, x)),
+            TensorData::Bool(v) => list(out, v, put),
+            TensorData::Uint8(v) => list(out, v, put),
+            TensorData::Uint16(v) => list(out, v, put),
+            TensorData::Uint32(v) => list(out, v, put),
+            TensorData::Uint64(v) => list(out, v, put),
+            TensorData::Int8(v) => list(out, v, put),
+            TensorData::Int16(v) => list(out, v, put),
+            TensorData::Int32(v) => list(out, v, put),
+            TensorData::Int64(v) => list(out, v, put),
             TensorData::Fp16(v) => list(out, v, |o, x| put(o, &x.to_f64())),
             // As f64, like `data_json`: the text a client gets does not depend on the path.
             TensorData::Fp32(v) => list(out, v, |o, x| put(o, &f64::from(*x))),
-            TensorData::Fp64(v) => list(out, v, |o, x| put(o, x)),
+            TensorData::Fp64(v) => list(out, v, put),
             TensorData::Bytes(v) => list(out, v, |o, x| put(o, &String::from_utf8_lossy(x))),
         }
     }

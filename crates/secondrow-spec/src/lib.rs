@@ -5,7 +5,8 @@
 //! [`cel`] evaluates trigger conditions and selectors, [`placeholder`] parses and expands container
 //! arguments, and [`value`] coerces parameter values to their declared types.
 //!
-//! This crate performs no IO and depends on no other SecondRow crate.
+//! This crate performs no IO and depends on no other SecondRow crate but the dependency-free
+//! `secondrow-error` (the [`ErrorKind`] every crate's error reports).
 
 pub mod cel;
 pub mod ir;
@@ -17,6 +18,7 @@ pub mod value;
 use std::fmt;
 
 pub use ir::{ParameterType, PipelineSpec};
+pub use secondrow_error::ErrorKind;
 pub use validate::{upstream_tasks, ParsedExecutor, Pipeline};
 
 /// One problem found in a spec or in run parameters: where, and what.
@@ -55,6 +57,11 @@ pub enum SpecError {
 }
 
 impl SpecError {
+    /// Every spec error is the input's fault.
+    pub fn kind(&self) -> ErrorKind {
+        ErrorKind::InvalidInput
+    }
+
     pub fn problems(&self) -> &[Problem] {
         match self {
             SpecError::Syntax(_) => &[],

@@ -109,7 +109,7 @@ fn parameters_are_bound_and_checked() {
 
 #[test]
 fn api_wrapper_form() {
-    let doc: serde_json::Value = serde_yaml::from_str(&sample("retry")).unwrap();
+    let doc: serde_json::Value = serde_yaml_ng::from_str(&sample("retry")).unwrap();
     let wrapped = json!({"pipeline_spec": doc, "platform_spec": {"platforms": {}}});
     let p = Pipeline::from_json(&wrapped).unwrap();
     assert!(p.platform_spec.is_some());

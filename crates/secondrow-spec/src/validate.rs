@@ -46,7 +46,7 @@ impl Pipeline {
     /// Parses IR YAML as the kfp compiler writes it (one or two documents).
     pub fn from_yaml(text: &str) -> Result<Pipeline, SpecError> {
         let mut docs = Vec::new();
-        for doc in serde_yaml::Deserializer::from_str(text) {
+        for doc in serde_yaml_ng::Deserializer::from_str(text) {
             let v = Value::deserialize(doc).map_err(|e| SpecError::Syntax(e.to_string()))?;
             docs.push(v);
         }
@@ -56,7 +56,7 @@ impl Pipeline {
         };
         let platform_spec = docs.next();
         // Deserialize the typed spec straight from YAML so that type errors carry line numbers.
-        let first = serde_yaml::Deserializer::from_str(text).next();
+        let first = serde_yaml_ng::Deserializer::from_str(text).next();
         let spec = match first {
             Some(doc) => PipelineSpec::deserialize(doc).map_err(|e| SpecError::Syntax(e.to_string()))?,
             None => return Err(SpecError::Syntax("the file holds no YAML document".into())),

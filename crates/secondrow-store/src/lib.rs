@@ -10,11 +10,11 @@
 //!
 //! This crate knows nothing about scheduling; it stores what the engine tells it.
 
-mod api;
 mod artifact_store;
 pub mod deployments;
 mod records;
 mod recurring;
+mod resources;
 mod tokens;
 
 use std::str::FromStr;
@@ -23,10 +23,11 @@ use serde_json::Value;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
-pub use api::{PipelineRecord, PipelineVersionRecord};
 pub use artifact_store::ArtifactStore;
 pub use records::*;
 pub use recurring::{NewRecurringRun, RecurringRunRecord};
+pub use resources::{PipelineRecord, PipelineVersionRecord};
+pub use secondrow_error::ErrorKind;
 pub use tokens::{token_digest, validate_namespace, ApiToken};
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +46,21 @@ pub enum StoreError {
     Corrupt(String),
     #[error("artifact store: {0}")]
     Artifacts(String),
+}
+
+impl StoreError {
+    /// The class of the error: the first three are the caller's; a database, migration, corrupt record
+    /// or artifact-store failure is this side's.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            StoreError::NotFound { .. } => ErrorKind::NotFound,
+            StoreError::AlreadyExists { .. } => ErrorKind::AlreadyExists,
+            StoreError::InvalidArgument(_) => ErrorKind::InvalidInput,
+            StoreError::Database(_) | StoreError::Migrate(_) | StoreError::Corrupt(_) | StoreError::Artifacts(_) => {
+                ErrorKind::Internal
+            }
+        }
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -180,7 +196,7 @@ impl Store {
             .bind(namespace)
             .fetch_optional(self.reader())
             .await?;
-        row.map(|r| Experiment::from_row(&r)).transpose()
+        row.map(|r| decode::<Experiment>(&r)).transpose()
     }
 
     // ------------------------------------------------------------ pipelines
@@ -372,7 +388,10 @@ impl Store {
         rows.iter()
             .map(|r| {
                 let s: String = r.try_get("state")?;
-                Ok((RunState::from_str(&s).map_err(StoreError::Corrupt)?, r.try_get::<i64, _>("at")?))
+                Ok((
+                    RunState::from_str(&s).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    r.try_get::<i64, _>("at")?,
+                ))
             })
             .collect()
     }
@@ -599,7 +618,7 @@ impl Store {
             .bind(run_id)
             .fetch_all(self.reader())
             .await?;
-        rows.iter().map(EventRecord::from_row).collect()
+        rows.iter().map(decode).collect()
     }
 }
 
@@ -644,6 +663,11 @@ async fn insert_event(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// A record whose columns map one to one onto its fields (`#[derive(sqlx::FromRow)]`).
+fn decode<T: for<'r> sqlx::FromRow<'r, AnyRow>>(row: &AnyRow) -> Result<T> {
+    Ok(T::from_row(row)?)
 }
 
 fn json_col(row: &AnyRow, col: &str) -> Result<Option<Value>> {

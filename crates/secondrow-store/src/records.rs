@@ -1,17 +1,32 @@
-//! Row types of the metadata store and the state enums they carry.
+//! Row types of the metadata store and the state enums they carry. Records serialize to the JSON the CLI
+//! prints and the server's record view sends, and deserialize from it (`secondrow --server` reads them back).
 
 use std::fmt;
 use std::str::FromStr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use crate::{json_col, Result, StoreError};
 
+/// A state or kind name that is not one of the enum's (a corrupt row, or a newer writer).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} `{name}`")]
+pub struct UnknownName {
+    pub what: &'static str,
+    pub name: String,
+}
+
+impl UnknownName {
+    fn new(what: &'static str, name: &str) -> UnknownName {
+        UnknownName { what, name: name.to_owned() }
+    }
+}
+
 /// Run states, named as KFP's `V2beta1RuntimeState`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum RunState {
     Pending,
@@ -44,8 +59,8 @@ impl RunState {
 }
 
 impl FromStr for RunState {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
+    type Err = UnknownName;
+    fn from_str(s: &str) -> std::result::Result<Self, UnknownName> {
         Ok(match s {
             "PENDING" => RunState::Pending,
             "RUNNING" => RunState::Running,
@@ -55,7 +70,7 @@ impl FromStr for RunState {
             "CANCELING" => RunState::Canceling,
             "CANCELED" => RunState::Canceled,
             "PAUSED" => RunState::Paused,
-            other => return Err(format!("unknown run state `{other}`")),
+            other => return Err(UnknownName::new("run state", other)),
         })
     }
 }
@@ -67,7 +82,7 @@ impl fmt::Display for RunState {
 }
 
 /// Task states: KFP's runtime states plus CACHED (outputs reused from an earlier execution).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum TaskState {
     Pending,
@@ -103,8 +118,8 @@ impl TaskState {
 }
 
 impl FromStr for TaskState {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
+    type Err = UnknownName;
+    fn from_str(s: &str) -> std::result::Result<Self, UnknownName> {
         Ok(match s {
             "PENDING" => TaskState::Pending,
             "RUNNING" => TaskState::Running,
@@ -113,7 +128,7 @@ impl FromStr for TaskState {
             "SKIPPED" => TaskState::Skipped,
             "FAILED" => TaskState::Failed,
             "CANCELED" => TaskState::Canceled,
-            other => return Err(format!("unknown task state `{other}`")),
+            other => return Err(UnknownName::new("task state", other)),
         })
     }
 }
@@ -125,7 +140,7 @@ impl fmt::Display for TaskState {
 }
 
 /// What a task row stands for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TaskKind {
     /// A container executor run as a process.
@@ -153,25 +168,25 @@ impl TaskKind {
 }
 
 impl FromStr for TaskKind {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
+    type Err = UnknownName;
+    fn from_str(s: &str) -> std::result::Result<Self, UnknownName> {
         Ok(match s {
             "container" => TaskKind::Container,
             "importer" => TaskKind::Importer,
             "dag" => TaskKind::Dag,
             "loop" => TaskKind::Loop,
             "iteration" => TaskKind::Iteration,
-            other => return Err(format!("unknown task kind `{other}`")),
+            other => return Err(UnknownName::new("task kind", other)),
         })
     }
 }
 
-fn parse<T: FromStr<Err = String>>(row: &AnyRow, col: &str) -> Result<T> {
+fn parse<T: FromStr<Err = UnknownName>>(row: &AnyRow, col: &str) -> Result<T> {
     let s: String = row.try_get(col)?;
-    s.parse().map_err(StoreError::Corrupt)
+    s.parse().map_err(|e: UnknownName| StoreError::Corrupt(e.to_string()))
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Experiment {
     pub id: String,
     pub display_name: String,
@@ -179,19 +194,6 @@ pub struct Experiment {
     pub namespace: String,
     pub storage_state: String,
     pub created_at: i64,
-}
-
-impl Experiment {
-    pub(crate) fn from_row(r: &AnyRow) -> Result<Experiment> {
-        Ok(Experiment {
-            id: r.try_get("id")?,
-            display_name: r.try_get("display_name")?,
-            description: r.try_get("description")?,
-            namespace: r.try_get("namespace")?,
-            storage_state: r.try_get("storage_state")?,
-            created_at: r.try_get("created_at")?,
-        })
-    }
 }
 
 /// A run to create.
@@ -213,7 +215,7 @@ pub struct NewRun {
     pub recurring_run_id: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunRecord {
     pub id: String,
     pub display_name: String,
@@ -223,6 +225,7 @@ pub struct RunRecord {
     pub pipeline_id: Option<String>,
     pub pipeline_version_id: Option<String>,
     pub pipeline_name: String,
+    /// Not serialized (large, and the API serves it elsewhere); `Null` when deserialized.
     #[serde(skip)]
     pub spec: Value,
     pub parameters: Value,
@@ -309,7 +312,7 @@ pub struct TaskFinish<'a> {
     pub cache_key_to_record: Option<&'a str>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TaskRecord {
     pub id: String,
     pub run_id: String,
@@ -354,7 +357,7 @@ impl TaskRecord {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ArtifactRecord {
     pub id: String,
     pub run_id: String,
@@ -383,7 +386,7 @@ impl ArtifactRecord {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
 pub struct EventRecord {
     pub task_id: String,
     pub artifact_id: String,
@@ -391,16 +394,4 @@ pub struct EventRecord {
     pub kind: String,
     pub name: String,
     pub at: i64,
-}
-
-impl EventRecord {
-    pub(crate) fn from_row(r: &AnyRow) -> Result<EventRecord> {
-        Ok(EventRecord {
-            task_id: r.try_get("task_id")?,
-            artifact_id: r.try_get("artifact_id")?,
-            kind: r.try_get("kind")?,
-            name: r.try_get("name")?,
-            at: r.try_get("at")?,
-        })
-    }
 }

@@ -5,31 +5,18 @@
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use crate::{now_ms, Result, Store, StoreError};
+use crate::{decode, now_ms, Result, Store, StoreError};
 
 /// A token as listed: everything but the secret.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct ApiToken {
     pub id: String,
     pub namespace: String,
     pub name: String,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
-}
-
-impl ApiToken {
-    fn from_row(r: &AnyRow) -> Result<ApiToken> {
-        Ok(ApiToken {
-            id: r.try_get("id")?,
-            namespace: r.try_get("namespace")?,
-            name: r.try_get("name")?,
-            created_at: r.try_get("created_at")?,
-            revoked_at: r.try_get("revoked_at")?,
-        })
-    }
 }
 
 /// The hex SHA-256 digest under which a token is stored.
@@ -85,7 +72,7 @@ impl Store {
         let rows = sqlx::query(&format!("SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY created_at, id"))
             .fetch_all(self.reader())
             .await?;
-        rows.iter().map(ApiToken::from_row).collect()
+        rows.iter().map(decode).collect()
     }
 
     /// Revokes a token by id; revoking a revoked token keeps its first revocation time.
@@ -100,7 +87,7 @@ impl Store {
             .fetch_optional(self.pool())
             .await?;
         match row {
-            Some(r) => ApiToken::from_row(&r),
+            Some(r) => decode(&r),
             None => Err(StoreError::NotFound { kind: "token", id: id.to_owned() }),
         }
     }
@@ -113,7 +100,7 @@ impl Store {
         .bind(token_digest(secret))
         .fetch_optional(self.reader())
         .await?;
-        row.as_ref().map(ApiToken::from_row).transpose()
+        row.as_ref().map(decode).transpose()
     }
 
     /// Whether any token was ever created (revoked ones count).

@@ -8,6 +8,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use secondrow_error::ErrorKind;
 use serde_json::Value;
 use tokio::io::AsyncWriteExt as _;
 
@@ -39,6 +40,25 @@ impl ClientError {
         match self {
             ClientError::Api { status, .. } => Some(*status),
             _ => None,
+        }
+    }
+
+    /// The class of the error: an API answer by its status, a bad URL the user's, no answer `Unavailable`.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ClientError::BadUrl { .. } => ErrorKind::InvalidInput,
+            ClientError::Unreachable { .. } => ErrorKind::Unavailable,
+            ClientError::Api { status, .. } => match status {
+                401 => ErrorKind::Unauthenticated,
+                403 => ErrorKind::PermissionDenied,
+                404 => ErrorKind::NotFound,
+                409 => ErrorKind::AlreadyExists,
+                413 => ErrorKind::TooLarge,
+                503 => ErrorKind::Unavailable,
+                400..=499 => ErrorKind::InvalidInput,
+                _ => ErrorKind::Internal,
+            },
+            ClientError::BadAnswer { .. } | ClientError::File { .. } => ErrorKind::Internal,
         }
     }
 }

@@ -8,17 +8,17 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
 use clap::{ArgGroup, Args, Subcommand};
 use serde_json::{json, Value};
 
 use secondrow_api::AppState;
 use secondrow_serve::HttpOptions;
 use secondrow_store::deployments::{next_version, Canary, ModelSource, NewDeploymentVersion, TrafficUpdate};
-use secondrow_store::{Store, StoreError};
+use secondrow_store::Store;
 
-use super::client::{Client, ClientError};
-use super::{Home, Settings, UsageError};
+use super::client::Client;
+use super::error::{Context as _, Failure, Result};
+use super::{Home, Settings};
 
 /// Where `secondrow server` serves the deployed models (KServe V1 / Open Inference Protocol V2).
 #[derive(Args, Debug)]
@@ -38,7 +38,7 @@ pub const DEFAULT_SERVE_PORT: u16 = 8080;
 /// Loads every stored deployment, binds the serving listener, serves the repository on it and keeps it
 /// in step with the store. Returns the listener's base URL, or a note saying why models are not served.
 pub async fn start_serving(state: &AppState, args: &ServingArgs) -> Result<String> {
-    state.deployments.sync(state.store()).await.map_err(|e| anyhow::anyhow!("loading deployments: {e}"))?;
+    state.deployments.sync(state.store()).await.context("loading deployments")?;
     let port = args.serve_port.unwrap_or(DEFAULT_SERVE_PORT);
     let listener = match tokio::net::TcpListener::bind((args.serve_host.as_str(), port)).await {
         Ok(listener) => listener,
@@ -49,9 +49,7 @@ pub async fn start_serving(state: &AppState, args: &ServingArgs) -> Result<Strin
             );
             return Ok("(not served: the serving port is taken)".to_owned());
         }
-        Err(e) => {
-            return Err(anyhow::Error::new(e).context(format!("binding the serving port {}:{port}", args.serve_host)))
-        }
+        Err(e) => return Err(e).context(format!("binding the serving port {}:{port}", args.serve_host)),
     };
     let url = format!("http://{}", listener.local_addr()?);
     state.deployments.set_url(url.clone());
@@ -139,7 +137,7 @@ pub async fn run(
     command: DeployCommand,
 ) -> Result<ExitCode> {
     let target = match remote {
-        Some((server, token)) => Target::Remote(Client::new(server, token).map_err(|e| UsageError(e.to_string()))?),
+        Some((server, token)) => Target::Remote(Client::new(server, token)?),
         None => Target::Local(Home::resolve(settings)?.store().await?),
     };
     match command {
@@ -148,11 +146,7 @@ pub async fn run(
                 (Some(artifact_id), ..) => ModelSource::Artifact { artifact_id },
                 (None, Some(run_id), Some(task), Some(output), _) => ModelSource::TaskOutput { run_id, task, output },
                 (.., Some(path)) => ModelSource::Path { path: std::path::absolute(&path)?.display().to_string() },
-                _ => {
-                    return Err(
-                        UsageError("give --artifact-id, --run with --task and --output, or --path".into()).into()
-                    )
-                }
+                _ => return Err(Failure::usage("give --artifact-id, --run with --task and --output, or --path")),
             };
             let doc = target.create(&name, &source, version.as_deref(), !no_default).await?;
             print_deployment(&doc, json)?;
@@ -183,10 +177,9 @@ pub async fn run(
                 _ => None,
             };
             if default_version.is_none() && canary.is_none() {
-                return Err(UsageError(
-                    "nothing to change: give --default-version, --canary with --percent, or --no-canary".into(),
-                )
-                .into());
+                return Err(Failure::usage(
+                    "nothing to change: give --default-version, --canary with --percent, or --no-canary",
+                ));
             }
             let doc = target.update(&name, &TrafficUpdate { default_version, canary }).await?;
             print_deployment(&doc, json)?;
@@ -220,19 +213,19 @@ impl Target {
             Target::Remote(c) => {
                 let body =
                     json!({"name": name, "source": source.to_json(), "version": version, "make_default": make_default});
-                c.post_json("/deployments", &body).await.map_err(remote_error)
+                c.post_json("/deployments", &body).await.map_err(Failure::from)
             }
             Target::Local(store) => {
-                let existing = store.find_deployment(name).await.map_err(local_error)?;
+                let existing = store.find_deployment(name).await?;
                 let version = version.map(str::to_owned).unwrap_or_else(|| next_version(existing.as_ref()));
-                let resolved = store.resolve_model_source(source).await.map_err(local_error)?;
+                let resolved = store.resolve_model_source(source).await?;
                 // What the server will do: refuse a file it cannot load before anything is recorded.
                 let path = resolved.path.clone();
                 tokio::task::spawn_blocking(move || secondrow_serve::runtime::load(&path).map(|_| ())).await?.map_err(
-                    |e| UsageError(format!("{} is not a model this server can load: {e}", resolved.path.display())),
+                    |e| Failure::usage(format!("{} is not a model this server can load: {e}", resolved.path.display())),
                 )?;
                 let new = NewDeploymentVersion { name, version: &version, resolved: &resolved, make_default };
-                Ok(serde_json::to_value(store.add_deployment_version(&new).await.map_err(local_error)?)?)
+                Ok(serde_json::to_value(store.add_deployment_version(&new).await?)?)
             }
         }
     }
@@ -240,11 +233,11 @@ impl Target {
     async fn list(&self) -> Result<Vec<Value>> {
         match self {
             Target::Remote(c) => {
-                let doc = c.get_json("/deployments").await.map_err(remote_error)?;
+                let doc = c.get_json("/deployments").await.map_err(Failure::from)?;
                 Ok(doc["deployments"].as_array().cloned().unwrap_or_default())
             }
             Target::Local(store) => {
-                let records = store.list_deployments().await.map_err(local_error)?;
+                let records = store.list_deployments().await?;
                 records.iter().map(|r| Ok(serde_json::to_value(r)?)).collect()
             }
         }
@@ -252,8 +245,8 @@ impl Target {
 
     async fn get(&self, name: &str) -> Result<Value> {
         match self {
-            Target::Remote(c) => c.get_json(&format!("/deployments/{name}")).await.map_err(remote_error),
-            Target::Local(store) => Ok(serde_json::to_value(store.get_deployment(name).await.map_err(local_error)?)?),
+            Target::Remote(c) => c.get_json(&format!("/deployments/{name}")).await.map_err(Failure::from),
+            Target::Local(store) => Ok(serde_json::to_value(store.get_deployment(name).await?)?),
         }
     }
 
@@ -267,11 +260,9 @@ impl Target {
                 if let Some(canary) = &update.canary {
                     body["canary"] = json!(canary);
                 }
-                c.patch_json(&format!("/deployments/{name}"), &body).await.map_err(remote_error)
+                c.patch_json(&format!("/deployments/{name}"), &body).await.map_err(Failure::from)
             }
-            Target::Local(store) => {
-                Ok(serde_json::to_value(store.update_deployment_traffic(name, update).await.map_err(local_error)?)?)
-            }
+            Target::Local(store) => Ok(serde_json::to_value(store.update_deployment_traffic(name, update).await?)?),
         }
     }
 
@@ -282,31 +273,13 @@ impl Target {
                     Some(v) => format!("/deployments/{name}/versions/{v}"),
                     None => format!("/deployments/{name}"),
                 };
-                c.delete(&path).await.map_err(remote_error)?;
+                c.delete(&path).await.map_err(Failure::from)?;
             }
             Target::Local(store) => {
-                store.delete_deployment(name, version).await.map_err(local_error)?;
+                store.delete_deployment(name, version).await?;
             }
         }
         Ok(())
-    }
-}
-
-/// The user's mistakes (unknown names, taken versions, bad values) exit 2.
-fn local_error(e: StoreError) -> anyhow::Error {
-    match e {
-        StoreError::NotFound { .. } | StoreError::AlreadyExists { .. } | StoreError::InvalidArgument(_) => {
-            UsageError(e.to_string()).into()
-        }
-        other => other.into(),
-    }
-}
-
-/// A 4xx answer is the user's mistake (exit 2); anything else exits 1.
-fn remote_error(e: ClientError) -> anyhow::Error {
-    match e.status() {
-        Some(400..=499) => UsageError(e.to_string()).into(),
-        _ => e.into(),
     }
 }
 

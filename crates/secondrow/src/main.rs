@@ -1,28 +1,31 @@
 //! `secondrow`: run kfp pipelines locally and inspect what they did.
 //!
 //! This binary owns configuration (flags > environment > defaults), tracing set-up, progress display
-//! and exit codes: 0 success, 1 the run failed or was canceled, 2 invalid input (bad YAML, unknown
-//! parameters, unknown ids, usage errors).
+//! and exit codes: 0 success, 1 the run failed or was canceled (or something failed on this side), 2 invalid
+//! input (bad YAML, unknown parameters, unknown ids, usage errors) — the table is `error::exit_code`.
 
 mod client;
 mod deploy;
+mod error;
 mod progress;
 mod remote;
 mod serve;
 mod server;
+mod shutdown;
 mod tokens;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context as _, Result};
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
+use crate::error::{Context as _, Failure, Result};
+
 use secondrow_engine::envs::EnvManager;
 use secondrow_engine::{Engine, EngineConfig, PythonMode, RunControl, RunOptions, Submission};
-use secondrow_spec::{Pipeline, SpecError};
+use secondrow_spec::Pipeline;
 use secondrow_store::{ArtifactRecord, ArtifactStore, RunRecord, RunState, Store, StoreError, TaskRecord};
 
 #[derive(Parser)]
@@ -188,11 +191,6 @@ fn parse_param(s: &str) -> Result<(String, String), String> {
     }
 }
 
-/// An error that should exit with status 2 (the user's input was wrong).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct UsageError(String);
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -209,16 +207,8 @@ fn main() -> ExitCode {
     match rt.block_on(dispatch(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            let usage = e.chain().any(|c| {
-                c.is::<UsageError>()
-                    || c.is::<SpecError>()
-                    || matches!(
-                        c.downcast_ref::<StoreError>(),
-                        Some(StoreError::NotFound { .. } | StoreError::InvalidArgument(_))
-                    )
-            });
-            ExitCode::from(if usage { 2 } else { 1 })
+            eprintln!("error: {e}");
+            e.exit_code()
         }
     }
 }
@@ -232,7 +222,9 @@ impl Home {
     fn resolve(s: &Settings) -> Result<Home> {
         let root = match &s.home {
             Some(h) => h.clone(),
-            None => dirs::data_dir().context("no user data directory; set SECONDROW_HOME")?.join("secondrow"),
+            None => dirs::data_dir()
+                .ok_or_else(|| Failure::usage("no user data directory; set SECONDROW_HOME"))?
+                .join("secondrow"),
         };
         std::fs::create_dir_all(&root).with_context(|| format!("creating home folder {}", root.display()))?;
         let root = root.canonicalize().with_context(|| format!("resolving {}", root.display()))?;
@@ -353,8 +345,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             let store = home.store().await?;
             let run_id = store.resolve_run_id(&run_id).await?;
             let tasks = store.list_tasks(&run_id).await?;
-            let text = secondrow_api::logs::render(&home.logs_root(), &run_id, &tasks, task.as_deref())
-                .map_err(|e| UsageError(e.to_string()))?;
+            let text = secondrow_api::logs::render(&home.logs_root(), &run_id, &tasks, task.as_deref())?;
             print!("{text}");
             Ok(ExitCode::SUCCESS)
         }
@@ -365,7 +356,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             }
             // CPU-bound and synchronous: off the async workers.
             let result = tokio::task::spawn_blocking(move || secondrow_ml::run_component(&args)).await?;
-            result.map_err(|e| UsageError(format!("component: {e}")))?;
+            result.context("component")?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Envs(cmd) => {
@@ -392,7 +383,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 EnvsCommand::Prune { older_than_days } => {
                     let removed = envs
                         .prune(older_than_days.map(|d| std::time::Duration::from_secs(d * 86_400)))
-                        .map_err(anyhow::Error::msg)?;
+                        .map_err(Failure::internal)?;
                     eprintln!("removed {} environments", removed.len());
                 }
             }
@@ -416,7 +407,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                         Ok(files) => n += files.len(),
                         // Metrics artifacts carry only metadata: there is no file to copy.
                         Err(StoreError::NotFound { .. }) => {}
-                        Err(e) => return Err(anyhow::Error::new(e).context(format!("downloading {}", a.uri))),
+                        Err(e) => return Err(Failure::from(e)).context(format!("downloading {}", a.uri)),
                     }
                     write_artifact_metadata(&target, a)?;
                 }
@@ -432,7 +423,9 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
 }
 
 fn load_pipeline(path: &Path) -> Result<Pipeline> {
-    let text = std::fs::read_to_string(path).map_err(|e| UsageError(format!("reading {}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::new(secondrow_error::ErrorKind::of_io(&e), e))
+        .with_context(|| format!("reading {}", path.display()))?;
     Pipeline::from_yaml(&text).with_context(|| format!("{}", path.display()))
 }
 
@@ -441,12 +434,9 @@ async fn execute(engine: &Engine, home: &Home, run_id: &str, exec: &ExecArgs, re
     let (cancel_tx, cancel_rx) = watch::channel(false);
     let (progress_tx, progress_rx) = mpsc::unbounded_channel();
     let display = tokio::spawn(progress::render(progress_rx, exec.verbose));
+    let stop = shutdown::requested();
     let signals = tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
-        }
+        stop.await;
         eprintln!("\ncanceling the run (killing its tasks)…");
         let _ = cancel_tx.send(true);
     });

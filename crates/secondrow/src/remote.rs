@@ -11,23 +11,24 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context as _, Result};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use secondrow_engine::Progress;
+use secondrow_error::ErrorKind;
 use secondrow_store::{ArtifactRecord, RunRecord, RunState, TaskRecord, TaskState};
 
 use crate::client::{Client, ClientError};
-use crate::{load_pipeline, progress, Command, RunArgs, RunsCommand, UsageError};
+use crate::error::{Context as _, Failure, Result};
+use crate::{load_pipeline, progress, shutdown, Command, RunArgs, RunsCommand};
 
 /// How often a submitted run is polled.
 const POLL: Duration = Duration::from_millis(300);
 
 /// Runs `command` against the server; `None` for commands that only work locally (they run locally).
 pub async fn dispatch(server: &str, token: Option<String>, command: &Command) -> Result<Option<ExitCode>> {
-    let remote = || Client::new(server, token.clone()).map_err(|e| anyhow::Error::new(UsageError(e.to_string())));
+    let remote = || Client::new(server, token.clone());
     let code = match command {
         Command::Run(args) => run(&remote()?, args).await?,
         Command::Runs(RunsCommand::List { limit, json }) => list(&remote()?, *limit, *json).await?,
@@ -48,10 +49,13 @@ pub async fn dispatch(server: &str, token: Option<String>, command: &Command) ->
     Ok(Some(code))
 }
 
-/// A 4xx answer is the user's mistake (exit 2, the server's message as is); anything else exits 1.
-fn api_error(e: ClientError) -> anyhow::Error {
+/// The error's kind decides the exit code (a 4xx is the user's mistake); a 4xx prints the server's
+/// message as is.
+fn api_error(e: ClientError) -> Failure {
     match (&e, e.status()) {
-        (ClientError::Api { message, .. }, Some(400..=499)) => UsageError(message.clone()).into(),
+        (ClientError::Api { message, .. }, Some(400..=499)) => {
+            Failure::new(e.kind(), anyhow::Error::msg(message.clone()))
+        }
         _ => e.into(),
     }
 }
@@ -72,7 +76,10 @@ async fn run(client: &Client, args: &RunArgs) -> Result<ExitCode> {
         body["experiment_id"] = json!(experiment_id(client, experiment).await?);
     }
     let created = client.post_json("/runs", &body).await.map_err(api_error)?;
-    let run_id = created["run_id"].as_str().context("the server's answer to POST /runs has no run_id")?.to_owned();
+    let run_id = created["run_id"]
+        .as_str()
+        .ok_or_else(|| Failure::internal("the server's answer to POST /runs has no run_id"))?
+        .to_owned();
     eprintln!("run {run_id} ({}) started", created["display_name"].as_str().unwrap_or(""));
     follow(client, &run_id, args.exec.json).await
 }
@@ -120,7 +127,7 @@ async fn experiment_id(client: &Client, name: &str) -> Result<String> {
     created["experiment_id"]
         .as_str()
         .map(str::to_owned)
-        .context("the server's answer to POST /experiments has no experiment_id")
+        .ok_or_else(|| Failure::internal("the server's answer to POST /experiments has no experiment_id"))
 }
 
 /// Polls a run until it ends, showing progress; Ctrl-C terminates it on the server. The summary and the
@@ -130,8 +137,8 @@ async fn follow(client: &Client, run_id: &str, json_out: bool) -> Result<ExitCod
     let display = tokio::spawn(progress::render(progress_rx, false));
     let mut seen: HashMap<String, TaskState> = HashMap::new();
     let mut terminate_sent = false;
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
+    let stop = shutdown::requested();
+    tokio::pin!(stop);
     let doc = loop {
         let doc = run_document(client, run_id).await?;
         report_progress(&doc.tasks, &mut seen, &progress_tx);
@@ -140,7 +147,7 @@ async fn follow(client: &Client, run_id: &str, json_out: bool) -> Result<ExitCod
         }
         tokio::select! {
             _ = tokio::time::sleep(POLL) => {}
-            _ = &mut ctrl_c, if !terminate_sent => {
+            _ = &mut stop, if !terminate_sent => {
                 terminate_sent = true;
                 eprintln!("\ncanceling the run (killing its tasks)…");
                 client.post_json(&format!("/runs/{run_id}:terminate"), &json!({})).await.map_err(api_error)?;
@@ -198,8 +205,7 @@ async fn list(client: &Client, limit: i64, json_out: bool) -> Result<ExitCode> {
     if json_out {
         println!("{}", serde_json::to_string_pretty(&raw)?);
     } else {
-        let runs: Vec<RunJson> = serde_json::from_value(raw).context("reading the server's run list")?;
-        let runs = runs.into_iter().map(RunRecord::try_from).collect::<Result<Vec<_>>>()?;
+        let runs: Vec<RunRecord> = serde_json::from_value(raw).context("reading the server's run list")?;
         crate::print_runs(&runs);
     }
     Ok(ExitCode::SUCCESS)
@@ -251,7 +257,7 @@ async fn download_one(client: &Client, a: &ArtifactRecord, target: &Path) -> Res
     let (content_type, _) = match client.download(&format!("/artifacts/{}:download", a.id), &partial).await {
         Ok(got) => got,
         Err(e) if e.status() == Some(404) => return Ok(0),
-        Err(e) => return Err(api_error(e).context(format!("downloading {}", a.uri))),
+        Err(e) => return Err(api_error(e)).context(format!("downloading {}", a.uri)),
     };
     if content_type != "application/gzip" {
         std::fs::rename(&partial, target).with_context(|| format!("writing {}", target.display()))?;
@@ -273,11 +279,14 @@ fn unpack(archive: &Path, dir: &Path) -> Result<usize> {
         let mut entry = entry?;
         let kind = entry.header().entry_type();
         if !(kind.is_file() || kind.is_dir()) {
-            anyhow::bail!("unexpected entry type {kind:?} in the archive");
+            return Err(Failure::internal(format!("unexpected entry type {kind:?} in the archive")));
         }
         // `unpack_in` refuses `..` and absolute paths.
         if !entry.unpack_in(dir)? {
-            anyhow::bail!("archive entry `{}` leaves the target folder", entry.path()?.display());
+            return Err(Failure::internal(format!(
+                "archive entry `{}` leaves the target folder",
+                entry.path()?.display()
+            )));
         }
         if kind.is_file() {
             files += 1;
@@ -297,160 +306,21 @@ struct RunDocument {
 /// Fetches the record view of a run (`run_id` may be a unique prefix).
 async fn run_document(client: &Client, run_id: &str) -> Result<RunDocument> {
     if run_id.is_empty() || run_id.contains(['/', '?', '#', '%']) {
-        return Err(UsageError(format!("run `{run_id}` not found")).into());
+        return Err(Failure::new(ErrorKind::NotFound, anyhow::anyhow!("run `{run_id}` not found")));
     }
     let raw = client.get_json(&format!("/secondrow/runs/{run_id}")).await.map_err(api_error)?;
     let parsed: DocJson = serde_json::from_value(raw.clone()).context("reading the server's run document")?;
-    Ok(RunDocument {
-        run: parsed.run.try_into()?,
-        tasks: parsed.tasks.into_iter().map(TaskRecord::try_from).collect::<Result<_>>()?,
-        artifacts: parsed.artifacts.into_iter().map(ArtifactRecord::from).collect(),
-        raw,
-    })
+    Ok(RunDocument { run: parsed.run, tasks: parsed.tasks, artifacts: parsed.artifacts, raw })
 }
 
-// The store's records as serialized by the server (they derive Serialize only).
-
+/// The server's `runs get --json` document: the store's records, as they serialize.
 #[derive(Deserialize)]
 struct DocJson {
-    run: RunJson,
+    run: RunRecord,
     #[serde(default)]
-    tasks: Vec<TaskJson>,
+    tasks: Vec<TaskRecord>,
     #[serde(default)]
-    artifacts: Vec<ArtifactJson>,
-}
-
-#[derive(Deserialize)]
-struct RunJson {
-    id: String,
-    display_name: String,
-    #[serde(default)]
-    description: String,
-    #[serde(default)]
-    namespace: String,
-    experiment_id: Option<String>,
-    pipeline_id: Option<String>,
-    pipeline_version_id: Option<String>,
-    #[serde(default)]
-    pipeline_name: String,
-    #[serde(default)]
-    parameters: Value,
-    #[serde(default)]
-    options: Value,
-    state: String,
-    error: Option<String>,
-    outputs: Option<Value>,
-    #[serde(default)]
-    storage_state: String,
-    recurring_run_id: Option<String>,
-    created_at: i64,
-    started_at: Option<i64>,
-    finished_at: Option<i64>,
-}
-
-impl TryFrom<RunJson> for RunRecord {
-    type Error = anyhow::Error;
-    fn try_from(r: RunJson) -> Result<RunRecord> {
-        Ok(RunRecord {
-            id: r.id,
-            display_name: r.display_name,
-            description: r.description,
-            namespace: r.namespace,
-            experiment_id: r.experiment_id,
-            pipeline_id: r.pipeline_id,
-            pipeline_version_id: r.pipeline_version_id,
-            pipeline_name: r.pipeline_name,
-            spec: Value::Null,
-            parameters: r.parameters,
-            options: r.options,
-            state: r.state.parse().map_err(anyhow::Error::msg)?,
-            error: r.error,
-            outputs: r.outputs,
-            storage_state: r.storage_state,
-            recurring_run_id: r.recurring_run_id,
-            created_at: r.created_at,
-            started_at: r.started_at,
-            finished_at: r.finished_at,
-        })
-    }
-}
-
-#[derive(Deserialize)]
-struct TaskJson {
-    id: String,
-    run_id: String,
-    parent_id: Option<String>,
-    path: String,
-    task_key: String,
-    display_name: String,
-    kind: String,
-    state: String,
-    attempts: i64,
-    #[serde(default)]
-    cached: bool,
-    cache_key: Option<String>,
-    inputs: Option<Value>,
-    outputs: Option<Value>,
-    error: Option<String>,
-    created_at: i64,
-    started_at: Option<i64>,
-    finished_at: Option<i64>,
-}
-
-impl TryFrom<TaskJson> for TaskRecord {
-    type Error = anyhow::Error;
-    fn try_from(t: TaskJson) -> Result<TaskRecord> {
-        Ok(TaskRecord {
-            id: t.id,
-            run_id: t.run_id,
-            parent_id: t.parent_id,
-            path: t.path,
-            task_key: t.task_key,
-            display_name: t.display_name,
-            kind: t.kind.parse().map_err(anyhow::Error::msg)?,
-            state: t.state.parse().map_err(anyhow::Error::msg)?,
-            attempts: t.attempts,
-            cached: t.cached,
-            cache_key: t.cache_key,
-            inputs: t.inputs,
-            outputs: t.outputs,
-            error: t.error,
-            created_at: t.created_at,
-            started_at: t.started_at,
-            finished_at: t.finished_at,
-        })
-    }
-}
-
-#[derive(Deserialize)]
-struct ArtifactJson {
-    id: String,
-    run_id: String,
-    task_id: Option<String>,
-    name: String,
-    uri: String,
-    schema_title: String,
-    #[serde(default)]
-    schema_version: String,
-    #[serde(default)]
-    metadata: Value,
-    created_at: i64,
-}
-
-impl From<ArtifactJson> for ArtifactRecord {
-    fn from(a: ArtifactJson) -> ArtifactRecord {
-        ArtifactRecord {
-            id: a.id,
-            run_id: a.run_id,
-            task_id: a.task_id,
-            name: a.name,
-            uri: a.uri,
-            schema_title: a.schema_title,
-            schema_version: a.schema_version,
-            metadata: a.metadata,
-            created_at: a.created_at,
-        }
-    }
+    artifacts: Vec<ArtifactRecord>,
 }
 
 #[cfg(test)]

@@ -1,13 +1,14 @@
 //! `secondrow serve`: the standalone model server. Parses `--model NAME=PATH[:VERSION]` flags, loads
 //! every file into a `secondrow_serve::Repository` (the last listed version of a model is its default)
-//! and serves KServe V1 / Open Inference Protocol V2 until Ctrl-C.
+//! and serves KServe V1 / Open Inference Protocol V2 until SIGINT (Ctrl-C) or SIGTERM, then finishes the
+//! requests in flight and exits 0.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context as _, Result};
+use crate::error::{Context as _, Failure, Result};
 use clap::Args;
 use secondrow_serve::{HttpOptions, ModelOptions, Repository};
 
@@ -57,8 +58,9 @@ fn parse_model(s: &str) -> Result<ModelFlag, String> {
 }
 
 pub async fn run(args: ServeArgs) -> Result<ExitCode> {
+    let stop = crate::shutdown::requested();
     if !(0.0..=60_000.0).contains(&args.max_queue_delay_ms) {
-        anyhow::bail!("--max-queue-delay-ms must be between 0 and 60000");
+        return Err(Failure::usage("--max-queue-delay-ms must be between 0 and 60000"));
     }
     let options = ModelOptions {
         max_batch_size: args.max_batch_size,
@@ -82,10 +84,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         "serving {} model(s) on http://{local} (KServe V1, Open Inference Protocol V2, /metrics)",
         repo.model_names().len()
     );
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    secondrow_serve::serve(listener, repo, HttpOptions { body_limit: args.max_body_bytes }, shutdown)
+    secondrow_serve::serve(listener, repo, HttpOptions { body_limit: args.max_body_bytes }, stop)
         .await
         .context("serving")?;
     Ok(ExitCode::SUCCESS)

@@ -3,10 +3,10 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context as _, Result};
+use crate::error::{Context as _, Failure, Result};
 use clap::Args;
 
-use super::{ExecArgs, Home, Settings, UsageError};
+use super::{ExecArgs, Home, Settings};
 
 #[derive(Args)]
 pub struct ServerArgs {
@@ -27,20 +27,21 @@ pub struct ServerArgs {
 }
 
 pub async fn run(settings: &Settings, args: ServerArgs) -> Result<ExitCode> {
+    let stop = crate::shutdown::requested();
     let home = Home::resolve(settings)?;
     let engine = home.engine(&args.exec).await?;
     if args.auth_token.as_ref().is_some_and(|t| t.trim().len() < 16) {
-        return Err(UsageError("--auth-token (SECONDROW_AUTH_TOKEN) must be at least 16 characters".into()).into());
+        return Err(Failure::usage("--auth-token (SECONDROW_AUTH_TOKEN) must be at least 16 characters"));
     }
     let state = secondrow_api::AppState::new(engine).with_admin_token(args.auth_token.as_deref().map(str::trim));
     let auth = match (&args.auth_token, state.auth.enforced(state.store()).await) {
         (Some(_), _) => "on (admin token set)",
         (None, Ok(true)) => "on (the store holds API tokens)",
         (None, Ok(false)) => "off (no --auth-token and no API tokens: anyone reaching this port has full access)",
-        (None, Err(e)) => return Err(anyhow::anyhow!("reading API tokens: {e}")),
+        (None, Err(e)) => return Err(e).context("reading API tokens"),
     };
     eprintln!("secondrow server: access control {auth}");
-    let resumed = secondrow_api::recover(&state).await.map_err(|e| anyhow::anyhow!("resuming unfinished runs: {e}"))?;
+    let resumed = secondrow_api::recover(&state).await.context("resuming unfinished runs")?;
     let models = super::deploy::start_serving(&state, &args.serving).await?;
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
         .await
@@ -50,14 +51,6 @@ pub async fn run(settings: &Settings, args: ServerArgs) -> Result<ExitCode> {
     println!(
         "secondrow server listening on http://{addr} (resumed {resumed} unfinished runs); deployed models on {models}"
     );
-    secondrow_api::serve(listener, state, async {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
-            }
-    })
-    .await
-    .context("serving the API")?;
+    secondrow_api::serve(listener, state, stop).await.context("serving the API")?;
     Ok(ExitCode::SUCCESS)
 }

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::Result;
+use crate::error::Result;
 use clap::Subcommand;
 use serde_json::json;
 

@@ -71,7 +71,7 @@ print(n)
 #[test]
 fn quickstart_pipeline_calls_known_components() {
     let text = std::fs::read_to_string(repo_root().join("examples/quickstart/pipeline.yaml")).unwrap();
-    let document: serde_json::Value = serde_yaml::from_str(&text).unwrap();
+    let document: serde_json::Value = serde_yaml_ng::from_str(&text).unwrap();
     let executors = document["deploymentSpec"]["executors"].as_object().unwrap();
     assert!(executors.len() >= 8);
     for (name, executor) in executors {

@@ -185,8 +185,8 @@ fn binary_single_class_scores_become_complementary_probabilities() {
     let out = graph.predict(input(&[[0.0, -1.0], [0.0, 1.0]])).unwrap();
     assert_eq!(out[0].data, TensorData::Int64(vec![3, 7]));
     let p = floats(&out[1]);
-    for (row, s) in [(0usize, 0.1 - 0.5 + 0.25), (1, 0.1 + 0.75 + 0.25)] {
-        let positive = 1.0 / (1.0 + (-s as f64).exp());
+    for (row, s) in [(0usize, 0.1f64 - 0.5 + 0.25), (1, 0.1 + 0.75 + 0.25)] {
+        let positive = 1.0 / (1.0 + (-s).exp());
         assert!((f64::from(p[2 * row + 1]) - positive).abs() < 1e-6, "row {row}: {p:?}");
         assert!((f64::from(p[2 * row]) - (1.0 - positive)).abs() < 1e-6, "row {row}: {p:?}");
     }
@@ -257,19 +257,19 @@ fn broken_trees_are_refused_with_the_reason() {
     let attrs = &mut proto.graph.as_mut().unwrap().node[0].attribute;
     let trues = attrs.iter_mut().find(|a| a.name == "nodes_truenodeids").unwrap();
     trues.ints = vec![0, 0, 0];
-    let err = NativeGraph::from_proto(&proto).err().expect("a cycle is an error");
+    let err = NativeGraph::from_proto(&proto).err().expect("a cycle is an error").0;
     assert!(err.contains("cycle"), "{err}");
 
     let mut proto = one_split("BRANCH_LEQ", "NONE");
     let attrs = &mut proto.graph.as_mut().unwrap().node[0].attribute;
     attrs.iter_mut().find(|a| a.name == "nodes_falsenodeids").unwrap().ints = vec![9, 0, 0];
-    let err = NativeGraph::from_proto(&proto).err().expect("a missing child is an error");
+    let err = NativeGraph::from_proto(&proto).err().expect("a missing child is an error").0;
     assert!(err.contains("missing node 9"), "{err}");
 
     let mut proto = one_split("BRANCH_LEQ", "NONE");
     let attrs = &mut proto.graph.as_mut().unwrap().node[0].attribute;
     attrs.iter_mut().find(|a| a.name == "nodes_featureids").unwrap().ints = vec![5, 0, 0];
-    let err = NativeGraph::from_proto(&proto).err().expect("an out-of-range feature is an error");
+    let err = NativeGraph::from_proto(&proto).err().expect("an out-of-range feature is an error").0;
     assert!(err.contains("feature 5 of 2"), "{err}");
 }
 

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use secondrow_serve::{HttpOptions, ModelOptions};
 use serde_json::{json, Value};
@@ -298,7 +298,12 @@ async fn switching_and_rolling_in_versions_under_load_fails_no_request() {
                 .unwrap();
             assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        // Next switch once every worker could have sent a request on this routing (polled, with a deadline).
+        let (before, deadline) = (done.load(Ordering::Relaxed), Instant::now() + Duration::from_secs(30));
+        while done.load(Ordering::Relaxed) < (before + 8).min(8 * 400) {
+            assert!(Instant::now() < deadline, "the load stalled after {switches} switches");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
     }
     for w in workers {
         w.await.unwrap();

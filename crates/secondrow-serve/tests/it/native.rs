@@ -1,7 +1,7 @@
 //! The native ONNX-ML evaluator against scikit-learn's own predictions (saved by make_models.py for
 //! 300 rows) and against tract on the same graphs.
 
-use secondrow_serve::runtime::{NativeRuntime, OnnxRuntime, Runtime};
+use secondrow_serve::runtime::{OnnxMlRuntime, Runtime, TractRuntime};
 use secondrow_serve::tensor::{Tensor, TensorData};
 use serde_json::Value;
 
@@ -38,7 +38,7 @@ fn native_runtime_matches_scikit_learn_and_tract() {
     let models = expected["models"].as_object().unwrap();
     for file in ["lr.onnx", "forest.onnx", "gb.onnx", "gb3.onnx", "forest_reg.onnx"] {
         let runtime =
-            NativeRuntime::load(&model(file)).unwrap().unwrap_or_else(|| panic!("{file} is evaluated natively"));
+            OnnxMlRuntime::load(&model(file)).unwrap().unwrap_or_else(|| panic!("{file} is evaluated natively"));
         let rows = if file == "gb3.onnx" { &expected["rows3"] } else { &expected["rows"] };
         let n_rows = rows.as_array().unwrap().len();
         let outputs = runtime.predict(vec![rows_tensor(rows)]).unwrap();
@@ -67,7 +67,7 @@ fn native_runtime_matches_scikit_learn_and_tract() {
         }
         // tract on the same graph: same specs, same scores. Labels are checked against scikit-learn
         // above only: tract breaks exact 0.5/0.5 forest ties the other way.
-        let tract = match OnnxRuntime::load(&model(file)) {
+        let tract = match TractRuntime::load(&model(file)) {
             Ok(tract) => tract,
             Err(e) => {
                 eprintln!("{file}: tract cannot load it ({e}); compared with scikit-learn only");
@@ -90,6 +90,6 @@ fn native_runtime_matches_scikit_learn_and_tract() {
 #[test]
 fn other_graphs_stay_on_tract() {
     for file in ["mlp.onnx", "torch_mlp.onnx", "all_types.onnx"] {
-        assert!(NativeRuntime::load(&model(file)).unwrap().is_none(), "{file} is left to tract");
+        assert!(OnnxMlRuntime::load(&model(file)).unwrap().is_none(), "{file} is left to tract");
     }
 }

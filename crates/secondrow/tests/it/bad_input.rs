@@ -69,3 +69,31 @@ fn missing_file_and_unknown_run() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("run `does-not-exist` not found"));
 }
+
+/// A built-in component's failures exit by their kind: the user's mistakes 2, a failed write 1.
+#[test]
+fn component_errors_exit_by_kind() {
+    let h = Home::new();
+    let csv = h.path().join("train.csv");
+    let rows: String = (0..20).map(|i| format!("{i},{}\n", u8::from(i >= 10))).collect();
+    std::fs::write(&csv, format!("x,label\n{rows}")).unwrap();
+    let train = |data: &std::path::Path, model: &std::path::Path, extra: &[&str]| {
+        let mut args = vec!["component", "train_logistic_regression", "--train-data", data.to_str().unwrap()];
+        args.extend(["--label", "label", "--model", model.to_str().unwrap()]);
+        args.extend(extra);
+        h.output(&args)
+    };
+    let code = |out: &std::process::Output| (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned());
+    let model = h.path().join("model.json");
+    let (status, stderr) = code(&train(&h.path().join("missing.csv"), &model, &[]));
+    assert_eq!(status, Some(2), "a missing input file is the user's: {stderr}");
+    let (status, stderr) = code(&train(&csv, &model, &["--no-such-flag", "1"]));
+    assert_eq!(status, Some(2), "an unknown argument is the user's: {stderr}");
+    // The model's folder cannot be created (a file is in the way): an IO failure on this side.
+    let blocked = h.path().join("a-file");
+    std::fs::write(&blocked, "x").unwrap();
+    let (status, stderr) = code(&train(&csv, &blocked.join("model.json"), &[]));
+    assert_eq!(status, Some(1), "a failed write is not invalid input: {stderr}");
+    let (status, stderr) = code(&train(&csv, &model, &[]));
+    assert_eq!(status, Some(0), "{stderr}");
+}

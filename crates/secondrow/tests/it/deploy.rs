@@ -246,10 +246,13 @@ fn deployments_from_a_pipeline_run_serve_switch_canary_survive_restart_and_delet
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(700));
+    // Switch once the load is on (version 1 answered), stop once version 2 has answered as many.
+    let answered = |version: &str| seen.lock().unwrap().get(version).copied().unwrap_or(0);
+    const UNDER_LOAD: usize = 30;
+    wait_for(Duration::from_secs(60), || (answered("1") >= UNDER_LOAD).then_some(()));
     let switched = json_of(&remote(&["update", "churn", "--default-version", "2", "--json"]));
     assert_eq!(switched["default_version"], "2");
-    std::thread::sleep(Duration::from_millis(700));
+    wait_for(Duration::from_secs(60), || (answered("2") >= UNDER_LOAD).then_some(()));
     stop.store(true, Ordering::Relaxed);
     workers.into_iter().for_each(|w| w.join().unwrap());
     let seen = seen.lock().unwrap().clone();

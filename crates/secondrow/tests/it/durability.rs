@@ -86,8 +86,8 @@ fn killed_run_resumes_without_rerunning_finished_tasks(h: &Home) {
     assert_eq!(std::fs::read_to_string(&marker).unwrap().lines().count(), 1, "`count` ran again");
     let hold = doc["tasks"].as_array().unwrap().iter().find(|t| t["task_key"] == "hold").unwrap();
     assert_eq!(hold["attempts"], 2);
-    // A finished run cannot be resumed again.
+    // A finished run cannot be resumed again: the request is wrong (FailedPrecondition), exit 2 as over HTTP.
     let again = h.output(&["runs", "resume", &run_id]);
-    assert_eq!(again.status.code(), Some(1));
+    assert_eq!(again.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&again.stderr).contains("already finished"));
 }

@@ -11,5 +11,6 @@ mod durability;
 mod extras;
 mod remote;
 mod samples;
+mod signals;
 mod support;
 mod warm;

@@ -265,19 +265,19 @@ fn downloads_never_leave_the_artifact_or_logs_root() {
     // `..`, slashes and absolute paths in ids and task names, plain and URL-encoded: 400/404, never a file.
     let run = &run_id;
     for (path, want) in [
-        (format!("/apis/v2beta1/artifacts/..%2F..%2Fsecret.txt:download"), 400),
-        (format!("/apis/v2beta1/artifacts/..:download"), 400),
-        (format!("/apis/v2beta1/artifacts/%2E%2E:download"), 400),
-        (format!("/apis/v2beta1/artifacts/../../secret.txt:download"), 404),
-        (format!("/apis/v2beta1/runs/..%2F..%2F/logs"), 400),
-        (format!("/apis/v2beta1/runs/../logs"), 400),
+        ("/apis/v2beta1/artifacts/..%2F..%2Fsecret.txt:download".to_string(), 400),
+        ("/apis/v2beta1/artifacts/..:download".to_string(), 400),
+        ("/apis/v2beta1/artifacts/%2E%2E:download".to_string(), 400),
+        ("/apis/v2beta1/artifacts/../../secret.txt:download".to_string(), 404),
+        ("/apis/v2beta1/runs/..%2F..%2F/logs".to_string(), 400),
+        ("/apis/v2beta1/runs/../logs".to_string(), 400),
         (format!("/apis/v2beta1/runs/{run}/logs?task=../../../secret.txt"), 400),
         (format!("/apis/v2beta1/runs/{run}/logs?task=..%2F..%2Fsecret.txt"), 400),
         (format!("/apis/v2beta1/runs/{run}/logs?task=%2Fetc%2Fpasswd"), 400),
         (format!("/apis/v2beta1/runs/{run}/logs?task=tree%2F..%2F..%2F.."), 400),
         (format!("/apis/v2beta1/runs/{run}/logs?task=nope"), 404),
         (format!("/apis/v2beta1/runs/{run}/artifacts/../../../secret.txt"), 404),
-        (format!("/apis/v2beta1/runs/%2Fetc%2Fpasswd/artifacts"), 400),
+        ("/apis/v2beta1/runs/%2Fetc%2Fpasswd/artifacts".to_string(), 400),
     ] {
         let (status, response) = raw_get(&server.base, &path);
         assert_eq!(status, want, "{path}: {response}");

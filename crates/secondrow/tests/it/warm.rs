@@ -170,7 +170,14 @@ fn cancel_kills_a_warm_task() {
     assert!(t.elapsed() < Duration::from_secs(5));
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["run"]["state"], "CANCELED");
-    std::thread::sleep(Duration::from_millis(100));
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    assert!(stat.is_empty() || stat.contains(") Z "), "the warm task survived the cancel");
+    // The kill is asynchronous: poll until the task is gone (or a zombie), within a deadline.
+    let gone = || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        (stat.is_empty() || stat.contains(") Z ")).then_some(())
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while gone().is_none() {
+        assert!(Instant::now() < deadline, "the warm task survived the cancel");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

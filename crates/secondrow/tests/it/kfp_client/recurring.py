@@ -55,24 +55,36 @@ def runs_of(rr_id):
     return [r for r in runs if r.recurring_run_id == rr_id]
 
 
-time.sleep(7)
-ticks = runs_of(tick.recurring_run_id)
-assert len(ticks) >= 2, f"cron */2 made {len(ticks)} runs in 7 s"
+def wait_until(what, predicate, timeout=60):
+    """Polls `predicate` until it holds; fails after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
+        time.sleep(0.2)
+
+
+wait_until("two runs of cron */2", lambda: len(runs_of(tick.recurring_run_id)) >= 2)
+wait_until("the first slow run", lambda: len(runs_of(slow.recurring_run_id)) >= 1)
+# Two */2 fires mean the scheduler ticked for 2 s or more: the every-second `slow` fired at least twice.
 slows = runs_of(slow.recurring_run_id)
 assert len(slows) == 1, f"max_concurrency=1 but {len(slows)} slow runs exist"
 
 client.disable_recurring_run(tick.recurring_run_id)
 assert client.get_recurring_run(tick.recurring_run_id).status == "DISABLED"
-time.sleep(1)
-n = len(runs_of(tick.recurring_run_id))
-time.sleep(3)
-assert len(runs_of(tick.recurring_run_id)) == n, "a disabled recurring run kept starting runs"
+# A fire recorded just before the disable may still submit its run; after that the count must stay put.
+# Stable for 4 s (two */2 fire times) within 30 s: a scheduler that ignored the disable never gets there.
+n, since, deadline = len(runs_of(tick.recurring_run_id)), time.monotonic(), time.monotonic() + 30
+while time.monotonic() - since < 4:
+    assert time.monotonic() < deadline, "a disabled recurring run kept starting runs"
+    time.sleep(0.2)
+    now = len(runs_of(tick.recurring_run_id))
+    if now != n:
+        n, since = now, time.monotonic()
 for r in runs_of(tick.recurring_run_id):
     assert client.wait_for_run_completion(r.run_id, timeout=60, sleep_duration=1).state == "SUCCEEDED"
 
 client.enable_recurring_run(tick.recurring_run_id)
-time.sleep(4.5)
-assert len(runs_of(tick.recurring_run_id)) > n, "enable did not resume scheduling"
+wait_until("a run after enabling", lambda: len(runs_of(tick.recurring_run_id)) > n)
 
 client.delete_recurring_run(slow.recurring_run_id)
 client.delete_recurring_run(tick.recurring_run_id)

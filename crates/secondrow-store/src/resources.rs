@@ -1,14 +1,15 @@
-//! Queries the KFP API server needs beyond the engine's: experiments, pipelines and versions as resources,
-//! run listing without specs, archiving and deletion, and API tokens. Recurring runs are in `recurring.rs`.
+//! Resources beyond what the engine records: experiments, pipelines and versions as resources, run listing
+//! without specs, archiving and deletion, and the run/task aggregates `/metrics` reports. (The KFP API is
+//! their main user.) Recurring runs are in `recurring.rs`, API tokens in `tokens.rs`.
 
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use crate::{json_col, new_id, now_ms, Experiment, Result, RunRecord, Store, StoreError};
+use crate::{decode, json_col, new_id, now_ms, Experiment, Result, RunRecord, Store, StoreError};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct PipelineRecord {
     pub id: String,
     pub name: String,
@@ -16,19 +17,6 @@ pub struct PipelineRecord {
     pub description: String,
     pub namespace: String,
     pub created_at: i64,
-}
-
-impl PipelineRecord {
-    fn from_row(r: &AnyRow) -> Result<PipelineRecord> {
-        Ok(PipelineRecord {
-            id: r.try_get("id")?,
-            name: r.try_get("name")?,
-            display_name: r.try_get("display_name")?,
-            description: r.try_get("description")?,
-            namespace: r.try_get("namespace")?,
-            created_at: r.try_get("created_at")?,
-        })
-    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -114,7 +102,7 @@ impl Store {
     pub async fn get_experiment(&self, id: &str) -> Result<Experiment> {
         let row = sqlx::query("SELECT * FROM experiments WHERE id = $1").bind(id).fetch_optional(self.reader()).await?;
         match row {
-            Some(r) => Experiment::from_row(&r),
+            Some(r) => decode(&r),
             None => Err(StoreError::NotFound { kind: "experiment", id: id.to_owned() }),
         }
     }
@@ -130,7 +118,7 @@ impl Store {
             }
             None => sqlx::query("SELECT * FROM experiments ORDER BY created_at, id").fetch_all(self.reader()).await?,
         };
-        rows.iter().map(Experiment::from_row).collect()
+        rows.iter().map(decode).collect()
     }
 
     /// Archives or unarchives an experiment together with its runs (as KFP does).
@@ -210,7 +198,7 @@ impl Store {
     pub async fn get_pipeline(&self, id: &str) -> Result<PipelineRecord> {
         let row = sqlx::query("SELECT * FROM pipelines WHERE id = $1").bind(id).fetch_optional(self.reader()).await?;
         match row {
-            Some(r) => PipelineRecord::from_row(&r),
+            Some(r) => decode(&r),
             None => Err(StoreError::NotFound { kind: "pipeline", id: id.to_owned() }),
         }
     }
@@ -225,7 +213,7 @@ impl Store {
             }
             None => sqlx::query("SELECT * FROM pipelines ORDER BY created_at, id").fetch_all(self.reader()).await?,
         };
-        rows.iter().map(PipelineRecord::from_row).collect()
+        rows.iter().map(decode).collect()
     }
 
     /// Deletes a pipeline and all its versions.
