@@ -197,6 +197,8 @@ pub struct Chrome {
     pub csrf: String,
     pub who: String,
     pub nav: &'static str,
+    /// Signed in with a token (anonymous callers have nothing to sign out of).
+    pub signed_in: bool,
 }
 
 impl Chrome {
@@ -207,7 +209,8 @@ impl Chrome {
             Some(Caller::Anonymous) => "anonymous (no tokens set)".to_owned(),
             None => String::new(),
         };
-        Chrome { title: title.into(), csrf: csrf.0.clone(), who, nav }
+        let signed_in = matches!(caller, Some(Caller::Admin | Caller::Namespace(_)));
+        Chrome { title: title.into(), csrf: csrf.0.clone(), who, nav, signed_in }
     }
 }
 
@@ -219,7 +222,13 @@ pub fn error_page(status: StatusCode, message: &str, c: Option<Chrome>) -> Respo
     } else {
         message
     };
-    let c = c.unwrap_or(Chrome { title: "Error".into(), csrf: String::new(), who: String::new(), nav: "" });
+    let c = c.unwrap_or(Chrome {
+        title: "Error".into(),
+        csrf: String::new(),
+        who: String::new(),
+        nav: "",
+        signed_in: false,
+    });
     let page = ErrorPage { c, status: status.as_u16(), message: shown };
     (status, html(page.render())).into_response()
 }

@@ -12,4 +12,5 @@ mod extras;
 mod remote;
 mod samples;
 mod support;
+mod ui;
 mod warm;
