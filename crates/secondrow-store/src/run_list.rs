@@ -157,6 +157,8 @@ pub struct RunListRow {
     pub pipeline_version_id: Option<String>,
     pub pipeline_name: String,
     pub pipeline_version_name: Option<String>,
+    /// The run's bound parameters (a JSON object).
+    pub parameters: serde_json::Value,
     pub state: RunState,
     pub storage_state: String,
     pub error: Option<String>,
@@ -180,6 +182,7 @@ impl RunListRow {
             pipeline_version_id: r.try_get("pipeline_version_id")?,
             pipeline_name: r.try_get("pipeline_name")?,
             pipeline_version_name: r.try_get("pipeline_version_name")?,
+            parameters: crate::json_col(r, "parameters")?.unwrap_or(serde_json::Value::Null),
             state: state.parse().map_err(StoreError::Corrupt)?,
             storage_state: r.try_get("storage_state")?,
             error: r.try_get("error")?,
@@ -316,7 +319,7 @@ impl Store {
         }
         sql.text = format!(
             "SELECT r.id, r.display_name, r.description, r.namespace, r.experiment_id, e.display_name AS experiment_name,
-                    r.pipeline_id, r.pipeline_version_id, r.pipeline_name, v.display_name AS pipeline_version_name,
+                    r.pipeline_id, r.pipeline_version_id, r.pipeline_name, v.display_name AS pipeline_version_name, r.parameters,
                     r.state, r.storage_state, r.error, r.recurring_run_id, r.created_at, r.started_at, r.finished_at
              FROM runs r
              LEFT JOIN experiments e ON e.id = r.experiment_id
