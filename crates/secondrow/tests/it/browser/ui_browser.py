@@ -4,7 +4,8 @@ usage: ui_browser.py SERVER_URL QUICKSTART_YAML DATA_CSV SCREENSHOT_DIR CHROMIUM
 
 Submits the quickstart pipeline with kfp.Client, opens its run page, waits until the live graph (updated over
 Server-Sent Events, no reload) shows every task succeeded, opens a task's logs and the evaluation's
-classification metrics (confusion matrix and ROC curve), and saves a screenshot of each step.
+classification metrics (confusion matrix and ROC curve), terminates a long run from its page, and saves a
+screenshot of each step.
 Prints one JSON line with what it saw; exits non-zero on the first failed expectation.
 """
 import json
@@ -12,6 +13,7 @@ import os
 import sys
 
 import kfp
+from kfp import compiler, dsl
 from playwright.sync_api import expect, sync_playwright
 
 url, pipeline, data, shots, chromium = sys.argv[1:6]
@@ -66,9 +68,30 @@ with sync_playwright() as p:
     page.goto(f"{url}/runs")
     expect(page.locator("table.runs tbody tr").first).to_contain_text("quickstart <b>in the browser</b>")
     page.screenshot(path=os.path.join(shots, "runs.png"))
+
+    # Terminate a long run from its page (a same-origin form POST with the CSRF token, forwarded to the API);
+    # the state arrives over the live stream.
+    @dsl.container_component
+    def sleeper():
+        return dsl.ContainerSpec(image="alpine", command=["sh", "-c", "sleep 600"])
+
+    @dsl.pipeline(name="long")
+    def long():
+        sleeper().set_caching_options(False)
+
+    long_yaml = os.path.join(os.path.dirname(os.path.abspath(shots)), "long.yaml")
+    compiler.Compiler().compile(long, long_yaml)
+    long_run = client.create_run_from_pipeline_package(long_yaml, arguments={}, run_name="long", experiment_name="ui")
+    page.goto(f"{url}/runs/{long_run.run_id}")
+    expect(page.locator("svg.dag a.node").first).to_have_attribute("data-state", "RUNNING", timeout=60_000)
+    page.locator("#terminate").click()
+    expect(page.locator("#run-state")).to_have_text("CANCELED", timeout=60_000)
+    page.screenshot(path=os.path.join(shots, "terminated.png"))
+    seen["terminated"] = client.get_run(long_run.run_id).state
     assert not errors, f"page errors: {errors}"
     browser.close()
 
 assert seen["nodes"] == TASKS, seen
 assert seen["confusion_cells"] >= 4, seen
+assert seen["terminated"] == "CANCELED", seen
 print(json.dumps(seen), flush=True)
