@@ -195,8 +195,13 @@ pub fn url_part(s: &str, keep_slash: bool) -> String {
     out
 }
 
-/// The view as SVG: nodes link to their task panel (tasks) or their own view (groups and loops).
+/// The view as SVG: with a run, nodes link to their task panel (tasks) or their own view (groups and loops);
+/// without one (a pipeline's static graph) they are plain boxes.
 pub fn svg(view: &DagView, run_id: &str) -> String {
+    svg_with(view, Some(run_id))
+}
+
+pub fn svg_with(view: &DagView, run_id: Option<&str>) -> String {
     let l = layout(view.nodes.len(), &view.edges);
     let mut s = String::new();
     let _ = write!(
@@ -213,11 +218,16 @@ pub fn svg(view: &DagView, run_id: &str) -> String {
         let _ =
             write!(s, r#"<path class="edge" d="M{x1},{y1} C{x1},{my} {x2},{my} {x2},{y2}" marker-end="url(#arrow)"/>"#);
     }
-    let rid = url_part(run_id, false);
     for (node, &(x, y)) in view.nodes.iter().zip(&l.positions) {
-        let href = match node.kind {
-            NodeKind::Task => format!("/runs/{rid}/tasks/{}", url_part(&node.path, true)),
-            NodeKind::Group | NodeKind::Loop => format!("/runs/{rid}?dag={}", url_part(&node.path, false)),
+        let (open, close) = match run_id.map(|r| url_part(r, false)) {
+            Some(rid) => {
+                let href = match node.kind {
+                    NodeKind::Task => format!("/runs/{rid}/tasks/{}", url_part(&node.path, true)),
+                    NodeKind::Group | NodeKind::Loop => format!("/runs/{rid}?dag={}", url_part(&node.path, false)),
+                };
+                (format!(r#"<a href="{href}" tabindex="0""#), "</a>")
+            }
+            None => ("<g".to_owned(), "</g>"),
         };
         let state = node.state_name();
         let sub = match (&node.counts, node.kind) {
@@ -228,7 +238,7 @@ pub fn svg(view: &DagView, run_id: &str) -> String {
         };
         let _ = write!(
             s,
-            r#"<a href="{href}" class="node kind-{kind} state-{cls}" data-path="{path}" data-state="{state}" tabindex="0"><rect x="{x}" y="{y}" width="{NODE_W}" height="{NODE_H}" rx="7"/><text x="{tx}" y="{ty1}" class="label">{label}</text><text x="{tx}" y="{ty2}" class="sub">{sub}</text><title>{title}</title></a>"#,
+            r#"{open} class="node kind-{kind} state-{cls}" data-path="{path}" data-state="{state}"><rect x="{x}" y="{y}" width="{NODE_W}" height="{NODE_H}" rx="7"/><text x="{tx}" y="{ty1}" class="label">{label}</text><text x="{tx}" y="{ty2}" class="sub">{sub}</text><title>{title}</title>{close}"#,
             kind = match node.kind {
                 NodeKind::Task => "task",
                 NodeKind::Group => "group",

@@ -15,6 +15,7 @@
 //! Adding a page: a handler in [`pages`] (or a module of its own), a template in `templates/`, one line in
 //! [`router`], and a link in `templates/base.html`'s navigation.
 
+mod catalog;
 pub mod graph;
 pub mod layout;
 mod pages;
@@ -62,6 +63,9 @@ pub fn router(app: AppState) -> Router {
     let protected = Router::new()
         .route("/", get(|| async { Redirect::to("/runs") }))
         .route("/runs", get(pages::runs))
+        .route("/experiments", get(catalog::experiments))
+        .route("/pipelines", get(catalog::pipelines))
+        .route("/pipelines/{id}", get(catalog::pipeline))
         .route("/runs/{id}", get(pages::run))
         .route("/runs/{id}/tasks/{*path}", get(pages::task))
         .route("/runs/{id}/artifacts/{aid}", get(pages::artifact))

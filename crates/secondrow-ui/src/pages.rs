@@ -36,7 +36,7 @@ const CSV_PAGE: usize = 50;
 const MAX_INLINE: usize = 512 * 1024;
 
 /// Epoch ms as RFC 3339 (the browser shows it in its own time zone).
-fn rfc3339(ms: i64) -> String {
+pub(crate) fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
         .unwrap_or_default()

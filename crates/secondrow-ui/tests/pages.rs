@@ -566,3 +566,35 @@ fn vendored_htmx_has_its_licence() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/static");
     assert!(std::fs::read_to_string(dir.join("htmx-LICENSE.txt")).unwrap().contains("Zero-Clause BSD"));
 }
+
+#[tokio::test]
+async fn experiments_and_pipelines_pages() {
+    let e = env(Some("admin-token-0123456789")).await;
+    seed(&e, "r", "team-a").await;
+    let store = e.state.store();
+    let mut spec = spec();
+    spec["root"]["inputDefinitions"] =
+        json!({"parameters": {"n": {"parameterType": "NUMBER_INTEGER", "defaultValue": 3}}});
+    let (shared, _) = store.create_pipeline_with_version(XSS, "shared one", "", "v1", &spec, "d1").await.unwrap();
+    let (private_b, _) = store.create_pipeline_with_version("b-only", "", "team-b", "v1", &spec, "d2").await.unwrap();
+    let (_, secret) = store.create_api_token("team-a", "ui").await.unwrap();
+    let cookie = format!("secondrow_token={secret}");
+
+    let r = get(&e.app, "/experiments", Some(&cookie)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.select("table.experiments tbody tr td:first-child a"), ["Default"]);
+    let r = get(&e.app, "/pipelines", Some(&cookie)).await;
+    assert_no_injected_markup(&r);
+    assert_eq!(r.attrs("table.pipelines tbody tr", "data-pipeline"), [shared.id.clone()]);
+    assert_eq!(r.select("table.pipelines tbody tr td:first-child a"), [XSS]);
+    let r = get(&e.app, &format!("/pipelines/{}", shared.id), Some(&cookie)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_no_injected_markup(&r);
+    assert_eq!(r.attrs("svg.dag g.node", "data-path"), ["evaluate", "for-loop-1", "ingest"]);
+    assert!(r.select("svg.dag a").is_empty(), "the static graph links nowhere");
+    assert_eq!(r.select("table.kv tbody tr td"), ["NUMBER_INTEGER", "3"]);
+    assert!(r.select("pre.yaml").concat().contains("pipelineInfo:"));
+    assert_eq!(r.select("ul.versions li a"), ["v1"]);
+    let r = get(&e.app, &format!("/pipelines/{}", private_b.id), Some(&cookie)).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+}
