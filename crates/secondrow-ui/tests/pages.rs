@@ -585,7 +585,7 @@ async fn experiments_and_pipelines_pages() {
     assert_eq!(r.select("table.experiments tbody tr td:first-child a"), ["Default"]);
     let r = get(&e.app, "/pipelines", Some(&cookie)).await;
     assert_no_injected_markup(&r);
-    assert_eq!(r.attrs("table.pipelines tbody tr", "data-pipeline"), [shared.id.clone()]);
+    assert_eq!(r.attrs("table.pipelines tbody tr", "data-pipeline"), [shared.id.as_str()]);
     assert_eq!(r.select("table.pipelines tbody tr td:first-child a"), [XSS]);
     let r = get(&e.app, &format!("/pipelines/{}", shared.id), Some(&cookie)).await;
     assert_eq!(r.status, StatusCode::OK);
