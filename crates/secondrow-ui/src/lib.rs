@@ -16,6 +16,7 @@
 //! [`router`], and a link in `templates/base.html`'s navigation.
 
 mod catalog;
+mod compare;
 pub mod graph;
 pub mod layout;
 mod pages;
@@ -63,6 +64,7 @@ pub fn router(app: AppState) -> Router {
     let protected = Router::new()
         .route("/", get(|| async { Redirect::to("/runs") }))
         .route("/runs", get(pages::runs))
+        .route("/compare", get(compare::compare))
         .route("/experiments", get(catalog::experiments))
         .route("/pipelines", get(catalog::pipelines))
         .route("/pipelines/{id}", get(catalog::pipeline))

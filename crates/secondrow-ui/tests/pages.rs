@@ -277,11 +277,11 @@ async fn runs_page_lists_filters_sorts_pages_and_escapes() {
     assert!(r2.attrs("a[rel=next]", "href").is_empty());
     // The script-named run shows as text.
     let r = get(&e.app, "/runs?q=script", None).await;
-    assert_eq!(r.select("table.runs tbody tr td:first-child a"), [XSS]);
+    assert_eq!(r.select("table.runs tbody tr td:nth-child(2) a"), [XSS]);
     assert_no_injected_markup(&r);
     // State filter and name sort.
     let r = get(&e.app, "/runs?state=SUCCEEDED&sort=name&dir=asc", None).await;
-    let names = r.select("table.runs tbody tr td:first-child a");
+    let names = r.select("table.runs tbody tr td:nth-child(2) a");
     assert_eq!(
         names,
         [
@@ -418,7 +418,7 @@ async fn tokens_namespaces_and_login() {
     // The namespace token sees its own runs only; another namespace's run is 403.
     let cookie = format!("secondrow_token={secret}");
     let r = get(&e.app, "/runs", Some(&cookie)).await;
-    assert_eq!(r.select("table.runs tbody tr td:first-child a"), ["mine"]);
+    assert_eq!(r.select("table.runs tbody tr td:nth-child(2) a"), ["mine"]);
     assert!(r.select(".who").concat().contains("team-a"));
     let r = get(&e.app, &format!("/runs/{}", mine.run_id), Some(&cookie)).await;
     assert_eq!(r.status, StatusCode::OK);
@@ -597,4 +597,39 @@ async fn experiments_and_pipelines_pages() {
     assert_eq!(r.select("ul.versions li a"), ["v1"]);
     let r = get(&e.app, &format!("/pipelines/{}", private_b.id), Some(&cookie)).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn compare_runs_side_by_side() {
+    let e = env(None).await;
+    let a = seed(&e, "run a", "").await;
+    let b = seed(&e, XSS, "").await;
+    let store = e.state.store();
+    let c = store
+        .create_run(&NewRun {
+            display_name: "run c".into(),
+            pipeline_name: "demo".into(),
+            spec: spec(),
+            parameters: json!({"n": 4}).as_object().cloned().unwrap(),
+            options: json!({}),
+            ..NewRun::default()
+        })
+        .await
+        .unwrap();
+    // The runs list's checkboxes post `runs=…&runs=…`.
+    let r = get(&e.app, &format!("/compare?runs={}&runs={}&runs={}", a.run_id, b.run_id, c.id), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_no_injected_markup(&r);
+    assert_eq!(r.select("table.compare thead th a").len(), 3);
+    // `n` differs (3, 3, 4): marked; `label` is missing in run c: marked too.
+    let diff = r.select("table.compare tr.diff th");
+    assert!(diff.contains(&"n".to_owned()) && diff.contains(&"label".to_owned()), "{diff:?}");
+    let metrics = r.select("table.compare tbody tr th");
+    assert!(metrics.contains(&"ingest / accuracy".to_owned()), "{metrics:?}");
+    assert_eq!(r.select("#roc-overlay svg.roc path.roc-line").len(), 2);
+    let r = get(&e.app, &format!("/compare?runs={}", a.run_id), None).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    // The runs list offers the selection.
+    let r = get(&e.app, "/runs", None).await;
+    assert_eq!(r.attrs("#compare-form input[type=checkbox]", "name").len(), 3);
 }

@@ -1,6 +1,6 @@
 //! The web UI in a real browser (`browser/ui_browser.py`: Playwright driving Debian's chromium): the
 //! quickstart pipeline submitted with kfp.Client, watched live on its run page until every task succeeded,
-//! a task's logs and the evaluation's confusion matrix and ROC curve opened, a long run terminated from its page. Screenshots are kept in
+//! a task's logs and the evaluation's confusion matrix and ROC curve opened, a long run terminated from its page, the two runs compared. Screenshots are kept in
 //! `target/ui-screenshots/` (the test's artifacts). Needs `scripts/setup-browser` (run by `scripts/test`);
 //! `SECONDROW_SKIP_BROWSER=1` skips it where no browser can be installed.
 
@@ -48,9 +48,15 @@ fn quickstart_run_page_in_chromium() {
     );
     let seen: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or("{}")).unwrap();
     assert_eq!(seen["nodes"], 9, "{seen}");
-    for shot in
-        ["run.png", "run-viewport.png", "task-logs.png", "classification-metrics.png", "runs.png", "terminated.png"]
-    {
+    for shot in [
+        "run.png",
+        "run-viewport.png",
+        "task-logs.png",
+        "classification-metrics.png",
+        "runs.png",
+        "terminated.png",
+        "compare.png",
+    ] {
         assert!(shots.join(shot).metadata().is_ok_and(|m| m.len() > 1000), "{shot} missing");
     }
 }

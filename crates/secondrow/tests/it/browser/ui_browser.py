@@ -4,7 +4,7 @@ usage: ui_browser.py SERVER_URL QUICKSTART_YAML DATA_CSV SCREENSHOT_DIR CHROMIUM
 
 Submits the quickstart pipeline with kfp.Client, opens its run page, waits until the live graph (updated over
 Server-Sent Events, no reload) shows every task succeeded, opens a task's logs and the evaluation's
-classification metrics (confusion matrix and ROC curve), terminates a long run from its page, and saves a
+classification metrics (confusion matrix and ROC curve), terminates a long run from its page, compares the two runs, and saves a
 screenshot of each step.
 Prints one JSON line with what it saw; exits non-zero on the first failed expectation.
 """
@@ -88,10 +88,21 @@ with sync_playwright() as p:
     expect(page.locator("#run-state")).to_have_text("CANCELED", timeout=60_000)
     page.screenshot(path=os.path.join(shots, "terminated.png"))
     seen["terminated"] = client.get_run(long_run.run_id).state
+
+    # Compare the two runs from the runs list: parameters side by side, metrics, overlaid ROC curves.
+    page.goto(f"{url}/runs")
+    page.locator("#compare-form input[type=checkbox]").nth(0).check()
+    page.locator("#compare-form input[type=checkbox]").nth(1).check()
+    page.locator("#compare").click()
+    expect(page.locator("table.compare")).to_be_visible()
+    expect(page.locator("table.compare thead th a")).to_have_count(2)
+    seen["compared_roc_lines"] = page.locator("#roc-overlay path.roc-line").count()
+    page.screenshot(path=os.path.join(shots, "compare.png"), full_page=True)
     assert not errors, f"page errors: {errors}"
     browser.close()
 
 assert seen["nodes"] == TASKS, seen
 assert seen["confusion_cells"] >= 4, seen
 assert seen["terminated"] == "CANCELED", seen
+assert seen["compared_roc_lines"] == 2, seen
 print(json.dumps(seen), flush=True)
