@@ -309,13 +309,15 @@ impl Store {
         let filters = where_clause(&mut sql, &q.filters, self.backend())?;
         let count_binds = sql.binds.clone();
         let key = column_expr(q.sort.column);
-        let (cmp, dir) = if q.sort.descending { ("<", "DESC") } else { (">", "ASC") };
+        let (cmp, cmp_eq, dir) = if q.sort.descending { ("<", "<=", "DESC") } else { (">", ">=", "ASC") };
         let mut keyset = String::new();
         if let Some(c) = &q.after {
             check_value(q.sort.column, &c.key)?;
             let k = sql.bind(c.key.clone());
             let id = sql.bind(SqlValue::Text(c.id.clone()));
-            keyset = format!(" AND ({key} {cmp} {k} OR ({key} = {k} AND r.id {cmp} {id}))");
+            // `key <= k AND (key < k OR id < id0)`: the first term is an index range, so the scan starts at
+            // the cursor in index order instead of sorting every earlier row.
+            keyset = format!(" AND {key} {cmp_eq} {k} AND ({key} {cmp} {k} OR r.id {cmp} {id})");
         }
         sql.text = format!(
             "SELECT r.id, r.display_name, r.description, r.namespace, r.experiment_id, e.display_name AS experiment_name,
