@@ -68,6 +68,7 @@ pub fn router(app: AppState) -> Router {
         .route("/experiments", get(catalog::experiments))
         .route("/pipelines", get(catalog::pipelines))
         .route("/pipelines/{id}", get(catalog::pipeline))
+        .route("/pipelines/{id}/run", post(catalog::create_run))
         .route("/runs/{id}", get(pages::run))
         .route("/runs/{id}/tasks/{*path}", get(pages::task))
         .route("/runs/{id}/artifacts/{aid}", get(pages::artifact))

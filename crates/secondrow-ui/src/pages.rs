@@ -817,8 +817,14 @@ pub async fn artifact_html(State(ui): State<Ui>, caller: Caller, UrlPath(aid): U
 }
 
 /// Forwards a request to the API router in-process with the caller's credentials.
-async fn forward(ui: &Ui, method: Method, uri: &str, headers: &HeaderMap) -> Response {
-    let mut req = Request::new(Body::empty());
+pub(crate) async fn forward(ui: &Ui, method: Method, uri: &str, headers: &HeaderMap) -> Response {
+    forward_body(ui, method, uri, headers, Body::empty()).await
+}
+
+/// [`forward`] with a JSON body.
+pub(crate) async fn forward_body(ui: &Ui, method: Method, uri: &str, headers: &HeaderMap, body: Body) -> Response {
+    let mut req = Request::new(body);
+    req.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     *req.method_mut() = method;
     match uri.parse() {
         Ok(u) => *req.uri_mut() = u,
@@ -838,7 +844,7 @@ pub async fn download(State(ui): State<Ui>, headers: HeaderMap, UrlPath(aid): Ur
 }
 
 /// The message of an API error response.
-async fn api_message(r: Response) -> String {
+pub(crate) async fn api_message(r: Response) -> String {
     let bytes = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap_or_default();
     serde_json::from_slice::<Value>(&bytes)
         .ok()

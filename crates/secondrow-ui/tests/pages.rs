@@ -633,3 +633,51 @@ async fn compare_runs_side_by_side() {
     let r = get(&e.app, "/runs", None).await;
     assert_eq!(r.attrs("#compare-form input[type=checkbox]", "name").len(), 3);
 }
+
+#[tokio::test]
+async fn create_run_form_from_parameter_definitions() {
+    let e = env(None).await;
+    let spec = json!({
+        "pipelineInfo": {"name": "form"}, "schemaVersion": "2.1.0", "sdkVersion": "kfp-2.14.6",
+        "root": {
+            "inputDefinitions": {"parameters": {
+                "n": {"parameterType": "NUMBER_INTEGER", "defaultValue": 3},
+                "flag": {"parameterType": "BOOLEAN", "defaultValue": false},
+                "items": {"parameterType": "LIST", "isOptional": true},
+                "msg": {"parameterType": "STRING"}}},
+            "dag": {"tasks": {"echo": {"taskInfo": {"name": "echo"}, "componentRef": {"name": "comp-echo"},
+                    "inputs": {"parameters": {"msg": {"componentInputParameter": "msg"}}}}}}},
+        "components": {"comp-echo": {"executorLabel": "exec-echo",
+                       "inputDefinitions": {"parameters": {"msg": {"parameterType": "STRING"}}}}},
+        "deploymentSpec": {"executors": {"exec-echo": {"container": {"image": "alpine",
+                           "command": ["sh", "-c", "true"], "args": ["{{$.inputs.parameters['msg']}}"]}}}}
+    });
+    let (p, v) = e.state.store().create_pipeline_with_version("form", "", "", "v1", &spec, "d").await.unwrap();
+    let r = get(&e.app, &format!("/pipelines/{}", p.id), None).await;
+    assert_eq!(r.attrs("#create-run input[name='p.n']", "value"), ["3"]);
+    assert_eq!(r.attrs("#create-run input[name='p.n']", "step"), ["1"]);
+    assert_eq!(r.attrs("#create-run input[name='p.flag']", "type"), ["checkbox"]);
+    assert_eq!(r.select("#create-run textarea[name='p.items']").len(), 1);
+    assert_eq!(r.attrs("#create-run input[name='p.msg'][required]", "type"), ["text"]);
+    let csrf = "f".repeat(64);
+    let post = |body: String| {
+        Request::post(format!("/pipelines/{}/run", p.id))
+            .header(header::COOKIE, format!("secondrow_csrf={csrf}"))
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(format!("csrf={csrf}&version={}&{body}", v.id)))
+            .unwrap()
+    };
+    // A mistyped value is a message, and nothing is created.
+    let r = send(&e.app, post("p.n=abc&p.msg=x".into())).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.select("#error-message").concat().contains("`abc` is not an integer"));
+    let r = send(&e.app, post("p.n=5&p.msg=%3Cscript%3E&p.flag=on&p.items=%5B1%2C2%5D&run_name=from+the+form".into()))
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let id = r.location().strip_prefix("/runs/").unwrap().to_owned();
+    let run = e.state.store().get_run(&id).await.unwrap();
+    assert_eq!(run.display_name, "from the form");
+    assert_eq!(run.parameters, json!({"n": 5, "flag": true, "items": [1, 2], "msg": "<script>"}));
+    assert_eq!(run.pipeline_version_id.as_deref(), Some(v.id.as_str()));
+    e.state.supervisor.wait_idle(&id, std::time::Duration::from_secs(30)).await;
+}
