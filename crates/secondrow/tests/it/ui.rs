@@ -1,6 +1,6 @@
 //! The web UI in a real browser (`browser/ui_browser.py`: Playwright driving Debian's chromium): the
 //! quickstart pipeline submitted with kfp.Client, watched live on its run page until every task succeeded,
-//! a task's logs and the evaluation's confusion matrix and ROC curve opened, a long run terminated from its page, the two runs compared. Screenshots are kept in
+//! a task's logs and the evaluation's confusion matrix and ROC curve opened, a long run terminated from its page, the two runs compared, a run started from the create-run form. Screenshots are kept in
 //! `target/ui-screenshots/` (the test's artifacts). Needs `scripts/setup-browser` (run by `scripts/test`);
 //! `SECONDROW_SKIP_BROWSER=1` skips it where no browser can be installed.
 

@@ -4,7 +4,7 @@ usage: ui_browser.py SERVER_URL QUICKSTART_YAML DATA_CSV SCREENSHOT_DIR CHROMIUM
 
 Submits the quickstart pipeline with kfp.Client, opens its run page, waits until the live graph (updated over
 Server-Sent Events, no reload) shows every task succeeded, opens a task's logs and the evaluation's
-classification metrics (confusion matrix and ROC curve), terminates a long run from its page, compares the two runs, and saves a
+classification metrics (confusion matrix and ROC curve), terminates a long run from its page, compares the two runs, starts a run from the create-run form, and saves a
 screenshot of each step.
 Prints one JSON line with what it saw; exits non-zero on the first failed expectation.
 """
@@ -98,6 +98,19 @@ with sync_playwright() as p:
     expect(page.locator("table.compare thead th a")).to_have_count(2)
     seen["compared_roc_lines"] = page.locator("#roc-overlay path.roc-line").count()
     page.screenshot(path=os.path.join(shots, "compare.png"), full_page=True)
+
+    # Create a run from the uploaded pipeline's form (generated from its parameter definitions).
+    uploaded = client.upload_pipeline(pipeline, pipeline_name="quickstart-upload")
+    page.goto(f"{url}/pipelines/{uploaded.pipeline_id}")
+    page.fill("#create-run input[name='run_name']", "from the form")
+    page.fill("#create-run input[name='p.source']", data)
+    page.fill("#create-run input[name='p.n_estimators']", "20")
+    page.locator("#start-run").click()
+    page.wait_for_url("**/runs/*")
+    expect(page.locator("h1")).to_contain_text("from the form")
+    expect(page.locator("#run-state")).to_have_text("SUCCEEDED", timeout=600_000)
+    seen["form_run_state"] = "SUCCEEDED"
+    page.screenshot(path=os.path.join(shots, "form-run.png"))
     assert not errors, f"page errors: {errors}"
     browser.close()
 
@@ -105,4 +118,5 @@ assert seen["nodes"] == TASKS, seen
 assert seen["confusion_cells"] >= 4, seen
 assert seen["terminated"] == "CANCELED", seen
 assert seen["compared_roc_lines"] == 2, seen
+assert seen["form_run_state"] == "SUCCEEDED", seen
 print(json.dumps(seen), flush=True)
