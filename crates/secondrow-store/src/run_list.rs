@@ -363,6 +363,14 @@ impl Store {
         Ok(RunListPage { runs, next, total })
     }
 
+    /// Only a run's state (what live views poll; [`Store::get_run`] also reads the spec).
+    pub async fn run_state(&self, run_id: &str) -> Result<RunState> {
+        let row =
+            sqlx::query("SELECT state FROM runs WHERE id = $1").bind(run_id).fetch_optional(self.reader()).await?;
+        let Some(row) = row else { return Err(StoreError::NotFound { kind: "run", id: run_id.to_owned() }) };
+        row.try_get::<String, _>("state")?.parse().map_err(StoreError::Corrupt)
+    }
+
     /// A run's tasks counted by state, in one grouped query: the fingerprint live views poll to notice progress.
     pub async fn task_state_counts(&self, run_id: &str) -> Result<Vec<(String, i64)>> {
         let rows = sqlx::query(
@@ -507,6 +515,9 @@ mod tests {
         assert!(s.list_run_page(&q).await.unwrap().runs.is_empty());
         let bad = RunListQuery { filters: vec![RunFilter::eq(RunColumn::CreatedAt, "x")], ..RunListQuery::default() };
         assert!(matches!(s.list_run_page(&bad).await, Err(StoreError::InvalidArgument(_))));
+        let first = s.list_run_page(&RunListQuery { limit: 1, ..RunListQuery::default() }).await.unwrap();
+        assert_eq!(s.run_state(&first.runs[0].id).await.unwrap(), first.runs[0].state);
+        assert!(matches!(s.run_state("nope").await, Err(StoreError::NotFound { .. })));
         assert!(Cursor::decode("zz").is_err() && Cursor::decode(&hex::encode("q:1|x")).is_err());
     }
 }

@@ -918,8 +918,8 @@ pub async fn events(
         }
         loop {
             let store = st.ui.app.store();
-            let state = match store.get_run(&st.id).await {
-                Ok(r) => r.state,
+            let state = match store.run_state(&st.id).await {
+                Ok(s) => s,
                 Err(_) => return None,
             };
             let counts = store.task_state_counts(&st.id).await.unwrap_or_default();
