@@ -312,3 +312,74 @@ pub async fn pipeline(
     };
     Ok(html(page.render()))
 }
+
+pub struct RecurringRow {
+    pub id: String,
+    pub name: String,
+    pub trigger: String,
+    pub enabled: bool,
+    pub max_concurrency: i64,
+    pub last_fired: String,
+    pub created: String,
+}
+
+#[derive(Template)]
+#[template(path = "recurring.html")]
+struct RecurringPage {
+    c: Chrome,
+    rows: Vec<RecurringRow>,
+}
+
+/// Recurring runs the caller may see, newest first, with enable/disable.
+pub async fn recurring(
+    State(ui): State<Ui>,
+    caller: Caller,
+    Extension(csrf): Extension<Csrf>,
+) -> Result<Response, UiError> {
+    let list = ui.app.store().list_recurring_runs(false).await?;
+    let rows = list
+        .into_iter()
+        .rev()
+        .filter(|r| caller.sees(&r.namespace, false))
+        .map(|r| RecurringRow {
+            trigger: match (r.trigger.get("cron_schedule"), r.trigger.get("periodic_schedule")) {
+                (Some(c), _) => format!("cron {}", c.get("cron").and_then(Value::as_str).unwrap_or("?")),
+                (_, Some(p)) => format!(
+                    "every {} s",
+                    p.get("interval_second").map(|v| v.to_string().trim_matches('"').to_owned()).unwrap_or_default()
+                ),
+                _ => r.trigger.to_string(),
+            },
+            last_fired: r.last_fire_at.map(rfc3339).unwrap_or_default(),
+            created: rfc3339(r.created_at),
+            id: r.id,
+            name: r.display_name,
+            enabled: r.enabled,
+            max_concurrency: r.max_concurrency,
+        })
+        .collect();
+    Ok(html(RecurringPage { c: Chrome::new("Recurring runs", &csrf, Some(&caller), "recurring"), rows }.render()))
+}
+
+/// `POST /recurring/ID/do/enable|disable`, through the API.
+pub async fn recurring_action(
+    State(ui): State<Ui>,
+    Extension(csrf): Extension<Csrf>,
+    headers: HeaderMap,
+    UrlPath((id, action)): UrlPath<(String, String)>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    if let Some(r) = csrf_refusal(&headers, &csrf, form.get("csrf").map(String::as_str)) {
+        return r;
+    }
+    if !matches!(action.as_str(), "enable" | "disable") {
+        return error_page(axum::http::StatusCode::NOT_FOUND, &format!("unknown action `{action}`"), None);
+    }
+    let uri = format!("/apis/v2beta1/recurringruns/{}:{action}", url_part(&id, false));
+    let r = forward_body(&ui, Method::POST, &uri, &headers, Body::empty()).await;
+    if !r.status().is_success() {
+        let status = r.status();
+        return error_page(status, &api_message(r).await, None);
+    }
+    Redirect::to("/recurring").into_response()
+}

@@ -69,6 +69,8 @@ pub fn router(app: AppState) -> Router {
         .route("/pipelines", get(catalog::pipelines))
         .route("/pipelines/{id}", get(catalog::pipeline))
         .route("/pipelines/{id}/run", post(catalog::create_run))
+        .route("/recurring", get(catalog::recurring))
+        .route("/recurring/{id}/do/{action}", post(catalog::recurring_action))
         .route("/runs/{id}", get(pages::run))
         .route("/runs/{id}/tasks/{*path}", get(pages::task))
         .route("/runs/{id}/artifacts/{aid}", get(pages::artifact))

@@ -681,3 +681,45 @@ async fn create_run_form_from_parameter_definitions() {
     assert_eq!(run.pipeline_version_id.as_deref(), Some(v.id.as_str()));
     e.state.supervisor.wait_idle(&id, std::time::Duration::from_secs(30)).await;
 }
+
+#[tokio::test]
+async fn recurring_runs_list_and_enable() {
+    let e = env(None).await;
+    let store = e.state.store();
+    let exp = store.ensure_experiment("Default", "").await.unwrap();
+    let rr = store
+        .create_recurring_run(&secondrow_store::NewRecurringRun {
+            display_name: XSS.into(),
+            description: String::new(),
+            namespace: String::new(),
+            experiment_id: Some(exp.id),
+            pipeline_id: None,
+            pipeline_version_id: None,
+            spec: spec(),
+            parameters: json!({}),
+            runtime_config: json!({}),
+            trigger: json!({"cron_schedule": {"cron": "0 0 * * * *"}}),
+            max_concurrency: 1,
+            no_catchup: true,
+            enabled: false,
+        })
+        .await
+        .unwrap();
+    let r = get(&e.app, "/recurring", None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_no_injected_markup(&r);
+    assert_eq!(r.select("table.recurring tbody tr td:first-child"), [XSS]);
+    assert_eq!(r.select("table.recurring tbody tr td code"), ["cron 0 0 * * * *"]);
+    assert_eq!(r.select("table.recurring button"), ["Enable"]);
+    let csrf = "a".repeat(64);
+    let req = Request::post(format!("/recurring/{}/do/enable", rr.id))
+        .header(header::COOKIE, format!("secondrow_csrf={csrf}"))
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(format!("csrf={csrf}")))
+        .unwrap();
+    let r = send(&e.app, req).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert!(store.get_recurring_run(&rr.id).await.unwrap().enabled);
+    let r = get(&e.app, "/recurring", None).await;
+    assert_eq!(r.select("table.recurring button"), ["Disable"]);
+}
