@@ -226,8 +226,19 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let scheduler = tokio::spawn(recurring_runs::scheduler(state.clone()));
-    let result = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await;
+    let app = router(state.clone());
+    serve_app(listener, state, app, shutdown).await
+}
+
+/// [`serve`] with another router in front of the API's (the web UI's routes merged with [`router`]).
+pub async fn serve_app(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let scheduler = tokio::spawn(recurring_runs::scheduler(state));
+    let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
     scheduler.abort();
     result
 }

@@ -6,6 +6,8 @@ use std::cmp::Ordering;
 use serde::Deserialize;
 use serde_json::Value;
 
+use secondrow_store::{CmpOp, RunColumn, RunFilter, RunListQuery, RunSort, SqlValue};
+
 use crate::error::{ApiError, ApiResult};
 
 /// The query parameters every list call carries (all optional, all strings as the client sends them).
@@ -227,40 +229,8 @@ fn decode_token(token: &str) -> ApiResult<usize> {
     text.strip_prefix(TOKEN_PREFIX).and_then(|n| n.parse().ok()).ok_or_else(bad)
 }
 
-/// Filters, sorts and pages wire objects. `keys` are the fields filters and sorting may name.
-pub fn paginate(mut items: Vec<Value>, q: &ListQuery, keys: &[&str]) -> ApiResult<Page> {
-    let preds = parse_filter(q.filter.as_deref().unwrap_or(""), keys)?;
-    items.retain(|item| preds.iter().all(|p| matches(item, p)));
-    let sort = q.sort_by.as_deref().unwrap_or("").trim();
-    if !sort.is_empty() {
-        let mut parts = sort.split_whitespace();
-        let field = canonical_key(parts.next().unwrap_or(""));
-        let desc = match parts.next() {
-            None | Some("asc") | Some("ASC") => false,
-            Some("desc") | Some("DESC") => true,
-            Some(other) => {
-                return Err(ApiError::invalid(format!("sort_by: unknown direction `{other}` (asc or desc)")))
-            }
-        };
-        if parts.next().is_some() {
-            return Err(ApiError::invalid(format!("sort_by: expected `field [asc|desc]`, got `{sort}`")));
-        }
-        if !keys.contains(&field.as_str()) {
-            return Err(ApiError::invalid(format!("sort_by: unknown field `{field}` (known: {})", keys.join(", "))));
-        }
-        let time_like = is_time_key(&field);
-        items.sort_by(|a, b| {
-            let o = cmp_keys(
-                &as_key(a.get(&field).unwrap_or(&Value::Null), time_like),
-                &as_key(b.get(&field).unwrap_or(&Value::Null), time_like),
-            );
-            if desc {
-                o.reverse()
-            } else {
-                o
-            }
-        });
-    }
+/// The page size and the offset (from the page token) a list call asks for.
+fn page_window(q: &ListQuery) -> ApiResult<(usize, usize)> {
     let page_size = match q.page_size.as_deref().map(str::trim) {
         None | Some("") | Some("0") => DEFAULT_PAGE_SIZE,
         Some(s) => s
@@ -274,6 +244,116 @@ pub fn paginate(mut items: Vec<Value>, q: &ListQuery, keys: &[&str]) -> ApiResul
         None | Some("") => 0,
         Some(t) => decode_token(t)?,
     };
+    Ok((page_size, offset))
+}
+
+/// The sort a list call asks for: `(field, descending)`, `None` when unsorted.
+fn parse_sort(q: &ListQuery, keys: &[&str]) -> ApiResult<Option<(String, bool)>> {
+    let sort = q.sort_by.as_deref().unwrap_or("").trim();
+    if sort.is_empty() {
+        return Ok(None);
+    }
+    let mut parts = sort.split_whitespace();
+    let field = canonical_key(parts.next().unwrap_or(""));
+    let desc = match parts.next() {
+        None | Some("asc") | Some("ASC") => false,
+        Some("desc") | Some("DESC") => true,
+        Some(other) => return Err(ApiError::invalid(format!("sort_by: unknown direction `{other}` (asc or desc)"))),
+    };
+    if parts.next().is_some() {
+        return Err(ApiError::invalid(format!("sort_by: expected `field [asc|desc]`, got `{sort}`")));
+    }
+    if !keys.contains(&field.as_str()) {
+        return Err(ApiError::invalid(format!("sort_by: unknown field `{field}` (known: {})", keys.join(", "))));
+    }
+    Ok(Some((field, desc)))
+}
+
+/// The run column of a run listing key (`scheduled_at` is `created_at`: runs are scheduled when created).
+fn run_column(key: &str) -> ApiResult<RunColumn> {
+    Ok(match key {
+        "run_id" => RunColumn::Id,
+        "display_name" => RunColumn::DisplayName,
+        "description" => RunColumn::Description,
+        "experiment_id" => RunColumn::ExperimentId,
+        "namespace" => RunColumn::Namespace,
+        "state" => RunColumn::State,
+        "storage_state" => RunColumn::StorageState,
+        "created_at" | "scheduled_at" => RunColumn::CreatedAt,
+        "finished_at" => RunColumn::FinishedAt,
+        "recurring_run_id" => RunColumn::RecurringRunId,
+        other => return Err(ApiError::invalid(format!("`{other}` cannot filter or sort runs"))),
+    })
+}
+
+fn sql_value(key: &str, v: &Key) -> ApiResult<SqlValue> {
+    match (is_time_key(key), v) {
+        (true, Key::Num(n)) => Ok(SqlValue::Int(*n as i64)),
+        (false, Key::Str(s)) => Ok(SqlValue::Text(s.clone())),
+        (true, _) => Err(ApiError::invalid(format!("filter: `{key}` compares with a time"))),
+        (false, _) => Err(ApiError::invalid(format!("filter: `{key}` compares with a string"))),
+    }
+}
+
+/// A run list call as one SQL listing (`Store::list_run_page`): KFP's filter, sort and offset page tokens,
+/// with `scope` (namespace / experiment) added; `total_size` is counted in SQL too. Unsorted lists are
+/// oldest first.
+pub fn run_list_query(q: &ListQuery, keys: &[&str], scope: Vec<RunFilter>) -> ApiResult<(RunListQuery, usize)> {
+    let mut filters = scope;
+    for p in parse_filter(q.filter.as_deref().unwrap_or(""), keys)? {
+        let column = run_column(&p.key)?;
+        let op = match p.op {
+            Op::Eq => CmpOp::Eq,
+            Op::Ne => CmpOp::Ne,
+            Op::Gt => CmpOp::Gt,
+            Op::Ge => CmpOp::Ge,
+            Op::Lt => CmpOp::Lt,
+            Op::Le => CmpOp::Le,
+            Op::In => CmpOp::In,
+            Op::Substring => CmpOp::Contains,
+        };
+        let values = p.values.iter().map(|v| sql_value(&p.key, v)).collect::<ApiResult<Vec<_>>>()?;
+        filters.push(RunFilter { column, op, values });
+    }
+    let sort = match parse_sort(q, keys)? {
+        Some((field, descending)) => RunSort { column: run_column(&field)?, descending },
+        None => RunSort { column: RunColumn::CreatedAt, descending: false },
+    };
+    let (page_size, offset) = page_window(q)?;
+    let query =
+        RunListQuery { filters, sort, after: None, offset: offset as i64, limit: page_size as i64, count_total: true };
+    Ok((query, offset))
+}
+
+/// The list response of a [`run_list_query`] page: `next_page_token` when more runs follow.
+pub fn sql_page(items: Vec<Value>, offset: usize, more: bool, total: Option<i64>) -> Page {
+    let end = offset + items.len();
+    Page {
+        total_size: total.unwrap_or(end as i64).max(0) as usize,
+        next_page_token: more.then(|| encode_token(end)),
+        items,
+    }
+}
+
+/// Filters, sorts and pages wire objects. `keys` are the fields filters and sorting may name.
+pub fn paginate(mut items: Vec<Value>, q: &ListQuery, keys: &[&str]) -> ApiResult<Page> {
+    let preds = parse_filter(q.filter.as_deref().unwrap_or(""), keys)?;
+    items.retain(|item| preds.iter().all(|p| matches(item, p)));
+    if let Some((field, desc)) = parse_sort(q, keys)? {
+        let time_like = is_time_key(&field);
+        items.sort_by(|a, b| {
+            let o = cmp_keys(
+                &as_key(a.get(&field).unwrap_or(&Value::Null), time_like),
+                &as_key(b.get(&field).unwrap_or(&Value::Null), time_like),
+            );
+            if desc {
+                o.reverse()
+            } else {
+                o
+            }
+        });
+    }
+    let (page_size, offset) = page_window(q)?;
     let total_size = items.len();
     let end = (offset + page_size).min(total_size);
     let page: Vec<Value> = if offset < total_size { items.drain(offset..end).collect() } else { Vec::new() };

@@ -12,12 +12,12 @@ use serde_json::{json, Map, Value};
 
 use secondrow_engine::{RunOptions, Submission};
 use secondrow_spec::Pipeline;
-use secondrow_store::{EventRecord, RunRecord, RunState, TaskRecord, TaskState};
+use secondrow_store::{EventRecord, RunColumn, RunFilter, RunListRow, RunRecord, RunState, TaskRecord, TaskState};
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{split_action, ApiJson, ApiPath, ApiQuery};
-use crate::list::{page_json, paginate, ListQuery};
+use crate::list::{page_json, run_list_query, sql_page, ListQuery};
 use crate::{ts, AppState};
 
 pub fn routes() -> Router<AppState> {
@@ -261,9 +261,47 @@ async fn get_one(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiPath
 async fn list(State(s): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Json<Value>> {
     let experiment = q.experiment_id.as_deref().filter(|e| !e.is_empty());
     let namespace = caller.list_scope(&s, experiment, q.namespace.as_deref()).await?;
-    let runs = s.store().list_run_summaries(namespace, experiment).await?;
-    let items = runs.iter().map(|r| wire(r, &[], None, false)).collect();
-    Ok(Json(page_json("runs", paginate(items, &q, KEYS)?)))
+    // Filtered, sorted and paged in SQL: one query for the page (plus one COUNT), whatever the store holds.
+    let mut scope = Vec::new();
+    if let Some(ns) = namespace {
+        scope.push(RunFilter::eq(RunColumn::Namespace, ns));
+    }
+    if let Some(e) = experiment {
+        scope.push(RunFilter::eq(RunColumn::ExperimentId, e));
+    }
+    let (query, offset) = run_list_query(&q, KEYS, scope)?;
+    let page = s.store().list_run_page(&query).await?;
+    let items = page.runs.iter().map(list_wire).collect();
+    Ok(Json(page_json("runs", sql_page(items, offset, page.next.is_some(), page.total))))
+}
+
+/// A listed run as the client reads it (what [`wire`] writes for a run without spec, tasks or history).
+fn list_wire(r: &RunListRow) -> Value {
+    let mut out = json!({
+        "run_id": r.id,
+        "experiment_id": r.experiment_id,
+        "display_name": r.display_name,
+        "description": r.description,
+        "namespace": r.namespace,
+        "storage_state": r.storage_state,
+        "runtime_config": {"parameters": r.parameters},
+        "service_account": "",
+        "created_at": ts(Some(r.created_at)),
+        "scheduled_at": ts(Some(r.created_at)),
+        "finished_at": ts(r.finished_at),
+        "state": r.state.as_str(),
+        "state_history": [],
+    });
+    if let (Some(p), Some(v)) = (&r.pipeline_id, &r.pipeline_version_id) {
+        out["pipeline_version_reference"] = json!({"pipeline_id": p, "pipeline_version_id": v});
+    }
+    if let Some(rr) = &r.recurring_run_id {
+        out["recurring_run_id"] = json!(rr);
+    }
+    if let Some(e) = &r.error {
+        out["error"] = json!({"code": if r.state == RunState::Canceled { 1 } else { 2 }, "message": e});
+    }
+    out
 }
 
 async fn delete(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Value>> {

@@ -15,6 +15,7 @@ pub mod deployments;
 mod records;
 mod recurring;
 mod resources;
+mod run_list;
 mod tokens;
 
 use std::str::FromStr;
@@ -27,6 +28,7 @@ pub use artifact_store::ArtifactStore;
 pub use records::*;
 pub use recurring::{NewRecurringRun, RecurringRunRecord};
 pub use resources::{PipelineRecord, PipelineVersionRecord};
+pub use run_list::{CmpOp, Cursor, RunColumn, RunFilter, RunListPage, RunListQuery, RunListRow, RunSort, SqlValue};
 pub use secondrow_error::ErrorKind;
 pub use tokens::{token_digest, validate_namespace, ApiToken};
 

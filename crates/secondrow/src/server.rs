@@ -51,6 +51,8 @@ pub async fn run(settings: &Settings, args: ServerArgs) -> Result<ExitCode> {
     println!(
         "secondrow server listening on http://{addr} (resumed {resumed} unfinished runs); deployed models on {models}"
     );
-    secondrow_api::serve(listener, state, stop).await.context("serving the API")?;
+    // The web UI at `/` beside the API (the UI router has no fallback; the API's answers unknown paths).
+    let app = secondrow_ui::router(state.clone()).merge(secondrow_api::router(state.clone()));
+    secondrow_api::serve_app(listener, state, app, stop).await.context("serving the API")?;
     Ok(ExitCode::SUCCESS)
 }

@@ -87,3 +87,46 @@ fn rejects_unknown_keys_operations_and_tokens() {
         assert!(matches!(paginate(items(), &q, KEYS), Err(ApiError::InvalidArgument(_))), "{filter} {sort} {token}");
     }
 }
+
+#[test]
+fn run_listing_becomes_one_sql_query() {
+    let keys = crate::runs::KEYS;
+    let q = ListQuery {
+        filter: Some(
+            r#"{"predicates":[{"operation":"IS_SUBSTRING","key":"name","string_value":"r"},
+                              {"operation":"GREATER_THAN","key":"created_at","timestamp_value":"1970-01-01T00:00:01Z"},
+                              {"operation":"IN","key":"state","string_values":{"values":["FAILED","SUCCEEDED"]}}]}"#
+                .into(),
+        ),
+        sort_by: Some("finished_at desc".into()),
+        page_size: Some("5".into()),
+        page_token: Some(encode_token(10)),
+        ..Default::default()
+    };
+    let scope = vec![RunFilter::eq(RunColumn::Namespace, "a")];
+    let (sql, offset) = run_list_query(&q, keys, scope).unwrap();
+    assert_eq!(offset, 10);
+    assert_eq!((sql.offset, sql.limit, sql.count_total), (10, 5, true));
+    assert_eq!(sql.sort, RunSort { column: RunColumn::FinishedAt, descending: true });
+    let ops: Vec<(RunColumn, CmpOp)> = sql.filters.iter().map(|f| (f.column, f.op)).collect();
+    assert_eq!(
+        ops,
+        [
+            (RunColumn::Namespace, CmpOp::Eq),
+            (RunColumn::DisplayName, CmpOp::Contains),
+            (RunColumn::CreatedAt, CmpOp::Gt),
+            (RunColumn::State, CmpOp::In)
+        ]
+    );
+    assert_eq!(sql.filters[2].values, [SqlValue::Int(1000)]);
+    // Unsorted: oldest first. A string compared with a time is a 400.
+    let (sql, _) = run_list_query(&ListQuery::default(), keys, Vec::new()).unwrap();
+    assert_eq!(sql.sort, RunSort { column: RunColumn::CreatedAt, descending: false });
+    let bad = ListQuery {
+        filter: Some(r#"{"predicates":[{"operation":"EQUALS","key":"created_at","string_value":"x"}]}"#.into()),
+        ..Default::default()
+    };
+    assert!(matches!(run_list_query(&bad, keys, Vec::new()), Err(ApiError::InvalidArgument(_))));
+    let page = sql_page(vec![json!(1), json!(2)], 4, true, Some(9));
+    assert_eq!((page.total_size, page.next_page_token), (9, Some(encode_token(6))));
+}

@@ -13,4 +13,5 @@ mod remote;
 mod samples;
 mod signals;
 mod support;
+mod ui;
 mod warm;

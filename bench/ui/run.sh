@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The UI's speed targets, measured (not a test): seeds 100,000 runs and one 1,000-iteration ParallelFor run
+# into a fresh home, starts `secondrow server` on it and times the runs page, the API's list_runs and the big
+# run's page (server time, over one keep-alive connection), then the 200-node graph layout.
+# usage: bench/ui/run.sh [SECONDROW_BINARY] [RUNS]   (binary default: target/release/secondrow)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+bin=${1:-$root/target/release/secondrow}
+runs=${2:-100000}
+py=${SECONDROW_TEST_PYTHON:-python3}
+home=$(mktemp -d)
+pid=""
+trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null || true; rm -rf "$home"' EXIT
+# The schema: let the binary create the database once.
+SECONDROW_HOME=$home/home "$bin" runs list >/dev/null
+"$py" "$root/bench/ui/seed.py" "$home/home/secondrow.db" "$runs"
+SECONDROW_HOME=$home/home "$bin" server --port 0 --serve-port 0 > "$home/server.out" 2> "$home/server.err" &
+pid=$!
+for _ in $(seq 300); do grep -q listening "$home/server.out" 2>/dev/null && break; sleep 0.1; done
+url=$(grep -o "listening on http://[0-9.:]*" "$home/server.out" | grep -o "http://.*")
+"$py" "$root/bench/ui/bench.py" "$url" "$(cat "$home/home/secondrow.db.bigrun")"
+cargo run --release --quiet -p secondrow-ui --example layout_bench

@@ -1,0 +1,62 @@
+//! The web UI in a real browser (`browser/ui_browser.py`: Playwright driving Debian's chromium): the
+//! quickstart pipeline submitted with kfp.Client, watched live on its run page until every task succeeded,
+//! a task's logs and the evaluation's confusion matrix and ROC curve opened, a long run terminated from its page, the two runs compared, a run started from the create-run form. Screenshots are kept in
+//! `target/ui-screenshots/` (the test's artifacts). Needs `scripts/setup-browser` (run by `scripts/test`);
+//! `SECONDROW_SKIP_BROWSER=1` skips it where no browser can be installed.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::api::Server;
+use crate::support::{repo_root, Home};
+
+fn chromium() -> Option<PathBuf> {
+    ["/usr/bin/chromium", "/usr/bin/chromium-browser"].into_iter().map(PathBuf::from).find(|p| p.exists())
+}
+
+#[test]
+fn quickstart_run_page_in_chromium() {
+    if std::env::var_os("SECONDROW_SKIP_BROWSER").is_some() {
+        eprintln!("SECONDROW_SKIP_BROWSER is set: browser test skipped");
+        return;
+    }
+    let python = repo_root().join(".venv-ui/bin/python");
+    assert!(python.exists(), "{} is missing: run ./scripts/setup-browser", python.display());
+    let chromium = chromium().expect("chromium is not installed: run ./scripts/setup-browser");
+    let home = Home::new();
+    let server = Server::start(&home, &[]);
+    let root = std::path::absolute(repo_root()).unwrap();
+    let shots = root.join("target/ui-screenshots");
+    let out = Command::new(std::path::absolute(python).unwrap())
+        .arg(root.join("crates/secondrow/tests/it/browser/ui_browser.py"))
+        .arg(&server.url)
+        .arg(root.join("examples/quickstart/pipeline.yaml"))
+        .arg(root.join("examples/quickstart/data/customers.csv"))
+        .arg(&shots)
+        .arg(&chromium)
+        .current_dir(home.path())
+        .env("HOME", home.path())
+        .env("TMPDIR", home.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "browser test failed\nstdout:\n{stdout}\nstderr:\n{}\nserver log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(home.path().join("server.log")).unwrap_or_default()
+    );
+    let seen: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or("{}")).unwrap();
+    assert_eq!(seen["nodes"], 9, "{seen}");
+    for shot in [
+        "run.png",
+        "run-viewport.png",
+        "task-logs.png",
+        "classification-metrics.png",
+        "runs.png",
+        "terminated.png",
+        "compare.png",
+    ] {
+        assert!(shots.join(shot).metadata().is_ok_and(|m| m.len() > 1000), "{shot} missing");
+    }
+}
