@@ -72,7 +72,9 @@ impl From<EngineError> for ApiError {
             EngineError::Store(s) => s.into(),
             EngineError::Spec(s) => s.into(),
             EngineError::AlreadyFinished(..) => ApiError::FailedPrecondition(e.to_string()),
-            EngineError::Internal(m) => ApiError::Internal(m),
+            EngineError::Encode(_) | EngineError::AttemptPanicked(_) | EngineError::Stalled => {
+                ApiError::Internal(e.to_string())
+            }
         }
     }
 }
