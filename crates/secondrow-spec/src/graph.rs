@@ -208,3 +208,113 @@ impl Builder<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Pipeline, SpecError};
+
+    const SPEC: &str = r#"
+components:
+  comp-echo:
+    executorLabel: exec-echo
+    inputDefinitions:
+      parameters:
+        x: {parameterType: NUMBER_INTEGER}
+    outputDefinitions:
+      parameters:
+        y: {parameterType: NUMBER_INTEGER}
+  comp-import:
+    executorLabel: exec-import
+    outputDefinitions:
+      artifacts:
+        artifact: {artifactType: {schemaTitle: system.Dataset, schemaVersion: 0.0.1}}
+  comp-body:
+    dag:
+      tasks:
+        inner:
+          componentRef: {name: comp-echo}
+          inputs:
+            parameters:
+              x: {componentInputParameter: item}
+    inputDefinitions:
+      parameters:
+        item: {parameterType: NUMBER_INTEGER}
+deploymentSpec:
+  executors:
+    exec-echo:
+      container: {image: alpine, command: [sh, -c, 'echo "$0" > "$1"'], args: ["{{$.inputs.parameters['x']}}", "{{$.outputs.parameters['y'].output_file}}"]}
+    exec-import:
+      importer: {artifactUri: {constant: /tmp/data.csv}, typeSchema: {schemaTitle: system.Dataset, schemaVersion: 0.0.1}}
+pipelineInfo: {name: graph}
+root:
+  dag:
+    tasks:
+      second:
+        componentRef: {name: comp-echo}
+        taskInfo: {name: Second step}
+        inputs:
+          parameters:
+            x: {taskOutputParameter: {producerTask: first, outputParameterKey: y}}
+      first:
+        componentRef: {name: comp-echo}
+        inputs:
+          parameters:
+            x: {runtimeValue: {constant: 1}}
+      loop:
+        componentRef: {name: comp-body}
+        dependentTasks: [second]
+        iteratorPolicy: {parallelismLimit: 2}
+        parameterIterator: {itemInput: item, items: {raw: '[1, 2]'}}
+      nested:
+        componentRef: {name: comp-body}
+        inputs:
+          parameters:
+            item: {runtimeValue: {constant: 3}}
+        triggerPolicy: {strategy: ALL_UPSTREAM_TASKS_COMPLETED}
+      data:
+        componentRef: {name: comp-import}
+schemaVersion: 2.1.0
+"#;
+
+    #[test]
+    fn tasks_are_resolved_with_kinds_and_upstream_indices() {
+        let p = Pipeline::from_yaml(SPEC).expect("valid");
+        let root = &p.graph.root;
+        let keys: Vec<&str> = root.tasks.iter().map(|t| t.key.as_str()).collect();
+        assert_eq!(keys, ["data", "first", "loop", "nested", "second"]);
+        let task = |k: &str| &root.tasks[root.index_of(k).expect("known task")];
+        assert!(matches!(task("data").kind, PlanKind::Importer(_)));
+        assert!(matches!(&task("first").kind, PlanKind::Container(c) if c.executor_label == "exec-echo"));
+        assert_eq!(task("second").upstream, [root.index_of("first").expect("first")]);
+        assert_eq!(task("second").display, "Second step");
+        assert_eq!(task("first").display, "first");
+        match &task("loop").kind {
+            PlanKind::Loop(l) => {
+                assert_eq!(l.parallelism_limit, Some(2));
+                assert_eq!(l.item_type, Some(ParameterType::NumberInteger));
+                assert_eq!(l.body.tasks.len(), 1);
+            }
+            other => panic!("not a loop: {other:?}"),
+        }
+        assert_eq!(task("loop").upstream, [root.index_of("second").expect("second")]);
+        match &task("nested").kind {
+            PlanKind::Dag(d) => assert_eq!(d.component_name, "comp-body"),
+            other => panic!("not a dag: {other:?}"),
+        }
+        assert!(task("nested").accepts_completed && !task("first").accepts_completed);
+        assert_eq!(root.index_of("missing"), None);
+    }
+
+    #[test]
+    fn a_component_that_contains_itself_is_refused() {
+        let spec = SPEC.replace("componentRef: {name: comp-echo}\n          inputs:\n            parameters:\n              x: {componentInputParameter: item}", "componentRef: {name: comp-body}\n          inputs:\n            parameters:\n              item: {componentInputParameter: item}");
+        assert_ne!(spec, SPEC);
+        match Pipeline::from_yaml(&spec) {
+            Err(SpecError::Invalid(problems)) => {
+                assert!(problems.iter().any(|p| p.message.contains("`comp-body` contains itself")), "{problems:?}")
+            }
+            other => panic!("expected a problem, got {other:?}"),
+        }
+    }
+}
