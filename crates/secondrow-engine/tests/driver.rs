@@ -230,7 +230,7 @@ async fn the_exit_handler_runs_after_a_failed_body_and_sees_its_status() {
 }
 
 #[tokio::test]
-async fn cancel_kills_the_task_process_group_and_ends_the_run_canceled() {
+async fn cancel_kills_process_groups_ends_backoffs_and_the_run_canceled() {
     let h = Harness::new().await;
     let id = h.submit(CANCEL, json!({}), RunOptions::default()).await;
     let cancel = CancellationToken::new();
@@ -241,6 +241,12 @@ async fn cancel_kills_the_task_process_group_and_ends_the_run_canceled() {
     wait_until("the grandchild to start", Duration::from_secs(10), || pid_file.exists()).await;
     let grandchild: i32 = h.read("grandchild.pid").trim().parse().expect("a pid");
     assert!(alive(grandchild));
+    // `backoff` failed once and now waits a minute before its retry (attempt 2 is recorded).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while h.tasks(&id).await.iter().all(|t| t.path != "backoff" || t.attempts < 2) {
+        assert!(Instant::now() < deadline, "backoff was not scheduled for a retry");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 
     let canceled_at = Instant::now();
     cancel.cancel();
@@ -249,6 +255,9 @@ async fn cancel_kills_the_task_process_group_and_ends_the_run_canceled() {
     assert_eq!(run.state, RunState::Canceled);
     let tasks = h.tasks(&id).await;
     assert_eq!(task(&tasks, "sleepy").state, TaskState::Canceled);
+    // Waiting out a backoff ends at the cancel, and the retry never runs.
+    assert_eq!(task(&tasks, "backoff").state, TaskState::Canceled);
+    assert_eq!(h.count("backoff"), 1);
     assert!(tasks.iter().all(|t| t.path != "after" || t.state == TaskState::Canceled));
     assert!(!h.path("after.ran").exists());
     // The whole process group went, grandchild included (it may take a moment to be reaped).
@@ -283,6 +292,24 @@ async fn resume_after_a_kill_reruns_only_what_did_not_finish() {
     let b = task(&after, "b");
     assert_eq!((b.state, b.attempts), (TaskState::Succeeded, 2));
     assert_eq!(run.outputs.as_ref().map(|o| o["parameters"]["last"].clone()), Some(json!("from-c")));
+}
+
+#[tokio::test]
+async fn a_second_run_with_the_same_inputs_is_served_from_the_cache() {
+    let h = Harness::new().await;
+    std::fs::write(h.path("go"), "").expect("go");
+    let (first, _) = h.run(RESUME, json!({}), RunOptions::default()).await;
+    assert_eq!(first.state, RunState::Succeeded, "{:?}", first.error);
+    let (second, tasks) = h.run(RESUME, json!({}), RunOptions::default()).await;
+    assert_eq!(second.state, RunState::Succeeded, "{:?}", second.error);
+    for key in ["a", "b", "c"] {
+        assert_eq!(task(&tasks, key).state, TaskState::Cached, "{key}");
+    }
+    assert_eq!((h.count("a"), h.count("b"), h.count("c")), (1, 1, 1));
+    assert_eq!(second.outputs.as_ref().map(|o| o["parameters"]["last"].clone()), Some(json!("from-c")));
+    let (third, _) = h.run(RESUME, json!({}), RunOptions { no_cache: true, ..Default::default() }).await;
+    assert_eq!(third.state, RunState::Succeeded, "{:?}", third.error);
+    assert_eq!((h.count("a"), h.count("b"), h.count("c")), (2, 2, 2));
 }
 
 #[test]
