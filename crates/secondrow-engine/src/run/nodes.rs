@@ -214,3 +214,49 @@ impl Tree {
         self.nodes[id].children.iter().filter(|c| self.nodes[**c].phase == Phase::Running).count()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secondrow_spec::Pipeline;
+
+    fn tree() -> (Tree, NodeId) {
+        let pipeline = Pipeline::from_yaml(include_str!("../../tests/specs/diamond.yaml")).expect("valid");
+        let root_dag = pipeline.graph.root.clone();
+        let mut tree = Tree::default();
+        let root = tree.add(None, String::new(), "diamond".into(), Work::Root(root_dag.clone()));
+        for plan in &root_dag.tasks {
+            tree.add(Some(root), plan.key.clone(), plan.display.clone(), Work::Task(plan.clone()));
+        }
+        (tree, root)
+    }
+
+    #[test]
+    fn children_follow_the_dag_task_order_so_upstream_indices_find_siblings() {
+        let (mut tree, root) = tree();
+        assert_eq!(tree.len(), 5);
+        let d = tree[root].children[3];
+        assert_eq!((tree[d].path.as_str(), tree[d].work.kind()), ("d", TaskKind::Container));
+        let upstream: Vec<&str> = tree[d]
+            .work
+            .plan()
+            .map(|p| p.upstream.iter().filter_map(|i| tree.sibling_at(d, *i)).map(|s| tree[s].key.as_str()).collect())
+            .unwrap_or_default();
+        assert_eq!(upstream, ["b", "c"]);
+        assert_eq!(tree.sibling(d, "a").map(|s| tree[s].key.clone()), Ok("a".to_owned()));
+        assert!(tree.sibling(d, "nope").is_err());
+        assert!(tree.sibling(root, "a").is_err());
+
+        let iteration = tree.add(Some(d), "0".into(), "d-0".into(), tree[root].work.clone());
+        assert_eq!(tree[iteration].path, "d/0");
+
+        let (b, c) = (tree[root].children[1], tree[root].children[2]);
+        tree[b].finish(TaskState::Failed, Some("x".into()), Outputs::default());
+        tree[c].by_condition = true;
+        tree[c].finish(TaskState::Skipped, None, Outputs::default());
+        assert!(tree.blocks(b), "a failed upstream blocks");
+        assert!(!tree.blocks(c), "a task skipped by its own condition does not block");
+        assert!(!tree.all_children_done(root));
+        assert_eq!(tree.running_children(root), 0);
+    }
+}
