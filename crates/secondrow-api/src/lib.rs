@@ -28,9 +28,8 @@ use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
-use tokio::sync::watch;
 
-use secondrow_engine::{Engine, EngineError, RunControl, Submission};
+use secondrow_engine::{CancellationToken, Engine, EngineError, RunControl, Submission};
 use secondrow_spec::Pipeline;
 use secondrow_store::{RunRecord, RunState, Store, StoreError, TaskState};
 use serde_json::{Map, Value};
@@ -122,7 +121,7 @@ pub fn router(state: AppState) -> Router {
 /// Owns the executing runs: one tokio task each, with its cancel switch.
 pub struct Supervisor {
     engine: Engine,
-    active: Mutex<HashMap<String, watch::Sender<bool>>>,
+    active: Mutex<HashMap<String, CancellationToken>>,
 }
 
 impl Supervisor {
@@ -130,24 +129,24 @@ impl Supervisor {
         Supervisor { engine, active: Mutex::new(HashMap::new()) }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, watch::Sender<bool>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, CancellationToken>> {
         self.active.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Starts executing a run (`resume`: keep tasks that already succeeded). No-op if it is executing.
     pub fn start(self: &Arc<Self>, run_id: &str, resume: bool) {
-        let (tx, rx) = watch::channel(false);
+        let cancel = CancellationToken::new();
         {
             let mut active = self.lock();
             if active.contains_key(run_id) {
                 return;
             }
-            active.insert(run_id.to_owned(), tx);
+            active.insert(run_id.to_owned(), cancel.clone());
         }
         let this = self.clone();
         let id = run_id.to_owned();
         tokio::spawn(async move {
-            let control = RunControl { cancel: rx, progress: None, tail_logs: false };
+            let control = RunControl::new(cancel);
             let result = if resume {
                 this.engine.resume(&id, control, true).await
             } else {
@@ -172,8 +171,8 @@ impl Supervisor {
     /// Asks an executing run to stop; false when it is not executing here.
     pub fn cancel(&self, run_id: &str) -> bool {
         match self.lock().get(run_id) {
-            Some(tx) => {
-                let _ = tx.send(true);
+            Some(cancel) => {
+                cancel.cancel();
                 true
             }
             None => false,

@@ -4,7 +4,8 @@
 //! requirement set, the index options and the base Python (version and site-packages). The base Python's
 //! site-packages are linked in with a `.pth` file, so kfp (and what the base already has) stays importable
 //! while the environment's own packages take precedence. Concurrent tasks wanting the same environment
-//! wait for one creation (in-process: a `OnceCell` per key; across processes: a lock file).
+//! wait for one creation (in-process: a `OnceCell` per key; across processes: an exclusive `flock` on a lock
+//! file, which the kernel releases if its holder dies).
 //! `uv` is used when it is on PATH, pip otherwise.
 
 use std::collections::HashMap;
@@ -16,6 +17,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::process::Command;
 use tokio::sync::OnceCell;
+
+use crate::process;
 
 use secondrow_spec::lightweight::PipRequirements;
 
@@ -74,41 +77,23 @@ impl EnvManager {
         let dir = self.root.join(key);
         let python = dir.join("bin/python");
         let ready = dir.join("ready");
-        std::fs::create_dir_all(&self.root).map_err(|e| format!("creating {}: {e}", self.root.display()))?;
-        let lock = self.root.join(format!("{key}.lock"));
-        loop {
-            if ready.exists() {
-                return Ok(python);
-            }
-            match std::fs::OpenOptions::new().write(true).create_new(true).open(&lock) {
-                Ok(_) => break,
-                Err(_) => {
-                    // Another process is creating it; take over if it died.
-                    let holder: Option<i32> = std::fs::read_to_string(&lock).ok().and_then(|s| s.trim().parse().ok());
-                    let stale = match holder {
-                        Some(pid) => !Path::new(&format!("/proc/{pid}")).exists(),
-                        None => lock
-                            .metadata()
-                            .and_then(|m| m.modified())
-                            .map(|t| t.elapsed().unwrap_or_default() > Duration::from_secs(5))
-                            .unwrap_or(true),
-                    };
-                    if stale {
-                        let _ = std::fs::remove_file(&lock);
-                    } else {
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                    }
-                }
-            }
+        if ready.exists() {
+            return Ok(python);
         }
-        let _ = std::fs::write(&lock, std::process::id().to_string());
+        std::fs::create_dir_all(&self.root).map_err(|e| format!("creating {}: {e}", self.root.display()))?;
+        // Across processes: an exclusive advisory lock, released by the kernel when its holder exits (so a
+        // crashed creator never blocks the next one). Whoever waited finds the environment ready.
+        let lock = lock_exclusive(self.root.join(format!("{key}.lock"))).await?;
+        if ready.exists() {
+            return Ok(python);
+        }
         let result = self.build(base, req, key, &dir, &probe).await;
         if result.is_ok() {
             let _ = std::fs::write(&ready, "");
         } else {
             let _ = std::fs::remove_dir_all(&dir);
         }
-        let _ = std::fs::remove_file(&lock);
+        drop(lock);
         result.map(|_| python)
     }
 
@@ -125,9 +110,10 @@ impl EnvManager {
         let installer = if uv.is_some() { "uv" } else { "pip" };
         match &uv {
             Some(uv) => {
-                run(Command::new(uv).arg("venv").arg("--quiet").arg("--python").arg(base).arg(dir), "uv venv").await?
+                run(process::command(uv).arg("venv").arg("--quiet").arg("--python").arg(base).arg(dir), "uv venv")
+                    .await?
             }
-            None => run(Command::new(base).args(["-m", "venv"]).arg(dir), "python -m venv").await?,
+            None => run(process::command(base).args(["-m", "venv"]).arg(dir), "python -m venv").await?,
         }
         let python = dir.join("bin/python");
         let site = python_output(&python, "import sysconfig; print(sysconfig.get_paths()['purelib'])").await?;
@@ -136,12 +122,12 @@ impl EnvManager {
             .map_err(|e| format!("linking the base site-packages: {e}"))?;
         let mut cmd = match &uv {
             Some(uv) => {
-                let mut c = Command::new(uv);
+                let mut c = process::command(uv);
                 c.args(["pip", "install", "--quiet", "--python"]).arg(&python);
                 c
             }
             None => {
-                let mut c = Command::new(&python);
+                let mut c = process::command(&python);
                 c.args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-warn-script-location"]);
                 c
             }
@@ -220,9 +206,8 @@ async fn probe_python(python: &Path) -> Result<Probe, String> {
 }
 
 async fn python_output(python: &Path, code: &str) -> Result<String, String> {
-    let out = Command::new(python)
+    let out = process::command(python)
         .args(["-c", code])
-        .stdin(std::process::Stdio::null())
         .output()
         .await
         .map_err(|e| format!("cannot start {}: {e}", python.display()))?;
@@ -233,8 +218,7 @@ async fn python_output(python: &Path, code: &str) -> Result<String, String> {
 }
 
 async fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
-    let out =
-        cmd.stdin(std::process::Stdio::null()).output().await.map_err(|e| format!("{what}: cannot start: {e}"))?;
+    let out = cmd.output().await.map_err(|e| format!("{what}: cannot start: {e}"))?;
     if out.status.success() {
         return Ok(());
     }
@@ -243,10 +227,41 @@ async fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
     Err(format!("{what} failed ({}):\n{}", out.status, tail.join("\n")))
 }
 
+/// Opens (creating) `path` and takes an exclusive `flock` on it, waiting as long as another holds it.
+async fn lock_exclusive(path: PathBuf) -> Result<std::fs::File, String> {
+    let shown = path.display().to_string();
+    let locked = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
+        file.lock()?;
+        Ok(file)
+    })
+    .await
+    .map_err(|e| format!("locking {shown}: {e}"))?;
+    locked.map_err(|e| format!("locking {shown}: {e}"))
+}
+
 fn which(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|c| c.is_file()))
 }
 
 fn now_ms() -> i64 {
     SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_environment_lock_is_exclusive_until_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.lock");
+        let held = lock_exclusive(path.clone()).await.unwrap();
+        let other = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        assert!(matches!(other.try_lock(), Err(std::fs::TryLockError::WouldBlock)));
+        drop(held);
+        let again = lock_exclusive(path.clone()).await.unwrap();
+        drop(again);
+        other.try_lock().unwrap();
+    }
 }

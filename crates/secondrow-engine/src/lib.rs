@@ -2,7 +2,7 @@
 //!
 //! [`Engine::submit`] records a run (PENDING) in the store; [`Engine::execute`] drives it to a terminal
 //! state. One driver ([`run`]) owns a run's state: it decides which tasks are ready, resolves their inputs
-//! ([`task`]), consults the cache ([`cache`]), spawns processes through [`executor`] (the only module that
+//! ([`task`]), consults the cache ([`cache`]), spawns processes through [`process`] (the only module that
 //! starts processes), applies retries ([`retry`]) and writes every transition to the store.
 //! [`Engine::execute`] on a run that already has tasks resumes it: finished tasks are adopted, not re-run.
 //!
@@ -10,7 +10,7 @@
 
 pub mod cache;
 pub mod envs;
-pub mod executor;
+pub mod process;
 pub mod python;
 pub mod retry;
 mod run;
@@ -23,13 +23,14 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, Semaphore};
 
 use secondrow_spec::{Pipeline, SpecError};
 use secondrow_store::{ArtifactStore, NewRun, RunRecord, RunState, Store, StoreError, TaskState};
 
-pub use executor::LogLine;
+pub use process::LogLine;
 pub use task::{ArtifactRef, Outputs};
+pub use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -39,8 +40,15 @@ pub enum EngineError {
     Spec(#[from] SpecError),
     #[error("run `{0}` is already finished ({1}); nothing to resume")]
     AlreadyFinished(String, RunState),
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// A value could not be encoded as JSON for the store.
+    #[error("encoding a value for the store: {0}")]
+    Encode(#[source] serde_json::Error),
+    /// A task attempt's future panicked (a bug in the engine).
+    #[error("a task attempt panicked: {0}")]
+    AttemptPanicked(String),
+    /// Tasks remain but none can start and none is running (a bug in the driver).
+    #[error("run stalled: tasks remain but none can start")]
+    Stalled,
 }
 
 impl EngineError {
@@ -50,7 +58,9 @@ impl EngineError {
             EngineError::Store(e) => e.kind(),
             EngineError::Spec(e) => e.kind(),
             EngineError::AlreadyFinished(..) => secondrow_error::ErrorKind::FailedPrecondition,
-            EngineError::Internal(_) => secondrow_error::ErrorKind::Internal,
+            EngineError::Encode(_) | EngineError::AttemptPanicked(_) | EngineError::Stalled => {
+                secondrow_error::ErrorKind::Internal
+            }
         }
     }
 }
@@ -138,20 +148,22 @@ pub enum Progress {
 
 /// How the caller controls and observes one execution.
 pub struct RunControl {
-    /// Turns true to cancel the run.
-    pub cancel: watch::Receiver<bool>,
+    /// Cancelled to cancel the run: its task process groups are killed and it ends CANCELED.
+    pub cancel: CancellationToken,
     pub progress: Option<mpsc::UnboundedSender<Progress>>,
     /// Tail task output live through `progress`.
     pub tail_logs: bool,
 }
 
 impl RunControl {
+    /// No events; `cancel` cancels the run.
+    pub fn new(cancel: CancellationToken) -> RunControl {
+        RunControl { cancel, progress: None, tail_logs: false }
+    }
+
     /// No cancel, no events.
     pub fn detached() -> RunControl {
-        let (tx, rx) = watch::channel(false);
-        // Keep the sender alive for the program's lifetime so the receiver never reports closure.
-        std::mem::forget(tx);
-        RunControl { cancel: rx, progress: None, tail_logs: false }
+        RunControl::new(CancellationToken::new())
     }
 }
 
@@ -241,7 +253,7 @@ impl Engine {
             pipeline_name: pipeline.name().to_owned(),
             spec: spec_doc,
             parameters,
-            options: serde_json::to_value(&sub.options).map_err(|e| EngineError::Internal(e.to_string()))?,
+            options: serde_json::to_value(&sub.options).map_err(EngineError::Encode)?,
             recurring_run_id: sub.recurring_run_id,
         };
         Ok(store.create_run(&run).await?)

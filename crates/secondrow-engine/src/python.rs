@@ -43,12 +43,10 @@ impl PythonEnv {
     /// Inspects `python` (or `python3` from PATH): can it import kfp's executor?
     pub async fn detect(python: Option<&Path>, work_dir: &Path) -> PythonEnv {
         let PythonEnv { python: exe, path_prefix, .. } = PythonEnv::locate(python, work_dir);
-        let probe = tokio::process::Command::new(&exe)
+        let probe = crate::process::command(&exe)
             .args(["-c", "import kfp.dsl.executor_main"])
-            .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true)
             .output();
         let (has_kfp, note) = match tokio::time::timeout(Duration::from_secs(60), probe).await {
             Ok(Ok(out)) if out.status.success() => (true, None),

@@ -15,10 +15,11 @@ use nix::unistd::Pid;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
-use tokio::process::{Child, Command};
-use tokio::sync::{mpsc, watch, Mutex};
+use tokio::process::Child;
+use tokio::sync::{mpsc, Mutex};
+use tokio_util::sync::CancellationToken;
 
-use crate::executor::{Exit, LogLine};
+use crate::process::{self, Exit, LogLine};
 
 const FORKSERVER: &str = include_str!("../python/forkserver.py");
 
@@ -74,15 +75,13 @@ impl WarmPool {
         // Unix socket paths are short (108 bytes): keep them in the temp dir, unique per process and Python.
         let tag = format!("{:x}", fxhash(python.as_os_str().as_encoded_bytes()));
         let socket = std::env::temp_dir().join(format!("secondrow-{}-{tag}.sock", std::process::id()));
-        let mut child = Command::new(python)
+        let mut child = process::command(python)
             .arg(&script)
             .arg(&socket)
             .env_clear()
             .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())
-            .kill_on_drop(true)
             .spawn()
             .map_err(|e| format!("cannot start the warm worker ({}): {e}", python.display()))?;
         let stdout = child.stdout.take().ok_or("warm worker has no stdout")?;
@@ -117,7 +116,7 @@ impl WarmPool {
         &self,
         python: &Path,
         job: WarmJob,
-        cancel: watch::Receiver<bool>,
+        cancel: CancellationToken,
     ) -> Result<(Exit, Duration), String> {
         let result = self.run_on_worker(python, job, cancel).await;
         if result.is_err() {
@@ -130,7 +129,7 @@ impl WarmPool {
         &self,
         python: &Path,
         job: WarmJob,
-        mut cancel: watch::Receiver<bool>,
+        cancel: CancellationToken,
     ) -> Result<(Exit, Duration), String> {
         let started = Instant::now();
         let socket = self.socket_for(python, &job.env).await?;
@@ -176,7 +175,7 @@ impl WarmPool {
                     }
                 }
             }
-            _ = async { let _ = cancel.wait_for(|c| *c).await; } => {
+            _ = cancel.cancelled() => {
                 let _ = killpg(pid, Signal::SIGTERM);
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 let _ = killpg(pid, Signal::SIGKILL);

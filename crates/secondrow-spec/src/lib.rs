@@ -1,7 +1,8 @@
 //! The KFP pipeline IR, as the kfp SDK 2.14 compiler writes it, and everything about it that needs no IO.
 //!
 //! Start at [`Pipeline::from_yaml`]: it parses the raw [`ir::PipelineSpec`] and validates it into a
-//! [`Pipeline`], or returns a [`SpecError`] listing every problem with the task and field it concerns.
+//! [`Pipeline`], or returns a [`SpecError`] listing every problem with the task and field it concerns; the
+//! pipeline carries its resolved task [`graph`], which is what the engine executes.
 //! [`cel`] evaluates trigger conditions and selectors, [`placeholder`] parses and expands container
 //! arguments, and [`value`] coerces parameter values to their declared types.
 //!
@@ -9,6 +10,7 @@
 //! `secondrow-error` (the [`ErrorKind`] every crate's error reports).
 
 pub mod cel;
+pub mod graph;
 pub mod ir;
 pub mod lightweight;
 pub mod placeholder;

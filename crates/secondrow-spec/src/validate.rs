@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::cel;
+use crate::graph::{self, Graph};
 use crate::ir::{ComponentSpec, DagSpec, ExecutorSpec, ParameterType, PipelineSpec, TaskSpec};
 use crate::lightweight::{prelude_requirements, PipRequirements};
 use crate::placeholder::{self, ArgTemplate, Placeholder};
@@ -26,6 +27,8 @@ pub struct Pipeline {
     /// The second YAML document (kfp-kubernetes platform spec), kept but not interpreted.
     pub platform_spec: Option<Value>,
     pub executors: BTreeMap<String, ParsedExecutor>,
+    /// The task graph, resolved: what the engine executes.
+    pub graph: Graph,
 }
 
 /// A container executor's command and arguments, parsed into templates.
@@ -77,10 +80,12 @@ impl Pipeline {
     fn build(spec: PipelineSpec, document: Value, platform_spec: Option<Value>) -> Result<Pipeline, SpecError> {
         let mut problems = Vec::new();
         let executors = check_spec(&spec, &mut problems);
-        if problems.is_empty() {
-            Ok(Pipeline { spec, document, platform_spec, executors })
-        } else {
-            Err(SpecError::Invalid(problems))
+        if !problems.is_empty() {
+            return Err(SpecError::Invalid(problems));
+        }
+        match graph::build(&spec, &executors, &mut problems) {
+            Some(graph) if problems.is_empty() => Ok(Pipeline { spec, document, platform_spec, executors, graph }),
+            _ => Err(SpecError::Invalid(problems)),
         }
     }
 
@@ -250,12 +255,13 @@ fn check_executors(spec: &PipelineSpec, problems: &mut Vec<Problem>) -> BTreeMap
 /// Detects kfp's `sh -c "<pip install ...> && \"$0\" \"$@\""` prelude at the start of a command.
 fn pip_prelude_len(command: &[String]) -> usize {
     match command {
-        [sh, c, script, ..] if sh == "sh" && c == "-c" && script.contains("pip install") => {
-            if script.trim_end().ends_with("\"$0\" \"$@\"") {
-                3
-            } else {
-                0
-            }
+        [sh, c, script, ..]
+            if sh == "sh"
+                && c == "-c"
+                && script.contains("pip install")
+                && script.trim_end().ends_with("\"$0\" \"$@\"") =>
+        {
+            3
         }
         _ => 0,
     }

@@ -1,9 +1,14 @@
-//! The local process executor: the one place where SecondRow spawns a child process.
+//! The one module that constructs child processes (`clippy.toml` forbids `Command::new` anywhere else).
 //!
-//! Each task attempt runs as its own process group (so a cancel kills the whole tree), with its stdout and
+//! [`run_process`] runs a task attempt: its own process group (so a cancel kills the whole tree), stdout and
 //! stderr appended to per-task log files — or, in verbose mode, piped through and tailed live. The image of
-//! the container spec is ignored: commands run on the host.
+//! the container spec is ignored: commands run on the host. [`command`] gives the engine's helpers (the
+//! Python probe, environment creation, warm workers) a command with the settings every child gets here:
+//! no stdin, killed when its handle is dropped.
 
+#![allow(clippy::disallowed_methods)]
+
+use std::ffi::OsStr;
 use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -13,7 +18,16 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// A helper process (not a task attempt): stdin closed, killed when dropped. Callers add arguments, output
+/// handling and environment, then `output()` or `spawn()` it.
+pub(crate) fn command(program: impl AsRef<OsStr>) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.stdin(Stdio::null()).kill_on_drop(true);
+    cmd
+}
 
 /// A fully resolved process to run.
 #[derive(Debug, Clone)]
@@ -59,8 +73,8 @@ pub enum SpawnError {
     Worker(String),
 }
 
-/// Runs `job` to completion, or until `cancel` turns true (then kills its process group).
-pub async fn run_process(job: ProcessJob, mut cancel: watch::Receiver<bool>) -> Result<(Exit, Duration), SpawnError> {
+/// Runs `job` to completion, or until `cancel` is cancelled (then kills its process group).
+pub async fn run_process(job: ProcessJob, cancel: CancellationToken) -> Result<(Exit, Duration), SpawnError> {
     let (program, args) = job.argv.split_first().ok_or(SpawnError::EmptyCommand)?;
     let open_log = |path: &PathBuf| -> Result<std::fs::File, SpawnError> {
         std::fs::OpenOptions::new()
@@ -103,7 +117,7 @@ pub async fn run_process(job: ProcessJob, mut cancel: watch::Receiver<bool>) -> 
                 (None, None) => Exit::Code(-1),
             }
         }
-        _ = wait_cancel(&mut cancel) => {
+        _ = cancel.cancelled() => {
             if let Some(pid) = pid {
                 kill_group(pid).await;
             }
@@ -119,18 +133,6 @@ pub async fn run_process(job: ProcessJob, mut cancel: watch::Receiver<bool>) -> 
         let _ = p.await;
     }
     Ok((exit, started.elapsed()))
-}
-
-async fn wait_cancel(cancel: &mut watch::Receiver<bool>) {
-    loop {
-        if *cancel.borrow() {
-            return;
-        }
-        if cancel.changed().await.is_err() {
-            // Sender gone: nobody can cancel any more.
-            std::future::pending::<()>().await;
-        }
-    }
 }
 
 /// SIGTERM the group, give it a moment, then SIGKILL.
@@ -184,8 +186,9 @@ mod tests {
     #[tokio::test]
     async fn captures_output_env_and_status() {
         let dir = tempfile::tempdir().unwrap();
-        let (_tx, rx) = watch::channel(false);
-        let (exit, _) = run_process(job(dir.path(), "echo $GREETING; echo bad >&2; exit 3"), rx).await.unwrap();
+        let (exit, _) = run_process(job(dir.path(), "echo $GREETING; echo bad >&2; exit 3"), CancellationToken::new())
+            .await
+            .unwrap();
         assert_eq!(exit, Exit::Code(3));
         assert_eq!(std::fs::read_to_string(dir.path().join("out.log")).unwrap(), "hola\n");
         assert_eq!(std::fs::read_to_string(dir.path().join("err.log")).unwrap(), "bad\n");
@@ -194,10 +197,10 @@ mod tests {
     #[tokio::test]
     async fn cancel_kills_the_process_group() {
         let dir = tempfile::tempdir().unwrap();
-        let (tx, rx) = watch::channel(false);
+        let cancel = CancellationToken::new();
         let marker = dir.path().join("child.pid");
         let script = format!("sleep 30 & echo $! > {}; wait", marker.display());
-        let handle = tokio::spawn(run_process(job(dir.path(), &script), rx));
+        let handle = tokio::spawn(run_process(job(dir.path(), &script), cancel.clone()));
         for _ in 0..100 {
             if marker.exists() && !std::fs::read_to_string(&marker).unwrap().is_empty() {
                 break;
@@ -205,7 +208,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let t = Instant::now();
-        tx.send(true).unwrap();
+        cancel.cancel();
         let (exit, _) = handle.await.unwrap().unwrap();
         assert_eq!(exit, Exit::Canceled);
         assert!(t.elapsed() < Duration::from_secs(2));
@@ -219,10 +222,9 @@ mod tests {
     #[tokio::test]
     async fn missing_program_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
-        let (_tx, rx) = watch::channel(false);
         let mut j = job(dir.path(), "");
         j.argv = vec!["/no/such/program".into()];
-        let e = run_process(j, rx).await.unwrap_err();
+        let e = run_process(j, CancellationToken::new()).await.unwrap_err();
         assert!(e.to_string().contains("cannot start `/no/such/program`"), "{e}");
     }
 }

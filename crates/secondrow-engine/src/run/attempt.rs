@@ -1,0 +1,488 @@
+//! Leaf tasks: container attempts (resume adoption, cache look-up, preparation, spawning, retries with
+//! backoff, recording the result) and importers.
+//!
+//! An attempt runs as a future in the driver's `JoinSet`: it waits out its backoff, provides the Python
+//! environment a lightweight component needs, takes a parallelism slot, and runs the process (cold, through
+//! [`crate::process`], or in a warm worker). Every wait ends early when the run is canceled.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use secondrow_spec::graph::{ContainerPlan, TaskPlan};
+use secondrow_spec::ir::{ComponentSpec, ImporterSpec};
+use secondrow_spec::lightweight;
+use secondrow_store::{new_id, NewArtifact, TaskFinish, TaskState};
+
+use super::nodes::{NodeId, Phase, PythonPlan};
+use super::{to_json, RunDriver};
+use crate::process::{self, Exit, LogLine, ProcessJob};
+use crate::python::PythonEnv;
+use crate::task::{self, ArtifactRef, LaunchOptions, Outputs, PreparedContainer};
+use crate::warm::WarmJob;
+use crate::{cache, retry, Inner, Progress, PythonMode, Result};
+
+/// How one attempt ended: its outputs or why it failed, or canceled.
+pub(super) enum AttemptResult {
+    Finished(std::result::Result<Outputs, String>),
+    Canceled,
+}
+
+/// Everything an attempt future needs, detached from the driver.
+struct Attempt {
+    number: i64,
+    delay: Duration,
+    prepared: Arc<PreparedContainer>,
+    component: Arc<ComponentSpec>,
+    job: ProcessJob,
+    log_dir: PathBuf,
+    python: Option<Arc<PythonPlan>>,
+    slots: Arc<Semaphore>,
+    cancel: CancellationToken,
+    inner: Arc<Inner>,
+}
+
+impl RunDriver {
+    pub(super) async fn start_container(
+        &mut self,
+        id: NodeId,
+        plan: &Arc<TaskPlan>,
+        container: &ContainerPlan,
+    ) -> Result<()> {
+        let path = self.tree[id].path.clone();
+        let display = self.tree[id].display.clone();
+        if self.adopt_previous(id) {
+            let state = self.tree[id].state;
+            self.emit(Progress::Finished { path, display_name: display, state, duration_ms: 0, error: None });
+            return Ok(());
+        }
+
+        let options = plan.spec.caching_options.clone().unwrap_or_default();
+        let caching = options.enable_cache && !self.options.no_cache;
+        let key = cache::cache_key(
+            &container.container,
+            &plan.component,
+            &self.tree[id].inputs,
+            options.cache_key.as_deref(),
+        );
+        self.tree[id].exec.cache_key = Some(key.clone());
+        self.tree[id].exec.caching = caching;
+        if caching && self.use_cached(id, &key).await? {
+            self.emit(Progress::Finished {
+                path,
+                display_name: display,
+                state: TaskState::Cached,
+                duration_ms: 0,
+                error: None,
+            });
+            return Ok(());
+        }
+
+        let attempt = self.previous.get(&path).map(|p| p.attempts).unwrap_or(0) + 1;
+        self.tree[id].exec.attempt = attempt;
+        let task_id = self.record_start(id).await?;
+        self.tree[id].task_id = Some(task_id.clone());
+        let python = if container.parsed.is_lightweight_python {
+            let base = self.python_env().await;
+            // Without kfp in the base Python, the compiled prelude (pip install) has to stay, and runs cold.
+            let provided = base.has_kfp;
+            Some(Arc::new(PythonPlan {
+                requirements: if provided { container.parsed.requirements.clone() } else { Default::default() },
+                warm: provided && self.inner.config.python_mode == PythonMode::Warm,
+                base,
+            }))
+        } else {
+            None
+        };
+        let launch = LaunchOptions { skip_pip_prelude: python.as_ref().is_some_and(|p| p.base.has_kfp) };
+        self.tree[id].exec.python = python;
+        let prepared = task::prepare(
+            &plan.component,
+            &container.container,
+            &container.parsed,
+            &self.tree[id].inputs,
+            &self.run_root.join(&path),
+            &self.job,
+            &self.tree[id].key,
+            &task_id,
+            &launch,
+        );
+        match prepared {
+            Ok(p) => {
+                let n = &mut self.tree[id];
+                n.phase = Phase::Running;
+                n.exec.prepared = Some(Arc::new(p));
+                n.started = Some(Instant::now());
+                self.spawn_attempt(id, Duration::ZERO);
+                self.emit(Progress::Started { path, display_name: display, attempt });
+            }
+            Err(e) => self.fail_leaf(id, format!("resolving the command line: {e}")).await?,
+        }
+        Ok(())
+    }
+
+    /// Resume: a task that finished in an earlier execution of this run keeps its result.
+    fn adopt_previous(&mut self, id: NodeId) -> bool {
+        let Some(prev) = self.previous.get(&self.tree[id].path) else { return false };
+        if !prev.state.is_success() {
+            return false;
+        }
+        let Some(outputs) = prev.outputs.as_ref().and_then(|o| serde_json::from_value::<Outputs>(o.clone()).ok())
+        else {
+            return false;
+        };
+        let (state, task_id) = (prev.state, prev.id.clone());
+        let n = &mut self.tree[id];
+        n.task_id = Some(task_id);
+        n.finish(state, None, outputs);
+        true
+    }
+
+    /// A cache hit is recorded as a CACHED task with the cached outputs; false on a miss.
+    async fn use_cached(&mut self, id: NodeId, key: &str) -> Result<bool> {
+        let Some((_, cached)) = self.inner.store.lookup_cache(key).await? else { return Ok(false) };
+        let Ok(outputs) = serde_json::from_value::<Outputs>(cached.clone()) else { return Ok(false) };
+        self.tree[id].exec.attempt = 0;
+        let task_id = self.record_start(id).await?;
+        let refs = outputs.artifact_refs();
+        let input_refs = self.tree[id].inputs.artifact_refs();
+        self.inner
+            .store
+            .finish_task(&TaskFinish {
+                run_id: &self.run.id,
+                task_id: &task_id,
+                state: TaskState::Cached,
+                error: None,
+                cached: true,
+                outputs: Some(&cached),
+                new_artifacts: &[],
+                output_artifact_refs: &refs,
+                input_artifact_refs: &input_refs,
+                cache_key_to_record: None,
+            })
+            .await?;
+        let n = &mut self.tree[id];
+        n.task_id = Some(task_id);
+        n.finish(TaskState::Cached, None, outputs);
+        Ok(true)
+    }
+
+    async fn python_env(&self) -> PythonEnv {
+        self.inner.python.get_or_init(|| init_python(&self.inner)).await.clone()
+    }
+
+    /// Starts the node's next attempt after `delay`.
+    pub(super) fn spawn_attempt(&mut self, id: NodeId, delay: Duration) {
+        let n = &self.tree[id];
+        let (Some(prepared), Some(plan)) = (n.exec.prepared.clone(), n.work.plan()) else { return };
+        let log_dir = self.logs_dir.join(&n.path);
+        let mut argv = prepared.argv.clone();
+        // Built-in components call `secondrow component …`: run this very binary, wherever it is.
+        if argv.first().is_some_and(|a| a == "secondrow") {
+            if let Ok(me) = std::env::current_exe() {
+                argv[0] = me.to_string_lossy().into_owned();
+            }
+        }
+        let job = ProcessJob {
+            argv,
+            env: prepared.env.clone(),
+            cwd: prepared.task_root.clone(),
+            stdout_log: log_dir.join("stdout.log"),
+            stderr_log: log_dir.join("stderr.log"),
+            tail: self.log_tx.clone().map(|tx: mpsc::UnboundedSender<LogLine>| (n.path.clone(), tx)),
+        };
+        let attempt = Attempt {
+            number: n.exec.attempt,
+            delay,
+            prepared,
+            component: plan.component.clone(),
+            job,
+            log_dir,
+            python: n.exec.python.clone(),
+            slots: self.slots.clone(),
+            cancel: self.kill.clone(),
+            inner: self.inner.clone(),
+        };
+        self.running.spawn(async move { (id, attempt.run().await) });
+    }
+
+    /// An attempt ended: record success, retry per policy, or record the failure.
+    pub(super) async fn on_attempt_done(&mut self, id: NodeId, result: AttemptResult) -> Result<()> {
+        let error = match result {
+            AttemptResult::Canceled => {
+                return self.finish_leaf(id, TaskState::Canceled, Some("canceled".into()), None).await;
+            }
+            AttemptResult::Finished(Ok(outputs)) => {
+                return self.finish_leaf(id, TaskState::Succeeded, None, Some(outputs)).await;
+            }
+            AttemptResult::Finished(Err(e)) => e,
+        };
+        let policy = self.tree[id].work.plan().and_then(|p| p.spec.retry_policy.clone());
+        let attempt = self.tree[id].exec.attempt;
+        let first_attempt = self.previous.get(&self.tree[id].path).map(|p| p.attempts).unwrap_or(0) + 1;
+        let tries_this_execution = attempt - first_attempt + 1;
+        if self.canceling || tries_this_execution >= retry::max_attempts(policy.as_ref()) {
+            return self.fail_leaf(id, error).await;
+        }
+        let delay = policy.as_ref().map(|p| retry::backoff(p, tries_this_execution)).unwrap_or_default();
+        let next = attempt + 1;
+        self.tree[id].exec.attempt = next;
+        if let Some(task_id) = &self.tree[id].task_id {
+            let starts_at = secondrow_store::now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+            self.inner.store.set_task_attempt(task_id, next, starts_at).await?;
+        }
+        self.emit(Progress::Retrying {
+            path: self.tree[id].path.clone(),
+            attempt: next,
+            delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            error,
+        });
+        self.spawn_attempt(id, delay);
+        Ok(())
+    }
+
+    async fn fail_leaf(&mut self, id: NodeId, error: String) -> Result<()> {
+        self.finish_leaf(id, TaskState::Failed, Some(error), None).await
+    }
+
+    /// Records a container's or importer's end: state, outputs, new artifacts, lineage and cache entry in
+    /// one store transaction.
+    async fn finish_leaf(
+        &mut self,
+        id: NodeId,
+        state: TaskState,
+        error: Option<String>,
+        outputs: Option<Outputs>,
+    ) -> Result<()> {
+        let mut outputs = outputs.unwrap_or_default();
+        let mut new_artifacts = Vec::new();
+        for (output_name, list) in outputs.artifacts.iter_mut() {
+            for a in list.iter_mut() {
+                a.id = new_id();
+                new_artifacts.push(NewArtifact {
+                    id: a.id.clone(),
+                    output_name: output_name.clone(),
+                    name: a.name.clone(),
+                    uri: a.uri.clone(),
+                    schema_title: a.schema.schema_title.clone(),
+                    schema_version: a.schema.schema_version.clone(),
+                    metadata: a.metadata.clone(),
+                });
+            }
+        }
+        let out_json = if state == TaskState::Succeeded { Some(to_json(&outputs)?) } else { None };
+        let n = &self.tree[id];
+        let input_refs = n.inputs.artifact_refs();
+        let task_id = n.task_id.clone().unwrap_or_default();
+        let record_cache =
+            (state == TaskState::Succeeded && n.exec.caching).then(|| n.exec.cache_key.clone()).flatten();
+        self.inner
+            .store
+            .finish_task(&TaskFinish {
+                run_id: &self.run.id,
+                task_id: &task_id,
+                state,
+                error: error.as_deref(),
+                cached: false,
+                outputs: out_json.as_ref(),
+                new_artifacts: &new_artifacts,
+                output_artifact_refs: &[],
+                input_artifact_refs: &input_refs,
+                cache_key_to_record: record_cache.as_deref(),
+            })
+            .await?;
+        let n = &mut self.tree[id];
+        let duration_ms = n.started.map(|s| u64::try_from(s.elapsed().as_millis()).unwrap_or(u64::MAX)).unwrap_or(0);
+        n.finish(state, error.clone(), outputs);
+        let (path, display) = (n.path.clone(), n.display.clone());
+        self.emit(Progress::Finished { path, display_name: display, state, duration_ms, error });
+        Ok(())
+    }
+
+    /// An importer registers its URI as an artifact; it runs no process.
+    pub(super) async fn run_importer(&mut self, id: NodeId, plan: &TaskPlan, importer: &ImporterSpec) -> Result<()> {
+        let uri = match (&importer.artifact_uri.constant, &importer.artifact_uri.runtime_parameter) {
+            (Some(Value::String(s)), _) => Ok(s.clone()),
+            (_, Some(p)) => match self.tree[id].inputs.parameters.get(p) {
+                Some(Value::String(s)) => Ok(s.clone()),
+                Some(other) => Err(format!("importer URI parameter `{p}` is not a string: {other}")),
+                None => Err(format!("importer URI parameter `{p}` has no value")),
+            },
+            (Some(other), None) => Err(format!("importer URI is not a string: {other}")),
+            (None, None) => Err("importer has no URI".to_owned()),
+        };
+        let uri = match uri {
+            Ok(u) => u,
+            Err(e) => return self.finish_unrun(id, TaskState::Failed, false, e).await,
+        };
+        let output_name =
+            plan.component.output_definitions.artifacts.keys().next().cloned().unwrap_or_else(|| "artifact".into());
+        self.tree[id].exec.attempt = 1;
+        let task_id = self.record_start(id).await?;
+        self.tree[id].task_id = Some(task_id);
+        let artifact = ArtifactRef {
+            id: String::new(),
+            name: output_name.clone(),
+            uri,
+            schema: importer.type_schema.clone(),
+            metadata: importer.metadata.clone().unwrap_or_else(|| json!({})),
+        };
+        let mut outputs = Outputs::default();
+        outputs.artifacts.insert(output_name, vec![artifact]);
+        self.finish_leaf(id, TaskState::Succeeded, None, Some(outputs)).await
+    }
+}
+
+impl Attempt {
+    async fn run(mut self) -> AttemptResult {
+        let cancel = self.cancel.clone();
+        // Waiting (backoff, environment, a parallelism slot) ends at once on cancel; once the process runs,
+        // its executor owns the cancel and kills the whole process group.
+        let ready = tokio::select! {
+            ready = self.get_ready() => ready,
+            _ = cancel.cancelled() => return AttemptResult::Canceled,
+        };
+        let (python_exe, _slot) = match ready {
+            Ok(ready) => ready,
+            Err(e) => return AttemptResult::Finished(Err(e)),
+        };
+        if cancel.is_cancelled() {
+            return AttemptResult::Canceled;
+        }
+        if let Err(e) = self.lay_out() {
+            return AttemptResult::Finished(Err(e));
+        }
+        self.launch(python_exe).await
+    }
+
+    /// Waits out the backoff, provides the Python environment and takes a slot.
+    async fn get_ready(&mut self) -> std::result::Result<(Option<PathBuf>, OwnedSemaphorePermit), String> {
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+        let python_exe = self.provide_python().await?;
+        let slot = self.slots.clone().acquire_owned().await.map_err(|_| "the parallelism limiter is closed")?;
+        Ok((python_exe, slot))
+    }
+
+    /// The interpreter of a lightweight component (its `packages_to_install` environment, created on first
+    /// use), first on the task's PATH; `None` for other containers.
+    async fn provide_python(&mut self) -> std::result::Result<Option<PathBuf>, String> {
+        let Some(plan) = &self.python else { return Ok(None) };
+        let (exe, prefix) = if plan.requirements.is_empty() {
+            (plan.base.python.clone(), plan.base.path_prefix.clone())
+        } else {
+            let py = self
+                .inner
+                .envs
+                .ensure(&plan.base.python, &plan.requirements)
+                .await
+                .map_err(|e| format!("creating the environment for packages_to_install: {e}"))?;
+            let dir = py.parent().map(Path::to_path_buf);
+            (py, dir)
+        };
+        if let Some(p) = &prefix {
+            task::with_path_prefix(&mut self.job.env, p);
+        }
+        Ok(Some(exe))
+    }
+
+    /// Creates the task and log folders; a retry marks its start in the logs.
+    fn lay_out(&self) -> std::result::Result<(), String> {
+        std::fs::create_dir_all(&self.log_dir)
+            .and_then(|_| task::lay_out(&self.prepared))
+            .map_err(|e| format!("preparing task folders: {e}"))?;
+        if self.number > 1 {
+            let note = format!("--- attempt {} ---\n", self.number);
+            for log in [&self.job.stdout_log, &self.job.stderr_log] {
+                use std::io::Write as _;
+                if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(log) {
+                    let _ = f.write_all(note.as_bytes());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the process (in a warm worker for warm lightweight components) and reads its outputs.
+    async fn launch(self, python_exe: Option<PathBuf>) -> AttemptResult {
+        let stderr_log = self.job.stderr_log.clone();
+        let warm_program = match (&self.python, &python_exe) {
+            (Some(plan), Some(exe)) if plan.warm => lightweight::split_program(&self.job.argv)
+                .map(|(code, args)| (exe.clone(), code.to_owned(), args.to_vec())),
+            _ => None,
+        };
+        let outcome = match warm_program {
+            Some((exe, code, args)) => {
+                let job = &self.job;
+                let mut env: Vec<(String, String)> =
+                    std::env::vars().filter(|(k, _)| !job.env.iter().any(|(e, _)| e == k)).collect();
+                env.extend(job.env.iter().cloned());
+                let warm_job = WarmJob {
+                    code,
+                    args,
+                    env,
+                    cwd: job.cwd.clone(),
+                    program_dir: self.log_dir.join("program"),
+                    stdout_log: job.stdout_log.clone(),
+                    stderr_log: job.stderr_log.clone(),
+                    tail: job.tail.clone(),
+                };
+                self.inner.warm.run(&exe, warm_job, self.cancel.clone()).await.map_err(process::SpawnError::Worker)
+            }
+            None => process::run_process(self.job, self.cancel.clone()).await,
+        };
+        match outcome {
+            Ok((Exit::Canceled, _)) => AttemptResult::Canceled,
+            Ok((Exit::Code(0), _)) => AttemptResult::Finished(task::collect_outputs(&self.component, &self.prepared)),
+            Ok((Exit::Code(c), _)) => {
+                AttemptResult::Finished(Err(with_stderr_tail(format!("exited with status {c}"), &stderr_log)))
+            }
+            Ok((Exit::Signal(s), _)) => {
+                AttemptResult::Finished(Err(with_stderr_tail(format!("killed by signal {s}"), &stderr_log)))
+            }
+            Err(e) => AttemptResult::Finished(Err(e.to_string())),
+        }
+    }
+}
+
+/// Finds the Python for lightweight components. In warm mode, starting the worker (which imports kfp)
+/// is the probe, so no second interpreter is paid for.
+pub(super) async fn init_python(inner: &Inner) -> PythonEnv {
+    let cfg = &inner.config;
+    if cfg.python_mode == PythonMode::Warm {
+        let mut env = PythonEnv::locate(cfg.python.as_deref(), &cfg.work_dir);
+        let mut vars: Vec<(String, String)> = std::env::vars().collect();
+        if let Some(p) = &env.path_prefix {
+            task::with_path_prefix(&mut vars, p);
+        }
+        match inner.warm.start(&env.python, &vars).await {
+            Ok(()) => {
+                env.has_kfp = true;
+                return env;
+            }
+            Err(e) => tracing::warn!("{e}; running lightweight components cold"),
+        }
+    }
+    let env = PythonEnv::detect(cfg.python.as_deref(), &cfg.work_dir).await;
+    if let Some(note) = &env.note {
+        tracing::warn!("{note}; lightweight components keep their pip prelude (set --python to a Python with kfp)");
+    }
+    env
+}
+
+/// Appends the last line of a task's stderr to its error message, so the run's error says why.
+fn with_stderr_tail(msg: String, stderr_log: &Path) -> String {
+    let Ok(text) = std::fs::read_to_string(stderr_log) else { return msg };
+    match text.lines().rev().find(|l| !l.trim().is_empty() && !l.starts_with("--- attempt")) {
+        Some(last) => {
+            let last: String = last.chars().take(300).collect();
+            format!("{msg}: {last}")
+        }
+        None => msg,
+    }
+}
