@@ -274,7 +274,9 @@ impl IntoResponse for UiError {
             UiError::Api(e) => {
                 // Internal errors are logged by the API's response and never shown, as in the API.
                 let msg = match e.kind() {
-                    secondrow_store::ErrorKind::Internal => "internal error; the server log has the details".to_string(),
+                    secondrow_store::ErrorKind::Internal => {
+                        "internal error; the server log has the details".to_string()
+                    }
                     _ => e.to_string(),
                 };
                 let status = e.into_response().status();

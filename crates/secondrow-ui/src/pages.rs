@@ -134,7 +134,8 @@ pub async fn runs(
     filters.push(RunFilter::eq(RunColumn::StorageState, if archived { "ARCHIVED" } else { "AVAILABLE" }));
     let state = q.state.clone().unwrap_or_default();
     if !state.is_empty() {
-        let st: RunState = state.parse().map_err(|e: secondrow_store::UnknownName| UiError::BadRequest(e.to_string()))?;
+        let st: RunState =
+            state.parse().map_err(|e: secondrow_store::UnknownName| UiError::BadRequest(e.to_string()))?;
         filters.push(RunFilter::eq(RunColumn::State, st.as_str()));
     }
     let experiment = q.experiment.clone().unwrap_or_default();
