@@ -438,7 +438,9 @@ impl Attempt {
         };
         match outcome {
             Ok((Exit::Canceled, _)) => AttemptResult::Canceled,
-            Ok((Exit::Code(0), _)) => AttemptResult::Finished(task::collect_outputs(&self.component, &self.prepared)),
+            Ok((Exit::Code(0), _)) => AttemptResult::Finished(
+                task::collect_outputs(&self.component, &self.prepared).map_err(|e| e.to_string()),
+            ),
             Ok((Exit::Code(c), _)) => {
                 AttemptResult::Finished(Err(with_stderr_tail(format!("exited with status {c}"), &stderr_log)))
             }
