@@ -78,16 +78,16 @@ impl ArtifactRef {
     }
 }
 
-/// Parameter values and artifacts by name: a task's inputs or outputs.
+/// Parameter values and artifacts by name: one side (inputs or outputs) of a task.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Outputs {
+pub struct IoValues {
     #[serde(default)]
     pub parameters: Map<String, Value>,
     #[serde(default)]
     pub artifacts: BTreeMap<String, Vec<ArtifactRef>>,
 }
 
-impl Outputs {
+impl IoValues {
     /// (name, artifact id) for every stored artifact, as lineage events name them.
     pub fn artifact_refs(&self) -> Vec<(String, String)> {
         self.artifacts
@@ -122,7 +122,7 @@ pub struct PreparedContainer {
 }
 
 struct Ctx<'a> {
-    inputs: &'a Outputs,
+    inputs: &'a IoValues,
     prepared: &'a PreparedContainer,
     job: &'a JobContext,
     task_key: &'a str,
@@ -179,7 +179,7 @@ impl PlaceholderContext for Ctx<'_> {
 /// Expands pipeline-level and input-parameter placeholders inside a constant string.
 pub fn expand_constant(
     text: &str,
-    parent_inputs: &Outputs,
+    parent_inputs: &IoValues,
     job: &JobContext,
     task_key: &str,
     task_id: &str,
@@ -222,7 +222,7 @@ pub fn prepare(
     component: &ComponentSpec,
     container: &ContainerSpec,
     parsed: &ParsedExecutor,
-    inputs: &Outputs,
+    inputs: &IoValues,
     task_root: &Path,
     job: &JobContext,
     task_key: &str,
@@ -318,13 +318,13 @@ pub fn lay_out(prepared: &PreparedContainer) -> std::io::Result<()> {
 }
 
 /// Reads a finished task's outputs: `executor_output.json` first, then output-parameter files.
-pub fn collect_outputs(component: &ComponentSpec, prepared: &PreparedContainer) -> Result<Outputs, TaskError> {
+pub fn collect_outputs(component: &ComponentSpec, prepared: &PreparedContainer) -> Result<IoValues, TaskError> {
     let exec_out: Value = match std::fs::read_to_string(&prepared.executor_output) {
         Ok(text) => serde_json::from_str(&text).map_err(TaskError::ExecutorOutputJson)?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => json!({}),
         Err(e) => return Err(TaskError::ReadExecutorOutput(e)),
     };
-    let mut out = Outputs::default();
+    let mut out = IoValues::default();
     for (name, def) in &component.output_definitions.parameters {
         if let Some(v) = exec_out.get("parameterValues").and_then(|p| p.get(name)) {
             let v = value::coerce(v, def.parameter_type)
