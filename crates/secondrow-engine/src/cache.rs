@@ -9,12 +9,12 @@ use sha2::{Digest, Sha256};
 
 use secondrow_spec::ir::{ComponentSpec, ContainerSpec};
 
-use crate::task::Outputs;
+use crate::task::IoValues;
 
 pub fn cache_key(
     container: &ContainerSpec,
     component: &ComponentSpec,
-    inputs: &Outputs,
+    inputs: &IoValues,
     custom: Option<&str>,
 ) -> String {
     if let Some(k) = custom.filter(|k| !k.is_empty()) {
@@ -63,10 +63,10 @@ mod tests {
     fn key_depends_on_inputs_not_on_key_order() {
         let c = ContainerSpec { image: "python:3.11".into(), command: vec!["sh".into()], ..Default::default() };
         let comp = ComponentSpec::default();
-        let mut a = Outputs::default();
+        let mut a = IoValues::default();
         a.parameters.insert("x".into(), json!(1));
         a.parameters.insert("y".into(), json!({"b": 1, "a": 2}));
-        let mut b = Outputs::default();
+        let mut b = IoValues::default();
         b.parameters.insert("y".into(), json!({"a": 2, "b": 1}));
         b.parameters.insert("x".into(), json!(1));
         assert_eq!(cache_key(&c, &comp, &a, None), cache_key(&c, &comp, &b, None));

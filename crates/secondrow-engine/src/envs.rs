@@ -38,7 +38,29 @@ pub struct EnvInfo {
     pub last_used_ms: i64,
 }
 
-type Cell = Arc<OnceCell<Result<PathBuf, String>>>;
+/// Why a `packages_to_install` environment could not be created: probing the base Python, creating the
+/// virtual environment or installing into it failed (the message carries the tool's stderr tail).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct EnvError {
+    message: String,
+}
+
+impl EnvError {
+    /// `Unavailable`: the package index or the base Python may work on a later try (the engine does not
+    /// cache failed environments).
+    pub fn kind(&self) -> secondrow_error::ErrorKind {
+        secondrow_error::ErrorKind::Unavailable
+    }
+}
+
+impl From<String> for EnvError {
+    fn from(message: String) -> EnvError {
+        EnvError { message }
+    }
+}
+
+type Cell = Arc<OnceCell<Result<PathBuf, EnvError>>>;
 
 pub struct EnvManager {
     root: PathBuf,
@@ -51,17 +73,21 @@ impl EnvManager {
     }
 
     /// Returns the Python of the environment for `req` on top of `base`, creating it if needed.
-    pub async fn ensure(&self, base: &Path, req: &PipRequirements) -> Result<PathBuf, String> {
+    pub async fn ensure(&self, base: &Path, req: &PipRequirements) -> Result<PathBuf, EnvError> {
         let probe = probe_python(base).await?;
         let key = hex::encode(Sha256::digest(
             format!("{}\n{}\n{}", req.normalized(), probe.version, probe.purelib).as_bytes(),
         ));
         let key = key[..24].to_owned();
         let cell = {
-            let mut cells = self.cells.lock().map_err(|_| "environment registry poisoned".to_owned())?;
+            let mut cells =
+                self.cells.lock().map_err(|_| EnvError::from("environment registry poisoned".to_owned()))?;
             cells.entry(key.clone()).or_default().clone()
         };
-        let result = cell.get_or_init(|| self.create(base, req, &key, probe.clone())).await.clone();
+        let result = cell
+            .get_or_init(|| async { self.create(base, req, &key, probe.clone()).await.map_err(EnvError::from) })
+            .await
+            .clone();
         if result.is_err() {
             // Do not cache failures: a later task may succeed (e.g. after the index comes back).
             if let Ok(mut cells) = self.cells.lock() {

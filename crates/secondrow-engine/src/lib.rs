@@ -29,7 +29,7 @@ use secondrow_spec::{Pipeline, SpecError};
 use secondrow_store::{ArtifactStore, NewRun, RunRecord, RunState, Store, StoreError, TaskState};
 
 pub use process::LogLine;
-pub use task::{ArtifactRef, Outputs};
+pub use task::{ArtifactRef, IoValues};
 pub use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, thiserror::Error)]

@@ -69,8 +69,8 @@ pub enum SpawnError {
     #[error("waiting for the process: {0}")]
     Wait(std::io::Error),
     /// The warm worker could not run the task (it crashed, or could not start).
-    #[error("{0}")]
-    Worker(String),
+    #[error(transparent)]
+    Worker(#[from] crate::warm::WarmError),
 }
 
 /// Runs `job` to completion, or until `cancel` is cancelled (then kills its process group).

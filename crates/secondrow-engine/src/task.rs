@@ -12,8 +12,46 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use secondrow_spec::ir::{ArtifactTypeSchema, ComponentSpec, ContainerSpec};
-use secondrow_spec::placeholder::{self, ArtifactField, Placeholder, PlaceholderContext};
-use secondrow_spec::{value, ParsedExecutor};
+use secondrow_spec::placeholder::{self, ArtifactField, Placeholder, PlaceholderContext, PlaceholderError};
+use secondrow_spec::value::{self, ValueError};
+use secondrow_spec::ParsedExecutor;
+
+/// Why a task's command line could not be built or its outputs could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    #[error(transparent)]
+    Placeholder(#[from] PlaceholderError),
+    #[error("the container has no command")]
+    NoCommand,
+    #[error("executor_output.json is not valid JSON: {0}")]
+    ExecutorOutputJson(serde_json::Error),
+    #[error("reading executor_output.json: {0}")]
+    ReadExecutorOutput(std::io::Error),
+    /// A value in `executor_output.json` does not fit the declared type.
+    #[error("output parameter `{name}`: {error}")]
+    OutputValue { name: String, error: ValueError },
+    /// An output-parameter file does not hold a value of the declared type.
+    #[error("output parameter `{name}` ({path}): {error}")]
+    OutputFile { name: String, path: PathBuf, error: ValueError },
+    #[error("reading output parameter `{name}`: {error}")]
+    ReadOutputParameter { name: String, error: std::io::Error },
+}
+
+impl TaskError {
+    /// `InvalidInput` for a bad spec or bad component output; `Internal` for IO on the task folder.
+    pub fn kind(&self) -> secondrow_error::ErrorKind {
+        match self {
+            TaskError::Placeholder(e) => e.kind(),
+            TaskError::NoCommand
+            | TaskError::ExecutorOutputJson(_)
+            | TaskError::OutputValue { .. }
+            | TaskError::OutputFile { .. } => secondrow_error::ErrorKind::InvalidInput,
+            TaskError::ReadExecutorOutput(_) | TaskError::ReadOutputParameter { .. } => {
+                secondrow_error::ErrorKind::Internal
+            }
+        }
+    }
+}
 
 /// An artifact as it travels between tasks (and is stored in task outputs).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -40,16 +78,16 @@ impl ArtifactRef {
     }
 }
 
-/// Parameter values and artifacts by name: a task's inputs or outputs.
+/// Parameter values and artifacts by name: one side (inputs or outputs) of a task.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Outputs {
+pub struct IoValues {
     #[serde(default)]
     pub parameters: Map<String, Value>,
     #[serde(default)]
     pub artifacts: BTreeMap<String, Vec<ArtifactRef>>,
 }
 
-impl Outputs {
+impl IoValues {
     /// (name, artifact id) for every stored artifact, as lineage events name them.
     pub fn artifact_refs(&self) -> Vec<(String, String)> {
         self.artifacts
@@ -84,7 +122,7 @@ pub struct PreparedContainer {
 }
 
 struct Ctx<'a> {
-    inputs: &'a Outputs,
+    inputs: &'a IoValues,
     prepared: &'a PreparedContainer,
     job: &'a JobContext,
     task_key: &'a str,
@@ -107,7 +145,7 @@ fn artifact_field(a: &ArtifactRef, field: &ArtifactField) -> Option<String> {
 }
 
 impl PlaceholderContext for Ctx<'_> {
-    fn value(&self, p: &Placeholder) -> Result<Option<String>, String> {
+    fn value(&self, p: &Placeholder) -> Result<Option<String>, PlaceholderError> {
         Ok(match p {
             Placeholder::ExecutorInput => Some(self.prepared.executor_input.to_string()),
             Placeholder::InputParameter(n) => self.inputs.parameters.get(n).map(value::placeholder_text),
@@ -141,11 +179,11 @@ impl PlaceholderContext for Ctx<'_> {
 /// Expands pipeline-level and input-parameter placeholders inside a constant string.
 pub fn expand_constant(
     text: &str,
-    parent_inputs: &Outputs,
+    parent_inputs: &IoValues,
     job: &JobContext,
     task_key: &str,
     task_id: &str,
-) -> Result<String, String> {
+) -> Result<String, PlaceholderError> {
     let segs = placeholder::parse_text(text)?;
     let empty = PreparedContainer {
         argv: vec![],
@@ -184,13 +222,13 @@ pub fn prepare(
     component: &ComponentSpec,
     container: &ContainerSpec,
     parsed: &ParsedExecutor,
-    inputs: &Outputs,
+    inputs: &IoValues,
     task_root: &Path,
     job: &JobContext,
     task_key: &str,
     task_id: &str,
     launch: &LaunchOptions,
-) -> Result<PreparedContainer, String> {
+) -> Result<PreparedContainer, TaskError> {
     let executor_output = task_root.join("executor_output.json");
     let mut output_parameter_files = BTreeMap::new();
     for name in component.output_definitions.parameters.keys() {
@@ -254,7 +292,7 @@ pub fn prepare(
     let mut argv = placeholder::expand(&parsed.command[skip..], &ctx)?;
     argv.extend(placeholder::expand(&parsed.args, &ctx)?);
     if argv.is_empty() {
-        return Err("the container has no command".into());
+        return Err(TaskError::NoCommand);
     }
     prepared.argv = argv;
     Ok(prepared)
@@ -280,28 +318,32 @@ pub fn lay_out(prepared: &PreparedContainer) -> std::io::Result<()> {
 }
 
 /// Reads a finished task's outputs: `executor_output.json` first, then output-parameter files.
-pub fn collect_outputs(component: &ComponentSpec, prepared: &PreparedContainer) -> Result<Outputs, String> {
+pub fn collect_outputs(component: &ComponentSpec, prepared: &PreparedContainer) -> Result<IoValues, TaskError> {
     let exec_out: Value = match std::fs::read_to_string(&prepared.executor_output) {
-        Ok(text) => serde_json::from_str(&text).map_err(|e| format!("executor_output.json is not valid JSON: {e}"))?,
+        Ok(text) => serde_json::from_str(&text).map_err(TaskError::ExecutorOutputJson)?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => json!({}),
-        Err(e) => return Err(format!("reading executor_output.json: {e}")),
+        Err(e) => return Err(TaskError::ReadExecutorOutput(e)),
     };
-    let mut out = Outputs::default();
+    let mut out = IoValues::default();
     for (name, def) in &component.output_definitions.parameters {
         if let Some(v) = exec_out.get("parameterValues").and_then(|p| p.get(name)) {
-            let v = value::coerce(v, def.parameter_type).map_err(|e| format!("output parameter `{name}`: {e}"))?;
+            let v = value::coerce(v, def.parameter_type)
+                .map_err(|error| TaskError::OutputValue { name: name.clone(), error })?;
             out.parameters.insert(name.clone(), v);
             continue;
         }
         let Some(path) = prepared.output_parameter_files.get(name) else { continue };
         match std::fs::read_to_string(path) {
             Ok(text) => {
-                let v = value::parse_output_file(&text, def.parameter_type)
-                    .map_err(|e| format!("output parameter `{name}` ({}): {e}", path.display()))?;
+                let v = value::parse_output_file(&text, def.parameter_type).map_err(|error| TaskError::OutputFile {
+                    name: name.clone(),
+                    path: path.clone(),
+                    error,
+                })?;
                 out.parameters.insert(name.clone(), v);
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(format!("reading output parameter `{name}`: {e}")),
+            Err(e) => return Err(TaskError::ReadOutputParameter { name: name.clone(), error: e }),
         }
     }
     for (name, default) in &prepared.output_artifacts {
@@ -319,4 +361,50 @@ pub fn collect_outputs(component: &ComponentSpec, prepared: &PreparedContainer) 
         out.artifacts.insert(name.clone(), vec![a]);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prepared(root: &Path) -> PreparedContainer {
+        PreparedContainer {
+            argv: vec![],
+            env: vec![],
+            task_root: root.to_path_buf(),
+            executor_output: root.join("executor_output.json"),
+            output_parameter_files: BTreeMap::from([("n".to_owned(), root.join("n"))]),
+            output_artifacts: BTreeMap::new(),
+            executor_input: Value::Null,
+        }
+    }
+
+    #[test]
+    fn bad_outputs_are_typed_errors_with_the_same_wording() {
+        let dir = tempfile::tempdir().unwrap();
+        let component: ComponentSpec = serde_json::from_value(json!({
+            "outputDefinitions": {"parameters": {"n": {"parameterType": "NUMBER_INTEGER"}}}
+        }))
+        .unwrap();
+        let p = prepared(dir.path());
+
+        std::fs::write(dir.path().join("n"), "seven").unwrap();
+        let e = collect_outputs(&component, &p).unwrap_err();
+        assert!(matches!(e, TaskError::OutputFile { ref name, .. } if name == "n"), "{e:?}");
+        assert!(e
+            .to_string()
+            .starts_with(&format!("output parameter `n` ({}): not valid JSON (", p.task_root.join("n").display())));
+        assert_eq!(e.kind(), secondrow_error::ErrorKind::InvalidInput);
+
+        std::fs::write(&p.executor_output, r#"{"parameterValues": {"n": 2.5}}"#).unwrap();
+        let e = collect_outputs(&component, &p).unwrap_err();
+        assert_eq!(e.to_string(), "output parameter `n`: expected NUMBER_INTEGER but got a non-integer number `2.5`");
+
+        std::fs::write(&p.executor_output, "{").unwrap();
+        let e = collect_outputs(&component, &p).unwrap_err();
+        assert!(e.to_string().starts_with("executor_output.json is not valid JSON: "), "{e}");
+
+        std::fs::write(&p.executor_output, r#"{"parameterValues": {"n": 3.0}}"#).unwrap();
+        assert_eq!(collect_outputs(&component, &p).unwrap().parameters["n"], json!(3));
+    }
 }

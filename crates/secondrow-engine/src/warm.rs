@@ -23,6 +23,26 @@ use crate::process::{self, Exit, LogLine};
 
 const FORKSERVER: &str = include_str!("../python/forkserver.py");
 
+/// Why a warm worker could not start or could not run a task (it crashed, or cannot import kfp).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct WarmError {
+    message: String,
+}
+
+impl WarmError {
+    /// `Unavailable`: the next task starts a new worker, so trying again may work.
+    pub fn kind(&self) -> secondrow_error::ErrorKind {
+        secondrow_error::ErrorKind::Unavailable
+    }
+}
+
+impl From<String> for WarmError {
+    fn from(message: String) -> WarmError {
+        WarmError { message }
+    }
+}
+
 /// One task for a warm worker.
 #[derive(Debug, Clone)]
 pub struct WarmJob {
@@ -99,8 +119,8 @@ impl WarmPool {
     }
 
     /// Starts the worker for `python` unless it runs already; an error means it cannot import kfp.
-    pub async fn start(&self, python: &Path, env: &[(String, String)]) -> Result<(), String> {
-        self.socket_for(python, env).await.map(|_| ())
+    pub async fn start(&self, python: &Path, env: &[(String, String)]) -> Result<(), WarmError> {
+        self.socket_for(python, env).await.map(|_| ()).map_err(WarmError::from)
     }
 
     /// Forgets (and kills) the worker for `python` after it failed, so the next task starts a new one.
@@ -117,12 +137,12 @@ impl WarmPool {
         python: &Path,
         job: WarmJob,
         cancel: CancellationToken,
-    ) -> Result<(Exit, Duration), String> {
+    ) -> Result<(Exit, Duration), WarmError> {
         let result = self.run_on_worker(python, job, cancel).await;
         if result.is_err() {
             self.discard(python).await;
         }
-        result
+        result.map_err(WarmError::from)
     }
 
     async fn run_on_worker(

@@ -7,6 +7,39 @@
 
 use serde_json::Value;
 
+/// Why a container argument or constant string could not be parsed or expanded.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PlaceholderError {
+    /// A `{"Concat": …}`/`{"IfPresent": …}` argument is not valid JSON.
+    #[error("invalid structured placeholder: {0}")]
+    InvalidStructured(String),
+    #[error("`Concat` must hold a list")]
+    ConcatNotList,
+    #[error("`IfPresent` needs a string `InputName`")]
+    IfPresentInputName,
+    #[error("unknown structured placeholder `{0}`")]
+    UnknownStructured(String),
+    /// A `{{$` without its closing `}}` (the whole string).
+    #[error("unterminated placeholder in `{0}`")]
+    Unterminated(String),
+    /// The body after `{{$` names no known placeholder.
+    #[error("unknown placeholder `{{{{${0}}}}}`")]
+    Unknown(String),
+    /// The [`PlaceholderContext`] could not supply a value.
+    #[error("{0}")]
+    Value(String),
+}
+
+impl PlaceholderError {
+    /// `InvalidInput` for a bad placeholder in the spec; `Internal` when the context failed.
+    pub fn kind(&self) -> secondrow_error::ErrorKind {
+        match self {
+            PlaceholderError::Value(_) => secondrow_error::ErrorKind::Internal,
+            _ => secondrow_error::ErrorKind::InvalidInput,
+        }
+    }
+}
+
 /// One argument of a container's `command` or `args`, parsed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ArgTemplate {
@@ -62,35 +95,35 @@ pub enum ArtifactField {
 
 /// Supplies values while expanding; `Ok(None)` means "this input has no value".
 pub trait PlaceholderContext {
-    fn value(&self, placeholder: &Placeholder) -> Result<Option<String>, String>;
+    fn value(&self, placeholder: &Placeholder) -> Result<Option<String>, PlaceholderError>;
     fn is_present(&self, input: &str) -> bool;
 }
 
 /// Parses one container argument (plain, with placeholders, or a structured placeholder).
-pub fn parse_arg(arg: &str) -> Result<ArgTemplate, String> {
+pub fn parse_arg(arg: &str) -> Result<ArgTemplate, PlaceholderError> {
     let trimmed = arg.trim_start();
     if trimmed.starts_with("{\"Concat\"") || trimmed.starts_with("{\"IfPresent\"") {
-        let json: Value = serde_json::from_str(arg).map_err(|e| format!("invalid structured placeholder: {e}"))?;
+        let json: Value = serde_json::from_str(arg).map_err(|e| PlaceholderError::InvalidStructured(e.to_string()))?;
         return parse_structured(&json);
     }
     Ok(ArgTemplate::Text(parse_text(arg)?))
 }
 
-fn parse_structured(v: &Value) -> Result<ArgTemplate, String> {
+fn parse_structured(v: &Value) -> Result<ArgTemplate, PlaceholderError> {
     match v {
         Value::String(s) => parse_arg(s),
         Value::Object(o) if o.len() == 1 && o.contains_key("Concat") => {
             let Some(parts) = o["Concat"].as_array() else {
-                return Err("`Concat` must hold a list".into());
+                return Err(PlaceholderError::ConcatNotList);
             };
             Ok(ArgTemplate::Concat(parts.iter().map(parse_structured).collect::<Result<_, _>>()?))
         }
         Value::Object(o) if o.len() == 1 && o.contains_key("IfPresent") => {
             let body = &o["IfPresent"];
             let Some(input) = body.get("InputName").and_then(Value::as_str) else {
-                return Err("`IfPresent` needs a string `InputName`".into());
+                return Err(PlaceholderError::IfPresentInputName);
             };
-            let branch = |key: &str| -> Result<Vec<ArgTemplate>, String> {
+            let branch = |key: &str| -> Result<Vec<ArgTemplate>, PlaceholderError> {
                 match body.get(key) {
                     None | Some(Value::Null) => Ok(Vec::new()),
                     Some(Value::Array(items)) => items.iter().map(parse_structured).collect(),
@@ -99,17 +132,17 @@ fn parse_structured(v: &Value) -> Result<ArgTemplate, String> {
             };
             Ok(ArgTemplate::IfPresent { input: input.to_owned(), then: branch("Then")?, otherwise: branch("Else")? })
         }
-        other => Err(format!("unknown structured placeholder `{other}`")),
+        other => Err(PlaceholderError::UnknownStructured(other.to_string())),
     }
 }
 
 /// Parses a string with embedded `{{$...}}` placeholders.
-pub fn parse_text(s: &str) -> Result<Vec<Segment>, String> {
+pub fn parse_text(s: &str) -> Result<Vec<Segment>, PlaceholderError> {
     let mut segments = Vec::new();
     let mut rest = s;
     while let Some(start) = rest.find("{{$") {
         let Some(len) = rest[start..].find("}}") else {
-            return Err(format!("unterminated placeholder in `{s}`"));
+            return Err(PlaceholderError::Unterminated(s.to_owned()));
         };
         if start > 0 {
             segments.push(Segment::Lit(rest[..start].to_owned()));
@@ -124,8 +157,8 @@ pub fn parse_text(s: &str) -> Result<Vec<Segment>, String> {
     Ok(segments)
 }
 
-fn parse_placeholder(body: &str) -> Result<Placeholder, String> {
-    let bad = || format!("unknown placeholder `{{{{${body}}}}}`");
+fn parse_placeholder(body: &str) -> Result<Placeholder, PlaceholderError> {
+    let bad = || PlaceholderError::Unknown(body.to_owned());
     if body.is_empty() {
         return Ok(Placeholder::ExecutorInput);
     }
@@ -224,7 +257,7 @@ pub fn if_present_inputs(arg: &ArgTemplate) -> Vec<&str> {
 }
 
 /// Expands arguments into the final argv entries.
-pub fn expand(args: &[ArgTemplate], ctx: &dyn PlaceholderContext) -> Result<Vec<String>, String> {
+pub fn expand(args: &[ArgTemplate], ctx: &dyn PlaceholderContext) -> Result<Vec<String>, PlaceholderError> {
     let mut out = Vec::with_capacity(args.len());
     for a in args {
         expand_into(a, ctx, &mut out)?;
@@ -232,7 +265,7 @@ pub fn expand(args: &[ArgTemplate], ctx: &dyn PlaceholderContext) -> Result<Vec<
     Ok(out)
 }
 
-fn expand_into(arg: &ArgTemplate, ctx: &dyn PlaceholderContext, out: &mut Vec<String>) -> Result<(), String> {
+fn expand_into(arg: &ArgTemplate, ctx: &dyn PlaceholderContext, out: &mut Vec<String>) -> Result<(), PlaceholderError> {
     match arg {
         ArgTemplate::Text(segs) => out.push(expand_text(segs, ctx)?),
         ArgTemplate::Concat(parts) => {
@@ -253,7 +286,7 @@ fn expand_into(arg: &ArgTemplate, ctx: &dyn PlaceholderContext, out: &mut Vec<St
 }
 
 /// Expands a string's placeholders; an absent optional input becomes the empty string.
-pub fn expand_text(segs: &[Segment], ctx: &dyn PlaceholderContext) -> Result<String, String> {
+pub fn expand_text(segs: &[Segment], ctx: &dyn PlaceholderContext) -> Result<String, PlaceholderError> {
     let mut s = String::new();
     for seg in segs {
         match seg {

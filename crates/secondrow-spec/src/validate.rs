@@ -123,7 +123,7 @@ impl Pipeline {
                     Ok(v) => {
                         bound.insert(name.clone(), v);
                     }
-                    Err(e) => problems.push(Problem::new(format!("parameter `{name}`"), e)),
+                    Err(e) => problems.push(Problem::new(format!("parameter `{name}`"), e.to_string())),
                 },
                 None if def.is_optional => {}
                 None => problems.push(Problem::new(
@@ -158,7 +158,7 @@ impl Pipeline {
                     Ok(v) => {
                         given.insert(name.clone(), v);
                     }
-                    Err(e) => problems.push(Problem::new(format!("parameter `{name}`"), e)),
+                    Err(e) => problems.push(Problem::new(format!("parameter `{name}`"), e.to_string())),
                 },
                 None => {
                     given.insert(name.clone(), Value::String(text.clone()));
@@ -216,7 +216,9 @@ fn check_executors(spec: &PipelineSpec, problems: &mut Vec<Problem>) -> BTreeMap
                     for (i, a) in items.iter().enumerate() {
                         match placeholder::parse_arg(a) {
                             Ok(t) => v.push(t),
-                            Err(e) => problems.push(Problem::new(format!("{loc}.container.{field}[{i}]"), e)),
+                            Err(e) => {
+                                problems.push(Problem::new(format!("{loc}.container.{field}[{i}]"), e.to_string()))
+                            }
                         }
                     }
                     v
@@ -454,7 +456,7 @@ fn check_task(
                         }
                     }
                 }
-                Err(e) => problems.push(Problem::new(&iloc, e)),
+                Err(e) => problems.push(Problem::new(&iloc, e.to_string())),
             }
         }
         if let Some(sel) = &input.parameter_expression_selector {

@@ -8,6 +8,24 @@ use serde_json::{Map, Number, Value};
 
 use crate::ir::ParameterType;
 
+/// Why a value does not fit its declared parameter type.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ValueError {
+    /// The value cannot be coerced to the type (`what` describes it: "the string", "the value", …).
+    #[error("expected {expected} but got {what} `{value}`")]
+    Mismatch { expected: &'static str, what: &'static str, value: String },
+    /// An output-parameter file of a non-string type does not hold JSON.
+    #[error("not valid JSON ({reason}): `{text}`")]
+    NotJson { reason: String, text: String },
+}
+
+impl ValueError {
+    /// Always `InvalidInput`: the value came from a spec, an argument or a component's output.
+    pub fn kind(&self) -> secondrow_error::ErrorKind {
+        secondrow_error::ErrorKind::InvalidInput
+    }
+}
+
 /// Rewrites whole-valued floats as integers, recursively (`[1.0, 2.5]` → `[1, 2.5]`).
 pub fn normalize(v: Value) -> Value {
     match v {
@@ -22,8 +40,8 @@ pub fn normalize(v: Value) -> Value {
 }
 
 /// Coerces `v` to the declared type, or says why it cannot.
-pub fn coerce(v: &Value, ty: ParameterType) -> Result<Value, String> {
-    let wrong = |what: &str| Err(format!("expected {} but got {what} `{v}`", ty.as_str()));
+pub fn coerce(v: &Value, ty: ParameterType) -> Result<Value, ValueError> {
+    let wrong = |what: &'static str| Err(ValueError::Mismatch { expected: ty.as_str(), what, value: v.to_string() });
     match ty {
         ParameterType::NumberInteger => match v {
             Value::Number(n) => match (n.as_i64(), n.as_f64()) {
@@ -85,7 +103,7 @@ pub fn coerce(v: &Value, ty: ParameterType) -> Result<Value, String> {
 }
 
 /// Parses a `--param name=TEXT` value for a declared type: strings stay raw, the rest is JSON.
-pub fn parse_cli(text: &str, ty: ParameterType) -> Result<Value, String> {
+pub fn parse_cli(text: &str, ty: ParameterType) -> Result<Value, ValueError> {
     match ty {
         ParameterType::String => Ok(Value::String(text.to_owned())),
         _ => {
@@ -96,13 +114,14 @@ pub fn parse_cli(text: &str, ty: ParameterType) -> Result<Value, String> {
 }
 
 /// Reads an output-parameter file's text as the declared type (Python's `True`/`False` accepted).
-pub fn parse_output_file(text: &str, ty: ParameterType) -> Result<Value, String> {
+pub fn parse_output_file(text: &str, ty: ParameterType) -> Result<Value, ValueError> {
     match ty {
         ParameterType::String => Ok(Value::String(text.to_owned())),
         ParameterType::Boolean => coerce(&Value::String(text.trim().to_owned()), ty),
         _ => {
             let trimmed = text.trim();
-            let v: Value = serde_json::from_str(trimmed).map_err(|e| format!("not valid JSON ({e}): `{trimmed}`"))?;
+            let v: Value = serde_json::from_str(trimmed)
+                .map_err(|e| ValueError::NotJson { reason: e.to_string(), text: trimmed.to_owned() })?;
             coerce(&v, ty)
         }
     }
@@ -125,7 +144,7 @@ mod tests {
     #[test]
     fn ints_from_ir_doubles() {
         assert_eq!(coerce(&json!(3.0), ParameterType::NumberInteger), Ok(json!(3)));
-        assert!(coerce(&json!(3.5), ParameterType::NumberInteger).unwrap_err().contains("NUMBER_INTEGER"));
+        assert!(coerce(&json!(3.5), ParameterType::NumberInteger).unwrap_err().to_string().contains("NUMBER_INTEGER"));
         assert_eq!(coerce(&json!([1.0, 2.5, {"n": 2.0}]), ParameterType::List), Ok(json!([1, 2.5, {"n": 2}])));
         assert_eq!(coerce(&json!(7), ParameterType::String), Ok(json!("7")));
     }
@@ -139,5 +158,15 @@ mod tests {
         assert_eq!(parse_output_file("3\n", ParameterType::NumberInteger), Ok(json!(3)));
         assert_eq!(parse_output_file("True", ParameterType::Boolean), Ok(json!(true)));
         assert_eq!(parse_output_file(" x \n", ParameterType::String), Ok(json!(" x \n")));
+    }
+
+    #[test]
+    fn errors_keep_their_wording_and_kind() {
+        let e = coerce(&json!("x"), ParameterType::NumberInteger).unwrap_err();
+        assert_eq!(e.to_string(), "expected NUMBER_INTEGER but got the string `\"x\"`");
+        assert_eq!(e.kind(), secondrow_error::ErrorKind::InvalidInput);
+        let e = parse_output_file(" {nope\n", ParameterType::Struct).unwrap_err();
+        assert!(matches!(&e, ValueError::NotJson { text, .. } if text == "{nope"), "{e:?}");
+        assert!(e.to_string().starts_with("not valid JSON (") && e.to_string().ends_with("): `{nope`"), "{e}");
     }
 }

@@ -22,13 +22,13 @@ use super::nodes::{NodeId, Phase, PythonPlan};
 use super::{to_json, RunDriver};
 use crate::process::{self, Exit, LogLine, ProcessJob};
 use crate::python::PythonEnv;
-use crate::task::{self, ArtifactRef, LaunchOptions, Outputs, PreparedContainer};
+use crate::task::{self, ArtifactRef, IoValues, LaunchOptions, PreparedContainer};
 use crate::warm::WarmJob;
 use crate::{cache, retry, Inner, Progress, PythonMode, Result};
 
 /// How one attempt ended: its outputs or why it failed, or canceled.
 pub(super) enum AttemptResult {
-    Finished(std::result::Result<Outputs, String>),
+    Finished(std::result::Result<IoValues, String>),
     Canceled,
 }
 
@@ -131,7 +131,7 @@ impl RunDriver {
         if !prev.state.is_success() {
             return false;
         }
-        let Some(outputs) = prev.outputs.as_ref().and_then(|o| serde_json::from_value::<Outputs>(o.clone()).ok())
+        let Some(outputs) = prev.outputs.as_ref().and_then(|o| serde_json::from_value::<IoValues>(o.clone()).ok())
         else {
             return false;
         };
@@ -145,7 +145,7 @@ impl RunDriver {
     /// A cache hit is recorded as a CACHED task with the cached outputs; false on a miss.
     async fn use_cached(&mut self, id: NodeId, key: &str) -> Result<bool> {
         let Some((_, cached)) = self.inner.store.lookup_cache(key).await? else { return Ok(false) };
-        let Ok(outputs) = serde_json::from_value::<Outputs>(cached.clone()) else { return Ok(false) };
+        let Ok(outputs) = serde_json::from_value::<IoValues>(cached.clone()) else { return Ok(false) };
         self.tree[id].exec.attempt = 0;
         let task_id = self.record_start(id).await?;
         let refs = outputs.artifact_refs();
@@ -256,7 +256,7 @@ impl RunDriver {
         id: NodeId,
         state: TaskState,
         error: Option<String>,
-        outputs: Option<Outputs>,
+        outputs: Option<IoValues>,
     ) -> Result<()> {
         let mut outputs = outputs.unwrap_or_default();
         let mut new_artifacts = Vec::new();
@@ -331,7 +331,7 @@ impl RunDriver {
             schema: importer.type_schema.clone(),
             metadata: importer.metadata.clone().unwrap_or_else(|| json!({})),
         };
-        let mut outputs = Outputs::default();
+        let mut outputs = IoValues::default();
         outputs.artifacts.insert(output_name, vec![artifact]);
         self.finish_leaf(id, TaskState::Succeeded, None, Some(outputs)).await
     }
@@ -438,7 +438,9 @@ impl Attempt {
         };
         match outcome {
             Ok((Exit::Canceled, _)) => AttemptResult::Canceled,
-            Ok((Exit::Code(0), _)) => AttemptResult::Finished(task::collect_outputs(&self.component, &self.prepared)),
+            Ok((Exit::Code(0), _)) => AttemptResult::Finished(
+                task::collect_outputs(&self.component, &self.prepared).map_err(|e| e.to_string()),
+            ),
             Ok((Exit::Code(c), _)) => {
                 AttemptResult::Finished(Err(with_stderr_tail(format!("exited with status {c}"), &stderr_log)))
             }

@@ -13,7 +13,7 @@ use secondrow_store::{TaskFinish, TaskKind, TaskState};
 
 use super::nodes::{NodeId, Phase, Work};
 use super::RunDriver;
-use crate::task::{ArtifactRef, Outputs};
+use crate::task::{ArtifactRef, IoValues};
 use crate::{Progress, Result};
 
 impl RunDriver {
@@ -142,20 +142,20 @@ impl RunDriver {
         Ok(())
     }
 
-    fn group_outputs(&self, id: NodeId) -> Outputs {
+    fn group_outputs(&self, id: NodeId) -> IoValues {
         let node = &self.tree[id];
         if node.work.kind() == TaskKind::Loop {
             return self.loop_outputs(id);
         }
         match node.work.body() {
             Some(dag) => self.dag_outputs(id, dag),
-            None => Outputs::default(),
+            None => IoValues::default(),
         }
     }
 
     /// A DAG's outputs: for each declared output, the first selector whose producer made it.
-    fn dag_outputs(&self, id: NodeId, dag: &Dag) -> Outputs {
-        let mut out = Outputs::default();
+    fn dag_outputs(&self, id: NodeId, dag: &Dag) -> IoValues {
+        let mut out = IoValues::default();
         let Some(spec) = &dag.component.dag else { return out };
         let children = &self.tree[id].children;
         let child = |key: &str| dag.index_of(key).and_then(|i| children.get(i)).map(|c| &self.tree[*c]);
@@ -187,9 +187,9 @@ impl RunDriver {
     }
 
     /// A loop's outputs: each iteration's DAG outputs collected into lists, in iteration order.
-    fn loop_outputs(&self, id: NodeId) -> Outputs {
+    fn loop_outputs(&self, id: NodeId) -> IoValues {
         let node = &self.tree[id];
-        let mut out = Outputs::default();
+        let mut out = IoValues::default();
         let Some(spec) = node.work.plan().and_then(|p| p.component.dag.as_ref()) else { return out };
         for name in spec.outputs.parameters.keys() {
             let values: Vec<Value> =

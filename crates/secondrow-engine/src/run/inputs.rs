@@ -13,7 +13,7 @@ use secondrow_store::TaskState;
 
 use super::nodes::NodeId;
 use super::RunDriver;
-use crate::task::{self, Outputs};
+use crate::task::{self, IoValues};
 
 /// What a task's trigger condition decided.
 pub(super) enum Trigger {
@@ -25,12 +25,12 @@ pub(super) enum Trigger {
 
 impl RunDriver {
     /// Resolves a task's inputs from its parent's inputs, its siblings' outputs and constants.
-    pub(super) fn resolve_inputs(&self, id: NodeId, plan: &TaskPlan) -> Result<Outputs, String> {
+    pub(super) fn resolve_inputs(&self, id: NodeId, plan: &TaskPlan) -> Result<IoValues, String> {
         let node = &self.tree[id];
         let parent = &self.tree[node.parent.ok_or("the root has no task spec")?];
         let spec = &plan.spec;
         let comp = &plan.component;
-        let mut out = Outputs::default();
+        let mut out = IoValues::default();
         for (name, src) in &spec.inputs.parameters {
             let mut v = if let Some(p) = &src.component_input_parameter {
                 parent.inputs.parameters.get(p).cloned()
@@ -110,7 +110,7 @@ impl RunDriver {
     }
 
     /// Evaluates `triggerPolicy.condition` against the resolved inputs.
-    pub(super) fn trigger(plan: &TaskPlan, inputs: &Outputs) -> Trigger {
+    pub(super) fn trigger(plan: &TaskPlan, inputs: &IoValues) -> Trigger {
         let Some(cond) = plan.spec.trigger_policy.as_ref().and_then(|t| t.condition.as_deref()) else {
             return Trigger::Run;
         };

@@ -34,7 +34,7 @@ use secondrow_spec::Pipeline;
 use secondrow_store::{RunRecord, RunState, TaskRecord, TaskStart, TaskState};
 
 use crate::process::LogLine;
-use crate::task::{JobContext, Outputs};
+use crate::task::{IoValues, JobContext};
 use crate::{EngineError, Inner, Progress, Result, RunControl, RunOptions};
 use attempt::AttemptResult;
 use inputs::Trigger;
@@ -129,7 +129,7 @@ impl RunDriver {
         self.inner.store.set_run_state(&run_id, RunState::Running, None).await?;
         let root_work = Work::Root(self.pipeline.graph.root.clone());
         let root = self.tree.add(None, String::new(), self.pipeline.name().to_owned(), root_work);
-        self.tree[root].inputs = Outputs {
+        self.tree[root].inputs = IoValues {
             parameters: self.run.parameters.as_object().cloned().unwrap_or_default(),
             artifacts: Default::default(),
         };
@@ -322,7 +322,7 @@ impl RunDriver {
         let n = &mut self.tree[id];
         n.task_id = Some(task_id);
         n.by_condition = by_condition;
-        n.finish(state, Some(reason.clone()), Outputs::default());
+        n.finish(state, Some(reason.clone()), IoValues::default());
         if n.work.is_leaf() {
             let (path, display) = (n.path.clone(), n.display.clone());
             self.emit(Progress::Finished { path, display_name: display, state, duration_ms: 0, error: Some(reason) });

@@ -12,7 +12,7 @@ use secondrow_spec::graph::{Dag, PlanKind, TaskPlan};
 use secondrow_store::{TaskKind, TaskState};
 
 use crate::python::PythonEnv;
-use crate::task::{Outputs, PreparedContainer};
+use crate::task::{IoValues, PreparedContainer};
 use secondrow_spec::lightweight::PipRequirements;
 
 pub(super) type NodeId = usize;
@@ -113,15 +113,15 @@ pub(super) struct Node {
     /// The store's id, once recorded.
     pub task_id: Option<String>,
     pub children: Vec<NodeId>,
-    pub inputs: Outputs,
-    pub outputs: Outputs,
+    pub inputs: IoValues,
+    pub outputs: IoValues,
     pub started: Option<Instant>,
     pub exec: Execution,
 }
 
 impl Node {
     /// Records the node's end state (in memory; the caller has written the store).
-    pub(super) fn finish(&mut self, state: TaskState, error: Option<String>, outputs: Outputs) {
+    pub(super) fn finish(&mut self, state: TaskState, error: Option<String>, outputs: IoValues) {
         self.phase = Phase::Done;
         self.state = state;
         self.error = error;
@@ -180,8 +180,8 @@ impl Tree {
             error: None,
             task_id: None,
             children: Vec::new(),
-            inputs: Outputs::default(),
-            outputs: Outputs::default(),
+            inputs: IoValues::default(),
+            outputs: IoValues::default(),
             started: None,
             exec: Execution::default(),
         });
@@ -251,9 +251,9 @@ mod tests {
         assert_eq!(tree[iteration].path, "d/0");
 
         let (b, c) = (tree[root].children[1], tree[root].children[2]);
-        tree[b].finish(TaskState::Failed, Some("x".into()), Outputs::default());
+        tree[b].finish(TaskState::Failed, Some("x".into()), IoValues::default());
         tree[c].by_condition = true;
-        tree[c].finish(TaskState::Skipped, None, Outputs::default());
+        tree[c].finish(TaskState::Skipped, None, IoValues::default());
         assert!(tree.blocks(b), "a failed upstream blocks");
         assert!(!tree.blocks(c), "a task skipped by its own condition does not block");
         assert!(!tree.all_children_done(root));

@@ -3,14 +3,14 @@ use super::*;
 struct Ctx;
 
 impl PlaceholderContext for Ctx {
-    fn value(&self, p: &Placeholder) -> Result<Option<String>, String> {
+    fn value(&self, p: &Placeholder) -> Result<Option<String>, PlaceholderError> {
         Ok(match p {
             Placeholder::InputParameter(n) if n == "msg" => Some("hello".into()),
             Placeholder::InputParameter(n) if n == "suffix" => None,
             Placeholder::OutputParameterFile(n) => Some(format!("/out/{n}")),
             Placeholder::InputArtifact { name, field: ArtifactField::MetadataKey(k) } => Some(format!("{name}.{k}")),
             Placeholder::PipelineJobUuid => Some("u-1".into()),
-            other => return Err(format!("unexpected {other:?}")),
+            other => return Err(PlaceholderError::Value(format!("unexpected {other:?}"))),
         })
     }
     fn is_present(&self, input: &str) -> bool {
@@ -48,8 +48,25 @@ fn structured() {
 
 #[test]
 fn unknown_placeholders_are_rejected() {
-    assert!(parse_arg("{{$.inputs.parameters['x'].json_escape[0]}}").unwrap_err().contains("unknown placeholder"));
+    assert!(parse_arg("{{$.inputs.parameters['x'].json_escape[0]}}")
+        .unwrap_err()
+        .to_string()
+        .contains("unknown placeholder"));
     assert!(parse_arg("{{$.nope}}").is_err());
-    assert!(parse_arg("{{$.inputs.parameters['x']").unwrap_err().contains("unterminated"));
+    assert!(parse_arg("{{$.inputs.parameters['x']").unwrap_err().to_string().contains("unterminated"));
     assert!(parse_arg(r#"{"Concat": 3}"#).is_err());
+}
+
+#[test]
+fn errors_keep_their_wording_and_kind() {
+    let e = parse_arg("a {{$.nope}}").unwrap_err();
+    assert_eq!(e, PlaceholderError::Unknown(".nope".into()));
+    assert_eq!(e.to_string(), "unknown placeholder `{{$.nope}}`");
+    assert_eq!(e.kind(), secondrow_error::ErrorKind::InvalidInput);
+    assert_eq!(parse_text("x {{$").unwrap_err().to_string(), "unterminated placeholder in `x {{$`");
+    assert_eq!(parse_arg(r#"{"Concat": 3}"#).unwrap_err().to_string(), "`Concat` must hold a list");
+    assert_eq!(parse_arg(r#"{"IfPresent": {}}"#).unwrap_err().to_string(), "`IfPresent` needs a string `InputName`");
+    assert!(parse_arg(r#"{"Concat": ["#).unwrap_err().to_string().starts_with("invalid structured placeholder: "));
+    let ctx_error = expand(&[parse_arg("{{$.pipeline_root}}").unwrap()], &Ctx).unwrap_err();
+    assert_eq!(ctx_error.kind(), secondrow_error::ErrorKind::Internal);
 }
