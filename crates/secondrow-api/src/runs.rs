@@ -153,6 +153,54 @@ async fn create(
     Ok(Json(wire(&run, &history, None, true)))
 }
 
+/// The fields of a run that both a listed run and a fetched one carry (from a [`RunRecord`] or a
+/// [`RunListRow`]), as the client reads them.
+struct RunHead<'a> {
+    id: &'a str,
+    experiment_id: Option<&'a str>,
+    display_name: &'a str,
+    description: &'a str,
+    namespace: &'a str,
+    storage_state: &'a str,
+    parameters: &'a Value,
+    created_at: i64,
+    finished_at: Option<i64>,
+    state: RunState,
+    pipeline: Option<(&'a str, &'a str)>,
+    recurring_run_id: Option<&'a str>,
+    error: Option<&'a str>,
+}
+
+impl RunHead<'_> {
+    fn json(&self, state_history: Value) -> Value {
+        let mut out = json!({
+            "run_id": self.id,
+            "experiment_id": self.experiment_id,
+            "display_name": self.display_name,
+            "description": self.description,
+            "namespace": self.namespace,
+            "storage_state": self.storage_state,
+            "runtime_config": {"parameters": self.parameters},
+            "service_account": "",
+            "created_at": ts(Some(self.created_at)),
+            "scheduled_at": ts(Some(self.created_at)),
+            "finished_at": ts(self.finished_at),
+            "state": self.state.as_str(),
+            "state_history": state_history,
+        });
+        if let Some((p, v)) = self.pipeline {
+            out["pipeline_version_reference"] = json!({"pipeline_id": p, "pipeline_version_id": v});
+        }
+        if let Some(rr) = self.recurring_run_id {
+            out["recurring_run_id"] = json!(rr);
+        }
+        if let Some(e) = self.error {
+            out["error"] = json!({"code": if self.state == RunState::Canceled { 1 } else { 2 }, "message": e});
+        }
+        out
+    }
+}
+
 /// A run as the client reads it; `tasks` adds `run_details.task_details`.
 pub fn wire(
     r: &RunRecord,
@@ -160,32 +208,26 @@ pub fn wire(
     tasks: Option<(&[TaskRecord], &[EventRecord])>,
     with_spec: bool,
 ) -> Value {
-    let mut out = json!({
-        "run_id": r.id,
-        "experiment_id": r.experiment_id,
-        "display_name": r.display_name,
-        "description": r.description,
-        "namespace": r.namespace,
-        "storage_state": r.storage_state,
-        "runtime_config": {"parameters": r.parameters},
-        "service_account": "",
-        "created_at": ts(Some(r.created_at)),
-        "scheduled_at": ts(Some(r.created_at)),
-        "finished_at": ts(r.finished_at),
-        "state": r.state.as_str(),
-        "state_history": history.iter().map(|(s, at)| json!({"update_time": ts(Some(*at)), "state": s.as_str()})).collect::<Vec<_>>(),
-    });
-    if let (Some(p), Some(v)) = (&r.pipeline_id, &r.pipeline_version_id) {
-        out["pipeline_version_reference"] = json!({"pipeline_id": p, "pipeline_version_id": v});
-    }
+    let head = RunHead {
+        id: &r.id,
+        experiment_id: r.experiment_id.as_deref(),
+        display_name: &r.display_name,
+        description: &r.description,
+        namespace: &r.namespace,
+        storage_state: &r.storage_state,
+        parameters: &r.parameters,
+        created_at: r.created_at,
+        finished_at: r.finished_at,
+        state: r.state,
+        pipeline: r.pipeline_id.as_deref().zip(r.pipeline_version_id.as_deref()),
+        recurring_run_id: r.recurring_run_id.as_deref(),
+        error: r.error.as_deref(),
+    };
+    let history: Vec<Value> =
+        history.iter().map(|(s, at)| json!({"update_time": ts(Some(*at)), "state": s.as_str()})).collect();
+    let mut out = head.json(json!(history));
     if with_spec && !r.spec.is_null() {
         out["pipeline_spec"] = r.spec.clone();
-    }
-    if let Some(rr) = &r.recurring_run_id {
-        out["recurring_run_id"] = json!(rr);
-    }
-    if let Some(e) = &r.error {
-        out["error"] = json!({"code": if r.state == RunState::Canceled { 1 } else { 2 }, "message": e});
     }
     if let Some((tasks, events)) = tasks {
         out["run_details"] = json!({"task_details": task_details(r, tasks, events)});
@@ -277,31 +319,22 @@ async fn list(State(s): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<L
 
 /// A listed run as the client reads it (what [`wire`] writes for a run without spec, tasks or history).
 fn list_wire(r: &RunListRow) -> Value {
-    let mut out = json!({
-        "run_id": r.id,
-        "experiment_id": r.experiment_id,
-        "display_name": r.display_name,
-        "description": r.description,
-        "namespace": r.namespace,
-        "storage_state": r.storage_state,
-        "runtime_config": {"parameters": r.parameters},
-        "service_account": "",
-        "created_at": ts(Some(r.created_at)),
-        "scheduled_at": ts(Some(r.created_at)),
-        "finished_at": ts(r.finished_at),
-        "state": r.state.as_str(),
-        "state_history": [],
-    });
-    if let (Some(p), Some(v)) = (&r.pipeline_id, &r.pipeline_version_id) {
-        out["pipeline_version_reference"] = json!({"pipeline_id": p, "pipeline_version_id": v});
+    RunHead {
+        id: &r.id,
+        experiment_id: r.experiment_id.as_deref(),
+        display_name: &r.display_name,
+        description: &r.description,
+        namespace: &r.namespace,
+        storage_state: &r.storage_state,
+        parameters: &r.parameters,
+        created_at: r.created_at,
+        finished_at: r.finished_at,
+        state: r.state,
+        pipeline: r.pipeline_id.as_deref().zip(r.pipeline_version_id.as_deref()),
+        recurring_run_id: r.recurring_run_id.as_deref(),
+        error: r.error.as_deref(),
     }
-    if let Some(rr) = &r.recurring_run_id {
-        out["recurring_run_id"] = json!(rr);
-    }
-    if let Some(e) = &r.error {
-        out["error"] = json!({"code": if r.state == RunState::Canceled { 1 } else { 2 }, "message": e});
-    }
-    out
+    .json(json!([]))
 }
 
 async fn delete(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Value>> {
