@@ -15,6 +15,12 @@ pub fn samples_dir() -> PathBuf {
     repo_root().join("testdata/kfp/samples")
 }
 
+/// Every kfp sample, as `testdata/kfp/samples/expected.tsv` lists them (name, expected state).
+pub fn sample_names() -> Vec<String> {
+    let tsv = std::fs::read_to_string(samples_dir().join("expected.tsv")).expect("expected.tsv exists");
+    tsv.lines().filter_map(|l| l.split('\t').next()).filter(|n| !n.is_empty()).map(str::to_string).collect()
+}
+
 pub fn fixtures_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }

@@ -53,18 +53,8 @@ fn shape(s: &str) -> String {
 
 #[test]
 fn warm_and_cold_runs_write_the_same_outputs() {
-    for sample in [
-        "params_types",
-        "artifacts",
-        "conditions",
-        "loops",
-        "exit_handler",
-        "retry",
-        "caching",
-        "container_shell",
-        "nested",
-        "failure",
-    ] {
+    for sample in sample_names() {
+        let sample = sample.as_str();
         let (warm, warm_files) = run_mode(sample, "warm");
         let (cold, cold_files) = run_mode(sample, "cold");
         assert_eq!(warm.state(), cold.state(), "{sample}");
