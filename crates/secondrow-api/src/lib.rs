@@ -21,6 +21,7 @@ pub mod pipelines;
 pub mod records;
 pub mod recurring_runs;
 pub mod runs;
+pub mod validation;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -18,7 +18,7 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::list::{page_json, paginate, ListQuery};
-use crate::{ts, AppState};
+use crate::{ts, validation, AppState};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -95,7 +95,7 @@ async fn read_upload(mut multipart: Multipart) -> ApiResult<(Pipeline, Option<St
         let text = tokio::task::spawn_blocking(move || pipeline_text(&bytes))
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))??;
-        let pipeline = Pipeline::from_yaml(&text)?;
+        let pipeline = validation::from_yaml(text).await?;
         return Ok((pipeline, file_name));
     }
     Err(ApiError::invalid("multipart body has no `uploadfile` part"))
@@ -383,7 +383,7 @@ fn body_name(field: &str, display_name: Option<String>, name: Option<String>) ->
 }
 
 /// The validated pipeline of a version body (its inline `pipeline_spec`).
-fn version_pipeline(field: &str, v: &VersionBody) -> ApiResult<Pipeline> {
+async fn version_pipeline(field: &str, v: &VersionBody) -> ApiResult<Pipeline> {
     if v.package_url.as_ref().is_some_and(|u| !u.is_null()) {
         return Err(ApiError::invalid(format!(
             "{field}.package_url: fetching pipelines from URLs is not supported; send the spec as {field}.pipeline_spec"
@@ -391,7 +391,7 @@ fn version_pipeline(field: &str, v: &VersionBody) -> ApiResult<Pipeline> {
     }
     match &v.pipeline_spec {
         Some(spec) if spec.is_object() => {
-            Pipeline::from_json(spec).map_err(|e| ApiError::invalid(format!("{field}.pipeline_spec: {e}")))
+            validation::from_json_at(&format!("{field}.pipeline_spec"), spec.clone()).await
         }
         Some(spec) if !spec.is_null() => Err(ApiError::invalid(format!("{field}.pipeline_spec must be an object"))),
         _ => Err(ApiError::invalid(format!("{field}.pipeline_spec is required"))),
@@ -421,7 +421,7 @@ async fn create_with_version(
     let namespace = caller.namespace_for_new(p.namespace.as_deref())?;
     let v = body.pipeline_version.ok_or_else(|| ApiError::invalid("pipeline_version is required"))?;
     let name = body_name("pipeline", p.display_name, p.name)?;
-    let pipeline = version_pipeline("pipeline_version", &v)?;
+    let pipeline = version_pipeline("pipeline_version", &v).await?;
     let version_name = v.display_name.or(v.name).filter(|n| !n.trim().is_empty()).unwrap_or_else(|| name.clone());
     let description = p.description.or_else(|| pipeline.spec.pipeline_info.description.clone()).unwrap_or_default();
     let doc = spec_document(&pipeline);
@@ -445,7 +445,7 @@ async fn create_version(
         return Err(ApiError::invalid(format!("pipeline_id `{other}` in the body does not match `{id}` in the path")));
     }
     let name = body_name("pipeline_version", v.display_name.clone(), v.name.clone())?;
-    let pipeline = version_pipeline("pipeline_version", &v)?;
+    let pipeline = version_pipeline("pipeline_version", &v).await?;
     let doc = spec_document(&pipeline);
     let version = s
         .store()

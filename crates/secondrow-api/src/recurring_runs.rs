@@ -12,7 +12,6 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use secondrow_engine::{RunOptions, Submission};
-use secondrow_spec::Pipeline;
 use secondrow_store::{now_ms, NewRecurringRun, RecurringRunRecord};
 
 use crate::auth::Caller;
@@ -21,7 +20,7 @@ use crate::extract::{split_action, ApiJson, ApiPath, ApiQuery};
 use crate::list::{page_json, paginate, ListQuery};
 use crate::pipelines::spec_document;
 use crate::runs::{resolve_experiment, resolve_pipeline, RuntimeConfig, VersionRef};
-use crate::{parse_ts, ts, AppState};
+use crate::{parse_ts, ts, validation, AppState};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -358,7 +357,7 @@ async fn schedule_once(state: &AppState) -> ApiResult<()> {
 }
 
 async fn fire(state: &AppState, rr: &RecurringRunRecord, due: i64) -> ApiResult<()> {
-    let pipeline = Pipeline::from_json(&rr.spec)?;
+    let pipeline = validation::from_json(rr.spec.clone()).await?;
     let params: Map<String, Value> = rr.parameters.as_object().cloned().unwrap_or_default();
     let when =
         DateTime::<Utc>::from_timestamp_millis(due).map(|t| t.format("%Y%m%d%H%M%S").to_string()).unwrap_or_default();

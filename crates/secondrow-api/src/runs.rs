@@ -18,7 +18,7 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{split_action, ApiJson, ApiPath, ApiQuery};
 use crate::list::{page_json, run_list_query, sql_page, ListQuery};
-use crate::{ts, AppState};
+use crate::{ts, validation, AppState};
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/runs", post(create).get(list)).route("/runs/{id}", get(get_one).delete(delete).post(action))
@@ -83,14 +83,14 @@ pub async fn resolve_pipeline(
             if !spec.is_object() {
                 return Err(ApiError::invalid("pipeline_spec must be an object"));
             }
-            Ok((Pipeline::from_json(spec)?, None))
+            Ok((validation::from_json(spec.clone()).await?, None))
         }
         (None, Some(VersionRef { pipeline_id: Some(p), pipeline_version_id: Some(v) }))
             if !p.is_empty() && !v.is_empty() =>
         {
             caller.pipeline(s, p, false).await?;
             let version = s.store().get_pipeline_version(p, v).await?;
-            let pipeline = Pipeline::from_json(&version.spec)?;
+            let pipeline = validation::from_json(version.spec).await?;
             Ok((pipeline, Some((p.clone(), v.clone()))))
         }
         (None, Some(_)) => {

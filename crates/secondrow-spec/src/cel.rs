@@ -252,10 +252,20 @@ fn lex(src: &str) -> Result<Vec<(Tok, usize)>, CelError> {
 
 // ---------------------------------------------------------------- parser
 
+/// The most tokens an expression may have. KFP's longest conditions (an `Elif` chain negating every earlier
+/// branch) stay in the hundreds; the bound keeps the parsed tree, and so evaluating and dropping it, shallow.
+pub const MAX_TOKENS: usize = 4_000;
+
+/// The deepest nesting of parentheses, brackets, calls and prefix operators the parser follows.
+pub const MAX_NESTING: usize = 64;
+
 /// Parses a CEL expression.
 pub fn parse(src: &str) -> Result<Expr, CelError> {
     let toks = lex(src)?;
-    let mut p = Parser { toks, pos: 0 };
+    if toks.len() > MAX_TOKENS {
+        return err(format!("the expression has {} tokens; at most {MAX_TOKENS} are accepted", toks.len()));
+    }
+    let mut p = Parser { toks, pos: 0, depth: 0 };
     let e = p.ternary()?;
     if let Some((t, off)) = p.toks.get(p.pos) {
         return err(format!("unexpected {t:?} at offset {off}"));
@@ -266,9 +276,22 @@ pub fn parse(src: &str) -> Result<Expr, CelError> {
 struct Parser {
     toks: Vec<(Tok, usize)>,
     pos: usize,
+    /// How many nested `ternary`/`unary` calls are open.
+    depth: usize,
 }
 
 impl Parser {
+    /// Runs one nested parse, refusing to go deeper than [`MAX_NESTING`].
+    fn nested(&mut self, parse: fn(&mut Parser) -> Result<Expr, CelError>) -> Result<Expr, CelError> {
+        if self.depth >= MAX_NESTING {
+            return err(format!("the expression nests deeper than {MAX_NESTING} levels"));
+        }
+        self.depth += 1;
+        let e = parse(self);
+        self.depth -= 1;
+        e
+    }
+
     fn peek_punct(&self, p: &str) -> bool {
         matches!(self.toks.get(self.pos), Some((Tok::Punct(q), _)) if *q == p)
     }
@@ -294,6 +317,10 @@ impl Parser {
     }
 
     fn ternary(&mut self) -> Result<Expr, CelError> {
+        self.nested(Parser::ternary_at)
+    }
+
+    fn ternary_at(&mut self) -> Result<Expr, CelError> {
         let cond = self.or()?;
         if self.eat_punct("?") {
             let a = self.or()?;
@@ -375,10 +402,10 @@ impl Parser {
 
     fn unary(&mut self) -> Result<Expr, CelError> {
         if self.eat_punct("!") {
-            return Ok(Expr::Unary(UnaryOp::Not, Box::new(self.unary()?)));
+            return Ok(Expr::Unary(UnaryOp::Not, Box::new(self.nested(Parser::unary)?)));
         }
         if self.eat_punct("-") {
-            return Ok(Expr::Unary(UnaryOp::Neg, Box::new(self.unary()?)));
+            return Ok(Expr::Unary(UnaryOp::Neg, Box::new(self.nested(Parser::unary)?)));
         }
         self.postfix()
     }

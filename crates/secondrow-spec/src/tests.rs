@@ -107,3 +107,27 @@ fn api_wrapper_form() {
     let p = Pipeline::from_json(&wrapped).unwrap();
     assert!(p.platform_spec.is_some());
 }
+
+#[test]
+fn components_that_contain_each_other_are_refused() {
+    // comp-a runs comp-b, which runs comp-a again: an endless expansion unless validation stops it.
+    let yaml = r#"
+pipelineInfo: {name: loop}
+schemaVersion: 2.1.0
+root:
+  dag:
+    tasks:
+      start: {componentRef: {name: comp-a}, taskInfo: {name: start}}
+components:
+  comp-a:
+    dag:
+      tasks:
+        inner: {componentRef: {name: comp-b}, taskInfo: {name: inner}}
+  comp-b:
+    dag:
+      tasks:
+        again: {componentRef: {name: comp-a}, taskInfo: {name: again}}
+"#;
+    let e = problems(yaml);
+    assert!(e.iter().any(|p| p.contains("contains itself")), "{e:?}");
+}

@@ -48,6 +48,7 @@ pub struct ParsedExecutor {
 impl Pipeline {
     /// Parses IR YAML as the kfp compiler writes it (one or two documents).
     pub fn from_yaml(text: &str) -> Result<Pipeline, SpecError> {
+        crate::limits::check_text(text)?;
         let mut docs = Vec::new();
         for doc in serde_yaml_ng::Deserializer::from_str(text) {
             let v = Value::deserialize(doc).map_err(|e| SpecError::Syntax(e.to_string()))?;
@@ -69,6 +70,7 @@ impl Pipeline {
 
     /// Accepts the JSON forms the KFP API carries: a bare spec, or `{pipeline_spec, platform_spec}`.
     pub fn from_json(v: &Value) -> Result<Pipeline, SpecError> {
+        crate::limits::check_value(v)?;
         let (document, platform_spec) = match v.get("pipeline_spec") {
             Some(inner) => (inner.clone(), v.get("platform_spec").cloned()),
             None => (v.clone(), None),

@@ -59,3 +59,20 @@ fn errors_name_the_problem() {
     let e = eval_condition("'a' < 1", &env(json!({}))).unwrap_err();
     assert!(e.message.contains("no such overload"), "{e}");
 }
+
+#[test]
+fn hostile_expressions_are_refused_not_overflowing_the_stack() {
+    let deep_parens = format!("{}1{}", "(".repeat(1000), ")".repeat(1000));
+    assert!(parse(&deep_parens).unwrap_err().message.contains("nests deeper than 64"));
+    let negations = format!("{}true", "!".repeat(1000));
+    assert!(parse(&negations).unwrap_err().message.contains("nests deeper"));
+    let chain = vec!["1"; 50_000].join(" + ");
+    assert!(parse(&chain).unwrap_err().message.contains("tokens"));
+    let huge = format!("{}1{}", "(".repeat(100_000), ")".repeat(100_000));
+    assert!(parse(&huge).unwrap_err().message.contains("tokens"));
+    let lists = format!("{}{}", "[".repeat(1000), "]".repeat(1000));
+    assert!(parse(&lists).is_err());
+    // Just inside the limits: parses and evaluates.
+    let ok = format!("{}1{} == 1", "(".repeat(60), ")".repeat(60));
+    assert_eq!(eval_condition(&ok, &env(json!({}))), Ok(true));
+}
