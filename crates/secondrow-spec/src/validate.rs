@@ -15,6 +15,7 @@ use crate::graph::{self, Graph};
 use crate::ir::{ComponentSpec, DagSpec, ExecutorSpec, ParameterType, PipelineSpec, TaskSpec};
 use crate::lightweight::{prelude_requirements, PipRequirements};
 use crate::placeholder::{self, ArgTemplate, Placeholder};
+use crate::resources::Resources;
 use crate::value;
 use crate::{Problem, SpecError};
 
@@ -211,6 +212,9 @@ fn check_executors(spec: &PipelineSpec, problems: &mut Vec<Problem>) -> BTreeMap
         let loc = format!("deploymentSpec.executors.{label}");
         match (&exec.container, &exec.importer) {
             (Some(c), None) => {
+                for (field, message) in Resources::parse(c.resources.as_ref()).1 {
+                    problems.push(Problem::new(format!("{loc}.container.resources.{field}"), message));
+                }
                 let mut parse_all = |field: &str, items: &[String]| -> Vec<ArgTemplate> {
                     let mut v = Vec::new();
                     for (i, a) in items.iter().enumerate() {
@@ -388,7 +392,7 @@ fn check_task(
     for (name, input) in &task.inputs.parameters {
         let iloc = format!("{loc}.inputs.parameters.{name}");
         if let Some(t) = target {
-            if !t.input_definitions.parameters.contains_key(name) {
+            if !t.input_definitions.parameters.contains_key(name) && !is_compiler_input(name, input) {
                 problems
                     .push(Problem::new(&iloc, format!("component `{}` has no such input", task.component_ref.name)));
             }
@@ -438,7 +442,11 @@ fn check_task(
                     for seg in segs {
                         if let placeholder::Segment::Ph(p) = seg {
                             let ok = match &p {
-                                Placeholder::InputParameter(n) => parent.input_definitions.parameters.contains_key(n),
+                                // kfp's f-strings name the task's own `pipelinechannel--` inputs.
+                                Placeholder::InputParameter(n) => {
+                                    task.inputs.parameters.contains_key(n)
+                                        || parent.input_definitions.parameters.contains_key(n)
+                                }
                                 Placeholder::PipelineJobName
                                 | Placeholder::PipelineJobResourceName
                                 | Placeholder::PipelineJobUuid
@@ -536,6 +544,21 @@ fn check_task(
             }
         }
     }
+    if let Some(exec) = target
+        .and_then(|t| t.executor_label.as_ref())
+        .and_then(|l| spec.deployment_spec.executors.get(l))
+        .and_then(|e| e.container.as_ref())
+    {
+        let (resources, _) = Resources::parse(exec.resources.as_ref());
+        for n in resources.input_names() {
+            if !task.inputs.parameters.contains_key(n) {
+                problems.push(Problem::new(
+                    format!("{loc}.inputs.parameters"),
+                    format!("the container's resources refer to `{n}`, which is not an input of the task"),
+                ));
+            }
+        }
+    }
     if let Some(it) = &task.parameter_iterator {
         let iloc = format!("{loc}.parameterIterator.items");
         match (&it.items.raw, &it.items.input_parameter) {
@@ -569,6 +592,15 @@ fn check_task(
                 .push(Problem::new(format!("{loc}.triggerPolicy.strategy"), format!("unknown strategy `{strategy}`")));
         }
     }
+}
+
+/// Task inputs the kfp compiler adds that the component does not declare, all given as constants or
+/// channels: `pipelinechannel--…` (the values an f-string or a resource setting formats) and the resource
+/// settings themselves (`cpu_limit: '{{$.inputs.parameters['pipelinechannel--cpu']}}'`).
+fn is_compiler_input(name: &str, input: &crate::ir::ParameterInputSpec) -> bool {
+    const RESOURCE_INPUTS: [&str; 6] =
+        ["cpu_request", "cpu_limit", "memory_request", "memory_limit", "accelerator_type", "accelerator_count"];
+    name.starts_with("pipelinechannel--") || (RESOURCE_INPUTS.contains(&name) && input.runtime_value.is_some())
 }
 
 /// All upstream sibling tasks of `task`: explicit `dependentTasks` plus data producers.

@@ -4,16 +4,18 @@
 //! Problems found here (a producer that made no such output, a value of the wrong type, a condition that
 //! cannot be evaluated) fail the one task, not the run.
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use secondrow_spec::cel::{self, CelValue, Env};
-use secondrow_spec::graph::TaskPlan;
+use secondrow_spec::graph::{PlanKind, TaskPlan};
+use secondrow_spec::ir::ParameterInputSpec;
+use secondrow_spec::placeholder::{self, Placeholder, PlaceholderContext, PlaceholderError};
 use secondrow_spec::value;
 use secondrow_store::TaskState;
 
 use super::nodes::NodeId;
 use super::RunDriver;
-use crate::task::{self, IoValues};
+use crate::task::{IoValues, JobContext, TASK_UUID_PLACEHOLDER};
 
 /// What a task's trigger condition decided.
 pub(super) enum Trigger {
@@ -25,20 +27,26 @@ pub(super) enum Trigger {
 
 impl RunDriver {
     /// Resolves a task's inputs from its parent's inputs, its siblings' outputs and constants.
+    ///
+    /// Constants holding placeholders (kfp's f-strings: `"a {{$.inputs.parameters['pipelinechannel--x']}}"`)
+    /// are formatted last, from the task's other inputs, as kfp's launcher does. A task that runs whatever
+    /// its upstream did (`ignore_upstream_failure`) takes the component's default for an input whose
+    /// producer failed.
     pub(super) fn resolve_inputs(&self, id: NodeId, plan: &TaskPlan) -> Result<IoValues, String> {
         let node = &self.tree[id];
         let parent = &self.tree[node.parent.ok_or("the root has no task spec")?];
         let spec = &plan.spec;
         let comp = &plan.component;
         let mut out = IoValues::default();
+        let mut formatted = Vec::new();
         for (name, src) in &spec.inputs.parameters {
-            let mut v = if let Some(p) = &src.component_input_parameter {
+            let v = if let Some(p) = &src.component_input_parameter {
                 parent.inputs.parameters.get(p).cloned()
             } else if let Some(t) = &src.task_output_parameter {
                 let sib = &self.tree[self.tree.sibling(id, &t.producer_task)?];
                 match sib.outputs.parameters.get(&t.output_parameter_key) {
                     Some(v) => Some(v.clone()),
-                    None if sib.state == TaskState::Skipped => None,
+                    None if Self::tolerates(plan, sib.state) => None,
                     None => {
                         return Err(format!(
                             "input `{name}`: task `{}` produced no output `{}`",
@@ -48,10 +56,10 @@ impl RunDriver {
                 }
             } else if let Some(rv) = &src.runtime_value {
                 match &rv.constant {
-                    Value::String(s) => Some(Value::String(
-                        task::expand_constant(s, &parent.inputs, &self.job, &node.key, "")
-                            .map_err(|e| format!("input `{name}`: {e}"))?,
-                    )),
+                    Value::String(s) if s.contains("{{$") => {
+                        formatted.push((name, s, src));
+                        continue;
+                    }
                     other => Some(other.clone()),
                 }
             } else if let Some(fs) = &src.task_final_status {
@@ -59,21 +67,14 @@ impl RunDriver {
             } else {
                 None
             };
-            if let (Some(sel), Some(val)) = (&src.parameter_expression_selector, &v) {
-                let mut env = Env::new();
-                env.insert("string_value".into(), CelValue::String(value::placeholder_text(val)));
-                let parsed = cel::parse(sel).map_err(|e| format!("input `{name}` selector: {e}"))?;
-                v = Some(
-                    cel::eval(&parsed, &env).map_err(|e| format!("input `{name}` selector `{sel}`: {e}"))?.to_json(),
-                );
-            }
-            if let Some(val) = v {
-                let val = match comp.input_definitions.parameters.get(name) {
-                    Some(def) => value::coerce(&val, def.parameter_type).map_err(|e| format!("input `{name}`: {e}"))?,
-                    None => val,
-                };
-                out.parameters.insert(name.clone(), val);
-            }
+            Self::settle(plan, name, src, v, &mut out)?;
+        }
+        for (name, text, src) in formatted {
+            let ctx = Formatting { own: &out.parameters, parent: &parent.inputs, job: &self.job, task_key: &node.key };
+            let v = placeholder::parse_text(text)
+                .and_then(|segs| placeholder::expand_text(&segs, &ctx))
+                .map_err(|e| format!("input `{name}`: {e}"))?;
+            Self::settle(plan, name, src, Some(Value::String(v)), &mut out)?;
         }
         for (name, def) in &comp.input_definitions.parameters {
             if !out.parameters.contains_key(name) {
@@ -89,7 +90,7 @@ impl RunDriver {
                 let sib = &self.tree[self.tree.sibling(id, &t.producer_task)?];
                 match sib.outputs.artifacts.get(&t.output_artifact_key) {
                     Some(l) => Some(l.clone()),
-                    None if sib.state == TaskState::Skipped => None,
+                    None if Self::tolerates(plan, sib.state) => None,
                     None => {
                         return Err(format!(
                             "input `{name}`: task `{}` produced no artifact `{}`",
@@ -106,7 +107,42 @@ impl RunDriver {
                 out.artifacts.insert(name.clone(), l);
             }
         }
+        if let PlanKind::Container(c) = &plan.kind {
+            c.resources.resolve(&|n| out.parameters.get(n).map(value::channel_text))?;
+        }
         Ok(out)
+    }
+
+    /// Whether a missing output of a producer in `state` leaves the input unset (the default applies)
+    /// instead of failing the task: a skipped producer, or any unsuccessful one for a task that runs after
+    /// its upstream completed whatever its state.
+    fn tolerates(plan: &TaskPlan, state: TaskState) -> bool {
+        state == TaskState::Skipped
+            || (plan.accepts_completed && matches!(state, TaskState::Failed | TaskState::Canceled))
+    }
+
+    /// Applies an input's selector and its declared type, then records it.
+    fn settle(
+        plan: &TaskPlan,
+        name: &str,
+        src: &ParameterInputSpec,
+        mut v: Option<Value>,
+        out: &mut IoValues,
+    ) -> Result<(), String> {
+        if let (Some(sel), Some(val)) = (&src.parameter_expression_selector, &v) {
+            let mut env = Env::new();
+            env.insert("string_value".into(), CelValue::String(value::placeholder_text(val)));
+            let parsed = cel::parse(sel).map_err(|e| format!("input `{name}` selector: {e}"))?;
+            v = Some(cel::eval(&parsed, &env).map_err(|e| format!("input `{name}` selector `{sel}`: {e}"))?.to_json());
+        }
+        if let Some(val) = v {
+            let val = match plan.component.input_definitions.parameters.get(name) {
+                Some(def) => value::coerce(&val, def.parameter_type).map_err(|e| format!("input `{name}`: {e}"))?,
+                None => val,
+            };
+            out.parameters.insert(name.to_owned(), val);
+        }
+        Ok(())
     }
 
     /// Evaluates `triggerPolicy.condition` against the resolved inputs.
@@ -140,5 +176,38 @@ impl RunDriver {
             "pipelineTaskName": n.key,
             "error": error,
         })
+    }
+}
+
+/// What a formatted constant's placeholders stand for: the task's own inputs first (kfp names its
+/// `pipelinechannel--` inputs), then the parent's (specs written by hand), and the run's values.
+struct Formatting<'a> {
+    own: &'a Map<String, Value>,
+    parent: &'a IoValues,
+    job: &'a JobContext,
+    task_key: &'a str,
+}
+
+impl PlaceholderContext for Formatting<'_> {
+    fn value(&self, p: &Placeholder) -> Result<Option<String>, PlaceholderError> {
+        Ok(Some(match p {
+            Placeholder::InputParameter(n) => {
+                return Ok(self.own.get(n).or_else(|| self.parent.parameters.get(n)).map(value::channel_text))
+            }
+            Placeholder::PipelineJobName => self.job.job_name.clone(),
+            Placeholder::PipelineJobResourceName => self.job.job_resource_name.clone(),
+            Placeholder::PipelineJobUuid => self.job.job_uuid.clone(),
+            Placeholder::PipelineTaskName => self.task_key.to_owned(),
+            // The task's id exists once it is recorded; the attempt fills it in (`task::fill_task_uuid`).
+            Placeholder::PipelineTaskUuid => TASK_UUID_PLACEHOLDER.to_owned(),
+            Placeholder::PipelineRoot => self.job.pipeline_root.clone(),
+            Placeholder::PipelineJobCreateTime => self.job.create_time.clone(),
+            Placeholder::PipelineJobScheduleTime => self.job.schedule_time.clone(),
+            other => return Err(PlaceholderError::Value(format!("{other:?} cannot appear in a constant"))),
+        }))
+    }
+
+    fn is_present(&self, input: &str) -> bool {
+        self.own.contains_key(input) || self.parent.parameters.contains_key(input)
     }
 }
