@@ -436,7 +436,11 @@ fn check_task(
                 problems.push(Problem::new(&iloc, format!("unknown producer task `{}`", src.producer_task)));
             }
         }
-        if let Some(Value::String(s)) = input.runtime_value.as_ref().map(|r| &r.constant) {
+        let mut texts = Vec::new();
+        if let Some(r) = &input.runtime_value {
+            constant_texts(&r.constant, &mut texts);
+        }
+        for s in texts {
             match placeholder::parse_text(s) {
                 Ok(segs) => {
                     for seg in segs {
@@ -457,9 +461,14 @@ fn check_task(
                                 | Placeholder::PipelineJobScheduleTime => true,
                                 _ => false,
                             };
-                            if !ok {
-                                problems
-                                    .push(Problem::new(&iloc, format!("unsupported placeholder in constant: {p:?}")));
+                            match (&p, ok) {
+                                (_, true) => {}
+                                (Placeholder::InputParameter(n), false) => problems.push(Problem::new(
+                                    &iloc,
+                                    format!("the constant refers to `{n}`, an input of neither the task nor its DAG"),
+                                )),
+                                (_, false) => problems
+                                    .push(Problem::new(&iloc, format!("unsupported placeholder in constant: {p:?}"))),
                             }
                         }
                     }
@@ -591,6 +600,24 @@ fn check_task(
             problems
                 .push(Problem::new(format!("{loc}.triggerPolicy.strategy"), format!("unknown strategy `{strategy}`")));
         }
+    }
+}
+
+/// Every string of a constant that may hold placeholders: the string itself, list items, struct keys
+/// and values (kfp formats f-strings inside lists and dicts too).
+fn constant_texts<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+    match v {
+        Value::String(s) if s.contains("{{$") => out.push(s),
+        Value::Array(items) => items.iter().for_each(|i| constant_texts(i, out)),
+        Value::Object(o) => {
+            for (k, v) in o {
+                if k.contains("{{$") {
+                    out.push(k);
+                }
+                constant_texts(v, out);
+            }
+        }
+        _ => {}
     }
 }
 

@@ -13,6 +13,16 @@ def echo(text: str) -> str:
     return text
 
 
+@dsl.component
+def show_list(items: list) -> str:
+    return "|".join(items)
+
+
+@dsl.component
+def show_dict(d: dict) -> str:
+    return "|".join(f"{k}={v}" for k, v in d.items())
+
+
 @dsl.container_component
 def shout(text: str, out: dsl.OutputPath(str)):
     return dsl.ContainerSpec(image="alpine", command=["sh", "-c", 'printf "%s" "$0" > "$1"'], args=[text, out])
@@ -29,8 +39,11 @@ def pipeline(name: str = "world", count: int = 3, ratio: float = 0.5, flag: bool
         c = echo(text=f"in condition {name} {p.output}").set_display_name("cond")
         with dsl.If(name == "world"):
             echo(text=f"nested {c.output} {count}").set_display_name("nested")
+    show_list(items=[f"Hello {name}", f"{p.output} {count}"]).set_display_name("list")
+    show_dict(d={f"Hello {name}": f"How are you, {name}?"}).set_display_name("dict")
     with dsl.ParallelFor(items=[1, 2]) as item:
         echo(text=f"item {item} of {name}").set_display_name("loop")
+        show_list(items=[f"{item}-{name}"]).set_display_name("looplist")
 
 
 if __name__ == "__main__":

@@ -55,13 +55,11 @@ impl RunDriver {
                     }
                 }
             } else if let Some(rv) = &src.runtime_value {
-                match &rv.constant {
-                    Value::String(s) if s.contains("{{$") => {
-                        formatted.push((name, s, src));
-                        continue;
-                    }
-                    other => Some(other.clone()),
+                if has_placeholder(&rv.constant) {
+                    formatted.push((name, &rv.constant, src));
+                    continue;
                 }
+                Some(rv.constant.clone())
             } else if let Some(fs) = &src.task_final_status {
                 Some(self.final_status(self.tree.sibling(id, &fs.producer_task)?))
             } else {
@@ -69,12 +67,10 @@ impl RunDriver {
             };
             Self::settle(plan, name, src, v, &mut out)?;
         }
-        for (name, text, src) in formatted {
+        for (name, constant, src) in formatted {
             let ctx = Formatting { own: &out.parameters, parent: &parent.inputs, job: &self.job, task_key: &node.key };
-            let v = placeholder::parse_text(text)
-                .and_then(|segs| placeholder::expand_text(&segs, &ctx))
-                .map_err(|e| format!("input `{name}`: {e}"))?;
-            Self::settle(plan, name, src, Some(Value::String(v)), &mut out)?;
+            let v = format_value(constant, &ctx).map_err(|e| format!("input `{name}`: {e}"))?;
+            Self::settle(plan, name, src, Some(v), &mut out)?;
         }
         for (name, def) in &comp.input_definitions.parameters {
             if !out.parameters.contains_key(name) {
@@ -210,4 +206,33 @@ impl PlaceholderContext for Formatting<'_> {
     fn is_present(&self, input: &str) -> bool {
         self.own.contains_key(input) || self.parent.parameters.contains_key(input)
     }
+}
+
+/// Whether a constant holds a placeholder anywhere (in a string, a list item, a struct key or value).
+fn has_placeholder(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains("{{$"),
+        Value::Array(items) => items.iter().any(has_placeholder),
+        Value::Object(o) => o.iter().any(|(k, v)| k.contains("{{$") || has_placeholder(v)),
+        _ => false,
+    }
+}
+
+/// Formats every string of a constant, recursively through lists and structs (keys too), as kfp's
+/// launcher does: `[f"Hello {name}"]` and `{f"Hi {name}": f"{x}"}` are legal arguments.
+fn format_value(v: &Value, ctx: &Formatting<'_>) -> Result<Value, PlaceholderError> {
+    let text = |s: &str| placeholder::parse_text(s).and_then(|segs| placeholder::expand_text(&segs, ctx));
+    Ok(match v {
+        Value::String(s) if s.contains("{{$") => Value::String(text(s)?),
+        Value::Array(items) => Value::Array(items.iter().map(|i| format_value(i, ctx)).collect::<Result<_, _>>()?),
+        Value::Object(o) => {
+            let mut out = Map::new();
+            for (k, v) in o {
+                let k = if k.contains("{{$") { text(k)? } else { k.clone() };
+                out.insert(k, format_value(v, ctx)?);
+            }
+            Value::Object(out)
+        }
+        other => other.clone(),
+    })
 }
