@@ -46,7 +46,7 @@ pub struct ResolvedResource {
     pub value: String,
 }
 
-const FIELDS: [(&'static str, &'static str, ResourceKind); 4] = [
+const FIELDS: [(&str, &str, ResourceKind); 4] = [
     ("resourceCpuRequest", "cpuRequest", ResourceKind::Cpu),
     ("resourceCpuLimit", "cpuLimit", ResourceKind::Cpu),
     ("resourceMemoryRequest", "memoryRequest", ResourceKind::Memory),
@@ -71,9 +71,8 @@ impl Resources {
             }
         }
         if let Some(acc) = raw.get("accelerator") {
-            match acc.get("resourceType").or_else(|| acc.get("type")) {
-                Some(Value::String(s)) => add("accelerator.resourceType", ResourceKind::AcceleratorType, s.clone()),
-                Some(_) | None => {}
+            if let Some(Value::String(s)) = acc.get("resourceType").or_else(|| acc.get("type")) {
+                add("accelerator.resourceType", ResourceKind::AcceleratorType, s.clone());
             }
             match acc.get("resourceCount").or_else(|| acc.get("count")) {
                 Some(Value::String(s)) => add("accelerator.resourceCount", ResourceKind::AcceleratorCount, s.clone()),
