@@ -695,3 +695,77 @@ fn find_cycle(dag: &DagSpec) -> Option<Vec<String>> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPEC: &str = r#"
+components:
+  comp-echo:
+    executorLabel: exec-echo
+    inputDefinitions:
+      parameters:
+        text: {parameterType: STRING}
+deploymentSpec:
+  executors:
+    exec-echo:
+      container:
+        image: alpine
+        command: [echo, "{{$.inputs.parameters['text']}}"]
+        resources:
+          resourceCpuLimit: "{{$.inputs.parameters['pipelinechannel--cpu']}}"
+          resourceMemoryLimit: MEMORY
+pipelineInfo: {name: compat}
+root:
+  inputDefinitions:
+    parameters:
+      name: {parameterType: STRING}
+      cpu: {parameterType: STRING}
+  dag:
+    tasks:
+      echo:
+        componentRef: {name: comp-echo}
+        inputs:
+          parameters:
+            text: {runtimeValue: {constant: "hi {{$.inputs.parameters['pipelinechannel--name']}} TAIL"}}
+            pipelinechannel--name: {componentInputParameter: name}
+            cpu_limit: {runtimeValue: {constant: "{{$.inputs.parameters['pipelinechannel--cpu']}}"}}
+            CPU_INPUT
+schemaVersion: 2.1.0
+"#;
+
+    fn problems(spec: &str) -> Vec<String> {
+        match Pipeline::from_yaml(spec) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.problems().iter().map(|p| p.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn compiler_inputs_and_formatted_constants_are_accepted() {
+        let spec = SPEC
+            .replace("MEMORY", "512Mi")
+            .replace("TAIL", "")
+            .replace("CPU_INPUT", "pipelinechannel--cpu: {componentInputParameter: cpu}");
+        assert_eq!(problems(&spec), Vec::<String>::new());
+    }
+
+    #[test]
+    fn what_kfp_would_not_compile_is_still_refused() {
+        let spec = SPEC
+            .replace("MEMORY", "1GB")
+            .replace("TAIL", "{{$.inputs.parameters['pipelinechannel--nope']}}")
+            .replace("CPU_INPUT", "typo: {runtimeValue: {constant: 1}}");
+        let p = problems(&spec);
+        let has = |s: &str| p.iter().any(|m| m.contains(s));
+        assert!(has("root.dag.tasks.echo.inputs.parameters.typo: component `comp-echo` has no such input"), "{p:?}");
+        assert!(
+            has("the constant refers to `pipelinechannel--nope`, an input of neither the task nor its DAG"),
+            "{p:?}"
+        );
+        assert!(has("the container's resources refer to `pipelinechannel--cpu`, which is not an input"), "{p:?}");
+        assert!(has("deploymentSpec.executors.exec-echo.container.resources.resourceMemoryLimit: `1GB` is not a memory quantity"), "{p:?}");
+        assert_eq!(p.len(), 5, "{p:?}");
+    }
+}
