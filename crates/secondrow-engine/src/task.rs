@@ -150,7 +150,7 @@ impl PlaceholderContext for Ctx<'_> {
     fn value(&self, p: &Placeholder) -> Result<Option<String>, PlaceholderError> {
         Ok(match p {
             Placeholder::ExecutorInput => Some(self.prepared.executor_input.to_string()),
-            Placeholder::InputParameter(n) => self.inputs.parameters.get(n).map(value::placeholder_text),
+            Placeholder::InputParameter(n) => self.inputs.parameters.get(n).map(value::channel_text),
             Placeholder::InputArtifact { name, field } => {
                 self.inputs.artifacts.get(name).and_then(|l| l.first()).and_then(|a| artifact_field(a, field))
             }
@@ -183,13 +183,15 @@ pub const TASK_UUID_PLACEHOLDER: &str = "{{$.pipeline_task_uuid}}";
 /// Puts the task's id where a constant input held `{{$.pipeline_task_uuid}}` (the id exists only once
 /// the task is recorded, after its inputs were resolved).
 pub fn fill_task_uuid(inputs: &mut IoValues, task_id: &str) {
-    for v in inputs.parameters.values_mut() {
-        if let Value::String(s) = v {
-            if s.contains(TASK_UUID_PLACEHOLDER) {
-                *s = s.replace(TASK_UUID_PLACEHOLDER, task_id);
-            }
+    fn fill(v: &mut Value, task_id: &str) {
+        match v {
+            Value::String(s) if s.contains(TASK_UUID_PLACEHOLDER) => *s = s.replace(TASK_UUID_PLACEHOLDER, task_id),
+            Value::Array(items) => items.iter_mut().for_each(|i| fill(i, task_id)),
+            Value::Object(o) => o.values_mut().for_each(|i| fill(i, task_id)),
+            _ => {}
         }
     }
+    inputs.parameters.values_mut().for_each(|v| fill(v, task_id));
 }
 
 /// Options that shape the command line.

@@ -28,13 +28,19 @@ def shout(text: str, out: dsl.OutputPath(str)):
     return dsl.ContainerSpec(image="alpine", command=["sh", "-c", 'printf "%s" "$0" > "$1"'], args=[text, out])
 
 
+@dsl.container_component
+def shout_number(x: float, out: dsl.OutputPath(str)):
+    return dsl.ContainerSpec(image="alpine", command=["sh", "-c", 'printf "%s" "$0" > "$1"'], args=[x, out])
+
+
 @dsl.pipeline(name="fstrings")
 def pipeline(name: str = "world", count: int = 3, ratio: float = 0.5, flag: bool = True,
-             items: list = [1, 2], conf: dict = {"a": 1}):
+             items: list = [1, 2], conf: dict = {"a": 1}, whole: float = 2.0):
     p = produce(text="up")
     echo(text=f"hello {name}, {p.output}!").set_display_name("plain")
     echo(text=f"n={count} r={ratio} f={flag} l={items} d={conf}").set_display_name("typed")
     shout(text=f"container {name} {p.output}").set_display_name("container")
+    shout_number(x=whole).set_display_name("number")
     with dsl.If(p.output == "up"):
         c = echo(text=f"in condition {name} {p.output}").set_display_name("cond")
         with dsl.If(name == "world"):

@@ -30,6 +30,8 @@ fn fstrings_in_dags_conditions_and_loops(h: &Home) {
     // Values format as kfp's launcher formats them: whole numbers bare, booleans lower-case, JSON.
     assert_eq!(output(named(&r, "typed")[0], "Output"), r#"n=3 r=0.5 f=true l=[1,2] d={"a":1}"#);
     assert_eq!(output(named(&r, "container")[0], "out"), "container world up");
+    // A container argument formats a whole float as kfp's launcher does: `2`, not `2.0`.
+    assert_eq!(output(named(&r, "number")[0], "out"), "2");
     assert_eq!(output(named(&r, "cond")[0], "Output"), "in condition world up");
     assert_eq!(output(named(&r, "nested")[0], "Output"), "nested in condition world up 3");
     assert_eq!(output(named(&r, "list")[0], "Output"), "Hello world|up 3");
