@@ -410,7 +410,7 @@ fn check_task(
             problems.push(Problem::new(&iloc, format!("needs exactly one value source, found {sources}")));
         }
         if let Some(src) = &input.component_input_parameter {
-            if !parent.input_definitions.parameters.contains_key(src) {
+            if !parent.input_definitions.parameters.contains_key(src) && !is_item_field(task, src) {
                 problems.push(Problem::new(
                     &iloc,
                     format!("componentInputParameter `{src}` is not an input of the enclosing DAG"),
@@ -619,6 +619,15 @@ fn constant_texts<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
         }
         _ => {}
     }
+}
+
+/// `loop-item-param-N-subvar-a`: what kfp 2.14 writes on a ParallelFor task for a field of its own item used in
+/// an f-string (`f"{item.a}"`). It names no input of the enclosing DAG; each iteration takes the field from its
+/// item instead (`pipelinechannel--loop-item-param-N-subvar-a` in the body, see the engine's input resolution).
+fn is_item_field(task: &TaskSpec, src: &str) -> bool {
+    let Some(it) = &task.parameter_iterator else { return false };
+    src.split_once("-subvar-")
+        .is_some_and(|(item, field)| !field.is_empty() && it.item_input == format!("pipelinechannel--{item}"))
 }
 
 /// Task inputs the kfp compiler adds that the component does not declare, all given as constants or

@@ -50,6 +50,8 @@ def pipeline(name: str = "world", count: int = 3, ratio: float = 0.5, flag: bool
     with dsl.ParallelFor(items=[1, 2]) as item:
         echo(text=f"item {item} of {name}").set_display_name("loop")
         show_list(items=[f"{item}-{name}"]).set_display_name("looplist")
+    with dsl.ParallelFor(items=[{"a": "x", "b": 1}, {"a": "y", "b": 2}]) as obj:
+        echo(text=f"field {obj.a}/{obj.b} of {name}").set_display_name("loopfield")
 
 
 if __name__ == "__main__":

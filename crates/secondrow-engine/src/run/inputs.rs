@@ -41,7 +41,7 @@ impl RunDriver {
         let mut formatted = Vec::new();
         for (name, src) in &spec.inputs.parameters {
             let v = if let Some(p) = &src.component_input_parameter {
-                parent.inputs.parameters.get(p).cloned()
+                parent.inputs.parameters.get(p).cloned().or_else(|| item_field(&parent.inputs.parameters, p))
             } else if let Some(t) = &src.task_output_parameter {
                 let sib = &self.tree[self.tree.sibling(id, &t.producer_task)?];
                 match sib.outputs.parameters.get(&t.output_parameter_key) {
@@ -235,4 +235,15 @@ fn format_value(v: &Value, ctx: &Formatting<'_>) -> Result<Value, PlaceholderErr
         }
         other => other.clone(),
     })
+}
+
+/// A loop item's field under kfp's name for it, `<item input>-subvar-<field>`, taken from the item (a struct,
+/// or JSON text of one) when the iteration has no input of that name.
+fn item_field(inputs: &Map<String, Value>, name: &str) -> Option<Value> {
+    let (item, field) = name.split_once("-subvar-")?;
+    match inputs.get(item)? {
+        Value::Object(o) => o.get(field).cloned(),
+        Value::String(s) => serde_json::from_str::<Value>(s).ok()?.get(field).cloned(),
+        _ => None,
+    }
 }

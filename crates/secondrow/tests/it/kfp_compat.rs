@@ -45,6 +45,9 @@ fn fstrings_in_dags_conditions_and_loops(h: &Home) {
     assert_eq!(loop_items, [json!("item 1 of world"), json!("item 2 of world")]);
     let loop_lists: Vec<_> = named(&r, "looplist").iter().map(|t| output(t, "Output").clone()).collect();
     assert_eq!(loop_lists, [json!("1-world"), json!("2-world")]);
+    // Fields of a loop item (kfp names them `…-subvar-a`) come from each iteration's item.
+    let fields: Vec<_> = named(&r, "loopfield").iter().map(|t| output(t, "Output").clone()).collect();
+    assert_eq!(fields, [json!("field x/1 of world"), json!("field y/2 of world")]);
 
     let (_, r) = h.run(&yaml, &["-p", "name=kfp", "-p", "count=7", "-p", "flag=false"]);
     assert_eq!(r.state(), "SUCCEEDED");
