@@ -117,3 +117,25 @@ per_backend!(
     every_runtime_placeholder_resolves,
     ignore_upstream_failure_falls_back_to_the_default,
 );
+
+/// A run started by a recurring run gets the schedule's fire time (testdata/kfp/compat/schedule_time.py,
+/// through the real kfp.Client against `secondrow server`).
+fn schedule_time_of_a_recurring_run_is_its_fire_time(h: &Home) {
+    let server = crate::api::Server::start(h, &[]);
+    let out = std::process::Command::new(python())
+        .arg(compat("schedule_time"))
+        .args([&server.url, h.path().to_str().unwrap()])
+        .current_dir(h.path())
+        .env("HOME", h.path())
+        .env("TMPDIR", h.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "schedule_time.py failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+per_backend!(schedule_time_of_a_recurring_run_is_its_fire_time);
