@@ -369,7 +369,7 @@ async fn fire(state: &AppState, rr: &RecurringRunRecord, due: i64) -> ApiResult<
         pipeline_id: rr.pipeline_id.clone(),
         pipeline_version_id: rr.pipeline_version_id.clone(),
         recurring_run_id: Some(rr.id.clone()),
-        options: RunOptions::default(),
+        options: RunOptions { scheduled_at: Some(due), ..RunOptions::default() },
     };
     // Mark the time first: a crash between the two loses one run rather than starting it twice.
     state.store().set_recurring_run_fired(&rr.id, due).await?;

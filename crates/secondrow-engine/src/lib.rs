@@ -103,6 +103,9 @@ pub struct RunOptions {
     /// Overrides the engine's parallelism for this run.
     #[serde(default)]
     pub parallelism: Option<usize>,
+    /// When the schedule that started this run fired (epoch ms): `{{$.pipeline_job_schedule_time_utc}}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_at: Option<i64>,
 }
 
 /// What to record about a new run besides the pipeline and parameters.

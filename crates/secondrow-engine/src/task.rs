@@ -105,6 +105,8 @@ pub struct JobContext {
     pub job_uuid: String,
     pub pipeline_root: String,
     pub create_time: String,
+    /// When a recurring run's schedule fired; the create time for a run nobody scheduled (as kfp does).
+    pub schedule_time: String,
 }
 
 /// A container task ready to spawn.
@@ -148,7 +150,7 @@ impl PlaceholderContext for Ctx<'_> {
     fn value(&self, p: &Placeholder) -> Result<Option<String>, PlaceholderError> {
         Ok(match p {
             Placeholder::ExecutorInput => Some(self.prepared.executor_input.to_string()),
-            Placeholder::InputParameter(n) => self.inputs.parameters.get(n).map(value::placeholder_text),
+            Placeholder::InputParameter(n) => self.inputs.parameters.get(n).map(value::channel_text),
             Placeholder::InputArtifact { name, field } => {
                 self.inputs.artifacts.get(name).and_then(|l| l.first()).and_then(|a| artifact_field(a, field))
             }
@@ -165,9 +167,8 @@ impl PlaceholderContext for Ctx<'_> {
             Placeholder::PipelineTaskName => Some(self.task_key.to_owned()),
             Placeholder::PipelineTaskUuid => Some(self.task_id.to_owned()),
             Placeholder::PipelineRoot => Some(self.job.pipeline_root.clone()),
-            Placeholder::PipelineJobCreateTime | Placeholder::PipelineJobScheduleTime => {
-                Some(self.job.create_time.clone())
-            }
+            Placeholder::PipelineJobCreateTime => Some(self.job.create_time.clone()),
+            Placeholder::PipelineJobScheduleTime => Some(self.job.schedule_time.clone()),
         })
     }
 
@@ -176,26 +177,21 @@ impl PlaceholderContext for Ctx<'_> {
     }
 }
 
-/// Expands pipeline-level and input-parameter placeholders inside a constant string.
-pub fn expand_constant(
-    text: &str,
-    parent_inputs: &IoValues,
-    job: &JobContext,
-    task_key: &str,
-    task_id: &str,
-) -> Result<String, PlaceholderError> {
-    let segs = placeholder::parse_text(text)?;
-    let empty = PreparedContainer {
-        argv: vec![],
-        env: vec![],
-        task_root: PathBuf::new(),
-        executor_output: PathBuf::new(),
-        output_parameter_files: BTreeMap::new(),
-        output_artifacts: BTreeMap::new(),
-        executor_input: Value::Null,
-    };
-    let ctx = Ctx { inputs: parent_inputs, prepared: &empty, job, task_key, task_id };
-    placeholder::expand_text(&segs, &ctx)
+/// `{{$.pipeline_task_uuid}}` as it stays in a formatted constant until the task has its id.
+pub const TASK_UUID_PLACEHOLDER: &str = "{{$.pipeline_task_uuid}}";
+
+/// Puts the task's id where a constant input held `{{$.pipeline_task_uuid}}` (the id exists only once
+/// the task is recorded, after its inputs were resolved).
+pub fn fill_task_uuid(inputs: &mut IoValues, task_id: &str) {
+    fn fill(v: &mut Value, task_id: &str) {
+        match v {
+            Value::String(s) if s.contains(TASK_UUID_PLACEHOLDER) => *s = s.replace(TASK_UUID_PLACEHOLDER, task_id),
+            Value::Array(items) => items.iter_mut().for_each(|i| fill(i, task_id)),
+            Value::Object(o) => o.values_mut().for_each(|i| fill(i, task_id)),
+            _ => {}
+        }
+    }
+    inputs.parameters.values_mut().for_each(|v| fill(v, task_id));
 }
 
 /// Options that shape the command line.

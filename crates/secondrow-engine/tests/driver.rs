@@ -319,3 +319,54 @@ fn specs_are_valid_and_resolved() {
         assert!(!p.graph.root.tasks.is_empty());
     }
 }
+
+/// `{{$.pipeline_job_schedule_time_utc}}` is the time a schedule fired when a schedule started the run
+/// (`RunOptions::scheduled_at`), else the run's creation time, as kfp gives it.
+#[tokio::test]
+async fn schedule_time_placeholder_is_the_fire_time() {
+    const SPEC: &str = r#"
+components:
+  comp-stamp:
+    executorLabel: exec-stamp
+    inputDefinitions:
+      parameters:
+        when: {parameterType: STRING}
+        created: {parameterType: STRING}
+        dir: {parameterType: STRING}
+deploymentSpec:
+  executors:
+    exec-stamp:
+      container:
+        image: alpine
+        command: [sh, -c, 'printf "%s %s" "$0" "$1" > "$2/stamp"']
+        args: ["{{$.inputs.parameters['when']}}", "{{$.inputs.parameters['created']}}", "{{$.inputs.parameters['dir']}}"]
+pipelineInfo: {name: stamp}
+root:
+  inputDefinitions:
+    parameters:
+      dir: {parameterType: STRING}
+  dag:
+    tasks:
+      stamp:
+        componentRef: {name: comp-stamp}
+        inputs:
+          parameters:
+            when: {runtimeValue: {constant: "at {{$.pipeline_job_schedule_time_utc}}"}}
+            created: {runtimeValue: {constant: "{{$.pipeline_job_create_time_utc}}"}}
+            dir: {componentInputParameter: dir}
+schemaVersion: 2.1.0
+"#;
+    let h = Harness::new().await;
+    let fired = chrono::DateTime::parse_from_rfc3339("2026-01-09T13:00:00Z").expect("time").timestamp_millis();
+    let (run, _) = h.run(SPEC, json!({}), RunOptions { scheduled_at: Some(fired), ..Default::default() }).await;
+    assert_eq!(run.state, RunState::Succeeded, "{:?}", run.error);
+    let stamp = h.read("stamp");
+    assert!(stamp.starts_with("at 2026-01-09T13:00:00Z "), "{stamp}");
+
+    let (run, _) = h.run(SPEC, json!({}), RunOptions::default()).await;
+    assert_eq!(run.state, RunState::Succeeded, "{:?}", run.error);
+    let stamp = h.read("stamp");
+    let (when, created) = stamp.split_once(' ').and_then(|(_, rest)| rest.split_once(' ')).expect("three words");
+    assert_eq!(when, created, "{stamp}");
+    assert!(chrono::DateTime::parse_from_rfc3339(created).is_ok(), "{stamp}");
+}

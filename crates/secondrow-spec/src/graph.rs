@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::ir::{ComponentSpec, ContainerSpec, ImporterSpec, ParameterIterator, ParameterType, PipelineSpec, TaskSpec};
+use crate::resources::Resources;
 use crate::validate::{upstream_tasks, ParsedExecutor};
 use crate::Problem;
 
@@ -78,6 +79,8 @@ pub struct ContainerPlan {
     pub executor_label: String,
     pub container: ContainerSpec,
     pub parsed: ParsedExecutor,
+    /// `container.resources`, parsed (placeholders resolve from the task's inputs).
+    pub resources: Resources,
 }
 
 /// The whole pipeline's graph.
@@ -182,6 +185,7 @@ impl Builder<'_> {
                         executor_label: label,
                         container: container.clone(),
                         parsed: parsed.clone(),
+                        resources: Resources::parse(container.resources.as_ref()).0,
                     }))
                 }
                 (None, Some(importer)) => PlanKind::Importer(Arc::new(importer.clone())),

@@ -15,6 +15,7 @@ use crate::graph::{self, Graph};
 use crate::ir::{ComponentSpec, DagSpec, ExecutorSpec, ParameterType, PipelineSpec, TaskSpec};
 use crate::lightweight::{prelude_requirements, PipRequirements};
 use crate::placeholder::{self, ArgTemplate, Placeholder};
+use crate::resources::Resources;
 use crate::value;
 use crate::{Problem, SpecError};
 
@@ -213,6 +214,9 @@ fn check_executors(spec: &PipelineSpec, problems: &mut Vec<Problem>) -> BTreeMap
         let loc = format!("deploymentSpec.executors.{label}");
         match (&exec.container, &exec.importer) {
             (Some(c), None) => {
+                for (field, message) in Resources::parse(c.resources.as_ref()).1 {
+                    problems.push(Problem::new(format!("{loc}.container.resources.{field}"), message));
+                }
                 let mut parse_all = |field: &str, items: &[String]| -> Vec<ArgTemplate> {
                     let mut v = Vec::new();
                     for (i, a) in items.iter().enumerate() {
@@ -390,7 +394,7 @@ fn check_task(
     for (name, input) in &task.inputs.parameters {
         let iloc = format!("{loc}.inputs.parameters.{name}");
         if let Some(t) = target {
-            if !t.input_definitions.parameters.contains_key(name) {
+            if !t.input_definitions.parameters.contains_key(name) && !is_compiler_input(name, input) {
                 problems
                     .push(Problem::new(&iloc, format!("component `{}` has no such input", task.component_ref.name)));
             }
@@ -408,7 +412,7 @@ fn check_task(
             problems.push(Problem::new(&iloc, format!("needs exactly one value source, found {sources}")));
         }
         if let Some(src) = &input.component_input_parameter {
-            if !parent.input_definitions.parameters.contains_key(src) {
+            if !parent.input_definitions.parameters.contains_key(src) && !is_item_field(task, src) {
                 problems.push(Problem::new(
                     &iloc,
                     format!("componentInputParameter `{src}` is not an input of the enclosing DAG"),
@@ -434,13 +438,21 @@ fn check_task(
                 problems.push(Problem::new(&iloc, format!("unknown producer task `{}`", src.producer_task)));
             }
         }
-        if let Some(Value::String(s)) = input.runtime_value.as_ref().map(|r| &r.constant) {
+        let mut texts = Vec::new();
+        if let Some(r) = &input.runtime_value {
+            constant_texts(&r.constant, &mut texts);
+        }
+        for s in texts {
             match placeholder::parse_text(s) {
                 Ok(segs) => {
                     for seg in segs {
                         if let placeholder::Segment::Ph(p) = seg {
                             let ok = match &p {
-                                Placeholder::InputParameter(n) => parent.input_definitions.parameters.contains_key(n),
+                                // kfp's f-strings name the task's own `pipelinechannel--` inputs.
+                                Placeholder::InputParameter(n) => {
+                                    task.inputs.parameters.contains_key(n)
+                                        || parent.input_definitions.parameters.contains_key(n)
+                                }
                                 Placeholder::PipelineJobName
                                 | Placeholder::PipelineJobResourceName
                                 | Placeholder::PipelineJobUuid
@@ -451,9 +463,14 @@ fn check_task(
                                 | Placeholder::PipelineJobScheduleTime => true,
                                 _ => false,
                             };
-                            if !ok {
-                                problems
-                                    .push(Problem::new(&iloc, format!("unsupported placeholder in constant: {p:?}")));
+                            match (&p, ok) {
+                                (_, true) => {}
+                                (Placeholder::InputParameter(n), false) => problems.push(Problem::new(
+                                    &iloc,
+                                    format!("the constant refers to `{n}`, an input of neither the task nor its DAG"),
+                                )),
+                                (_, false) => problems
+                                    .push(Problem::new(&iloc, format!("unsupported placeholder in constant: {p:?}"))),
                             }
                         }
                     }
@@ -538,6 +555,21 @@ fn check_task(
             }
         }
     }
+    if let Some(exec) = target
+        .and_then(|t| t.executor_label.as_ref())
+        .and_then(|l| spec.deployment_spec.executors.get(l))
+        .and_then(|e| e.container.as_ref())
+    {
+        let (resources, _) = Resources::parse(exec.resources.as_ref());
+        for n in resources.input_names() {
+            if !task.inputs.parameters.contains_key(n) {
+                problems.push(Problem::new(
+                    format!("{loc}.inputs.parameters"),
+                    format!("the container's resources refer to `{n}`, which is not an input of the task"),
+                ));
+            }
+        }
+    }
     if let Some(it) = &task.parameter_iterator {
         let iloc = format!("{loc}.parameterIterator.items");
         match (&it.items.raw, &it.items.input_parameter) {
@@ -571,6 +603,42 @@ fn check_task(
                 .push(Problem::new(format!("{loc}.triggerPolicy.strategy"), format!("unknown strategy `{strategy}`")));
         }
     }
+}
+
+/// Every string of a constant that may hold placeholders: the string itself, list items, struct keys
+/// and values (kfp formats f-strings inside lists and dicts too).
+fn constant_texts<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+    match v {
+        Value::String(s) if s.contains("{{$") => out.push(s),
+        Value::Array(items) => items.iter().for_each(|i| constant_texts(i, out)),
+        Value::Object(o) => {
+            for (k, v) in o {
+                if k.contains("{{$") {
+                    out.push(k);
+                }
+                constant_texts(v, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `loop-item-param-N-subvar-a`: what kfp 2.14 writes on a ParallelFor task for a field of its own item used in
+/// an f-string (`f"{item.a}"`). It names no input of the enclosing DAG; each iteration takes the field from its
+/// item instead (`pipelinechannel--loop-item-param-N-subvar-a` in the body, see the engine's input resolution).
+fn is_item_field(task: &TaskSpec, src: &str) -> bool {
+    let Some(it) = &task.parameter_iterator else { return false };
+    src.split_once("-subvar-")
+        .is_some_and(|(item, field)| !field.is_empty() && it.item_input == format!("pipelinechannel--{item}"))
+}
+
+/// Task inputs the kfp compiler adds that the component does not declare, all given as constants or
+/// channels: `pipelinechannel--…` (the values an f-string or a resource setting formats) and the resource
+/// settings themselves (`cpu_limit: '{{$.inputs.parameters['pipelinechannel--cpu']}}'`).
+fn is_compiler_input(name: &str, input: &crate::ir::ParameterInputSpec) -> bool {
+    const RESOURCE_INPUTS: [&str; 6] =
+        ["cpu_request", "cpu_limit", "memory_request", "memory_limit", "accelerator_type", "accelerator_count"];
+    name.starts_with("pipelinechannel--") || (RESOURCE_INPUTS.contains(&name) && input.runtime_value.is_some())
 }
 
 /// All upstream sibling tasks of `task`: explicit `dependentTasks` plus data producers.
@@ -637,4 +705,78 @@ fn find_cycle(dag: &DagSpec) -> Option<Vec<String>> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPEC: &str = r#"
+components:
+  comp-echo:
+    executorLabel: exec-echo
+    inputDefinitions:
+      parameters:
+        text: {parameterType: STRING}
+deploymentSpec:
+  executors:
+    exec-echo:
+      container:
+        image: alpine
+        command: [echo, "{{$.inputs.parameters['text']}}"]
+        resources:
+          resourceCpuLimit: "{{$.inputs.parameters['pipelinechannel--cpu']}}"
+          resourceMemoryLimit: MEMORY
+pipelineInfo: {name: compat}
+root:
+  inputDefinitions:
+    parameters:
+      name: {parameterType: STRING}
+      cpu: {parameterType: STRING}
+  dag:
+    tasks:
+      echo:
+        componentRef: {name: comp-echo}
+        inputs:
+          parameters:
+            text: {runtimeValue: {constant: "hi {{$.inputs.parameters['pipelinechannel--name']}} TAIL"}}
+            pipelinechannel--name: {componentInputParameter: name}
+            cpu_limit: {runtimeValue: {constant: "{{$.inputs.parameters['pipelinechannel--cpu']}}"}}
+            CPU_INPUT
+schemaVersion: 2.1.0
+"#;
+
+    fn problems(spec: &str) -> Vec<String> {
+        match Pipeline::from_yaml(spec) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.problems().iter().map(|p| p.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn compiler_inputs_and_formatted_constants_are_accepted() {
+        let spec = SPEC
+            .replace("MEMORY", "512Mi")
+            .replace("TAIL", "")
+            .replace("CPU_INPUT", "pipelinechannel--cpu: {componentInputParameter: cpu}");
+        assert_eq!(problems(&spec), Vec::<String>::new());
+    }
+
+    #[test]
+    fn what_kfp_would_not_compile_is_still_refused() {
+        let spec = SPEC
+            .replace("MEMORY", "1GB")
+            .replace("TAIL", "{{$.inputs.parameters['pipelinechannel--nope']}}")
+            .replace("CPU_INPUT", "typo: {runtimeValue: {constant: 1}}");
+        let p = problems(&spec);
+        let has = |s: &str| p.iter().any(|m| m.contains(s));
+        assert!(has("root.dag.tasks.echo.inputs.parameters.typo: component `comp-echo` has no such input"), "{p:?}");
+        assert!(
+            has("the constant refers to `pipelinechannel--nope`, an input of neither the task nor its DAG"),
+            "{p:?}"
+        );
+        assert!(has("the container's resources refer to `pipelinechannel--cpu`, which is not an input"), "{p:?}");
+        assert!(has("deploymentSpec.executors.exec-echo.container.resources.resourceMemoryLimit: `1GB` is not a memory quantity"), "{p:?}");
+        assert_eq!(p.len(), 5, "{p:?}");
+    }
 }

@@ -135,6 +135,17 @@ pub fn placeholder_text(v: &Value) -> String {
     }
 }
 
+/// The text kfp's launcher substitutes for a parameter inside a formatted constant (an f-string) or a
+/// resource setting: strings raw, whole numbers without a fraction (`3`, not `3.0`), other numbers as
+/// they print (`0.5`), booleans `true`/`false`, null as nothing, lists and structs as compact JSON.
+pub fn channel_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => normalize(other.clone()).to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -147,6 +158,18 @@ mod tests {
         assert!(coerce(&json!(3.5), ParameterType::NumberInteger).unwrap_err().to_string().contains("NUMBER_INTEGER"));
         assert_eq!(coerce(&json!([1.0, 2.5, {"n": 2.0}]), ParameterType::List), Ok(json!([1, 2.5, {"n": 2}])));
         assert_eq!(coerce(&json!(7), ParameterType::String), Ok(json!("7")));
+    }
+
+    #[test]
+    fn channel_text_formats_like_kfp() {
+        assert_eq!(channel_text(&json!("a b")), "a b");
+        assert_eq!(channel_text(&json!(3.0)), "3");
+        assert_eq!(channel_text(&json!(0.001)), "0.001");
+        assert_eq!(channel_text(&json!(-7)), "-7");
+        assert_eq!(channel_text(&json!(true)), "true");
+        assert_eq!(channel_text(&json!(null)), "");
+        assert_eq!(channel_text(&json!(["a", 1.0])), r#"["a",1]"#);
+        assert_eq!(channel_text(&json!({"key": "val"})), r#"{"key":"val"}"#);
     }
 
     #[test]

@@ -297,7 +297,11 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             let engine = home.engine(&args.exec).await?;
             let submission = Submission {
                 display_name: args.name.clone(),
-                options: RunOptions { no_cache: args.no_cache, parallelism: args.exec.parallelism },
+                options: RunOptions {
+                    no_cache: args.no_cache,
+                    parallelism: args.exec.parallelism,
+                    ..RunOptions::default()
+                },
                 ..Submission::default()
             };
             let run = engine.submit(&pipeline, params, submission).await?;

@@ -86,6 +86,7 @@ impl RunDriver {
         self.tree[id].exec.attempt = attempt;
         let task_id = self.record_start(id).await?;
         self.tree[id].task_id = Some(task_id.clone());
+        task::fill_task_uuid(&mut self.tree[id].inputs, &task_id);
         let python = if container.parsed.is_lightweight_python {
             let base = self.python_env().await;
             // Without kfp in the base Python, the compiled prelude (pip install) has to stay, and runs cold.

@@ -79,12 +79,14 @@ impl RunDriver {
         let run_root = inner.artifacts.root().join(&run.id);
         let logs_dir = inner.config.logs_root.join(&run.id);
         let created = chrono::DateTime::from_timestamp_millis(run.created_at).unwrap_or_default();
+        let scheduled = options.scheduled_at.and_then(chrono::DateTime::from_timestamp_millis).unwrap_or(created);
         let job = JobContext {
             job_name: run.display_name.clone(),
             job_resource_name: format!("{}-{}", run.pipeline_name, run.id),
             job_uuid: run.id.clone(),
             pipeline_root: run_root.to_string_lossy().into_owned(),
             create_time: created.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            schedule_time: scheduled.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         };
         let slots = match options.parallelism {
             Some(n) => Arc::new(Semaphore::new(n.max(1))),

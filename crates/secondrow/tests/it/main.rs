@@ -10,6 +10,7 @@ mod deploy;
 mod durability;
 mod extras;
 mod hostile;
+mod kfp_compat;
 mod remote;
 mod samples;
 mod signals;
