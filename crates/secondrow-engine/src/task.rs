@@ -129,18 +129,30 @@ struct Ctx<'a> {
     task_id: &'a str,
 }
 
-fn artifact_field(a: &ArtifactRef, field: &ArtifactField) -> Option<String> {
+/// The artifact list the executor input carries for one input or output (`{"artifacts": [...]}`).
+fn artifact_list_json(list: &[ArtifactRef]) -> Value {
+    json!({"artifacts": list.iter().map(ArtifactRef::runtime_json).collect::<Vec<_>>()})
+}
+
+/// One field of an artifact list: the whole list, or a field of its first artifact (kfp's launcher resolves
+/// `.path`, `.uri` and metadata of the first one, as a single-artifact input has exactly one).
+///
+/// The whole list (`{{$.inputs.artifacts['x']}}`, what kfp writes for an `Input[List[Dataset]]` passed to a
+/// container component) is a JSON array of runtime artifacts (`name`, `type`, `uri`, `metadata`), every
+/// artifact in order, the shape kfp's own container-component examples parse (`[d['uri'] for d in ...]`).
+fn artifact_field(list: &[ArtifactRef], field: &ArtifactField) -> Option<String> {
     Some(match field {
-        ArtifactField::Whole => a.runtime_json().to_string(),
-        ArtifactField::Path | ArtifactField::Uri => a.uri.clone(),
+        ArtifactField::Whole => Value::Array(list.iter().map(ArtifactRef::runtime_json).collect()).to_string(),
+        ArtifactField::Path | ArtifactField::Uri => list.first()?.uri.clone(),
         ArtifactField::Metadata => {
+            let a = list.first()?;
             if a.metadata.is_null() {
                 "{}".into()
             } else {
                 a.metadata.to_string()
             }
         }
-        ArtifactField::MetadataKey(k) => value::placeholder_text(a.metadata.get(k)?),
+        ArtifactField::MetadataKey(k) => value::placeholder_text(list.first()?.metadata.get(k)?),
     })
 }
 
@@ -150,13 +162,13 @@ impl PlaceholderContext for Ctx<'_> {
             Placeholder::ExecutorInput => Some(self.prepared.executor_input.to_string()),
             Placeholder::InputParameter(n) => self.inputs.parameters.get(n).map(value::placeholder_text),
             Placeholder::InputArtifact { name, field } => {
-                self.inputs.artifacts.get(name).and_then(|l| l.first()).and_then(|a| artifact_field(a, field))
+                self.inputs.artifacts.get(name).and_then(|l| artifact_field(l, field))
             }
             Placeholder::OutputParameterFile(n) => {
                 self.prepared.output_parameter_files.get(n).map(|p| p.to_string_lossy().into_owned())
             }
             Placeholder::OutputArtifact { name, field } => {
-                self.prepared.output_artifacts.get(name).and_then(|a| artifact_field(a, field))
+                self.prepared.output_artifacts.get(name).and_then(|a| artifact_field(std::slice::from_ref(a), field))
             }
             Placeholder::OutputsFile => Some(self.prepared.executor_output.to_string_lossy().into_owned()),
             Placeholder::PipelineJobName => Some(self.job.job_name.clone()),
@@ -254,13 +266,12 @@ pub fn prepare(
     }
     let mut in_arts = Map::new();
     for (name, list) in &inputs.artifacts {
-        in_arts
-            .insert(name.clone(), json!({"artifacts": list.iter().map(ArtifactRef::runtime_json).collect::<Vec<_>>()}));
+        in_arts.insert(name.clone(), artifact_list_json(list));
     }
     let out_params: Map<String, Value> =
         output_parameter_files.iter().map(|(n, p)| (n.clone(), json!({"outputFile": p.to_string_lossy()}))).collect();
     let out_arts: Map<String, Value> =
-        output_artifacts.iter().map(|(n, a)| (n.clone(), json!({"artifacts": [a.runtime_json()]}))).collect();
+        output_artifacts.iter().map(|(n, a)| (n.clone(), artifact_list_json(std::slice::from_ref(a)))).collect();
     let mut inputs_json = Map::new();
     if !in_params.is_empty() {
         inputs_json.insert("parameterValues".into(), Value::Object(in_params));

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use crate::cel;
 use crate::graph::{self, Graph};
-use crate::ir::{ComponentSpec, DagSpec, ExecutorSpec, ParameterType, PipelineSpec, TaskSpec};
+use crate::ir::{ArtifactIterator, ComponentSpec, DagSpec, ExecutorSpec, ParameterType, PipelineSpec, TaskSpec};
 use crate::lightweight::{prelude_requirements, PipRequirements};
 use crate::placeholder::{self, ArgTemplate, Placeholder};
 use crate::value;
@@ -552,8 +552,8 @@ fn check_task(
             _ => problems.push(Problem::new(&iloc, "needs exactly one of `raw` / `inputParameter`")),
         }
     }
-    if task.artifact_iterator.is_some() {
-        problems.push(Problem::new(format!("{loc}.artifactIterator"), "looping over artifacts is not supported yet"));
+    if let Some(it) = &task.artifact_iterator {
+        check_artifact_iterator(task, it, target, loc, problems);
     }
     if let Some(cond) = task.trigger_policy.as_ref().and_then(|t| t.condition.as_deref()) {
         if let Err(e) = cel::parse(cond) {
@@ -567,6 +567,37 @@ fn check_task(
         ) {
             problems
                 .push(Problem::new(format!("{loc}.triggerPolicy.strategy"), format!("unknown strategy `{strategy}`")));
+        }
+    }
+}
+
+/// A ParallelFor over a list of artifacts: the list is one of the task's input artifacts, the item an input
+/// artifact of the body, and the task is not also a ParallelFor over parameters.
+fn check_artifact_iterator(
+    task: &TaskSpec,
+    it: &ArtifactIterator,
+    target: Option<&ComponentSpec>,
+    loc: &str,
+    problems: &mut Vec<Problem>,
+) {
+    let iloc = format!("{loc}.artifactIterator");
+    if task.parameter_iterator.is_some() {
+        problems.push(Problem::new(&iloc, "a task has at most one of parameterIterator / artifactIterator"));
+    }
+    match &it.items.input_artifact {
+        Some(a) if task.inputs.artifacts.contains_key(a) => {}
+        Some(a) => problems.push(Problem::new(
+            format!("{iloc}.items"),
+            format!("inputArtifact `{a}` is not an input artifact of the task"),
+        )),
+        None => problems.push(Problem::new(format!("{iloc}.items"), "needs `inputArtifact`")),
+    }
+    if let Some(t) = target {
+        if !t.input_definitions.artifacts.contains_key(&it.item_input) {
+            problems.push(Problem::new(
+                format!("{iloc}.itemInput"),
+                format!("`{}` is not an input artifact of component `{}`", it.item_input, task.component_ref.name),
+            ));
         }
     }
 }
