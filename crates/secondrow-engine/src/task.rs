@@ -309,6 +309,41 @@ pub fn prepare(
     Ok(prepared)
 }
 
+/// Bash-only commands a POSIX `/bin/sh` (dash) does not have; it reports them as `NAME: not found`.
+const BASH_ONLY_COMMANDS: &[&str] =
+    &["[[", "source", "declare", "shopt", "let", "mapfile", "readarray", "pushd", "popd", "complete"];
+
+/// Messages a POSIX `/bin/sh` (dash) gives for bash syntax: arrays and `<(…)` (`"("`), `function f { … }`
+/// (`"}"`), `<<<` (redirection), `${x,,}` and `${x//a/b}` (substitution), `set -o pipefail` (older dash).
+const BASH_SYNTAX_ERRORS: &[&str] = &[
+    ": Syntax error: \"(\" unexpected",
+    ": Syntax error: \"}\" unexpected",
+    ": Syntax error: redirection unexpected",
+    ": Bad substitution",
+    ": Illegal option -o pipefail",
+];
+
+/// A hint for a failed `sh -c SCRIPT` whose error output shows bash-only constructs while `/bin/sh` here is
+/// `sh_name` (what `/bin/sh` resolves to, such as `dash`), not bash: images such as `python:3.x` or `ubuntu`
+/// have the same `/bin/sh`, but scripts written against a bash `sh` are common. `None` when the command is not
+/// an `sh -c`, `/bin/sh` is bash, or nothing in `stderr` looks like a bash construct.
+pub fn bash_hint(argv: &[String], stderr: &str, sh_name: &str) -> Option<String> {
+    let program = argv.first().map(|p| p.rsplit('/').next().unwrap_or(p))?;
+    let inline = argv.get(1).is_some_and(|a| a.starts_with('-') && !a.starts_with("--") && a.contains('c'));
+    if program != "sh" || !inline || sh_name == "bash" {
+        return None;
+    }
+    let line = stderr.lines().find(|l| {
+        BASH_SYNTAX_ERRORS.iter().any(|e| l.contains(e))
+            || BASH_ONLY_COMMANDS.iter().any(|c| l.ends_with(&format!(": {c}: not found")))
+    })?;
+    let line: String = line.trim().chars().take(200).collect();
+    Some(format!(
+        "hint: `{line}` looks like bash syntax, but /bin/sh here is {sh_name}, not bash; run the script with \
+         `bash -c` (command: [bash, -c, ...]) or write it for POSIX sh"
+    ))
+}
+
 /// Creates the task folder and the parent folders of every output path; removes stale outputs of an
 /// earlier attempt so that nothing from it can be mistaken for this attempt's result.
 pub fn lay_out(prepared: &PreparedContainer) -> std::io::Result<()> {
@@ -417,5 +452,31 @@ mod tests {
 
         std::fs::write(&p.executor_output, r#"{"parameterValues": {"n": 3.0}}"#).unwrap();
         assert_eq!(collect_outputs(&component, &p).unwrap().parameters["n"], json!(3));
+    }
+
+    fn argv(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn bash_constructs_under_a_posix_sh_get_a_hint() {
+        let sh = argv(&["sh", "-c", "arr=(a b)"]);
+        let hint = bash_hint(&sh, "sh: 1: Syntax error: \"(\" unexpected\n", "dash").expect("a hint");
+        assert!(hint.contains("`sh: 1: Syntax error: \"(\" unexpected`"), "{hint}");
+        assert!(hint.contains("/bin/sh here is dash, not bash") && hint.contains("bash -c"), "{hint}");
+        // `$0` names the script in dash's messages; the construct may be followed by other output.
+        let ec = argv(&["/bin/sh", "-ec", "[[ -f x ]]", "prog"]);
+        assert!(bash_hint(&ec, "prog: 1: [[: not found\nlater\n", "dash").is_some());
+        assert!(bash_hint(&sh, "sh: 3: source: not found", "dash").is_some());
+        assert!(bash_hint(&sh, "sh: 1: Bad substitution", "dash").is_some());
+        assert!(bash_hint(&sh, "sh: 1: set: Illegal option -o pipefail", "dash").is_some());
+        // A plain POSIX syntax error is the script's own.
+        assert_eq!(bash_hint(&sh, "sh: 1: Syntax error: Unterminated quoted string", "dash"), None);
+        // Not sh -c, bash as /bin/sh, or an ordinary failure: no hint.
+        assert_eq!(bash_hint(&argv(&["bash", "-c", "x"]), "bash: Syntax error: x", "dash"), None);
+        assert_eq!(bash_hint(&argv(&["sh", "script.sh"]), "sh: 1: [[: not found", "dash"), None);
+        assert_eq!(bash_hint(&sh, "sh: 1: [[: not found", "bash"), None);
+        assert_eq!(bash_hint(&sh, "sh: 1: curl: not found", "dash"), None);
+        assert_eq!(bash_hint(&[], "", "dash"), None);
     }
 }

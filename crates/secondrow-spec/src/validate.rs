@@ -205,6 +205,28 @@ fn check_spec(spec: &PipelineSpec, problems: &mut Vec<Problem>) -> BTreeMap<Stri
     executors
 }
 
+/// Why a container with neither `command` nor `args` cannot run here, naming the components that use it and
+/// how to fix them: on Kubernetes it would run the image's entrypoint, but SecondRow runs a process, not an
+/// image, so the command has to be spelled out.
+fn no_command_message(spec: &PipelineSpec, label: &str, image: &str) -> String {
+    let users: Vec<String> = spec
+        .components
+        .iter()
+        .filter(|(_, c)| c.executor_label.as_deref() == Some(label))
+        .map(|(name, _)| format!("`{name}`"))
+        .collect();
+    let who = match users.as_slice() {
+        [] => "it".to_owned(),
+        [one] => format!("component {one}"),
+        many => format!("components {}", many.join(", ")),
+    };
+    format!(
+        "has neither `command` nor `args`: {who} relies on the entrypoint of image `{image}`, but SecondRow runs a \
+         local process, not an image; give the container a `command` (for example a `dsl.container_component` \
+         returning `dsl.ContainerSpec(image=..., command=[...], args=[...])`)"
+    )
+}
+
 fn check_executors(spec: &PipelineSpec, problems: &mut Vec<Problem>) -> BTreeMap<String, ParsedExecutor> {
     let mut out = BTreeMap::new();
     for (label, exec) in &spec.deployment_spec.executors {
@@ -226,7 +248,7 @@ fn check_executors(spec: &PipelineSpec, problems: &mut Vec<Problem>) -> BTreeMap
                 let command = parse_all("command", &c.command);
                 let args = parse_all("args", &c.args);
                 if c.command.is_empty() && c.args.is_empty() {
-                    problems.push(Problem::new(format!("{loc}.container"), "has neither `command` nor `args`"));
+                    problems.push(Problem::new(format!("{loc}.container"), no_command_message(spec, label, &c.image)));
                 }
                 let pip_prelude_len = pip_prelude_len(&c.command);
                 let is_lightweight_python = c.command.iter().any(|s| s.contains("kfp.dsl.executor_main"));

@@ -83,3 +83,77 @@ per_backend!(
     lists_of_artifacts_reach_python_and_container_components,
     parallelfor_over_artifacts_runs_one_iteration_per_artifact
 );
+
+/// `secondrow logs RUN`: every task's stdout and stderr.
+fn logs(h: &Home, run: &RunDoc) -> String {
+    let out = h.output(&["logs", &run.id()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+#[test]
+fn warm_failures_report_the_components_own_error_like_cold() {
+    let h = Home::new();
+    let yaml = h.compile(&fixture("failures.py"));
+    for (which, task, error) in [
+        ("raises", "condition-1/raises", "exited with status 1: ValueError: n must not be positive, got 1"),
+        ("exits", "condition-2/exits", "exited with status 1: error: quota exceeded for n=1"),
+        // Nothing on stderr: nothing but the status (the warm worker used to put its own RuntimeWarning here).
+        ("quiet", "condition-3/exits-quietly", "exited with status 1"),
+    ] {
+        for mode in ["cold", "warm"] {
+            let (code, r) = h.run(&yaml, &["-p", &format!("which={which}"), "--python-mode", mode]);
+            assert_eq!((code, r.state()), (1, "FAILED"), "{which} {mode}");
+            assert_eq!(r.task(task)["error"], error, "{which} {mode}");
+            let logs = logs(&h, &r);
+            assert!(!logs.contains("RuntimeWarning"), "{which} {mode}: {logs}");
+        }
+    }
+    // A successful warm task's stderr is empty too.
+    let (code, r) = h.run(&yaml, &["-p", "n=0", "-p", "which=exits", "--python-mode", "warm"]);
+    assert_eq!((code, r.state()), (0, "SUCCEEDED"));
+    assert!(!logs(&h, &r).contains("[stderr]"), "{}", logs(&h, &r));
+}
+
+#[test]
+fn a_container_without_command_says_why_and_how_to_fix_it() {
+    let h = Home::new();
+    h.compile_all(&fixture("cannot_run_locally.py"));
+    for args in [&["run", "no_command.yaml"][..], &["validate", "no_command.yaml"][..]] {
+        let out = h.cmd().args(args).current_dir(h.path()).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        for part in [
+            "deploymentSpec.executors.exec-entrypoint-only.container: has neither `command` nor `args`",
+            "component `comp-entrypoint-only` relies on the entrypoint of image `report-tool:1.0`",
+            "SecondRow runs a local process, not an image",
+            "give the container a `command`",
+        ] {
+            assert!(stderr.contains(part), "{args:?}: no `{part}` in {stderr}");
+        }
+    }
+}
+
+#[test]
+fn a_bash_script_run_by_sh_fails_with_a_hint_when_sh_is_not_bash() {
+    let sh = std::fs::canonicalize("/bin/sh").unwrap();
+    let sh_name = sh.file_name().unwrap().to_string_lossy().into_owned();
+    let h = Home::new();
+    h.compile_all(&fixture("cannot_run_locally.py"));
+    let (code, r) = h.run(&h.path().join("bash_in_sh.yaml"), &[]);
+    if sh_name == "bash" {
+        // Where /bin/sh is bash the scripts simply work.
+        assert_eq!((code, r.state()), (0, "SUCCEEDED"));
+        return;
+    }
+    assert_eq!((code, r.state()), (1, "FAILED"));
+    let hint =
+        format!("looks like bash syntax, but /bin/sh here is {sh_name}, not bash; run the script with `bash -c`");
+    let array = r.task("bash-script")["error"].as_str().unwrap();
+    assert!(array.starts_with("exited with status 2: "), "{array}");
+    assert!(array.contains("Syntax error: \"(\" unexpected") && array.contains(&hint), "{array}");
+    // The `[[` line is not the last one on stderr; the hint still finds it.
+    let test = r.task("bash-test")["error"].as_str().unwrap();
+    assert!(test.starts_with("exited with status 3: missing; hint: `"), "{test}");
+    assert!(test.contains("[[: not found") && test.contains(&hint), "{test}");
+}
