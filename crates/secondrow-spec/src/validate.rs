@@ -205,10 +205,10 @@ fn check_spec(spec: &PipelineSpec, problems: &mut Vec<Problem>) -> BTreeMap<Stri
     executors
 }
 
-/// Why a container with neither `command` nor `args` cannot run here, naming the components that use it and
-/// how to fix them: on Kubernetes it would run the image's entrypoint, but SecondRow runs a process, not an
-/// image, so the command has to be spelled out.
-fn no_command_message(spec: &PipelineSpec, label: &str, image: &str) -> String {
+/// Why a container without `command` cannot run here, naming the components that use it and how to fix
+/// them: on Kubernetes it would run the image's entrypoint (with `args`, if any, as its arguments), but
+/// SecondRow runs a process, not an image, so the command has to be spelled out.
+fn no_command_message(spec: &PipelineSpec, label: &str, image: &str, has_args: bool) -> String {
     let users: Vec<String> = spec
         .components
         .iter()
@@ -220,10 +220,15 @@ fn no_command_message(spec: &PipelineSpec, label: &str, image: &str) -> String {
         [one] => format!("component {one}"),
         many => format!("components {}", many.join(", ")),
     };
+    let (what, receives) = if has_args {
+        ("has `args` but no `command`", " (which would receive the args)")
+    } else {
+        ("has neither `command` nor `args`", "")
+    };
     format!(
-        "has neither `command` nor `args`: {who} relies on the entrypoint of image `{image}`, but SecondRow runs a \
-         local process, not an image; give the container a `command` (for example a `dsl.container_component` \
-         returning `dsl.ContainerSpec(image=..., command=[...], args=[...])`)"
+        "{what}: {who} relies on the entrypoint of image `{image}`{receives}, but SecondRow runs a local process, \
+         not an image; give the container a `command` (for example a `dsl.container_component` returning \
+         `dsl.ContainerSpec(image=..., command=[...], args=[...])`)"
     )
 }
 
@@ -247,8 +252,11 @@ fn check_executors(spec: &PipelineSpec, problems: &mut Vec<Problem>) -> BTreeMap
                 };
                 let command = parse_all("command", &c.command);
                 let args = parse_all("args", &c.args);
-                if c.command.is_empty() && c.args.is_empty() {
-                    problems.push(Problem::new(format!("{loc}.container"), no_command_message(spec, label, &c.image)));
+                if c.command.is_empty() {
+                    problems.push(Problem::new(
+                        format!("{loc}.container"),
+                        no_command_message(spec, label, &c.image, !c.args.is_empty()),
+                    ));
                 }
                 let pip_prelude_len = pip_prelude_len(&c.command);
                 let is_lightweight_python = c.command.iter().any(|s| s.contains("kfp.dsl.executor_main"));

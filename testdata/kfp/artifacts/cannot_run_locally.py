@@ -8,9 +8,19 @@ def entrypoint_only():
     return dsl.ContainerSpec(image='report-tool:1.0')
 
 
+@dsl.container_component
+def entrypoint_with_args(title: str):
+    return dsl.ContainerSpec(image='report-tool:1.0', args=['--title', title])
+
+
 @dsl.pipeline(name='no-command')
 def no_command():
     entrypoint_only()
+
+
+@dsl.pipeline(name='args-without-command')
+def args_without_command(title: str = 'weekly'):
+    entrypoint_with_args(title=title)
 
 
 @dsl.container_component
@@ -39,4 +49,5 @@ def bash_in_sh(n: int = 1, path: str = '/'):
 
 if __name__ == '__main__':
     compiler.Compiler().compile(no_command, 'no_command.yaml')
+    compiler.Compiler().compile(args_without_command, 'args_without_command.yaml')
     compiler.Compiler().compile(bash_in_sh, 'bash_in_sh.yaml')

@@ -119,17 +119,27 @@ fn warm_failures_report_the_components_own_error_like_cold() {
 fn a_container_without_command_says_why_and_how_to_fix_it() {
     let h = Home::new();
     h.compile_all(&fixture("cannot_run_locally.py"));
-    for args in [&["run", "no_command.yaml"][..], &["validate", "no_command.yaml"][..]] {
-        let out = h.cmd().args(args).current_dir(h.path()).output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
-        for part in [
-            "deploymentSpec.executors.exec-entrypoint-only.container: has neither `command` nor `args`",
-            "component `comp-entrypoint-only` relies on the entrypoint of image `report-tool:1.0`",
-            "SecondRow runs a local process, not an image",
-            "give the container a `command`",
-        ] {
-            assert!(stderr.contains(part), "{args:?}: no `{part}` in {stderr}");
+    let cases = [
+        (
+            "no_command.yaml",
+            "deploymentSpec.executors.exec-entrypoint-only.container: has neither `command` nor `args`: \
+             component `comp-entrypoint-only` relies on the entrypoint of image `report-tool:1.0`, but",
+        ),
+        (
+            "args_without_command.yaml",
+            "deploymentSpec.executors.exec-entrypoint-with-args.container: has `args` but no `command`: component \
+             `comp-entrypoint-with-args` relies on the entrypoint of image `report-tool:1.0` (which would receive \
+             the args), but",
+        ),
+    ];
+    for (yaml, head) in cases {
+        for verb in ["run", "validate"] {
+            let out = h.cmd().args([verb, yaml]).current_dir(h.path()).output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{verb} {yaml}: {stderr}");
+            for part in [head, "SecondRow runs a local process, not an image; give the container a `command`"] {
+                assert!(stderr.contains(part), "{verb} {yaml}: no `{part}` in {stderr}");
+            }
         }
     }
 }
