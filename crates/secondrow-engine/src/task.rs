@@ -313,7 +313,7 @@ pub fn prepare(
 const BASH_ONLY_COMMANDS: &[&str] =
     &["[[", "source", "declare", "shopt", "let", "mapfile", "readarray", "pushd", "popd", "complete"];
 
-/// Messages a POSIX `/bin/sh` (dash) gives for bash syntax: arrays and `<(…)` (`"("`), `function f { … }`
+/// Messages a POSIX `/bin/sh` (dash, busybox) gives for bash syntax: arrays and `<(…)` (`"("`), `function f { … }`
 /// (`"}"`), `<<<` (redirection), `${x,,}` and `${x//a/b}` (substitution), `set -o pipefail` (older dash).
 const BASH_SYNTAX_ERRORS: &[&str] = &[
     ": Syntax error: \"(\" unexpected",
@@ -321,6 +321,9 @@ const BASH_SYNTAX_ERRORS: &[&str] = &[
     ": Syntax error: redirection unexpected",
     ": Bad substitution",
     ": Illegal option -o pipefail",
+    // busybox ash, the /bin/sh of Alpine.
+    ": syntax error: unexpected \"(\"",
+    ": syntax error: bad substitution",
 ];
 
 /// A hint for a failed `sh -c SCRIPT` whose error output shows bash-only constructs while `/bin/sh` here is
@@ -470,6 +473,7 @@ mod tests {
         assert!(bash_hint(&sh, "sh: 3: source: not found", "dash").is_some());
         assert!(bash_hint(&sh, "sh: 1: Bad substitution", "dash").is_some());
         assert!(bash_hint(&sh, "sh: 1: set: Illegal option -o pipefail", "dash").is_some());
+        assert!(bash_hint(&sh, "sh: syntax error: unexpected \"(\"", "busybox").is_some());
         // A plain POSIX syntax error is the script's own.
         assert_eq!(bash_hint(&sh, "sh: 1: Syntax error: Unterminated quoted string", "dash"), None);
         // Not sh -c, bash as /bin/sh, or an ordinary failure: no hint.
