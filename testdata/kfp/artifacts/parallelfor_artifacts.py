@@ -32,12 +32,22 @@ def summarize(descriptions: List[str]) -> str:
     return ','.join(descriptions)
 
 
+@dsl.pipeline
+def describe_all(datasets: Input[List[Dataset]]) -> List[str]:
+    """Loops over a list of artifacts that arrives as an input of a nested pipeline."""
+    with dsl.ParallelFor(items=datasets) as item:
+        d = describe(item=item, prefix='nested ')
+    return dsl.Collected(d.output)
+
+
 @dsl.pipeline(name='parallelfor-over-artifacts')
 def pipeline(texts: List[str] = ['red', 'green', 'blue'], prefix: str = '#'):
     datasets = make_datasets(texts=texts)
     with dsl.ParallelFor(items=datasets.output, parallelism=2) as item:
         d = describe(item=item, prefix=prefix)
     summarize(descriptions=dsl.Collected(d.output))
+    nested = describe_all(datasets=datasets.output)
+    summarize(descriptions=nested.output).set_display_name('summarize-nested')
 
 
 if __name__ == '__main__':

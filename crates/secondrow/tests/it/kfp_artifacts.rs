@@ -68,6 +68,8 @@ fn parallelfor_over_artifacts_runs_one_iteration_per_artifact(h: &Home) {
         assert_eq!(describe["outputs"]["parameters"]["Output"], format!("#{text}:{}", text.len()));
     }
     assert_eq!(r.task_output("summarize", "Output"), "#red:3,#green:5,#blue:4");
+    // The same list handed to a nested pipeline, which loops over its input artifact.
+    assert_eq!(r.task_output("summarize-2", "Output"), "nested red:3,nested green:5,nested blue:4");
 
     // More items than the parallelism limit, and none at all.
     let (code, r) = h.run(&yaml, &["-p", r#"texts=["a","bb","ccc","dddd","eeeee"]"#, "-p", "prefix=>"]);
