@@ -20,7 +20,12 @@ import socket
 import sys
 import traceback
 
-import kfp.dsl.executor_main  # noqa: F401  (the point of being warm)
+# The point of being warm: everything `kfp.dsl.executor_main` imports, loaded once here. Not executor_main
+# itself: a child runs it as `__main__` through runpy, exactly as `python -m` does cold, and runpy warns
+# (a RuntimeWarning on the task's stderr) when the module it is asked to run is already in sys.modules.
+import kfp.dsl.executor  # noqa: F401
+import kfp.dsl.kfp_config  # noqa: F401
+import kfp.dsl.utils  # noqa: F401
 
 _PRELOADED = set()
 _FAILED_PRELOAD = set()
@@ -63,6 +68,8 @@ def run_child(req):
             f.write(req["code"])
         sys.argv = ["kfp.dsl.executor_main", "--component_module_path", program] + list(req["args"])
         sys.path[0] = os.getcwd()  # as `python -m` sets it
+        # A preloaded module may have imported it; cold, `python -m` finds it absent too.
+        sys.modules.pop("kfp.dsl.executor_main", None)
         import runpy
 
         try:

@@ -131,18 +131,30 @@ struct Ctx<'a> {
     task_id: &'a str,
 }
 
-fn artifact_field(a: &ArtifactRef, field: &ArtifactField) -> Option<String> {
+/// The artifact list the executor input carries for one input or output (`{"artifacts": [...]}`).
+fn artifact_list_json(list: &[ArtifactRef]) -> Value {
+    json!({"artifacts": list.iter().map(ArtifactRef::runtime_json).collect::<Vec<_>>()})
+}
+
+/// One field of an artifact list: the whole list, or a field of its first artifact (kfp's launcher resolves
+/// `.path`, `.uri` and metadata of the first one, as a single-artifact input has exactly one).
+///
+/// The whole list (`{{$.inputs.artifacts['x']}}`, what kfp writes for an `Input[List[Dataset]]` passed to a
+/// container component) is a JSON array of runtime artifacts (`name`, `type`, `uri`, `metadata`), every
+/// artifact in order, the shape kfp's own container-component examples parse (`[d['uri'] for d in ...]`).
+fn artifact_field(list: &[ArtifactRef], field: &ArtifactField) -> Option<String> {
     Some(match field {
-        ArtifactField::Whole => a.runtime_json().to_string(),
-        ArtifactField::Path | ArtifactField::Uri => a.uri.clone(),
+        ArtifactField::Whole => Value::Array(list.iter().map(ArtifactRef::runtime_json).collect()).to_string(),
+        ArtifactField::Path | ArtifactField::Uri => list.first()?.uri.clone(),
         ArtifactField::Metadata => {
+            let a = list.first()?;
             if a.metadata.is_null() {
                 "{}".into()
             } else {
                 a.metadata.to_string()
             }
         }
-        ArtifactField::MetadataKey(k) => value::placeholder_text(a.metadata.get(k)?),
+        ArtifactField::MetadataKey(k) => value::placeholder_text(list.first()?.metadata.get(k)?),
     })
 }
 
@@ -152,13 +164,13 @@ impl PlaceholderContext for Ctx<'_> {
             Placeholder::ExecutorInput => Some(self.prepared.executor_input.to_string()),
             Placeholder::InputParameter(n) => self.inputs.parameters.get(n).map(value::channel_text),
             Placeholder::InputArtifact { name, field } => {
-                self.inputs.artifacts.get(name).and_then(|l| l.first()).and_then(|a| artifact_field(a, field))
+                self.inputs.artifacts.get(name).and_then(|l| artifact_field(l, field))
             }
             Placeholder::OutputParameterFile(n) => {
                 self.prepared.output_parameter_files.get(n).map(|p| p.to_string_lossy().into_owned())
             }
             Placeholder::OutputArtifact { name, field } => {
-                self.prepared.output_artifacts.get(name).and_then(|a| artifact_field(a, field))
+                self.prepared.output_artifacts.get(name).and_then(|a| artifact_field(std::slice::from_ref(a), field))
             }
             Placeholder::OutputsFile => Some(self.prepared.executor_output.to_string_lossy().into_owned()),
             Placeholder::PipelineJobName => Some(self.job.job_name.clone()),
@@ -250,13 +262,12 @@ pub fn prepare(
     }
     let mut in_arts = Map::new();
     for (name, list) in &inputs.artifacts {
-        in_arts
-            .insert(name.clone(), json!({"artifacts": list.iter().map(ArtifactRef::runtime_json).collect::<Vec<_>>()}));
+        in_arts.insert(name.clone(), artifact_list_json(list));
     }
     let out_params: Map<String, Value> =
         output_parameter_files.iter().map(|(n, p)| (n.clone(), json!({"outputFile": p.to_string_lossy()}))).collect();
     let out_arts: Map<String, Value> =
-        output_artifacts.iter().map(|(n, a)| (n.clone(), json!({"artifacts": [a.runtime_json()]}))).collect();
+        output_artifacts.iter().map(|(n, a)| (n.clone(), artifact_list_json(std::slice::from_ref(a)))).collect();
     let mut inputs_json = Map::new();
     if !in_params.is_empty() {
         inputs_json.insert("parameterValues".into(), Value::Object(in_params));
@@ -292,6 +303,44 @@ pub fn prepare(
     }
     prepared.argv = argv;
     Ok(prepared)
+}
+
+/// Bash-only commands a POSIX `/bin/sh` (dash) does not have; it reports them as `NAME: not found`.
+const BASH_ONLY_COMMANDS: &[&str] =
+    &["[[", "source", "declare", "shopt", "let", "mapfile", "readarray", "pushd", "popd", "complete"];
+
+/// Messages a POSIX `/bin/sh` (dash, busybox) gives for bash syntax: arrays and `<(…)` (`"("`), `function f { … }`
+/// (`"}"`), `<<<` (redirection), `${x,,}` and `${x//a/b}` (substitution), `set -o pipefail` (older dash).
+const BASH_SYNTAX_ERRORS: &[&str] = &[
+    ": Syntax error: \"(\" unexpected",
+    ": Syntax error: \"}\" unexpected",
+    ": Syntax error: redirection unexpected",
+    ": Bad substitution",
+    ": Illegal option -o pipefail",
+    // busybox ash, the /bin/sh of Alpine.
+    ": syntax error: unexpected \"(\"",
+    ": syntax error: bad substitution",
+];
+
+/// A hint for a failed `sh -c SCRIPT` whose error output shows bash-only constructs while `/bin/sh` here is
+/// `sh_name` (what `/bin/sh` resolves to, such as `dash`), not bash: images such as `python:3.x` or `ubuntu`
+/// have the same `/bin/sh`, but scripts written against a bash `sh` are common. `None` when the command is not
+/// an `sh -c`, `/bin/sh` is bash, or nothing in `stderr` looks like a bash construct.
+pub fn bash_hint(argv: &[String], stderr: &str, sh_name: &str) -> Option<String> {
+    let program = argv.first().map(|p| p.rsplit('/').next().unwrap_or(p))?;
+    let inline = argv.get(1).is_some_and(|a| a.starts_with('-') && !a.starts_with("--") && a.contains('c'));
+    if program != "sh" || !inline || sh_name == "bash" {
+        return None;
+    }
+    let line = stderr.lines().find(|l| {
+        BASH_SYNTAX_ERRORS.iter().any(|e| l.contains(e))
+            || BASH_ONLY_COMMANDS.iter().any(|c| l.ends_with(&format!(": {c}: not found")))
+    })?;
+    let line: String = line.trim().chars().take(200).collect();
+    Some(format!(
+        "hint: `{line}` looks like bash syntax, but /bin/sh here is {sh_name}, not bash; run the script with \
+         `bash -c` (command: [bash, -c, ...]) or write it for POSIX sh"
+    ))
 }
 
 /// Creates the task folder and the parent folders of every output path; removes stale outputs of an
@@ -402,5 +451,32 @@ mod tests {
 
         std::fs::write(&p.executor_output, r#"{"parameterValues": {"n": 3.0}}"#).unwrap();
         assert_eq!(collect_outputs(&component, &p).unwrap().parameters["n"], json!(3));
+    }
+
+    fn argv(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn bash_constructs_under_a_posix_sh_get_a_hint() {
+        let sh = argv(&["sh", "-c", "arr=(a b)"]);
+        let hint = bash_hint(&sh, "sh: 1: Syntax error: \"(\" unexpected\n", "dash").expect("a hint");
+        assert!(hint.contains("`sh: 1: Syntax error: \"(\" unexpected`"), "{hint}");
+        assert!(hint.contains("/bin/sh here is dash, not bash") && hint.contains("bash -c"), "{hint}");
+        // `$0` names the script in dash's messages; the construct may be followed by other output.
+        let ec = argv(&["/bin/sh", "-ec", "[[ -f x ]]", "prog"]);
+        assert!(bash_hint(&ec, "prog: 1: [[: not found\nlater\n", "dash").is_some());
+        assert!(bash_hint(&sh, "sh: 3: source: not found", "dash").is_some());
+        assert!(bash_hint(&sh, "sh: 1: Bad substitution", "dash").is_some());
+        assert!(bash_hint(&sh, "sh: 1: set: Illegal option -o pipefail", "dash").is_some());
+        assert!(bash_hint(&sh, "sh: syntax error: unexpected \"(\"", "busybox").is_some());
+        // A plain POSIX syntax error is the script's own.
+        assert_eq!(bash_hint(&sh, "sh: 1: Syntax error: Unterminated quoted string", "dash"), None);
+        // Not sh -c, bash as /bin/sh, or an ordinary failure: no hint.
+        assert_eq!(bash_hint(&argv(&["bash", "-c", "x"]), "bash: Syntax error: x", "dash"), None);
+        assert_eq!(bash_hint(&argv(&["sh", "script.sh"]), "sh: 1: [[: not found", "dash"), None);
+        assert_eq!(bash_hint(&sh, "sh: 1: [[: not found", "bash"), None);
+        assert_eq!(bash_hint(&sh, "sh: 1: curl: not found", "dash"), None);
+        assert_eq!(bash_hint(&[], "", "dash"), None);
     }
 }

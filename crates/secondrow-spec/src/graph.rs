@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::ir::{ComponentSpec, ContainerSpec, ImporterSpec, ParameterIterator, ParameterType, PipelineSpec, TaskSpec};
+use crate::ir::{ComponentSpec, ContainerSpec, ImporterSpec, ItemsSpec, ParameterType, PipelineSpec, TaskSpec};
 use crate::resources::Resources;
 use crate::validate::{upstream_tasks, ParsedExecutor};
 use crate::Problem;
@@ -65,13 +65,29 @@ pub enum PlanKind {
 
 #[derive(Debug)]
 pub struct LoopPlan {
-    pub iterator: ParameterIterator,
-    /// The declared type of the item input, when the body declares one.
-    pub item_type: Option<ParameterType>,
+    /// The body's input that receives one item per iteration (`itemInput`).
+    pub item_input: String,
+    /// What the loop iterates over.
+    pub items: LoopItems,
     /// At most this many iterations at once (`None`: no limit).
     pub parallelism_limit: Option<usize>,
     /// The body, run once per item.
     pub body: Arc<Dag>,
+}
+
+/// The items of a loop: parameter values (`parameterIterator`) or artifacts (`artifactIterator`).
+#[derive(Debug)]
+pub enum LoopItems {
+    /// A JSON list, given raw or by one of the loop task's input parameters; each item becomes the parameter
+    /// `item_input`.
+    Parameters {
+        items: ItemsSpec,
+        /// The declared type of the item input, when the body declares one.
+        item_type: Option<ParameterType>,
+    },
+    /// The list of artifacts of the loop task's input artifact `input`; each artifact becomes the one-artifact
+    /// input `item_input`.
+    Artifacts { input: String },
 }
 
 #[derive(Debug)]
@@ -160,16 +176,25 @@ impl Builder<'_> {
                 }
             }
         }
-        let kind = if let Some(iterator) = &task.parameter_iterator {
+        let loop_items = match (&task.parameter_iterator, &task.artifact_iterator) {
+            (Some(it), _) => {
+                let item_type = component.input_definitions.parameters.get(&it.item_input).map(|d| d.parameter_type);
+                Some((it.item_input.clone(), LoopItems::Parameters { items: it.items.clone(), item_type }))
+            }
+            (None, Some(it)) => {
+                it.items.input_artifact.clone().map(|input| (it.item_input.clone(), LoopItems::Artifacts { input }))
+            }
+            (None, None) => None,
+        };
+        let kind = if let Some((item_input, items)) = loop_items {
             let body = self.dag(name, component.clone(), &format!("components.{name}"))?;
-            let item_type = component.input_definitions.parameters.get(&iterator.item_input).map(|d| d.parameter_type);
             let parallelism_limit = task
                 .iterator_policy
                 .as_ref()
                 .map(|p| p.parallelism_limit)
                 .filter(|l| *l > 0)
                 .map(|l| usize::try_from(l).unwrap_or(usize::MAX));
-            PlanKind::Loop(Arc::new(LoopPlan { iterator: iterator.clone(), item_type, parallelism_limit, body }))
+            PlanKind::Loop(Arc::new(LoopPlan { item_input, items, parallelism_limit, body }))
         } else if component.dag.is_some() {
             PlanKind::Dag(self.dag(name, component.clone(), &format!("components.{name}"))?)
         } else {
@@ -296,7 +321,12 @@ schemaVersion: 2.1.0
         match &task("loop").kind {
             PlanKind::Loop(l) => {
                 assert_eq!(l.parallelism_limit, Some(2));
-                assert_eq!(l.item_type, Some(ParameterType::NumberInteger));
+                assert_eq!(l.item_input, "item");
+                assert!(matches!(
+                    &l.items,
+                    LoopItems::Parameters { item_type: Some(ParameterType::NumberInteger), items }
+                        if items.raw.as_deref() == Some("[1, 2]")
+                ));
                 assert_eq!(l.body.tasks.len(), 1);
             }
             other => panic!("not a loop: {other:?}"),
@@ -319,6 +349,84 @@ schemaVersion: 2.1.0
                 assert!(problems.iter().any(|p| p.message.contains("`comp-body` contains itself")), "{problems:?}")
             }
             other => panic!("expected a problem, got {other:?}"),
+        }
+    }
+
+    const ARTIFACT_LOOP: &str = r#"
+components:
+  comp-make:
+    executorLabel: exec-make
+    outputDefinitions:
+      artifacts:
+        out: {artifactType: {schemaTitle: system.Dataset, schemaVersion: 0.0.1}, isArtifactList: true}
+  comp-use:
+    executorLabel: exec-make
+    inputDefinitions:
+      artifacts:
+        one: {artifactType: {schemaTitle: system.Dataset, schemaVersion: 0.0.1}}
+  comp-body:
+    dag:
+      tasks:
+        use:
+          componentRef: {name: comp-use}
+          inputs:
+            artifacts:
+              one: {componentInputArtifact: item}
+    inputDefinitions:
+      artifacts:
+        all: {artifactType: {schemaTitle: system.Dataset, schemaVersion: 0.0.1}, isArtifactList: true}
+        item: {artifactType: {schemaTitle: system.Dataset, schemaVersion: 0.0.1}}
+deploymentSpec:
+  executors:
+    exec-make:
+      container: {image: alpine, command: [sh, -c, 'true']}
+pipelineInfo: {name: artifact-loop}
+root:
+  dag:
+    tasks:
+      make:
+        componentRef: {name: comp-make}
+      loop:
+        componentRef: {name: comp-body}
+        artifactIterator: {itemInput: item, items: {inputArtifact: all}}
+        inputs:
+          artifacts:
+            all: {taskOutputArtifact: {producerTask: make, outputArtifactKey: out}}
+schemaVersion: 2.1.0
+"#;
+
+    #[test]
+    fn a_loop_over_artifacts_names_its_list_and_item() {
+        let p = Pipeline::from_yaml(ARTIFACT_LOOP).expect("valid");
+        let root = &p.graph.root;
+        let lp = &root.tasks[root.index_of("loop").expect("loop")];
+        match &lp.kind {
+            PlanKind::Loop(l) => {
+                assert_eq!(l.item_input, "item");
+                assert!(matches!(&l.items, LoopItems::Artifacts { input } if input == "all"));
+            }
+            other => panic!("not a loop: {other:?}"),
+        }
+        assert_eq!(lp.upstream, [root.index_of("make").expect("make")]);
+    }
+
+    #[test]
+    fn a_loop_over_artifacts_must_name_a_task_input_and_a_body_input() {
+        let bad = ARTIFACT_LOOP.replace("items: {inputArtifact: all}", "items: {inputArtifact: nope}");
+        let bad = bad.replace("{itemInput: item,", "{itemInput: missing,");
+        match Pipeline::from_yaml(&bad) {
+            Err(SpecError::Invalid(problems)) => {
+                let messages: Vec<&str> = problems.iter().map(|p| p.message.as_str()).collect();
+                assert!(
+                    messages.contains(&"inputArtifact `nope` is not an input artifact of the task"),
+                    "{messages:?}"
+                );
+                assert!(
+                    messages.contains(&"`missing` is not an input artifact of component `comp-body`"),
+                    "{messages:?}"
+                );
+            }
+            other => panic!("expected problems, got {other:?}"),
         }
     }
 }

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use crate::cel;
 use crate::graph::{self, Graph};
-use crate::ir::{ComponentSpec, DagSpec, ExecutorSpec, ParameterType, PipelineSpec, TaskSpec};
+use crate::ir::{ArtifactIterator, ComponentSpec, DagSpec, ExecutorSpec, ParameterType, PipelineSpec, TaskSpec};
 use crate::lightweight::{prelude_requirements, PipRequirements};
 use crate::placeholder::{self, ArgTemplate, Placeholder};
 use crate::resources::Resources;
@@ -208,6 +208,33 @@ fn check_spec(spec: &PipelineSpec, problems: &mut Vec<Problem>) -> BTreeMap<Stri
     executors
 }
 
+/// Why a container without `command` cannot run here, naming the components that use it and how to fix
+/// them: on Kubernetes it would run the image's entrypoint (with `args`, if any, as its arguments), but
+/// SecondRow runs a process, not an image, so the command has to be spelled out.
+fn no_command_message(spec: &PipelineSpec, label: &str, image: &str, has_args: bool) -> String {
+    let users: Vec<String> = spec
+        .components
+        .iter()
+        .filter(|(_, c)| c.executor_label.as_deref() == Some(label))
+        .map(|(name, _)| format!("`{name}`"))
+        .collect();
+    let who = match users.as_slice() {
+        [] => "it".to_owned(),
+        [one] => format!("component {one}"),
+        many => format!("components {}", many.join(", ")),
+    };
+    let (what, receives) = if has_args {
+        ("has `args` but no `command`", " (which would receive the args)")
+    } else {
+        ("has neither `command` nor `args`", "")
+    };
+    format!(
+        "{what}: {who} relies on the entrypoint of image `{image}`{receives}, but SecondRow runs a local process, \
+         not an image; give the container a `command` (for example a `dsl.container_component` returning \
+         `dsl.ContainerSpec(image=..., command=[...], args=[...])`)"
+    )
+}
+
 fn check_executors(spec: &PipelineSpec, problems: &mut Vec<Problem>) -> BTreeMap<String, ParsedExecutor> {
     let mut out = BTreeMap::new();
     for (label, exec) in &spec.deployment_spec.executors {
@@ -231,8 +258,11 @@ fn check_executors(spec: &PipelineSpec, problems: &mut Vec<Problem>) -> BTreeMap
                 };
                 let command = parse_all("command", &c.command);
                 let args = parse_all("args", &c.args);
-                if c.command.is_empty() && c.args.is_empty() {
-                    problems.push(Problem::new(format!("{loc}.container"), "has neither `command` nor `args`"));
+                if c.command.is_empty() {
+                    problems.push(Problem::new(
+                        format!("{loc}.container"),
+                        no_command_message(spec, label, &c.image, !c.args.is_empty()),
+                    ));
                 }
                 let pip_prelude_len = pip_prelude_len(&c.command);
                 let is_lightweight_python = c.command.iter().any(|s| s.contains("kfp.dsl.executor_main"));
@@ -586,8 +616,8 @@ fn check_task(
             _ => problems.push(Problem::new(&iloc, "needs exactly one of `raw` / `inputParameter`")),
         }
     }
-    if task.artifact_iterator.is_some() {
-        problems.push(Problem::new(format!("{loc}.artifactIterator"), "looping over artifacts is not supported yet"));
+    if let Some(it) = &task.artifact_iterator {
+        check_artifact_iterator(task, it, target, loc, problems);
     }
     if let Some(cond) = task.trigger_policy.as_ref().and_then(|t| t.condition.as_deref()) {
         if let Err(e) = cel::parse(cond) {
@@ -639,6 +669,37 @@ fn is_compiler_input(name: &str, input: &crate::ir::ParameterInputSpec) -> bool 
     const RESOURCE_INPUTS: [&str; 6] =
         ["cpu_request", "cpu_limit", "memory_request", "memory_limit", "accelerator_type", "accelerator_count"];
     name.starts_with("pipelinechannel--") || (RESOURCE_INPUTS.contains(&name) && input.runtime_value.is_some())
+}
+
+/// A ParallelFor over a list of artifacts: the list is one of the task's input artifacts, the item an input
+/// artifact of the body, and the task is not also a ParallelFor over parameters.
+fn check_artifact_iterator(
+    task: &TaskSpec,
+    it: &ArtifactIterator,
+    target: Option<&ComponentSpec>,
+    loc: &str,
+    problems: &mut Vec<Problem>,
+) {
+    let iloc = format!("{loc}.artifactIterator");
+    if task.parameter_iterator.is_some() {
+        problems.push(Problem::new(&iloc, "a task has at most one of parameterIterator / artifactIterator"));
+    }
+    match &it.items.input_artifact {
+        Some(a) if task.inputs.artifacts.contains_key(a) => {}
+        Some(a) => problems.push(Problem::new(
+            format!("{iloc}.items"),
+            format!("inputArtifact `{a}` is not an input artifact of the task"),
+        )),
+        None => problems.push(Problem::new(format!("{iloc}.items"), "needs `inputArtifact`")),
+    }
+    if let Some(t) = target {
+        if !t.input_definitions.artifacts.contains_key(&it.item_input) {
+            problems.push(Problem::new(
+                format!("{iloc}.itemInput"),
+                format!("`{}` is not an input artifact of component `{}`", it.item_input, task.component_ref.name),
+            ));
+        }
+    }
 }
 
 /// All upstream sibling tasks of `task`: explicit `dependentTasks` plus data producers.

@@ -412,6 +412,7 @@ impl Attempt {
     /// Runs the process (in a warm worker for warm lightweight components) and reads its outputs.
     async fn launch(self, python_exe: Option<PathBuf>) -> AttemptResult {
         let stderr_log = self.job.stderr_log.clone();
+        let argv = self.job.argv.clone();
         let warm_program = match (&self.python, &python_exe) {
             (Some(plan), Some(exe)) if plan.warm => lightweight::split_program(&self.job.argv)
                 .map(|(code, args)| (exe.clone(), code.to_owned(), args.to_vec())),
@@ -443,7 +444,11 @@ impl Attempt {
                 task::collect_outputs(&self.component, &self.prepared).map_err(|e| e.to_string()),
             ),
             Ok((Exit::Code(c), _)) => {
-                AttemptResult::Finished(Err(with_stderr_tail(format!("exited with status {c}"), &stderr_log)))
+                let mut msg = with_stderr_tail(format!("exited with status {c}"), &stderr_log);
+                if let Some(hint) = shell_hint(&argv, &stderr_log) {
+                    msg = format!("{msg}; {hint}");
+                }
+                AttemptResult::Finished(Err(msg))
             }
             Ok((Exit::Signal(s), _)) => {
                 AttemptResult::Finished(Err(with_stderr_tail(format!("killed by signal {s}"), &stderr_log)))
@@ -479,6 +484,15 @@ pub(super) async fn init_python(inner: &Inner) -> PythonEnv {
 }
 
 /// Appends the last line of a task's stderr to its error message, so the run's error says why.
+/// A hint when an `sh -c` script failed on bash syntax under a `/bin/sh` that is not bash
+/// ([`task::bash_hint`]).
+fn shell_hint(argv: &[String], stderr_log: &Path) -> Option<String> {
+    let sh = std::fs::canonicalize("/bin/sh").ok()?;
+    let sh_name = sh.file_name()?.to_string_lossy().into_owned();
+    let text = std::fs::read_to_string(stderr_log).ok()?;
+    task::bash_hint(argv, &text, &sh_name)
+}
+
 fn with_stderr_tail(msg: String, stderr_log: &Path) -> String {
     let Ok(text) = std::fs::read_to_string(stderr_log) else { return msg };
     match text.lines().rev().find(|l| !l.trim().is_empty() && !l.starts_with("--- attempt")) {

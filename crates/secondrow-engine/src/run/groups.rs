@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use secondrow_spec::graph::{Dag, LoopPlan};
+use secondrow_spec::graph::{Dag, LoopItems, LoopPlan};
 use secondrow_spec::value;
 use secondrow_store::{TaskFinish, TaskKind, TaskState};
 
@@ -45,7 +45,8 @@ impl RunDriver {
     }
 
     /// Starts a loop: resolves its items and creates one iteration node per item (started by `schedule`,
-    /// at most `parallelismLimit` at once).
+    /// at most `parallelismLimit` at once). An iteration's inputs are the loop's, plus its item as the
+    /// parameter or the one-artifact input `itemInput`.
     pub(super) async fn start_loop(&mut self, id: NodeId, plan: &LoopPlan) -> Result<()> {
         let items = match self.loop_items(id, plan) {
             Ok(items) => items,
@@ -61,7 +62,14 @@ impl RunDriver {
         let display = self.tree[id].display.clone();
         for (i, item) in items.into_iter().enumerate() {
             let mut inputs = self.tree[id].inputs.clone();
-            inputs.parameters.insert(plan.iterator.item_input.clone(), item);
+            match item {
+                LoopItem::Parameter(v) => {
+                    inputs.parameters.insert(plan.item_input.clone(), v);
+                }
+                LoopItem::Artifact(a) => {
+                    inputs.artifacts.insert(plan.item_input.clone(), vec![a]);
+                }
+            }
             let child =
                 self.tree.add(Some(id), i.to_string(), format!("{display}-{i}"), Work::Iteration(plan.body.clone()));
             self.tree[child].inputs = inputs;
@@ -69,9 +77,18 @@ impl RunDriver {
         Ok(())
     }
 
-    /// The loop's items, each coerced to the item input's declared type.
-    fn loop_items(&self, id: NodeId, plan: &LoopPlan) -> std::result::Result<Vec<Value>, String> {
-        let items = &plan.iterator.items;
+    /// The loop's items: parameter values, each coerced to the item input's declared type, or the
+    /// artifacts of the iterated input artifact, in order.
+    fn loop_items(&self, id: NodeId, plan: &LoopPlan) -> std::result::Result<Vec<LoopItem>, String> {
+        let (items, item_type) = match &plan.items {
+            LoopItems::Parameters { items, item_type } => (items, *item_type),
+            LoopItems::Artifacts { input } => {
+                return match self.tree[id].inputs.artifacts.get(input) {
+                    Some(list) => Ok(list.iter().cloned().map(LoopItem::Artifact).collect()),
+                    None => Err(format!("loop items input artifact `{input}` has no value")),
+                };
+            }
+        };
         let items = match (&items.raw, &items.input_parameter) {
             (Some(raw), _) => serde_json::from_str::<Value>(raw).map_err(|e| e.to_string())?,
             (None, Some(p)) => match self.tree[id].inputs.parameters.get(p) {
@@ -88,9 +105,9 @@ impl RunDriver {
         items
             .into_iter()
             .enumerate()
-            .map(|(i, item)| match plan.item_type {
-                Some(t) => value::coerce(&item, t).map_err(|e| format!("loop item {i}: {e}")),
-                None => Ok(item),
+            .map(|(i, item)| match item_type {
+                Some(t) => value::coerce(&item, t).map(LoopItem::Parameter).map_err(|e| format!("loop item {i}: {e}")),
+                None => Ok(LoopItem::Parameter(item)),
             })
             .collect()
     }
@@ -206,4 +223,10 @@ impl RunDriver {
         }
         out
     }
+}
+
+/// One loop iteration's item.
+enum LoopItem {
+    Parameter(Value),
+    Artifact(ArtifactRef),
 }

@@ -11,6 +11,7 @@ mod durability;
 mod extras;
 mod hostile;
 mod kfp_compat;
+mod kfp_artifacts;
 mod remote;
 mod samples;
 mod signals;
