@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::ir::{ComponentSpec, ContainerSpec, ImporterSpec, ParameterIterator, ParameterType, PipelineSpec, TaskSpec};
+use crate::platform::{PlatformConfig, PvcOp};
 use crate::validate::{upstream_tasks, ParsedExecutor};
 use crate::Problem;
 
@@ -78,6 +79,10 @@ pub struct ContainerPlan {
     pub executor_label: String,
     pub container: ContainerSpec,
     pub parsed: ParsedExecutor,
+    /// The executor's kfp-kubernetes settings (volumes, secrets, timeout, Kubernetes-only fields).
+    pub platform: Option<PlatformConfig>,
+    /// Set for kfp-kubernetes' image-only CreatePVC/DeletePVC executors: no process runs.
+    pub pvc_op: Option<PvcOp>,
 }
 
 /// The whole pipeline's graph.
@@ -91,9 +96,10 @@ pub struct Graph {
 pub(crate) fn build(
     spec: &PipelineSpec,
     executors: &BTreeMap<String, ParsedExecutor>,
+    platform: &BTreeMap<String, PlatformConfig>,
     problems: &mut Vec<Problem>,
 ) -> Option<Graph> {
-    let mut builder = Builder { spec, executors, done: BTreeMap::new(), active: Vec::new(), problems };
+    let mut builder = Builder { spec, executors, platform, done: BTreeMap::new(), active: Vec::new(), problems };
     let root = builder.dag("", Arc::new(spec.root.clone()), "root")?;
     Some(Graph { root })
 }
@@ -101,6 +107,7 @@ pub(crate) fn build(
 struct Builder<'a> {
     spec: &'a PipelineSpec,
     executors: &'a BTreeMap<String, ParsedExecutor>,
+    platform: &'a BTreeMap<String, PlatformConfig>,
     done: BTreeMap<String, Arc<Dag>>,
     /// DAG components being built, to refuse a component that contains itself.
     active: Vec<String>,
@@ -178,10 +185,26 @@ impl Builder<'_> {
                         self.problems.push(Problem::new(loc, format!("executor `{label}` was not parsed")));
                         return None;
                     };
+                    let platform = self.platform.get(&label).cloned();
+                    let producers = platform.iter().flat_map(|p| {
+                        let pvc = p.pvc_mounts.iter().map(|m| &m.name);
+                        pvc.chain(p.env.iter().map(|e| &e.name)).chain(p.volumes.iter().map(|v| &v.name))
+                    });
+                    for producer in producers.filter_map(|n| n.producer()) {
+                        if keys.binary_search(&producer).is_err() {
+                            self.problems.push(Problem::new(
+                                loc,
+                                format!("kubernetes settings of executor `{label}` name unknown task `{producer}`"),
+                            ));
+                            return None;
+                        }
+                    }
                     PlanKind::Container(Arc::new(ContainerPlan {
+                        pvc_op: PvcOp::from_image(&container.image),
                         executor_label: label,
                         container: container.clone(),
                         parsed: parsed.clone(),
+                        platform,
                     }))
                 }
                 (None, Some(importer)) => PlanKind::Importer(Arc::new(importer.clone())),

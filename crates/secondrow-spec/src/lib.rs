@@ -14,6 +14,7 @@ pub mod graph;
 pub mod ir;
 pub mod lightweight;
 pub mod placeholder;
+pub mod platform;
 pub mod validate;
 pub mod value;
 

@@ -1,0 +1,107 @@
+//! The driver's side of kfp-kubernetes settings: resolving the names a task's settings refer to (from its
+//! DAG's inputs and its siblings' outputs), preparing them through [`crate::platform`], and the image-only
+//! `CreatePVC` / `DeletePVC` tasks, which run no process.
+
+use serde_json::{json, Value};
+
+use secondrow_spec::platform::{NameSource, PlatformConfig, PvcOp};
+use secondrow_store::TaskState;
+
+use super::nodes::NodeId;
+use super::RunDriver;
+use crate::platform::{self, TaskPlatform};
+use crate::task::IoValues;
+use crate::Result;
+
+impl RunDriver {
+    /// The name a setting refers to, resolved for task `id`.
+    fn resolve_name(&self, id: NodeId, src: &NameSource) -> std::result::Result<String, String> {
+        let node = &self.tree[id];
+        let value = match src {
+            NameSource::Constant(c) => return Ok(c.clone()),
+            NameSource::ComponentInput(p) => {
+                let parent = &self.tree[node.parent.ok_or("the root has no inputs")?];
+                parent.inputs.parameters.get(p).cloned().ok_or_else(|| format!("input `{p}` has no value"))?
+            }
+            NameSource::TaskOutput { producer_task, output_parameter_key } => {
+                let sib = &self.tree[self.tree.sibling(id, producer_task)?];
+                sib.outputs
+                    .parameters
+                    .get(output_parameter_key)
+                    .cloned()
+                    .ok_or_else(|| format!("task `{producer_task}` produced no output `{output_parameter_key}`"))?
+            }
+        };
+        match value {
+            Value::String(s) => Ok(s),
+            other => Err(format!("expected a name, got {other}")),
+        }
+    }
+
+    /// Volumes, secrets, config maps and the timeout of one task, from the run's namespace.
+    pub(super) async fn prepare_platform(
+        &self,
+        id: NodeId,
+        cfg: &PlatformConfig,
+    ) -> std::result::Result<TaskPlatform, String> {
+        let config = &self.inner.config;
+        platform::prepare(
+            cfg,
+            |src| self.resolve_name(id, src),
+            &self.inner.store,
+            &self.run.namespace,
+            &config.volumes_root(),
+            &config.work_dir.join("task-files"),
+        )
+        .await
+        .map_err(|e| e.to_string())
+    }
+
+    /// `CreatePVC` makes the volume folder and outputs its `name`; `DeletePVC` removes it. Neither is cached:
+    /// the folder is the result.
+    pub(super) async fn run_pvc_op(&mut self, id: NodeId, op: PvcOp) -> Result<()> {
+        self.tree[id].exec.attempt = 1;
+        let task_id = self.record_start(id).await?;
+        self.tree[id].task_id = Some(task_id);
+        let root = self.inner.config.volumes_root();
+        let params = &self.tree[id].inputs.parameters;
+        let text = |k: &str| params.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned);
+        let result = match op {
+            PvcOp::Create => {
+                // kfp: `pvc_name` as given, or a generated name ending in `pvc_name_suffix`.
+                let name = match (text("pvc_name"), text("pvc_name_suffix")) {
+                    (Some(n), _) => n,
+                    (None, Some(suffix)) => format!("{}{suffix}", self.run.id),
+                    (None, None) => self.run.id.clone(),
+                };
+                platform::volume_dir(&root, &self.run.namespace, &name).map_err(|e| e.to_string()).and_then(|dir| {
+                    std::fs::create_dir_all(&dir)
+                        .map(|_| name)
+                        .map_err(|e| format!("creating volume folder {}: {e}", dir.display()))
+                })
+            }
+            PvcOp::Delete => match text("pvc_name") {
+                None => Err("DeletePVC needs `pvc_name`".to_owned()),
+                Some(name) => platform::volume_dir(&root, &self.run.namespace, &name)
+                    .map_err(|e| e.to_string())
+                    .and_then(|dir| match std::fs::remove_dir_all(&dir) {
+                        Ok(()) => Ok(name),
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                            Err(format!("volume `{name}` does not exist"))
+                        }
+                        Err(e) => Err(format!("deleting volume folder {}: {e}", dir.display())),
+                    }),
+            },
+        };
+        match result {
+            Ok(name) => {
+                let mut outputs = IoValues::default();
+                if op == PvcOp::Create {
+                    outputs.parameters.insert("name".into(), json!(name));
+                }
+                self.finish_leaf(id, TaskState::Succeeded, None, Some(outputs)).await
+            }
+            Err(e) => self.finish_leaf(id, TaskState::Failed, Some(e), None).await,
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! kfp-kubernetes pipelines, compiled with the real `kfp-kubernetes` package, run locally: PVCs as volume
+//! folders mounted in the task's own mount namespace, secrets and config maps from the local store (as env
+//! and as files, redacted from logs, per namespace), `set_timeout`, and the Kubernetes-only settings accepted.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use crate::support::{per_backend, Home};
+
+fn fixture(name: &str) -> PathBuf {
+    crate::support::repo_root().join("testdata/kfp/kubernetes").join(name)
+}
+
+fn ok(home: &Home, args: &[&str]) -> String {
+    let out = home.output(args);
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+fn short_sha(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))[..16].to_owned()
+}
+
+fn volumes(home: &Home) -> PathBuf {
+    home.path().join("home/work/volumes/default")
+}
+
+#[test]
+fn pvc_is_created_mounted_shared_and_deleted() {
+    let home = Home::new();
+    let yaml = home.compile(&fixture("pvc.py"));
+    let (code, doc) = home.run(&yaml, &["-p", "text=written through the volume"]);
+    assert_eq!(code, 0, "{:#}", doc.0);
+    assert_eq!(doc.state(), "SUCCEEDED");
+    // The reader saw what the writer wrote at /data: the same volume, mounted in both tasks.
+    assert_eq!(doc.output("Output"), "written through the volume\n");
+    let name = doc.task_output("createpvc", "name").as_str().unwrap().to_owned();
+    assert_eq!(name, format!("{}-scratch", doc.id()));
+    assert_eq!(doc.task_state("deletepvc"), "SUCCEEDED");
+    assert!(!volumes(&home).join(&name).exists(), "DeletePVC removed the folder");
+    // The mount was private to the tasks: nothing was written to the host's /data.
+    assert!(!Path::new("/data/note.txt").exists());
+}
+
+#[test]
+fn mounting_a_volume_that_does_not_exist_fails_the_task_clearly() {
+    let home = Home::new();
+    // Written beside the home (compile copies it in).
+    let src_dir = tempfile::tempdir().unwrap();
+    let src = src_dir.path().join("pvc_missing.py");
+    let text = std::fs::read_to_string(fixture("pvc.py")).unwrap();
+    // Mount a constant, never-created PVC name and drop the CreatePVC step.
+    let text = text
+        .replace(
+            "pvc_name=pvc.outputs[\"name\"], mount_path=\"/data\")\n    r = reader()",
+            "pvc_name=\"nope\", mount_path=\"/data\")\n    r = reader()",
+        )
+        .replace("    kubernetes.DeletePVC(pvc_name=pvc.outputs[\"name\"]).after(r)\n", "");
+    std::fs::write(&src, text).unwrap();
+    let yaml = home.compile(&src);
+    let (code, doc) = home.run(&yaml, &[]);
+    assert_eq!(code, 1);
+    let err = doc.task("writer")["error"].as_str().unwrap_or_default().to_owned();
+    assert!(err.contains("volume `nope` does not exist"), "{err}");
+}
+
+per_backend!(secrets_and_config_maps_reach_the_task_and_never_its_logs);
+
+fn secrets_and_config_maps_reach_the_task_and_never_its_logs(home: &Home) {
+    let yaml = home.compile(&fixture("settings.py"));
+    let password = "pa55-w0rd-zebra";
+    ok(home, &["secrets", "create", "db-creds", "--from-literal", &format!("password={password}")]);
+    ok(home, &["configmaps", "create", "app-conf", "--from-literal", "mode=fast"]);
+    // Another namespace's secret of the same name is invisible to local runs (default namespace).
+    ok(home, &["secrets", "create", "db-creds", "--namespace", "team-b", "--from-literal", "password=other"]);
+    let listed = ok(home, &["secrets", "list", "-A", "--json"]);
+    assert!(listed.contains("\"password\"") && !listed.contains(password) && !listed.contains("other"), "{listed}");
+
+    let (code, doc) = home.run(&yaml, &[]);
+    assert_eq!(code, 0, "{:#}", doc.0);
+    let h = short_sha(password);
+    // Env and file carry the secret; config map likewise; the secret file is 0600.
+    assert_eq!(doc.output("Output"), &format!("{h}|{h}|fast|fast|600"));
+    assert_eq!(doc.task_output("py-check", "Output"), &h);
+
+    // SecondRow prints the secret nowhere: not in the logs (the task echoed it), not in `runs get`.
+    let logs = ok(home, &["logs", &doc.id()]);
+    assert!(logs.contains("the password is ***"), "{logs}");
+    let got = ok(home, &["runs", "get", &doc.id(), "--json"]);
+    for text in [&logs, &got, &doc.0.to_string()] {
+        assert!(!text.contains(password), "secret printed: {text}");
+    }
+    // The private folder of secret files is gone with the task.
+    let files = home.path().join("home/work/task-files");
+    let left: Vec<_> = std::fs::read_dir(&files).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+
+    ok(home, &["secrets", "delete", "db-creds"]);
+    let (code, doc) = home.run(&yaml, &["--no-cache"]);
+    assert_eq!(code, 1);
+    let err = doc.task("show")["error"].as_str().unwrap_or_default().to_owned();
+    assert!(err.contains("secret `db-creds` not found in namespace `default`"), "{err}");
+}
+
+#[test]
+fn set_timeout_kills_the_task() {
+    let home = Home::new();
+    home.compile(&fixture("settings.py"));
+    let yaml = home.path().join("timeout.yaml");
+    let started = Instant::now();
+    let (code, doc) = home.run(&yaml, &[]);
+    assert_eq!(code, 1);
+    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+    let err = doc.task("sleeper")["error"].as_str().unwrap_or_default().to_owned();
+    assert!(err.contains("timed out after 1s"), "{err}");
+}
