@@ -29,6 +29,8 @@ pub enum PlatformError {
     MissingKey { noun: &'static str, name: String, key: String },
     #[error("{0}")]
     Name(String),
+    #[error("field path `{0}` of use_field_path_as_env has no local value (supported: metadata.name, metadata.namespace, metadata.uid, metadata.labels['KEY'], metadata.annotations['KEY'], spec.nodeName, status.hostIP, status.podIP)")]
+    FieldPath(String),
     #[error("volume `{name}` does not exist (no folder {}): create it with kubernetes.CreatePVC first", path.display())]
     NoVolume { name: String, path: PathBuf },
     #[error("{what}: {source}")]
@@ -44,7 +46,7 @@ impl PlatformError {
             PlatformError::Missing { .. } | PlatformError::MissingKey { .. } | PlatformError::NoVolume { .. } => {
                 ErrorKind::FailedPrecondition
             }
-            PlatformError::Name(_) => ErrorKind::InvalidInput,
+            PlatformError::Name(_) | PlatformError::FieldPath(_) => ErrorKind::InvalidInput,
             PlatformError::Io { .. } => ErrorKind::Internal,
             PlatformError::Store(e) => e.kind(),
         }
@@ -89,10 +91,52 @@ fn store_kind(kind: SourceKind) -> (SecretKind, &'static str) {
     }
 }
 
+/// Who the task is, for `use_field_path_as_env` (what the Pod's fields would say).
+pub struct TaskIdentity<'a> {
+    /// Stands for the Pod's name and uid: the task's id in the store.
+    pub task_id: &'a str,
+    pub namespace: &'a str,
+}
+
+/// The local value of a Pod field path.
+fn field_value(cfg: &PlatformConfig, who: &TaskIdentity<'_>, path: &str) -> Result<String, PlatformError> {
+    let meta = |field: &str, key: &str| {
+        cfg.kubernetes_only
+            .get("podMetadata")
+            .and_then(|m| m.get(field))
+            .and_then(|m| m.get(key))
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let key_of = |prefix: &str| {
+        path.strip_prefix(prefix)
+            .and_then(|r| r.strip_suffix("']").or_else(|| r.strip_suffix("\"]")))
+            .and_then(|r| r.strip_prefix('\'').or_else(|| r.strip_prefix('"')))
+            .map(str::to_owned)
+    };
+    Ok(match path {
+        "metadata.name" | "metadata.uid" => who.task_id.to_owned(),
+        "metadata.namespace" => (if who.namespace.is_empty() { "default" } else { who.namespace }).to_owned(),
+        "spec.nodeName" => std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_owned(),
+        "status.hostIP" | "status.podIP" => "127.0.0.1".to_owned(),
+        _ => {
+            if let Some(k) = key_of("metadata.labels[") {
+                meta("labels", &k)
+            } else if let Some(k) = key_of("metadata.annotations[") {
+                meta("annotations", &k)
+            } else {
+                return Err(PlatformError::FieldPath(path.to_owned()));
+            }
+        }
+    })
+}
+
 /// Resolves and applies one task's settings. `resolve` turns a name source into the name (from the
 /// task's DAG inputs, its siblings' outputs or a constant); `files_root` is where the private folders go.
 pub async fn prepare(
     cfg: &PlatformConfig,
+    who: &TaskIdentity<'_>,
     resolve: impl Fn(&NameSource) -> Result<String, String>,
     store: &Store,
     namespace: &str,
@@ -146,6 +190,15 @@ pub async fn prepare(
         let dir = files_dir(&mut out.files, files_root)?.join(i.to_string());
         write_files(&dir, &data)?;
         out.mounts.push(BindMount { source: dir, target: PathBuf::from(&v.mount_path), read_only: true });
+    }
+    for (i, path) in cfg.scratch_mounts.iter().enumerate() {
+        let dir = files_dir(&mut out.files, files_root)?.join(format!("scratch-{i}"));
+        std::fs::create_dir(&dir)
+            .map_err(|source| PlatformError::Io { what: format!("creating {}", dir.display()), source })?;
+        out.mounts.push(BindMount { source: dir, target: PathBuf::from(path), read_only: false });
+    }
+    for (var, path) in &cfg.field_env {
+        out.env.push((var.clone(), field_value(cfg, who, path)?));
     }
     out.redact.retain(|s| !s.is_empty());
     Ok(out)

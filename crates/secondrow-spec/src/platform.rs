@@ -129,6 +129,10 @@ pub struct PlatformConfig {
     pub pvc_mounts: Vec<PvcMount>,
     pub env: Vec<AsEnv>,
     pub volumes: Vec<AsVolume>,
+    /// `empty_dir_mount` and `add_ephemeral_volume`: a fresh empty folder mounted at each path for the task.
+    pub scratch_mounts: Vec<String>,
+    /// `use_field_path_as_env`: (variable, field path such as `metadata.name`).
+    pub field_env: Vec<(String, String)>,
     /// `set_timeout`: the task is killed after this many seconds.
     pub timeout_seconds: Option<u64>,
     /// Everything that only Kubernetes applies (pod labels and annotations, node selector, tolerations,
@@ -139,13 +143,25 @@ pub struct PlatformConfig {
 impl PlatformConfig {
     /// Whether the task needs something only a cold process offers (mounts, a kill timer).
     pub fn needs_own_process(&self) -> bool {
-        !self.pvc_mounts.is_empty() || !self.volumes.is_empty() || self.timeout_seconds.is_some()
+        !self.pvc_mounts.is_empty()
+            || !self.volumes.is_empty()
+            || !self.scratch_mounts.is_empty()
+            || self.timeout_seconds.is_some()
     }
 }
 
 /// Keys of an executor's platform config that SecondRow applies itself.
-const APPLIED: &[&str] =
-    &["pvcMount", "secretAsEnv", "secretAsVolume", "configMapAsEnv", "configMapAsVolume", "activeDeadlineSeconds"];
+const APPLIED: &[&str] = &[
+    "pvcMount",
+    "secretAsEnv",
+    "secretAsVolume",
+    "configMapAsEnv",
+    "configMapAsVolume",
+    "activeDeadlineSeconds",
+    "emptyDirMounts",
+    "genericEphemeralVolume",
+    "fieldPathAsEnv",
+];
 
 /// Parses the platform spec document into one [`PlatformConfig`] per executor label, reporting every
 /// malformed entry.
@@ -183,6 +199,19 @@ struct RawPvcMount {
     constant: Option<String>,
     #[serde(default)]
     component_input_parameter: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawScratch {
+    mount_path: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawFieldPath {
+    name: String,
+    field_path: String,
 }
 
 #[derive(Deserialize)]
@@ -276,6 +305,18 @@ fn parse_executor(cfg: &Value, loc: &str, problems: &mut Vec<Problem>) -> Option
                 out.env.push(AsEnv { kind, name, key_to_env, optional: raw.optional.unwrap_or(false) });
             }
         }
+    }
+    for field in ["emptyDirMounts", "genericEphemeralVolume"] {
+        for (i, raw) in list::<RawScratch>(obj.get(field), &format!("{loc}.{field}"), problems) {
+            check_mount_path(&raw.mount_path, &format!("{loc}.{field}[{i}].mountPath"), problems);
+            out.scratch_mounts.push(raw.mount_path);
+        }
+    }
+    for (i, raw) in list::<RawFieldPath>(obj.get("fieldPathAsEnv"), &format!("{loc}.fieldPathAsEnv"), problems) {
+        if raw.name.is_empty() || raw.name.contains('=') || raw.name.contains('\0') {
+            problems.push(Problem::new(format!("{loc}.fieldPathAsEnv[{i}].name"), "is not a variable name"));
+        }
+        out.field_env.push((raw.name, raw.field_path));
     }
     if let Some(t) = obj.get("activeDeadlineSeconds") {
         // Protobuf's JSON writes int64 as a string.

@@ -9,8 +9,9 @@ set -e
 mkdir -p "$(dirname "$0")"
 h() { printf %s "$1" | sha256sum | cut -c1-16; }
 echo "the password is $PASSWORD"
-printf "%s|%s|%s|%s|%s" "$(h "$PASSWORD")" "$(h "$(cat /etc/creds/password)")" "$MODE" "$(cat /etc/conf/mode)" \
-  "$(stat -c %a /etc/creds/password)" > "$0"
+touch /scratch/probe
+printf "%s|%s|%s|%s|%s|%s|%s" "$(h "$PASSWORD")" "$(h "$(cat /etc/creds/password)")" "$MODE" "$(cat /etc/conf/mode)" \
+  "$(stat -c %a /etc/creds/password)" "$NS" "$(ls /scratch)" > "$0"
 """
 
 
@@ -33,6 +34,8 @@ def platform_settings(config_name: str = "app-conf") -> str:
     kubernetes.use_secret_as_volume(t, secret_name="db-creds", mount_path="/etc/creds")
     kubernetes.use_config_map_as_env(t, config_map_name=config_name, config_map_key_to_env={"mode": "MODE"})
     kubernetes.use_config_map_as_volume(t, config_map_name=config_name, mount_path="/etc/conf")
+    kubernetes.empty_dir_mount(t, volume_name="scratch", mount_path="/scratch")
+    kubernetes.use_field_path_as_env(t, env_name="NS", field_path="metadata.namespace")
     kubernetes.add_pod_label(t, label_key="team", label_value="ml")
     kubernetes.add_pod_annotation(t, annotation_key="note", annotation_value="x")
     kubernetes.set_image_pull_secrets(t, secret_names=["regcred"])

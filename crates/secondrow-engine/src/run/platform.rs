@@ -9,7 +9,7 @@ use secondrow_store::TaskState;
 
 use super::nodes::NodeId;
 use super::RunDriver;
-use crate::platform::{self, TaskPlatform};
+use crate::platform::{self, TaskIdentity, TaskPlatform};
 use crate::task::IoValues;
 use crate::Result;
 
@@ -45,8 +45,12 @@ impl RunDriver {
         cfg: &PlatformConfig,
     ) -> std::result::Result<TaskPlatform, String> {
         let config = &self.inner.config;
+        let task_id = self.tree[id].task_id.clone().unwrap_or_default();
+        let who = TaskIdentity { task_id: &task_id, namespace: &self.run.namespace };
+        self.note_kubernetes_only(id, cfg);
         platform::prepare(
             cfg,
+            &who,
             |src| self.resolve_name(id, src),
             &self.inner.store,
             &self.run.namespace,
@@ -55,6 +59,23 @@ impl RunDriver {
         )
         .await
         .map_err(|e| e.to_string())
+    }
+
+    /// Settings only Kubernetes applies are recorded at the top of the task's stdout log, so a user sees
+    /// what this run did not apply.
+    fn note_kubernetes_only(&self, id: NodeId, cfg: &PlatformConfig) {
+        use std::io::Write as _;
+        if cfg.kubernetes_only.is_empty() {
+            return;
+        }
+        let settings: Vec<String> = cfg.kubernetes_only.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let dir = self.logs_dir.join(&self.tree[id].path);
+        let note = format!("[secondrow] kubernetes only, not applied locally: {}\n", settings.join(" "));
+        let file = std::fs::create_dir_all(&dir)
+            .and_then(|_| std::fs::OpenOptions::new().create(true).append(true).open(dir.join("stdout.log")));
+        if let Ok(mut f) = file {
+            let _ = f.write_all(note.as_bytes());
+        }
     }
 
     /// `CreatePVC` makes the volume folder and outputs its `name`; `DeletePVC` removes it. Neither is cached:

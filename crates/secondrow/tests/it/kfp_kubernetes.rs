@@ -81,13 +81,17 @@ fn secrets_and_config_maps_reach_the_task_and_never_its_logs(home: &Home) {
     let (code, doc) = home.run(&yaml, &[]);
     assert_eq!(code, 0, "{:#}", doc.0);
     let h = short_sha(password);
-    // Env and file carry the secret; config map likewise; the secret file is 0600.
-    assert_eq!(doc.output("Output"), &format!("{h}|{h}|fast|fast|600"));
+    // Env and file carry the secret; config map likewise; the secret file is 0600; the field path and the
+    // empty-dir mount work.
+    assert_eq!(doc.output("Output"), &format!("{h}|{h}|fast|fast|600|default|probe"));
     assert_eq!(doc.task_output("py-check", "Output"), &h);
 
     // SecondRow prints the secret nowhere: not in the logs (the task echoed it), not in `runs get`.
     let logs = ok(home, &["logs", &doc.id()]);
     assert!(logs.contains("the password is ***"), "{logs}");
+    // Settings only Kubernetes applies are accepted and recorded in the task's log.
+    assert!(logs.contains("kubernetes only, not applied locally:"), "{logs}");
+    assert!(logs.contains(r#"nodeSelector={"labels":{"disktype":"ssd"}}"#), "{logs}");
     let got = ok(home, &["runs", "get", &doc.id(), "--json"]);
     for text in [&logs, &got, &doc.0.to_string()] {
         assert!(!text.contains(password), "secret printed: {text}");
