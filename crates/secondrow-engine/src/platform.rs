@@ -200,7 +200,14 @@ pub async fn prepare(
     for (var, path) in &cfg.field_env {
         out.env.push((var.clone(), field_value(cfg, who, path)?));
     }
-    out.redact.retain(|s| !s.is_empty());
+    // A multi-line secret is also redacted line by line (a live tail sees one line at a time).
+    let lines: Vec<String> =
+        out.redact.iter().filter(|s| s.contains('\n')).flat_map(|s| s.lines().map(str::to_owned)).collect();
+    out.redact.extend(lines);
+    out.redact.retain(|s| !s.trim().is_empty());
+    // Longest first, so a secret containing another is replaced whole.
+    out.redact.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    out.redact.dedup();
     Ok(out)
 }
 
