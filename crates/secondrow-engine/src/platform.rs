@@ -96,6 +96,8 @@ pub struct TaskIdentity<'a> {
     /// Stands for the Pod's name and uid: the task's id in the store.
     pub task_id: &'a str,
     pub namespace: &'a str,
+    /// The run's display name: KFP's pod annotation `pipelines.kubeflow.org/run_name`.
+    pub run_name: &'a str,
 }
 
 /// The local value of a Pod field path.
@@ -124,7 +126,10 @@ fn field_value(cfg: &PlatformConfig, who: &TaskIdentity<'_>, path: &str) -> Resu
             if let Some(k) = key_of("metadata.labels[") {
                 meta("labels", &k)
             } else if let Some(k) = key_of("metadata.annotations[") {
-                meta("annotations", &k)
+                match meta("annotations", &k) {
+                    v if v.is_empty() && k == "pipelines.kubeflow.org/run_name" => who.run_name.to_owned(),
+                    v => v,
+                }
             } else {
                 return Err(PlatformError::FieldPath(path.to_owned()));
             }
@@ -257,6 +262,19 @@ mod tests {
         for bad in ["../etc", "a/b", "", "A", "a..b"] {
             assert!(volume_dir(root, "", bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn field_paths_have_local_values() {
+        let mut cfg = PlatformConfig::default();
+        cfg.kubernetes_only.insert("podMetadata".into(), serde_json::json!({"labels": {"team": "ml"}}));
+        let who = TaskIdentity { task_id: "t-1", namespace: "", run_name: "nightly" };
+        let v = |p: &str| field_value(&cfg, &who, p).map_err(|e| e.to_string());
+        assert_eq!(v("metadata.name").unwrap(), "t-1");
+        assert_eq!(v("metadata.namespace").unwrap(), "default");
+        assert_eq!(v("metadata.labels['team']").unwrap(), "ml");
+        assert_eq!(v("metadata.annotations['pipelines.kubeflow.org/run_name']").unwrap(), "nightly");
+        assert!(v("spec.serviceAccountName").unwrap_err().contains("spec.serviceAccountName"));
     }
 
     #[test]

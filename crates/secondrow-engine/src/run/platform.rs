@@ -46,7 +46,7 @@ impl RunDriver {
     ) -> std::result::Result<TaskPlatform, String> {
         let config = &self.inner.config;
         let task_id = self.tree[id].task_id.clone().unwrap_or_default();
-        let who = TaskIdentity { task_id: &task_id, namespace: &self.run.namespace };
+        let who = TaskIdentity { task_id: &task_id, namespace: &self.run.namespace, run_name: &self.run.display_name };
         self.note_kubernetes_only(id, cfg);
         platform::prepare(
             cfg,
