@@ -109,7 +109,10 @@ pub async fn run_process(job: ProcessJob, cancel: CancellationToken) -> Result<(
     if !job.mounts.is_empty() {
         mount_namespace(&mut cmd, &job.mounts)?;
     }
-    if job.tail.is_some() {
+    // Output goes through SecondRow when tailed live, or when secrets must be redacted before any reader of
+    // the log files (the API, the UI) can see a line.
+    let piped = job.tail.is_some() || !job.redact.is_empty();
+    if piped {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     } else {
         cmd.stdout(open_log(&job.stdout_log)?).stderr(open_log(&job.stderr_log)?);
@@ -119,14 +122,15 @@ pub async fn run_process(job: ProcessJob, cancel: CancellationToken) -> Result<(
     let pid = child.id().map(|p| Pid::from_raw(p as i32));
 
     let mut pumps = Vec::new();
-    if let Some((path, tx)) = &job.tail {
+    if piped {
+        let tail = job.tail.clone();
         if let Some(out) = child.stdout.take() {
             let log = job.stdout_log.clone();
-            pumps.push(tokio::spawn(pump(out, log, path.clone(), false, tx.clone(), job.redact.clone())));
+            pumps.push(tokio::spawn(pump(out, log, tail.clone(), false, job.redact.clone())));
         }
         if let Some(err) = child.stderr.take() {
             let log = job.stderr_log.clone();
-            pumps.push(tokio::spawn(pump(err, log, path.clone(), true, tx.clone(), job.redact.clone())));
+            pumps.push(tokio::spawn(pump(err, log, tail, true, job.redact.clone())));
         }
     }
 
@@ -162,10 +166,9 @@ pub async fn run_process(job: ProcessJob, cancel: CancellationToken) -> Result<(
     for p in pumps {
         let _ = p.await;
     }
-    if job.tail.is_none() {
-        for log in [&job.stdout_log, &job.stderr_log] {
-            redact_file(log, &job.redact);
-        }
+    // A last pass over the whole files (a secret the program wrote without a line break in between).
+    for log in [&job.stdout_log, &job.stderr_log] {
+        redact_file(log, &job.redact);
     }
     Ok((exit, started.elapsed()))
 }
@@ -269,9 +272,8 @@ async fn kill_group(pid: Pid) {
 async fn pump(
     stream: impl tokio::io::AsyncRead + Unpin,
     log: PathBuf,
-    task_path: String,
+    tail: Option<(String, mpsc::UnboundedSender<LogLine>)>,
     stderr: bool,
-    tx: mpsc::UnboundedSender<LogLine>,
     secrets: Vec<String>,
 ) {
     let Ok(mut file) = tokio::fs::OpenOptions::new().create(true).append(true).open(&log).await else {
@@ -282,7 +284,9 @@ async fn pump(
         let line = redact(&line, &secrets);
         let _ = file.write_all(line.as_bytes()).await;
         let _ = file.write_all(b"\n").await;
-        let _ = tx.send(LogLine { task_path: task_path.clone(), stderr, line });
+        if let Some((task_path, tx)) = &tail {
+            let _ = tx.send(LogLine { task_path: task_path.clone(), stderr, line });
+        }
     }
     let _ = file.flush().await;
 }
@@ -314,6 +318,31 @@ mod tests {
         let (exit, _) = run_process(j, CancellationToken::new()).await.unwrap();
         assert_eq!(exit, Exit::TimedOut(Duration::from_millis(200)));
         assert!(t.elapsed() < Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn a_running_task_log_never_holds_a_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let stop = dir.path().join("stop");
+        let script = format!("echo token s3cr3t; while [ ! -e {} ]; do sleep 0.05; done", stop.display());
+        let mut j = job(dir.path(), &script);
+        j.redact = vec!["s3cr3t".into()];
+        let handle = tokio::spawn(run_process(j, CancellationToken::new()));
+        let log = dir.path().join("out.log");
+        let started = Instant::now();
+        // While the task still runs (what the API and UI would read), the line is already redacted.
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            assert!(!text.contains("s3cr3t"), "{text}");
+            if text.contains("token ***") {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(10), "no output: {text}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        std::fs::write(&stop, "").unwrap();
+        let (exit, _) = handle.await.unwrap().unwrap();
+        assert_eq!(exit, Exit::Code(0));
     }
 
     #[tokio::test]
