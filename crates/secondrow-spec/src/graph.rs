@@ -99,7 +99,15 @@ pub(crate) fn build(
     platform: &BTreeMap<String, PlatformConfig>,
     problems: &mut Vec<Problem>,
 ) -> Option<Graph> {
-    let mut builder = Builder { spec, executors, platform, done: BTreeMap::new(), active: Vec::new(), problems };
+    // kfp names tasks uniquely across the pipeline, and kubernetes settings may name a task of an
+    // enclosing DAG (a PVC created at the root, mounted inside a condition or loop).
+    let all_keys = std::iter::once(&spec.root)
+        .chain(spec.components.values())
+        .filter_map(|c| c.dag.as_ref())
+        .flat_map(|d| d.tasks.keys().cloned())
+        .collect();
+    let mut builder =
+        Builder { spec, executors, platform, all_keys, done: BTreeMap::new(), active: Vec::new(), problems };
     let root = builder.dag("", Arc::new(spec.root.clone()), "root")?;
     Some(Graph { root })
 }
@@ -108,6 +116,8 @@ struct Builder<'a> {
     spec: &'a PipelineSpec,
     executors: &'a BTreeMap<String, ParsedExecutor>,
     platform: &'a BTreeMap<String, PlatformConfig>,
+    /// Every task key of every DAG in the spec.
+    all_keys: std::collections::BTreeSet<String>,
     done: BTreeMap<String, Arc<Dag>>,
     /// DAG components being built, to refuse a component that contains itself.
     active: Vec<String>,
@@ -191,7 +201,7 @@ impl Builder<'_> {
                         pvc.chain(p.env.iter().map(|e| &e.name)).chain(p.volumes.iter().map(|v| &v.name))
                     });
                     for producer in producers.filter_map(|n| n.producer()) {
-                        if keys.binary_search(&producer).is_err() {
+                        if !self.all_keys.contains(producer) {
                             self.problems.push(Problem::new(
                                 loc,
                                 format!("kubernetes settings of executor `{label}` name unknown task `{producer}`"),

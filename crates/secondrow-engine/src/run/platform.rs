@@ -14,23 +14,21 @@ use crate::task::IoValues;
 use crate::Result;
 
 impl RunDriver {
-    /// The name a setting refers to, resolved for task `id`.
+    /// The name a setting refers to, resolved for task `id`. As kfp's driver does, a producer task or a
+    /// component input may belong to an enclosing DAG (kfp writes the names of a PVC created at the root
+    /// unchanged into the settings of a task inside a condition or loop): the nearest one wins.
     fn resolve_name(&self, id: NodeId, src: &NameSource) -> std::result::Result<String, String> {
-        let node = &self.tree[id];
+        let ancestors = std::iter::successors(Some(id), |n| self.tree[*n].parent);
         let value = match src {
             NameSource::Constant(c) => return Ok(c.clone()),
-            NameSource::ComponentInput(p) => {
-                let parent = &self.tree[node.parent.ok_or("the root has no inputs")?];
-                parent.inputs.parameters.get(p).cloned().ok_or_else(|| format!("input `{p}` has no value"))?
-            }
-            NameSource::TaskOutput { producer_task, output_parameter_key } => {
-                let sib = &self.tree[self.tree.sibling(id, producer_task)?];
-                sib.outputs
-                    .parameters
-                    .get(output_parameter_key)
-                    .cloned()
-                    .ok_or_else(|| format!("task `{producer_task}` produced no output `{output_parameter_key}`"))?
-            }
+            NameSource::ComponentInput(p) => ancestors
+                .skip(1)
+                .find_map(|n| self.tree[n].inputs.parameters.get(p).cloned())
+                .ok_or_else(|| format!("input `{p}` has no value"))?,
+            NameSource::TaskOutput { producer_task, output_parameter_key } => ancestors
+                .filter_map(|n| self.tree.sibling(n, producer_task).ok())
+                .find_map(|s| self.tree[s].outputs.parameters.get(output_parameter_key).cloned())
+                .ok_or_else(|| format!("task `{producer_task}` produced no output `{output_parameter_key}`"))?,
         };
         match value {
             Value::String(s) => Ok(s),

@@ -58,6 +58,24 @@ fn pvc_is_created_mounted_shared_and_deleted() {
 }
 
 #[test]
+fn pvc_of_the_root_is_mounted_inside_conditions_and_loops() {
+    if !is_root() {
+        return; // pvc_is_created_mounted_shared_and_deleted checks the message without root.
+    }
+    let home = Home::new();
+    let yaml = home.compile(&fixture("pvc_nested.py"));
+    let (code, doc) = home.run(&yaml, &[]);
+    assert_eq!(code, 0, "{:#}", doc.0);
+    // Every task wrote into the one folder: by the root's task output (inside the condition) and by the
+    // pipeline parameter (inside the loop).
+    let dir = volumes(&home).join("shared-vol");
+    let mut names: Vec<String> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    assert_eq!(names, ["a", "b", "cond", "root"]);
+}
+
+#[test]
 fn mounting_a_volume_that_does_not_exist_fails_the_task_clearly() {
     let home = Home::new();
     // Written beside the home (compile copies it in).
