@@ -277,6 +277,51 @@ mod tests {
         assert!(v("spec.serviceAccountName").unwrap_err().contains("spec.serviceAccountName"));
     }
 
+    #[tokio::test]
+    async fn missing_secrets_fail_by_name_unless_optional() {
+        use secondrow_spec::platform::{AsEnv, AsVolume};
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(&format!("sqlite://{}", root.path().join("db.sqlite").display())).await.unwrap();
+        let data: BTreeMap<String, String> = [("k".to_owned(), "v".to_owned())].into();
+        store.create_secret("team-a", SecretKind::Secret, "s", &data).await.unwrap();
+        let who = &TaskIdentity { task_id: "t", namespace: "team-a", run_name: "r" };
+        let constant = |n: &str| NameSource::Constant(n.to_owned());
+        let env = |name: &str, key: &str, optional: bool| AsEnv {
+            kind: SourceKind::Secret,
+            name: constant(name),
+            key_to_env: vec![(key.to_owned(), "V".to_owned())],
+            optional,
+        };
+        let run = |cfg: PlatformConfig| {
+            let store = &store;
+            let root = root.path().to_path_buf();
+            async move {
+                let resolve = |n: &NameSource| match n {
+                    NameSource::Constant(c) => Ok(c.clone()),
+                    _ => Err("unexpected".to_owned()),
+                };
+                prepare(&cfg, who, resolve, store, who.namespace, &root.join("volumes"), &root.join("files")).await
+            }
+        };
+
+        let ok = run(PlatformConfig { env: vec![env("s", "k", false)], ..Default::default() }).await.unwrap();
+        assert_eq!(ok.env, [("V".to_owned(), "v".to_owned())]);
+        assert_eq!(ok.redact, ["v"]);
+        let optional = run(PlatformConfig { env: vec![env("gone", "k", true)], ..Default::default() }).await.unwrap();
+        assert!(optional.env.is_empty());
+        let missing = run(PlatformConfig { env: vec![env("gone", "k", false)], ..Default::default() }).await;
+        let msg = missing.unwrap_err().to_string();
+        assert!(msg.contains("secret `gone` not found in namespace `team-a`"), "{msg}");
+        let no_key = run(PlatformConfig { env: vec![env("s", "x", false)], ..Default::default() }).await;
+        assert!(no_key.unwrap_err().to_string().contains("secret `s` has no key `x`"));
+        // An optional secret volume that does not exist is an empty folder, as on Kubernetes.
+        let vol =
+            AsVolume { kind: SourceKind::Secret, name: constant("gone"), mount_path: "/m".into(), optional: true };
+        let empty = run(PlatformConfig { volumes: vec![vol], ..Default::default() }).await.unwrap();
+        assert_eq!(std::fs::read_dir(&empty.mounts[0].source).unwrap().count(), 0);
+        assert!(empty.mounts[0].read_only);
+    }
+
     #[test]
     fn secret_files_are_private() {
         use std::os::unix::fs::PermissionsExt as _;
