@@ -21,6 +21,9 @@ pub enum SecretsCommand {
         /// A key and its value; repeat for more keys.
         #[arg(long = "from-literal", value_parser = parse_literal)]
         literals: Vec<(String, String)>,
+        /// A key and a file holding its value (`KEY=PATH`), which keeps the value off the command line.
+        #[arg(long = "from-file", value_parser = parse_literal)]
+        files: Vec<(String, String)>,
         /// The namespace whose runs may read it; the default namespace (local runs) when omitted.
         #[arg(long, default_value = "")]
         namespace: String,
@@ -61,9 +64,15 @@ pub async fn run(settings: &Settings, kind: SecretKind, cmd: SecretsCommand) -> 
     let store = Home::resolve(settings)?.store().await?;
     let noun = kind.noun();
     match cmd {
-        SecretsCommand::Create { name, literals, namespace } => {
+        SecretsCommand::Create { name, literals, files, namespace } => {
             let mut data = BTreeMap::new();
-            for (k, v) in literals {
+            let mut pairs = literals;
+            for (k, path) in files {
+                let value = std::fs::read_to_string(&path)
+                    .map_err(|e| Failure::usage(format!("--from-file {k}={path}: {e}")))?;
+                pairs.push((k, value));
+            }
+            for (k, v) in pairs {
                 if data.insert(k.clone(), v).is_some() {
                     return Err(Failure::usage(format!("key `{k}` is given twice")));
                 }

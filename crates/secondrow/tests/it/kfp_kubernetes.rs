@@ -103,7 +103,9 @@ fn secrets_and_config_maps_reach_the_task_and_never_its_logs(home: &Home) {
     let yaml = home.compile(&fixture("settings.py"));
     let password = "pa55-w0rd-zebra";
     ok(home, &["secrets", "create", "db-creds", "--from-literal", &format!("password={password}")]);
-    ok(home, &["configmaps", "create", "app-conf", "--from-literal", "mode=fast"]);
+    let mode_file = home.path().join("mode.txt");
+    std::fs::write(&mode_file, "fast").unwrap();
+    ok(home, &["configmaps", "create", "app-conf", "--from-file", &format!("mode={}", mode_file.display())]);
     // Another namespace's secret of the same name is invisible to local runs (default namespace).
     ok(home, &["secrets", "create", "db-creds", "--namespace", "team-b", "--from-literal", "password=other"]);
     let listed = ok(home, &["secrets", "list", "-A", "--json"]);
