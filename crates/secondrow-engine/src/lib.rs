@@ -10,6 +10,7 @@
 
 pub mod cache;
 pub mod envs;
+pub mod platform;
 pub mod process;
 pub mod python;
 pub mod retry;
@@ -82,6 +83,13 @@ pub struct EngineConfig {
     pub python_mode: PythonMode,
     /// Where cached environments for `packages_to_install` live.
     pub envs_dir: PathBuf,
+}
+
+impl EngineConfig {
+    /// Where kfp-kubernetes PVCs live as folders: `<work_dir>/volumes/<namespace>/<name>`.
+    pub fn volumes_root(&self) -> PathBuf {
+        self.work_dir.join("volumes")
+    }
 }
 
 /// How kfp lightweight Python components are executed.

@@ -40,6 +40,20 @@ pub struct ProcessJob {
     pub stderr_log: PathBuf,
     /// When set, each output line is also sent here (the CLI's `-v`).
     pub tail: Option<(String, mpsc::UnboundedSender<LogLine>)>,
+    /// Folders bind-mounted into the process's own mount namespace (kfp-kubernetes volumes); needs root.
+    pub mounts: Vec<BindMount>,
+    /// Kill the process group after this long (`kubernetes.set_timeout`): [`Exit::TimedOut`].
+    pub timeout: Option<Duration>,
+    /// Text replaced by `***` in the task's logs (secret values).
+    pub redact: Vec<String>,
+}
+
+/// A host folder made visible at `target` for one process only.
+#[derive(Debug, Clone)]
+pub struct BindMount {
+    pub source: PathBuf,
+    pub target: PathBuf,
+    pub read_only: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -56,6 +70,8 @@ pub enum Exit {
     Signal(i32),
     /// Killed by us because the run was canceled.
     Canceled,
+    /// Killed by us because it ran longer than [`ProcessJob::timeout`].
+    TimedOut(Duration),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +82,8 @@ pub enum SpawnError {
     Start { program: String, source: std::io::Error },
     #[error("log file {path}: {source}")]
     Log { path: PathBuf, source: std::io::Error },
+    #[error("{0}")]
+    Mount(String),
     #[error("waiting for the process: {0}")]
     Wait(std::io::Error),
     /// The warm worker could not run the task (it crashed, or could not start).
@@ -88,7 +106,13 @@ pub async fn run_process(job: ProcessJob, cancel: CancellationToken) -> Result<(
     // Own process group: killing -pgid reaches the shell and everything it started.
     cmd.as_std_mut().process_group(0);
     cmd.kill_on_drop(true);
-    if job.tail.is_some() {
+    if !job.mounts.is_empty() {
+        mount_namespace(&mut cmd, &job.mounts)?;
+    }
+    // Output goes through SecondRow when tailed live, or when secrets must be redacted before any reader of
+    // the log files (the API, the UI) can see a line.
+    let piped = job.tail.is_some() || !job.redact.is_empty();
+    if piped {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     } else {
         cmd.stdout(open_log(&job.stdout_log)?).stderr(open_log(&job.stderr_log)?);
@@ -98,12 +122,15 @@ pub async fn run_process(job: ProcessJob, cancel: CancellationToken) -> Result<(
     let pid = child.id().map(|p| Pid::from_raw(p as i32));
 
     let mut pumps = Vec::new();
-    if let Some((path, tx)) = &job.tail {
+    if piped {
+        let tail = job.tail.clone();
         if let Some(out) = child.stdout.take() {
-            pumps.push(tokio::spawn(pump(out, job.stdout_log.clone(), path.clone(), false, tx.clone())));
+            let log = job.stdout_log.clone();
+            pumps.push(tokio::spawn(pump(out, log, tail.clone(), false, job.redact.clone())));
         }
         if let Some(err) = child.stderr.take() {
-            pumps.push(tokio::spawn(pump(err, job.stderr_log.clone(), path.clone(), true, tx.clone())));
+            let log = job.stderr_log.clone();
+            pumps.push(tokio::spawn(pump(err, log, tail, true, job.redact.clone())));
         }
     }
 
@@ -124,6 +151,13 @@ pub async fn run_process(job: ProcessJob, cancel: CancellationToken) -> Result<(
             let _ = child.wait().await;
             Exit::Canceled
         }
+        _ = deadline(job.timeout) => {
+            if let Some(pid) = pid {
+                kill_group(pid).await;
+            }
+            let _ = child.wait().await;
+            Exit::TimedOut(job.timeout.unwrap_or_default())
+        }
     };
     // The group may have left children holding the pipes: make sure nothing outlives the task.
     if let Some(pid) = pid {
@@ -132,7 +166,93 @@ pub async fn run_process(job: ProcessJob, cancel: CancellationToken) -> Result<(
     for p in pumps {
         let _ = p.await;
     }
+    // A last pass over the whole files (a secret the program wrote without a line break in between).
+    for log in [&job.stdout_log, &job.stderr_log] {
+        redact_file(log, &job.redact);
+    }
     Ok((exit, started.elapsed()))
+}
+
+/// Never resolves without a timeout.
+async fn deadline(timeout: Option<Duration>) {
+    match timeout {
+        Some(t) => tokio::time::sleep(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Replaces every secret value in `line` by `***`.
+pub fn redact(line: &str, secrets: &[String]) -> String {
+    let mut out = line.to_owned();
+    for s in secrets.iter().filter(|s| !s.is_empty()) {
+        if out.contains(s.as_str()) {
+            out = out.replace(s.as_str(), "***");
+        }
+    }
+    out
+}
+
+/// Rewrites a log file with the secret values replaced (the process wrote it directly).
+fn redact_file(path: &std::path::Path, secrets: &[String]) {
+    if secrets.iter().all(String::is_empty) {
+        return;
+    }
+    let Ok(bytes) = std::fs::read(path) else { return };
+    let text = String::from_utf8_lossy(&bytes);
+    let cleaned = redact(&text, secrets);
+    if cleaned != text {
+        let _ = std::fs::write(path, cleaned);
+    }
+}
+
+/// Gives the child a private mount namespace with `mounts` bound in, before it executes the program.
+/// Only root (CAP_SYS_ADMIN) may do this; the mount points are created on the host beforehand (empty
+/// folders, left in place: removing one would detach it from other tasks' namespaces).
+fn mount_namespace(cmd: &mut Command, mounts: &[BindMount]) -> Result<(), SpawnError> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt as _;
+    if !nix::unistd::geteuid().is_root() {
+        let targets: Vec<String> = mounts.iter().map(|m| m.target.display().to_string()).collect();
+        return Err(SpawnError::Mount(format!(
+            "mounting volumes at {} needs root: SecondRow gives the task a private mount namespace with bind \
+             mounts, which only root (CAP_SYS_ADMIN) may create; run secondrow as root, or let the component take \
+             the folder as a parameter",
+            targets.join(", ")
+        )));
+    }
+    let mut prepared = Vec::with_capacity(mounts.len());
+    for m in mounts {
+        if !m.source.is_dir() {
+            return Err(SpawnError::Mount(format!("volume folder {} does not exist", m.source.display())));
+        }
+        std::fs::create_dir_all(&m.target)
+            .map_err(|e| SpawnError::Mount(format!("creating mount point {}: {e}", m.target.display())))?;
+        let c = |p: &std::path::Path| {
+            CString::new(p.as_os_str().as_bytes())
+                .map_err(|_| SpawnError::Mount(format!("path {} holds a NUL byte", p.display())))
+        };
+        prepared.push((c(&m.source)?, c(&m.target)?, m.read_only));
+    }
+    // SAFETY: the closure runs in the forked child before exec; it only makes system calls on
+    // C strings prepared above (no allocation, no locks).
+    unsafe {
+        cmd.as_std_mut().pre_exec(move || {
+            use nix::mount::{mount, MsFlags};
+            let none: Option<&std::ffi::CStr> = None;
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
+            // Nothing mounted here propagates back to the host.
+            mount(none, c"/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)?;
+            for (source, target, read_only) in &prepared {
+                mount(Some(source.as_c_str()), target.as_c_str(), none, MsFlags::MS_BIND | MsFlags::MS_REC, none)?;
+                if *read_only {
+                    let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+                    mount(none, target.as_c_str(), none, flags, none)?;
+                }
+            }
+            Ok(())
+        });
+    }
+    Ok(())
 }
 
 /// SIGTERM the group, give it a moment, then SIGKILL.
@@ -152,18 +272,21 @@ async fn kill_group(pid: Pid) {
 async fn pump(
     stream: impl tokio::io::AsyncRead + Unpin,
     log: PathBuf,
-    task_path: String,
+    tail: Option<(String, mpsc::UnboundedSender<LogLine>)>,
     stderr: bool,
-    tx: mpsc::UnboundedSender<LogLine>,
+    secrets: Vec<String>,
 ) {
     let Ok(mut file) = tokio::fs::OpenOptions::new().create(true).append(true).open(&log).await else {
         return;
     };
     let mut lines = BufReader::new(stream).lines();
     while let Ok(Some(line)) = lines.next_line().await {
+        let line = redact(&line, &secrets);
         let _ = file.write_all(line.as_bytes()).await;
         let _ = file.write_all(b"\n").await;
-        let _ = tx.send(LogLine { task_path: task_path.clone(), stderr, line });
+        if let Some((task_path, tx)) = &tail {
+            let _ = tx.send(LogLine { task_path: task_path.clone(), stderr, line });
+        }
     }
     let _ = file.flush().await;
 }
@@ -180,7 +303,56 @@ mod tests {
             stdout_log: dir.join("out.log"),
             stderr_log: dir.join("err.log"),
             tail: None,
+            mounts: Vec::new(),
+            timeout: None,
+            redact: Vec::new(),
         }
+    }
+
+    #[tokio::test]
+    async fn timeout_kills_the_group_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = job(dir.path(), "sleep 30");
+        j.timeout = Some(Duration::from_millis(200));
+        let t = Instant::now();
+        let (exit, _) = run_process(j, CancellationToken::new()).await.unwrap();
+        assert_eq!(exit, Exit::TimedOut(Duration::from_millis(200)));
+        assert!(t.elapsed() < Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn a_running_task_log_never_holds_a_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let stop = dir.path().join("stop");
+        let script = format!("echo token s3cr3t; while [ ! -e {} ]; do sleep 0.05; done", stop.display());
+        let mut j = job(dir.path(), &script);
+        j.redact = vec!["s3cr3t".into()];
+        let handle = tokio::spawn(run_process(j, CancellationToken::new()));
+        let log = dir.path().join("out.log");
+        let started = Instant::now();
+        // While the task still runs (what the API and UI would read), the line is already redacted.
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            assert!(!text.contains("s3cr3t"), "{text}");
+            if text.contains("token ***") {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(10), "no output: {text}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        std::fs::write(&stop, "").unwrap();
+        let (exit, _) = handle.await.unwrap().unwrap();
+        assert_eq!(exit, Exit::Code(0));
+    }
+
+    #[tokio::test]
+    async fn secret_values_are_redacted_from_logs() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = job(dir.path(), "echo pw=s3cr3t; echo s3cr3t >&2");
+        j.redact = vec!["s3cr3t".into()];
+        run_process(j, CancellationToken::new()).await.unwrap();
+        assert_eq!(std::fs::read_to_string(dir.path().join("out.log")).unwrap(), "pw=***\n");
+        assert_eq!(std::fs::read_to_string(dir.path().join("err.log")).unwrap(), "***\n");
     }
 
     #[tokio::test]

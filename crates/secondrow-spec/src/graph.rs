@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::ir::{ComponentSpec, ContainerSpec, ImporterSpec, ItemsSpec, ParameterType, PipelineSpec, TaskSpec};
+use crate::platform::{PlatformConfig, PvcOp};
 use crate::resources::Resources;
 use crate::validate::{upstream_tasks, ParsedExecutor};
 use crate::Problem;
@@ -97,6 +98,10 @@ pub struct ContainerPlan {
     pub parsed: ParsedExecutor,
     /// `container.resources`, parsed (placeholders resolve from the task's inputs).
     pub resources: Resources,
+    /// The executor's kfp-kubernetes settings (volumes, secrets, timeout, Kubernetes-only fields).
+    pub platform: Option<PlatformConfig>,
+    /// Set for kfp-kubernetes' image-only CreatePVC/DeletePVC executors: no process runs.
+    pub pvc_op: Option<PvcOp>,
 }
 
 /// The whole pipeline's graph.
@@ -110,9 +115,18 @@ pub struct Graph {
 pub(crate) fn build(
     spec: &PipelineSpec,
     executors: &BTreeMap<String, ParsedExecutor>,
+    platform: &BTreeMap<String, PlatformConfig>,
     problems: &mut Vec<Problem>,
 ) -> Option<Graph> {
-    let mut builder = Builder { spec, executors, done: BTreeMap::new(), active: Vec::new(), problems };
+    // kfp names tasks uniquely across the pipeline, and kubernetes settings may name a task of an
+    // enclosing DAG (a PVC created at the root, mounted inside a condition or loop).
+    let all_keys = std::iter::once(&spec.root)
+        .chain(spec.components.values())
+        .filter_map(|c| c.dag.as_ref())
+        .flat_map(|d| d.tasks.keys().cloned())
+        .collect();
+    let mut builder =
+        Builder { spec, executors, platform, all_keys, done: BTreeMap::new(), active: Vec::new(), problems };
     let root = builder.dag("", Arc::new(spec.root.clone()), "root")?;
     Some(Graph { root })
 }
@@ -120,6 +134,9 @@ pub(crate) fn build(
 struct Builder<'a> {
     spec: &'a PipelineSpec,
     executors: &'a BTreeMap<String, ParsedExecutor>,
+    platform: &'a BTreeMap<String, PlatformConfig>,
+    /// Every task key of every DAG in the spec.
+    all_keys: std::collections::BTreeSet<String>,
     done: BTreeMap<String, Arc<Dag>>,
     /// DAG components being built, to refuse a component that contains itself.
     active: Vec<String>,
@@ -206,11 +223,27 @@ impl Builder<'_> {
                         self.problems.push(Problem::new(loc, format!("executor `{label}` was not parsed")));
                         return None;
                     };
+                    let platform = self.platform.get(&label).cloned();
+                    let producers = platform.iter().flat_map(|p| {
+                        let pvc = p.pvc_mounts.iter().map(|m| &m.name);
+                        pvc.chain(p.env.iter().map(|e| &e.name)).chain(p.volumes.iter().map(|v| &v.name))
+                    });
+                    for producer in producers.filter_map(|n| n.producer()) {
+                        if !self.all_keys.contains(producer) {
+                            self.problems.push(Problem::new(
+                                loc,
+                                format!("kubernetes settings of executor `{label}` name unknown task `{producer}`"),
+                            ));
+                            return None;
+                        }
+                    }
                     PlanKind::Container(Arc::new(ContainerPlan {
+                        pvc_op: PvcOp::from_image(&container.image),
                         executor_label: label,
                         container: container.clone(),
                         parsed: parsed.clone(),
                         resources: Resources::parse(container.resources.as_ref()).0,
+                        platform,
                     }))
                 }
                 (None, Some(importer)) => PlanKind::Importer(Arc::new(importer.clone())),

@@ -15,6 +15,7 @@ pub mod ir;
 pub mod lightweight;
 pub mod limits;
 pub mod placeholder;
+pub mod platform;
 pub mod resources;
 pub mod validate;
 pub mod value;

@@ -25,7 +25,8 @@ pub struct Pipeline {
     pub spec: PipelineSpec,
     /// The pipeline spec document as JSON, exactly as given (what the store keeps).
     pub document: Value,
-    /// The second YAML document (kfp-kubernetes platform spec), kept but not interpreted.
+    /// The second YAML document (kfp-kubernetes platform spec), as given; its per-executor settings reach
+    /// each container task as `ContainerPlan::platform` (see [`crate::platform`]).
     pub platform_spec: Option<Value>,
     pub executors: BTreeMap<String, ParsedExecutor>,
     /// The task graph, resolved: what the engine executes.
@@ -83,10 +84,11 @@ impl Pipeline {
     fn build(spec: PipelineSpec, document: Value, platform_spec: Option<Value>) -> Result<Pipeline, SpecError> {
         let mut problems = Vec::new();
         let executors = check_spec(&spec, &mut problems);
+        let platform = crate::platform::parse(platform_spec.as_ref(), &mut problems);
         if !problems.is_empty() {
             return Err(SpecError::Invalid(problems));
         }
-        match graph::build(&spec, &executors, &mut problems) {
+        match graph::build(&spec, &executors, &platform, &mut problems) {
             Some(graph) if problems.is_empty() => Ok(Pipeline { spec, document, platform_spec, executors, graph }),
             _ => Err(SpecError::Invalid(problems)),
         }
@@ -258,7 +260,9 @@ fn check_executors(spec: &PipelineSpec, problems: &mut Vec<Problem>) -> BTreeMap
                 };
                 let command = parse_all("command", &c.command);
                 let args = parse_all("args", &c.args);
-                if c.command.is_empty() {
+                // kfp-kubernetes' CreatePVC/DeletePVC executors are image-only: no process runs for them.
+                let pvc_stub = crate::platform::PvcOp::from_image(&c.image).is_some();
+                if c.command.is_empty() && !pvc_stub {
                     problems.push(Problem::new(
                         format!("{loc}.container"),
                         no_command_message(spec, label, &c.image, !c.args.is_empty()),

@@ -16,6 +16,7 @@ mod records;
 mod recurring;
 mod resources;
 mod run_list;
+mod secrets;
 mod tokens;
 
 use std::str::FromStr;
@@ -30,6 +31,7 @@ pub use recurring::{NewRecurringRun, RecurringRunRecord};
 pub use resources::{PipelineRecord, PipelineVersionRecord};
 pub use run_list::{CmpOp, Cursor, RunColumn, RunFilter, RunListPage, RunListQuery, RunListRow, RunSort, SqlValue};
 pub use secondrow_error::ErrorKind;
+pub use secrets::{validate_secret_key, validate_secret_name, SecretInfo, SecretKind};
 pub use tokens::{token_digest, validate_namespace, ApiToken};
 
 #[derive(Debug, thiserror::Error)]

@@ -9,6 +9,7 @@ mod deploy;
 mod error;
 mod progress;
 mod remote;
+mod secrets;
 mod serve;
 mod server;
 mod shutdown;
@@ -77,6 +78,12 @@ enum Command {
     /// API tokens for `secondrow server`, each confined to one namespace.
     #[command(subcommand)]
     Tokens(tokens::TokensCommand),
+    /// Secrets that kfp-kubernetes pipelines read (`use_secret_as_env`/`as_volume`), per namespace; values are never shown.
+    #[command(subcommand)]
+    Secrets(secrets::SecretsCommand),
+    /// Config maps that kfp-kubernetes pipelines read (`use_config_map_as_env`/`as_volume`), per namespace.
+    #[command(subcommand, name = "configmaps")]
+    ConfigMaps(secrets::SecretsCommand),
     /// Print the captured stdout/stderr of a run's tasks.
     Logs {
         run_id: String,
@@ -344,6 +351,8 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 .await
         }
         Command::Tokens(cmd) => tokens::run(&cli.settings, cmd).await,
+        Command::Secrets(cmd) => secrets::run(&cli.settings, secondrow_store::SecretKind::Secret, cmd).await,
+        Command::ConfigMaps(cmd) => secrets::run(&cli.settings, secondrow_store::SecretKind::ConfigMap, cmd).await,
         Command::Logs { run_id, task } => {
             let home = Home::resolve(&cli.settings)?;
             let store = home.store().await?;

@@ -60,6 +60,9 @@ impl RunDriver {
             self.emit(Progress::Finished { path, display_name: display, state, duration_ms: 0, error: None });
             return Ok(());
         }
+        if let Some(op) = container.pvc_op {
+            return self.run_pvc_op(id, op).await;
+        }
 
         let options = plan.spec.caching_options.clone().unwrap_or_default();
         let caching = options.enable_cache && !self.options.no_cache;
@@ -87,13 +90,21 @@ impl RunDriver {
         let task_id = self.record_start(id).await?;
         self.tree[id].task_id = Some(task_id.clone());
         task::fill_task_uuid(&mut self.tree[id].inputs, &task_id);
+        if let Some(cfg) = &container.platform {
+            match self.prepare_platform(id, cfg).await {
+                Ok(p) => self.tree[id].exec.platform = Some(Arc::new(p)),
+                Err(e) => return self.fail_leaf(id, e).await,
+            }
+        }
+        // Mounts, a kill timer and redacted logs need a process of the task's own.
+        let own_process = self.tree[id].exec.platform.as_ref().is_some_and(|p| p.needs_own_process());
         let python = if container.parsed.is_lightweight_python {
             let base = self.python_env().await;
             // Without kfp in the base Python, the compiled prelude (pip install) has to stay, and runs cold.
             let provided = base.has_kfp;
             Some(Arc::new(PythonPlan {
                 requirements: if provided { container.parsed.requirements.clone() } else { Default::default() },
-                warm: provided && self.inner.config.python_mode == PythonMode::Warm,
+                warm: provided && self.inner.config.python_mode == PythonMode::Warm && !own_process,
                 base,
             }))
         } else {
@@ -188,13 +199,19 @@ impl RunDriver {
                 argv[0] = me.to_string_lossy().into_owned();
             }
         }
+        let platform = n.exec.platform.clone().unwrap_or_default();
+        let mut env = prepared.env.clone();
+        env.extend(platform.env.iter().cloned());
         let job = ProcessJob {
             argv,
-            env: prepared.env.clone(),
+            env,
             cwd: prepared.task_root.clone(),
             stdout_log: log_dir.join("stdout.log"),
             stderr_log: log_dir.join("stderr.log"),
             tail: self.log_tx.clone().map(|tx: mpsc::UnboundedSender<LogLine>| (n.path.clone(), tx)),
+            mounts: platform.mounts.clone(),
+            timeout: platform.timeout,
+            redact: platform.redact.clone(),
         };
         let attempt = Attempt {
             number: n.exec.attempt,
@@ -246,13 +263,13 @@ impl RunDriver {
         Ok(())
     }
 
-    async fn fail_leaf(&mut self, id: NodeId, error: String) -> Result<()> {
+    pub(super) async fn fail_leaf(&mut self, id: NodeId, error: String) -> Result<()> {
         self.finish_leaf(id, TaskState::Failed, Some(error), None).await
     }
 
     /// Records a container's or importer's end: state, outputs, new artifacts, lineage and cache entry in
     /// one store transaction.
-    async fn finish_leaf(
+    pub(super) async fn finish_leaf(
         &mut self,
         id: NodeId,
         state: TaskState,
@@ -440,6 +457,10 @@ impl Attempt {
         };
         match outcome {
             Ok((Exit::Canceled, _)) => AttemptResult::Canceled,
+            Ok((Exit::TimedOut(t), _)) => AttemptResult::Finished(Err(format!(
+                "timed out after {}s (kubernetes.set_timeout) and was killed",
+                t.as_secs()
+            ))),
             Ok((Exit::Code(0), _)) => AttemptResult::Finished(
                 task::collect_outputs(&self.component, &self.prepared).map_err(|e| e.to_string()),
             ),

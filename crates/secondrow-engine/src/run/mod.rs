@@ -18,6 +18,7 @@ mod attempt;
 mod groups;
 mod inputs;
 mod nodes;
+mod platform;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

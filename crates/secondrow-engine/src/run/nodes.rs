@@ -96,6 +96,9 @@ pub(super) struct Execution {
     pub caching: bool,
     /// Lightweight Python components: which Python, environment and mode run them.
     pub python: Option<Arc<PythonPlan>>,
+    /// kfp-kubernetes settings prepared for the task (env, mounts, timeout); dropped when it finishes,
+    /// which removes its secret files.
+    pub platform: Option<Arc<crate::platform::TaskPlatform>>,
 }
 
 pub(super) struct Node {
@@ -127,6 +130,7 @@ impl Node {
         self.error = error;
         self.outputs = outputs;
         self.exec.prepared = None;
+        self.exec.platform = None;
     }
 }
 
