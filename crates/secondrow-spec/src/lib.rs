@@ -13,6 +13,7 @@ pub mod cel;
 pub mod graph;
 pub mod ir;
 pub mod lightweight;
+pub mod names;
 pub mod placeholder;
 pub mod validate;
 pub mod value;

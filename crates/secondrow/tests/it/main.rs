@@ -11,6 +11,7 @@ mod durability;
 mod extras;
 mod remote;
 mod samples;
+mod sandbox;
 mod signals;
 mod support;
 mod ui;
