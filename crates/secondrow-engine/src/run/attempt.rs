@@ -195,6 +195,9 @@ impl RunDriver {
         let sandbox = self.inner.config.sandbox.enabled.then(|| {
             let mut sb = TaskSandbox::base(self.inner.config.sandbox.task_user);
             sb.read.push(self.inner.config.work_dir.clone());
+            // The admin's import roots are data every namespace may read (a task may be given such a path
+            // as a plain parameter, as the quickstart's `ingest` is).
+            sb.read.extend(self.inner.config.sandbox.import_roots.iter().cloned());
             if let Some(first) = argv.first().filter(|a| a.starts_with('/')) {
                 sb.read.push(PathBuf::from(first));
             }

@@ -142,6 +142,32 @@ fn sandbox_tasks_cannot_read_the_token_the_database_or_other_namespaces() {
 }
 
 #[test]
+fn sandbox_a_root_server_runs_tasks_as_the_task_user() {
+    if !is_root() {
+        eprintln!("note: not root; --task-user needs a root server, skipped");
+        return;
+    }
+    let h = Home::new();
+    // The task user has to reach the home's folders (the test's temp folder is private to its creator).
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(h.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let srv = Srv::start(&h, &["--task-user", "65534:65534"]);
+    let db = home_dir(&h).join("secondrow.db");
+    let params = json!({"reads": db.display().to_string(), "writes": ""});
+    let (run, state) = submit(&h, &srv, ADMIN, "", &fixture("probe.yaml"), params);
+    let doc = run_doc(&h, &run);
+    assert_eq!(state, "SUCCEEDED", "{:#}", doc.0);
+    let report = doc.task_output("probe", "report").as_str().unwrap().to_owned();
+    assert!(report.contains("--- uid 65534\n"), "{report}");
+    assert_report(&report, &[db.as_path()], &[], false);
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0")))
+}
+
+#[test]
 fn sandbox_the_admin_token_is_never_taken_from_the_command_line() {
     let h = Home::new();
     let out = h.output(&["server", "--port", "0", "--auth-token", ADMIN]);
