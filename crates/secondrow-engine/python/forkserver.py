@@ -149,6 +149,17 @@ def run_child(req):
             os._exit(code)
 
 
+def from_engine(conn, engine):
+    import struct
+
+    try:
+        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except OSError:
+        return False
+    pid, _uid, _gid = struct.unpack("3i", creds)
+    return pid == engine
+
+
 def read_line(conn):
     data = b""
     while not data.endswith(b"\n"):
@@ -195,6 +206,11 @@ def main():
         for key, _ in events:
             if key.data == "accept":
                 conn, _ = listener.accept()
+                # Only the engine that started us may submit work: a (sandboxed) task that finds the socket
+                # must not get an unsandboxed child from it.
+                if not from_engine(conn, engine):
+                    conn.close()
+                    continue
                 conn.settimeout(10)
                 try:
                     req = json.loads(read_line(conn))

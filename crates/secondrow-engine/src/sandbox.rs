@@ -124,7 +124,12 @@ pub fn task_env(
 /// The allow-listed part of this process's environment (helpers that run user-chosen code, like pip
 /// building an sdist for `packages_to_install`).
 pub fn allowed_env() -> Vec<(String, String)> {
-    std::env::vars().filter(|(k, _)| allowed(k)).collect()
+    inherited_env().filter(|(k, _)| allowed(k)).collect()
+}
+
+/// This process's environment, skipping variables that are not UTF-8 (`std::env::vars` would panic).
+pub fn inherited_env() -> impl Iterator<Item = (String, String)> {
+    std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
 }
 
 /// What one task may touch.

@@ -467,7 +467,7 @@ impl Attempt {
             if let Some(exe) = &python_exe {
                 sb.add_python(exe);
             }
-            self.job.env = sandbox::task_env(std::env::vars(), &self.log_dir.join("tmp"), &self.job.env);
+            self.job.env = sandbox::task_env(sandbox::inherited_env(), &self.log_dir.join("tmp"), &self.job.env);
         }
         // Record the process group as soon as it runs: a restart after a crash kills it before re-running.
         let (started_tx, mut started_rx) = mpsc::unbounded_channel::<u32>();

@@ -139,6 +139,19 @@ fn sandbox_tasks_cannot_read_the_token_the_database_or_other_namespaces() {
     assert!(report.contains("LEAKED False"), "{report}");
     assert_report(&report, &denied_reads, &[Path::new("/etc/passwd")], false);
     assert_report(&report, &denied_writes, &[], true);
+
+    // The warm worker's socket (in the server's TMPDIR) does not take work from a task.
+    let socket = std::fs::read_dir(h.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "sock"))
+        .expect("the warm worker's socket");
+    let params = json!({"reads": "", "writes": "", "secret": ADMIN, "socket_path": socket.display().to_string()});
+    let (run_py, state) = submit(&h, &srv, &token_a, "team-a", &yaml, params);
+    let report = run_doc(&h, &run_py).task_output("probe", "Output").as_str().unwrap().to_owned();
+    assert_eq!(state, "SUCCEEDED", "{report}");
+    assert!(report.contains("WORKER REFUSED"), "{report}");
 }
 
 #[test]
