@@ -95,9 +95,14 @@ impl RunDriver {
             let base = self.python_env().await;
             // Without kfp in the base Python, the compiled prelude (pip install) has to stay, and runs cold.
             let provided = base.has_kfp;
+            // Sandboxed, a `packages_to_install` environment runs cold: a warm worker imports `site` (and so
+            // runs the installed packages' `.pth` files) before any sandbox applies.
+            let own_env = provided && !container.parsed.requirements.is_empty();
             Some(Arc::new(PythonPlan {
                 requirements: if provided { container.parsed.requirements.clone() } else { Default::default() },
-                warm: provided && self.inner.config.python_mode == PythonMode::Warm,
+                warm: provided
+                    && self.inner.config.python_mode == PythonMode::Warm
+                    && !(own_env && self.inner.config.sandbox.enabled),
                 base,
             }))
         } else {

@@ -307,3 +307,15 @@ fn sandbox_restart_after_sigkill_leaves_no_twin() {
     });
     assert_eq!(state, "SUCCEEDED");
 }
+
+#[test]
+fn sandbox_packages_to_install_run_in_the_sandbox() {
+    let h = Home::new();
+    h.compile_all(&fixtures_dir().join("warm.py"));
+    let srv = Srv::start(&h, &[]);
+    let (run, state) = submit(&h, &srv, ADMIN, "", &h.path().join("packages.yaml"), json!({}));
+    let doc = run_doc(&h, &run);
+    assert_eq!(state, "SUCCEEDED", "{:#}", doc.0);
+    assert_eq!(doc.task_output("colored", "Output"), "termcolor:a");
+    assert_eq!(doc.task_output("colored-2", "Output"), "termcolor:b");
+}
