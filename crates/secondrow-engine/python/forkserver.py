@@ -42,6 +42,60 @@ def preload(names):
             _FAILED_PRELOAD.add(name)
 
 
+# --- task sandbox (see the engine's sandbox.rs): user switch and Landlock in the forked child ---------------
+_LANDLOCK_FILE_ACCESS = 1 | 2 | 4 | (1 << 14) | (1 << 15)  # execute, write, read, truncate, ioctl_dev
+_LANDLOCK_MASK = {1: (1 << 13) - 1, 2: (1 << 14) - 1, 3: (1 << 15) - 1, 4: (1 << 15) - 1}
+
+
+def apply_sandbox(sb):
+    """Switch to the task user and enforce the Landlock ruleset the engine computed, before any user code."""
+    import ctypes
+
+    if sb.get("gid") is not None:
+        os.setgroups([])
+        os.setgid(sb["gid"])
+    if sb.get("uid") is not None:
+        os.setuid(sb["uid"])
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    abi = libc.syscall(444, None, ctypes.c_size_t(0), ctypes.c_uint32(1))
+    if abi < 1:
+        return  # no Landlock in this kernel: the engine warned at start
+    mask = _LANDLOCK_MASK.get(abi, (1 << 16) - 1)
+    handled = ctypes.c_uint64(sb["all_access"] & mask)
+    ruleset = libc.syscall(444, ctypes.byref(handled), ctypes.c_size_t(8), ctypes.c_uint32(0))
+    if ruleset < 0:
+        raise OSError(ctypes.get_errno(), "landlock_create_ruleset")
+
+    class PathBeneath(ctypes.Structure):
+        _pack_ = 1
+        _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
+
+    for paths, access in ((sb["read"], sb["read_access"]), (sb["write"], sb["all_access"])):
+        for path in paths:
+            try:
+                fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                allowed = access & mask
+                if not os.path.isdir(path):
+                    allowed &= _LANDLOCK_FILE_ACCESS
+                rule = PathBeneath(allowed, fd)
+                if libc.syscall(445, ruleset, 1, ctypes.byref(rule), ctypes.c_uint32(0)) != 0:
+                    raise OSError(ctypes.get_errno(), "landlock_add_rule " + path)
+            finally:
+                os.close(fd)
+    if libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
+    if libc.syscall(446, ruleset, ctypes.c_uint32(0)) != 0:
+        raise OSError(ctypes.get_errno(), "landlock_restrict_self")
+    os.close(ruleset)
+
+
+# --- end of the task sandbox ------------------------------------------------------------------------------
+
+
 def run_child(req):
     """In the forked child: become the task and never return."""
     code = 1
@@ -58,6 +112,8 @@ def run_child(req):
         os.dup2(devnull, 0)
         os.close(devnull)
         os.chdir(req["cwd"])
+        if req.get("sandbox") is not None:
+            apply_sandbox(req["sandbox"])
         os.environ.clear()
         os.environ.update(req["env"])
         os.environ["_KFP_RUNTIME"] = "true"
@@ -98,6 +154,17 @@ def run_child(req):
             sys.stderr.flush()
         finally:
             os._exit(code)
+
+
+def from_engine(conn, engine):
+    import struct
+
+    try:
+        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except OSError:
+        return False
+    pid, _uid, _gid = struct.unpack("3i", creds)
+    return pid == engine
 
 
 def read_line(conn):
@@ -146,13 +213,19 @@ def main():
         for key, _ in events:
             if key.data == "accept":
                 conn, _ = listener.accept()
+                # Only the engine that started us may submit work: a (sandboxed) task that finds the socket
+                # must not get an unsandboxed child from it.
+                if not from_engine(conn, engine):
+                    conn.close()
+                    continue
                 conn.settimeout(10)
                 try:
                     req = json.loads(read_line(conn))
                 except (OSError, ValueError):
                     conn.close()
                     continue
-                preload(req.get("preload", []))
+                if req.get("sandbox") is None:  # a sandboxed task's modules never load unsandboxed
+                    preload(req.get("preload", []))
                 pid = os.fork()
                 if pid == 0:
                     listener.close()

@@ -2,7 +2,8 @@
 //!
 //! The key covers the executor (image, command, args, env), the component's input and output
 //! definitions, the resolved input parameter values and the identity (URI and type) of input artifacts.
-//! A `cachingOptions.cacheKey` given by the user replaces the computed key.
+//! A `cachingOptions.cacheKey` given by the user replaces the computed key. Every key includes the run's
+//! namespace: one namespace never reuses (or seeds) another's cache entries.
 
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
@@ -16,9 +17,11 @@ pub fn cache_key(
     component: &ComponentSpec,
     inputs: &IoValues,
     custom: Option<&str>,
+    namespace: &str,
 ) -> String {
     if let Some(k) = custom.filter(|k| !k.is_empty()) {
-        return hex::encode(Sha256::digest(format!("custom:{k}").as_bytes()));
+        let material = json!({"namespace": namespace, "custom": k});
+        return hex::encode(Sha256::digest(material.to_string().as_bytes()));
     }
     let artifacts: Map<String, Value> = inputs
         .artifacts
@@ -30,6 +33,7 @@ pub fn cache_key(
         .collect();
     let material = json!({
         "v": 1,
+        "namespace": namespace,
         "image": container.image,
         "command": container.command,
         "args": container.args,
@@ -69,9 +73,18 @@ mod tests {
         let mut b = IoValues::default();
         b.parameters.insert("y".into(), json!({"a": 2, "b": 1}));
         b.parameters.insert("x".into(), json!(1));
-        assert_eq!(cache_key(&c, &comp, &a, None), cache_key(&c, &comp, &b, None));
+        assert_eq!(cache_key(&c, &comp, &a, None, "ns"), cache_key(&c, &comp, &b, None, "ns"));
         b.parameters.insert("x".into(), json!(2));
-        assert_ne!(cache_key(&c, &comp, &a, None), cache_key(&c, &comp, &b, None));
-        assert_eq!(cache_key(&c, &comp, &a, Some("k")), cache_key(&c, &comp, &b, Some("k")));
+        assert_ne!(cache_key(&c, &comp, &a, None, "ns"), cache_key(&c, &comp, &b, None, "ns"));
+        assert_eq!(cache_key(&c, &comp, &a, Some("k"), "ns"), cache_key(&c, &comp, &b, Some("k"), "ns"));
+    }
+
+    #[test]
+    fn namespaces_never_share_a_key() {
+        let c = ContainerSpec { image: "python:3.11".into(), command: vec!["sh".into()], ..Default::default() };
+        let comp = ComponentSpec::default();
+        let a = IoValues::default();
+        assert_ne!(cache_key(&c, &comp, &a, None, "team-a"), cache_key(&c, &comp, &a, None, "team-b"));
+        assert_ne!(cache_key(&c, &comp, &a, Some("k"), "team-a"), cache_key(&c, &comp, &a, Some("k"), "team-b"));
     }
 }

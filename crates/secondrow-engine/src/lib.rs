@@ -15,6 +15,7 @@ pub mod process;
 pub mod python;
 pub mod retry;
 mod run;
+pub mod sandbox;
 pub mod task;
 pub mod warm;
 
@@ -83,6 +84,8 @@ pub struct EngineConfig {
     pub python_mode: PythonMode,
     /// Where cached environments for `packages_to_install` live.
     pub envs_dir: PathBuf,
+    /// The task sandbox and import rules (off for local runs; `secondrow server` turns it on).
+    pub sandbox: sandbox::SandboxConfig,
 }
 
 impl EngineConfig {

@@ -36,6 +36,11 @@ pub struct ProcessJob {
     /// Variables added to (or overriding) the inherited environment.
     pub env: Vec<(String, String)>,
     pub cwd: PathBuf,
+    /// When set, the task runs sandboxed: `env` is its whole environment (see [`crate::sandbox::task_env`]),
+    /// the Landlock ruleset is enforced and the user switched in the child before exec.
+    pub sandbox: Option<crate::sandbox::TaskSandbox>,
+    /// Told the process group id as soon as the process runs (the engine records it for crash recovery).
+    pub on_start: Option<mpsc::UnboundedSender<u32>>,
     pub stdout_log: PathBuf,
     pub stderr_log: PathBuf,
     /// When set, each output line is also sent here (the CLI's `-v`).
@@ -84,6 +89,8 @@ pub enum SpawnError {
     Log { path: PathBuf, source: std::io::Error },
     #[error("{0}")]
     Mount(String),
+    #[error("building the task sandbox: {0}")]
+    Sandbox(String),
     #[error("waiting for the process: {0}")]
     Wait(std::io::Error),
     /// The warm worker could not run the task (it crashed, or could not start).
@@ -102,13 +109,38 @@ pub async fn run_process(job: ProcessJob, cancel: CancellationToken) -> Result<(
             .map_err(|source| SpawnError::Log { path: path.clone(), source })
     };
     let mut cmd = Command::new(program);
+    // The child's set-up runs in this order before exec: its own mount namespace with the task's volumes
+    // (needs root), then the switch to the task user, then the Landlock restriction (which forbids mounting).
+    if !job.mounts.is_empty() {
+        mount_namespace(&mut cmd, &job.mounts)?;
+    }
+    if let Some(sb) = &job.sandbox {
+        cmd.env_clear();
+        if let Some(u) = sb.user {
+            let (uid, gid) = (nix::unistd::Uid::from_raw(u.uid), nix::unistd::Gid::from_raw(u.gid));
+            // SAFETY: three syscalls in the forked child, no allocation (std's own `uid()` would switch before
+            // the mount namespace is made, and a task user may not mount).
+            unsafe {
+                cmd.as_std_mut().pre_exec(move || {
+                    nix::unistd::setgroups(&[gid])?;
+                    nix::unistd::setgid(gid)?;
+                    nix::unistd::setuid(uid)?;
+                    Ok(())
+                });
+            }
+        }
+        let pending =
+            crate::sandbox::PendingRestriction::new(sb.ruleset().map_err(|e| SpawnError::Sandbox(e.to_string()))?);
+        // SAFETY: the closure only takes the prepared ruleset out of its mutex and makes two syscalls
+        // (prctl, landlock_restrict_self); it runs after the mounts and the user switch, right before exec.
+        unsafe {
+            cmd.as_std_mut().pre_exec(move || pending.enforce());
+        }
+    }
     cmd.args(args).current_dir(&job.cwd).envs(job.env.iter().map(|(k, v)| (k, v))).stdin(Stdio::null());
     // Own process group: killing -pgid reaches the shell and everything it started.
     cmd.as_std_mut().process_group(0);
     cmd.kill_on_drop(true);
-    if !job.mounts.is_empty() {
-        mount_namespace(&mut cmd, &job.mounts)?;
-    }
     // Output goes through SecondRow when tailed live, or when secrets must be redacted before any reader of
     // the log files (the API, the UI) can see a line.
     let piped = job.tail.is_some() || !job.redact.is_empty();
@@ -120,6 +152,9 @@ pub async fn run_process(job: ProcessJob, cancel: CancellationToken) -> Result<(
     let started = Instant::now();
     let mut child = cmd.spawn().map_err(|source| SpawnError::Start { program: program.clone(), source })?;
     let pid = child.id().map(|p| Pid::from_raw(p as i32));
+    if let (Some(tx), Some(p)) = (&job.on_start, child.id()) {
+        let _ = tx.send(p);
+    }
 
     let mut pumps = Vec::new();
     if piped {
@@ -255,6 +290,54 @@ fn mount_namespace(cmd: &mut Command, mounts: &[BindMount]) -> Result<(), SpawnE
     Ok(())
 }
 
+/// The start time of process `pid` (clock ticks since boot, field 22 of `/proc/PID/stat`): with the pid, it
+/// names one process for good (ids are reused, start times of a reused id differ).
+pub fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count from its closing one.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Kills what is left of a process group a previous engine started (it crashed while a task ran): the group
+/// of leader `pgid` started at `started`. A leader alive with another start time is a different process and
+/// is left alone; a gone leader with members left means those are ours (the id of a live group is never
+/// handed to a new process). Returns once the group is gone (or after 5 s); true when something was killed.
+pub async fn kill_orphan_group(pgid: u32, started: u64) -> bool {
+    let Ok(raw) = i32::try_from(pgid) else { return false };
+    if raw <= 1 {
+        return false;
+    }
+    if let Some(t) = start_time(pgid) {
+        if t != started {
+            return false;
+        }
+    }
+    let group = Pid::from_raw(raw);
+    if killpg(group, Signal::SIGKILL).is_err() {
+        return false;
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    // Until no member is left (a killed member that is a zombie of its gone parent is reaped by init).
+    while Instant::now() < deadline && group_has_live_member(raw) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    true
+}
+
+/// Whether any live (not zombie) process has process group `pgid`.
+fn group_has_live_member(pgid: i32) -> bool {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return false };
+    dir.flatten().any(|e| {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else { return false };
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else { return false };
+        let mut f = rest.split_whitespace();
+        let state = f.next();
+        let pgrp = f.nth(1).and_then(|p| p.parse::<i32>().ok());
+        pgrp == Some(pgid) && state != Some("Z")
+    })
+}
+
 /// SIGTERM the group, give it a moment, then SIGKILL.
 async fn kill_group(pid: Pid) {
     if killpg(pid, Signal::SIGTERM).is_err() {
@@ -302,6 +385,8 @@ mod tests {
             cwd: dir.to_path_buf(),
             stdout_log: dir.join("out.log"),
             stderr_log: dir.join("err.log"),
+            sandbox: None,
+            on_start: None,
             tail: None,
             mounts: Vec::new(),
             timeout: None,
@@ -389,6 +474,23 @@ mod tests {
         // The grandchild `sleep` is gone too (or a zombie awaiting reaping by init).
         let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
         assert!(stat.is_empty() || stat.contains(") Z "), "grandchild still alive: {stat}");
+    }
+
+    #[tokio::test]
+    async fn an_orphan_group_is_killed_only_when_its_start_time_matches() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut j = job(dir.path(), "sleep 30 & wait");
+        j.on_start = Some(tx);
+        let handle = tokio::spawn(run_process(j, CancellationToken::new()));
+        let pgid = rx.recv().await.unwrap();
+        let started = start_time(pgid).unwrap();
+        assert!(!kill_orphan_group(pgid, started + 1).await, "a different start time is another process");
+        assert!(group_has_live_member(pgid as i32));
+        assert!(kill_orphan_group(pgid, started).await);
+        assert!(!group_has_live_member(pgid as i32));
+        let (exit, _) = handle.await.unwrap().unwrap();
+        assert_eq!(exit, Exit::Signal(9));
     }
 
     #[tokio::test]

@@ -57,6 +57,11 @@ pub struct WarmJob {
     pub stderr_log: PathBuf,
     /// Where the child writes `ephemeral_component.py`.
     pub program_dir: PathBuf,
+    /// The task sandbox the child applies before running the component (its worker then starts with the
+    /// allow-listed environment only, and preloads nothing).
+    pub sandbox: Option<crate::sandbox::TaskSandbox>,
+    /// Told the child's process group id once it runs (see [`crate::process::ProcessJob::on_start`]).
+    pub on_start: Option<mpsc::UnboundedSender<u32>>,
     pub tail: Option<(String, mpsc::UnboundedSender<LogLine>)>,
 }
 
@@ -152,7 +157,11 @@ impl WarmPool {
         cancel: CancellationToken,
     ) -> Result<(Exit, Duration), String> {
         let started = Instant::now();
-        let socket = self.socket_for(python, &job.env).await?;
+        let worker_env = match &job.sandbox {
+            Some(_) => crate::sandbox::allowed_env(),
+            None => job.env.clone(),
+        };
+        let socket = self.socket_for(python, &worker_env).await?;
         let mut stream = UnixStream::connect(&socket).await.map_err(|e| format!("the warm worker crashed: {e}"))?;
         let req = json!({
             "code": job.code,
@@ -162,7 +171,8 @@ impl WarmPool {
             "stdout": job.stdout_log,
             "stderr": job.stderr_log,
             "program_dir": job.program_dir,
-            "preload": imported_modules(&job.code),
+            "preload": if job.sandbox.is_some() { Vec::new() } else { imported_modules(&job.code) },
+            "sandbox": job.sandbox.as_ref().map(crate::sandbox::to_json),
         });
         let mut line = req.to_string();
         line.push('\n');
@@ -174,6 +184,9 @@ impl WarmPool {
             .ok()
             .and_then(|v| v["pid"].as_i64())
             .ok_or_else(|| "the warm worker crashed before starting the task".to_owned())?;
+        if let (Some(tx), Ok(p)) = (&job.on_start, u32::try_from(pid)) {
+            let _ = tx.send(p);
+        }
         let pid = Pid::from_raw(pid as i32);
         let tailer = job
             .tail

@@ -42,6 +42,7 @@ impl Harness {
             python: None,
             python_mode: PythonMode::Cold,
             envs_dir: root.join("envs"),
+            sandbox: Default::default(),
         };
         let shared = root.join("shared");
         std::fs::create_dir_all(&shared).expect("shared dir");

@@ -14,6 +14,7 @@ pub mod graph;
 pub mod ir;
 pub mod lightweight;
 pub mod limits;
+pub mod names;
 pub mod placeholder;
 pub mod platform;
 pub mod resources;

@@ -186,6 +186,7 @@ fn check_spec(spec: &PipelineSpec, problems: &mut Vec<Problem>) -> BTreeMap<Stri
     let executors = check_executors(spec, problems);
     for (name, comp) in &spec.components {
         let loc = format!("components.{name}");
+        crate::names::check_component(name, comp, &loc, problems);
         match (&comp.dag, &comp.executor_label) {
             (Some(_), Some(_)) => problems.push(Problem::new(&loc, "has both `dag` and `executorLabel`")),
             (None, None) => problems.push(Problem::new(&loc, "has neither `dag` nor `executorLabel`")),
@@ -203,6 +204,7 @@ fn check_spec(spec: &PipelineSpec, problems: &mut Vec<Problem>) -> BTreeMap<Stri
             (Some(dag), None) => check_dag(spec, &loc, comp, dag, problems),
         }
     }
+    crate::names::check_component("root", &spec.root, "root", problems);
     match &spec.root.dag {
         Some(dag) => check_dag(spec, "root", &spec.root, dag, problems),
         None => problems.push(Problem::new("root", "the root component has no `dag`")),
@@ -347,6 +349,7 @@ fn check_placeholders_against(comp: &ComponentSpec, label: &str, exec: &ParsedEx
 
 fn check_dag(spec: &PipelineSpec, loc: &str, comp: &ComponentSpec, dag: &DagSpec, problems: &mut Vec<Problem>) {
     for (key, task) in &dag.tasks {
+        crate::names::check_task_key(key, &format!("{loc}.dag.tasks.{key}"), problems);
         check_task(spec, &format!("{loc}.dag.tasks.{key}"), comp, dag, task, problems);
     }
     if let Some(cycle) = find_cycle(dag) {

@@ -463,6 +463,30 @@ impl Store {
         Ok(())
     }
 
+    /// Records the process group running a task's attempt and its leader's start time.
+    pub async fn set_task_process(&self, task_id: &str, pgid: i64, started: i64) -> Result<()> {
+        sqlx::query("UPDATE tasks SET pgid = $1, pgid_started = $2 WHERE id = $3")
+            .bind(pgid)
+            .bind(started)
+            .bind(task_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// (task id, process group, leader start time) of a run's tasks still marked RUNNING with a recorded
+    /// process: what a crashed engine may have left behind.
+    pub async fn running_task_processes(&self, run_id: &str) -> Result<Vec<(String, i64, i64)>> {
+        let rows = sqlx::query(
+            "SELECT id, pgid, pgid_started FROM tasks WHERE run_id = $1 AND state = 'RUNNING' \
+             AND pgid IS NOT NULL AND pgid_started IS NOT NULL",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok((r.try_get("id")?, r.try_get("pgid")?, r.try_get("pgid_started")?))).collect()
+    }
+
     /// Finishes a task in one transaction: its state and outputs, the artifacts it produced, lineage events
     /// for what it consumed and produced, and (when asked) the cache entry for its key.
     pub async fn finish_task(&self, f: &TaskFinish<'_>) -> Result<()> {

@@ -40,6 +40,7 @@ async fn env(admin: Option<&str>) -> Env {
         python: None,
         python_mode: Default::default(),
         envs_dir: root.join("envs"),
+        sandbox: Default::default(),
     };
     let state = AppState::new(Engine::new(store, artifacts, config)).with_admin_token(admin);
     let app = secondrow_ui::router(state.clone()).merge(secondrow_api::router(state.clone()));

@@ -261,6 +261,11 @@ impl Home {
     }
 
     async fn engine(&self, exec: &ExecArgs) -> Result<Engine> {
+        self.engine_with(exec, Default::default()).await
+    }
+
+    /// The engine with a task sandbox (`secondrow server`).
+    async fn engine_with(&self, exec: &ExecArgs, sandbox: secondrow_engine::sandbox::SandboxConfig) -> Result<Engine> {
         let parallelism =
             exec.parallelism.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
         let config = EngineConfig {
@@ -273,6 +278,7 @@ impl Home {
                 ModeArg::Cold => PythonMode::Cold,
             },
             envs_dir: self.envs_dir(),
+            sandbox,
         };
         Ok(Engine::new(self.store().await?, self.artifacts()?, config))
     }

@@ -1,7 +1,10 @@
 //! `secondrow server`: the Kubeflow Pipelines v2beta1 API (kfp.Client works against it), with runs
 //! executing in this process, recurring runs scheduled, and unfinished runs resumed on start.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+use secondrow_engine::sandbox::{SandboxConfig, TaskUser};
 
 use crate::error::{Context as _, Failure, Result};
 use clap::Args;
@@ -16,28 +19,103 @@ pub struct ServerArgs {
     /// Port to listen on (0: any free port; the chosen one is printed).
     #[arg(long, default_value_t = 8888)]
     port: u16,
-    /// Admin bearer token (every namespace); when set, or once `secondrow tokens create` made a token,
-    /// every API call but healthz, openapi.json and /metrics needs `Authorization: Bearer <token>`.
-    #[arg(long, env = "SECONDROW_AUTH_TOKEN", hide_env_values = true)]
+    /// A file holding the admin bearer token (every namespace); the token itself can also come from the
+    /// `SECONDROW_AUTH_TOKEN` variable, never from the command line (where every local user sees it). When
+    /// set, or once `secondrow tokens create` made a token, every API call but healthz, openapi.json and
+    /// /metrics needs `Authorization: Bearer <token>`.
+    #[arg(long, env = "SECONDROW_AUTH_TOKEN_FILE")]
+    auth_token_file: Option<PathBuf>,
+    /// Refused: a token on the command line is visible to every process (`/proc/PID/cmdline`).
+    #[arg(long, hide = true)]
     auth_token: Option<String>,
+    /// The user tasks run as when the server runs as root (a name, `uid` or `uid:gid`). Without it a root
+    /// server runs tasks as root (still confined by the task sandbox) and says so at start.
+    #[arg(long, env = "SECONDROW_TASK_USER")]
+    task_user: Option<String>,
+    /// A folder importers may bring local files in from (repeatable); besides it, only artifacts of the
+    /// importing namespace's own runs.
+    #[arg(long = "import-root", value_name = "DIR")]
+    import_roots: Vec<PathBuf>,
+    /// Refuse importers of non-local URIs (`gs://`, `s3://`, `https://` …); by default they pass through to
+    /// the tasks, which fetch them with their own credentials.
+    #[arg(long)]
+    no_remote_imports: bool,
+    /// Run tasks without the task sandbox (the environment allow list, Landlock and the task user): only for
+    /// a server whose every token holder is trusted with the server's own files and secrets.
+    #[arg(long)]
+    no_task_sandbox: bool,
     #[command(flatten)]
     exec: ExecArgs,
     #[command(flatten)]
     serving: super::deploy::ServingArgs,
 }
 
+/// The admin token: from `--auth-token-file`, else from `SECONDROW_AUTH_TOKEN` (never from argv).
+fn admin_token(args: &ServerArgs) -> Result<Option<String>> {
+    if args.auth_token.is_some() {
+        return Err(Failure::usage(
+            "--auth-token takes no value on the command line (every local user can read it there): put the token \
+             in a file and pass --auth-token-file FILE, or set SECONDROW_AUTH_TOKEN",
+        ));
+    }
+    let token = match &args.auth_token_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading the admin token from {}", path.display()))?
+                .trim()
+                .to_owned(),
+        ),
+        None => std::env::var("SECONDROW_AUTH_TOKEN").ok().map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()),
+    };
+    if token.as_ref().is_some_and(|t| t.len() < 16) {
+        return Err(Failure::usage(
+            "the admin token (--auth-token-file, SECONDROW_AUTH_TOKEN) must be at least 16 characters",
+        ));
+    }
+    Ok(token)
+}
+
+/// The task sandbox settings from the flags; warns when the kernel or the identity weakens it.
+fn sandbox_config(args: &ServerArgs) -> Result<SandboxConfig> {
+    if args.no_task_sandbox {
+        eprintln!("secondrow server: WARNING: --no-task-sandbox: tasks see the server's environment and files");
+        return Ok(SandboxConfig::default());
+    }
+    let task_user = match &args.task_user {
+        Some(name) => Some(TaskUser::lookup(name).map_err(Failure::usage)?),
+        None => None,
+    };
+    let root = secondrow_engine::sandbox::running_as_root();
+    if root && task_user.is_none() {
+        eprintln!(
+            "secondrow server: WARNING: running as root without --task-user: tasks run as root (confined by the \
+             environment allow list and Landlock only)"
+        );
+    }
+    if !root && task_user.is_some() {
+        return Err(Failure::usage("--task-user needs a server running as root"));
+    }
+    if let Err(warning) = secondrow_engine::sandbox::probe() {
+        eprintln!("secondrow server: WARNING: {warning}");
+    }
+    Ok(SandboxConfig {
+        enabled: true,
+        task_user,
+        import_roots: args.import_roots.clone(),
+        remote_imports: !args.no_remote_imports,
+    })
+}
+
 pub async fn run(settings: &Settings, args: ServerArgs) -> Result<ExitCode> {
     let stop = crate::shutdown::requested();
     let home = Home::resolve(settings)?;
-    let engine = home.engine(&args.exec).await?;
-    if args.auth_token.as_ref().is_some_and(|t| t.trim().len() < 16) {
-        return Err(Failure::usage("--auth-token (SECONDROW_AUTH_TOKEN) must be at least 16 characters"));
-    }
-    let state = secondrow_api::AppState::new(engine).with_admin_token(args.auth_token.as_deref().map(str::trim));
-    let auth = match (&args.auth_token, state.auth.enforced(state.store()).await) {
+    let admin = admin_token(&args)?;
+    let engine = home.engine_with(&args.exec, sandbox_config(&args)?).await?;
+    let state = secondrow_api::AppState::new(engine).with_admin_token(admin.as_deref());
+    let auth = match (&admin, state.auth.enforced(state.store()).await) {
         (Some(_), _) => "on (admin token set)",
         (None, Ok(true)) => "on (the store holds API tokens)",
-        (None, Ok(false)) => "off (no --auth-token and no API tokens: anyone reaching this port has full access)",
+        (None, Ok(false)) => "off (no admin token and no API tokens: anyone reaching this port has full access)",
         (None, Err(e)) => return Err(e).context("reading API tokens"),
     };
     eprintln!("secondrow server: access control {auth}");

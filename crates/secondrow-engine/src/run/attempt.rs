@@ -22,6 +22,7 @@ use super::nodes::{NodeId, Phase, PythonPlan};
 use super::{to_json, RunDriver};
 use crate::process::{self, Exit, LogLine, ProcessJob};
 use crate::python::PythonEnv;
+use crate::sandbox::{self, Access, ImportError, ImportPolicy, TaskSandbox};
 use crate::task::{self, ArtifactRef, IoValues, LaunchOptions, PreparedContainer};
 use crate::warm::WarmJob;
 use crate::{cache, retry, Inner, Progress, PythonMode, Result};
@@ -44,6 +45,9 @@ struct Attempt {
     slots: Arc<Semaphore>,
     cancel: CancellationToken,
     inner: Arc<Inner>,
+    /// The run's namespace (output artifact URIs a task reports must be authorized for it).
+    namespace: String,
+    task_id: String,
 }
 
 impl RunDriver {
@@ -71,6 +75,7 @@ impl RunDriver {
             &plan.component,
             &self.tree[id].inputs,
             options.cache_key.as_deref(),
+            &self.run.namespace,
         );
         self.tree[id].exec.cache_key = Some(key.clone());
         self.tree[id].exec.caching = caching;
@@ -102,9 +107,15 @@ impl RunDriver {
             let base = self.python_env().await;
             // Without kfp in the base Python, the compiled prelude (pip install) has to stay, and runs cold.
             let provided = base.has_kfp;
+            // Sandboxed, a `packages_to_install` environment runs cold: a warm worker imports `site` (and so
+            // runs the installed packages' `.pth` files) before any sandbox applies.
+            let own_env = provided && !container.parsed.requirements.is_empty();
             Some(Arc::new(PythonPlan {
                 requirements: if provided { container.parsed.requirements.clone() } else { Default::default() },
-                warm: provided && self.inner.config.python_mode == PythonMode::Warm && !own_process,
+                warm: provided
+                    && self.inner.config.python_mode == PythonMode::Warm
+                    && !own_process
+                    && !(own_env && self.inner.config.sandbox.enabled),
                 base,
             }))
         } else {
@@ -202,12 +213,37 @@ impl RunDriver {
         let platform = n.exec.platform.clone().unwrap_or_default();
         let mut env = prepared.env.clone();
         env.extend(platform.env.iter().cloned());
+        let sandbox = self.inner.config.sandbox.enabled.then(|| {
+            let mut sb = TaskSandbox::base(self.inner.config.sandbox.task_user);
+            sb.read.push(self.inner.config.work_dir.clone());
+            // The admin's import roots are data every namespace may read (a task may be given such a path
+            // as a plain parameter, as the quickstart's `ingest` is).
+            sb.read.extend(self.inner.config.sandbox.import_roots.iter().cloned());
+            if let Some(first) = argv.first().filter(|a| a.starts_with('/')) {
+                sb.read.push(PathBuf::from(first));
+            }
+            for a in n.inputs.artifacts.values().flatten() {
+                if let Some(p) = ImportPolicy::local_path(&a.uri) {
+                    sb.read.push(p);
+                }
+            }
+            sb.write.push(prepared.task_root.clone());
+            sb.write.push(log_dir.clone());
+            // kfp-kubernetes volumes: the folder behind each mount and its mount point.
+            for m in &platform.mounts {
+                let list = if m.read_only { &mut sb.read } else { &mut sb.write };
+                list.extend([m.source.clone(), m.target.clone()]);
+            }
+            sb
+        });
         let job = ProcessJob {
             argv,
             env,
             cwd: prepared.task_root.clone(),
             stdout_log: log_dir.join("stdout.log"),
             stderr_log: log_dir.join("stderr.log"),
+            sandbox,
+            on_start: None,
             tail: self.log_tx.clone().map(|tx: mpsc::UnboundedSender<LogLine>| (n.path.clone(), tx)),
             mounts: platform.mounts.clone(),
             timeout: platform.timeout,
@@ -224,6 +260,8 @@ impl RunDriver {
             slots: self.slots.clone(),
             cancel: self.kill.clone(),
             inner: self.inner.clone(),
+            namespace: self.run.namespace.clone(),
+            task_id: n.task_id.clone().unwrap_or_default(),
         };
         self.running.spawn(async move { (id, attempt.run().await) });
     }
@@ -334,6 +372,10 @@ impl RunDriver {
             (None, None) => Err("importer has no URI".to_owned()),
         };
         let uri = match uri {
+            Ok(u) => authorize_uri(&self.inner, &self.run.namespace, &u).await.map(|()| u),
+            Err(e) => Err(e),
+        };
+        let uri = match uri {
             Ok(u) => u,
             Err(e) => return self.finish_unrun(id, TaskState::Failed, false, e).await,
         };
@@ -413,6 +455,7 @@ impl Attempt {
     fn lay_out(&self) -> std::result::Result<(), String> {
         std::fs::create_dir_all(&self.log_dir)
             .and_then(|_| task::lay_out(&self.prepared))
+            .and_then(|_| self.lay_out_sandbox())
             .map_err(|e| format!("preparing task folders: {e}"))?;
         if self.number > 1 {
             let note = format!("--- attempt {} ---\n", self.number);
@@ -426,10 +469,50 @@ impl Attempt {
         Ok(())
     }
 
+    /// A sandboxed task's scratch folder (its HOME and TMPDIR), and the task user's ownership of what it
+    /// writes: its output folder and scratch folder.
+    fn lay_out_sandbox(&self) -> std::io::Result<()> {
+        let Some(sb) = &self.job.sandbox else { return Ok(()) };
+        let scratch = self.log_dir.join("tmp");
+        std::fs::create_dir_all(&scratch)?;
+        if let Some(user) = sb.user {
+            let (uid, gid) = (Some(nix::unistd::Uid::from_raw(user.uid)), Some(nix::unistd::Gid::from_raw(user.gid)));
+            for dir in [&self.prepared.task_root, &self.log_dir, &scratch] {
+                nix::unistd::chown(dir.as_path(), uid, gid).map_err(std::io::Error::from)?;
+            }
+            for p in self.prepared.output_parameter_files.values() {
+                if let Some(parent) = p.parent() {
+                    nix::unistd::chown(parent, uid, gid).map_err(std::io::Error::from)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Runs the process (in a warm worker for warm lightweight components) and reads its outputs.
-    async fn launch(self, python_exe: Option<PathBuf>) -> AttemptResult {
+    async fn launch(mut self, python_exe: Option<PathBuf>) -> AttemptResult {
         let stderr_log = self.job.stderr_log.clone();
         let argv = self.job.argv.clone();
+        if let Some(sb) = &mut self.job.sandbox {
+            if let Some(exe) = &python_exe {
+                sb.add_python(exe);
+            }
+            self.job.env = sandbox::task_env(sandbox::inherited_env(), &self.log_dir.join("tmp"), &self.job.env);
+        }
+        // Record the process group as soon as it runs: a restart after a crash kills it before re-running.
+        let (started_tx, mut started_rx) = mpsc::unbounded_channel::<u32>();
+        self.job.on_start = Some(started_tx);
+        let (store, task_id) = (self.inner.store.clone(), self.task_id.clone());
+        let recorder = tokio::spawn(async move {
+            if let Some(pgid) = started_rx.recv().await {
+                if let Some(started) = process::start_time(pgid) {
+                    let (pgid, started) = (i64::from(pgid), i64::try_from(started).unwrap_or(i64::MAX));
+                    if let Err(e) = store.set_task_process(&task_id, pgid, started).await {
+                        tracing::warn!("recording the process group of task {task_id}: {e}");
+                    }
+                }
+            }
+        });
         let warm_program = match (&self.python, &python_exe) {
             (Some(plan), Some(exe)) if plan.warm => lightweight::split_program(&self.job.argv)
                 .map(|(code, args)| (exe.clone(), code.to_owned(), args.to_vec())),
@@ -438,9 +521,14 @@ impl Attempt {
         let outcome = match warm_program {
             Some((exe, code, args)) => {
                 let job = &self.job;
-                let mut env: Vec<(String, String)> =
-                    std::env::vars().filter(|(k, _)| !job.env.iter().any(|(e, _)| e == k)).collect();
-                env.extend(job.env.iter().cloned());
+                let env: Vec<(String, String)> = if job.sandbox.is_some() {
+                    job.env.clone()
+                } else {
+                    let mut env: Vec<(String, String)> =
+                        std::env::vars().filter(|(k, _)| !job.env.iter().any(|(e, _)| e == k)).collect();
+                    env.extend(job.env.iter().cloned());
+                    env
+                };
                 let warm_job = WarmJob {
                     code,
                     args,
@@ -449,21 +537,30 @@ impl Attempt {
                     program_dir: self.log_dir.join("program"),
                     stdout_log: job.stdout_log.clone(),
                     stderr_log: job.stderr_log.clone(),
+                    sandbox: job.sandbox.clone(),
+                    on_start: job.on_start.clone(),
                     tail: job.tail.clone(),
                 };
                 self.inner.warm.run(&exe, warm_job, self.cancel.clone()).await.map_err(process::SpawnError::Worker)
             }
-            None => process::run_process(self.job, self.cancel.clone()).await,
+            None => process::run_process(self.job.clone(), self.cancel.clone()).await,
         };
+        // Every sender is gone now (the process's copy ended with it), so the recorder ends too.
+        self.job.on_start = None;
+        let _ = recorder.await;
         match outcome {
             Ok((Exit::Canceled, _)) => AttemptResult::Canceled,
             Ok((Exit::TimedOut(t), _)) => AttemptResult::Finished(Err(format!(
                 "timed out after {}s (kubernetes.set_timeout) and was killed",
                 t.as_secs()
             ))),
-            Ok((Exit::Code(0), _)) => AttemptResult::Finished(
-                task::collect_outputs(&self.component, &self.prepared).map_err(|e| e.to_string()),
-            ),
+            Ok((Exit::Code(0), _)) => {
+                let outputs = task::collect_outputs(&self.component, &self.prepared).map_err(|e| e.to_string());
+                AttemptResult::Finished(match outputs {
+                    Ok(o) => self.authorize_outputs(o).await,
+                    Err(e) => Err(e),
+                })
+            }
             Ok((Exit::Code(c), _)) => {
                 let mut msg = with_stderr_tail(format!("exited with status {c}"), &stderr_log);
                 if let Some(hint) = shell_hint(&argv, &stderr_log) {
@@ -479,13 +576,47 @@ impl Attempt {
     }
 }
 
+impl Attempt {
+    /// An output artifact whose URI the task changed (in `executor_output.json`) must point where an import
+    /// could: a task cannot hand its downstream tasks another namespace's files.
+    async fn authorize_outputs(&self, outputs: IoValues) -> std::result::Result<IoValues, String> {
+        for (name, list) in &outputs.artifacts {
+            for a in list {
+                let default = self.prepared.output_artifacts.get(name).map(|d| d.uri.as_str());
+                if default != Some(a.uri.as_str()) {
+                    authorize_uri(&self.inner, &self.namespace, &a.uri)
+                        .await
+                        .map_err(|e| format!("output artifact `{name}`: {e}"))?;
+                }
+            }
+        }
+        Ok(outputs)
+    }
+}
+
+/// Whether `uri` may enter a run of `namespace` (an importer's URI, a task's re-pointed output).
+async fn authorize_uri(inner: &Inner, namespace: &str, uri: &str) -> std::result::Result<(), String> {
+    let policy = ImportPolicy { config: &inner.config.sandbox, artifact_root: inner.artifacts.root() };
+    match policy.authorize(uri) {
+        Ok(Access::Allowed) => Ok(()),
+        Ok(Access::IfRunInNamespace(run)) => match inner.store.get_run(&run).await {
+            Ok(r) if r.namespace == namespace => Ok(()),
+            _ => Err(ImportError::Outside(uri.to_owned()).to_string()),
+        },
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// Finds the Python for lightweight components. In warm mode, starting the worker (which imports kfp)
 /// is the probe, so no second interpreter is paid for.
 pub(super) async fn init_python(inner: &Inner) -> PythonEnv {
     let cfg = &inner.config;
     if cfg.python_mode == PythonMode::Warm {
         let mut env = PythonEnv::locate(cfg.python.as_deref(), &cfg.work_dir);
-        let mut vars: Vec<(String, String)> = std::env::vars().collect();
+        // A sandboxing engine's worker holds only the allow-listed environment: its children (the tasks)
+        // inherit its memory, so it must never have seen the server's secrets.
+        let mut vars: Vec<(String, String)> =
+            if cfg.sandbox.enabled { sandbox::allowed_env() } else { std::env::vars().collect() };
         if let Some(p) = &env.path_prefix {
             task::with_path_prefix(&mut vars, p);
         }

@@ -76,6 +76,15 @@ impl RunDriver {
         options: RunOptions,
         control: RunControl,
     ) -> Result<RunDriver> {
+        // A crashed engine may have left task processes running: kill them before anything runs again, so
+        // the same task never runs twice at once.
+        for (task_id, pgid, started) in inner.store.running_task_processes(&run.id).await? {
+            if let (Ok(pgid), Ok(started)) = (u32::try_from(pgid), u64::try_from(started)) {
+                if crate::process::kill_orphan_group(pgid, started).await {
+                    tracing::warn!("run {}: killed the process group {pgid} left running by task {task_id}", run.id);
+                }
+            }
+        }
         let previous = inner.store.list_tasks(&run.id).await?.into_iter().map(|t| (t.path.clone(), t)).collect();
         let run_root = inner.artifacts.root().join(&run.id);
         let logs_dir = inner.config.logs_root.join(&run.id);

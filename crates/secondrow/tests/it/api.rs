@@ -133,7 +133,9 @@ fn api_recurring_runs_with_kfp_client(h: &Home) {
 /// lost or duplicated, and no task that had completed runs again.
 fn api_restart_after_sigkill_resumes_runs(h: &Home) {
     const RUNS: usize = 20;
-    let mut server = Server::start(h, &["--parallelism", "8"]);
+    // The tasks write their markers into the test's folder: outside what the task sandbox lets them write.
+    const FLAGS: &[&str] = &["--parallelism", "8", "--no-task-sandbox"];
+    let mut server = Server::start(h, FLAGS);
     let out = kfp_script(h, "restart.py", &["submit", &server.url, h.path().to_str().unwrap(), &RUNS.to_string()]);
     let ids: Vec<String> = serde_json::from_value(last_json(&out)).unwrap();
     assert_eq!(ids.len(), RUNS);
@@ -163,7 +165,7 @@ fn api_restart_after_sigkill_resumes_runs(h: &Home) {
     assert!(unfinished > 0, "every run had finished before the kill; the test proves nothing");
     assert!(!completed.is_empty(), "no task had completed before the kill");
 
-    let server = Server::start(h, &["--parallelism", "8"]);
+    let server = Server::start(h, FLAGS);
     let ids_file = h.path().join("ids.json");
     std::fs::write(&ids_file, serde_json::to_string(&ids).unwrap()).unwrap();
     let out = kfp_script(h, "restart.py", &["wait", &server.url, ids_file.to_str().unwrap()]);

@@ -1,4 +1,4 @@
-//! Access control of `secondrow server` through the real kfp.Client: an admin token (`--auth-token`),
+//! Access control of `secondrow server` through the real kfp.Client: an admin token (`--auth-token-file`),
 //! namespace tokens from `secondrow tokens`, 401/403 with KFP's error JSON, revocation, and auth turning on
 //! when the first token is created.
 
@@ -47,7 +47,9 @@ fn api_auth_namespaces_with_kfp_client(h: &Home) {
     assert_eq!(tokens.as_array().unwrap().len(), 2, "{tokens}");
     assert!(!tokens.to_string().contains(&token_a), "a token secret is listed");
 
-    let server = Server::start(h, &["--auth-token", ADMIN]);
+    let admin_file = h.path().join("admin.token");
+    std::fs::write(&admin_file, ADMIN).unwrap();
+    let server = Server::start(h, &["--auth-token-file", admin_file.to_str().unwrap()]);
     kfp_script(h, "auth.py", &["namespaces", &server.url, h.path().to_str().unwrap(), ADMIN, &token_a, &token_b]);
 
     // A revoked token is refused from the next request on; the others keep working.
@@ -68,7 +70,9 @@ fn api_auth_namespaces_with_kfp_client(h: &Home) {
 }
 
 fn api_auth_turns_on_with_the_first_token(h: &Home) {
-    let short = h.output(&["server", "--port", "0", "--auth-token", "short"]);
+    let short_file = h.path().join("short.token");
+    std::fs::write(&short_file, "short").unwrap();
+    let short = h.output(&["server", "--port", "0", "--auth-token-file", short_file.to_str().unwrap()]);
     assert_eq!(short.status.code(), Some(2), "{}", String::from_utf8_lossy(&short.stderr));
 
     let server = Server::start(h, &[]);

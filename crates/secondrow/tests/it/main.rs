@@ -15,6 +15,7 @@ mod kfp_compat;
 mod kfp_kubernetes;
 mod remote;
 mod samples;
+mod sandbox;
 mod signals;
 mod support;
 mod ui;

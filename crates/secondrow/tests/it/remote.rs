@@ -21,6 +21,10 @@ impl RemoteServer {
         let mut process = home
             .cmd()
             .args(["server", "--host", "127.0.0.1", "--port", "0"])
+            // The escape tests' tasks point outputs at the test's own files (the sandbox would refuse that
+            // before the download checks are reached; `sandbox.rs` tests that refusal).
+            .arg("--import-root")
+            .arg(home.path())
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()

@@ -24,8 +24,10 @@ fn quickstart_run_page_in_chromium() {
     assert!(python.exists(), "{} is missing: run ./scripts/setup-browser", python.display());
     let chromium = chromium().expect("chromium is not installed: run ./scripts/setup-browser");
     let home = Home::new();
-    let server = Server::start(&home, &[]);
     let root = std::path::absolute(repo_root()).unwrap();
+    // The quickstart's `ingest` reads its CSV by path: the task sandbox lets tasks read the import roots.
+    let data = root.join("examples/quickstart/data");
+    let server = Server::start(&home, &["--import-root", data.to_str().unwrap()]);
     let shots = root.join("target/ui-screenshots");
     let out = Command::new(std::path::absolute(python).unwrap())
         .arg(root.join("crates/secondrow/tests/it/browser/ui_browser.py"))
