@@ -86,7 +86,13 @@ pub struct EngineConfig {
     pub envs_dir: PathBuf,
     /// The task sandbox and import rules (off for local runs; `secondrow server` turns it on).
     pub sandbox: sandbox::SandboxConfig,
+    /// The most items one ParallelFor may iterate over ([`DEFAULT_MAX_LOOP_ITEMS`] by default).
+    pub max_loop_items: usize,
 }
+
+/// The default bound on a ParallelFor's items: far above real pipelines, low enough that a hostile or mistaken
+/// items list cannot make one run hold millions of iterations.
+pub const DEFAULT_MAX_LOOP_ITEMS: usize = 10_000;
 
 impl EngineConfig {
     /// Where kfp-kubernetes PVCs live as folders: `<work_dir>/volumes/<namespace>/<name>`.

@@ -31,6 +31,11 @@ struct Harness {
 
 impl Harness {
     async fn new() -> Harness {
+        Harness::with_loop_limit(secondrow_engine::DEFAULT_MAX_LOOP_ITEMS).await
+    }
+
+    /// An engine that refuses ParallelFor loops of more than `max_loop_items` items.
+    async fn with_loop_limit(max_loop_items: usize) -> Harness {
         let home = tempfile::tempdir().expect("temp dir");
         let root = home.path();
         let store = Store::open(&format!("sqlite://{}", root.join("db.sqlite").display())).await.expect("store");
@@ -43,6 +48,7 @@ impl Harness {
             python_mode: PythonMode::Cold,
             envs_dir: root.join("envs"),
             sandbox: Default::default(),
+            max_loop_items,
         };
         let shared = root.join("shared");
         std::fs::create_dir_all(&shared).expect("shared dir");
@@ -170,6 +176,19 @@ async fn the_run_parallelism_option_caps_all_tasks() {
     assert_eq!(run.state, RunState::Succeeded, "{:?}", run.error);
     let ev = h.events();
     assert_eq!((ev.len(), max_concurrency(&ev)), (8, 1), "{ev:?}");
+}
+
+#[tokio::test]
+async fn a_loop_over_the_item_limit_fails_before_any_iteration() {
+    let h = Harness::with_loop_limit(3).await;
+    let (run, tasks) = h.run(LOOP, json!({}), RunOptions::default()).await;
+    assert_eq!(run.state, RunState::Failed);
+    let loop_task = task(&tasks, "for-loop-1");
+    assert_eq!(loop_task.state, TaskState::Failed);
+    let error = loop_task.error.as_deref().unwrap_or_default();
+    assert!(error.contains("the loop has 4 items; at most 3 are allowed"), "{error}");
+    assert!(h.events().is_empty(), "no iteration ran: {:?}", h.events());
+    assert!(tasks.iter().all(|t| !t.path.starts_with("for-loop-1/")), "no iteration was recorded");
 }
 
 #[tokio::test]

@@ -41,6 +41,7 @@ async fn env(admin: Option<&str>) -> Env {
         python_mode: Default::default(),
         envs_dir: root.join("envs"),
         sandbox: Default::default(),
+        max_loop_items: secondrow_engine::DEFAULT_MAX_LOOP_ITEMS,
     };
     let state = AppState::new(Engine::new(store, artifacts, config)).with_admin_token(admin);
     let app = secondrow_ui::router(state.clone()).merge(secondrow_api::router(state.clone()));

@@ -121,6 +121,9 @@ struct ExecArgs {
     /// `warm`: lightweight components fork from a worker that has kfp loaded; `cold`: one interpreter per task.
     #[arg(long, env = "SECONDROW_PYTHON_MODE", value_enum, default_value_t = ModeArg::Warm)]
     python_mode: ModeArg,
+    /// The most items one ParallelFor may iterate over; a loop with more fails with a clear error.
+    #[arg(long, env = "SECONDROW_MAX_LOOP_ITEMS", default_value_t = secondrow_engine::DEFAULT_MAX_LOOP_ITEMS)]
+    max_loop_items: usize,
     /// Tail task output live.
     #[arg(short, long)]
     verbose: bool,
@@ -279,6 +282,7 @@ impl Home {
             },
             envs_dir: self.envs_dir(),
             sandbox,
+            max_loop_items: exec.max_loop_items,
         };
         Ok(Engine::new(self.store().await?, self.artifacts()?, config))
     }

@@ -52,6 +52,14 @@ impl RunDriver {
             Ok(items) => items,
             Err(e) => return self.finish_unrun(id, TaskState::Failed, false, e).await,
         };
+        let limit = self.inner.config.max_loop_items;
+        if items.len() > limit {
+            let e = format!(
+                "the loop has {} items; at most {limit} are allowed (--max-loop-items, SECONDROW_MAX_LOOP_ITEMS)",
+                items.len()
+            );
+            return self.finish_unrun(id, TaskState::Failed, false, e).await;
+        }
         let task_id = self.record_start(id).await?;
         {
             let n = &mut self.tree[id];
