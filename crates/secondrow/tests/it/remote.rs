@@ -110,7 +110,7 @@ fn remote_cli_matches_local_for_run_list_get_logs_artifacts() {
         }
     }
     let logs = text(&h.output(&["logs", &run_id, "train"])).0;
-    assert!(logs.contains("==> train [stderr] <=="), "{logs}");
+    assert!(logs.contains("==> train [stdout] <==") && logs.contains("Wrote executor output file"), "{logs}");
 
     let (local_dir, remote_dir) = (h.path().join("dl-local"), h.path().join("dl-remote"));
     let local = h.output(&["artifacts", &run_id, "--download", local_dir.to_str().unwrap()]);
