@@ -21,14 +21,14 @@ use crate::batch::Batcher;
 use crate::error::{Error, ModelError, Result};
 use crate::metrics::{Metrics, VersionMetrics};
 use crate::runtime::{self, Runtime};
-use crate::tensor::Tensor;
+use crate::tensor::{Tensor, TensorData};
 
 /// Requests with at most this many input elements are predicted on the async worker (a few
 /// microseconds); larger ones go to the blocking pool.
 pub const INLINE_ELEMENTS: usize = 4096;
 
 /// Per-model serving options.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ModelOptions {
     /// Dynamic batching: rows per batch; 0 or 1 turns batching off.
     pub max_batch_size: usize,
@@ -36,6 +36,18 @@ pub struct ModelOptions {
     pub max_queue_delay: Duration,
     /// Requests of this model predicted at once (all versions together); 0 means no limit.
     pub max_concurrency: usize,
+}
+
+/// Default [`ModelOptions::max_concurrency`]: one prediction per core (large ones run on the blocking
+/// pool; more at once only queue there while holding their inputs in memory).
+pub fn default_max_concurrency() -> usize {
+    std::thread::available_parallelism().map_or(4, usize::from)
+}
+
+impl Default for ModelOptions {
+    fn default() -> Self {
+        ModelOptions { max_batch_size: 0, max_queue_delay: Duration::ZERO, max_concurrency: default_max_concurrency() }
+    }
 }
 
 /// One loaded version of a model.
@@ -388,6 +400,10 @@ pub fn check_inputs(model: &str, runtime: &dyn Runtime, inputs: Vec<Tensor>) -> 
                 tensor.name, tensor.shape, spec.shape
             ));
         }
+        if let Some((at, value)) = first_non_finite(&tensor.data) {
+            problems
+                .push(format!("input `{}`: element {at} is {value}; only finite numbers are accepted", tensor.name));
+        }
         slots[index] = Some(tensor);
     }
     for (spec, slot) in specs.iter().zip(&slots) {
@@ -406,6 +422,20 @@ pub fn check_inputs(model: &str, runtime: &dyn Runtime, inputs: Vec<Tensor>) -> 
         Ok(tensors)
     } else {
         Err(Error::invalid(problems.join("; ")))
+    }
+}
+
+/// The first NaN or infinite element of a floating-point tensor (a number too large for FP32 or FP16
+/// arrives as infinity), with its flat index.
+fn first_non_finite(data: &TensorData) -> Option<(usize, String)> {
+    fn find<T: Copy>(values: &[T], finite: impl Fn(T) -> bool, show: impl Fn(T) -> String) -> Option<(usize, String)> {
+        values.iter().position(|&v| !finite(v)).map(|i| (i, show(values[i])))
+    }
+    match data {
+        TensorData::Fp16(v) => find(v, |x| x.is_finite(), |x| x.to_string()),
+        TensorData::Fp32(v) => find(v, f32::is_finite, |x| x.to_string()),
+        TensorData::Fp64(v) => find(v, f64::is_finite, |x| x.to_string()),
+        _ => None,
     }
 }
 

@@ -37,7 +37,11 @@ pub const DEFAULT_SERVE_PORT: u16 = 8080;
 
 /// Loads every stored deployment, binds the serving listener, serves the repository on it and keeps it
 /// in step with the store. Returns the listener's base URL, or a note saying why models are not served.
-pub async fn start_serving(state: &AppState, args: &ServingArgs) -> Result<String> {
+pub async fn start_serving(
+    state: &AppState,
+    args: &ServingArgs,
+    listener_args: &super::serve::ListenerArgs,
+) -> Result<String> {
     state.deployments.sync(state.store()).await.context("loading deployments")?;
     let port = args.serve_port.unwrap_or(DEFAULT_SERVE_PORT);
     let listener = match tokio::net::TcpListener::bind((args.serve_host.as_str(), port)).await {
@@ -54,9 +58,15 @@ pub async fn start_serving(state: &AppState, args: &ServingArgs) -> Result<Strin
     let url = format!("http://{}", listener.local_addr()?);
     state.deployments.set_url(url.clone());
     let repo = state.deployments.repository();
+    // The API's access control, applied to the models (see `ServingAccess`).
+    let options = HttpOptions {
+        auth: Some(std::sync::Arc::new(secondrow_api::deployments::ServingAccess::new(state.clone()))),
+        connections: listener_args.limits(),
+        ..HttpOptions::default()
+    };
     // Ends with the process: the API listener owns the graceful shutdown.
     tokio::spawn(async move {
-        if let Err(e) = secondrow_serve::serve(listener, repo, HttpOptions::default(), std::future::pending()).await {
+        if let Err(e) = secondrow_serve::serve(listener, repo, options, std::future::pending()).await {
             tracing::error!(error = %e, "the model serving listener stopped");
         }
     });

@@ -9,6 +9,7 @@ mod bad_input;
 mod deploy;
 mod durability;
 mod extras;
+mod hygiene;
 mod remote;
 mod samples;
 mod signals;
