@@ -146,7 +146,7 @@ async fn every_v2_datatype_round_trips_as_json_and_binary() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_400_unknown_404_and_oversized_413() {
     let repo = repo_with(&[("lr", "1", "lr.onnx")], ModelOptions::default()).await;
-    let server = start(repo, HttpOptions { body_limit: 64 * 1024 }).await;
+    let server = start(repo, HttpOptions { body_limit: 64 * 1024, ..HttpOptions::default() }).await;
     let client = client();
     let infer = server.url("/v2/models/lr/infer");
     let row: Vec<f32> = vec![0.5; 20];
