@@ -303,7 +303,7 @@ fn print_deployment(d: &Value, json: bool) -> Result<()> {
     println!("Canary:     {}", canary(d));
     println!("State:      {}", state(d));
     if let Some(url) = d["url"].as_str() {
-        println!("URL:        {url}");
+        println!("URL:        {}", crate::term::Safe(url));
     }
     println!();
     println!("{:<10}  {:<7}  {:<60}  SOURCE", "VERSION", "LOADED", "PATH");
@@ -312,16 +312,18 @@ fn print_deployment(d: &Value, json: bool) -> Result<()> {
             Value::Bool(b) => if *b { "yes" } else { "no" }.to_owned(),
             _ => "-".to_owned(),
         };
-        println!("{:<10}  {:<7}  {:<60}  {}", text(&v["version"]), loaded, text(&v["path"]), v["source"]);
+        let source = crate::term::Safe(&v["source"].to_string()).to_string();
+        println!("{:<10}  {:<7}  {:<60}  {source}", text(&v["version"]), loaded, text(&v["path"]));
         if let Some(error) = v["error"].as_str() {
-            println!("{:<10}  error: {error}", "");
+            println!("{:<10}  error: {}", "", crate::term::SafeText(error));
         }
     }
     Ok(())
 }
 
+/// A string field for the terminal (control characters escaped), `-` when absent.
 fn text(v: &Value) -> String {
-    v.as_str().map(str::to_owned).unwrap_or_else(|| "-".to_owned())
+    v.as_str().map(|s| crate::term::Safe(s).to_string()).unwrap_or_else(|| "-".to_owned())
 }
 
 fn canary(d: &Value) -> String {
