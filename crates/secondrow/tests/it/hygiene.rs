@@ -421,6 +421,7 @@ fn large_inference_requests_are_memory_bounded() {
         assert!(status != 200 || len > 1_000_000);
     }
     let peak_mib = serve.peak_rss_kib() / 1024;
+    eprintln!("peak RSS of the model server: {peak_mib} MiB");
     assert!(peak_mib < 1024, "peak RSS {peak_mib} MiB for three 58 MB requests");
 }
 
@@ -506,6 +507,7 @@ fn logs_stream_in_constant_memory_with_tail_and_range() {
     assert!(total > 200_000_000, "{total} bytes");
     assert!(String::from_utf8_lossy(&tail).contains("second to last\nthe end\n"), "chunked framing around it");
     let (peak, _) = rss_kib(server.pid());
+    eprintln!("server RSS {before} KiB before, peak {peak} KiB after streaming {total} bytes");
     assert!(peak.saturating_sub(before) < 64 * 1024, "the server grew from {before} KiB to a peak of {peak} KiB");
 
     let last = call(&api, "GET", &format!("{path}&tail=2"), None, &Value::Null);
