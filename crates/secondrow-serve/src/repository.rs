@@ -400,7 +400,9 @@ pub fn check_inputs(model: &str, runtime: &dyn Runtime, inputs: Vec<Tensor>) -> 
                 tensor.name, tensor.shape, spec.shape
             ));
         }
-        if let Some((at, value)) = first_non_finite(&tensor.data) {
+        let columns = tensor.shape.last().copied().unwrap_or(1).max(1);
+        let missing_ok = |at: usize| runtime.takes_missing(index, at % columns);
+        if let Some((at, value)) = first_non_finite(&tensor.data, missing_ok) {
             problems
                 .push(format!("input `{}`: element {at} is {value}; only finite numbers are accepted", tensor.name));
         }
@@ -425,16 +427,28 @@ pub fn check_inputs(model: &str, runtime: &dyn Runtime, inputs: Vec<Tensor>) -> 
     }
 }
 
-/// The first NaN or infinite element of a floating-point tensor (a number too large for FP32 or FP16
-/// arrives as infinity), with its flat index.
-fn first_non_finite(data: &TensorData) -> Option<(usize, String)> {
-    fn find<T: Copy>(values: &[T], finite: impl Fn(T) -> bool, show: impl Fn(T) -> String) -> Option<(usize, String)> {
-        values.iter().position(|&v| !finite(v)).map(|i| (i, show(values[i])))
+/// The first infinite element of a floating-point tensor (a number too large for FP32 or FP16 arrives as
+/// infinity), or NaN where `missing_ok` (given the flat index) does not take it as a missing value, with
+/// its flat index.
+fn first_non_finite(data: &TensorData, missing_ok: impl Fn(usize) -> bool) -> Option<(usize, String)> {
+    fn find<T: Copy + ToString>(
+        values: &[T],
+        as_f64: impl Fn(T) -> f64,
+        missing_ok: impl Fn(usize) -> bool,
+    ) -> Option<(usize, String)> {
+        values
+            .iter()
+            .enumerate()
+            .find(|&(i, &v)| {
+                let x = as_f64(v);
+                x.is_infinite() || (x.is_nan() && !missing_ok(i))
+            })
+            .map(|(i, v)| (i, v.to_string()))
     }
     match data {
-        TensorData::Fp16(v) => find(v, |x| x.is_finite(), |x| x.to_string()),
-        TensorData::Fp32(v) => find(v, f32::is_finite, |x| x.to_string()),
-        TensorData::Fp64(v) => find(v, f64::is_finite, |x| x.to_string()),
+        TensorData::Fp16(v) => find(v, f64::from, missing_ok),
+        TensorData::Fp32(v) => find(v, f64::from, missing_ok),
+        TensorData::Fp64(v) => find(v, |x| x, missing_ok),
         _ => None,
     }
 }

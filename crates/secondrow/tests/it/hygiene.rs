@@ -370,6 +370,40 @@ fn non_finite_inputs_and_refused_connections() {
     assert_eq!(answer.status, 400, "{}", answer.text());
     assert!(answer.text().contains("input `input-0`: element 0 is NaN"), "{}", answer.text());
 
+    // A model whose transformer imputes column `a` takes NaN there as a missing value, and only there.
+    let csv = h.path().join("train.csv");
+    let spec = r#"[{"op":"impute","columns":["a"],"strategy":"median"}]"#;
+    let (tr, imputing) = (h.path().join("tr.json"), h.path().join("imputing.json"));
+    for argv in [
+        vec!["component", "transform", "--data", csv.to_str().unwrap(), "--spec", spec, "--label", "label"]
+            .into_iter()
+            .chain(["--output", h.path().join("t.csv").to_str().unwrap(), "--transformer", tr.to_str().unwrap()])
+            .collect::<Vec<_>>(),
+        vec!["component", "train_logistic_regression", "--train-data", csv.to_str().unwrap(), "--label", "label"]
+            .into_iter()
+            .chain(["--transformer", tr.to_str().unwrap(), "--model", imputing.to_str().unwrap()])
+            .collect(),
+    ] {
+        let out = h.output(&argv);
+        assert!(out.status.success(), "{argv:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let with_imputer = Serve::start(&h, &imputing, &[], &[]);
+    for (row, want) in [([f32::NAN, 1.0], 200), ([1.0, f32::NAN], 400)] {
+        let mut body = json_part.clone().into_bytes();
+        body.extend(row[0].to_le_bytes());
+        body.extend(row[1].to_le_bytes());
+        let mut stream = TcpStream::connect(&with_imputer.addr).unwrap();
+        let head = format!(
+            "POST /v2/models/m/infer HTTP/1.1\r\nhost: t\r\ninference-header-content-length: {}\r\ncontent-length: {}\r\n\r\n",
+            json_part.len(),
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        stream.write_all(&body).unwrap();
+        let answer = read_answer(&mut stream);
+        assert_eq!(answer.status, want, "{row:?}: {}", answer.text());
+    }
+
     // An unknown model is refused before its (large) body is read: the answer closes the connection.
     let mut stream = TcpStream::connect(&serve.addr).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
