@@ -57,7 +57,7 @@ impl Auth {
         Ok(exist)
     }
 
-    fn is_admin(&self, token: &str) -> bool {
+    pub(crate) fn is_admin(&self, token: &str) -> bool {
         self.admin_digest.as_deref() == Some(token_digest(token).as_str())
     }
 }

@@ -19,7 +19,9 @@ use axum::{Json, Router};
 use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
 
-use secondrow_serve::{ModelOptions, Repository};
+use secondrow_serve::http::access::AuthFuture;
+use secondrow_serve::http::{Access, Authorizer};
+use secondrow_serve::{Error as ServeError, ModelOptions, Repository};
 use secondrow_store::deployments::{
     apply_traffic, check_name, next_version, Canary, DeploymentRecord, ModelSource, NewDeploymentVersion, TrafficUpdate,
 };
@@ -344,5 +346,80 @@ async fn delete_version(
             live.forget(&name);
             Ok(Json(json!({})))
         }
+    }
+}
+
+/// Access control of the serving port under `secondrow server`, the API's rules applied to models:
+/// while auth is enforced, inference and model metadata need a valid token (the admin's or any
+/// namespace's: deployments have no namespace and serve every one), and `/v2/repository/*` (load,
+/// unload, traffic, index) needs the admin token. With auth off everyone may call, as on the API port.
+pub struct ServingAccess {
+    state: AppState,
+    /// When the store was last seen holding no API token (epoch ms; 0: never): a negative answer is
+    /// reused for a second, so an open server does not query the store on every inference.
+    open_checked_at: std::sync::atomic::AtomicI64,
+}
+
+impl ServingAccess {
+    pub fn new(state: AppState) -> ServingAccess {
+        ServingAccess { state, open_checked_at: std::sync::atomic::AtomicI64::new(0) }
+    }
+
+    async fn enforced(&self) -> Result<bool, ServeError> {
+        use std::sync::atomic::Ordering;
+        let now = chrono::Utc::now().timestamp_millis();
+        if now - self.open_checked_at.load(Ordering::Relaxed) < 1000 {
+            return Ok(false);
+        }
+        let enforced = self
+            .state
+            .auth
+            .enforced(self.state.store())
+            .await
+            .map_err(|e| ServeError::Internal(format!("reading API tokens: {e}")))?;
+        if !enforced {
+            self.open_checked_at.store(now, Ordering::Relaxed);
+        }
+        Ok(enforced)
+    }
+
+    async fn check(&self, token: Option<&str>, access: Access<'_>) -> Result<(), ServeError> {
+        if let Some(token) = token {
+            if self.state.auth.is_admin(token) {
+                return Ok(());
+            }
+            let found = self
+                .state
+                .store()
+                .find_api_token(token)
+                .await
+                .map_err(|e| ServeError::Internal(format!("reading API tokens: {e}")))?;
+            if let Some(found) = found {
+                return match access {
+                    Access::Manage => Err(ServeError::PermissionDenied(format!(
+                        "permission denied: this token is for namespace `{}`; managing the model repository needs the admin token",
+                        found.namespace
+                    ))),
+                    Access::Read | Access::Model(_) => Ok(()),
+                };
+            }
+        }
+        if !self.enforced().await? {
+            return Ok(());
+        }
+        Err(ServeError::Unauthenticated(
+            if token.is_some() {
+                secondrow_serve::http::access::INVALID
+            } else {
+                secondrow_serve::http::access::MISSING
+            }
+            .to_owned(),
+        ))
+    }
+}
+
+impl Authorizer for ServingAccess {
+    fn authorize<'a>(&'a self, token: Option<&'a str>, access: Access<'a>) -> AuthFuture<'a> {
+        Box::pin(self.check(token, access))
     }
 }

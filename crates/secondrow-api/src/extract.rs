@@ -14,11 +14,32 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| ApiError::invalid(format!("reading the body: {}", e.body_text())))?;
+        let bytes = Bytes::from_request(req, state).await.map_err(body_error)?;
         let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &bytes };
         serde_json::from_slice(bytes).map(ApiJson).map_err(|e| ApiError::invalid(format!("malformed JSON body: {e}")))
+    }
+}
+
+/// The 413 of a body over [`crate::BODY_LIMIT`].
+pub fn too_large() -> ApiError {
+    ApiError::TooLarge(format!("the request body is larger than the limit of {} MiB", crate::BODY_LIMIT >> 20))
+}
+
+/// A body that could not be read: over the limit is 413 (with the limit in the message), else 400.
+pub fn body_error(e: axum::extract::rejection::BytesRejection) -> ApiError {
+    if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        too_large()
+    } else {
+        ApiError::invalid(format!("reading the body: {}", e.body_text()))
+    }
+}
+
+/// A multipart body that could not be read: over the limit is 413, else 400.
+pub fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
+    if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        too_large()
+    } else {
+        ApiError::invalid(format!("multipart body: {}", e.body_text()))
     }
 }
 

@@ -96,6 +96,9 @@ impl AppState {
     }
 }
 
+/// Largest request body the API reads (a pipeline upload is the largest); larger ones are a 413.
+pub const BODY_LIMIT: usize = 64 << 20;
+
 /// Every route under `/apis/v2beta1`, plus `/metrics`.
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
@@ -115,8 +118,29 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::observe))
-        .layer(DefaultBodyLimit::max(64 * 1024 * 1024))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn(refuse_declared_oversize))
         .with_state(state)
+}
+
+/// A body whose declared length is over [`BODY_LIMIT`] is refused (413) before a byte of it is read,
+/// and the connection closed (the unread bytes must not be taken for the next request).
+async fn refuse_declared_oversize(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
+        let mut resp = extract::too_large().into_response();
+        resp.headers_mut().insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+        return resp;
+    }
+    next.run(req).await
 }
 
 /// Owns the executing runs: one tokio task each, with its cancel switch.
@@ -227,7 +251,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = router(state.clone());
-    serve_app(listener, state, app, shutdown).await
+    serve_app(listener, state, app, &secondrow_serve::http::ConnectionLimits::default(), shutdown).await
 }
 
 /// [`serve`] with another router in front of the API's (the web UI's routes merged with [`router`]).
@@ -235,10 +259,13 @@ pub async fn serve_app(
     listener: tokio::net::TcpListener,
     state: AppState,
     app: Router,
+    limits: &secondrow_serve::http::ConnectionLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let scheduler = tokio::spawn(recurring_runs::scheduler(state));
-    let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    // The model server's accept loop: header-read timeout and connection cap (slow clients cannot pin
+    // the port).
+    let result = secondrow_serve::http::serve_router(listener, app, limits, shutdown).await;
     scheduler.abort();
     result
 }

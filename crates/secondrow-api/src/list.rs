@@ -226,8 +226,12 @@ fn decode_token(token: &str) -> ApiResult<usize> {
     let bad = || ApiError::invalid(format!("invalid page_token `{token}`"));
     let bytes = hex::decode(token).map_err(|_| bad())?;
     let text = String::from_utf8(bytes).map_err(|_| bad())?;
-    text.strip_prefix(TOKEN_PREFIX).and_then(|n| n.parse().ok()).ok_or_else(bad)
+    // Bounded, so `offset + page_size` and the SQL offset (an i64) can neither wrap nor overflow.
+    text.strip_prefix(TOKEN_PREFIX).and_then(|n| n.parse::<usize>().ok()).filter(|&n| n <= MAX_OFFSET).ok_or_else(bad)
 }
+
+/// The largest offset a page token may carry (no listing comes near it).
+const MAX_OFFSET: usize = 1 << 40;
 
 /// The page size and the offset (from the page token) a list call asks for.
 fn page_window(q: &ListQuery) -> ApiResult<(usize, usize)> {

@@ -82,15 +82,13 @@ struct UploadQuery {
 
 /// Reads the `uploadfile` part (any file part is accepted) and validates it as a pipeline.
 async fn read_upload(mut multipart: Multipart) -> ApiResult<(Pipeline, Option<String>)> {
-    while let Some(field) =
-        multipart.next_field().await.map_err(|e| ApiError::invalid(format!("multipart body: {e}")))?
-    {
+    while let Some(field) = multipart.next_field().await.map_err(crate::extract::multipart_error)? {
         let is_file = field.name() == Some("uploadfile") || field.file_name().is_some();
         if !is_file {
             continue;
         }
         let file_name = field.file_name().map(str::to_owned);
-        let bytes = field.bytes().await.map_err(|e| ApiError::invalid(format!("multipart body: {e}")))?;
+        let bytes = field.bytes().await.map_err(crate::extract::multipart_error)?;
         // Decompressing and validating are CPU work: off the async workers.
         let text = tokio::task::spawn_blocking(move || pipeline_text(&bytes))
             .await

@@ -154,14 +154,16 @@ fn parse_trigger(trigger: &Value) -> ApiResult<Trigger> {
                 p.get("interval_second").or_else(|| p.get("intervalSecond")),
             )?
             .ok_or_else(|| ApiError::invalid("periodic_schedule.interval_second is required"))?;
-            if secs <= 0 {
-                return Err(ApiError::invalid("periodic_schedule.interval_second must be positive"));
-            }
-            Ok(Trigger::Periodic {
-                interval_ms: secs * 1000,
-                start: opt_time(p, "start_time")?,
-                end: opt_time(p, "end_time")?,
-            })
+            // Checked: an interval whose milliseconds do not fit (i64::MAX seconds) is the caller's
+            // mistake, not an overflow; one of 100 years is the longest that makes sense.
+            let interval_ms =
+                secs.checked_mul(1000).filter(|ms| (1..=MAX_INTERVAL_MS).contains(ms)).ok_or_else(|| {
+                    ApiError::invalid(format!(
+                        "periodic_schedule.interval_second must be between 1 and {} (100 years), got {secs}",
+                        MAX_INTERVAL_MS / 1000
+                    ))
+                })?;
+            Ok(Trigger::Periodic { interval_ms, start: opt_time(p, "start_time")?, end: opt_time(p, "end_time")? })
         }
         (Some(_), Some(_)) => {
             Err(ApiError::invalid("trigger: give either cron_schedule or periodic_schedule, not both"))
@@ -169,6 +171,9 @@ fn parse_trigger(trigger: &Value) -> ApiResult<Trigger> {
         (None, None) => Err(ApiError::invalid("trigger: cron_schedule or periodic_schedule is required")),
     }
 }
+
+/// The longest periodic interval: 100 years in milliseconds.
+const MAX_INTERVAL_MS: i64 = 100 * 366 * 24 * 3600 * 1000;
 
 impl Trigger {
     fn window(&self) -> (Option<i64>, Option<i64>) {
@@ -184,7 +189,7 @@ impl Trigger {
                 let t = DateTime::<Utc>::from_timestamp_millis(after)?;
                 schedule.after(&t).next().map(|t| t.timestamp_millis())
             }
-            Trigger::Periodic { interval_ms, .. } => Some(after + interval_ms),
+            Trigger::Periodic { interval_ms, .. } => after.checked_add(*interval_ms),
         }
     }
 }
@@ -237,7 +242,7 @@ async fn create(
     let rc_value = body.runtime_config.unwrap_or_else(|| json!({}));
     let rc: RuntimeConfig =
         serde_json::from_value(rc_value.clone()).map_err(|e| ApiError::invalid(format!("runtime_config: {e}")))?;
-    let params = pipeline.bind_parameters(&rc.parameters.unwrap_or_default())?;
+    let params = crate::runs::bind_wire_parameters(&pipeline, rc.parameters.unwrap_or_default())?;
     let (experiment_id, namespace) = resolve_experiment(&s, &caller, body.experiment_id.as_deref()).await?;
     let (pipeline_id, pipeline_version_id) = match version {
         Some((p, v)) => (Some(p), Some(v)),
@@ -393,6 +398,13 @@ mod tests {
         assert!(parse_trigger(&json!({"cron_schedule": {"cron": "*/2 * * * * *"}})).is_ok());
         assert!(parse_trigger(&json!({"cron_schedule": {"cron": "nonsense a b c d e"}})).is_err());
         assert!(parse_trigger(&json!({"periodic_schedule": {"interval_second": "0"}})).is_err());
+        // Intervals whose milliseconds would overflow are a 400, not a wrap or a panic.
+        for secs in [json!(i64::MAX), json!(i64::MAX.to_string()), json!(i64::MAX / 1000 + 1)] {
+            let err = parse_trigger(&json!({"periodic_schedule": {"interval_second": secs}})).err();
+            assert!(matches!(err, Some(ApiError::InvalidArgument(_))), "{secs}: {err:?}");
+        }
+        let t = parse_trigger(&json!({"periodic_schedule": {"interval_second": 3_153_600_000_i64}})).unwrap();
+        assert_eq!(t.next_after(i64::MAX - 5), None, "the next fire time saturates to none");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use secondrow_engine::{RunOptions, Submission};
-use secondrow_spec::Pipeline;
+use secondrow_spec::{ParameterType, Pipeline};
 use secondrow_store::{EventRecord, RunColumn, RunFilter, RunListRow, RunRecord, RunState, TaskRecord, TaskState};
 
 use crate::auth::Caller;
@@ -122,6 +122,39 @@ pub async fn resolve_experiment(
     }
 }
 
+/// Binds a request's `runtime_config.parameters` to the pipeline. A STRING parameter given `null` takes
+/// its default (or is missing), as if not given; given a number, boolean, list or object it is a 400 (a
+/// JSON value where text was declared is a client mistake, not text to invent).
+pub(crate) fn bind_wire_parameters(
+    pipeline: &Pipeline,
+    mut given: Map<String, Value>,
+) -> ApiResult<Map<String, Value>> {
+    let declared = &pipeline.spec.root.input_definitions.parameters;
+    let mut problems = Vec::new();
+    given.retain(|name, value| {
+        let is_string = declared.get(name).is_some_and(|d| d.parameter_type == ParameterType::String);
+        match value {
+            Value::Null if is_string => false,
+            Value::String(_) | Value::Null => true,
+            other if is_string => {
+                let what = match other {
+                    Value::Bool(_) => "a boolean",
+                    Value::Number(_) => "a number",
+                    Value::Array(_) => "a list",
+                    _ => "an object",
+                };
+                problems.push(format!("parameter `{name}` is a STRING, got {what}"));
+                true
+            }
+            _ => true,
+        }
+    });
+    if !problems.is_empty() {
+        return Err(ApiError::invalid(format!("runtime_config.parameters: {}", problems.join("; "))));
+    }
+    Ok(pipeline.bind_parameters(&given)?)
+}
+
 async fn create(
     State(s): State<AppState>,
     caller: Caller,
@@ -130,7 +163,7 @@ async fn create(
     let (pipeline, version) =
         resolve_pipeline(&s, &caller, body.pipeline_spec.as_ref(), body.pipeline_version_reference.as_ref()).await?;
     let rc = body.runtime_config.unwrap_or_default();
-    let params = pipeline.bind_parameters(&rc.parameters.unwrap_or_default())?;
+    let params = bind_wire_parameters(&pipeline, rc.parameters.unwrap_or_default())?;
     let (experiment_id, namespace) = resolve_experiment(&s, &caller, body.experiment_id.as_deref()).await?;
     let (pipeline_id, pipeline_version_id) = match version {
         Some((p, v)) => (Some(p), Some(v)),

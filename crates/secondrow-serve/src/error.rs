@@ -41,6 +41,15 @@ pub enum Error {
     Unavailable { model: String, message: String },
     #[error("model `{model}` version `{version}`: prediction failed: {message}")]
     Predict { model: String, version: String, message: String },
+    /// No valid token (the serving port's access control).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// A valid token that does not reach what was asked.
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// More work in flight than the server's bounds allow; a later try may work.
+    #[error("{0}")]
+    Overloaded(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -57,7 +66,9 @@ impl Error {
             Error::ModelNotFound(_) | Error::VersionNotFound { .. } => ErrorKind::NotFound,
             Error::InvalidArgument(_) => ErrorKind::InvalidInput,
             Error::PayloadTooLarge { .. } => ErrorKind::TooLarge,
-            Error::Load { .. } | Error::Unavailable { .. } => ErrorKind::Unavailable,
+            Error::Load { .. } | Error::Unavailable { .. } | Error::Overloaded(_) => ErrorKind::Unavailable,
+            Error::Unauthenticated(_) => ErrorKind::Unauthenticated,
+            Error::PermissionDenied(_) => ErrorKind::PermissionDenied,
             Error::Predict { .. } | Error::Internal(_) => ErrorKind::Internal,
         }
     }

@@ -4,13 +4,14 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use axum::Router;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -20,42 +21,81 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::repository::Repository;
 use crate::runtime::Runtime;
 use crate::tensor::{self, Datatype, Tensor, TensorData};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+pub mod access;
+pub mod listen;
 mod v1;
 mod v2;
+
+pub use access::{Access, Authorizer, SingleToken};
+pub use listen::{serve_router, ConnectionLimits};
 
 use v1::*;
 use v2::*;
 
 /// Default request body limit: 64 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 64 << 20;
+/// Default budget of request bodies held at once, all models together: one body of the default limit.
+/// Decoding and predicting take several times a body's size, so this bounds the server's memory.
+pub const DEFAULT_BODY_BUDGET: usize = 64 << 20;
+/// How long a request waits for room in the body budget before it is answered 503.
+const BUDGET_WAIT: Duration = Duration::from_secs(30);
 
 const HEADER_LENGTH: &str = "inference-header-content-length";
 
 /// Settings of the HTTP layer.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct HttpOptions {
     /// Largest accepted request body in bytes; larger ones get 413.
     pub body_limit: usize,
+    /// Bytes of request bodies held at once (at least `body_limit`); a request waits for room (up to
+    /// 30 s, then 503), its body still in the kernel's buffers.
+    pub body_budget: usize,
+    /// Who may call (None: everyone).
+    pub auth: Option<Arc<dyn Authorizer>>,
+    /// Header-read timeout and connection cap of the listener.
+    pub connections: ConnectionLimits,
+}
+
+impl std::fmt::Debug for HttpOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpOptions")
+            .field("body_limit", &self.body_limit)
+            .field("body_budget", &self.body_budget)
+            .field("auth", &self.auth.is_some())
+            .field("connections", &self.connections)
+            .finish()
+    }
 }
 
 impl Default for HttpOptions {
     fn default() -> Self {
-        HttpOptions { body_limit: DEFAULT_BODY_LIMIT }
+        HttpOptions {
+            body_limit: DEFAULT_BODY_LIMIT,
+            body_budget: DEFAULT_BODY_BUDGET,
+            auth: None,
+            connections: ConnectionLimits::default(),
+        }
     }
 }
 
 struct AppState {
     repo: Arc<Repository>,
     options: HttpOptions,
+    /// The body budget in KiB permits.
+    budget: Arc<Semaphore>,
+    budget_kib: u32,
 }
 
 type AppStateRef = State<Arc<AppState>>;
 
 /// The whole server as an axum router.
 pub fn router(repo: Arc<Repository>, options: HttpOptions) -> Router {
-    let state = Arc::new(AppState { repo, options });
-    Router::new()
+    let budget_kib = u32::try_from(options.body_budget.max(options.body_limit).div_ceil(1024)).unwrap_or(u32::MAX);
+    let auth = options.auth.clone();
+    let state = Arc::new(AppState { repo, options, budget: Arc::new(Semaphore::new(budget_kib as usize)), budget_kib });
+    let router = Router::new()
         .route("/", get(|| async { json_response(StatusCode::OK, &json!({"status": "alive"})) }))
         .route("/v1/models", get(list_models))
         .route("/v1/models/{name}", get(v1_model_ready).post(v1_predict))
@@ -76,7 +116,33 @@ pub fn router(repo: Arc<Repository>, options: HttpOptions) -> Router {
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
+        .with_state(state);
+    let router = match auth {
+        Some(auth) => router.layer(axum::middleware::from_fn_with_state(auth, access::authorize)),
+        None => router,
+    };
+    router.layer(axum::middleware::from_fn(close_after_refusal))
+}
+
+/// A refusal that comes before the body is read (401, 403, 404, 405, 413, 503) of a request that may
+/// carry one (anything but GET and HEAD) closes the connection: the client must not send its next
+/// request behind the unread bytes. A 400 comes after the body was read and keeps the connection.
+async fn close_after_refusal(req: axum::extract::Request, next: Next) -> Response {
+    let may_have_body = !matches!(*req.method(), Method::GET | Method::HEAD);
+    let mut resp = next.run(req).await;
+    let refused_unread = matches!(
+        resp.status(),
+        StatusCode::UNAUTHORIZED
+            | StatusCode::FORBIDDEN
+            | StatusCode::NOT_FOUND
+            | StatusCode::METHOD_NOT_ALLOWED
+            | StatusCode::PAYLOAD_TOO_LARGE
+            | StatusCode::SERVICE_UNAVAILABLE
+    );
+    if may_have_body && refused_unread {
+        resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
 }
 
 /// Serves `router` on `listener` until `shutdown` completes.
@@ -86,11 +152,8 @@ pub async fn serve(
     options: HttpOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // Responses are written whole; Nagle would only hold the last segment back.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, router(repo, options)).with_graceful_shutdown(shutdown).await
+    let limits = options.connections.clone();
+    serve_router(listener, router(repo, options), &limits, shutdown).await
 }
 
 /// The one mapping from error kind to HTTP status.
@@ -135,15 +198,41 @@ async fn method_not_allowed(method: Method, uri: Uri) -> Response {
     error_response(StatusCode::METHOD_NOT_ALLOWED, &format!("method {method} is not allowed on {}", uri.path()))
 }
 
-/// Reads the body up to the limit.
-async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Bytes> {
+/// A request body read whole, holding its share of the body budget until dropped (after the answer
+/// is built, so decoded inputs and outputs are covered too).
+struct ReadBody {
+    bytes: Bytes,
+    _budget: OwnedSemaphorePermit,
+}
+
+impl std::ops::Deref for ReadBody {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// Reads the body up to the limit, after reserving its size (the declared length, else the limit) in
+/// the body budget.
+async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<ReadBody> {
     let limit = state.options.body_limit;
     let declared =
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
         return Err(Error::PayloadTooLarge { limit });
     }
-    axum::body::to_bytes(body, limit).await.map_err(|_| Error::PayloadTooLarge { limit })
+    let kib = u32::try_from(declared.unwrap_or(limit).div_ceil(1024)).unwrap_or(u32::MAX).clamp(1, state.budget_kib);
+    let budget = match tokio::time::timeout(BUDGET_WAIT, state.budget.clone().acquire_many_owned(kib)).await {
+        Ok(Ok(permit)) => permit,
+        _ => {
+            return Err(Error::Overloaded(format!(
+                "the server is busy: request bodies in flight fill the budget of {} MiB; retry later",
+                state.budget_kib / 1024
+            )))
+        }
+    };
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| Error::PayloadTooLarge { limit })?;
+    Ok(ReadBody { bytes, _budget: budget })
 }
 
 fn parse_json_object(bytes: &[u8]) -> Result<Map<String, Value>> {
@@ -238,7 +327,18 @@ async fn repository_load(
     let model = name.clone();
     let loaded = tokio::task::spawn_blocking(move || repo.load(&model, version.as_deref(), &path, make_default))
         .await
-        .map_err(|e| Error::Internal(format!("load task failed: {e}")))??;
+        .map_err(|e| Error::Internal(format!("load task failed: {e}")))?
+        .map_err(|e| match e {
+            // The runtime's words would tell a missing file from an unreadable or a malformed one, and so
+            // whether a path exists: the caller gets one answer for all, the log the details.
+            Error::Load { model, version, path, message } => {
+                tracing::warn!(%model, %version, %path, %message, "loading a model from a requested path failed");
+                Error::invalid(format!(
+                    "model `{model}` version `{version}`: cannot load `{path}`: not a readable model file"
+                ))
+            }
+            other => other,
+        })?;
     Ok(json_response(StatusCode::OK, &json!({"name": name, "version": loaded, "load": true})))
 }
 

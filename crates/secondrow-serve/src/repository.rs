@@ -21,14 +21,14 @@ use crate::batch::Batcher;
 use crate::error::{Error, ModelError, Result};
 use crate::metrics::{Metrics, VersionMetrics};
 use crate::runtime::{self, Runtime};
-use crate::tensor::Tensor;
+use crate::tensor::{Tensor, TensorData};
 
 /// Requests with at most this many input elements are predicted on the async worker (a few
 /// microseconds); larger ones go to the blocking pool.
 pub const INLINE_ELEMENTS: usize = 4096;
 
 /// Per-model serving options.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ModelOptions {
     /// Dynamic batching: rows per batch; 0 or 1 turns batching off.
     pub max_batch_size: usize,
@@ -36,6 +36,18 @@ pub struct ModelOptions {
     pub max_queue_delay: Duration,
     /// Requests of this model predicted at once (all versions together); 0 means no limit.
     pub max_concurrency: usize,
+}
+
+/// Default [`ModelOptions::max_concurrency`]: one prediction per core (large ones run on the blocking
+/// pool; more at once only queue there while holding their inputs in memory).
+pub fn default_max_concurrency() -> usize {
+    std::thread::available_parallelism().map_or(4, usize::from)
+}
+
+impl Default for ModelOptions {
+    fn default() -> Self {
+        ModelOptions { max_batch_size: 0, max_queue_delay: Duration::ZERO, max_concurrency: default_max_concurrency() }
+    }
 }
 
 /// One loaded version of a model.
@@ -388,6 +400,12 @@ pub fn check_inputs(model: &str, runtime: &dyn Runtime, inputs: Vec<Tensor>) -> 
                 tensor.name, tensor.shape, spec.shape
             ));
         }
+        let columns = tensor.shape.last().copied().unwrap_or(1).max(1);
+        let missing_ok = |at: usize| runtime.takes_missing(index, at % columns);
+        if let Some((at, value)) = first_non_finite(&tensor.data, missing_ok) {
+            problems
+                .push(format!("input `{}`: element {at} is {value}; only finite numbers are accepted", tensor.name));
+        }
         slots[index] = Some(tensor);
     }
     for (spec, slot) in specs.iter().zip(&slots) {
@@ -406,6 +424,32 @@ pub fn check_inputs(model: &str, runtime: &dyn Runtime, inputs: Vec<Tensor>) -> 
         Ok(tensors)
     } else {
         Err(Error::invalid(problems.join("; ")))
+    }
+}
+
+/// The first infinite element of a floating-point tensor (a number too large for FP32 or FP16 arrives as
+/// infinity), or NaN where `missing_ok` (given the flat index) does not take it as a missing value, with
+/// its flat index.
+fn first_non_finite(data: &TensorData, missing_ok: impl Fn(usize) -> bool) -> Option<(usize, String)> {
+    fn find<T: Copy + ToString>(
+        values: &[T],
+        as_f64: impl Fn(T) -> f64,
+        missing_ok: impl Fn(usize) -> bool,
+    ) -> Option<(usize, String)> {
+        values
+            .iter()
+            .enumerate()
+            .find(|&(i, &v)| {
+                let x = as_f64(v);
+                x.is_infinite() || (x.is_nan() && !missing_ok(i))
+            })
+            .map(|(i, v)| (i, v.to_string()))
+    }
+    match data {
+        TensorData::Fp16(v) => find(v, f64::from, missing_ok),
+        TensorData::Fp32(v) => find(v, f64::from, missing_ok),
+        TensorData::Fp64(v) => find(v, |x| x, missing_ok),
+        _ => None,
     }
 }
 

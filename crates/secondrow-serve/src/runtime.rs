@@ -34,6 +34,12 @@ pub trait Runtime: Send + Sync + 'static {
     fn text_columns(&self) -> &[String] {
         &[]
     }
+    /// Whether a NaN in column `column` of input `index` is a missing value the model fills in (an
+    /// imputing transform); otherwise NaN, like infinity, is refused before predicting.
+    fn takes_missing(&self, index: usize, column: usize) -> bool {
+        let _ = (index, column);
+        false
+    }
     /// Predicts on inputs given in the order of [`Runtime::inputs`]; returns every output in the order
     /// of [`Runtime::outputs`]. The error is a message for the client.
     fn predict(&self, inputs: Vec<V2Tensor>) -> Result<Vec<V2Tensor>, ModelError>;
@@ -272,6 +278,8 @@ pub struct SecondrowModelRuntime {
     /// Numeric columns, then text columns.
     columns: Vec<String>,
     n_numeric: usize,
+    /// Per numeric column: whether the model's transformer imputes it.
+    imputed: Vec<bool>,
     classification: bool,
     inputs: Vec<TensorSpec>,
     outputs: Vec<TensorSpec>,
@@ -303,6 +311,13 @@ impl SecondrowModelRuntime {
                 });
             }
             let n_numeric = numeric.len();
+            let imputes = |column: &String| {
+                model.transformer.iter().flat_map(|t| &t.steps).any(|step| match step {
+                    secondrow_ml::transform::FittedStep::Impute { fills } => fills.iter().any(|(c, _)| c == column),
+                    _ => false,
+                })
+            };
+            let imputed = numeric.iter().map(imputes).collect();
             let columns = numeric.into_iter().chain(text).collect();
             let outputs = if classification {
                 vec![
@@ -316,7 +331,7 @@ impl SecondrowModelRuntime {
             } else {
                 vec![TensorSpec { name: "prediction".into(), datatype: Datatype::Fp64, shape: vec![-1] }]
             };
-            Ok(SecondrowModelRuntime { model, columns, n_numeric, classification, inputs, outputs })
+            Ok(SecondrowModelRuntime { model, columns, n_numeric, imputed, classification, inputs, outputs })
         };
         Ok(run()?)
     }
@@ -360,6 +375,9 @@ impl Runtime for SecondrowModelRuntime {
     }
     fn text_columns(&self) -> &[String] {
         &self.columns[self.n_numeric..]
+    }
+    fn takes_missing(&self, index: usize, column: usize) -> bool {
+        index == 0 && self.imputed.get(column).copied().unwrap_or(false)
     }
     /// Any numeric datatype for the numbers (converted to f64, the estimators' type); BYTES for the text.
     fn accepts(&self, index: usize, datatype: Datatype) -> bool {

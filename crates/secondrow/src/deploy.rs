@@ -37,7 +37,11 @@ pub const DEFAULT_SERVE_PORT: u16 = 8080;
 
 /// Loads every stored deployment, binds the serving listener, serves the repository on it and keeps it
 /// in step with the store. Returns the listener's base URL, or a note saying why models are not served.
-pub async fn start_serving(state: &AppState, args: &ServingArgs) -> Result<String> {
+pub async fn start_serving(
+    state: &AppState,
+    args: &ServingArgs,
+    listener_args: &super::serve::ListenerArgs,
+) -> Result<String> {
     state.deployments.sync(state.store()).await.context("loading deployments")?;
     let port = args.serve_port.unwrap_or(DEFAULT_SERVE_PORT);
     let listener = match tokio::net::TcpListener::bind((args.serve_host.as_str(), port)).await {
@@ -54,9 +58,15 @@ pub async fn start_serving(state: &AppState, args: &ServingArgs) -> Result<Strin
     let url = format!("http://{}", listener.local_addr()?);
     state.deployments.set_url(url.clone());
     let repo = state.deployments.repository();
+    // The API's access control, applied to the models (see `ServingAccess`).
+    let options = HttpOptions {
+        auth: Some(std::sync::Arc::new(secondrow_api::deployments::ServingAccess::new(state.clone()))),
+        connections: listener_args.limits(),
+        ..HttpOptions::default()
+    };
     // Ends with the process: the API listener owns the graceful shutdown.
     tokio::spawn(async move {
-        if let Err(e) = secondrow_serve::serve(listener, repo, HttpOptions::default(), std::future::pending()).await {
+        if let Err(e) = secondrow_serve::serve(listener, repo, options, std::future::pending()).await {
             tracing::error!(error = %e, "the model serving listener stopped");
         }
     });
@@ -293,7 +303,7 @@ fn print_deployment(d: &Value, json: bool) -> Result<()> {
     println!("Canary:     {}", canary(d));
     println!("State:      {}", state(d));
     if let Some(url) = d["url"].as_str() {
-        println!("URL:        {url}");
+        println!("URL:        {}", crate::term::Safe(url));
     }
     println!();
     println!("{:<10}  {:<7}  {:<60}  SOURCE", "VERSION", "LOADED", "PATH");
@@ -302,16 +312,18 @@ fn print_deployment(d: &Value, json: bool) -> Result<()> {
             Value::Bool(b) => if *b { "yes" } else { "no" }.to_owned(),
             _ => "-".to_owned(),
         };
-        println!("{:<10}  {:<7}  {:<60}  {}", text(&v["version"]), loaded, text(&v["path"]), v["source"]);
+        let source = crate::term::Safe(&v["source"].to_string()).to_string();
+        println!("{:<10}  {:<7}  {:<60}  {source}", text(&v["version"]), loaded, text(&v["path"]));
         if let Some(error) = v["error"].as_str() {
-            println!("{:<10}  error: {error}", "");
+            println!("{:<10}  error: {}", "", crate::term::SafeText(error));
         }
     }
     Ok(())
 }
 
+/// A string field for the terminal (control characters escaped), `-` when absent.
 fn text(v: &Value) -> String {
-    v.as_str().map(str::to_owned).unwrap_or_else(|| "-".to_owned())
+    v.as_str().map(|s| crate::term::Safe(s).to_string()).unwrap_or_else(|| "-".to_owned())
 }
 
 fn canary(d: &Value) -> String {

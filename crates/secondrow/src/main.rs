@@ -13,6 +13,7 @@ mod secrets;
 mod serve;
 mod server;
 mod shutdown;
+mod term;
 mod tokens;
 
 use std::path::{Path, PathBuf};
@@ -217,7 +218,7 @@ fn main() -> ExitCode {
     match rt.block_on(dispatch(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", term::SafeText(&e.to_string()));
             e.exit_code()
         }
     }
@@ -322,7 +323,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 ..Submission::default()
             };
             let run = engine.submit(&pipeline, params, submission).await?;
-            eprintln!("run {} ({}) started", run.id, run.display_name);
+            eprintln!("run {} ({}) started", run.id, term::Safe(&run.display_name));
             execute(&engine, &home, &run.id, &args.exec, false).await
         }
         Command::Runs(RunsCommand::Resume { run_id, exec }) => {
@@ -497,12 +498,12 @@ fn summarize(run: &RunRecord, tasks: &[TaskRecord], logs_hint: &str) {
         count("SKIPPED"),
     );
     if let Some(e) = &run.error {
-        eprintln!("error: {e}");
-        eprintln!("logs: {logs_hint}");
+        eprintln!("error: {}", term::SafeText(e));
+        eprintln!("logs: {}", term::Safe(logs_hint));
     }
     if let Some(outputs) = run.outputs.as_ref().and_then(|o| o.get("parameters")).and_then(|p| p.as_object()) {
         for (k, v) in outputs {
-            println!("{k} = {v}");
+            println!("{} = {}", term::Safe(k), term::Safe(&v.to_string()));
         }
     }
 }
@@ -516,7 +517,7 @@ fn print_runs(runs: &[RunRecord]) {
             r.state,
             fmt_time(r.created_at),
             fmt_duration(r.started_at, r.finished_at),
-            r.display_name
+            term::Safe(&r.display_name)
         );
     }
 }
@@ -527,9 +528,15 @@ fn print_artifacts(artifacts: &[ArtifactRecord], tasks: &[TaskRecord]) {
     };
     println!("{:<30}  {:<18}  {:<28}  URI / METADATA", "TASK", "NAME", "TYPE");
     for a in artifacts {
-        println!("{:<30}  {:<18}  {:<28}  {}", path_of(&a.task_id), a.name, a.schema_title, a.uri);
+        println!(
+            "{:<30}  {:<18}  {:<28}  {}",
+            term::Safe(&path_of(&a.task_id)),
+            term::Safe(&a.name),
+            term::Safe(&a.schema_title),
+            term::Safe(&a.uri)
+        );
         if a.metadata.as_object().is_some_and(|m| !m.is_empty()) {
-            println!("{:<80}  {}", "", a.metadata);
+            println!("{:<80}  {}", "", term::Safe(&a.metadata.to_string()));
         }
     }
 }
@@ -545,17 +552,18 @@ fn write_artifact_metadata(target: &Path, a: &ArtifactRecord) -> Result<()> {
 }
 
 fn print_run(run: &RunRecord, tasks: &[TaskRecord]) {
-    println!("Run:        {} ({})", run.id, run.display_name);
-    println!("Pipeline:   {}", run.pipeline_name);
+    println!("Run:        {} ({})", term::Safe(&run.id), term::Safe(&run.display_name));
+    println!("Pipeline:   {}", term::Safe(&run.pipeline_name));
     println!("State:      {}", run.state);
     if let Some(e) = &run.error {
-        println!("Error:      {e}");
+        println!("Error:      {}", term::SafeText(e));
     }
     println!("Created:    {}", fmt_time(run.created_at));
     println!("Duration:   {}", fmt_duration(run.started_at, run.finished_at));
-    println!("Parameters: {}", run.parameters);
+    // JSON text escapes control characters inside strings, but not keys' bidi overrides: through Safe too.
+    println!("Parameters: {}", term::Safe(&run.parameters.to_string()));
     if let Some(o) = &run.outputs {
-        println!("Outputs:    {o}");
+        println!("Outputs:    {}", term::Safe(&o.to_string()));
     }
     println!();
     println!("{:<44}  {:<10}  {:<9}  {:>8}  {:>9}  OUTPUTS", "TASK", "KIND", "STATE", "ATTEMPTS", "DURATION");
@@ -563,12 +571,12 @@ fn print_run(run: &RunRecord, tasks: &[TaskRecord]) {
         let outputs = t.outputs.as_ref().and_then(|o| o.get("parameters")).map(|p| p.to_string()).unwrap_or_default();
         println!(
             "{:<44}  {:<10}  {:<9}  {:>8}  {:>9}  {}",
-            t.path,
+            term::Safe(&t.path),
             t.kind.as_str(),
             t.state,
             t.attempts,
             fmt_duration(t.started_at, t.finished_at),
-            outputs
+            term::Safe(&outputs)
         );
     }
 }

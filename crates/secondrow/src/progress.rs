@@ -7,6 +7,8 @@ use tokio::sync::mpsc;
 use secondrow_engine::Progress;
 use secondrow_store::TaskState;
 
+use crate::term::{Safe, SafeText};
+
 pub async fn render(mut rx: mpsc::UnboundedReceiver<Progress>, verbose: bool) {
     let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
     bar.set_style(
@@ -24,15 +26,17 @@ pub async fn render(mut rx: mpsc::UnboundedReceiver<Progress>, verbose: bool) {
         match p {
             Progress::Planned { count } => bar.inc_length(count as u64),
             Progress::Started { path, attempt, .. } => {
-                bar.set_message(path.clone());
+                bar.set_message(Safe(&path).to_string());
                 if verbose {
-                    line(format!("  started   {path} (attempt {attempt})"));
+                    line(format!("  started   {} (attempt {attempt})", Safe(&path)));
                 }
             }
             Progress::Retrying { path, attempt, delay_ms, error } => {
                 line(format!(
-                    "  retry     {path}: attempt {attempt} in {:.1}s after: {error}",
-                    delay_ms as f64 / 1000.0
+                    "  retry     {}: attempt {attempt} in {:.1}s after: {}",
+                    Safe(&path),
+                    delay_ms as f64 / 1000.0,
+                    SafeText(&error)
                 ));
             }
             Progress::Finished { path, state, duration_ms, error, .. } => {
@@ -45,15 +49,15 @@ pub async fn render(mut rx: mpsc::UnboundedReceiver<Progress>, verbose: bool) {
                     TaskState::Canceled => "canceled",
                     _ => "?",
                 };
-                let mut text = format!("  {mark:<9} {path} ({:.2}s)", duration_ms as f64 / 1000.0);
+                let mut text = format!("  {mark:<9} {} ({:.2}s)", Safe(&path), duration_ms as f64 / 1000.0);
                 if let (Some(e), TaskState::Failed) = (&error, state) {
-                    text.push_str(&format!(": {e}"));
+                    text.push_str(&format!(": {}", SafeText(e)));
                 }
                 line(text);
             }
             Progress::Log(l) => {
                 let stream = if l.stderr { "err" } else { "out" };
-                line(format!("    [{}:{stream}] {}", l.task_path, l.line));
+                line(format!("    [{}:{stream}] {}", Safe(&l.task_path), Safe(&l.line)));
             }
         }
     }

@@ -80,7 +80,7 @@ async fn run(client: &Client, args: &RunArgs) -> Result<ExitCode> {
         .as_str()
         .ok_or_else(|| Failure::internal("the server's answer to POST /runs has no run_id"))?
         .to_owned();
-    eprintln!("run {run_id} ({}) started", created["display_name"].as_str().unwrap_or(""));
+    eprintln!("run {run_id} ({}) started", crate::term::Safe(created["display_name"].as_str().unwrap_or("")));
     follow(client, &run_id, args.exec.json).await
 }
 

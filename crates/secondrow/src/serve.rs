@@ -10,7 +10,31 @@ use std::time::Duration;
 
 use crate::error::{Context as _, Failure, Result};
 use clap::Args;
+use secondrow_serve::http::{ConnectionLimits, SingleToken};
 use secondrow_serve::{HttpOptions, ModelOptions, Repository};
+
+/// Limits of a listening port (`serve`, and both ports of `server`).
+#[derive(Args, Debug, Clone)]
+pub struct ListenerArgs {
+    /// Milliseconds a client has to send a request head (and the longest idle time between requests
+    /// on a kept-alive connection); slower connections are closed.
+    #[arg(long, env = "SECONDROW_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    header_read_timeout_ms: u64,
+    /// Connections served at once per port; more wait until one closes.
+    #[arg(long, env = "SECONDROW_MAX_CONNECTIONS", default_value_t = secondrow_serve::http::listen::DEFAULT_MAX_CONNECTIONS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
+    max_connections: usize,
+}
+
+impl ListenerArgs {
+    pub fn limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
+            max_connections: self.max_connections,
+        }
+    }
+}
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -28,12 +52,22 @@ pub struct ServeArgs {
     /// Dynamic batching: milliseconds the first request of a batch waits for others.
     #[arg(long, env = "SECONDROW_SERVE_MAX_QUEUE_DELAY_MS", default_value_t = 2.0)]
     max_queue_delay_ms: f64,
-    /// Requests predicted at once per model (0: no limit).
-    #[arg(long, env = "SECONDROW_SERVE_MAX_CONCURRENCY", default_value_t = 0)]
-    max_concurrency: usize,
+    /// Requests predicted at once per model (0: no limit; default: one per core).
+    #[arg(long, env = "SECONDROW_SERVE_MAX_CONCURRENCY")]
+    max_concurrency: Option<usize>,
     /// Largest request body in bytes (larger ones get 413).
     #[arg(long, env = "SECONDROW_SERVE_MAX_BODY_BYTES", default_value_t = secondrow_serve::http::DEFAULT_BODY_LIMIT)]
     max_body_bytes: usize,
+    /// Bytes of request bodies held at once, all models together (at least --max-body-bytes); further
+    /// requests wait for room, then get 503.
+    #[arg(long, env = "SECONDROW_SERVE_BODY_BUDGET_BYTES", default_value_t = secondrow_serve::http::DEFAULT_BODY_BUDGET)]
+    body_budget_bytes: usize,
+    /// Bearer token every call but the health probes must present (`Authorization: Bearer <token>`); at
+    /// least 16 characters. Prefer the environment variable: a flag is visible to other local users.
+    #[arg(long, env = "SECONDROW_SERVE_AUTH_TOKEN", hide_env_values = true)]
+    auth_token: Option<String>,
+    #[command(flatten)]
+    listener: ListenerArgs,
 }
 
 #[derive(Debug, Clone)]
@@ -65,7 +99,14 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     let options = ModelOptions {
         max_batch_size: args.max_batch_size,
         max_queue_delay: Duration::from_secs_f64(args.max_queue_delay_ms / 1000.0),
-        max_concurrency: args.max_concurrency,
+        max_concurrency: args.max_concurrency.unwrap_or_else(secondrow_serve::repository::default_max_concurrency),
+    };
+    let auth = match args.auth_token.as_deref().map(str::trim) {
+        Some(t) if t.len() < 16 => {
+            return Err(Failure::usage("--auth-token (SECONDROW_SERVE_AUTH_TOKEN) must be at least 16 characters"))
+        }
+        Some(t) => Some(Arc::new(SingleToken::new(t)) as Arc<dyn secondrow_serve::http::Authorizer>),
+        None => None,
     };
     let repo = Arc::new(Repository::new(options));
     for flag in args.models {
@@ -81,11 +122,20 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("binding {addr}"))?;
     let local = listener.local_addr().context("reading the bound address")?;
     eprintln!(
-        "serving {} model(s) on http://{local} (KServe V1, Open Inference Protocol V2, /metrics)",
-        repo.model_names().len()
+        "serving {} model(s) on http://{local} (KServe V1, Open Inference Protocol V2, /metrics); access control {}",
+        repo.model_names().len(),
+        if auth.is_some() {
+            "on"
+        } else {
+            "off (no --auth-token: anyone reaching this port may load and unload models)"
+        }
     );
-    secondrow_serve::serve(listener, repo, HttpOptions { body_limit: args.max_body_bytes }, stop)
-        .await
-        .context("serving")?;
+    let options = HttpOptions {
+        body_limit: args.max_body_bytes,
+        body_budget: args.body_budget_bytes,
+        auth,
+        connections: args.listener.limits(),
+    };
+    secondrow_serve::serve(listener, repo, options, stop).await.context("serving")?;
     Ok(ExitCode::SUCCESS)
 }

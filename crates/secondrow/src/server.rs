@@ -48,6 +48,8 @@ pub struct ServerArgs {
     exec: ExecArgs,
     #[command(flatten)]
     serving: super::deploy::ServingArgs,
+    #[command(flatten)]
+    listener: super::serve::ListenerArgs,
 }
 
 /// The admin token: from `--auth-token-file`, else from `SECONDROW_AUTH_TOKEN` (never from argv).
@@ -120,7 +122,7 @@ pub async fn run(settings: &Settings, args: ServerArgs) -> Result<ExitCode> {
     };
     eprintln!("secondrow server: access control {auth}");
     let resumed = secondrow_api::recover(&state).await.context("resuming unfinished runs")?;
-    let models = super::deploy::start_serving(&state, &args.serving).await?;
+    let models = super::deploy::start_serving(&state, &args.serving, &args.listener).await?;
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
         .await
         .with_context(|| format!("binding {}:{}", args.host, args.port))?;
@@ -131,6 +133,6 @@ pub async fn run(settings: &Settings, args: ServerArgs) -> Result<ExitCode> {
     );
     // The web UI at `/` beside the API (the UI router has no fallback; the API's answers unknown paths).
     let app = secondrow_ui::router(state.clone()).merge(secondrow_api::router(state.clone()));
-    secondrow_api::serve_app(listener, state, app, stop).await.context("serving the API")?;
+    secondrow_api::serve_app(listener, state, app, &args.listener.limits(), stop).await.context("serving the API")?;
     Ok(ExitCode::SUCCESS)
 }

@@ -59,7 +59,7 @@ pub async fn run(settings: &Settings, cmd: TokensCommand) -> Result<ExitCode> {
                         t.namespace,
                         fmt_time(t.created_at),
                         revoked,
-                        t.name
+                        crate::term::Safe(&t.name)
                     );
                 }
             }

@@ -130,3 +130,16 @@ fn run_listing_becomes_one_sql_query() {
     let page = sql_page(vec![json!(1), json!(2)], 4, true, Some(9));
     assert_eq!((page.total_size, page.next_page_token), (9, Some(encode_token(6))));
 }
+
+#[test]
+fn crafted_page_tokens_cannot_wrap() {
+    // A token carrying usize::MAX used to overflow `offset + page_size` (a panic, so no answer) and wrap
+    // to a negative SQL offset.
+    for offset in [usize::MAX, usize::MAX - 5, (i64::MAX as usize) + 1, MAX_OFFSET + 1] {
+        let q = ListQuery { page_token: Some(encode_token(offset)), ..ListQuery::default() };
+        assert!(matches!(paginate(items(), &q, &["name"]), Err(ApiError::InvalidArgument(_))), "{offset}");
+        assert!(matches!(run_list_query(&q, &[], Vec::new()), Err(ApiError::InvalidArgument(_))), "{offset}");
+    }
+    let q = ListQuery { page_token: Some(encode_token(MAX_OFFSET)), ..ListQuery::default() };
+    assert_eq!(paginate(items(), &q, &["name"]).unwrap().items.len(), 0);
+}

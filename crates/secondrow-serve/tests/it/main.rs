@@ -146,7 +146,7 @@ async fn every_v2_datatype_round_trips_as_json_and_binary() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_400_unknown_404_and_oversized_413() {
     let repo = repo_with(&[("lr", "1", "lr.onnx")], ModelOptions::default()).await;
-    let server = start(repo, HttpOptions { body_limit: 64 * 1024 }).await;
+    let server = start(repo, HttpOptions { body_limit: 64 * 1024, ..HttpOptions::default() }).await;
     let client = client();
     let infer = server.url("/v2/models/lr/infer");
     let row: Vec<f32> = vec![0.5; 20];
@@ -376,6 +376,7 @@ async fn a_model_file_that_fails_to_load_leaves_the_previous_version_serving() {
     let repo = repo_with(&[("lr", "1", "lr.onnx")], ModelOptions::default()).await;
     let server = start(repo, HttpOptions::default()).await;
     let client = client();
+    let mut messages = Vec::new();
     for (file, needle) in [("broken.onnx", "cannot load"), ("missing.onnx", "cannot load")] {
         let res = client
             .post(server.url("/v2/repository/models/lr/load"))
@@ -383,15 +384,18 @@ async fn a_model_file_that_fails_to_load_leaves_the_previous_version_serving() {
             .send()
             .await
             .unwrap();
-        assert_eq!(res.status(), 503, "{file}");
+        // The caller's path: a 400, worded alike for a broken and a missing file (no probing of paths).
+        assert_eq!(res.status(), 400, "{file}");
         let body: Value = res.json().await.unwrap();
         assert!(body["error"].as_str().unwrap().contains(needle), "{body}");
+        messages.push(body["error"].as_str().unwrap().replace(model(file).to_str().unwrap(), "PATH"));
         let res = client.post(server.url("/v2/models/lr/infer")).json(&v2_body(3)).send().await.unwrap();
         assert_eq!(res.status(), 200);
         let body: Value = res.json().await.unwrap();
         assert_eq!(body["model_version"], "1");
         assert_eq!(body["outputs"][0]["shape"], json!([3]));
     }
+    assert_eq!(messages[0], messages[1]);
     let index: Value = client.post(server.url("/v2/repository/index")).send().await.unwrap().json().await.unwrap();
     assert_eq!(index.as_array().unwrap().len(), 1, "{index}");
     assert_eq!(index[0]["version"], "1");

@@ -37,6 +37,11 @@ impl Server {
         Server { child, url: urls[0].to_owned(), models: urls[1].trim_start_matches("http://").to_owned() }
     }
 
+    /// The server's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL, as a crash would.
     fn kill(&mut self) {
         let _ = self.child.kill();

@@ -10,6 +10,7 @@ mod deploy;
 mod durability;
 mod extras;
 mod hostile;
+mod hygiene;
 mod kfp_artifacts;
 mod kfp_compat;
 mod kfp_kubernetes;
