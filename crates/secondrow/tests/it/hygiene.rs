@@ -172,7 +172,9 @@ fn server_serving_port_needs_tokens() {
     let out = h.output(&["tokens", "create", "--namespace", "team-a", "--name", "t"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let team_a = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-    let server = Server::start(&h, &["--auth-token", ADMIN]);
+    let admin_file = h.path().join("admin-token");
+    std::fs::write(&admin_file, ADMIN).unwrap();
+    let server = Server::start(&h, &["--auth-token-file", admin_file.to_str().unwrap()]);
     let models = server.models.as_str();
     let load = json!({"parameters": {"path": model.to_str().unwrap()}});
 
