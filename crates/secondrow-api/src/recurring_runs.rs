@@ -413,4 +413,38 @@ mod tests {
         let next = t.next_after(1_000).unwrap();
         assert_eq!(next, 2_000);
     }
+
+    /// Fuzzing the trigger parser: any cron text and any interval give a trigger or a 400, never a panic, and a
+    /// parsed trigger's next fire time is later than the time asked about (`PROPTEST_CASES` runs more cases).
+    #[test]
+    fn triggers_from_any_text_never_panic() {
+        use proptest::prelude::*;
+        #[rustfmt::skip]
+        const PIECES: &[&str] = &[
+            "*", "?", "/", "-", ",", " ", "0", "1", "7", "8", "59", "60", "99", "4294967296", "L", "W", "#", "MON",
+            "JAN", "@daily", "\t", "é",
+        ];
+        let cases = std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(512);
+        let config = proptest::test_runner::Config { cases, failure_persistence: None, ..Default::default() };
+        // Mostly five to seven space-separated fields (so the cron crate sees them), each a few pieces long.
+        const FIELDS: &[&str] = &["*", "?", "0", "5", "*/2", "1-5", "0,6", "2-6/2", "7"];
+        let field = prop_oneof![
+            3 => (0..FIELDS.len()).prop_map(|i| FIELDS[i].to_owned()),
+            1 => prop::collection::vec(0..PIECES.len(), 1..5)
+                .prop_map(|ix| ix.into_iter().map(|i| PIECES[i]).collect::<String>()),
+        ];
+        let text = prop::collection::vec(field, 5..8).prop_map(|fields| fields.join(" "));
+        proptest!(config, |(cron in text, interval in any::<i64>(), after in any::<i64>())| {
+            for trigger in [
+                json!({"cron_schedule": {"cron": cron}}),
+                json!({"periodic_schedule": {"interval_second": interval}}),
+            ] {
+                if let Ok(t) = parse_trigger(&trigger) {
+                    if let Some(next) = t.next_after(after) {
+                        prop_assert!(next > after);
+                    }
+                }
+            }
+        });
+    }
 }
