@@ -215,7 +215,9 @@ impl RunDriver {
         env.extend(platform.env.iter().cloned());
         let sandbox = self.inner.config.sandbox.enabled.then(|| {
             let mut sb = TaskSandbox::base(self.inner.config.sandbox.task_user);
-            sb.read.push(self.inner.config.work_dir.clone());
+            // Of the engine's work folder only the `python3` shim: its `volumes/` and `task-files/` hold other
+            // namespaces' PVCs and other tasks' secret files.
+            sb.read.push(self.inner.config.work_dir.join("python-shim"));
             // The admin's import roots are data every namespace may read (a task may be given such a path
             // as a plain parameter, as the quickstart's `ingest` is).
             sb.read.extend(self.inner.config.sandbox.import_roots.iter().cloned());
