@@ -114,7 +114,21 @@ fn sandbox_tasks_cannot_read_the_token_the_database_or_other_namespaces() {
     let db = home.join("secondrow.db");
     let logs = home.join("logs");
     let environ = PathBuf::from(format!("/proc/{}/environ", srv.pid()));
-    let denied_reads = [token_file.as_path(), db.as_path(), theirs.as_path(), logs.as_path(), environ.as_path()];
+    // team-b's kfp-kubernetes volume and another task's secret file, in the engine's work folder.
+    let (volume, secret_file) = (home.join("work/volumes/team-b/pvc-b/data"), home.join("work/task-files/task-x/key"));
+    for f in [&volume, &secret_file] {
+        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+        std::fs::write(f, "team-b only").unwrap();
+    }
+    let denied_reads = [
+        token_file.as_path(),
+        db.as_path(),
+        theirs.as_path(),
+        logs.as_path(),
+        environ.as_path(),
+        volume.as_path(),
+        secret_file.as_path(),
+    ];
     let denied_writes = [theirs.as_path(), home.as_path()];
     let reads = denied_reads.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" ") + " /etc/passwd";
     let writes = denied_writes.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" ");
