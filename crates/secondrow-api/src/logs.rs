@@ -227,19 +227,48 @@ fn select<'t>(
 /// The logs of a run's container tasks (all, or the one whose path, key or display name is `task`): each
 /// non-empty stdout then stderr under a `==> PATH [stream] <==` line, each ending with a newline.
 pub fn render(logs_root: &Path, run_id: &str, tasks: &[TaskRecord], task: Option<&str>) -> ApiResult<String> {
+    render_tail(logs_root, run_id, tasks, task, u64::MAX).map(|(text, _)| text)
+}
+
+/// [`render`], reading at most the last `max_bytes` of each file (from the first whole line in them), so that
+/// showing a huge log costs no more memory than that; the flag says whether anything was left out.
+pub fn render_tail(
+    logs_root: &Path,
+    run_id: &str,
+    tasks: &[TaskRecord],
+    task: Option<&str>,
+    max_bytes: u64,
+) -> ApiResult<(String, bool)> {
     let mut out = String::new();
+    let mut clipped = false;
     for (t, stream, path) in select(logs_root, run_id, tasks, task)? {
-        let Ok(text) = std::fs::read_to_string(&path) else { continue };
+        let Ok((text, cut)) = read_tail(&path, max_bytes) else { continue };
         if text.is_empty() {
             continue;
         }
+        clipped |= cut;
         out.push_str(&format!("==> {} [{stream}] <==\n", t.path));
         out.push_str(&text);
         if !text.ends_with('\n') {
             out.push('\n');
         }
     }
-    Ok(out)
+    Ok((out, clipped))
+}
+
+/// The last `max_bytes` of a file as text, starting at a line boundary when cut; true when cut.
+fn read_tail(path: &Path, max_bytes: u64) -> std::io::Result<(String, bool)> {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    let start = len.saturating_sub(max_bytes);
+    let mut bytes = vec![0u8; usize::try_from(len - start).unwrap_or(usize::MAX)];
+    file.read_exact_at(&mut bytes, start)?;
+    if start > 0 {
+        let from = bytes.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1);
+        bytes.drain(..from);
+    }
+    Ok((String::from_utf8_lossy(&bytes).into_owned(), start > 0))
 }
 
 /// `ROOT/RUN/TASK_PATH/STREAM.log` if it exists; an error if any part would leave the root.
@@ -298,6 +327,21 @@ mod tests {
             })
             .collect();
         assert_eq!(shapes, ["c", "file 10+4"]);
+    }
+
+    #[test]
+    fn a_tail_of_a_big_log_reads_only_its_end_from_a_line_start() {
+        let dir = tempfile_dir().join("tail");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("stdout.log");
+        let text: String = (0..100_000).map(|i| format!("line {i}\n")).collect();
+        std::fs::write(&path, &text).unwrap();
+        let (tail, cut) = read_tail(&path, 100).unwrap();
+        assert!(cut && tail.len() <= 100 && tail.ends_with("line 99999\n"), "{tail}");
+        assert!(tail.starts_with("line "), "starts at a whole line: {tail}");
+        let (all, cut) = read_tail(&path, u64::MAX).unwrap();
+        assert!(!cut && all == text);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     fn tempfile_dir() -> PathBuf {

@@ -344,9 +344,11 @@ struct LogsFragment {
 
 fn logs_fragment(ui: &Ui, run: &RunRecord, tasks: &[TaskRecord], t: &TaskRecord) -> UiResult<String> {
     let root = ui.app.engine.config().logs_root.clone();
-    let mut text = secondrow_api::logs::render(&root, &run.id, tasks, Some(&t.path))?;
-    let clipped = text.len() > MAX_INLINE;
-    if clipped {
+    // Only the end of each file is read: a 200 MB log costs the page MAX_INLINE bytes, not 200 MB.
+    let (mut text, mut clipped) =
+        secondrow_api::logs::render_tail(&root, &run.id, tasks, Some(&t.path), MAX_INLINE as u64)?;
+    if text.len() > MAX_INLINE {
+        clipped = true;
         let mut cut = text.len() - MAX_INLINE;
         while !text.is_char_boundary(cut) {
             cut += 1;
