@@ -67,8 +67,20 @@ impl RunDriver {
             n.phase = Phase::Running;
             n.started = Some(Instant::now());
         }
+        self.tree[id].pending_iterations = items.into();
+        self.expand_loop(id, plan);
+        Ok(())
+    }
+
+    /// Creates the running loop's next iterations, as many as its `parallelism` lets start now (all of them
+    /// without a limit); true when it created any. Iteration `i` is the loop's `i`-th child, whatever the order
+    /// they finish in, so collected outputs keep the items' order.
+    pub(super) fn expand_loop(&mut self, id: NodeId, plan: &LoopPlan) -> bool {
+        let mut open = self.tree[id].children.iter().filter(|c| self.tree[**c].phase != Phase::Done).count();
         let display = self.tree[id].display.clone();
-        for (i, item) in items.into_iter().enumerate() {
+        let mut created = false;
+        while plan.parallelism_limit.is_none_or(|l| open < l) {
+            let Some(item) = self.tree[id].pending_iterations.pop_front() else { break };
             let mut inputs = self.tree[id].inputs.clone();
             match item {
                 LoopItem::Parameter(v) => {
@@ -78,11 +90,14 @@ impl RunDriver {
                     inputs.artifacts.insert(plan.item_input.clone(), vec![a]);
                 }
             }
+            let i = self.tree[id].children.len();
             let child =
                 self.tree.add(Some(id), i.to_string(), format!("{display}-{i}"), Work::Iteration(plan.body.clone()));
             self.tree[child].inputs = inputs;
+            open += 1;
+            created = true;
         }
-        Ok(())
+        created
     }
 
     /// The loop's items: parameter values, each coerced to the item input's declared type, or the
@@ -234,7 +249,7 @@ impl RunDriver {
 }
 
 /// One loop iteration's item.
-enum LoopItem {
+pub(super) enum LoopItem {
     Parameter(Value),
     Artifact(ArtifactRef),
 }

@@ -225,7 +225,19 @@ impl RunDriver {
                         }
                     }
                     Phase::Running => {
-                        if self.tree[id].work.is_group() && self.tree.all_children_done(id) {
+                        if !self.tree[id].pending_iterations.is_empty() {
+                            if self.canceling {
+                                // Iterations not created yet never run.
+                                self.tree[id].pending_iterations.clear();
+                            } else if let Some(PlanKind::Loop(l)) = self.tree[id].work.plan().map(|p| &p.kind) {
+                                let l = l.clone();
+                                changed |= self.expand_loop(id, &l);
+                            }
+                        }
+                        if self.tree[id].work.is_group()
+                            && self.tree[id].pending_iterations.is_empty()
+                            && self.tree.all_children_done(id)
+                        {
                             self.complete_group(id).await?;
                             changed = true;
                         }

@@ -4,6 +4,7 @@
 //! upstream indices in the resolved graph are indices into its parent's children) and moves
 //! Pending → Running → Done exactly once.
 
+use std::collections::VecDeque;
 use std::ops::{Index, IndexMut};
 use std::sync::Arc;
 use std::time::Instant;
@@ -11,6 +12,7 @@ use std::time::Instant;
 use secondrow_spec::graph::{Dag, PlanKind, TaskPlan};
 use secondrow_store::{TaskKind, TaskState};
 
+use super::groups::LoopItem;
 use crate::python::PythonEnv;
 use crate::task::{IoValues, PreparedContainer};
 use secondrow_spec::lightweight::PipRequirements;
@@ -120,6 +122,9 @@ pub(super) struct Node {
     pub outputs: IoValues,
     pub started: Option<Instant>,
     pub exec: Execution,
+    /// A running loop's items whose iterations are not created yet: iterations are made as the loop's
+    /// `parallelism` lets them start, so a long loop holds one small item per waiting iteration, not a node.
+    pub pending_iterations: VecDeque<LoopItem>,
 }
 
 impl Node {
@@ -188,6 +193,7 @@ impl Tree {
             outputs: IoValues::default(),
             started: None,
             exec: Execution::default(),
+            pending_iterations: VecDeque::new(),
         });
         id
     }
