@@ -297,7 +297,7 @@ mod tests {
 
     #[test]
     fn tail_finds_the_last_lines_across_blocks() {
-        let dir = tempfile_dir();
+        let dir = tempfile_dir("tail-lines");
         let path = dir.join("log");
         let text: String = (0..50_000).map(|i| format!("line {i}\n")).collect();
         std::fs::write(&path, &text).unwrap();
@@ -331,8 +331,7 @@ mod tests {
 
     #[test]
     fn a_tail_of_a_big_log_reads_only_its_end_from_a_line_start() {
-        let dir = tempfile_dir().join("tail");
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = tempfile_dir("tail-bytes");
         let path = dir.join("stdout.log");
         let text: String = (0..100_000).map(|i| format!("line {i}\n")).collect();
         std::fs::write(&path, &text).unwrap();
@@ -344,8 +343,9 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
-    fn tempfile_dir() -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("secondrow-logs-test-{}", std::process::id()));
+    /// A folder of the test's own (tests run in parallel and each removes its folder at the end).
+    fn tempfile_dir(test: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("secondrow-logs-{test}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         dir
     }
