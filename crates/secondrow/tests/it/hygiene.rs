@@ -35,6 +35,19 @@ impl Answer {
 }
 
 /// Reads one HTTP/1.1 response (with a content-length, or chunked) from `stream`.
+/// A V2 infer request of model `m` in the binary tensor extension (`json_part` then the tensors' bytes).
+fn infer_binary(addr: &str, json_part: &str, body: &[u8]) -> Answer {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    let head = format!(
+        "POST /v2/models/m/infer HTTP/1.1\r\nhost: t\r\ninference-header-content-length: {}\r\ncontent-length: {}\r\n\r\n",
+        json_part.len(),
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    read_answer(&mut stream)
+}
+
 fn read_answer(stream: &mut TcpStream) -> Answer {
     let mut reader = BufReader::new(stream);
     let mut head = String::new();
@@ -91,30 +104,6 @@ fn call(addr: &str, method: &str, path: &str, token: Option<&str>, body: &Value)
     let body = if body.is_null() { Vec::new() } else { body.to_string().into_bytes() };
     send(&mut stream, method, path, token, &body);
     read_answer(&mut stream)
-}
-
-/// A SecondRow model file (two numeric inputs, classes 0/1) trained by the built-in component.
-fn trained_model(h: &Home) -> PathBuf {
-    let csv = h.path().join("train.csv");
-    let mut text = String::from("a,b,label\n");
-    for i in 0..40 {
-        let x = f64::from(i) / 10.0;
-        text.push_str(&format!("{x},{},{}\n", 4.0 - x, u8::from(i >= 20)));
-    }
-    std::fs::write(&csv, text).unwrap();
-    let model = h.path().join("model.json");
-    let out = h.output(&[
-        "component",
-        "train_logistic_regression",
-        "--train-data",
-        csv.to_str().unwrap(),
-        "--label",
-        "label",
-        "--model",
-        model.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "training: {}", String::from_utf8_lossy(&out.stderr));
-    model
 }
 
 fn infer_body(rows: &[[f64; 2]]) -> Value {
@@ -360,15 +349,7 @@ fn non_finite_inputs_and_refused_connections() {
     let mut body = json_part.clone().into_bytes();
     body.extend(f32::NAN.to_le_bytes());
     body.extend(1f32.to_le_bytes());
-    let mut stream = TcpStream::connect(&serve.addr).unwrap();
-    let head = format!(
-        "POST /v2/models/m/infer HTTP/1.1\r\nhost: t\r\ninference-header-content-length: {}\r\ncontent-length: {}\r\n\r\n",
-        json_part.len(),
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).unwrap();
-    stream.write_all(&body).unwrap();
-    let answer = read_answer(&mut stream);
+    let answer = infer_binary(&serve.addr, &json_part, &body);
     assert_eq!(answer.status, 400, "{}", answer.text());
     assert!(answer.text().contains("input `input-0`: element 0 is NaN"), "{}", answer.text());
 
@@ -394,15 +375,7 @@ fn non_finite_inputs_and_refused_connections() {
         let mut body = json_part.clone().into_bytes();
         body.extend(row[0].to_le_bytes());
         body.extend(row[1].to_le_bytes());
-        let mut stream = TcpStream::connect(&with_imputer.addr).unwrap();
-        let head = format!(
-            "POST /v2/models/m/infer HTTP/1.1\r\nhost: t\r\ninference-header-content-length: {}\r\ncontent-length: {}\r\n\r\n",
-            json_part.len(),
-            body.len()
-        );
-        stream.write_all(head.as_bytes()).unwrap();
-        stream.write_all(&body).unwrap();
-        let answer = read_answer(&mut stream);
+        let answer = infer_binary(&with_imputer.addr, &json_part, &body);
         assert_eq!(answer.status, want, "{row:?}: {}", answer.text());
     }
 

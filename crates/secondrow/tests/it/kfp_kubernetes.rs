@@ -24,7 +24,7 @@ fn short_sha(text: &str) -> String {
 }
 
 fn volumes(home: &Home) -> PathBuf {
-    home.path().join("home/work/volumes/default")
+    home.path().join("home").join("work").join("volumes").join("default")
 }
 
 /// Mounts need root (a private mount namespace); the tests run as root here and in CI.
@@ -130,7 +130,7 @@ fn secrets_and_config_maps_reach_the_task_and_never_its_logs(home: &Home) {
         assert!(!text.contains(password), "secret printed: {text}");
     }
     // The private folder of secret files is gone with the task.
-    let files = home.path().join("home/work/task-files");
+    let files = home.path().join("home").join("work").join("task-files");
     let left: Vec<_> = std::fs::read_dir(&files).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
     assert!(left.is_empty(), "{left:?}");
 

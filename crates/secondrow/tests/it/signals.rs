@@ -57,30 +57,6 @@ fn wait_exit(child: &mut Child, timeout: Duration) -> Option<i32> {
     }
 }
 
-/// A SecondRow model file trained by the built-in component on a small separable table.
-fn trained_model(h: &Home) -> std::path::PathBuf {
-    let csv = h.path().join("train.csv");
-    let mut text = String::from("a,b,label\n");
-    for i in 0..40 {
-        let x = f64::from(i) / 10.0;
-        text.push_str(&format!("{x},{},{}\n", 4.0 - x, u8::from(i >= 20)));
-    }
-    std::fs::write(&csv, text).unwrap();
-    let model = h.path().join("model.json");
-    let out = h.output(&[
-        "component",
-        "train_logistic_regression",
-        "--train-data",
-        csv.to_str().unwrap(),
-        "--label",
-        "label",
-        "--model",
-        model.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "training: {}", String::from_utf8_lossy(&out.stderr));
-    model
-}
-
 fn serve_then_signal(name: &str) {
     let h = Home::new();
     let model = trained_model(&h);

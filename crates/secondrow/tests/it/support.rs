@@ -293,3 +293,28 @@ pub fn file_tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     out.sort();
     out
 }
+
+/// A SecondRow model file (two numeric inputs `a`, `b`, classes 0/1) trained by the built-in component on a small
+/// separable table, `train.csv` in the home.
+pub fn trained_model(h: &Home) -> PathBuf {
+    let csv = h.path().join("train.csv");
+    let mut text = String::from("a,b,label\n");
+    for i in 0..40 {
+        let x = f64::from(i) / 10.0;
+        text.push_str(&format!("{x},{},{}\n", 4.0 - x, u8::from(i >= 20)));
+    }
+    std::fs::write(&csv, text).unwrap();
+    let model = h.path().join("model.json");
+    let out = h.output(&[
+        "component",
+        "train_logistic_regression",
+        "--train-data",
+        csv.to_str().unwrap(),
+        "--label",
+        "label",
+        "--model",
+        model.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "training: {}", String::from_utf8_lossy(&out.stderr));
+    model
+}
