@@ -50,6 +50,24 @@ impl Histogram {
         self.count.load(Ordering::Relaxed)
     }
 
+    /// Sum of the observations, in seconds.
+    pub fn sum_seconds(&self) -> f64 {
+        self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9
+    }
+
+    /// Each bound with the observations at or below it (cumulative), as the `_bucket` series.
+    pub fn cumulative(&self) -> Vec<(f64, u64)> {
+        let mut total = 0;
+        self.bounds
+            .iter()
+            .zip(self.buckets.iter())
+            .map(|(b, n)| {
+                total += n.load(Ordering::Relaxed);
+                (*b, total)
+            })
+            .collect()
+    }
+
     /// Writes the `_bucket` (cumulative), `_sum` and `_count` series of `name`; `labels` (`a="x",b="y"`,
     /// escaped with [`escape`]) go in front of `le`. The `# HELP`/`# TYPE` lines are the caller's.
     pub fn render(&self, out: &mut String, name: &str, labels: &str) {
@@ -99,6 +117,11 @@ impl VersionMetrics {
     pub fn errors(&self) -> u64 {
         self.errors.load(Ordering::Relaxed)
     }
+
+    /// The latency histogram.
+    pub fn latency(&self) -> &Histogram {
+        &self.latency
+    }
 }
 
 /// Every version's counters ever created in this process, unloaded ones included (Prometheus counters
@@ -118,6 +141,11 @@ impl Metrics {
         let m = Arc::new(VersionMetrics::default());
         series.push((model.to_owned(), version.to_owned(), m.clone()));
         m
+    }
+
+    /// Every series so far as (model, version, counters), without creating any.
+    pub fn series(&self) -> Vec<(String, String, Arc<VersionMetrics>)> {
+        self.series.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Prometheus text exposition format.

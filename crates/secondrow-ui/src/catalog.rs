@@ -109,7 +109,7 @@ pub struct Field {
     pub required: bool,
 }
 
-fn fields(spec: &PipelineSpec) -> Vec<Field> {
+pub(crate) fn fields(spec: &PipelineSpec) -> Vec<Field> {
     spec.root
         .input_definitions
         .parameters
@@ -145,7 +145,7 @@ fn fields(spec: &PipelineSpec) -> Vec<Field> {
 }
 
 /// A form value as the parameter's type; `None` for an empty optional value (the default applies).
-fn typed(t: ParameterType, name: &str, raw: Option<&str>) -> Result<Option<Value>, String> {
+pub(crate) fn typed(t: ParameterType, name: &str, raw: Option<&str>) -> Result<Option<Value>, String> {
     let raw = raw.map(str::trim).unwrap_or("");
     if t == ParameterType::Boolean {
         return Ok(Some(Value::Bool(!raw.is_empty())));
@@ -359,27 +359,4 @@ pub async fn recurring(
         })
         .collect();
     Ok(html(RecurringPage { c: Chrome::new("Recurring runs", &csrf, Some(&caller), "recurring"), rows }.render()))
-}
-
-/// `POST /recurring/ID/do/enable|disable`, through the API.
-pub async fn recurring_action(
-    State(ui): State<Ui>,
-    Extension(csrf): Extension<Csrf>,
-    headers: HeaderMap,
-    UrlPath((id, action)): UrlPath<(String, String)>,
-    Form(form): Form<HashMap<String, String>>,
-) -> Response {
-    if let Some(r) = csrf_refusal(&headers, &csrf, form.get("csrf").map(String::as_str)) {
-        return r;
-    }
-    if !matches!(action.as_str(), "enable" | "disable") {
-        return error_page(axum::http::StatusCode::NOT_FOUND, &format!("unknown action `{action}`"), None);
-    }
-    let uri = format!("/apis/v2beta1/recurringruns/{}:{action}", url_part(&id, false));
-    let r = forward_body(&ui, Method::POST, &uri, &headers, Body::empty()).await;
-    if !r.status().is_success() {
-        let status = r.status();
-        return error_page(status, &api_message(r).await, None);
-    }
-    Redirect::to("/recurring").into_response()
 }

@@ -16,10 +16,16 @@
 //! [`router`], and a link in `templates/base.html`'s navigation.
 
 mod catalog;
+mod clone;
 mod compare;
+pub mod deployments;
+mod experiments;
+mod forms;
 pub mod graph;
 pub mod layout;
 mod pages;
+mod recurring;
+mod uploads;
 pub mod viz;
 
 use askama::Template;
@@ -46,6 +52,8 @@ pub const CSRF_COOKIE: &str = "secondrow_csrf";
 pub struct Ui {
     pub app: AppState,
     pub api: Router,
+    /// Samples of the serving counters, for the deployments page's request rates.
+    pub rates: std::sync::Arc<deployments::Rates>,
 }
 
 /// Vendored third-party files: name, bytes, SHA-256 (checked by a test) and content type.
@@ -60,23 +68,37 @@ const APP_JS: &str = include_str!("static/app.js");
 
 /// The UI's routes (`/`, `/login`, `/runs…`, `/artifacts…`, `/ui/static/…`); merge with the API router.
 pub fn router(app: AppState) -> Router {
-    let ui = Ui { api: secondrow_api::router(app.clone()), app: app.clone() };
+    let ui = Ui { api: secondrow_api::router(app.clone()), app: app.clone(), rates: Default::default() };
+    // Uploads take pipeline files as large as the API does.
+    let uploads = Router::new()
+        .route("/pipelines/upload", post(uploads::upload))
+        .route("/pipelines/{id}/versions", post(uploads::upload_version))
+        .layer(axum::extract::DefaultBodyLimit::max(secondrow_api::BODY_LIMIT));
     let protected = Router::new()
         .route("/", get(|| async { Redirect::to("/runs") }))
         .route("/runs", get(pages::runs))
         .route("/compare", get(compare::compare))
-        .route("/experiments", get(catalog::experiments))
+        .route("/experiments", get(catalog::experiments).post(experiments::create))
+        .route("/experiments/{id}", get(experiments::experiment))
+        .route("/experiments/{id}/do/{action}", post(experiments::action))
         .route("/pipelines", get(catalog::pipelines))
         .route("/pipelines/{id}", get(catalog::pipeline))
         .route("/pipelines/{id}/run", post(catalog::create_run))
+        .route("/pipelines/{id}/do/{action}", post(uploads::delete))
+        .route("/pipelines/{id}/schedule", get(recurring::new_form).post(recurring::create))
+        .merge(uploads)
         .route("/recurring", get(catalog::recurring))
-        .route("/recurring/{id}/do/{action}", post(catalog::recurring_action))
+        .route("/recurring/{id}", get(recurring::page))
+        .route("/recurring/{id}/do/{action}", post(recurring::action))
+        .route("/deployments", get(deployments::list))
+        .route("/deployments/{name}/traffic", post(deployments::traffic))
         .route("/runs/{id}", get(pages::run))
         .route("/runs/{id}/tasks/{*path}", get(pages::task))
         .route("/runs/{id}/artifacts/{aid}", get(pages::artifact))
         .route("/runs/{id}/logs", get(pages::logs))
         .route("/runs/{id}/events", get(pages::events))
         .route("/runs/{id}/do/{action}", post(pages::action))
+        .route("/runs/{id}/clone", get(clone::form).post(clone::create))
         .route("/artifacts/{aid}/view", get(pages::artifact_html))
         .route("/artifacts/{aid}/download", get(pages::download))
         .route("/logout", post(logout))
