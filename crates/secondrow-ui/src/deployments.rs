@@ -9,11 +9,10 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use askama::Template;
-use axum::extract::{Extension, Path as UrlPath, Query, State};
+use axum::extract::{Extension, Path as UrlPath, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use axum::Form;
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 use secondrow_api::auth::Caller;
@@ -141,13 +140,7 @@ struct DeploymentsPage {
 #[derive(Template)]
 #[template(path = "deployment_rows.html")]
 struct RowsFragment {
-    rows: Vec<DeploymentRow>,
-    csrf: String,
-}
-
-#[derive(Deserialize, Default)]
-pub struct ListQuery {
-    fragment: Option<String>,
+    d: DeploymentRow,
 }
 
 fn version_row(ui: &Ui, name: &str, d: &Value, v: &Value, now: Instant) -> VersionRow {
@@ -196,57 +189,58 @@ fn version_row(ui: &Ui, name: &str, d: &Value, v: &Value, now: Instant) -> Versi
     }
 }
 
-async fn rows(ui: &Ui, headers: &HeaderMap) -> Result<Vec<DeploymentRow>, Response> {
-    let list = call(ui, Method::GET, "/apis/v2beta1/deployments", headers, None).await.map_err(|f| f.page())?;
-    let now = Instant::now();
-    let empty = Vec::new();
-    let deployments = list.get("deployments").and_then(Value::as_array).unwrap_or(&empty);
-    Ok(deployments
-        .iter()
-        .map(|d| {
-            let s = |k: &str| d.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
-            let name = s("name");
-            let canary = d.get("canary").filter(|c| !c.is_null());
-            DeploymentRow {
-                versions: d
-                    .get("versions")
-                    .and_then(Value::as_array)
-                    .unwrap_or(&empty)
-                    .iter()
-                    .map(|v| version_row(ui, &name, d, v, now))
-                    .collect(),
-                state: s("state"),
-                url: s("url"),
-                default_version: s("default_version"),
-                canary_version: canary.and_then(|c| c.get("version").and_then(Value::as_str)).unwrap_or("").to_owned(),
-                canary_percent: canary
-                    .and_then(|c| c.get("percent").and_then(Value::as_u64))
-                    .and_then(|p| u32::try_from(p).ok())
-                    .unwrap_or(0),
-                name,
-            }
-        })
-        .collect())
+fn row_of(ui: &Ui, d: &Value, now: Instant) -> DeploymentRow {
+    let s = |k: &str| d.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+    let name = s("name");
+    let canary = d.get("canary").filter(|c| !c.is_null());
+    DeploymentRow {
+        versions: d
+            .get("versions")
+            .and_then(Value::as_array)
+            .map(|vs| vs.iter().map(|v| version_row(ui, &name, d, v, now)).collect())
+            .unwrap_or_default(),
+        state: s("state"),
+        url: s("url"),
+        default_version: s("default_version"),
+        canary_version: canary.and_then(|c| c.get("version").and_then(Value::as_str)).unwrap_or("").to_owned(),
+        canary_percent: canary
+            .and_then(|c| c.get("percent").and_then(Value::as_u64))
+            .and_then(|p| u32::try_from(p).ok())
+            .unwrap_or(0),
+        name,
+    }
 }
 
-/// `GET /deployments` (`?fragment=rows`: the table only, which the page polls).
+/// `GET /deployments`.
 pub async fn list(
     State(ui): State<Ui>,
     caller: Caller,
     Extension(csrf): Extension<Csrf>,
     headers: HeaderMap,
-    Query(q): Query<ListQuery>,
 ) -> Response {
-    let rows = match rows(&ui, &headers).await {
-        Ok(r) => r,
-        Err(r) => return r,
+    let list = match call(&ui, Method::GET, "/apis/v2beta1/deployments", &headers, None).await {
+        Ok(l) => l,
+        Err(f) => return f.page(),
     };
-    if q.fragment.as_deref() == Some("rows") {
-        return html(RowsFragment { rows, csrf: csrf.0.clone() }.render());
-    }
+    let now = Instant::now();
+    let rows = list
+        .get("deployments")
+        .and_then(Value::as_array)
+        .map(|ds| ds.iter().map(|d| row_of(&ui, d, now)).collect())
+        .unwrap_or_default();
     let page =
         DeploymentsPage { c: Chrome::new("Deployments", &csrf, Some(&caller), "deployments"), rows, csrf: csrf.0 };
     html(page.render())
+}
+
+/// `GET /deployments/NAME/rows`: one deployment's version rows, which its table polls (the traffic forms
+/// are outside it, so a refresh never resets what is being typed).
+pub async fn rows(State(ui): State<Ui>, headers: HeaderMap, UrlPath(name): UrlPath<String>) -> Response {
+    let uri = format!("/apis/v2beta1/deployments/{}", url_part(&name, false));
+    match call(&ui, Method::GET, &uri, &headers, None).await {
+        Ok(d) => html(RowsFragment { d: row_of(&ui, &d, Instant::now()) }.render()),
+        Err(f) => f.page(),
+    }
 }
 
 /// `POST /deployments/NAME/traffic`: `default` (a version) sets the default version; `canary` (a version,

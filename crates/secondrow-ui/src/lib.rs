@@ -91,6 +91,7 @@ pub fn router(app: AppState) -> Router {
         .route("/recurring/{id}", get(recurring::page))
         .route("/recurring/{id}/do/{action}", post(recurring::action))
         .route("/deployments", get(deployments::list))
+        .route("/deployments/{name}/rows", get(deployments::rows))
         .route("/deployments/{name}/traffic", post(deployments::traffic))
         .route("/runs/{id}", get(pages::run))
         .route("/runs/{id}/tasks/{*path}", get(pages::task))

@@ -89,6 +89,10 @@ impl Resp {
     fn location(&self) -> &str {
         self.headers.get(header::LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("")
     }
+    /// A `<tbody>` fragment, parsed inside a table (where a parser keeps it).
+    fn in_table(self) -> Resp {
+        Resp { body: format!("<table>{}</table>", self.body), ..self }
+    }
     fn error(&self) -> String {
         [self.select("#error-message"), self.select("#form-error")].concat().concat()
     }
@@ -583,7 +587,8 @@ async fn deployments_page_traffic_forms_and_rates() {
     assert_eq!(r.attrs("section.deployment", "data-deployment"), ["prices"]);
     assert_eq!(r.attrs("section.deployment tbody tr", "data-version"), ["1", "2"]);
     assert_eq!(r.select("tr[data-version='1'] .badge"), ["default"]);
-    assert_eq!(r.attrs("#deployments", "hx-trigger"), ["every 2s"]);
+    assert_eq!(r.attrs("section.deployment tbody", "hx-get"), ["/deployments/prices/rows"]);
+    assert_eq!(r.attrs("section.deployment tbody", "hx-trigger"), ["every 2s"]);
     // Set the default and a canary share through the forms.
     let r = post(&e.app, "/deployments/prices/traffic", None, None, &[("default", "2")]).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
@@ -594,10 +599,14 @@ async fn deployments_page_traffic_forms_and_rates() {
     let d = e.state.store().get_deployment("prices").await.unwrap();
     assert_eq!(d.default_version, "2");
     assert_eq!(d.canary.as_ref().map(|c| (c.version.as_str(), c.percent)), Some(("1", 25)));
-    let r = get(&e.app, "/deployments?fragment=rows", None).await;
+    let r = get(&e.app, "/deployments/prices/rows", None).await.in_table();
     assert_eq!(r.select("tr[data-version='1'] .badge"), ["canary 25%"]);
     assert_eq!(r.select("tr[data-version='2'] .badge"), ["default"]);
+    let r = get(&e.app, "/deployments", None).await;
     assert_eq!(r.attrs(".canary-form input[name=percent]", "value"), ["25"]);
+    assert_eq!(r.attrs(".canary-form option[selected]", "value"), ["1"]);
+    let r = get(&e.app, "/deployments/missing/rows", None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
     // Refusals are messages: a share over 100, an unknown version.
     let r = post(&e.app, "/deployments/prices/traffic", None, Some(CSRF), &[("canary", "1"), ("percent", "101")]).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
@@ -612,14 +621,14 @@ async fn deployments_page_traffic_forms_and_rates() {
     assert_eq!(e.state.store().get_deployment("prices").await.unwrap().canary, None);
     // Served requests show as a count, a rate and a latency.
     let metrics = e.state.deployments.repository().metrics().version("prices", "2");
-    let r = get(&e.app, "/deployments?fragment=rows", None).await;
+    let r = get(&e.app, "/deployments/prices/rows", None).await.in_table();
     assert_eq!(r.select("tr[data-version='2'] td.requests"), ["0"]);
     for _ in 0..10 {
         metrics.observe(Duration::from_micros(400), false);
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     let shown = loop {
-        let r = get(&e.app, "/deployments?fragment=rows", None).await;
+        let r = get(&e.app, "/deployments/prices/rows", None).await.in_table();
         let rate = r.select("tr[data-version='2'] td.rate").concat();
         if rate != "measuring…" || Instant::now() > deadline {
             break r;

@@ -20,4 +20,5 @@ mod sandbox;
 mod signals;
 mod support;
 mod ui;
+mod ui_manage;
 mod warm;
