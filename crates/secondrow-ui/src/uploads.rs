@@ -16,31 +16,48 @@ use crate::{csrf_refusal, error_page, Csrf, Ui};
 /// An upload form as posted.
 #[derive(Default)]
 struct Upload {
-    csrf: Option<String>,
     name: String,
     description: String,
     file: Option<(String, Vec<u8>)>,
 }
 
-async fn read_form(mut multipart: Multipart) -> Result<Upload, String> {
+/// Reads the form, checking its CSRF token as soon as it arrives: the token field comes before the file in
+/// the form, so a request without a valid token is refused before any file byte is read.
+async fn read_form(headers: &HeaderMap, csrf: &Csrf, mut multipart: Multipart) -> Result<Upload, Response> {
+    let bad = |m: String| error_page(StatusCode::BAD_REQUEST, &m, None);
     let mut out = Upload::default();
-    while let Some(field) = multipart.next_field().await.map_err(|e| format!("reading the form: {e}"))? {
+    // htmx sends the token as a header instead.
+    let mut checked = headers.contains_key("x-csrf-token") && csrf_refusal(headers, csrf, None).is_none();
+    while let Some(field) = multipart.next_field().await.map_err(|e| bad(format!("reading the form: {e}")))? {
         let name = field.name().unwrap_or("").to_owned();
         if name == "uploadfile" {
+            if !checked {
+                return Err(
+                    csrf_refusal(headers, csrf, None).unwrap_or_else(|| bad("the form has no CSRF field".into()))
+                );
+            }
             let file_name = field.file_name().unwrap_or("pipeline.yaml").to_owned();
-            let bytes = field.bytes().await.map_err(|e| format!("reading the file: {e}"))?;
+            let bytes = field.bytes().await.map_err(|e| bad(format!("reading the file: {e}")))?;
             if !bytes.is_empty() {
                 out.file = Some((file_name, bytes.to_vec()));
             }
             continue;
         }
-        let value = field.text().await.map_err(|e| format!("reading the form: {e}"))?;
+        let value = field.text().await.map_err(|e| bad(format!("reading the form: {e}")))?;
         match name.as_str() {
-            "csrf" => out.csrf = Some(value),
+            "csrf" => {
+                if let Some(r) = csrf_refusal(headers, csrf, Some(&value)) {
+                    return Err(r);
+                }
+                checked = true;
+            }
             "name" => out.name = value.trim().to_owned(),
             "description" => out.description = value.trim().to_owned(),
             _ => {}
         }
+    }
+    if !checked {
+        return Err(csrf_refusal(headers, csrf, None).unwrap_or_else(|| bad("the form has no CSRF field".into())));
     }
     Ok(out)
 }
@@ -93,16 +110,13 @@ fn query(pairs: &[(&str, &str)]) -> String {
         .join("&")
 }
 
-/// Checks the form's CSRF token and that a file came; the parsed form.
+/// The parsed form with its file, its CSRF token checked.
 async fn checked(
     headers: &HeaderMap,
     csrf: &Csrf,
     multipart: Multipart,
 ) -> Result<(Upload, (String, Vec<u8>)), Response> {
-    let mut form = read_form(multipart).await.map_err(|m| error_page(StatusCode::BAD_REQUEST, &m, None))?;
-    if let Some(r) = csrf_refusal(headers, csrf, form.csrf.as_deref()) {
-        return Err(r);
-    }
+    let mut form = read_form(headers, csrf, multipart).await?;
     let file = form.file.take().ok_or_else(|| {
         error_page(
             StatusCode::BAD_REQUEST,

@@ -199,6 +199,19 @@ async fn pipelines_upload_new_version_and_delete() {
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
     }
     assert!(store.list_pipelines(None).await.unwrap().is_empty());
+    // The token must come before the file (the form's order), so nothing is read without it.
+    let b = "----late";
+    let body = format!(
+        "--{b}\r\nContent-Disposition: form-data; name=\"uploadfile\"; filename=\"p.yaml\"\r\n\r\n{yaml}\r\n\
+         --{b}\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n{CSRF}\r\n--{b}--\r\n"
+    );
+    let req = Request::post("/pipelines/upload")
+        .header(header::COOKIE, cookies(None))
+        .header(header::CONTENT_TYPE, format!("multipart/form-data; boundary={b}"))
+        .body(Body::from(body))
+        .unwrap();
+    assert_eq!(send(&e.app, req).await.status, StatusCode::FORBIDDEN);
+    assert!(store.list_pipelines(None).await.unwrap().is_empty());
     // A file that is not a pipeline: the API's message, nothing stored.
     let r = upload(&e.app, "/pipelines/upload", None, Some(CSRF), "bad", b"just: [text").await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
