@@ -339,6 +339,13 @@ async fn experiments_create_archive_restore_and_page() {
     let page = get(&e.app, &format!("/experiments/{}", exp.id), Some(&a)).await;
     assert_no_injected_markup(&page);
     assert_eq!(page.select("table.runs tbody tr td:nth-child(2) a"), [XSS]);
+    // Archived, it can be deleted (after a confirmation in the browser).
+    post(&e.app, &format!("/experiments/{}/do/archive", exp.id), Some(&a), Some(CSRF), &[]).await;
+    let page = get(&e.app, &format!("/experiments/{}", exp.id), Some(&a)).await;
+    assert_eq!(page.attrs("form[data-confirm] button.danger", "class"), ["danger"]);
+    let r = post(&e.app, &format!("/experiments/{}/do/delete", exp.id), Some(&a), Some(CSRF), &[]).await;
+    assert_eq!(r.location(), "/experiments");
+    assert!(store.get_experiment(&exp.id).await.is_err());
 }
 
 #[tokio::test]

@@ -32,3 +32,11 @@
     document.body.addEventListener("htmx:afterSwap", function (e) { localTimes(e.target); });
   });
 })();
+// Forms marked `data-confirm` (deleting a pipeline, a version, an experiment, a recurring run) ask first.
+(function () {
+  "use strict";
+  document.addEventListener("submit", function (e) {
+    var msg = e.target.getAttribute && e.target.getAttribute("data-confirm");
+    if (msg && !window.confirm(msg)) { e.preventDefault(); }
+  });
+})();
