@@ -1,4 +1,5 @@
-//! Experiments and pipelines: lists, and a pipeline's versions with the static graph and the spec as YAML.
+//! Pipelines: the list, and a pipeline's versions with the static graph, the spec as YAML and the create-run
+//! form; the recurring-runs list.
 
 use askama::Template;
 use std::collections::HashMap;
@@ -18,43 +19,6 @@ use crate::graph::{self, url_part, Target};
 use crate::pages::{api_message, forward_body, rfc3339};
 use crate::viz::esc;
 use crate::{csrf_refusal, error_page, html, Chrome, Csrf, Ui, UiError};
-
-pub struct ExperimentRow {
-    pub id: String,
-    pub name: String,
-    pub description: String,
-    pub namespace: String,
-    pub archived: bool,
-    pub created: String,
-}
-
-#[derive(Template)]
-#[template(path = "experiments.html")]
-struct ExperimentsPage {
-    c: Chrome,
-    rows: Vec<ExperimentRow>,
-}
-
-pub async fn experiments(
-    State(ui): State<Ui>,
-    caller: Caller,
-    Extension(csrf): Extension<Csrf>,
-) -> Result<Response, UiError> {
-    let list = ui.app.store().list_experiments(caller.list_namespace(None)?).await?;
-    let rows = list
-        .into_iter()
-        .rev()
-        .map(|e| ExperimentRow {
-            archived: e.storage_state == "ARCHIVED",
-            id: e.id,
-            name: e.display_name,
-            description: e.description,
-            namespace: e.namespace,
-            created: rfc3339(e.created_at),
-        })
-        .collect();
-    Ok(html(ExperimentsPage { c: Chrome::new("Experiments", &csrf, Some(&caller), "experiments"), rows }.render()))
-}
 
 pub struct PipelineRow {
     pub id: String,

@@ -1,10 +1,11 @@
-//! Experiments managed from the UI: create (name, description), archive/restore and delete, and an
-//! experiment's page with its latest runs and its recurring runs. Every change goes through the API.
+//! Experiments: the list with its create form (name, description), archive/restore and delete, and an
+//! experiment's page with its latest runs and its recurring runs. Every change goes through the API; a
+//! refused create comes back on the form.
 
 use askama::Template;
 use axum::extract::{Extension, Path as UrlPath, State};
 use axum::http::{HeaderMap, Method, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::Form;
 use serde_json::{json, Value};
 
@@ -19,9 +20,66 @@ use crate::{csrf_refusal, error_page, html, Chrome, Csrf, Ui, UiError};
 /// Latest runs shown on an experiment's page (the runs page lists them all).
 const LATEST_RUNS: i64 = 20;
 
-/// `POST /experiments`: a new experiment from the form, then its page.
+pub struct ExperimentRow {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub namespace: String,
+    pub archived: bool,
+    pub created: String,
+}
+
+#[derive(Template)]
+#[template(path = "experiments.html")]
+struct ExperimentsPage {
+    c: Chrome,
+    rows: Vec<ExperimentRow>,
+    /// A refused create: the message and what was typed.
+    error: String,
+    name: String,
+    description: String,
+}
+
+async fn list_page(
+    ui: &Ui,
+    caller: &Caller,
+    csrf: &Csrf,
+    refused: Option<(&FormMap, String)>,
+) -> Result<Response, UiError> {
+    let list = ui.app.store().list_experiments(caller.list_namespace(None)?).await?;
+    let rows = list
+        .into_iter()
+        .rev()
+        .map(|e| ExperimentRow {
+            archived: e.storage_state == "ARCHIVED",
+            id: e.id,
+            name: e.display_name,
+            description: e.description,
+            namespace: e.namespace,
+            created: rfc3339(e.created_at),
+        })
+        .collect();
+    let (error, name, description) = match refused {
+        Some((f, m)) => (m, text(f, "name").to_owned(), text(f, "description").to_owned()),
+        None => Default::default(),
+    };
+    let c = Chrome::new("Experiments", csrf, Some(caller), "experiments");
+    Ok(html(ExperimentsPage { c, rows, error, name, description }.render()))
+}
+
+/// `GET /experiments`.
+pub async fn experiments(
+    State(ui): State<Ui>,
+    caller: Caller,
+    Extension(csrf): Extension<Csrf>,
+) -> Result<Response, UiError> {
+    list_page(&ui, &caller, &csrf, None).await
+}
+
+/// `POST /experiments`: a new experiment from the form, then its page; a refusal comes back on the form.
 pub async fn create(
     State(ui): State<Ui>,
+    caller: Caller,
     Extension(csrf): Extension<Csrf>,
     headers: HeaderMap,
     Form(form): Form<FormMap>,
@@ -34,6 +92,12 @@ pub async fn create(
         Ok(e) => {
             let id = e.get("experiment_id").and_then(Value::as_str).unwrap_or_default();
             done(&headers, &format!("/experiments/{}", url_part(id, false)))
+        }
+        Err(f) if f.status == StatusCode::BAD_REQUEST || f.status == StatusCode::CONFLICT => {
+            match list_page(&ui, &caller, &csrf, Some((&form, f.message))).await {
+                Ok(page) => (f.status, page).into_response(),
+                Err(e) => e.into_response(),
+            }
         }
         Err(f) => f.page(),
     }

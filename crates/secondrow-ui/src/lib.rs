@@ -78,7 +78,7 @@ pub fn router(app: AppState) -> Router {
         .route("/", get(|| async { Redirect::to("/runs") }))
         .route("/runs", get(pages::runs))
         .route("/compare", get(compare::compare))
-        .route("/experiments", get(catalog::experiments).post(experiments::create))
+        .route("/experiments", get(experiments::experiments).post(experiments::create))
         .route("/experiments/{id}", get(experiments::experiment))
         .route("/experiments/{id}/do/{action}", post(experiments::action))
         .route("/pipelines", get(catalog::pipelines))

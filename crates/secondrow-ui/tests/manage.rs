@@ -287,9 +287,12 @@ async fn experiments_create_archive_restore_and_page() {
     // CSRF refused; an empty name is the API's message.
     let r = post(&e.app, "/experiments", Some(&a), None, &[("name", "x")]).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
-    let r = post(&e.app, "/experiments", Some(&a), Some(CSRF), &[("name", "  ")]).await;
+    let r = post(&e.app, "/experiments", Some(&a), Some(CSRF), &[("name", "  "), ("description", XSS)]).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(r.error().contains("display_name"), "{}", r.error());
+    assert_no_injected_markup(&r);
+    assert_eq!(r.select("#create-experiment textarea[name=description]"), [XSS]);
+    assert_eq!(r.attrs("details.create", "open").len(), 1);
     assert!(store.list_experiments(None).await.unwrap().is_empty());
     // Created in the caller's namespace, with a script name and description shown escaped.
     let r = post(&e.app, "/experiments", Some(&a), Some(CSRF), &[("name", XSS), ("description", XSS)]).await;
