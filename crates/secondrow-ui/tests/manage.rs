@@ -274,6 +274,29 @@ async fn pipeline_changes_are_confined_to_the_namespace() {
     // A schedule form of the other namespace's pipeline is refused too.
     let r = get(&e.app, &format!("/pipelines/{}/schedule", pb.id), Some(&a)).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let versions = store.list_pipeline_versions(&pb.id).await.unwrap();
+    let fields = [
+        ("version", versions[0].id.as_str()),
+        ("name", "x"),
+        ("kind", "cron"),
+        ("cron", "0 0 * * * *"),
+        ("max_concurrency", "1"),
+    ];
+    let r = post(&e.app, &format!("/pipelines/{}/schedule", pb.id), Some(&a), Some(CSRF), &fields).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(store.list_recurring_runs(false).await.unwrap().is_empty());
+    // Through htmx (the token in a header), an action answers with HX-Redirect.
+    let req = Request::post(format!("/pipelines/{}/do/delete", mine.id))
+        .header(header::COOKIE, cookies(Some(&a)))
+        .header("hx-request", "true")
+        .header("x-csrf-token", CSRF)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::empty())
+        .unwrap();
+    let r = send(&e.app, req).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(r.headers.get("hx-redirect").unwrap(), "/pipelines");
+    assert!(store.get_pipeline(&mine.id).await.is_err());
 }
 
 #[tokio::test]
