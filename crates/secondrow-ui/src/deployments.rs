@@ -23,6 +23,8 @@ use crate::{csrf_refusal, error_page, html, Chrome, Csrf, Ui};
 
 /// How far back a rate looks.
 pub const WINDOW: Duration = Duration::from_secs(30);
+/// Samples of a version not looked at for this long are dropped.
+const FORGET: Duration = Duration::from_secs(300);
 /// The shortest interval a rate is computed over.
 const MIN_SPAN: Duration = Duration::from_millis(500);
 
@@ -62,6 +64,8 @@ impl Rates {
     /// (`None` until two samples are [`MIN_SPAN`] apart).
     pub fn observe(&self, model: &str, version: &str, now: Instant, sample: Sample) -> Option<Rate> {
         let mut all = self.samples.lock().unwrap_or_else(|e| e.into_inner());
+        // Versions nobody looked at for a while (or that are gone) are forgotten.
+        all.retain(|_, q| q.back().is_some_and(|(t, _)| now.saturating_duration_since(*t) < FORGET));
         let q = all.entry((model.to_owned(), version.to_owned())).or_default();
         // Keep one sample older than the window as the baseline, drop the rest of the old ones.
         while q.len() > 1 && q.get(1).is_some_and(|(t, _)| now.duration_since(*t) >= WINDOW) {
@@ -312,5 +316,9 @@ mod tests {
         // Another version has its own samples; counters going back (a reload) give no rate.
         assert_eq!(rates.observe("m", "2", t0, sample(5, 0, 0.0, &b0)), None);
         assert_eq!(rate(Duration::from_secs(5), &sample(5, 0, 0.0, &b0), &sample(1, 0, 0.0, &b0)), None);
+        // Versions not looked at for five minutes are forgotten: the next look starts measuring again.
+        let later = t0 + Duration::from_secs(400);
+        assert_eq!(rates.observe("m", "2", later, sample(9, 0, 0.0, &b0)), None);
+        assert_eq!(rates.samples.lock().unwrap().len(), 1);
     }
 }

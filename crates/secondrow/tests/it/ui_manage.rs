@@ -1,7 +1,8 @@
 //! The UI's management pages in a real browser (`browser/ui_manage.py`: Playwright driving Debian's
-//! chromium): a pipeline uploaded through the form, an experiment created, a recurring run scheduled (a
-//! refused cron shown on the form first), a run cloned with a changed parameter, the deployments page reached
-//! from the top bar with the keyboard, a canary share set there and served requests seen arriving live. Screenshots go to `target/ui-screenshots/manage-*.png`. Needs
+//! chromium): a pipeline uploaded through the form (and a version as a zip), an experiment created, a
+//! recurring run scheduled (a refused cron shown on the form first), a run cloned with a changed parameter,
+//! the deployments page reached from the top bar with the keyboard, a canary share set there and served
+//! requests seen arriving live. Screenshots go to `target/ui-screenshots/manage-*.png`. Needs
 //! `scripts/setup-browser`; `SECONDROW_SKIP_BROWSER=1` skips it where no browser can be installed.
 
 use std::path::PathBuf;
@@ -45,6 +46,7 @@ fn management_pages_in_chromium() {
         std::fs::read_to_string(home.path().join("server.log")).unwrap_or_default()
     );
     let seen: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or("{}")).unwrap();
+    assert_eq!(seen["versions"], 2, "{seen}");
     assert_eq!(seen["recurring_trigger"], "every 86400 s", "{seen}");
     // The clone is a real run of the uploaded version with the changed parameter, in the new experiment.
     assert_eq!(seen["clone_msg"], "second", "{seen}");

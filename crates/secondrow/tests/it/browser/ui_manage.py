@@ -3,7 +3,8 @@
 
 usage: ui_manage.py SERVER_URL SCREENSHOT_DIR CHROMIUM
 
-Compiles a small pipeline with the kfp SDK and uploads it through the pipelines page's form, creates an
+Compiles a small pipeline with the kfp SDK and uploads it through the pipelines page's form (and a second
+version as a zip through the pipeline page's form), creates an
 experiment from the experiments page, schedules a recurring run of the uploaded version from its form,
 starts a run and clones it with a changed parameter into the new experiment, and reaches the deployments
 page from the top bar with the keyboard. Saves a screenshot of each step; prints one JSON line with what it
@@ -13,6 +14,7 @@ import json
 import os
 import sys
 import urllib.request
+import zipfile
 
 import kfp
 from kfp import compiler, dsl
@@ -78,6 +80,17 @@ with sync_playwright() as p:
     expect(page.locator("h1")).to_have_text("demo <i>uploaded</i>")
     expect(page.locator("#create-run input[name='p.n']")).to_have_value("3")
     pipeline_url = page.url
+    # A second version, uploaded as a zip holding the YAML.
+    archive = os.path.join(os.getcwd(), "manage-demo.zip")
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
+        z.write(package, "pipeline/manage-demo.yaml")
+    page.fill("#upload-version input[name=name]", "zipped")
+    page.set_input_files("#upload-version input[name=uploadfile]", archive)
+    page.locator("#upload-version button[type=submit]").click()
+    page.wait_for_url("**/pipelines/*?version=*")
+    expect(page.locator("ul.versions li")).to_have_count(2)
+    expect(page.locator("ul.versions li[aria-current] a")).to_have_text("zipped")
+    seen["versions"] = page.locator("ul.versions li").count()
     shot(page, "manage-pipeline.png")
 
     # Create an experiment from the experiments page.
