@@ -401,6 +401,19 @@ impl Store {
         row.try_get::<String, _>("state")?.parse().map_err(|e: crate::UnknownName| StoreError::Corrupt(e.to_string()))
     }
 
+    /// Only one task's state, by its path in the run (what a live log stream polls); `None` if no such task.
+    pub async fn task_state(&self, run_id: &str, path: &str) -> Result<Option<crate::TaskState>> {
+        let row = sqlx::query("SELECT state FROM tasks WHERE run_id = $1 AND path = $2")
+            .bind(run_id)
+            .bind(path)
+            .fetch_optional(self.reader())
+            .await?;
+        row.map(|r| {
+            r.try_get::<String, _>("state")?.parse().map_err(|e: crate::UnknownName| StoreError::Corrupt(e.to_string()))
+        })
+        .transpose()
+    }
+
     /// A run's tasks counted by state, in one grouped query: the fingerprint live views poll to notice progress.
     pub async fn task_state_counts(&self, run_id: &str) -> Result<Vec<(String, i64)>> {
         let rows = sqlx::query(

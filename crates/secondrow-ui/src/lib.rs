@@ -75,6 +75,7 @@ pub fn router(app: AppState) -> Router {
         .route("/runs/{id}/tasks/{*path}", get(pages::task))
         .route("/runs/{id}/artifacts/{aid}", get(pages::artifact))
         .route("/runs/{id}/logs", get(pages::logs))
+        .route("/runs/{id}/logs/events", get(pages::log_events))
         .route("/runs/{id}/events", get(pages::events))
         .route("/runs/{id}/do/{action}", post(pages::action))
         .route("/artifacts/{aid}/view", get(pages::artifact_html))
