@@ -282,3 +282,92 @@ async fn a_big_running_log_shows_and_streams_only_its_tail() {
     assert_eq!(get(&e.app, &format!("/runs/{run}/logs/events?task=nope")).await.status, StatusCode::NOT_FOUND);
     assert_eq!(get(&e.app, &format!("/runs/{run}/logs/events?task=..%2F..")).await.status.as_u16() / 100, 4);
 }
+
+/// A finished run whose `train` task logged metrics and a classification result.
+async fn evaluated(e: &Env, name: &str, lr: f64, accuracy: f64) -> String {
+    let (run, task) = running(e, name, json!({"lr": lr, "epochs": 5, "label": format!("{name} {XSS}")})).await;
+    let dir = e.root.join("artifacts").join(&run);
+    std::fs::create_dir_all(&dir).unwrap();
+    let artifact = |kind: &str, file: &str, metadata: Value| NewArtifact {
+        id: secondrow_store::new_id(),
+        output_name: file.into(),
+        name: file.into(),
+        uri: dir.join(file).display().to_string(),
+        schema_title: kind.into(),
+        schema_version: "0.0.1".into(),
+        metadata,
+    };
+    let tp = (accuracy * 10.0).round();
+    let artifacts = vec![
+        artifact("system.Metrics", "metrics", json!({"accuracy": accuracy, "f1": accuracy - 0.05})),
+        artifact(
+            "system.ClassificationMetrics",
+            "cm",
+            json!({"confusionMatrix": {"annotationSpecs": [{"displayName": "no"}, {"displayName": XSS}],
+                                       "rows": [{"row": [tp, 10.0 - tp]}, {"row": [1, 9]}]},
+                   "confidenceMetrics": [{"confidenceThreshold": 0.5, "recall": accuracy, "falsePositiveRate": 0.2}]}),
+        ),
+    ];
+    finish(e, &run, &task, artifacts).await;
+    e.state.store().set_run_state(&run, RunState::Succeeded, None).await.unwrap();
+    run
+}
+
+#[tokio::test]
+async fn compare_plots_parallel_coordinates_and_confusion_matrices_in_run_colours() {
+    let e = env().await;
+    let mut ids = vec![
+        evaluated(&e, "slow", 0.1, 0.7).await,
+        evaluated(&e, "fast", 0.3, 0.9).await,
+        evaluated(&e, XSS, 0.2, 0.8).await,
+    ];
+    ids.sort();
+    let uri = format!("/compare?runs={}&runs={}&runs={}", ids[0], ids[1], ids[2]);
+    let r = get(&e.app, &uri).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    r.assert_no_injected_markup();
+    // One axis per differing numeric parameter (lr; not the equal `epochs`, not the text `label`), plus the
+    // first numeric metric; one line per run, in the compared order.
+    let names = r.select("#parallel svg.parallel text.pc-name");
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names[0].starts_with("lr") && names[1].starts_with("train / accuracy"), "{names:?}");
+    assert_eq!(r.select("#parallel text.pc-metric").len(), 1);
+    assert_eq!(r.attrs("#parallel polyline.pc-line", "data-run"), ids);
+    // Each run has one colour: its line, its ROC curve, its confusion matrix's swatch and its column's swatch.
+    let line_colours = r.attrs("#parallel polyline.pc-line", "stroke");
+    let roc_colours = r.attrs("#roc-overlay path.roc-line", "stroke");
+    let cm_colours = r.attrs("#confusions figcaption svg.swatch rect", "fill");
+    let head_colours = r.attrs("table.compare thead svg.swatch rect", "fill");
+    assert_eq!(line_colours.len(), 3);
+    assert_eq!(roc_colours, line_colours);
+    assert_eq!(cm_colours, line_colours);
+    assert_eq!(head_colours, line_colours);
+    assert_eq!(line_colours.iter().collect::<std::collections::BTreeSet<_>>().len(), 3, "distinct colours");
+    // The confusion matrices side by side, captions escaped.
+    assert_eq!(r.select("#confusions figure svg.confusion").len(), 3);
+    assert!(r.select("#confusions figcaption").iter().any(|c| c.contains(XSS)));
+    assert!(!r.body.contains(XSS), "user text is escaped everywhere");
+    // Another metric, chosen in the form (a GET keeping the runs).
+    assert_eq!(r.attrs("form.metric-choice input[name=runs]", "value"), ids);
+    assert_eq!(r.select("form.metric-choice option"), ["train / accuracy", "train / f1"]);
+    let r = get(&e.app, &format!("{uri}&metric=train+%2F+f1")).await;
+    let names = r.select("#parallel text.pc-name");
+    assert!(names[1].starts_with("train / f1"), "{names:?}");
+    assert_eq!(r.attrs("form.metric-choice option[selected]", "value"), ["train / f1"]);
+    // The metric's axis runs from the lowest to the highest value: the best run's line ends at the top.
+    let best =
+        ids.iter().position(|id| r.attrs(&format!("polyline[data-run=\"{id}\"]"), "points")[0].ends_with(",44.00"));
+    assert!(best.is_some(), "{:?}", r.attrs("polyline.pc-line", "points"));
+    // Runs without numeric differences or metrics say so.
+    let plain: Vec<String> = {
+        let mut v = Vec::new();
+        for n in ["a", "b"] {
+            v.push(running(&e, n, json!({"x": "same"})).await.0);
+        }
+        v
+    };
+    let r = get(&e.app, &format!("/compare?runs={},{}", plain[0], plain[1])).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.select("p.empty").iter().any(|p| p.contains("No numeric parameter differs")), "{}", r.body);
+    assert!(r.select("#parallel").is_empty() && r.select("#confusions").is_empty());
+}
