@@ -17,6 +17,7 @@
 
 mod catalog;
 mod compare;
+mod dataset;
 pub mod graph;
 pub mod layout;
 mod pages;

@@ -363,11 +363,12 @@ fn safe_url(url: CowStr<'_>) -> CowStr<'_> {
     }
 }
 
-/// A page of a CSV file: header, rows, whether more rows follow, and each column's inferred type.
+/// A page of a dataset (CSV or Parquet): header, rows, whether more rows follow, and each column's type
+/// (inferred for CSV, from the schema for Parquet).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CsvPage {
     pub header: Vec<String>,
-    pub types: Vec<&'static str>,
+    pub types: Vec<String>,
     pub rows: Vec<Vec<String>>,
     pub more: bool,
 }
@@ -393,9 +394,9 @@ pub fn csv_page(text: &str, offset: usize, limit: usize) -> CsvPage {
             let vals: Vec<&str> =
                 rows.iter().filter_map(|r| r.get(c)).map(|v| v.trim()).filter(|v| !v.is_empty()).collect();
             if !vals.is_empty() && vals.iter().all(|v| v.parse::<f64>().is_ok()) {
-                "number"
+                "number".to_owned()
             } else {
-                "text"
+                "text".to_owned()
             }
         })
         .collect();

@@ -371,3 +371,64 @@ async fn compare_plots_parallel_coordinates_and_confusion_matrices_in_run_colour
     assert!(r.select("p.empty").iter().any(|p| p.contains("No numeric parameter differs")), "{}", r.body);
     assert!(r.select("#parallel").is_empty() && r.select("#confusions").is_empty());
 }
+
+#[tokio::test]
+async fn parquet_datasets_page_with_schema_and_statistics_reports_render() {
+    use secondrow_ml::table::{Column, Table, TableFormat};
+    let e = env().await;
+    let (run, task) = running(&e, "data", json!({})).await;
+    let dir = e.root.join("artifacts").join(&run);
+    std::fs::create_dir_all(&dir).unwrap();
+    // What the built-in components write: a Parquet dataset (ingest with format=parquet) and statistics.
+    let n = 120;
+    let table = Table::new(vec![
+        Column::number("age", (0..n).map(|i| 20.0 + (i % 50) as f64).collect()),
+        Column::text(
+            "city",
+            (0..n).map(|i| (i % 7 != 0).then(|| if i % 2 == 0 { XSS.to_owned() } else { "Oslo".into() })).collect(),
+        ),
+    ]);
+    table.write(&dir.join("data.parquet"), TableFormat::Parquet).unwrap();
+    let stats = secondrow_ml::stats::compute(&table, 5);
+    std::fs::write(dir.join("statistics"), serde_json::to_vec(&stats).unwrap()).unwrap();
+    let art = |kind: &str, file: &str, metadata: Value| NewArtifact {
+        id: secondrow_store::new_id(),
+        output_name: file.into(),
+        name: file.into(),
+        uri: dir.join(file).display().to_string(),
+        schema_title: kind.into(),
+        schema_version: "0.0.1".into(),
+        metadata,
+    };
+    let dataset = art("system.Dataset", "data.parquet", json!({"format": "parquet"}));
+    let report = art("system.Artifact", "statistics", json!({"rows": n, "columns": 2}));
+    let (dataset_id, report_id) = (dataset.id.clone(), report.id.clone());
+    finish(&e, &run, &task, vec![dataset, report]).await;
+
+    let r = get(&e.app, &format!("/runs/{run}/artifacts/{dataset_id}")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    r.assert_no_injected_markup();
+    assert!(r.select("details.schema summary").concat().contains("2 columns, 120 rows"));
+    assert_eq!(r.select("details.schema td code"), ["Int64", "Utf8"]);
+    assert_eq!(r.select("table.dataset thead th small"), ["Int64", "Utf8"]);
+    assert_eq!(r.select("table.dataset tbody tr").len(), 50);
+    let first: Vec<String> = r.select("table.dataset tbody tr:first-child td");
+    assert_eq!(first, ["20", ""], "row 0: age 20, city missing");
+    assert!(r.select("table.dataset tbody td").contains(&XSS.to_owned()), "shown as text");
+    assert_eq!(r.attrs("nav.pager a", "href"), [format!("/runs/{run}/artifacts/{dataset_id}?page=1")]);
+    let r = get(&e.app, &format!("/runs/{run}/artifacts/{dataset_id}?page=2")).await;
+    assert_eq!(r.select("table.dataset tbody tr").len(), 20);
+    assert_eq!(r.select("table.dataset tbody tr:first-child td")[0], "20", "row 100: 20 + 100 % 50");
+    assert!(r.select("nav.pager span").concat().contains("rows 101–120"));
+
+    let r = get(&e.app, &format!("/runs/{run}/artifacts/{report_id}")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    r.assert_no_injected_markup();
+    assert!(r.select(".stats-size").concat().contains("120 rows · 2 columns"));
+    assert_eq!(r.attrs("table.stats tbody tr", "data-column"), ["age", "city"]);
+    let age = r.select("table.stats tbody tr[data-column=age] td");
+    assert_eq!(&age[..3], ["number", "120", "0"]);
+    assert_eq!(r.select("table.stats tr[data-column=age] svg.histogram rect.bar").len(), 5);
+    assert!(r.select("table.stats tr[data-column=city] svg").is_empty());
+    assert!(r.select("table.stats tr[data-column=city] td").concat().contains(&format!("{XSS} (")));
+}
