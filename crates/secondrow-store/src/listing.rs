@@ -374,5 +374,11 @@ mod tests {
         assert!(plan.iter().any(|l| l.contains("recurring_runs_ns_created")), "{plan:?}");
         let plan = s.explain_list::<PipelineRecord>(&q).await.unwrap();
         assert!(plan.iter().any(|l| l.contains("pipelines_ns_created")), "{plan:?}");
+        let plan = s.explain_list::<PipelineVersionRecord>(&versions).await.unwrap();
+        assert!(plan.iter().any(|l| l.contains("pipeline_versions_pipeline_created")), "{plan:?}");
+        let everything = ListRequest { limit: 20, ..ListRequest::default() };
+        let plan = s.explain_list::<Experiment>(&everything).await.unwrap();
+        assert!(plan.iter().any(|l| l.contains("experiments_created")), "{plan:?}");
+        assert!(!plan.iter().any(|l| l.contains("TEMP B-TREE")), "{plan:?}");
     }
 }

@@ -592,7 +592,9 @@ mod tests {
                 RunSort { column: RunColumn::DisplayName, descending: false },
                 None,
             ),
-            // The API's list_runs: a namespace, or an experiment, oldest first.
+            // The API's list_runs: everything (newest or oldest first), a namespace, or an experiment.
+            (Vec::new(), newest, None),
+            (Vec::new(), RunSort { column: RunColumn::CreatedAt, descending: false }, None),
             (vec![eq(RunColumn::Namespace, "a")], RunSort { column: RunColumn::CreatedAt, descending: false }, None),
             (
                 vec![eq(RunColumn::ExperimentId, &exp)],
