@@ -87,8 +87,9 @@ fn number(v: &str) -> Option<f64> {
     v.trim().parse::<f64>().ok().filter(|x| x.is_finite())
 }
 
-/// The axes of the parallel-coordinates plot: every parameter that is a number in every run and differs, then
-/// the chosen metric (or the first metric that is a number in every run).
+/// The axes of the parallel-coordinates plot: every parameter that is a number in at least two runs (in every
+/// run that has it) and differs, then the chosen metric (or the first metric that is a number in at least two
+/// runs). A run without a value on an axis skips it.
 fn parallel(
     ids: &[String],
     names: &[String],
@@ -96,11 +97,19 @@ fn parallel(
     metrics: &[Row],
     metric: Option<&str>,
 ) -> (String, Vec<String>, String) {
-    let numeric = |r: &&Row| r.values.iter().all(|v| number(v).is_some());
+    // A row can be an axis when at least two runs have a value and every value there is a number.
+    let numeric = |r: &&Row| {
+        let present: Vec<&String> = r.values.iter().filter(|v| !v.is_empty()).collect();
+        present.len() >= 2 && present.iter().all(|v| number(v).is_some())
+    };
+    let varies = |r: &&Row| {
+        let mut present = r.values.iter().filter(|v| !v.is_empty()).filter_map(|v| number(v));
+        present.next().is_some_and(|first| present.any(|v| v != first))
+    };
     let choices: Vec<String> = metrics.iter().filter(numeric).map(|r| r.name.clone()).collect();
     let chosen: Option<String> =
         metric.filter(|m| choices.iter().any(|c| c == m)).or(choices.first().map(String::as_str)).map(str::to_owned);
-    let mut axes: Vec<(&Row, bool)> = params.iter().filter(|r| r.differs).filter(numeric).map(|r| (r, false)).collect();
+    let mut axes: Vec<(&Row, bool)> = params.iter().filter(numeric).filter(varies).map(|r| (r, false)).collect();
     if let Some(m) = chosen.as_deref().and_then(|m| metrics.iter().find(|r| r.name == m)) {
         axes.push((m, true));
     }
@@ -179,7 +188,9 @@ pub async fn compare(
                     let label = format!("{} · {}", task_path(&a.task_id), run.display_name);
                     let pts = viz::roc_points(&a.metadata);
                     if !pts.is_empty() {
-                        roc.push(viz::RocSeries { label: label.clone(), colour: viz::colour(i), points: pts });
+                        // A run's second and later curves share its colour, dashed.
+                        let dashed = roc.iter().any(|r: &viz::RocSeries| r.colour == viz::colour(i));
+                        roc.push(viz::RocSeries { label: label.clone(), colour: viz::colour(i), points: pts, dashed });
                     }
                     if let Some(c) = viz::confusion(&a.metadata) {
                         confusions.push((viz::colour(i), label, viz::confusion_svg(&c)));

@@ -160,6 +160,8 @@ pub struct RocSeries {
     pub label: String,
     pub colour: &'static str,
     pub points: Vec<(f64, f64)>,
+    /// Drawn dashed (a run's second curve in a comparison).
+    pub dashed: bool,
 }
 
 /// ROC curves (one per labelled series) as an SVG line chart with the chance diagonal.
@@ -167,7 +169,12 @@ pub fn roc_svg(series: &[(String, Vec<(f64, f64)>)]) -> String {
     let series: Vec<RocSeries> = series
         .iter()
         .enumerate()
-        .map(|(i, (label, points))| RocSeries { label: label.clone(), colour: colour(i), points: points.clone() })
+        .map(|(i, (label, points))| RocSeries {
+            label: label.clone(),
+            colour: colour(i),
+            points: points.clone(),
+            dashed: false,
+        })
         .collect();
     roc_svg_coloured(&series)
 }
@@ -207,15 +214,16 @@ pub fn roc_svg_coloured(series: &[RocSeries]) -> String {
         PAD + W / 2.0,
         PAD + W / 2.0
     );
-    for (i, RocSeries { label, colour, points: pts }) in series.iter().enumerate() {
+    for (i, RocSeries { label, colour, points: pts, dashed }) in series.iter().enumerate() {
         let mut d = String::new();
         for (k, (x, y)) in std::iter::once((0.0, 0.0)).chain(pts.iter().copied()).chain([(1.0, 1.0)]).enumerate() {
             let _ = write!(d, "{}{:.2},{:.2}", if k == 0 { "M" } else { " L" }, PAD + x * W, PAD + W - y * W);
         }
         let _ = write!(
             s,
-            r#"<path class="roc-line" d="{d}" fill="none" stroke="{colour}" stroke-width="2"><title>{}</title></path>"#,
-            esc(label)
+            r#"<path class="roc-line" d="{d}" fill="none" stroke="{colour}" stroke-width="2"{dash}><title>{}</title></path>"#,
+            esc(label),
+            dash = if *dashed { r#" stroke-dasharray="6 3""# } else { "" }
         );
         if series.len() > 1 {
             let _ = write!(
