@@ -6,12 +6,12 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use secondrow_store::Experiment;
+use secondrow_store::{Experiment, ListFilter};
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{split_action, ApiJson, ApiPath, ApiQuery};
-use crate::list::{page_json, paginate, ListQuery};
+use crate::list::{list_request, page_json, sql_page, ListQuery};
 use crate::{ts, AppState};
 
 pub fn routes() -> Router<AppState> {
@@ -21,6 +21,11 @@ pub fn routes() -> Router<AppState> {
 }
 
 pub const KEYS: &[&str] = &["experiment_id", "display_name", "description", "namespace", "storage_state", "created_at"];
+
+/// The store column of a listing key (the others are named alike).
+fn column(key: &str) -> Option<&'static str> {
+    (key == "experiment_id").then_some("id")
+}
 
 pub fn wire(e: &Experiment) -> Value {
     json!({
@@ -63,8 +68,11 @@ async fn get_one(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiPath
 
 async fn list(State(s): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Json<Value>> {
     let ns = caller.list_namespace(q.namespace.as_deref())?;
-    let items = s.store().list_experiments(ns).await?.iter().map(wire).collect();
-    Ok(Json(page_json("experiments", paginate(items, &q, KEYS)?)))
+    let scope = ns.map(|ns| ListFilter::eq("namespace", ns)).into_iter().collect();
+    let (request, offset) = list_request(&q, KEYS, column, scope)?;
+    let page = s.store().list_page::<Experiment>(&request).await?;
+    let items = page.items.iter().map(wire).collect();
+    Ok(Json(page_json("experiments", sql_page(items, offset, page.more, page.total))))
 }
 
 async fn delete(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Value>> {

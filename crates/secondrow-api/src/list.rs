@@ -1,12 +1,14 @@
 //! Listing: KFP's JSON `filter` (operations by name or number, camelCase or snake_case value keys),
-//! `sort_by` ("field", "field asc|desc"), opaque page tokens and `total_size`, applied to wire objects.
+//! `sort_by` ("field", "field asc|desc"), opaque page tokens and `total_size`, turned into one SQL listing
+//! (`run_list_query` for runs, `list_request` for experiments, pipelines, versions and recurring runs), or
+//! applied to wire objects in memory (`paginate`, for the small listings that have no table of their own).
 
 use std::cmp::Ordering;
 
 use serde::Deserialize;
 use serde_json::Value;
 
-use secondrow_store::{CmpOp, RunColumn, RunFilter, RunListQuery, RunSort, SqlValue};
+use secondrow_store::{CmpOp, ListFilter, ListRequest, RunColumn, RunFilter, RunListQuery, RunSort, SqlValue};
 
 use crate::error::{ApiError, ApiResult};
 
@@ -306,16 +308,7 @@ pub fn run_list_query(q: &ListQuery, keys: &[&str], scope: Vec<RunFilter>) -> Ap
     let mut filters = scope;
     for p in parse_filter(q.filter.as_deref().unwrap_or(""), keys)? {
         let column = run_column(&p.key)?;
-        let op = match p.op {
-            Op::Eq => CmpOp::Eq,
-            Op::Ne => CmpOp::Ne,
-            Op::Gt => CmpOp::Gt,
-            Op::Ge => CmpOp::Ge,
-            Op::Lt => CmpOp::Lt,
-            Op::Le => CmpOp::Le,
-            Op::In => CmpOp::In,
-            Op::Substring => CmpOp::Contains,
-        };
+        let op = cmp_op(&p.op);
         let values = p.values.iter().map(|v| sql_value(&p.key, v)).collect::<ApiResult<Vec<_>>>()?;
         filters.push(RunFilter { column, op, values });
     }
@@ -327,6 +320,41 @@ pub fn run_list_query(q: &ListQuery, keys: &[&str], scope: Vec<RunFilter>) -> Ap
     let query =
         RunListQuery { filters, sort, after: None, offset: offset as i64, limit: page_size as i64, count_total: true };
     Ok((query, offset))
+}
+
+fn cmp_op(op: &Op) -> CmpOp {
+    match op {
+        Op::Eq => CmpOp::Eq,
+        Op::Ne => CmpOp::Ne,
+        Op::Gt => CmpOp::Gt,
+        Op::Ge => CmpOp::Ge,
+        Op::Lt => CmpOp::Lt,
+        Op::Le => CmpOp::Le,
+        Op::In => CmpOp::In,
+        Op::Substring => CmpOp::Contains,
+    }
+}
+
+/// A list call on experiments, pipelines, versions or recurring runs as one SQL listing (`Store::list_page`):
+/// KFP's filter and sort on `keys`, each key's store column from `column` (`None`: the key's own name), offset
+/// page tokens, `total_size` counted in SQL, `scope` (namespace, experiment, pipeline) added. Unsorted lists,
+/// and ties, are oldest first, as they were when sorted in memory.
+pub fn list_request(
+    q: &ListQuery,
+    keys: &[&str],
+    column: fn(&str) -> Option<&'static str>,
+    scope: Vec<ListFilter>,
+) -> ApiResult<(ListRequest, usize)> {
+    let col = |key: &str| column(key).unwrap_or(key).to_owned();
+    let mut filters = scope;
+    for p in parse_filter(q.filter.as_deref().unwrap_or(""), keys)? {
+        let values = p.values.iter().map(|v| sql_value(&p.key, v)).collect::<ApiResult<Vec<_>>>()?;
+        filters.push(ListFilter { column: col(&p.key), op: cmp_op(&p.op), values });
+    }
+    let sort = parse_sort(q, keys)?.map(|(field, desc)| (col(&field), desc));
+    let (page_size, offset) = page_window(q)?;
+    let request = ListRequest { filters, sort, offset: offset as i64, limit: page_size as i64, count_total: true };
+    Ok((request, offset))
 }
 
 /// The list response of a [`run_list_query`] page: `next_page_token` when more runs follow.

@@ -256,6 +256,16 @@ pub fn render_tail(
     Ok((out, clipped))
 }
 
+/// The file of one stream (`stdout` or `stderr`) of one task's log, if it exists, after the same checks as
+/// [`render`] (no part of the path may leave the logs root, symlinks included): what the UI follows live.
+pub fn stream_path(logs_root: &Path, run_id: &str, task_path: &str, stream: &str) -> ApiResult<Option<PathBuf>> {
+    if !matches!(stream, "stdout" | "stderr") {
+        return Err(ApiError::invalid(format!("log stream `{stream}`: expected stdout or stderr")));
+    }
+    let Ok(canonical_root) = logs_root.canonicalize() else { return Ok(None) };
+    log_file(&canonical_root, run_id, task_path, stream)
+}
+
 /// The last `max_bytes` of a file as text, starting at a line boundary when cut; true when cut.
 fn read_tail(path: &Path, max_bytes: u64) -> std::io::Result<(String, bool)> {
     use std::os::unix::fs::FileExt;

@@ -12,12 +12,12 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use secondrow_spec::Pipeline;
-use secondrow_store::{PipelineRecord, PipelineVersionRecord};
+use secondrow_store::{CmpOp, ListFilter, PipelineRecord, PipelineVersionRecord, SqlValue};
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::list::{page_json, paginate, ListQuery};
+use crate::list::{list_request, page_json, sql_page, ListQuery};
 use crate::{ts, validation, AppState};
 
 pub fn routes() -> Router<AppState> {
@@ -33,6 +33,15 @@ pub fn routes() -> Router<AppState> {
 
 const KEYS: &[&str] = &["pipeline_id", "display_name", "description", "namespace", "created_at"];
 const VERSION_KEYS: &[&str] = &["pipeline_version_id", "pipeline_id", "display_name", "description", "created_at"];
+
+/// The store column of a listing key (the others are named alike).
+fn column(key: &str) -> Option<&'static str> {
+    (key == "pipeline_id").then_some("id")
+}
+
+fn version_column(key: &str) -> Option<&'static str> {
+    (key == "pipeline_version_id").then_some("id")
+}
 
 fn wire(p: &PipelineRecord) -> Value {
     json!({
@@ -147,10 +156,19 @@ async fn get_one(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiPath
 async fn list(State(s): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Json<Value>> {
     let ns = caller.list_namespace(q.namespace.as_deref())?.filter(|n| !n.is_empty());
     // A namespace token sees its own pipelines and the shared ones.
-    let ns = if caller.confined_to().is_some() { None } else { ns };
-    let pipelines = s.store().list_pipelines(ns).await?;
-    let items = pipelines.iter().filter(|p| caller.sees(&p.namespace, true)).map(wire).collect();
-    Ok(Json(page_json("pipelines", paginate(items, &q, KEYS)?)))
+    let scope = match (caller.confined_to(), ns) {
+        (Some(mine), _) => vec![ListFilter {
+            column: "namespace".into(),
+            op: CmpOp::In,
+            values: vec![SqlValue::Text(mine.to_owned()), SqlValue::Text(String::new())],
+        }],
+        (None, Some(ns)) => vec![ListFilter::eq("namespace", ns)],
+        (None, None) => Vec::new(),
+    };
+    let (request, offset) = list_request(&q, KEYS, column, scope)?;
+    let page = s.store().list_page::<PipelineRecord>(&request).await?;
+    let items = page.items.iter().map(wire).collect();
+    Ok(Json(page_json("pipelines", sql_page(items, offset, page.more, page.total))))
 }
 
 async fn delete(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Value>> {
@@ -166,8 +184,10 @@ async fn list_versions(
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Value>> {
     caller.pipeline(&s, &id, false).await?;
-    let items = s.store().list_pipeline_versions(&id).await?.iter().map(wire_version).collect();
-    Ok(Json(page_json("pipeline_versions", paginate(items, &q, VERSION_KEYS)?)))
+    let (request, offset) = list_request(&q, VERSION_KEYS, version_column, vec![ListFilter::eq("pipeline_id", id)])?;
+    let page = s.store().list_page::<PipelineVersionRecord>(&request).await?;
+    let items = page.items.iter().map(wire_version).collect();
+    Ok(Json(page_json("pipeline_versions", sql_page(items, offset, page.more, page.total))))
 }
 
 async fn get_version(

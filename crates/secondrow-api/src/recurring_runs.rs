@@ -12,12 +12,12 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use secondrow_engine::{RunOptions, Submission};
-use secondrow_store::{now_ms, NewRecurringRun, RecurringRunRecord};
+use secondrow_store::{now_ms, ListFilter, NewRecurringRun, RecurringRunRecord};
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{split_action, ApiJson, ApiPath, ApiQuery};
-use crate::list::{page_json, paginate, ListQuery};
+use crate::list::{list_request, page_json, sql_page, ListQuery};
 use crate::pipelines::spec_document;
 use crate::runs::{resolve_experiment, resolve_pipeline, RuntimeConfig, VersionRef};
 use crate::{parse_ts, ts, validation, AppState};
@@ -39,6 +39,11 @@ const KEYS: &[&str] = &[
     "created_at",
     "updated_at",
 ];
+
+/// The store column of a listing key (the others, `status` and `mode` included, are named alike).
+fn column(key: &str) -> Option<&'static str> {
+    (key == "recurring_run_id").then_some("id")
+}
 
 fn wire(r: &RecurringRunRecord) -> Value {
     let mut out = json!({
@@ -276,19 +281,16 @@ async fn get_one(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiPath
 async fn list(State(s): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Json<Value>> {
     let experiment = q.experiment_id.as_deref().filter(|e| !e.is_empty());
     let namespace = caller.list_scope(&s, experiment, q.namespace.as_deref()).await?;
-    let items = s
-        .store()
-        .list_recurring_runs(false)
-        .await?
-        .iter()
-        .filter(|r| match experiment {
-            Some(e) => r.experiment_id.as_deref() == Some(e),
-            None => namespace.is_none_or(|ns| r.namespace == ns),
-        })
-        .map(wire)
-        .collect();
+    let scope = match (experiment, namespace) {
+        (Some(e), _) => vec![ListFilter::eq("experiment_id", e)],
+        (None, Some(ns)) => vec![ListFilter::eq("namespace", ns)],
+        (None, None) => Vec::new(),
+    };
+    let (request, offset) = list_request(&q, KEYS, column, scope)?;
+    let page = s.store().list_page::<RecurringRunRecord>(&request).await?;
+    let items = page.items.iter().map(wire).collect();
     // The client reads this one list key in camelCase.
-    Ok(Json(page_json("recurringRuns", paginate(items, &q, KEYS)?)))
+    Ok(Json(page_json("recurringRuns", sql_page(items, offset, page.more, page.total))))
 }
 
 async fn delete(State(s): State<AppState>, caller: Caller, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Value>> {

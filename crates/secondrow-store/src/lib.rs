@@ -12,6 +12,7 @@
 
 mod artifact_store;
 pub mod deployments;
+mod listing;
 mod records;
 mod recurring;
 mod resources;
@@ -26,6 +27,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
 pub use artifact_store::ArtifactStore;
+pub use listing::{ColumnKind, ListFilter, ListPage, ListRequest, Listed};
 pub use records::*;
 pub use recurring::{NewRecurringRun, RecurringRunRecord};
 pub use resources::{PipelineRecord, PipelineVersionRecord};

@@ -53,7 +53,7 @@ pub struct NewRecurringRun {
 }
 
 impl RecurringRunRecord {
-    fn from_row(r: &AnyRow) -> Result<RecurringRunRecord> {
+    pub(crate) fn from_row(r: &AnyRow) -> Result<RecurringRunRecord> {
         Ok(RecurringRunRecord {
             id: r.try_get("id")?,
             display_name: r.try_get("display_name")?,

@@ -32,7 +32,7 @@ pub struct PipelineVersionRecord {
 }
 
 impl PipelineVersionRecord {
-    fn from_row(r: &AnyRow, with_spec: bool) -> Result<PipelineVersionRecord> {
+    pub(crate) fn from_row(r: &AnyRow, with_spec: bool) -> Result<PipelineVersionRecord> {
         Ok(PipelineVersionRecord {
             id: r.try_get("id")?,
             pipeline_id: r.try_get("pipeline_id")?,

@@ -1,5 +1,7 @@
 //! Comparing 2–10 runs: parameters side by side (differences marked), every scalar metric of every
-//! `system.Metrics` artifact, and the ROC curves of their `system.ClassificationMetrics` overlaid.
+//! `system.Metrics` artifact, a parallel-coordinates plot of the differing numeric parameters against a chosen
+//! metric, the ROC curves of their `system.ClassificationMetrics` overlaid and their confusion matrices side by
+//! side. Each run keeps one colour (its place in the comparison) in every chart.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -23,6 +25,11 @@ fn run_ids(query: Option<&str>) -> Vec<String> {
         }
     }
     ids.into_iter().collect()
+}
+
+/// The metric chosen for the parallel-coordinates plot (`metric=…`), if any.
+fn chosen_metric(query: Option<&str>) -> Option<String> {
+    query.unwrap_or("").split('&').find_map(|p| p.strip_prefix("metric=")).map(percent_decode).filter(|m| !m.is_empty())
 }
 
 fn percent_decode(s: &str) -> String {
@@ -61,10 +68,64 @@ pub struct Row {
 #[template(path = "compare.html")]
 struct ComparePage {
     c: Chrome,
-    runs: Vec<(String, String, &'static str)>,
+    /// Id, name, state and colour of each run.
+    runs: Vec<(String, String, &'static str, &'static str)>,
     params: Vec<Row>,
     metrics: Vec<Row>,
     roc: String,
+    /// The parallel-coordinates plot (empty when no numeric parameter differs and no metric is numeric).
+    parallel: String,
+    /// The metrics the plot may use (numeric in every run), and the one it uses.
+    metric_choices: Vec<String>,
+    metric: String,
+    /// Per run and classification artifact: (run colour, caption, confusion matrix SVG).
+    confusions: Vec<(&'static str, String, String)>,
+}
+
+/// The number a compared value holds, if it is one.
+fn number(v: &str) -> Option<f64> {
+    v.trim().parse::<f64>().ok().filter(|x| x.is_finite())
+}
+
+/// The axes of the parallel-coordinates plot: every parameter that is a number in at least two runs (in every
+/// run that has it) and differs, then the chosen metric (or the first metric that is a number in at least two
+/// runs). A run without a value on an axis skips it.
+fn parallel(
+    ids: &[String],
+    names: &[String],
+    params: &[Row],
+    metrics: &[Row],
+    metric: Option<&str>,
+) -> (String, Vec<String>, String) {
+    // A row can be an axis when at least two runs have a value and every value there is a number.
+    let numeric = |r: &&Row| {
+        let present: Vec<&String> = r.values.iter().filter(|v| !v.is_empty()).collect();
+        present.len() >= 2 && present.iter().all(|v| number(v).is_some())
+    };
+    let varies = |r: &&Row| {
+        let mut present = r.values.iter().filter(|v| !v.is_empty()).filter_map(|v| number(v));
+        present.next().is_some_and(|first| present.any(|v| v != first))
+    };
+    let choices: Vec<String> = metrics.iter().filter(numeric).map(|r| r.name.clone()).collect();
+    let chosen: Option<String> =
+        metric.filter(|m| choices.iter().any(|c| c == m)).or(choices.first().map(String::as_str)).map(str::to_owned);
+    let mut axes: Vec<(&Row, bool)> = params.iter().filter(numeric).filter(varies).map(|r| (r, false)).collect();
+    if let Some(m) = chosen.as_deref().and_then(|m| metrics.iter().find(|r| r.name == m)) {
+        axes.push((m, true));
+    }
+    if axes.is_empty() {
+        return (String::new(), choices, String::new());
+    }
+    let lines = (0..ids.len())
+        .map(|i| viz::PcLine {
+            id: ids[i].clone(),
+            label: names[i].clone(),
+            colour: viz::colour(i),
+            values: axes.iter().map(|(r, _)| number(&r.values[i]).unwrap_or(f64::NAN)).collect(),
+        })
+        .collect::<Vec<_>>();
+    let axes: Vec<viz::PcAxis> = axes.iter().map(|(r, m)| viz::PcAxis { name: r.name.clone(), metric: *m }).collect();
+    (viz::parallel_svg(&axes, &lines), choices, chosen.unwrap_or_default())
 }
 
 fn rows(names: BTreeSet<String>, columns: &[BTreeMap<String, String>]) -> Vec<Row> {
@@ -96,8 +157,9 @@ pub async fn compare(
     let mut param_cols = Vec::new();
     let mut metric_cols = Vec::new();
     let mut roc = Vec::new();
+    let mut confusions = Vec::new();
     let (mut param_names, mut metric_names) = (BTreeSet::new(), BTreeSet::new());
-    for id in &ids {
+    for (i, id) in ids.iter().enumerate() {
         let run = caller.run(&ui.app, id).await?;
         let params: BTreeMap<String, String> = run
             .parameters
@@ -123,9 +185,15 @@ pub async fn compare(
                     }
                 }
                 "system.ClassificationMetrics" => {
+                    let label = format!("{} · {}", task_path(&a.task_id), run.display_name);
                     let pts = viz::roc_points(&a.metadata);
                     if !pts.is_empty() {
-                        roc.push((format!("{} · {}", task_path(&a.task_id), run.display_name), pts));
+                        // A run's second and later curves share its colour, dashed.
+                        let dashed = roc.iter().any(|r: &viz::RocSeries| r.colour == viz::colour(i));
+                        roc.push(viz::RocSeries { label: label.clone(), colour: viz::colour(i), points: pts, dashed });
+                    }
+                    if let Some(c) = viz::confusion(&a.metadata) {
+                        confusions.push((viz::colour(i), label, viz::confusion_svg(&c)));
                     }
                 }
                 _ => {}
@@ -133,14 +201,23 @@ pub async fn compare(
         }
         metric_names.extend(metrics.keys().cloned());
         metric_cols.push(metrics);
-        runs.push((run.id.clone(), run.display_name.clone(), run.state.as_str()));
+        runs.push((run.id.clone(), run.display_name.clone(), run.state.as_str(), viz::colour(i)));
     }
+    let params = rows(param_names, &param_cols);
+    let metrics = rows(metric_names, &metric_cols);
+    let names: Vec<String> = runs.iter().map(|r| r.1.clone()).collect();
+    let (parallel, metric_choices, metric) =
+        parallel(&ids, &names, &params, &metrics, chosen_metric(query.as_deref()).as_deref());
     let page = ComparePage {
         c: Chrome::new("Compare runs", &csrf, Some(&caller), "runs"),
         runs,
-        params: rows(param_names, &param_cols),
-        metrics: rows(metric_names, &metric_cols),
-        roc: if roc.is_empty() { String::new() } else { viz::roc_svg(&roc) },
+        params,
+        metrics,
+        roc: if roc.is_empty() { String::new() } else { viz::roc_svg_coloured(&roc) },
+        parallel,
+        metric_choices,
+        metric,
+        confusions,
     };
     Ok(html(page.render()))
 }

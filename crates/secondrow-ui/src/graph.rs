@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use secondrow_spec::ir::{ComponentSpec, PipelineSpec, TaskSpec};
 use secondrow_store::{TaskKind, TaskRecord, TaskState};
 
-use crate::layout::{layout, NODE_H, NODE_W};
+use crate::layout::{layout, route_path, NODE_H, NODE_W};
 use crate::viz::esc;
 
 /// What kind of box a node is.
@@ -210,13 +210,10 @@ pub fn svg_with(view: &DagView, run_id: Option<&str>) -> String {
         w = l.width,
         h = l.height
     );
-    for &(a, b) in &view.edges {
-        let (ax, ay) = l.positions[a];
-        let (bx, by) = l.positions[b];
-        let (x1, y1, x2, y2) = (ax + NODE_W / 2.0, ay + NODE_H, bx + NODE_W / 2.0, by);
-        let my = (y1 + y2) / 2.0;
-        let _ =
-            write!(s, r#"<path class="edge" d="M{x1},{y1} C{x1},{my} {x2},{my} {x2},{y2}" marker-end="url(#arrow)"/>"#);
+    for route in &l.routes {
+        if route.len() >= 2 {
+            let _ = write!(s, r#"<path class="edge" d="{}" marker-end="url(#arrow)"/>"#, route_path(route));
+        }
     }
     for (node, &(x, y)) in view.nodes.iter().zip(&l.positions) {
         let (open, close) = match run_id.map(|r| url_part(r, false)) {

@@ -18,6 +18,7 @@
 mod catalog;
 mod clone;
 mod compare;
+mod dataset;
 pub mod deployments;
 mod experiments;
 mod forms;
@@ -97,6 +98,7 @@ pub fn router(app: AppState) -> Router {
         .route("/runs/{id}/tasks/{*path}", get(pages::task))
         .route("/runs/{id}/artifacts/{aid}", get(pages::artifact))
         .route("/runs/{id}/logs", get(pages::logs))
+        .route("/runs/{id}/logs/events", get(pages::log_events))
         .route("/runs/{id}/events", get(pages::events))
         .route("/runs/{id}/do/{action}", post(pages::action))
         .route("/runs/{id}/clone", get(clone::form).post(clone::create))

@@ -146,11 +146,43 @@ pub fn confusion_svg(c: &Confusion) -> String {
     s
 }
 
+/// Series colours: the n-th run of a comparison has the n-th colour in every chart of the page.
+pub const COLOURS: [&str; 10] =
+    ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#4d7c0f", "#be185d", "#854d0e", "#475569"];
+
+/// The colour of the `i`-th series or run.
+pub fn colour(i: usize) -> &'static str {
+    COLOURS[i % COLOURS.len()]
+}
+
+/// One ROC series: its label, its colour and its points (false positive rate, true positive rate).
+pub struct RocSeries {
+    pub label: String,
+    pub colour: &'static str,
+    pub points: Vec<(f64, f64)>,
+    /// Drawn dashed (a run's second curve in a comparison).
+    pub dashed: bool,
+}
+
 /// ROC curves (one per labelled series) as an SVG line chart with the chance diagonal.
 pub fn roc_svg(series: &[(String, Vec<(f64, f64)>)]) -> String {
+    let series: Vec<RocSeries> = series
+        .iter()
+        .enumerate()
+        .map(|(i, (label, points))| RocSeries {
+            label: label.clone(),
+            colour: colour(i),
+            points: points.clone(),
+            dashed: false,
+        })
+        .collect();
+    roc_svg_coloured(&series)
+}
+
+/// [`roc_svg`] with each series' colour given (a comparison colours every chart by run).
+pub fn roc_svg_coloured(series: &[RocSeries]) -> String {
     const W: f64 = 300.0;
     const PAD: f64 = 40.0;
-    let colours = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#4d7c0f", "#be185d"];
     let mut s = String::new();
     let _ = write!(
         s,
@@ -182,16 +214,16 @@ pub fn roc_svg(series: &[(String, Vec<(f64, f64)>)]) -> String {
         PAD + W / 2.0,
         PAD + W / 2.0
     );
-    for (i, (label, pts)) in series.iter().enumerate() {
-        let colour = colours[i % colours.len()];
+    for (i, RocSeries { label, colour, points: pts, dashed }) in series.iter().enumerate() {
         let mut d = String::new();
         for (k, (x, y)) in std::iter::once((0.0, 0.0)).chain(pts.iter().copied()).chain([(1.0, 1.0)]).enumerate() {
             let _ = write!(d, "{}{:.2},{:.2}", if k == 0 { "M" } else { " L" }, PAD + x * W, PAD + W - y * W);
         }
         let _ = write!(
             s,
-            r#"<path class="roc-line" d="{d}" fill="none" stroke="{colour}" stroke-width="2"><title>{}</title></path>"#,
-            esc(label)
+            r#"<path class="roc-line" d="{d}" fill="none" stroke="{colour}" stroke-width="2"{dash}><title>{}</title></path>"#,
+            esc(label),
+            dash = if *dashed { r#" stroke-dasharray="6 3""# } else { "" }
         );
         if series.len() > 1 {
             let _ = write!(
@@ -202,6 +234,101 @@ pub fn roc_svg(series: &[(String, Vec<(f64, f64)>)]) -> String {
                 esc(&truncate(label, 30))
             );
         }
+    }
+    s.push_str("</svg>");
+    s
+}
+
+/// One axis of a parallel-coordinates plot: its name and whether it is the chosen metric.
+pub struct PcAxis {
+    pub name: String,
+    pub metric: bool,
+}
+
+/// One line of a parallel-coordinates plot: a run, its colour and its value on every axis.
+pub struct PcLine {
+    pub id: String,
+    pub label: String,
+    pub colour: &'static str,
+    pub values: Vec<f64>,
+}
+
+/// Where `v` sits between `lo` and `hi`, from 0 to 1 (the middle when the axis has one value).
+fn unit(v: f64, lo: f64, hi: f64) -> f64 {
+    if hi > lo {
+        ((v - lo) / (hi - lo)).clamp(0.0, 1.0)
+    } else {
+        0.5
+    }
+}
+
+/// A parallel-coordinates plot as SVG: one vertical axis per entry of `axes` (each scaled to its own range,
+/// the minimum at the bottom, its range written at both ends), one polyline per line through its values.
+pub fn parallel_svg(axes: &[PcAxis], lines: &[PcLine]) -> String {
+    const GAP: f64 = 150.0;
+    const PAD_X: f64 = 70.0;
+    const TOP: f64 = 44.0;
+    const H: f64 = 220.0;
+    let width = PAD_X * 2.0 + GAP * (axes.len().max(2) - 1) as f64;
+    let height = TOP + H + 40.0;
+    let x_of = |k: usize| PAD_X + GAP * k as f64;
+    let ranges: Vec<(f64, f64)> = (0..axes.len())
+        .map(|k| {
+            let vals = lines.iter().map(|l| l.values.get(k).copied().unwrap_or(f64::NAN)).filter(|v| v.is_finite());
+            vals.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)))
+        })
+        .collect();
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        r#"<svg class="parallel" role="img" aria-label="parallel coordinates of parameters and a metric" viewBox="0 0 {width} {height}" width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">"#
+    );
+    for (k, axis) in axes.iter().enumerate() {
+        let x = x_of(k);
+        let (lo, hi) = ranges[k];
+        let _ = write!(
+            s,
+            r##"<line class="pc-axis{m}" x1="{x}" y1="{TOP}" x2="{x}" y2="{b}" stroke="#888" stroke-width="{sw}"/><text x="{x}" y="{ty}" class="axis pc-name{m}" text-anchor="middle">{name}<title>{full}</title></text>"##,
+            m = if axis.metric { " pc-metric" } else { "" },
+            b = TOP + H,
+            sw = if axis.metric { 2.5 } else { 1.0 },
+            ty = TOP - 26.0,
+            name = esc(&truncate(&axis.name, 20)),
+            full = esc(&axis.name),
+        );
+        if lo.is_finite() {
+            let _ = write!(
+                s,
+                r#"<text x="{x}" y="{yt}" class="axis pc-max" text-anchor="middle">{hi}</text><text x="{x}" y="{yb}" class="axis pc-min" text-anchor="middle">{lo}</text>"#,
+                yt = TOP - 8.0,
+                yb = TOP + H + 16.0,
+                hi = format_number(hi),
+                lo = format_number(lo),
+            );
+        }
+    }
+    for line in lines {
+        let mut pts = String::new();
+        for (k, &v) in line.values.iter().enumerate().take(axes.len()) {
+            if !v.is_finite() {
+                continue;
+            }
+            let (lo, hi) = ranges[k];
+            let _ = write!(
+                pts,
+                "{}{:.2},{:.2}",
+                if pts.is_empty() { "" } else { " " },
+                x_of(k),
+                TOP + H - unit(v, lo, hi) * H
+            );
+        }
+        let _ = write!(
+            s,
+            r#"<polyline class="pc-line" data-run="{id}" points="{pts}" fill="none" stroke="{c}" stroke-width="2.5" stroke-opacity="0.85"><title>{label}</title></polyline>"#,
+            id = esc(&line.id),
+            c = line.colour,
+            label = esc(&line.label),
+        );
     }
     s.push_str("</svg>");
     s
@@ -244,11 +371,12 @@ fn safe_url(url: CowStr<'_>) -> CowStr<'_> {
     }
 }
 
-/// A page of a CSV file: header, rows, whether more rows follow, and each column's inferred type.
+/// A page of a dataset (CSV or Parquet): header, rows, whether more rows follow, and each column's type
+/// (inferred for CSV, from the schema for Parquet).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CsvPage {
     pub header: Vec<String>,
-    pub types: Vec<&'static str>,
+    pub types: Vec<String>,
     pub rows: Vec<Vec<String>>,
     pub more: bool,
 }
@@ -274,9 +402,9 @@ pub fn csv_page(text: &str, offset: usize, limit: usize) -> CsvPage {
             let vals: Vec<&str> =
                 rows.iter().filter_map(|r| r.get(c)).map(|v| v.trim()).filter(|v| !v.is_empty()).collect();
             if !vals.is_empty() && vals.iter().all(|v| v.parse::<f64>().is_ok()) {
-                "number"
+                "number".to_owned()
             } else {
-                "text"
+                "text".to_owned()
             }
         })
         .collect();
@@ -385,5 +513,26 @@ mod tests {
     fn metrics_table_sorted_and_formatted() {
         let m = scalar_metrics(&json!({"b": 0.5, "a": 3, "display_name": "x", "nested": {}}));
         assert_eq!(m, vec![("a".to_owned(), "3".to_owned()), ("b".to_owned(), "0.5".to_owned())]);
+    }
+
+    #[test]
+    fn parallel_coordinates_scale_each_axis_to_its_range() {
+        let axes =
+            vec![PcAxis { name: "lr".into(), metric: false }, PcAxis { name: "<b>acc</b>".into(), metric: true }];
+        let lines = vec![
+            PcLine { id: "r1".into(), label: "one".into(), colour: colour(0), values: vec![0.1, 0.5] },
+            PcLine { id: "r2".into(), label: "<i>two</i>".into(), colour: colour(1), values: vec![0.3, 0.9] },
+            PcLine { id: "r3".into(), label: "three".into(), colour: colour(2), values: vec![0.2, f64::NAN] },
+        ];
+        let svg = parallel_svg(&axes, &lines);
+        // Top of an axis is y=44, bottom y=264; axis k at x=70+150k.
+        assert!(svg.contains(r#"points="70.00,264.00 220.00,264.00""#), "{svg}");
+        assert!(svg.contains(r#"points="70.00,44.00 220.00,44.00""#), "{svg}");
+        assert!(svg.contains(r#"points="70.00,154.00""#), "a missing value leaves the line at its other axes");
+        assert!(
+            svg.contains("&lt;b&gt;acc&lt;/b&gt;") && svg.contains("&lt;i&gt;two&lt;/i&gt;") && !svg.contains("<b>")
+        );
+        assert_eq!(svg.matches("class=\"pc-line\"").count(), 3);
+        assert_eq!(unit(3.0, 3.0, 3.0), 0.5);
     }
 }

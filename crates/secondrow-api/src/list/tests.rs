@@ -143,3 +143,51 @@ fn crafted_page_tokens_cannot_wrap() {
     let q = ListQuery { page_token: Some(encode_token(MAX_OFFSET)), ..ListQuery::default() };
     assert_eq!(paginate(items(), &q, &["name"]).unwrap().items.len(), 0);
 }
+
+#[test]
+fn other_listings_become_one_sql_query() {
+    let keys = &["experiment_id", "display_name", "created_at"];
+    let column = |k: &str| (k == "experiment_id").then_some("id");
+    let q = ListQuery {
+        filter: Some(
+            r#"{"predicates":[{"operation":"IS_SUBSTRING","key":"name","string_value":"x"},
+                {"operation":"LESS_THAN","key":"created_at","timestamp_value":"2026-01-01T00:00:01Z"},
+                {"operation":"IN","key":"experiment_id","string_values":{"values":["a","b"]}}]}"#
+                .into(),
+        ),
+        sort_by: Some("experiment_id desc".into()),
+        page_size: Some("5".into()),
+        page_token: Some(encode_token(10)),
+        ..Default::default()
+    };
+    let (r, offset) = list_request(&q, keys, column, vec![ListFilter::eq("namespace", "ns")]).unwrap();
+    assert_eq!(offset, 10);
+    assert_eq!((r.offset, r.limit, r.count_total), (10, 5, true));
+    assert_eq!(r.sort, Some(("id".to_owned(), true)));
+    assert_eq!(
+        r.filters,
+        [
+            ListFilter::eq("namespace", "ns"),
+            ListFilter { column: "display_name".into(), op: CmpOp::Contains, values: vec![SqlValue::Text("x".into())] },
+            ListFilter { column: "created_at".into(), op: CmpOp::Lt, values: vec![SqlValue::Int(1_767_225_601_000)] },
+            ListFilter {
+                column: "id".into(),
+                op: CmpOp::In,
+                values: vec![SqlValue::Text("a".into()), SqlValue::Text("b".into())]
+            },
+        ]
+    );
+    let page = sql_page(vec![json!(1)], offset, true, Some(30));
+    assert_eq!(page.next_page_token, Some(encode_token(11)));
+    // Unknown keys, and a time compared with text, are the caller's error.
+    let bad = ListQuery {
+        filter: Some(r#"{"predicates":[{"operation":1,"key":"spec","string_value":"x"}]}"#.into()),
+        ..Default::default()
+    };
+    assert!(list_request(&bad, keys, column, Vec::new()).is_err());
+    let bad = ListQuery {
+        filter: Some(r#"{"predicates":[{"operation":1,"key":"created_at","string_value":"soon"}]}"#.into()),
+        ..Default::default()
+    };
+    assert!(list_request(&bad, keys, column, Vec::new()).is_err());
+}

@@ -1,4 +1,5 @@
-//! The artifact panel (with its visualization), CSV pages, sandboxed HTML artifacts and downloads.
+//! The artifact panel (with its visualization), CSV and Parquet pages, statistics reports, sandboxed HTML
+//! artifacts and downloads.
 
 use std::path::{Path, PathBuf};
 
@@ -11,6 +12,7 @@ use axum::response::Response;
 use secondrow_api::auth::Caller;
 use secondrow_store::{ArtifactRecord, EventRecord, RunRecord, TaskRecord};
 
+use crate::dataset;
 use crate::graph::url_part;
 use crate::viz::{self, esc};
 use crate::{Ui, UiError};
@@ -134,14 +136,25 @@ pub(super) async fn artifact_panel(
             Ok(text) => format!("<div class=\"markdown\">{}</div>", viz::markdown(&text)),
             Err(e) => format!("<p class=\"error\">{}</p>", esc(&e)),
         },
-        "system.Dataset" => match read_text(ui, a, 64 << 20).await {
-            Ok(text) if text.contains(',') && !text.starts_with("PAR1") => {
-                let p = viz::csv_page(&text, page * CSV_PAGE, CSV_PAGE);
-                csv_table(&run.id, &a.id, &p, page)
-            }
-            Ok(_) => "<p class=\"empty\">Not a CSV file: download it to look inside.</p>".to_owned(),
-            Err(e) => format!("<p class=\"error\">{}</p>", esc(&e)),
+        "system.Dataset" => match parquet_view(ui, a, page).await {
+            Some(Ok(p)) => format!("{}{}", dataset::schema_html(&p), csv_table(&run.id, &a.id, &p.page, page)),
+            Some(Err(e)) => format!("<p class=\"error\">{}</p>", esc(&e)),
+            None => match read_text(ui, a, 64 << 20).await {
+                Ok(text) if text.contains(',') => {
+                    let p = viz::csv_page(&text, page * CSV_PAGE, CSV_PAGE);
+                    csv_table(&run.id, &a.id, &p, page)
+                }
+                Ok(_) => "<p class=\"empty\">Neither CSV nor Parquet: download it to look inside.</p>".to_owned(),
+                Err(e) => format!("<p class=\"error\">{}</p>", esc(&e)),
+            },
         },
+        // The built-in `statistics` component's JSON (it also records `rows` and `columns` as metadata).
+        "system.Artifact" if a.metadata.get("rows").is_some_and(|v| v.is_u64()) && a.metadata.get("columns").is_some_and(|v| v.is_u64()) => {
+            match read_text(ui, a, 16 << 20).await {
+                Ok(text) => dataset::parse_stats(&text).map(|s| dataset::stats_html(&s)).unwrap_or_default(),
+                Err(e) => format!("<p class=\"error\">{}</p>", esc(&e)),
+            }
+        }
         _ => String::new(),
     };
     let p = ArtifactPanel {
@@ -155,6 +168,19 @@ pub(super) async fn artifact_panel(
         viz,
     };
     p.render().unwrap_or_else(|e| format!("<p class=\"error\">{}</p>", esc(&e.to_string())))
+}
+
+/// A Parquet dataset's page (`None` when the file is not Parquet), read on the blocking pool.
+async fn parquet_view(ui: &Ui, a: &ArtifactRecord, page: usize) -> Option<Result<dataset::ParquetPage, String>> {
+    let root = ui.app.engine.artifacts().root().to_path_buf();
+    let a = a.clone();
+    tokio::task::spawn_blocking(move || {
+        let path = artifact_file(&root, &a).ok()?;
+        dataset::is_parquet(&path).then(|| dataset::parquet_page(&path, page * CSV_PAGE, CSV_PAGE))
+    })
+    .await
+    .ok()
+    .flatten()
 }
 
 fn csv_table(run_id: &str, aid: &str, p: &viz::CsvPage, page: usize) -> String {

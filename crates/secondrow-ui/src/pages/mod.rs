@@ -1,6 +1,6 @@
 //! Page handlers: the runs list (`runs.rs`), a run (graph, parameters, artifacts) with an optional side panel
 //! (a task with its logs in `run.rs`, or an artifact with its visualization in `artifacts.rs`), the live-update
-//! stream (`live.rs`), actions and forwarding to the API (`actions.rs`); shared formatting helpers here.
+//! streams of the graph and of a running task's logs (`live.rs`), actions and forwarding to the API (`actions.rs`); shared formatting helpers here.
 
 use serde_json::Value;
 
@@ -12,7 +12,7 @@ mod runs;
 
 pub(crate) use actions::{action, api_message, forward_body};
 pub(crate) use artifacts::{artifact_html, download};
-pub(crate) use live::events;
+pub(crate) use live::{events, log_events};
 pub(crate) use run::{artifact, logs, run, task};
 pub(crate) use runs::runs;
 

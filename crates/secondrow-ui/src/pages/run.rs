@@ -1,4 +1,5 @@
-//! One run: the graph, parameters and artifacts, the task panel and the logs fragment htmx polls.
+//! One run: the graph, parameters and artifacts, the task panel and its logs fragment (followed live over SSE
+//! by `live.rs` while the task runs).
 
 use askama::Template;
 use axum::extract::{Extension, Path as UrlPath, Query, State};
@@ -19,7 +20,7 @@ use super::artifacts::artifact_panel;
 use super::{duration, json_text, rfc3339, UiResult};
 
 /// The most of a log or text artifact shown inline (the tail for logs).
-const MAX_INLINE: usize = 512 * 1024;
+pub(super) const MAX_INLINE: usize = 512 * 1024;
 
 #[derive(Deserialize, Default)]
 pub struct RunQuery {
@@ -340,26 +341,46 @@ struct LogsFragment {
     live: bool,
     text: String,
     clipped: bool,
+    /// While the task runs: the SSE stream that continues each stream's text from where it ends here.
+    events: String,
+    streams: Vec<LiveStream>,
+}
+
+struct LiveStream {
+    name: &'static str,
+    text: String,
+    clipped: bool,
 }
 
 fn logs_fragment(ui: &Ui, run: &RunRecord, tasks: &[TaskRecord], t: &TaskRecord) -> UiResult<String> {
     let root = ui.app.engine.config().logs_root.clone();
-    // Only the end of each file is read: a 200 MB log costs the page MAX_INLINE bytes, not 200 MB.
-    let (mut text, mut clipped) =
-        secondrow_api::logs::render_tail(&root, &run.id, tasks, Some(&t.path), MAX_INLINE as u64)?;
-    if text.len() > MAX_INLINE {
-        clipped = true;
-        let mut cut = text.len() - MAX_INLINE;
-        while !text.is_char_boundary(cut) {
-            cut += 1;
+    let url = format!("/runs/{}/logs?task={}", url_part(&run.id, false), url_part(&t.path, false));
+    let f = if t.state.is_terminal() {
+        // Only the end of each file is read: a 200 MB log costs the page MAX_INLINE bytes, not 200 MB.
+        let (mut text, mut clipped) =
+            secondrow_api::logs::render_tail(&root, &run.id, tasks, Some(&t.path), MAX_INLINE as u64)?;
+        if text.len() > MAX_INLINE {
+            clipped = true;
+            let mut cut = text.len() - MAX_INLINE;
+            while !text.is_char_boundary(cut) {
+                cut += 1;
+            }
+            text = text[cut..].to_owned();
         }
-        text = text[cut..].to_owned();
-    }
-    let f = LogsFragment {
-        url: format!("/runs/{}/logs?task={}", url_part(&run.id, false), url_part(&t.path, false)),
-        live: !t.state.is_terminal(),
-        text,
-        clipped,
+        LogsFragment { url, live: false, text, clipped, events: String::new(), streams: Vec::new() }
+    } else {
+        // Each stream's tail now, and its length: the live stream sends what is written after it.
+        let mut streams = Vec::new();
+        let mut events = format!("/runs/{}/logs/events?task={}", url_part(&run.id, false), url_part(&t.path, false));
+        for name in ["stdout", "stderr"] {
+            let chunk = match secondrow_api::logs::stream_path(&root, &run.id, &t.path, name)? {
+                Some(path) => super::live::read_log(&path, 0, true).unwrap_or_default(),
+                None => super::live::LogChunk::default(),
+            };
+            events.push_str(&format!("&{name}={}", chunk.end));
+            streams.push(LiveStream { name, text: chunk.text, clipped: chunk.reset && chunk.start > 0 });
+        }
+        LogsFragment { url, live: true, text: String::new(), clipped: false, events, streams }
     };
     f.render().map_err(|e| UiError::Api(secondrow_api::ApiError::Internal(e.to_string())))
 }
@@ -369,7 +390,7 @@ pub struct LogsQuery {
     task: String,
 }
 
-/// The logs `<pre>` of one task (htmx polls it while the task runs).
+/// The logs fragment of one task (fetched again when its live stream ends).
 pub async fn logs(
     State(ui): State<Ui>,
     caller: Caller,

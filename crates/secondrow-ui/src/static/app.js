@@ -1,4 +1,5 @@
-// SecondRow UI: times in the browser's zone, and a run's live graph over Server-Sent Events.
+// SecondRow UI: times in the browser's zone, and a run's live graph and a task's live logs over Server-Sent
+// Events.
 (function () {
   "use strict";
   function localTimes(root) {
@@ -26,10 +27,39 @@
       }
     });
   }
+  // A running task's logs: each stream's <pre> grows by the bytes the server sends; only its last 512 KiB are
+  // kept. When the task ends (or the stream breaks) the fragment is fetched again, in its final form.
+  var LOG_KEEP = 512 * 1024;
+  function liveLogs(root) {
+    var box = root.matches && root.matches("[data-log-events]") ? root : root.querySelector("[data-log-events]");
+    if (!box || !window.EventSource || box.dataset.following) { return; }
+    box.dataset.following = "1";
+    var es = new EventSource(box.dataset.logEvents);
+    function reload() {
+      es.close();
+      if (document.body.contains(box) && window.htmx) {
+        window.htmx.ajax("GET", box.dataset.final, { target: box, swap: "outerHTML" });
+      }
+    }
+    es.addEventListener("log", function (e) {
+      if (!document.body.contains(box)) { es.close(); return; }
+      var d = JSON.parse(e.data);
+      var pre = box.querySelector('pre[data-stream="' + d.stream + '"]');
+      if (!pre) { return; }
+      var atEnd = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+      var text = (d.reset ? "" : pre.textContent) + d.text;
+      if (text.length > LOG_KEEP) { text = text.slice(text.length - LOG_KEEP); }
+      pre.textContent = text;
+      if (atEnd) { pre.scrollTop = pre.scrollHeight; }
+    });
+    es.addEventListener("end", reload);
+    es.onerror = function () { es.close(); setTimeout(reload, 2000); };
+  }
   document.addEventListener("DOMContentLoaded", function () {
     localTimes(document);
     live();
-    document.body.addEventListener("htmx:afterSwap", function (e) { localTimes(e.target); });
+    liveLogs(document);
+    document.body.addEventListener("htmx:afterSwap", function (e) { localTimes(e.target); liveLogs(document); });
   });
 })();
 // Forms marked `data-confirm` (deleting a pipeline, a version, an experiment, a recurring run) ask first.
