@@ -68,8 +68,8 @@ fn main() {
             let (mut bests, mut per_suggest, mut last10) = (vec![], vec![], vec![]);
             for seed in 0..seeds {
                 let seed_s = seed.to_string();
-                let settings: Vec<(&str, &str)> =
-                    if alg == "sobol" { vec![] } else { vec![("random_state", seed_s.as_str())] };
+                // For sobol, random_state picks the digital shift (scrambling), like Optuna's scrambled QMC.
+                let settings = [("random_state", seed_s.as_str())];
                 let Ok(s) = build_named(alg, &settings, &sp, Direction::Minimize) else {
                     eprintln!("cannot build {alg}");
                     return;

@@ -102,16 +102,16 @@ impl State {
             (0..d).map(|j| (0..d).map(|i| self.b[i * d + j] * yw[i]).sum::<f64>() / self.dvec[j]).collect();
         let cinv: Vec<f64> = (0..d).map(|i| (0..d).map(|j| self.b[i * d + j] * bt[j]).sum()).collect();
         let k = (cs * (2.0 - cs) * mueff).sqrt();
-        for i in 0..d {
-            self.ps[i] = (1.0 - cs) * self.ps[i] + k * cinv[i];
+        for (p, c) in self.ps.iter_mut().zip(&cinv) {
+            *p = (1.0 - cs) * *p + k * c;
         }
         let psn = self.ps.iter().map(|x| x * x).sum::<f64>().sqrt();
         self.gen += 1;
         let hsig = psn / (1.0 - (1.0 - cs).powi(2 * self.gen as i32)).sqrt() / chin < 1.4 + 2.0 / (df + 1.0);
         let h = if hsig { 1.0 } else { 0.0 };
         let kc = (cc * (2.0 - cc) * mueff).sqrt();
-        for i in 0..d {
-            self.pc[i] = (1.0 - cc) * self.pc[i] + h * kc * yw[i];
+        for (p, y) in self.pc.iter_mut().zip(&yw) {
+            *p = (1.0 - cc) * *p + h * kc * y;
         }
         for i in 0..d {
             for j in 0..d {
@@ -193,7 +193,7 @@ impl CmaEs {
                 restarts += 1;
                 let mut r = rng(self.seed ^ 0x5eed, restarts);
                 let mean: Vec<f64> = (0..d).map(|_| r.gen::<f64>()).collect();
-                let (lambda, sigma) = if self.restart == Restart::Bipop && restarts % 2 == 0 {
+                let (lambda, sigma) = if self.restart == Restart::Bipop && restarts.is_multiple_of(2) {
                     (base, self.sigma0 * 10f64.powf(-2.0 * r.gen::<f64>()))
                 } else {
                     large *= 2;
