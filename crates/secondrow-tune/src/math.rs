@@ -55,14 +55,11 @@ impl Mixture {
     }
 
     pub fn log_pdf(&self, x: f64) -> f64 {
-        let terms: Vec<f64> = self
-            .mu
-            .iter()
-            .zip(&self.sigma)
-            .zip(&self.logw)
-            .map(|((m, s), lw)| lw - 0.5 * ((x - m) / s).powi(2))
-            .collect();
-        logsumexp(&terms) - 0.5 * (2.0 * std::f64::consts::PI).ln()
+        let mut acc = LogSumExp::default();
+        for ((m, s), lw) in self.mu.iter().zip(&self.sigma).zip(&self.logw) {
+            acc.add(lw - 0.5 * ((x - m) / s).powi(2));
+        }
+        acc.value() - 0.5 * (2.0 * std::f64::consts::PI).ln()
     }
 
     /// Draw a component index by weight.
@@ -75,6 +72,37 @@ impl Mixture {
             }
         }
         weights.len() - 1
+    }
+}
+
+/// A streaming log-sum-exp (no buffer), for the hot density loops.
+pub struct LogSumExp {
+    max: f64,
+    sum: f64,
+}
+
+impl Default for LogSumExp {
+    fn default() -> Self {
+        LogSumExp { max: f64::NEG_INFINITY, sum: 0.0 }
+    }
+}
+
+impl LogSumExp {
+    pub fn add(&mut self, t: f64) {
+        if t > self.max {
+            self.sum = self.sum * (self.max - t).exp() + 1.0;
+            self.max = t;
+        } else {
+            self.sum += (t - self.max).exp();
+        }
+    }
+
+    pub fn value(&self) -> f64 {
+        if self.max.is_finite() {
+            self.max + self.sum.ln()
+        } else {
+            self.max
+        }
     }
 }
 

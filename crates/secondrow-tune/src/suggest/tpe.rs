@@ -196,16 +196,12 @@ impl Joint {
     }
 
     fn log_pdf(&self, x: &[f64]) -> f64 {
-        let terms: Vec<f64> = self
-            .points
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                let s = self.sigma_of(i);
-                self.log_norm[i] - 0.5 * p.iter().zip(x).map(|(m, v)| ((v - m) / s).powi(2)).sum::<f64>()
-            })
-            .collect();
-        crate::math::logsumexp(&terms)
+        let mut acc = crate::math::LogSumExp::default();
+        for (i, p) in self.points.iter().enumerate() {
+            let s = self.sigma_of(i);
+            acc.add(self.log_norm[i] - 0.5 * p.iter().zip(x).map(|(m, v)| ((v - m) / s).powi(2)).sum::<f64>());
+        }
+        acc.value()
     }
 }
 
