@@ -851,6 +851,16 @@ fn parameter(i: usize, p: &ParameterSpec) -> Result<Param> {
                 Ok(x)
             };
             let (min, max) = (num("min", &fs.min)?, num("max", &fs.max)?);
+            // Ints are handled as i64 and their range as f64: keep both exact and overflow-free.
+            const LIMIT: f64 = 4_503_599_627_370_496.0; // 2^52
+            for (field, x) in [("min", min), ("max", max)] {
+                if x.abs() > LIMIT || (p.parameter_type == "double" && x.abs() > f64::MAX / 4.0) {
+                    return Err(TuneError::invalid(
+                        format!("{fpath}.{field}"),
+                        format!("{x} is out of the supported range ±2^52"),
+                    ));
+                }
+            }
             if min > max {
                 return Err(TuneError::invalid(format!("{fpath}.min"), format!("min {min} is greater than max {max}")));
             }

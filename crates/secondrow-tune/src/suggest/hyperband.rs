@@ -13,6 +13,10 @@ use crate::error::{Result, TuneError};
 use crate::experiment::Direction;
 use crate::space::{Assignment, Domain, Space, Value};
 
+/// Limits that keep a hostile `r_l`/`eta` from planning billions of rungs or trials.
+const MAX_BRACKETS: usize = 30;
+const MAX_PLAN_TRIALS: f64 = 100_000.0;
+
 pub struct Hyperband {
     space: Space,
     dir: Direction,
@@ -45,6 +49,19 @@ impl Hyperband {
         let r_l = s.f64("r_l", 1.0, |x| x > 0.0, "greater than 0")?;
         let eta = s.f64("eta", 3.0, |x| x > 1.0, "greater than 1")?;
         let hb = Hyperband { space, dir, seed: s.seed()?, resource, r_l, eta };
+        if hb.s_max() > MAX_BRACKETS {
+            return Err(TuneError::invalid(
+                "spec.algorithm.algorithmSettings",
+                format!("r_l and eta give {} brackets; at most {MAX_BRACKETS} are supported", hb.s_max() + 1),
+            ));
+        }
+        let total: f64 = hb.plan_sizes().iter().sum();
+        if total > MAX_PLAN_TRIALS {
+            return Err(TuneError::invalid(
+                "spec.algorithm.algorithmSettings",
+                format!("r_l and eta plan {total} trials; at most {MAX_PLAN_TRIALS} are supported"),
+            ));
+        }
         let need = eta.powi(hb.s_max() as i32).ceil() as usize;
         if parallel < need {
             return Err(TuneError::invalid(
@@ -57,6 +74,20 @@ impl Hyperband {
 
     pub fn s_max(&self) -> usize {
         ((self.r_l.ln() / self.eta.ln()) + 1e-9).floor().max(0.0) as usize
+    }
+
+    /// The number of trials of every rung (as floats: checked before `plan` materialises anything).
+    fn plan_sizes(&self) -> Vec<f64> {
+        let s_max = self.s_max();
+        let b = (s_max + 1) as f64 * self.r_l;
+        let mut out = vec![];
+        for s in (0..=s_max).rev() {
+            let n = ((b / self.r_l) * self.eta.powi(s as i32) / (s + 1) as f64).ceil();
+            for i in 0..=s {
+                out.push((n * self.eta.powi(-(i as i32))).floor().max(1.0));
+            }
+        }
+        out
     }
 
     /// Every rung, in the order they run.
