@@ -415,3 +415,18 @@ fn medianstop_rule_needs_enough_successes_and_checks_once_at_start_step() {
         assert!(medianstop(&bad).is_err(), "{bad:?}");
     }
 }
+
+#[test]
+fn cmaes_converges_on_a_smooth_bowl() {
+    let sp = Space { params: (0..4).map(|i| double(&format!("x{i}"), -1.0, 1.0, Distribution::Uniform)).collect() };
+    let f = |a: &Assignment| (0..4).map(|i| (num(a, i) - 0.2 * i as f64).powi(2)).sum::<f64>();
+    let s = build_named("cmaes", &[("random_state", "4")], &sp, Direction::Minimize).expect("cmaes");
+    let mut h: Vec<Trial> = vec![];
+    for _ in 0..400 {
+        let a = s.suggest(&h, 1).expect("suggest").remove(0);
+        let y = f(&a);
+        h.push(Trial::finished(a, y));
+    }
+    let best = h.iter().filter_map(|t| t.value).fold(f64::INFINITY, f64::min);
+    assert!(best < 1e-4, "CMA-ES should converge on a bowl; best {best}");
+}
