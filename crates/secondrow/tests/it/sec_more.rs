@@ -1,0 +1,179 @@
+//! More of the multi-tenant security of issue 13, attacked through the real binary: deployments that belong
+//! to a namespace (REST and the serving port, two namespace tokens against each other).
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::api::{kfp_script, last_json, Server};
+use crate::deploy::{compile_pipeline, make_rows, write_csv};
+use crate::hygiene::{call, Answer};
+use crate::support::*;
+
+const ADMIN: &str = "admin-token-sec-more-0123456789";
+
+fn token(h: &Home, namespace: &str) -> String {
+    let out = h.output(&["tokens", "create", "--namespace", namespace, "--name", "sec-more"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// A server with tokens on (the admin token from a file). Without the task sandbox: the training pipeline
+/// reads its CSV from the test's folder by parameter (the sandbox has tests of its own).
+fn server_with_tokens(h: &Home) -> Server {
+    let admin_file = h.path().join("admin-token");
+    std::fs::write(&admin_file, ADMIN).unwrap();
+    Server::start(h, &["--auth-token-file", admin_file.to_str().unwrap(), "--no-task-sandbox"])
+}
+
+/// Submits the deploy test pipeline as `namespace` and waits for it to succeed: the run id.
+fn train_in(h: &Home, server: &Server, token: &str, namespace: &str, yaml: &Path, csv: &Path) -> String {
+    let params = json!({"source": csv.to_str().unwrap()}).to_string();
+    let out = kfp_script(h, "sandbox.py", &[&server.url, token, namespace, yaml.to_str().unwrap(), &params]);
+    let doc = last_json(&out);
+    assert_eq!(doc["state"], "SUCCEEDED", "{doc}");
+    doc["run_id"].as_str().unwrap().to_owned()
+}
+
+fn api(server: &Server, method: &str, path: &str, token: &str, body: &Value) -> Answer {
+    call(server.url.trim_start_matches("http://"), method, &format!("/apis/v2beta1{path}"), Some(token), body)
+}
+
+fn names(listed: &Answer) -> Vec<String> {
+    assert_eq!(listed.status, 200, "{}", listed.text());
+    let doc = listed.json();
+    doc["deployments"].as_array().unwrap().iter().map(|d| d["name"].as_str().unwrap().to_owned()).collect()
+}
+
+fn from_run(run: &str) -> Value {
+    json!({"run_id": run, "task": "train-logistic-regression", "output": "model"})
+}
+
+fn deployments_belong_to_namespaces(h: &Home) {
+    let team_a = token(h, "team-a");
+    let team_b = token(h, "team-b");
+    let server = server_with_tokens(h);
+    let csv = h.path().join("train.csv");
+    write_csv(&csv, &make_rows(120, 3), true);
+    let yaml = compile_pipeline(h);
+    let run_a = train_in(h, &server, &team_a, "team-a", &yaml, &csv);
+    let run_b = train_in(h, &server, &team_b, "team-b", &yaml, &csv);
+    let model_file = h.path().join("model.json");
+    let artifacts = h.get_json(&run_b);
+    let b_model_uri = RunDoc(artifacts).task_artifact("train-logistic-regression", "model")["uri"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("file://")
+        .to_owned();
+    std::fs::copy(&b_model_uri, &model_file).unwrap();
+
+    // Team a deploys its own run's model: the deployment is in team-a.
+    let created =
+        api(&server, "POST", "/deployments", &team_a, &json!({"name": "a-model", "source": from_run(&run_a)}));
+    assert_eq!(created.status, 200, "{}", created.text());
+    assert_eq!(created.json()["namespace"], "team-a");
+    // Attacks by team a, each refused before anything is written: another namespace's run as the source,
+    // a file path of its choosing (the database, say), a deployment in another namespace.
+    for (body, what) in [
+        (json!({"name": "stolen", "source": from_run(&run_b)}), "team-b's run"),
+        (json!({"name": "stolen", "source": {"path": model_file.to_str().unwrap()}}), "a server path"),
+        (json!({"name": "stolen", "source": from_run(&run_a), "namespace": "team-b"}), "namespace team-b"),
+    ] {
+        let refused = api(&server, "POST", "/deployments", &team_a, &body);
+        assert_eq!(refused.status, 403, "{what}: {}", refused.text());
+    }
+    assert_eq!(api(&server, "GET", "/deployments/stolen", ADMIN, &Value::Null).status, 404, "nothing was written");
+
+    let created =
+        api(&server, "POST", "/deployments", &team_b, &json!({"name": "b-model", "source": from_run(&run_b)}));
+    assert_eq!(created.status, 200, "{}", created.text());
+    assert_eq!(created.json()["namespace"], "team-b");
+    // The admin deploys a file (no namespace), and may put a deployment into any namespace.
+    let admin_own = json!({"name": "admin-model", "source": {"path": model_file.to_str().unwrap()}});
+    assert_eq!(api(&server, "POST", "/deployments", ADMIN, &admin_own).status, 200);
+    let for_b = json!({"name": "b-second", "source": {"path": model_file.to_str().unwrap()}, "namespace": "team-b"});
+    let answer = api(&server, "POST", "/deployments", ADMIN, &for_b);
+    assert_eq!((answer.status, answer.json()["namespace"].clone()), (200, json!("team-b")), "{}", answer.text());
+
+    // Listing: each token its own; the admin everything, or one namespace when asked.
+    assert_eq!(names(&api(&server, "GET", "/deployments", &team_a, &Value::Null)), ["a-model"]);
+    assert_eq!(names(&api(&server, "GET", "/deployments", &team_b, &Value::Null)), ["b-model", "b-second"]);
+    assert_eq!(names(&api(&server, "GET", "/deployments", ADMIN, &Value::Null)).len(), 4);
+    assert_eq!(names(&api(&server, "GET", "/deployments?namespace=team-a", ADMIN, &Value::Null)), ["a-model"]);
+    assert_eq!(api(&server, "GET", "/deployments?namespace=team-b", &team_a, &Value::Null).status, 403);
+
+    // Team b cannot read, change, add to or delete team a's deployment.
+    let canary = json!({"default_version": "1"});
+    for (method, path, body) in [
+        ("GET", "/deployments/a-model", Value::Null),
+        ("PATCH", "/deployments/a-model", canary),
+        ("DELETE", "/deployments/a-model/versions/1", Value::Null),
+        ("DELETE", "/deployments/a-model", Value::Null),
+        ("POST", "/deployments", json!({"name": "a-model", "source": from_run(&run_b)})),
+        ("GET", "/deployments/admin-model", Value::Null),
+    ] {
+        let refused = api(&server, method, path, &team_b, &body);
+        assert_eq!(refused.status, 403, "{method} {path}: {}", refused.text());
+    }
+    let a_model = api(&server, "GET", "/deployments/a-model", &team_a, &Value::Null);
+    assert_eq!(a_model.status, 200, "{}", a_model.text());
+    assert_eq!(a_model.json()["versions"].as_array().unwrap().len(), 1, "team b added nothing");
+
+    // The serving port: a namespace token infers on its namespace's deployments only; the admin on all.
+    let models = server.models.as_str();
+    let rows: Vec<f64> = make_rows(3, 11).iter().flat_map(|(x, _)| *x).collect();
+    let body = json!({"inputs": [{"name": "input-0", "datatype": "FP64", "shape": [3, 3], "data": rows}]});
+    let infer =
+        |model: &str, token: &str| call(models, "POST", &format!("/v2/models/{model}/infer"), Some(token), &body);
+    // Serving follows the store within the reconciler's poll interval.
+    wait_for(Duration::from_secs(30), || (infer("b-second", ADMIN).status == 200).then_some(()));
+    for (model, token, want) in [
+        ("a-model", team_a.as_str(), 200),
+        ("a-model", team_b.as_str(), 403),
+        ("a-model", ADMIN, 200),
+        ("b-model", team_b.as_str(), 200),
+        ("b-second", team_b.as_str(), 200),
+        ("b-model", team_a.as_str(), 403),
+        ("admin-model", team_a.as_str(), 403),
+        ("admin-model", ADMIN, 200),
+        // The same answer for a model that does not exist: names of others cannot be probed.
+        ("no-such-model", team_a.as_str(), 403),
+    ] {
+        let answer = infer(model, token);
+        assert_eq!(answer.status, want, "infer {model} as {}: {}", &token[..6], answer.text());
+    }
+    let meta = call(models, "GET", "/v2/models/a-model", Some(&team_b), &Value::Null);
+    assert_eq!(meta.status, 403, "metadata too: {}", meta.text());
+
+    // Team a deletes its own.
+    assert_eq!(api(&server, "DELETE", "/deployments/a-model", &team_a, &Value::Null).status, 200);
+    assert_eq!(names(&api(&server, "GET", "/deployments", &team_a, &Value::Null)), Vec::<String>::new());
+
+    // The CLI names the namespace: locally, and through the server as the admin.
+    let out = h.output(&[
+        "deploy",
+        "create",
+        "local-b",
+        "--path",
+        model_file.to_str().unwrap(),
+        "--namespace",
+        "team-b",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["namespace"], "team-b");
+    let remote = h
+        .cmd()
+        .args(["deploy", "list", "--namespace", "team-b", "--json", "--server", &server.url, "--token", &team_b])
+        .output()
+        .unwrap();
+    assert!(remote.status.success(), "{}", String::from_utf8_lossy(&remote.stderr));
+    let listed: Value = serde_json::from_slice(&remote.stdout).unwrap();
+    let mut listed: Vec<&str> = listed.as_array().unwrap().iter().map(|d| d["name"].as_str().unwrap()).collect();
+    listed.sort_unstable();
+    assert_eq!(listed, ["b-model", "b-second", "local-b"]);
+}
+
+per_backend!(deployments_belong_to_namespaces);
