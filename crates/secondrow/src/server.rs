@@ -54,25 +54,30 @@ pub struct ServerArgs {
 
 /// The admin token: from `--auth-token-file`, else from `SECONDROW_AUTH_TOKEN` (never from argv).
 fn admin_token(args: &ServerArgs) -> Result<Option<String>> {
-    if args.auth_token.is_some() {
-        return Err(Failure::usage(
+    token_from(args.auth_token.is_some(), args.auth_token_file.as_deref(), "SECONDROW_AUTH_TOKEN")
+}
+
+/// A bearer token from `--auth-token-file`, else from the variable `var`; `on_argv` (a literal
+/// `--auth-token VALUE`) is refused, because every local user can read a process's arguments. At least 16
+/// characters. Shared by `secondrow server` and `secondrow serve`.
+pub(crate) fn token_from(on_argv: bool, file: Option<&std::path::Path>, var: &str) -> Result<Option<String>> {
+    if on_argv {
+        return Err(Failure::usage(format!(
             "--auth-token takes no value on the command line (every local user can read it there): put the token \
-             in a file and pass --auth-token-file FILE, or set SECONDROW_AUTH_TOKEN",
-        ));
+             in a file and pass --auth-token-file FILE, or set {var}"
+        )));
     }
-    let token = match &args.auth_token_file {
+    let token = match file {
         Some(path) => Some(
             std::fs::read_to_string(path)
-                .with_context(|| format!("reading the admin token from {}", path.display()))?
+                .with_context(|| format!("reading the token from {}", path.display()))?
                 .trim()
                 .to_owned(),
         ),
-        None => std::env::var("SECONDROW_AUTH_TOKEN").ok().map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()),
+        None => std::env::var(var).ok().map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()),
     };
     if token.as_ref().is_some_and(|t| t.len() < 16) {
-        return Err(Failure::usage(
-            "the admin token (--auth-token-file, SECONDROW_AUTH_TOKEN) must be at least 16 characters",
-        ));
+        return Err(Failure::usage(format!("the token (--auth-token-file, {var}) must be at least 16 characters")));
     }
     Ok(token)
 }

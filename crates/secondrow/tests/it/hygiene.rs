@@ -1,5 +1,5 @@
 //! HTTP hygiene and serving robustness against hostile clients, with the real binary over loopback: the
-//! serving port's tokens (`secondrow server` and `secondrow serve --auth-token`), load errors that do not
+//! serving port's tokens (`secondrow server` and `secondrow serve` with a token), load errors that do not
 //! tell whether a path exists, slow clients (header-read timeout, connection cap), 413 bodies, checked
 //! arithmetic and parameter types in the API, non-finite inputs, the memory bound of large inference
 //! requests, a refused request's connection, and control characters kept off the terminal.
@@ -111,13 +111,13 @@ pub(crate) fn infer_body(rows: &[[f64; 2]]) -> Value {
 }
 
 /// `secondrow serve` on a free port, killed when dropped.
-struct Serve {
-    child: Child,
-    addr: String,
+pub(crate) struct Serve {
+    pub(crate) child: Child,
+    pub(crate) addr: String,
 }
 
 impl Serve {
-    fn start(h: &Home, model: &Path, extra: &[&str], env: &[(&str, &str)]) -> Serve {
+    pub(crate) fn start(h: &Home, model: &Path, extra: &[&str], env: &[(&str, &str)]) -> Serve {
         static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let log = h.path().join(format!("serve-{}.log", SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)));
         let mut cmd = h.cmd();
@@ -195,7 +195,7 @@ fn server_serving_port_needs_tokens() {
     assert_eq!(call(models, "POST", "/v2/models/m/infer", Some(ADMIN), &rows).status, 200, "still served");
 }
 
-/// Item 4: `secondrow serve --auth-token` (here from its environment variable) guards every call but the
+/// Item 4: `secondrow serve` with a token (here from its environment variable) guards every call but the
 /// health probes, and a load error reads the same whether the path is missing, unreadable or not a model.
 /// Before: no token option, and the error quoted the OS ("No such file or directory") or the parser.
 #[test]

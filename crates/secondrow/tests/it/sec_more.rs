@@ -1,5 +1,6 @@
 //! More of the multi-tenant security of issue 13, attacked through the real binary: deployments that belong
-//! to a namespace (REST and the serving port, two namespace tokens against each other).
+//! to a namespace (REST and the serving port, two namespace tokens against each other); `secondrow serve`'s
+//! token from a file, never from argv.
 
 use std::path::Path;
 use std::time::Duration;
@@ -8,7 +9,7 @@ use serde_json::{json, Value};
 
 use crate::api::{kfp_script, last_json, Server};
 use crate::deploy::{compile_pipeline, make_rows, write_csv};
-use crate::hygiene::{call, Answer};
+use crate::hygiene::{call, infer_body, Answer, Serve};
 use crate::support::*;
 
 const ADMIN: &str = "admin-token-sec-more-0123456789";
@@ -177,3 +178,31 @@ fn deployments_belong_to_namespaces(h: &Home) {
 }
 
 per_backend!(deployments_belong_to_namespaces);
+
+/// `secondrow serve` takes its token from a file (or its variable), never from argv: a literal
+/// `--auth-token VALUE` is refused, and the token of a running `serve` is not in its `/proc/PID/cmdline`.
+/// Before: `--auth-token VALUE` was accepted, and every local user could read it from `ps`.
+#[test]
+fn serve_token_never_on_the_command_line() {
+    let h = Home::new();
+    let model = trained_model(&h);
+    let secret = "serve-file-token-0123456789";
+    let literal = h.output(&["serve", "-m", &format!("m={}", model.display()), "--auth-token", secret]);
+    assert_eq!(literal.status.code(), Some(2), "{}", String::from_utf8_lossy(&literal.stderr));
+    assert!(String::from_utf8_lossy(&literal.stderr).contains("--auth-token-file"));
+
+    let file = h.path().join("serve.token");
+    std::fs::write(&file, format!("{secret}\n")).unwrap();
+    let serve = Serve::start(&h, &model, &["--auth-token-file", file.to_str().unwrap()], &[]);
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", serve.child.id())).unwrap();
+    assert!(!String::from_utf8_lossy(&cmdline).contains(secret), "the token is on the command line");
+    let rows = infer_body(&[[0.5, 3.5]]);
+    assert_eq!(call(&serve.addr, "POST", "/v2/models/m/infer", None, &rows).status, 401);
+    assert_eq!(call(&serve.addr, "POST", "/v2/models/m/infer", Some("wrong-token-0123456789"), &rows).status, 401);
+    assert_eq!(call(&serve.addr, "POST", "/v2/models/m/infer", Some(secret), &rows).status, 200);
+
+    let short = h.path().join("short.token");
+    std::fs::write(&short, "short").unwrap();
+    let out = h.output(&["serve", "-m", "m=x", "--auth-token-file", short.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+}
