@@ -6,7 +6,8 @@
 //!   database URL, cloud credentials) never reach a task, only what Python and kfp need plus the task's own
 //!   explicit variables;
 //! - a Landlock ruleset ([`TaskSandbox`]): read (and execute) the system folders, `PATH`, its Python
-//!   environment and its input artifacts; write only its own output folder and its scratch folder. The
+//!   environment and its input artifacts; write only its own output folder, its scratch folder and
+//!   `/dev/shm` (POSIX shared memory, which multiprocessing needs). The
 //!   database, the logs root, other runs' and namespaces' artifacts stay out of reach, and so does `/proc`
 //!   but for a few machine-wide files (so no `/proc/<server>/environ` or `cmdline`). Where the kernel lacks
 //!   Landlock the engine warns once at start and runs tasks without it;
@@ -179,7 +180,10 @@ impl TaskSandbox {
         if let Some(path) = std::env::var_os("PATH") {
             read.extend(std::env::split_paths(&path).filter(|p| p.is_absolute() && p != Path::new("/")));
         }
-        TaskSandbox { read, write: vec![PathBuf::from("/dev/null"), PathBuf::from("/dev/full")], user }
+        // `/dev/shm`: POSIX semaphores and shared memory (Python's multiprocessing queues, locks and
+        // `shared_memory`, data loaders) live there; glibc knows no other place. It is shared by every task.
+        let write = ["/dev/null", "/dev/full", "/dev/shm"].into_iter().map(PathBuf::from).collect();
+        TaskSandbox { read, write, user }
     }
 
     /// Adds a Python interpreter's environment: the folder above its `bin/` (the venv or prefix), for the

@@ -206,3 +206,20 @@ fn serve_token_never_on_the_command_line() {
     let out = h.output(&["serve", "-m", "m=x", "--auth-token-file", short.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// Python multiprocessing inside the task sandbox: a `multiprocessing.Queue` (a POSIX semaphore) and a
+/// `shared_memory` block written by a forked child, in a warm-forked and in a cold task. Before: Landlock
+/// refused `/dev/shm`, and the task failed with a PermissionError.
+#[test]
+fn sandboxed_tasks_can_use_dev_shm() {
+    let h = Home::new();
+    let yaml = h.compile(&fixtures_dir().join("sandbox").join("shm_py.py"));
+    for mode in ["warm", "cold"] {
+        let server = Server::start(&h, &["--python-mode", mode]);
+        let out = kfp_script(&h, "sandbox.py", &[&server.url, "no-token", "", yaml.to_str().unwrap(), "{}"]);
+        let doc = last_json(&out);
+        let run = RunDoc(h.get_json(doc["run_id"].as_str().unwrap()));
+        assert_eq!(doc["state"], "SUCCEEDED", "{mode}: {:#}", run.0);
+        assert_eq!(run.task_output("shm", "Output"), "queue 8 shm 42", "{mode}");
+    }
+}
