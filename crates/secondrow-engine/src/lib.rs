@@ -31,6 +31,12 @@ use secondrow_spec::{Pipeline, SpecError};
 use secondrow_store::{ArtifactStore, NewRun, RunRecord, RunState, Store, StoreError, TaskState};
 
 pub use process::LogLine;
+
+/// How many task nodes the runs executing in this process hold in memory right now (all engines
+/// together): a bound that hostile specs must not blow up (loop iterations are created as they can start).
+pub fn live_nodes() -> usize {
+    run::live_nodes()
+}
 pub use task::{ArtifactRef, IoValues};
 pub use tokio_util::sync::CancellationToken;
 
