@@ -213,7 +213,10 @@ impl Engine {
     pub fn new(store: Store, artifacts: ArtifactStore, config: EngineConfig) -> Engine {
         let slots = Arc::new(Semaphore::new(config.parallelism.max(1)));
         let warm = warm::WarmPool::new(config.work_dir.clone());
-        let envs = envs::EnvManager::new(config.envs_dir.clone());
+        let mut envs = envs::EnvManager::new(config.envs_dir.clone());
+        if config.sandbox.enabled {
+            envs = envs.sandboxed(config.sandbox.task_user);
+        }
         Engine { inner: Arc::new(Inner { store, artifacts, config, slots, python: Default::default(), warm, envs }) }
     }
 

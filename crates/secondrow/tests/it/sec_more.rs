@@ -223,3 +223,59 @@ fn sandboxed_tasks_can_use_dev_shm() {
         assert_eq!(run.task_output("shm", "Output"), "queue 8 shm 42", "{mode}");
     }
 }
+
+/// `pip install` for `packages_to_install` runs in the task sandbox: a source package whose build (setup.py,
+/// code of the pipeline author's choosing) tries to read the database and the admin token file, to write
+/// into the server's home, and to find the admin token in its own or the server's environment fails at
+/// each, and the package still installs and imports. Before: pip ran with the server's environment and
+/// rights (the build saw `SECONDROW_AUTH_TOKEN` and could read the database).
+#[test]
+fn pip_install_runs_in_the_sandbox() {
+    use crate::sandbox::{assert_report, home_dir, run_doc, submit, Srv, ADMIN as SANDBOX_ADMIN};
+    let h = Home::new();
+    let token_file = h.path().join("admin.token");
+    std::fs::write(&token_file, SANDBOX_ADMIN).unwrap();
+    // The server's home with its database exists once a store was opened.
+    let out = h.output(&["tokens", "list"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let home = home_dir(&h);
+    let db = home.join("secondrow.db");
+    assert!(db.is_file(), "{}", db.display());
+
+    // The hostile source package, as an sdist in a find-links folder.
+    let src = h.path().join("pkg-src").join("secondrow_hostile_probe-0.1.0");
+    std::fs::create_dir_all(&src).unwrap();
+    let quote = |paths: &[&Path]| {
+        let items: Vec<String> = paths.iter().map(|p| format!("{:?}", p.display().to_string())).collect();
+        format!("[{}]", items.join(", "))
+    };
+    let setup = std::fs::read_to_string(fixtures_dir().join("sandbox/hostile_setup.py")).unwrap();
+    let header =
+        format!("READS = {}\nWRITES = {}\nSECRET = {SANDBOX_ADMIN:?}\n", quote(&[&db, &token_file]), quote(&[&home]));
+    std::fs::write(src.join("setup.py"), header + &setup).unwrap();
+    let links = h.path().join("links");
+    std::fs::create_dir_all(&links).unwrap();
+    let tarball = links.join("secondrow_hostile_probe-0.1.0.tar.gz");
+    let packed = std::process::Command::new(python())
+        .args([
+            "-c",
+            "import sys, tarfile\nwith tarfile.open(sys.argv[1], 'w:gz') as t: t.add(sys.argv[2], arcname='secondrow_hostile_probe-0.1.0')",
+        ])
+        .arg(&tarball)
+        .arg(&src)
+        .status()
+        .unwrap();
+    assert!(packed.success());
+
+    let yaml = h.compile(&fixtures_dir().join("sandbox/pip_probe.py"));
+    let srv = Srv::start_with_env(&h, &[], &[("PIP_FIND_LINKS", links.to_str().unwrap())]);
+    let (run, state) = submit(&h, &srv, SANDBOX_ADMIN, "", &yaml, json!({}));
+    let doc = run_doc(&h, &run);
+    assert_eq!(state, "SUCCEEDED", "{:#}", doc.0);
+    let report = doc.task_output("pip-probe", "Output").as_str().unwrap().to_owned();
+    eprintln!("the package build's report:\n{report}");
+    assert!(report.contains("LEAKED False"), "the admin token reached the package build:\n{report}");
+    assert_report(&report, &[db.as_path(), token_file.as_path()], &[], false);
+    assert_report(&report, &[home.as_path()], &[], true);
+    assert!(!home.join("pip-was-here").exists());
+}
