@@ -231,7 +231,7 @@ fn sandboxed_tasks_can_use_dev_shm() {
 /// rights (the build saw `SECONDROW_AUTH_TOKEN` and could read the database).
 #[test]
 fn pip_install_runs_in_the_sandbox() {
-    use crate::sandbox::{assert_report, home_dir, run_doc, submit, Srv, ADMIN as SANDBOX_ADMIN};
+    use crate::sandbox::{assert_report, home_dir, is_root, run_doc, submit, Srv, ADMIN as SANDBOX_ADMIN};
     let h = Home::new();
     let token_file = h.path().join("admin.token");
     std::fs::write(&token_file, SANDBOX_ADMIN).unwrap();
@@ -268,14 +268,39 @@ fn pip_install_runs_in_the_sandbox() {
     assert!(packed.success());
 
     let yaml = h.compile(&fixtures_dir().join("sandbox/pip_probe.py"));
-    let srv = Srv::start_with_env(&h, &[], &[("PIP_FIND_LINKS", links.to_str().unwrap())]);
-    let (run, state) = submit(&h, &srv, SANDBOX_ADMIN, "", &yaml, json!({}));
-    let doc = run_doc(&h, &run);
-    assert_eq!(state, "SUCCEEDED", "{:#}", doc.0);
-    let report = doc.task_output("pip-probe", "Output").as_str().unwrap().to_owned();
-    eprintln!("the package build's report:\n{report}");
-    assert!(report.contains("LEAKED False"), "the admin token reached the package build:\n{report}");
-    assert_report(&report, &[db.as_path(), token_file.as_path()], &[], false);
-    assert_report(&report, &[home.as_path()], &[], true);
-    assert!(!home.join("pip-was-here").exists());
+    // As the server's user, and (on a root server) as a task user: the environment is built anew for each
+    // (the second server gets a fresh environments folder).
+    let mut users = vec![(None, "0")];
+    if !is_root() {
+        eprintln!("note: not root; the task-user variant needs a root server, skipped");
+    } else if !others_can_run(&python()) {
+        eprintln!("note: the test Python lies in a folder other users cannot enter; task-user variant skipped");
+    } else {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(h.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        users.push((Some("65534:65534"), "65534"));
+    }
+    for (user, uid) in users {
+        let envs = home.join("envs");
+        let _ = std::fs::remove_dir_all(&envs);
+        let extra: Vec<&str> = user.map(|u| vec!["--task-user", u]).unwrap_or_default();
+        let srv = Srv::start_with_env(&h, &extra, &[("PIP_FIND_LINKS", links.to_str().unwrap())]);
+        let (run, state) = submit(&h, &srv, SANDBOX_ADMIN, "", &yaml, json!({}));
+        let doc = run_doc(&h, &run);
+        assert_eq!(state, "SUCCEEDED", "{user:?}: {:#}", doc.0);
+        let report = doc.task_output("pip-probe", "Output").as_str().unwrap().to_owned();
+        eprintln!("the package build's report ({user:?}):\n{report}");
+        assert!(report.contains("LEAKED False"), "the admin token reached the package build:\n{report}");
+        assert!(report.contains(&format!("UID {uid}")), "{report}");
+        assert_report(&report, &[db.as_path(), token_file.as_path()], &[], false);
+        assert_report(&report, &[home.as_path()], &[], true);
+        assert!(!home.join("pip-was-here").exists());
+    }
+}
+
+/// Whether users other than the owner can reach and run `exe` (every folder above its real path searchable).
+fn others_can_run(exe: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    let Ok(real) = exe.canonicalize() else { return false };
+    real.ancestors().skip(1).all(|dir| std::fs::metadata(dir).is_ok_and(|m| m.permissions().mode() & 0o001 != 0))
 }
