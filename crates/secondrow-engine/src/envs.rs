@@ -25,7 +25,7 @@ use tokio::process::Command;
 use tokio::sync::OnceCell;
 
 use crate::process;
-use crate::sandbox::{inherited_env, task_env, TaskSandbox, TaskUser};
+use crate::sandbox::{chown_tree, inherited_env, task_env, TaskSandbox, TaskUser};
 
 use secondrow_spec::lightweight::PipRequirements;
 
@@ -302,24 +302,6 @@ fn local_find_links(index_args: &[String]) -> Vec<PathBuf> {
         found.extend(std::env::split_paths(&links).filter(|p| p.is_absolute()));
     }
     found
-}
-
-/// Gives `path` and everything beneath it (links themselves, not their targets) to `user`, or back to this
-/// process's own user with `None`.
-fn chown_tree(path: &Path, user: Option<TaskUser>) -> std::io::Result<()> {
-    use nix::unistd::{fchownat, Gid, Uid};
-    let (uid, gid) = match user {
-        Some(u) => (Uid::from_raw(u.uid), Gid::from_raw(u.gid)),
-        None => (nix::unistd::geteuid(), nix::unistd::getegid()),
-    };
-    fchownat(None, path, Some(uid), Some(gid), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
-        .map_err(std::io::Error::from)?;
-    if std::fs::symlink_metadata(path)?.is_dir() {
-        for entry in std::fs::read_dir(path)? {
-            chown_tree(&entry?.path(), user)?;
-        }
-    }
-    Ok(())
 }
 
 async fn run(cmd: &mut Command, what: &str) -> Result<(), String> {

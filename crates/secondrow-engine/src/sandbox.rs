@@ -66,6 +66,24 @@ impl TaskUser {
     }
 }
 
+/// Gives `path` and everything beneath it (links themselves, not their targets) to `user`, or back to this
+/// process's own user with `None`.
+pub(crate) fn chown_tree(path: &Path, user: Option<TaskUser>) -> std::io::Result<()> {
+    use nix::unistd::{fchownat, Gid, Uid};
+    let (uid, gid) = match user {
+        Some(u) => (Uid::from_raw(u.uid), Gid::from_raw(u.gid)),
+        None => (nix::unistd::geteuid(), nix::unistd::getegid()),
+    };
+    fchownat(None, path, Some(uid), Some(gid), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+        .map_err(std::io::Error::from)?;
+    if std::fs::symlink_metadata(path)?.is_dir() {
+        for entry in std::fs::read_dir(path)? {
+            chown_tree(&entry?.path(), user)?;
+        }
+    }
+    Ok(())
+}
+
 /// Whether this process runs as root (then `--task-user` matters).
 pub fn running_as_root() -> bool {
     nix::unistd::geteuid().is_root()

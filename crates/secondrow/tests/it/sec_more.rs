@@ -304,3 +304,26 @@ fn others_can_run(exe: &Path) -> bool {
     let Ok(real) = exe.canonicalize() else { return false };
     real.ancestors().skip(1).all(|dir| std::fs::metadata(dir).is_ok_and(|m| m.permissions().mode() & 0o001 != 0))
 }
+
+/// kfp-kubernetes volumes with `--task-user` on a root server: a PVC made by CreatePVC is written by one
+/// task and read by the next, both running as the unprivileged task user. Before: the volume folder
+/// belonged to root and the writer failed with "Permission denied".
+#[test]
+fn volumes_are_usable_by_the_task_user() {
+    use crate::sandbox::{is_root, run_doc, submit, Srv, ADMIN as SANDBOX_ADMIN};
+    if !is_root() {
+        eprintln!("note: not root; volume mounts and --task-user need a root server, skipped");
+        return;
+    }
+    let h = Home::new();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(h.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let yaml = h.compile(&repo_root().join("testdata/kfp/kubernetes/pvc.py"));
+    let srv = Srv::start(&h, &["--task-user", "65534:65534"]);
+    let params = json!({"text": "written by the task user"});
+    let (run, state) = submit(&h, &srv, SANDBOX_ADMIN, "", &yaml, params);
+    let doc = run_doc(&h, &run);
+    assert_eq!(state, "SUCCEEDED", "{:#}", doc.0);
+    assert_eq!(doc.output("Output"), "written by the task user\n");
+    assert_eq!(doc.task_state("deletepvc"), "SUCCEEDED");
+}
