@@ -84,6 +84,68 @@ pub(crate) fn chown_tree(path: &Path, user: Option<TaskUser>) -> std::io::Result
     Ok(())
 }
 
+/// The dedicated user a root server runs tasks as when no `--task-user` is given.
+pub const DEDICATED_TASK_USER: &str = "secondrow-task";
+
+/// The dedicated task user, created (a system user without a home or a login shell, through the system's
+/// `useradd`) when the machine has none yet.
+pub async fn dedicated_task_user() -> Result<TaskUser, String> {
+    if let Ok(u) = TaskUser::lookup(DEDICATED_TASK_USER) {
+        return Ok(u);
+    }
+    let out = crate::process::command("useradd")
+        .args(["--system", "--no-create-home", "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin"])
+        .arg(DEDICATED_TASK_USER)
+        .output()
+        .await
+        .map_err(|e| format!("creating the task user `{DEDICATED_TASK_USER}`: cannot run useradd: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "creating the task user `{DEDICATED_TASK_USER}`: useradd failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    TaskUser::lookup(DEDICATED_TASK_USER)
+}
+
+/// Checks that `user` can reach each of `paths`: every folder above it searchable by the user (by owner,
+/// group or others' bits), and the path itself readable; a message naming the first that is not.
+pub fn check_reachable(user: TaskUser, paths: &[PathBuf]) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let allows = |meta: &std::fs::Metadata, bits: u32| {
+        let mode = meta.mode();
+        let shift = if meta.uid() == user.uid {
+            6
+        } else if meta.gid() == user.gid {
+            3
+        } else {
+            0
+        };
+        (mode >> shift) & bits == bits
+    };
+    for path in paths {
+        // A folder still to be made: the nearest existing one above it.
+        let Some(real) = path.ancestors().find_map(|p| p.canonicalize().ok()) else { continue };
+        for dir in real.ancestors().skip(1) {
+            let meta = std::fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            if !allows(&meta, 0o1) {
+                return Err(format!(
+                    "the task user (uid {}) cannot enter {} on the way to {}",
+                    user.uid,
+                    dir.display(),
+                    path.display()
+                ));
+            }
+        }
+        let meta = std::fs::metadata(&real).map_err(|e| format!("{}: {e}", real.display()))?;
+        let need = if meta.is_dir() { 0o5 } else { 0o4 };
+        if !allows(&meta, need) {
+            return Err(format!("the task user (uid {}) cannot read {}", user.uid, path.display()));
+        }
+    }
+    Ok(())
+}
+
 /// Whether this process runs as root (then `--task-user` matters).
 pub fn running_as_root() -> bool {
     nix::unistd::geteuid().is_root()

@@ -29,7 +29,8 @@ pub struct ServerArgs {
     #[arg(long, hide = true)]
     auth_token: Option<String>,
     /// The user tasks run as when the server runs as root (a name, `uid` or `uid:gid`). Without it a root
-    /// server runs tasks as root (still confined by the task sandbox) and says so at start.
+    /// server runs tasks as the dedicated user `secondrow-task` (created when missing); `root` keeps tasks
+    /// running as root (still confined by the task sandbox), with a warning at start.
     #[arg(long, env = "SECONDROW_TASK_USER")]
     task_user: Option<String>,
     /// A folder importers may bring local files in from (repeatable); besides it, only artifacts of the
@@ -82,21 +83,43 @@ pub(crate) fn token_from(on_argv: bool, file: Option<&std::path::Path>, var: &st
     Ok(token)
 }
 
-/// The task sandbox settings from the flags; warns when the kernel or the identity weakens it.
-fn sandbox_config(args: &ServerArgs) -> Result<SandboxConfig> {
+/// The task sandbox settings from the flags; warns when the kernel or the identity weakens it. A root
+/// server without `--task-user` runs tasks as the dedicated user (made when missing), and refuses to start
+/// when that user cannot reach the home folder or the Python interpreter.
+async fn sandbox_config(args: &ServerArgs, home: &Home) -> Result<SandboxConfig> {
+    use secondrow_engine::sandbox::{check_reachable, dedicated_task_user, DEDICATED_TASK_USER};
     if args.no_task_sandbox {
         eprintln!("secondrow server: WARNING: --no-task-sandbox: tasks see the server's environment and files");
         return Ok(SandboxConfig::default());
     }
-    let task_user = match &args.task_user {
-        Some(name) => Some(TaskUser::lookup(name).map_err(Failure::usage)?),
+    let root = secondrow_engine::sandbox::running_as_root();
+    let task_user = match args.task_user.as_deref() {
+        Some(name) => Some(TaskUser::lookup(name).map_err(Failure::usage)?).filter(|u| u.uid != 0),
+        None if root => {
+            let user = dedicated_task_user().await.map_err(|e| {
+                Failure::usage(format!(
+                    "{e}\nA root server runs tasks as the unprivileged user `{DEDICATED_TASK_USER}`: create it, name \
+                     another with --task-user USER, or keep tasks running as root with --task-user root"
+                ))
+            })?;
+            let mut needed = vec![home.root.clone()];
+            needed.extend(args.exec.python.clone());
+            check_reachable(user, &needed).map_err(|e| {
+                Failure::usage(format!(
+                    "{e}.\nA root server runs tasks as the unprivileged user `{DEDICATED_TASK_USER}`, which must reach \
+                     the home folder and the Python interpreter: make them searchable by others (or use --home \
+                     elsewhere), name another user with --task-user USER, or keep tasks running as root with \
+                     --task-user root"
+                ))
+            })?;
+            Some(user)
+        }
         None => None,
     };
-    let root = secondrow_engine::sandbox::running_as_root();
     if root && task_user.is_none() {
         eprintln!(
-            "secondrow server: WARNING: running as root without --task-user: tasks run as root (confined by the \
-             environment allow list and Landlock only)"
+            "secondrow server: WARNING: --task-user root: tasks run as root (confined by the environment allow \
+             list and Landlock only)"
         );
     }
     if !root && task_user.is_some() {
@@ -117,7 +140,7 @@ pub async fn run(settings: &Settings, args: ServerArgs) -> Result<ExitCode> {
     let stop = crate::shutdown::requested();
     let home = Home::resolve(settings)?;
     let admin = admin_token(&args)?;
-    let engine = home.engine_with(&args.exec, sandbox_config(&args)?).await?;
+    let engine = home.engine_with(&args.exec, sandbox_config(&args, &home).await?).await?;
     let state = secondrow_api::AppState::new(engine).with_admin_token(admin.as_deref());
     let auth = match (&admin, state.auth.enforced(state.store()).await) {
         (Some(_), _) => "on (admin token set)",

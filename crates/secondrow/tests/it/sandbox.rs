@@ -27,14 +27,20 @@ impl Srv {
         Srv::start_with_env(h, extra, &[])
     }
 
-    /// With more variables in the server's environment.
+    /// With more variables in the server's environment (an empty value removes the variable).
     pub(crate) fn start_with_env(h: &Home, extra: &[&str], env: &[(&str, &str)]) -> Srv {
-        let mut child = h
-            .cmd()
+        let mut cmd = h.cmd();
+        for (k, v) in env {
+            if v.is_empty() {
+                cmd.env_remove(k);
+            } else {
+                cmd.env(k, v);
+            }
+        }
+        let mut child = cmd
             .args(["server", "--host", "127.0.0.1", "--port", "0", "--serve-port", "0"])
             .args(extra)
             .env("SECONDROW_AUTH_TOKEN", ADMIN)
-            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(h.path().join(format!("server-{}.log", uuid_like()))).unwrap())
             .spawn()

@@ -327,3 +327,69 @@ fn volumes_are_usable_by_the_task_user() {
     assert_eq!(doc.output("Output"), "written by the task user\n");
     assert_eq!(doc.task_state("deletepvc"), "SUCCEEDED");
 }
+
+/// A root server without `--task-user` runs tasks as the dedicated unprivileged user `secondrow-task`
+/// (created when missing), and refuses to start, saying why and what to do, when that user cannot reach the
+/// home folder or the Python interpreter; `--task-user root` keeps tasks as root with a warning. Before: a
+/// root server without `--task-user` ran every task as root.
+#[test]
+fn a_root_server_runs_tasks_as_a_dedicated_user_by_default() {
+    use crate::sandbox::{assert_report, home_dir, is_root, run_doc, submit, Srv, ADMIN as SANDBOX_ADMIN};
+    use std::os::unix::fs::PermissionsExt as _;
+    if !is_root() {
+        eprintln!("note: not root; the default task user is a root server's, skipped");
+        return;
+    }
+    let h = Home::new();
+    let server = |extra: &[&str]| {
+        let mut cmd = h.cmd();
+        cmd.env_remove("SECONDROW_TASK_USER").args(["server", "--port", "0", "--serve-port", "0"]).args(extra);
+        cmd
+    };
+    // A home in a private folder: the dedicated user could not reach it.
+    std::fs::set_permissions(h.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let out = server(&[]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("secondrow-task") && stderr.contains("--task-user root"), "{stderr}");
+    assert!(stderr.contains(&h.path().display().to_string()), "names the folder: {stderr}");
+    let user = std::process::Command::new("id").args(["-u", "secondrow-task"]).output().unwrap();
+    assert!(user.status.success(), "the dedicated user was created");
+    let uid = String::from_utf8_lossy(&user.stdout).trim().to_owned();
+
+    std::fs::set_permissions(h.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut env = vec![("SECONDROW_TASK_USER", "")];
+    if !others_can_run(&python()) {
+        // This machine's test Python lies in a private folder: refused, naming it.
+        let out = server(&[]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("cannot enter") && stderr.contains("python"), "{stderr}");
+        // The shell task below needs no Python: the server's default one will do.
+        env.push(("SECONDROW_PYTHON", ""));
+    }
+    let srv = Srv::start_with_env(&h, &[], &env);
+    let db = home_dir(&h).join("secondrow.db");
+    let params = json!({"reads": db.display().to_string(), "writes": ""});
+    let (run, state) = submit(&h, &srv, SANDBOX_ADMIN, "", &fixtures_dir().join("sandbox/probe.yaml"), params);
+    let doc = run_doc(&h, &run);
+    assert_eq!(state, "SUCCEEDED", "{:#}", doc.0);
+    let report = doc.task_output("probe", "report").as_str().unwrap().to_owned();
+    assert!(report.contains(&format!("--- uid {uid}\n")), "runs as secondrow-task: {report}");
+    assert_report(&report, &[db.as_path()], &[], false);
+    drop(srv);
+    // The explicit opt-out starts, and warns.
+    let log = h.path().join("root-tasks.log");
+    let mut child = server(&["--task-user", "root"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(line.contains("listening on"), "{line}");
+    let warned = std::fs::read_to_string(&log).unwrap();
+    assert!(warned.contains("WARNING: --task-user root"), "{warned}");
+}
