@@ -334,6 +334,9 @@ fn print_deployment(d: &Value, json: bool) -> Result<()> {
         return Ok(());
     }
     println!("Deployment: {}", text(&d["name"]));
+    if d["namespace"].as_str().is_some_and(|ns| !ns.is_empty()) {
+        println!("Namespace:  {}", text(&d["namespace"]));
+    }
     println!("Default:    {}", text(&d["default_version"]));
     println!("Canary:     {}", canary(d));
     println!("State:      {}", state(d));
