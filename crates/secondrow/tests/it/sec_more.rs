@@ -306,8 +306,9 @@ fn others_can_run(exe: &Path) -> bool {
 }
 
 /// kfp-kubernetes volumes with `--task-user` on a root server: a PVC made by CreatePVC is written by one
-/// task and read by the next, both running as the unprivileged task user. Before: the volume folder
-/// belonged to root and the writer failed with "Permission denied".
+/// task and read by the next, which also reads a secret mounted as files, all as the unprivileged task user.
+/// Before: the volume folder belonged to root and the writer failed with "Permission denied" (and a
+/// secret's files are root's, mode 600).
 #[test]
 fn volumes_are_usable_by_the_task_user() {
     use crate::sandbox::{is_root, run_doc, submit, Srv, ADMIN as SANDBOX_ADMIN};
@@ -318,13 +319,17 @@ fn volumes_are_usable_by_the_task_user() {
     let h = Home::new();
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::set_permissions(h.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let yaml = h.compile(&repo_root().join("testdata/kfp/kubernetes/pvc.py"));
+    let out = h.output(&["secrets", "create", "creds", "--from-literal", "password=pvc-secret"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let yaml = h.compile(&fixtures_dir().join("sandbox/volumes_user.py"));
     let srv = Srv::start(&h, &["--task-user", "65534:65534"]);
     let params = json!({"text": "written by the task user"});
     let (run, state) = submit(&h, &srv, SANDBOX_ADMIN, "", &yaml, params);
     let doc = run_doc(&h, &run);
     assert_eq!(state, "SUCCEEDED", "{:#}", doc.0);
-    assert_eq!(doc.output("Output"), "written by the task user\n");
+    use sha2::Digest as _;
+    let hash = hex::encode(sha2::Sha256::digest(b"pvc-secret"));
+    assert_eq!(doc.output("Output"), format!("written by the task user|65534|{}", &hash[..16]).as_str());
     assert_eq!(doc.task_state("deletepvc"), "SUCCEEDED");
 }
 
