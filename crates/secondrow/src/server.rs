@@ -103,7 +103,12 @@ async fn sandbox_config(args: &ServerArgs, home: &Home) -> Result<SandboxConfig>
                 ))
             })?;
             let mut needed = vec![home.root.clone()];
-            needed.extend(args.exec.python.clone());
+            // The interpreter lightweight components run on: the configured one, else `python3` on PATH.
+            let python = args.exec.python.clone().or_else(|| {
+                std::env::var_os("PATH")
+                    .and_then(|path| std::env::split_paths(&path).map(|dir| dir.join("python3")).find(|p| p.is_file()))
+            });
+            needed.extend(python);
             check_reachable(user, &needed).map_err(|e| {
                 Failure::usage(format!(
                     "{e}.\nA root server runs tasks as the unprivileged user `{DEDICATED_TASK_USER}`, which must reach \

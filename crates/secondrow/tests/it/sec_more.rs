@@ -370,8 +370,12 @@ fn a_root_server_runs_tasks_as_a_dedicated_user_by_default() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{stderr}");
         assert!(stderr.contains("cannot enter") && stderr.contains("python"), "{stderr}");
-        // The shell task below needs no Python: the server's default one will do.
-        env.push(("SECONDROW_PYTHON", ""));
+        // The shell task below needs no kfp: the system's Python will do, where it has one.
+        if !Path::new("/usr/bin/python3").is_file() {
+            eprintln!("note: no Python other users can run; the dedicated user's task run is skipped");
+            return;
+        }
+        env.push(("SECONDROW_PYTHON", "/usr/bin/python3"));
     }
     let srv = Srv::start_with_env(&h, &[], &env);
     let db = home_dir(&h).join("secondrow.db");
