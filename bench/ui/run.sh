@@ -19,7 +19,8 @@ trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null || true; rm -rf "$home"' EXIT
 # The schema: let the binary create the database once.
 SECONDROW_HOME=$home/home "$bin" runs list >/dev/null
 "$py" "$root/bench/ui/seed.py" "$home/home/secondrow.db" "$runs"
-SECONDROW_HOME=$home/home "$bin" server --port 0 --serve-port 0 > "$home/server.out" 2> "$home/server.err" &
+# Tasks as the benchmark's own user, as measured before (a root server's default is a dedicated user).
+SECONDROW_HOME=$home/home "$bin" server --port 0 --serve-port 0 --task-user root > "$home/server.out" 2> "$home/server.err" &
 pid=$!
 for _ in $(seq 300); do grep -q listening "$home/server.out" 2>/dev/null && break; sleep 0.1; done
 url=$(grep -o "listening on http://[0-9.:]*" "$home/server.out" | grep -o "http://.*")

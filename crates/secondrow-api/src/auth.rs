@@ -5,11 +5,11 @@
 //! API token (`secondrow tokens create`; revoked tokens count, so revoking the last token never opens the
 //! server). Otherwise every caller is [`Caller::Anonymous`] with full access, as without auth.
 //! `healthz` (kfp.Client calls it in its constructor), `openapi.json` (a static description) and `/metrics`
-//! (aggregate counts and latencies for scrapers, no names or ids) stay open; model deployments have no
-//! namespace and need the admin token.
+//! (aggregate counts and latencies for scrapers, no names or ids) stay open.
 //!
 //! Namespaces follow KFP multi-user mode: experiments carry one, runs and recurring runs belong to their
-//! experiment's, pipelines are shared (namespace `""`, readable by all) or private to one namespace.
+//! experiment's, pipelines are shared (namespace `""`, readable by all) or private to one namespace, model
+//! deployments carry one (`""`: the admin's).
 //! A namespace token reaches only its namespace (plus reading shared pipelines); anything else is a 403
 //! naming the namespace, refused before anything is written.
 
@@ -28,8 +28,6 @@ use crate::AppState;
 
 /// Paths served without a token.
 const OPEN_PATHS: &[&str] = &["/apis/v2beta1/healthz", "/apis/v2beta1/openapi.json", "/metrics"];
-/// Resources without a namespace (model deployments serve every namespace): the admin token only.
-const ADMIN_PREFIXES: &[&str] = &["/apis/v2beta1/deployments"];
 
 /// The server's auth settings.
 #[derive(Default)]
@@ -79,10 +77,7 @@ pub async fn authenticate(State(s): State<AppState>, mut req: Request, next: Nex
     if OPEN_PATHS.contains(&req.uri().path()) {
         return next.run(req).await;
     }
-    let path = req.uri().path();
-    let admin_only =
-        ADMIN_PREFIXES.iter().any(|p| path == *p || path.strip_prefix(p).is_some_and(|rest| rest.starts_with('/')));
-    match resolve(&s, req.headers()).await.and_then(|caller| caller.admin_only(admin_only, path)) {
+    match resolve(&s, req.headers()).await {
         Ok(caller) => {
             req.extensions_mut().insert(caller);
             next.run(req).await
@@ -151,16 +146,6 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 }
 
 impl Caller {
-    /// Refuses (403) a namespace token on an admin-only `path`.
-    fn admin_only(self, admin_only: bool, path: &str) -> ApiResult<Caller> {
-        match self.confined_to() {
-            Some(mine) if admin_only => Err(ApiError::PermissionDenied(format!(
-                "permission denied: `{path}` is not in a namespace; this token is for namespace `{mine}`, only the admin token may use it"
-            ))),
-            _ => Ok(self),
-        }
-    }
-
     /// The one namespace a namespace token is confined to; `None` for every namespace.
     pub fn confined_to(&self) -> Option<&str> {
         match self {

@@ -27,8 +27,9 @@ use secondrow_store::deployments::{
 };
 use secondrow_store::Store;
 
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, ApiPath};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::{ts, AppState};
 
 /// How often [`watch`] reconciles the served models with the store.
@@ -86,7 +87,7 @@ impl Deployments {
     /// unloads versions and deployments that are gone. Load failures are logged and reported per version.
     pub async fn sync(&self, store: &Store) -> ApiResult<()> {
         let _guard = self.lock.lock().await;
-        let records = store.list_deployments().await?;
+        let records = store.list_deployments(None).await?;
         let stored: BTreeSet<String> = records.iter().map(|d| d.name.clone()).collect();
         for record in &records {
             self.reconcile(record).await;
@@ -190,6 +191,7 @@ impl Deployments {
         };
         json!({
             "name": d.name,
+            "namespace": d.namespace,
             "default_version": d.default_version,
             "canary": d.canary,
             "state": state,
@@ -225,20 +227,43 @@ struct CreateBody {
     source: Value,
     #[serde(default)]
     version: Option<String>,
+    /// The namespace of a new deployment: default the token's own (none for the admin). A version added
+    /// to an existing deployment stays in its namespace; naming another is a 400.
+    #[serde(default)]
+    namespace: Option<String>,
     /// Default true; a new deployment's first version is the default regardless.
     #[serde(default)]
     make_default: Option<bool>,
 }
 
-async fn create(State(s): State<AppState>, ApiJson(body): ApiJson<CreateBody>) -> ApiResult<Json<Value>> {
+async fn create(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateBody>,
+) -> ApiResult<Json<Value>> {
     check_name("name", &body.name)?;
     if let Some(v) = &body.version {
         check_name("version", v)?;
     }
     let source = ModelSource::from_json("source", &body.source)?;
+    let requested = body.namespace.as_deref().filter(|ns| !ns.is_empty());
     let live = &s.deployments;
     let _guard = live.lock.lock().await;
     let existing = s.store().find_deployment(&body.name).await?;
+    let namespace = match &existing {
+        Some(d) => {
+            caller.check("deployment", &d.name, &d.namespace)?;
+            if requested.is_some_and(|ns| ns != d.namespace) {
+                return Err(ApiError::invalid(format!(
+                    "namespace: deployment `{}` is in namespace `{}`; a new version stays there",
+                    d.name, d.namespace
+                )));
+            }
+            d.namespace.clone()
+        }
+        None => caller.namespace_for_new(requested)?,
+    };
+    authorize_source(&s, &caller, &source).await?;
     let version = body.version.clone().unwrap_or_else(|| next_version(existing.as_ref()));
     if existing.as_ref().is_some_and(|d| d.version(&version).is_some()) {
         return Err(ApiError::AlreadyExists(format!("deployment `{}` already has a version `{version}`", body.name)));
@@ -255,7 +280,13 @@ async fn create(State(s): State<AppState>, ApiJson(body): ApiJson<CreateBody>) -
         ApiError::invalid(format!("source: {} is not a model this server can load: {message}", resolved.path.display()))
     })?;
     let make_default = existing.is_none() || body.make_default.unwrap_or(true);
-    let new = NewDeploymentVersion { name: &body.name, version: &version, resolved: &resolved, make_default };
+    let new = NewDeploymentVersion {
+        name: &body.name,
+        namespace: &namespace,
+        version: &version,
+        resolved: &resolved,
+        make_default,
+    };
     let record = match s.store().add_deployment_version(&new).await {
         Ok(record) => record,
         Err(e) => {
@@ -268,14 +299,50 @@ async fn create(State(s): State<AppState>, ApiJson(body): ApiJson<CreateBody>) -
     Ok(Json(live.wire(&record)))
 }
 
-async fn list(State(s): State<AppState>) -> ApiResult<Json<Value>> {
-    let records = s.store().list_deployments().await?;
+/// Who may deploy from a source: an artifact or task output of a run the caller may reach; a file path
+/// only with the admin token (a namespace token must not make the server open files of its choosing).
+async fn authorize_source(s: &AppState, caller: &Caller, source: &ModelSource) -> ApiResult<()> {
+    match source {
+        ModelSource::Path { path } => match caller.confined_to() {
+            Some(mine) => Err(ApiError::PermissionDenied(format!(
+                "permission denied: source.path `{path}`: this token is for namespace `{mine}`; deploy an artifact or a run's output (paths need the admin token)"
+            ))),
+            None => Ok(()),
+        },
+        ModelSource::Artifact { artifact_id } => {
+            let artifact = s.store().get_artifact(artifact_id).await?;
+            caller.run(s, &artifact.run_id).await.map(|_| ())
+        }
+        ModelSource::TaskOutput { run_id, .. } => {
+            let run_id = s.store().resolve_run_id(run_id).await?;
+            caller.run(s, &run_id).await.map(|_| ())
+        }
+    }
+}
+
+/// A deployment the caller may reach (403 for another namespace's).
+async fn reachable(s: &AppState, caller: &Caller, name: &str) -> ApiResult<DeploymentRecord> {
+    let d = s.store().get_deployment(name).await?;
+    caller.check("deployment", name, &d.namespace)?;
+    Ok(d)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListParams {
+    #[serde(default)]
+    namespace: Option<String>,
+}
+
+async fn list(State(s): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<ListParams>) -> ApiResult<Json<Value>> {
+    let namespace = caller.list_namespace(q.namespace.as_deref())?;
+    let records = s.store().list_deployments(namespace).await?;
     let items: Vec<Value> = records.iter().map(|d| s.deployments.wire(d)).collect();
     Ok(Json(json!({"deployments": items, "total_size": items.len()})))
 }
 
-async fn get_one(State(s): State<AppState>, ApiPath(name): ApiPath<String>) -> ApiResult<Json<Value>> {
-    Ok(Json(s.deployments.wire(&s.store().get_deployment(&name).await?)))
+async fn get_one(State(s): State<AppState>, caller: Caller, ApiPath(name): ApiPath<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(s.deployments.wire(&reachable(&s, &caller, &name).await?)))
 }
 
 #[derive(Deserialize)]
@@ -295,13 +362,14 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<Canary>>, D:
 
 async fn update(
     State(s): State<AppState>,
+    caller: Caller,
     ApiPath(name): ApiPath<String>,
     ApiJson(body): ApiJson<UpdateBody>,
 ) -> ApiResult<Json<Value>> {
     let update = TrafficUpdate { default_version: body.default_version, canary: body.canary };
     let live = &s.deployments;
     let _guard = live.lock.lock().await;
-    let current = s.store().get_deployment(&name).await?;
+    let current = reachable(&s, &caller, &name).await?;
     let (default, canary) = apply_traffic(&current, &update)?;
     // Only loaded versions may take traffic: check before writing anything.
     let loaded = live.loaded_paths(&name);
@@ -324,8 +392,9 @@ async fn update(
     Ok(Json(live.wire(&record)))
 }
 
-async fn delete(State(s): State<AppState>, ApiPath(name): ApiPath<String>) -> ApiResult<Json<Value>> {
+async fn delete(State(s): State<AppState>, caller: Caller, ApiPath(name): ApiPath<String>) -> ApiResult<Json<Value>> {
     let _guard = s.deployments.lock.lock().await;
+    reachable(&s, &caller, &name).await?;
     s.store().delete_deployment(&name, None).await?;
     s.deployments.forget(&name);
     Ok(Json(json!({})))
@@ -333,10 +402,12 @@ async fn delete(State(s): State<AppState>, ApiPath(name): ApiPath<String>) -> Ap
 
 async fn delete_version(
     State(s): State<AppState>,
+    caller: Caller,
     ApiPath((name, version)): ApiPath<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     let live = &s.deployments;
     let _guard = live.lock.lock().await;
+    reachable(&s, &caller, &name).await?;
     match s.store().delete_deployment(&name, Some(&version)).await? {
         Some(record) => {
             live.reconcile(&record).await;
@@ -350,9 +421,10 @@ async fn delete_version(
 }
 
 /// Access control of the serving port under `secondrow server`, the API's rules applied to models:
-/// while auth is enforced, inference and model metadata need a valid token (the admin's or any
-/// namespace's: deployments have no namespace and serve every one), and `/v2/repository/*` (load,
-/// unload, traffic, index) needs the admin token. With auth off everyone may call, as on the API port.
+/// while auth is enforced, a model's inference and metadata need the admin token or the token of the
+/// deployment's namespace (a model loaded through the repository extension, outside deployments, is the
+/// admin's), listing needs any valid token, and `/v2/repository/*` (load, unload, traffic, index) needs
+/// the admin token. With auth off everyone may call, as on the API port.
 pub struct ServingAccess {
     state: AppState,
     /// When the store was last seen holding no API token (epoch ms; 0: never): a negative answer is
@@ -400,7 +472,8 @@ impl ServingAccess {
                         "permission denied: this token is for namespace `{}`; managing the model repository needs the admin token",
                         found.namespace
                     ))),
-                    Access::Read | Access::Model(_) => Ok(()),
+                    Access::Read => Ok(()),
+                    Access::Model(name) => self.model_in(name, &found.namespace).await,
                 };
             }
         }
@@ -415,6 +488,25 @@ impl ServingAccess {
             }
             .to_owned(),
         ))
+    }
+}
+
+impl ServingAccess {
+    /// Whether model `name` is a deployment of `namespace` (403 otherwise, the same for a model of another
+    /// namespace, one outside deployments and one that does not exist, so names of others are not probed).
+    async fn model_in(&self, name: &str, namespace: &str) -> Result<(), ServeError> {
+        let found = self
+            .state
+            .store()
+            .find_deployment(name)
+            .await
+            .map_err(|e| ServeError::Internal(format!("reading deployments: {e}")))?;
+        if found.is_some_and(|d| d.namespace == namespace) {
+            return Ok(());
+        }
+        Err(ServeError::PermissionDenied(format!(
+            "permission denied: this token is for namespace `{namespace}`, and `{name}` is not one of its deployments"
+        )))
     }
 }
 

@@ -51,7 +51,7 @@ const OPERATIONS: &[(&str, &str, &str, &str, &[&str])] = &[
     ("post", "/recurringruns/{id}:enable", "enable_recurring_run", "Enable scheduling", &[]),
     ("post", "/recurringruns/{id}:disable", "disable_recurring_run", "Disable scheduling", &[]),
     ("post", "/deployments", "create_deployment", "Deploy a model version (SecondRow extension)", &[]),
-    ("get", "/deployments", "list_deployments", "List model deployments", &[]),
+    ("get", "/deployments", "list_deployments", "List model deployments (of one namespace)", &["namespace"]),
     ("get", "/deployments/{name}", "get_deployment", "Get a deployment with its versions and serving state", &[]),
     ("patch", "/deployments/{name}", "update_deployment", "Change the default version or the canary", &[]),
     ("delete", "/deployments/{name}", "delete_deployment", "Delete a deployment", &[]),

@@ -7,6 +7,12 @@
 //! wait for one creation (in-process: a `OnceCell` per key; across processes: an exclusive `flock` on a lock
 //! file, which the kernel releases if its holder dies).
 //! `uv` is used when it is on PATH, pip otherwise.
+//!
+//! Under the task sandbox ([`EnvManager::sandboxed`], what `secondrow server` sets) the installer runs like a
+//! task, because a package built from source runs code of the pipeline author's choosing: with the
+//! allow-listed environment, as the task user, and under Landlock that lets it write only the new
+//! environment and its own scratch folder (HOME, TMPDIR and the installer's cache). The finished
+//! environment is handed back to the server's user, so tasks can read it but not change it.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -19,6 +25,7 @@ use tokio::process::Command;
 use tokio::sync::OnceCell;
 
 use crate::process;
+use crate::sandbox::{chown_tree, inherited_env, task_env, TaskSandbox, TaskUser};
 
 use secondrow_spec::lightweight::PipRequirements;
 
@@ -65,11 +72,19 @@ type Cell = Arc<OnceCell<Result<PathBuf, EnvError>>>;
 pub struct EnvManager {
     root: PathBuf,
     cells: Mutex<HashMap<String, Cell>>,
+    /// Run the installer in the task sandbox, as this user (`Some(None)`: the server's own user).
+    sandbox: Option<Option<TaskUser>>,
 }
 
 impl EnvManager {
     pub fn new(root: PathBuf) -> EnvManager {
-        EnvManager { root, cells: Mutex::new(HashMap::new()) }
+        EnvManager { root, cells: Mutex::new(HashMap::new()), sandbox: None }
+    }
+
+    /// Installs packages inside the task sandbox, as `user` when given.
+    pub fn sandboxed(mut self, user: Option<TaskUser>) -> EnvManager {
+        self.sandbox = Some(user);
+        self
     }
 
     /// Returns the Python of the environment for `req` on top of `base`, creating it if needed.
@@ -159,7 +174,31 @@ impl EnvManager {
             }
         };
         cmd.args(&req.index_args).args(&req.packages);
-        run(&mut cmd, "pip install").await?;
+        let scratch = self.root.join(format!("{key}.tmp"));
+        if let Some(user) = self.sandbox {
+            let _ = std::fs::remove_dir_all(&scratch);
+            std::fs::create_dir_all(&scratch).map_err(|e| format!("creating {}: {e}", scratch.display()))?;
+            let mut sb = TaskSandbox::base(user);
+            sb.add_python(base);
+            sb.read.extend(local_find_links(&req.index_args));
+            sb.write.extend([dir.to_path_buf(), scratch.clone()]);
+            if let Some(u) = user {
+                chown_tree(dir, Some(u)).map_err(|e| format!("handing {} to the task user: {e}", dir.display()))?;
+                chown_tree(&scratch, Some(u))
+                    .map_err(|e| format!("handing {} to the task user: {e}", scratch.display()))?;
+            }
+            process::sandboxed(&mut cmd, &sb).map_err(|e| format!("pip install: {e}"))?;
+            cmd.envs(task_env(inherited_env(), &scratch, &[]));
+        }
+        let installed = run(&mut cmd, "pip install").await;
+        if self.sandbox.is_some() {
+            let _ = std::fs::remove_dir_all(&scratch);
+            // Back to the server's user: tasks of every namespace read this environment, none may change it.
+            if let Some(Some(_)) = self.sandbox {
+                chown_tree(dir, None).map_err(|e| format!("taking {} back from the task user: {e}", dir.display()))?;
+            }
+        }
+        installed?;
         let info = EnvInfo {
             key: key.to_owned(),
             packages: req.packages.clone(),
@@ -241,6 +280,28 @@ async fn python_output(python: &Path, code: &str) -> Result<String, String> {
         return Err(format!("{} failed: {}", python.display(), String::from_utf8_lossy(&out.stderr).trim()));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Local folders named by `--find-links`/`-f` in a component's index options (the installer reads them).
+fn local_find_links(index_args: &[String]) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut args = index_args.iter();
+    while let Some(a) = args.next() {
+        let value = match a.as_str() {
+            "--find-links" | "-f" => args.next().map(String::as_str),
+            other => other.strip_prefix("--find-links="),
+        };
+        if let Some(v) = value {
+            let path = Path::new(v.strip_prefix("file://").unwrap_or(v));
+            if path.is_absolute() {
+                found.push(path.to_path_buf());
+            }
+        }
+    }
+    if let Some(links) = std::env::var_os("PIP_FIND_LINKS") {
+        found.extend(std::env::split_paths(&links).filter(|p| p.is_absolute()));
+    }
+    found
 }
 
 async fn run(cmd: &mut Command, what: &str) -> Result<(), String> {

@@ -31,6 +31,12 @@ use secondrow_spec::{Pipeline, SpecError};
 use secondrow_store::{ArtifactStore, NewRun, RunRecord, RunState, Store, StoreError, TaskState};
 
 pub use process::LogLine;
+
+/// How many task nodes the runs executing in this process hold in memory right now (all engines
+/// together): a bound that hostile specs must not blow up (loop iterations are created as they can start).
+pub fn live_nodes() -> usize {
+    run::live_nodes()
+}
 pub use task::{ArtifactRef, IoValues};
 pub use tokio_util::sync::CancellationToken;
 
@@ -207,7 +213,10 @@ impl Engine {
     pub fn new(store: Store, artifacts: ArtifactStore, config: EngineConfig) -> Engine {
         let slots = Arc::new(Semaphore::new(config.parallelism.max(1)));
         let warm = warm::WarmPool::new(config.work_dir.clone());
-        let envs = envs::EnvManager::new(config.envs_dir.clone());
+        let mut envs = envs::EnvManager::new(config.envs_dir.clone());
+        if config.sandbox.enabled {
+            envs = envs.sandboxed(config.sandbox.task_user);
+        }
         Engine { inner: Arc::new(Inner { store, artifacts, config, slots, python: Default::default(), warm, envs }) }
     }
 

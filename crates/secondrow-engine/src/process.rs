@@ -115,27 +115,7 @@ pub async fn run_process(job: ProcessJob, cancel: CancellationToken) -> Result<(
         mount_namespace(&mut cmd, &job.mounts)?;
     }
     if let Some(sb) = &job.sandbox {
-        cmd.env_clear();
-        if let Some(u) = sb.user {
-            let (uid, gid) = (nix::unistd::Uid::from_raw(u.uid), nix::unistd::Gid::from_raw(u.gid));
-            // SAFETY: three syscalls in the forked child, no allocation (std's own `uid()` would switch before
-            // the mount namespace is made, and a task user may not mount).
-            unsafe {
-                cmd.as_std_mut().pre_exec(move || {
-                    nix::unistd::setgroups(&[gid])?;
-                    nix::unistd::setgid(gid)?;
-                    nix::unistd::setuid(uid)?;
-                    Ok(())
-                });
-            }
-        }
-        let pending =
-            crate::sandbox::PendingRestriction::new(sb.ruleset().map_err(|e| SpawnError::Sandbox(e.to_string()))?);
-        // SAFETY: the closure only takes the prepared ruleset out of its mutex and makes two syscalls
-        // (prctl, landlock_restrict_self); it runs after the mounts and the user switch, right before exec.
-        unsafe {
-            cmd.as_std_mut().pre_exec(move || pending.enforce());
-        }
+        sandboxed(&mut cmd, sb)?;
     }
     cmd.args(args).current_dir(&job.cwd).envs(job.env.iter().map(|(k, v)| (k, v))).stdin(Stdio::null());
     // Own process group: killing -pgid reaches the shell and everything it started.
@@ -243,6 +223,33 @@ fn redact_file(path: &std::path::Path, secrets: &[String]) {
 /// Gives the child a private mount namespace with `mounts` bound in, before it executes the program.
 /// Only root (CAP_SYS_ADMIN) may do this; the mount points are created on the host beforehand (empty
 /// folders, left in place: removing one would detach it from other tasks' namespaces).
+/// Confines `cmd` to `sb`: an empty environment (the caller adds the allowed one), the task user, then
+/// Landlock, applied in the child right before exec (after any mount namespace set up earlier).
+pub(crate) fn sandboxed(cmd: &mut Command, sb: &crate::sandbox::TaskSandbox) -> Result<(), SpawnError> {
+    cmd.env_clear();
+    if let Some(u) = sb.user {
+        let (uid, gid) = (nix::unistd::Uid::from_raw(u.uid), nix::unistd::Gid::from_raw(u.gid));
+        // SAFETY: three syscalls in the forked child, no allocation (std's own `uid()` would switch before
+        // the mount namespace is made, and a task user may not mount).
+        unsafe {
+            cmd.as_std_mut().pre_exec(move || {
+                nix::unistd::setgroups(&[gid])?;
+                nix::unistd::setgid(gid)?;
+                nix::unistd::setuid(uid)?;
+                Ok(())
+            });
+        }
+    }
+    let pending =
+        crate::sandbox::PendingRestriction::new(sb.ruleset().map_err(|e| SpawnError::Sandbox(e.to_string()))?);
+    // SAFETY: the closure only takes the prepared ruleset out of its mutex and makes two syscalls
+    // (prctl, landlock_restrict_self); it runs after the mounts and the user switch, right before exec.
+    unsafe {
+        cmd.as_std_mut().pre_exec(move || pending.enforce());
+    }
+    Ok(())
+}
+
 fn mount_namespace(cmd: &mut Command, mounts: &[BindMount]) -> Result<(), SpawnError> {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt as _;

@@ -6,7 +6,8 @@
 //!   database URL, cloud credentials) never reach a task, only what Python and kfp need plus the task's own
 //!   explicit variables;
 //! - a Landlock ruleset ([`TaskSandbox`]): read (and execute) the system folders, `PATH`, its Python
-//!   environment and its input artifacts; write only its own output folder and its scratch folder. The
+//!   environment and its input artifacts; write only its own output folder, its scratch folder and
+//!   `/dev/shm` (POSIX shared memory, which multiprocessing needs). The
 //!   database, the logs root, other runs' and namespaces' artifacts stay out of reach, and so does `/proc`
 //!   but for a few machine-wide files (so no `/proc/<server>/environ` or `cmdline`). Where the kernel lacks
 //!   Landlock the engine warns once at start and runs tasks without it;
@@ -63,6 +64,86 @@ impl TaskUser {
             Err(e) => Err(format!("looking up user `{name}`: {e}")),
         }
     }
+}
+
+/// Gives `path` and everything beneath it (links themselves, not their targets) to `user`, or back to this
+/// process's own user with `None`.
+pub(crate) fn chown_tree(path: &Path, user: Option<TaskUser>) -> std::io::Result<()> {
+    use nix::unistd::{fchownat, Gid, Uid};
+    let (uid, gid) = match user {
+        Some(u) => (Uid::from_raw(u.uid), Gid::from_raw(u.gid)),
+        None => (nix::unistd::geteuid(), nix::unistd::getegid()),
+    };
+    fchownat(None, path, Some(uid), Some(gid), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+        .map_err(std::io::Error::from)?;
+    if std::fs::symlink_metadata(path)?.is_dir() {
+        for entry in std::fs::read_dir(path)? {
+            chown_tree(&entry?.path(), user)?;
+        }
+    }
+    Ok(())
+}
+
+/// The dedicated user a root server runs tasks as when no `--task-user` is given.
+pub const DEDICATED_TASK_USER: &str = "secondrow-task";
+
+/// The dedicated task user, created (a system user without a home or a login shell, through the system's
+/// `useradd`) when the machine has none yet.
+pub async fn dedicated_task_user() -> Result<TaskUser, String> {
+    if let Ok(u) = TaskUser::lookup(DEDICATED_TASK_USER) {
+        return Ok(u);
+    }
+    let out = crate::process::command("useradd")
+        .args(["--system", "--no-create-home", "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin"])
+        .arg(DEDICATED_TASK_USER)
+        .output()
+        .await
+        .map_err(|e| format!("creating the task user `{DEDICATED_TASK_USER}`: cannot run useradd: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "creating the task user `{DEDICATED_TASK_USER}`: useradd failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    TaskUser::lookup(DEDICATED_TASK_USER)
+}
+
+/// Checks that `user` can reach each of `paths`: every folder above it searchable by the user (by owner,
+/// group or others' bits), and the path itself readable; a message naming the first that is not.
+pub fn check_reachable(user: TaskUser, paths: &[PathBuf]) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let allows = |meta: &std::fs::Metadata, bits: u32| {
+        let mode = meta.mode();
+        let shift = if meta.uid() == user.uid {
+            6
+        } else if meta.gid() == user.gid {
+            3
+        } else {
+            0
+        };
+        (mode >> shift) & bits == bits
+    };
+    for path in paths {
+        // A folder still to be made: the nearest existing one above it.
+        let Some(real) = path.ancestors().find_map(|p| p.canonicalize().ok()) else { continue };
+        for dir in real.ancestors().skip(1) {
+            let meta = std::fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            if !allows(&meta, 0o1) {
+                return Err(format!(
+                    "the task user (uid {}) cannot enter {} on the way to {}",
+                    user.uid,
+                    dir.display(),
+                    path.display()
+                ));
+            }
+        }
+        let meta = std::fs::metadata(&real).map_err(|e| format!("{}: {e}", real.display()))?;
+        let need = if meta.is_dir() { 0o5 } else { 0o4 };
+        if !allows(&meta, need) {
+            return Err(format!("the task user (uid {}) cannot read {}", user.uid, path.display()));
+        }
+    }
+    Ok(())
 }
 
 /// Whether this process runs as root (then `--task-user` matters).
@@ -179,7 +260,10 @@ impl TaskSandbox {
         if let Some(path) = std::env::var_os("PATH") {
             read.extend(std::env::split_paths(&path).filter(|p| p.is_absolute() && p != Path::new("/")));
         }
-        TaskSandbox { read, write: vec![PathBuf::from("/dev/null"), PathBuf::from("/dev/full")], user }
+        // `/dev/shm`: POSIX semaphores and shared memory (Python's multiprocessing queues, locks and
+        // `shared_memory`, data loaders) live there; glibc knows no other place. It is shared by every task.
+        let write = ["/dev/null", "/dev/full", "/dev/shm"].into_iter().map(PathBuf::from).collect();
+        TaskSandbox { read, write, user }
     }
 
     /// Adds a Python interpreter's environment: the folder above its `bin/` (the venv or prefix), for the

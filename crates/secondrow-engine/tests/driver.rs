@@ -390,3 +390,58 @@ schemaVersion: 2.1.0
     assert_eq!(when, created, "{stamp}");
     assert!(chrono::DateTime::parse_from_rfc3339(created).is_ok(), "{stamp}");
 }
+
+/// Loop laziness under a hostile item count: a ParallelFor over 5,000 items with parallelismLimit 2 never
+/// holds more than a few hundred nodes in the engine (iterations not started yet are items, not nodes: before,
+/// all 5,000 iterations became nodes at once) nor more than two unfinished iterations in the store, and
+/// cancelling it leaves the thousands of items never recorded. Measured by sampling the engine's node count
+/// and the store's task rows while the loop runs.
+#[tokio::test]
+async fn a_long_loop_creates_iterations_only_as_they_can_start() {
+    let h = Harness::new().await;
+    let items: Vec<String> = (1..=5000).map(|i| i.to_string()).collect();
+    let spec = LOOP.replace("raw: '[1, 2, 3, 4]'", &format!("raw: '[{}]'", items.join(", ")));
+    assert_ne!(spec, LOOP, "the item list was replaced");
+    let id = h.submit(&spec, json!({}), RunOptions::default()).await;
+    let cancel = CancellationToken::new();
+    let engine = h.engine.clone();
+    let (run_id, token) = (id.clone(), cancel.clone());
+    let execution = tokio::spawn(async move { engine.execute(&run_id, RunControl::new(token)).await });
+
+    let is_iteration =
+        |t: &TaskRecord| t.path.strip_prefix("for-loop-1/").is_some_and(|rest| !rest.is_empty() && !rest.contains('/'));
+    let (mut samples, mut most_unfinished, mut most_recorded, mut most_nodes) = (0usize, 0usize, 0usize, 0usize);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let tasks = h.tasks(&id).await;
+        let iterations: Vec<&TaskRecord> = tasks.iter().filter(|t| is_iteration(t)).collect();
+        let unfinished =
+            iterations.iter().filter(|t| matches!(t.state, TaskState::Pending | TaskState::Running)).count();
+        most_unfinished = most_unfinished.max(unfinished);
+        most_nodes = most_nodes.max(secondrow_engine::live_nodes());
+        most_recorded = most_recorded.max(tasks.len());
+        samples += 1;
+        let ended = h.events().iter().filter(|e| e.starts_with("end ")).count();
+        if ended >= 12 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the loop did not get going: {ended} iterations ended");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cancel.cancel();
+    let run = execution.await.expect("join").expect("execute");
+    assert_eq!(run.state, RunState::Canceled);
+    let tasks = h.tasks(&id).await;
+    let recorded = tasks.iter().filter(|t| is_iteration(t)).count();
+    let ended = h.events().iter().filter(|e| e.starts_with("end ")).count();
+    eprintln!(
+        "5,000-item loop: {samples} samples, at most {most_nodes} engine nodes, {most_unfinished} unfinished iterations and {most_recorded} task rows at once; {recorded} iterations recorded and {ended} ended at the cancel"
+    );
+    // The engine's nodes (all runs of this test binary: the other tests' small runs may overlap).
+    assert!(most_nodes <= 200, "{most_nodes} nodes in memory at once for a loop of parallelism 2");
+    assert!(samples >= 5, "sampled the store {samples} times");
+    assert!(most_unfinished <= 2, "{most_unfinished} unfinished iterations at once (parallelismLimit 2)");
+    // Each finished iteration keeps its rows (iteration and `square`); nothing else of the 5,000 items.
+    assert!(recorded <= ended + 2, "{recorded} iterations recorded, {ended} ended");
+    assert!(most_recorded <= 2 * (ended + 2) + 3, "at most {most_recorded} task rows at once");
+}

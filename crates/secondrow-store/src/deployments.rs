@@ -23,6 +23,8 @@ pub const MODEL_SCHEMA: &str = "system.Model";
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DeploymentRecord {
     pub name: String,
+    /// The namespace it belongs to (`""`: none, made by the admin). Names are unique across namespaces.
+    pub namespace: String,
     pub default_version: String,
     pub canary: Option<Canary>,
     /// Sorted by version (numbers numerically, then names).
@@ -98,6 +100,8 @@ pub struct ResolvedSource {
 #[derive(Debug, Clone)]
 pub struct NewDeploymentVersion<'a> {
     pub name: &'a str,
+    /// The namespace of a new deployment; a version added to an existing deployment must name its namespace.
+    pub namespace: &'a str,
     pub version: &'a str,
     pub resolved: &'a ResolvedSource,
     /// Route unpinned requests to it (a new deployment always does).
@@ -208,9 +212,17 @@ impl Store {
         Ok(Some(deployment_from_rows(&row, &versions)?))
     }
 
-    /// Every deployment, by name.
-    pub async fn list_deployments(&self) -> Result<Vec<DeploymentRecord>> {
-        let rows = sqlx::query("SELECT * FROM deployments ORDER BY name").fetch_all(&self.pool).await?;
+    /// Every deployment (of `namespace`, when given), by name.
+    pub async fn list_deployments(&self, namespace: Option<&str>) -> Result<Vec<DeploymentRecord>> {
+        let rows = match namespace {
+            Some(ns) => {
+                sqlx::query("SELECT * FROM deployments WHERE namespace = $1 ORDER BY name")
+                    .bind(ns)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => sqlx::query("SELECT * FROM deployments ORDER BY name").fetch_all(&self.pool).await?,
+        };
         let versions = sqlx::query("SELECT * FROM deployment_versions").fetch_all(&self.pool).await?;
         let mut by_name: BTreeMap<String, Vec<AnyRow>> = BTreeMap::new();
         for v in versions {
@@ -230,12 +242,19 @@ impl Store {
         check_name("version", new.version)?;
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
-        let exists = sqlx::query("SELECT name FROM deployments WHERE name = $1")
+        let existing = sqlx::query("SELECT namespace FROM deployments WHERE name = $1")
             .bind(new.name)
             .fetch_optional(&mut *tx)
             .await?
-            .is_some();
-        if exists {
+            .map(|row| row.try_get::<String, _>("namespace"))
+            .transpose()?;
+        if let Some(namespace) = existing {
+            if namespace != new.namespace {
+                return Err(StoreError::InvalidArgument(format!(
+                    "namespace: deployment `{}` is in namespace `{namespace}`, not `{}`",
+                    new.name, new.namespace
+                )));
+            }
             let taken = sqlx::query("SELECT version FROM deployment_versions WHERE deployment = $1 AND version = $2")
                 .bind(new.name)
                 .bind(new.version)
@@ -264,9 +283,10 @@ impl Store {
             }
         } else {
             sqlx::query(
-                "INSERT INTO deployments (name, default_version, created_at, updated_at) VALUES ($1, $2, $3, $3)",
+                "INSERT INTO deployments (name, namespace, default_version, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)",
             )
             .bind(new.name)
+            .bind(new.namespace)
             .bind(new.version)
             .bind(now)
             .execute(&mut *tx)
@@ -425,6 +445,7 @@ fn deployment_from_rows(row: &AnyRow, versions: &[AnyRow]) -> Result<DeploymentR
     versions.sort_by(|a, b| version_order(&a.version, &b.version));
     Ok(DeploymentRecord {
         name: row.try_get("name")?,
+        namespace: row.try_get("namespace")?,
         default_version: row.try_get("default_version")?,
         canary,
         versions,

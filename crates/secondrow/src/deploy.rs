@@ -99,14 +99,21 @@ pub enum DeployCommand {
         /// Version name (default: the next number).
         #[arg(long)]
         version: Option<String>,
+        /// The namespace of a new deployment (default: the token's namespace; none for the admin and the
+        /// local store). A new version of an existing deployment stays in its namespace.
+        #[arg(long)]
+        namespace: Option<String>,
         /// Keep the current default version (the new one serves only when pinned or made the canary).
         #[arg(long)]
         no_default: bool,
         #[arg(long)]
         json: bool,
     },
-    /// Every deployment.
+    /// Every deployment (the token's namespace's, with a namespace token).
     List {
+        /// Only this namespace's deployments.
+        #[arg(long)]
+        namespace: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -151,26 +158,30 @@ pub async fn run(
         None => Target::Local(Home::resolve(settings)?.store().await?),
     };
     match command {
-        DeployCommand::Create { name, artifact_id, run, task, output, path, version, no_default, json } => {
+        DeployCommand::Create { name, artifact_id, run, task, output, path, version, namespace, no_default, json } => {
             let source = match (artifact_id, run, task, output, path) {
                 (Some(artifact_id), ..) => ModelSource::Artifact { artifact_id },
                 (None, Some(run_id), Some(task), Some(output), _) => ModelSource::TaskOutput { run_id, task, output },
                 (.., Some(path)) => ModelSource::Path { path: std::path::absolute(&path)?.display().to_string() },
                 _ => return Err(Failure::usage("give --artifact-id, --run with --task and --output, or --path")),
             };
-            let doc = target.create(&name, &source, version.as_deref(), !no_default).await?;
+            let doc = target.create(&name, &source, version.as_deref(), namespace.as_deref(), !no_default).await?;
             print_deployment(&doc, json)?;
         }
-        DeployCommand::List { json } => {
-            let docs = target.list().await?;
+        DeployCommand::List { namespace, json } => {
+            let docs = target.list(namespace.as_deref()).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&docs)?);
             } else {
-                println!("{:<24}  {:<8}  {:<12}  {:<9}  VERSIONS", "NAME", "DEFAULT", "CANARY", "STATE");
+                println!(
+                    "{:<24}  {:<16}  {:<8}  {:<12}  {:<9}  VERSIONS",
+                    "NAME", "NAMESPACE", "DEFAULT", "CANARY", "STATE"
+                );
                 for d in &docs {
                     println!(
-                        "{:<24}  {:<8}  {:<12}  {:<9}  {}",
+                        "{:<24}  {:<16}  {:<8}  {:<12}  {:<9}  {}",
                         text(&d["name"]),
+                        text(&d["namespace"]),
                         text(&d["default_version"]),
                         canary(d),
                         state(d),
@@ -217,16 +228,25 @@ impl Target {
         name: &str,
         source: &ModelSource,
         version: Option<&str>,
+        namespace: Option<&str>,
         make_default: bool,
     ) -> Result<Value> {
         match self {
             Target::Remote(c) => {
-                let body =
+                let mut body =
                     json!({"name": name, "source": source.to_json(), "version": version, "make_default": make_default});
+                if let Some(ns) = namespace {
+                    body["namespace"] = json!(ns);
+                }
                 c.post_json("/deployments", &body).await.map_err(Failure::from)
             }
             Target::Local(store) => {
                 let existing = store.find_deployment(name).await?;
+                // A new version stays in its deployment's namespace unless another one is asked for.
+                let namespace = namespace
+                    .map(str::to_owned)
+                    .or_else(|| existing.as_ref().map(|d| d.namespace.clone()))
+                    .unwrap_or_default();
                 let version = version.map(str::to_owned).unwrap_or_else(|| next_version(existing.as_ref()));
                 let resolved = store.resolve_model_source(source).await?;
                 // What the server will do: refuse a file it cannot load before anything is recorded.
@@ -234,20 +254,35 @@ impl Target {
                 tokio::task::spawn_blocking(move || secondrow_serve::runtime::load(&path).map(|_| ())).await?.map_err(
                     |e| Failure::usage(format!("{} is not a model this server can load: {e}", resolved.path.display())),
                 )?;
-                let new = NewDeploymentVersion { name, version: &version, resolved: &resolved, make_default };
+                let new = NewDeploymentVersion {
+                    name,
+                    namespace: &namespace,
+                    version: &version,
+                    resolved: &resolved,
+                    make_default,
+                };
                 Ok(serde_json::to_value(store.add_deployment_version(&new).await?)?)
             }
         }
     }
 
-    async fn list(&self) -> Result<Vec<Value>> {
+    async fn list(&self, namespace: Option<&str>) -> Result<Vec<Value>> {
         match self {
             Target::Remote(c) => {
-                let doc = c.get_json("/deployments").await.map_err(Failure::from)?;
+                let path = match namespace {
+                    Some(ns) => {
+                        format!(
+                            "/deployments?{}",
+                            url::form_urlencoded::Serializer::new(String::new()).append_pair("namespace", ns).finish()
+                        )
+                    }
+                    None => "/deployments".to_owned(),
+                };
+                let doc = c.get_json(&path).await.map_err(Failure::from)?;
                 Ok(doc["deployments"].as_array().cloned().unwrap_or_default())
             }
             Target::Local(store) => {
-                let records = store.list_deployments().await?;
+                let records = store.list_deployments(namespace).await?;
                 records.iter().map(|r| Ok(serde_json::to_value(r)?)).collect()
             }
         }
@@ -299,6 +334,9 @@ fn print_deployment(d: &Value, json: bool) -> Result<()> {
         return Ok(());
     }
     println!("Deployment: {}", text(&d["name"]));
+    if d["namespace"].as_str().is_some_and(|ns| !ns.is_empty()) {
+        println!("Namespace:  {}", text(&d["namespace"]));
+    }
     println!("Default:    {}", text(&d["default_version"]));
     println!("Canary:     {}", canary(d));
     println!("State:      {}", state(d));

@@ -62,9 +62,13 @@ pub struct ServeArgs {
     /// requests wait for room, then get 503.
     #[arg(long, env = "SECONDROW_SERVE_BODY_BUDGET_BYTES", default_value_t = secondrow_serve::http::DEFAULT_BODY_BUDGET)]
     body_budget_bytes: usize,
-    /// Bearer token every call but the health probes must present (`Authorization: Bearer <token>`); at
-    /// least 16 characters. Prefer the environment variable: a flag is visible to other local users.
-    #[arg(long, env = "SECONDROW_SERVE_AUTH_TOKEN", hide_env_values = true)]
+    /// A file holding the bearer token every call but the health probes must present (`Authorization:
+    /// Bearer <token>`, at least 16 characters); the token can also come from the `SECONDROW_SERVE_AUTH_TOKEN`
+    /// variable, never from the command line (where every local user sees it).
+    #[arg(long, env = "SECONDROW_SERVE_AUTH_TOKEN_FILE")]
+    auth_token_file: Option<PathBuf>,
+    /// Refused: a token on the command line is visible to every process (`/proc/PID/cmdline`).
+    #[arg(long, hide = true)]
     auth_token: Option<String>,
     #[command(flatten)]
     listener: ListenerArgs,
@@ -101,13 +105,12 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         max_queue_delay: Duration::from_secs_f64(args.max_queue_delay_ms / 1000.0),
         max_concurrency: args.max_concurrency.unwrap_or_else(secondrow_serve::repository::default_max_concurrency),
     };
-    let auth = match args.auth_token.as_deref().map(str::trim) {
-        Some(t) if t.len() < 16 => {
-            return Err(Failure::usage("--auth-token (SECONDROW_SERVE_AUTH_TOKEN) must be at least 16 characters"))
-        }
-        Some(t) => Some(Arc::new(SingleToken::new(t)) as Arc<dyn secondrow_serve::http::Authorizer>),
-        None => None,
-    };
+    let token = super::server::token_from(
+        args.auth_token.is_some(),
+        args.auth_token_file.as_deref(),
+        "SECONDROW_SERVE_AUTH_TOKEN",
+    )?;
+    let auth = token.map(|t| Arc::new(SingleToken::new(&t)) as Arc<dyn secondrow_serve::http::Authorizer>);
     let repo = Arc::new(Repository::new(options));
     for flag in args.models {
         let r = repo.clone();
@@ -127,7 +130,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         if auth.is_some() {
             "on"
         } else {
-            "off (no --auth-token: anyone reaching this port may load and unload models)"
+            "off (no --auth-token-file: anyone reaching this port may load and unload models)"
         }
     );
     let options = HttpOptions {

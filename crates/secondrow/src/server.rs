@@ -29,7 +29,8 @@ pub struct ServerArgs {
     #[arg(long, hide = true)]
     auth_token: Option<String>,
     /// The user tasks run as when the server runs as root (a name, `uid` or `uid:gid`). Without it a root
-    /// server runs tasks as root (still confined by the task sandbox) and says so at start.
+    /// server runs tasks as the dedicated user `secondrow-task` (created when missing); `root` keeps tasks
+    /// running as root (still confined by the task sandbox), with a warning at start.
     #[arg(long, env = "SECONDROW_TASK_USER")]
     task_user: Option<String>,
     /// A folder importers may bring local files in from (repeatable); besides it, only artifacts of the
@@ -54,44 +55,76 @@ pub struct ServerArgs {
 
 /// The admin token: from `--auth-token-file`, else from `SECONDROW_AUTH_TOKEN` (never from argv).
 fn admin_token(args: &ServerArgs) -> Result<Option<String>> {
-    if args.auth_token.is_some() {
-        return Err(Failure::usage(
+    token_from(args.auth_token.is_some(), args.auth_token_file.as_deref(), "SECONDROW_AUTH_TOKEN")
+}
+
+/// A bearer token from `--auth-token-file`, else from the variable `var`; `on_argv` (a literal
+/// `--auth-token VALUE`) is refused, because every local user can read a process's arguments. At least 16
+/// characters. Shared by `secondrow server` and `secondrow serve`.
+pub(crate) fn token_from(on_argv: bool, file: Option<&std::path::Path>, var: &str) -> Result<Option<String>> {
+    if on_argv {
+        return Err(Failure::usage(format!(
             "--auth-token takes no value on the command line (every local user can read it there): put the token \
-             in a file and pass --auth-token-file FILE, or set SECONDROW_AUTH_TOKEN",
-        ));
+             in a file and pass --auth-token-file FILE, or set {var}"
+        )));
     }
-    let token = match &args.auth_token_file {
+    let token = match file {
         Some(path) => Some(
             std::fs::read_to_string(path)
-                .with_context(|| format!("reading the admin token from {}", path.display()))?
+                .with_context(|| format!("reading the token from {}", path.display()))?
                 .trim()
                 .to_owned(),
         ),
-        None => std::env::var("SECONDROW_AUTH_TOKEN").ok().map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()),
+        None => std::env::var(var).ok().map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()),
     };
     if token.as_ref().is_some_and(|t| t.len() < 16) {
-        return Err(Failure::usage(
-            "the admin token (--auth-token-file, SECONDROW_AUTH_TOKEN) must be at least 16 characters",
-        ));
+        return Err(Failure::usage(format!("the token (--auth-token-file, {var}) must be at least 16 characters")));
     }
     Ok(token)
 }
 
-/// The task sandbox settings from the flags; warns when the kernel or the identity weakens it.
-fn sandbox_config(args: &ServerArgs) -> Result<SandboxConfig> {
+/// The task sandbox settings from the flags; warns when the kernel or the identity weakens it. A root
+/// server without `--task-user` runs tasks as the dedicated user (made when missing), and refuses to start
+/// when that user cannot reach the home folder or the Python interpreter.
+async fn sandbox_config(args: &ServerArgs, home: &Home) -> Result<SandboxConfig> {
+    use secondrow_engine::sandbox::{check_reachable, dedicated_task_user, DEDICATED_TASK_USER};
     if args.no_task_sandbox {
         eprintln!("secondrow server: WARNING: --no-task-sandbox: tasks see the server's environment and files");
         return Ok(SandboxConfig::default());
     }
-    let task_user = match &args.task_user {
-        Some(name) => Some(TaskUser::lookup(name).map_err(Failure::usage)?),
+    let root = secondrow_engine::sandbox::running_as_root();
+    let task_user = match args.task_user.as_deref() {
+        Some(name) => Some(TaskUser::lookup(name).map_err(Failure::usage)?).filter(|u| u.uid != 0),
+        None if root => {
+            let user = dedicated_task_user().await.map_err(|e| {
+                Failure::usage(format!(
+                    "{e}\nA root server runs tasks as the unprivileged user `{DEDICATED_TASK_USER}`: create it, name \
+                     another with --task-user USER, or keep tasks running as root with --task-user root"
+                ))
+            })?;
+            let mut needed = vec![home.root.clone()];
+            // The interpreter lightweight components run on: the configured one, else `python3` on PATH.
+            let python = args.exec.python.clone().or_else(|| {
+                std::env::var_os("PATH")
+                    .and_then(|path| std::env::split_paths(&path).map(|dir| dir.join("python3")).find(|p| p.is_file()))
+            });
+            needed.extend(python);
+            check_reachable(user, &needed).map_err(|e| {
+                Failure::usage(format!(
+                    "{e}.\nA root server runs tasks as the unprivileged user `{DEDICATED_TASK_USER}`, which must reach \
+                     the home folder and the Python interpreter: make them searchable by others (or use --home \
+                     elsewhere), name another user with --task-user USER, or keep tasks running as root with \
+                     --task-user root"
+                ))
+            })?;
+            Some(user)
+        }
         None => None,
     };
-    let root = secondrow_engine::sandbox::running_as_root();
     if root && task_user.is_none() {
         eprintln!(
-            "secondrow server: WARNING: running as root without --task-user: tasks run as root (confined by the \
-             environment allow list and Landlock only)"
+            "secondrow server: WARNING: --task-user root: tasks run as root (confined by the environment allow \
+             list and Landlock only)"
         );
     }
     if !root && task_user.is_some() {
@@ -112,7 +145,7 @@ pub async fn run(settings: &Settings, args: ServerArgs) -> Result<ExitCode> {
     let stop = crate::shutdown::requested();
     let home = Home::resolve(settings)?;
     let admin = admin_token(&args)?;
-    let engine = home.engine_with(&args.exec, sandbox_config(&args)?).await?;
+    let engine = home.engine_with(&args.exec, sandbox_config(&args, &home).await?).await?;
     let state = secondrow_api::AppState::new(engine).with_admin_token(admin.as_deref());
     let auth = match (&admin, state.auth.enforced(state.store()).await) {
         (Some(_), _) => "on (admin token set)",

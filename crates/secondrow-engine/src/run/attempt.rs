@@ -487,6 +487,15 @@ impl Attempt {
                     nix::unistd::chown(parent, uid, gid).map_err(std::io::Error::from)?;
                 }
             }
+            // kfp-kubernetes volumes: a PVC's folder is the task user's to write (what earlier tasks wrote in
+            // it is theirs already), a secret's or config map's files (private to this attempt) to read.
+            for m in &self.job.mounts {
+                if m.read_only {
+                    crate::sandbox::chown_tree(&m.source, Some(user))?;
+                } else {
+                    nix::unistd::chown(m.source.as_path(), uid, gid).map_err(std::io::Error::from)?;
+                }
+            }
         }
         Ok(())
     }

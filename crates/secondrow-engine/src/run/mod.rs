@@ -20,6 +20,11 @@ mod inputs;
 mod nodes;
 mod platform;
 
+/// Nodes held by the run trees of this process.
+pub(crate) fn live_nodes() -> usize {
+    nodes::LIVE_NODES.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -145,6 +145,15 @@ pub(super) struct Tree {
     nodes: Vec<Node>,
 }
 
+/// Nodes held by every run tree of this process ([`crate::live_nodes`]).
+pub(super) static LIVE_NODES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+impl Drop for Tree {
+    fn drop(&mut self) {
+        LIVE_NODES.fetch_sub(self.nodes.len(), std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 impl Index<NodeId> for Tree {
     type Output = Node;
     fn index(&self, id: NodeId) -> &Node {
@@ -195,6 +204,7 @@ impl Tree {
             exec: Execution::default(),
             pending_iterations: VecDeque::new(),
         });
+        LIVE_NODES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         id
     }
 

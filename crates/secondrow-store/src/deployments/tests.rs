@@ -106,6 +106,7 @@ async fn versions_traffic_and_deletes_are_checked_and_transactional(db: &TestDb)
         async move {
             s.add_deployment_version(&NewDeploymentVersion {
                 name: "churn",
+                namespace: "team-a",
                 version,
                 resolved: &resolved,
                 make_default,
@@ -120,6 +121,18 @@ async fn versions_traffic_and_deletes_are_checked_and_transactional(db: &TestDb)
     assert_eq!(second.default_version, "1", "make_default false keeps the default");
     assert!(matches!(add("2", true).await, Err(StoreError::AlreadyExists { .. })));
     assert!(matches!(add("bad/name", true).await, Err(StoreError::InvalidArgument(_))));
+    assert_eq!(second.namespace, "team-a");
+    let elsewhere = NewDeploymentVersion {
+        name: "churn",
+        namespace: "team-b",
+        version: "3",
+        resolved: &resolved,
+        make_default: true,
+    };
+    assert!(
+        matches!(s.add_deployment_version(&elsewhere).await, Err(StoreError::InvalidArgument(m)) if m.contains("team-a")),
+        "a version cannot move a deployment to another namespace"
+    );
 
     let canary =
         TrafficUpdate { canary: Some(Some(Canary { version: "2".into(), percent: 30 })), ..TrafficUpdate::default() };
@@ -143,8 +156,10 @@ async fn versions_traffic_and_deletes_are_checked_and_transactional(db: &TestDb)
     assert!(matches!(s.delete_deployment("churn", Some("2")).await, Err(StoreError::InvalidArgument(_))));
     let left = s.delete_deployment("churn", Some("1")).await.unwrap().unwrap();
     assert_eq!(left.versions.iter().map(|v| v.version.as_str()).collect::<Vec<_>>(), ["2"]);
-    assert_eq!(s.list_deployments().await.unwrap(), vec![left]);
+    assert_eq!(s.list_deployments(None).await.unwrap(), vec![left.clone()]);
+    assert_eq!(s.list_deployments(Some("team-a")).await.unwrap(), vec![left]);
+    assert!(s.list_deployments(Some("team-b")).await.unwrap().is_empty());
     assert_eq!(s.delete_deployment("churn", None).await.unwrap(), None);
-    assert!(s.list_deployments().await.unwrap().is_empty());
+    assert!(s.list_deployments(None).await.unwrap().is_empty());
     assert!(matches!(s.get_deployment("churn").await, Err(StoreError::NotFound { .. })));
 }

@@ -53,7 +53,7 @@ fn labels(answer: &Value) -> Vec<String> {
 }
 
 /// A separable-with-noise table: label 1 when 2·x1 − x2 + 0.5·x3 + noise > 0.
-fn make_rows(n: usize, seed: u64) -> Vec<([f64; 3], u8)> {
+pub(crate) fn make_rows(n: usize, seed: u64) -> Vec<([f64; 3], u8)> {
     let mut state = seed;
     let mut next = || {
         state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
@@ -68,7 +68,7 @@ fn make_rows(n: usize, seed: u64) -> Vec<([f64; 3], u8)> {
         .collect()
 }
 
-fn write_csv(path: &Path, rows: &[([f64; 3], u8)], with_label: bool) {
+pub(crate) fn write_csv(path: &Path, rows: &[([f64; 3], u8)], with_label: bool) {
     let mut text = String::from(if with_label { "x1,x2,x3,label\n" } else { "x1,x2,x3\n" });
     for (x, label) in rows {
         text += &format!("{},{},{}", x[0], x[1], x[2]);
@@ -78,7 +78,7 @@ fn write_csv(path: &Path, rows: &[([f64; 3], u8)], with_label: bool) {
 }
 
 /// A pipeline of built-in components: ingest, then two classifiers on the same data.
-fn compile_pipeline(home: &Home) -> PathBuf {
+pub(crate) fn compile_pipeline(home: &Home) -> PathBuf {
     let components = repo_root().join("components");
     // Outside the home folder: `compile` copies the source there.
     let source = home.path().join("src").join("deploy_pipeline.py");

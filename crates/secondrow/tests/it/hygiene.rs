@@ -1,5 +1,5 @@
 //! HTTP hygiene and serving robustness against hostile clients, with the real binary over loopback: the
-//! serving port's tokens (`secondrow server` and `secondrow serve --auth-token`), load errors that do not
+//! serving port's tokens (`secondrow server` and `secondrow serve` with a token), load errors that do not
 //! tell whether a path exists, slow clients (header-read timeout, connection cap), 413 bodies, checked
 //! arithmetic and parameter types in the API, non-finite inputs, the memory bound of large inference
 //! requests, a refused request's connection, and control characters kept off the terminal.
@@ -19,17 +19,17 @@ const ADMIN: &str = "admin-token-0123456789";
 const SERVE_TOKEN: &str = "serve-token-0123456789";
 
 /// An HTTP answer: status, head (lower-cased) and body.
-struct Answer {
-    status: u16,
-    head: String,
-    body: Vec<u8>,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) head: String,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Answer {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or(Value::Null)
     }
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 }
@@ -98,7 +98,7 @@ fn send(stream: &mut TcpStream, method: &str, path: &str, token: Option<&str>, b
 }
 
 /// One request over a fresh connection.
-fn call(addr: &str, method: &str, path: &str, token: Option<&str>, body: &Value) -> Answer {
+pub(crate) fn call(addr: &str, method: &str, path: &str, token: Option<&str>, body: &Value) -> Answer {
     let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connecting {addr}: {e}"));
     stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let body = if body.is_null() { Vec::new() } else { body.to_string().into_bytes() };
@@ -106,18 +106,18 @@ fn call(addr: &str, method: &str, path: &str, token: Option<&str>, body: &Value)
     read_answer(&mut stream)
 }
 
-fn infer_body(rows: &[[f64; 2]]) -> Value {
+pub(crate) fn infer_body(rows: &[[f64; 2]]) -> Value {
     json!({"inputs": [{"name": "input-0", "datatype": "FP64", "shape": [rows.len(), 2], "data": rows}]})
 }
 
 /// `secondrow serve` on a free port, killed when dropped.
-struct Serve {
-    child: Child,
-    addr: String,
+pub(crate) struct Serve {
+    pub(crate) child: Child,
+    pub(crate) addr: String,
 }
 
 impl Serve {
-    fn start(h: &Home, model: &Path, extra: &[&str], env: &[(&str, &str)]) -> Serve {
+    pub(crate) fn start(h: &Home, model: &Path, extra: &[&str], env: &[(&str, &str)]) -> Serve {
         static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let log = h.path().join(format!("serve-{}.log", SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)));
         let mut cmd = h.cmd();
@@ -176,21 +176,26 @@ fn server_serving_port_needs_tokens() {
     let by_admin = call(models, "POST", "/v2/repository/models/m/load", Some(ADMIN), &load);
     assert_eq!(by_admin.status, 200, "{}", by_admin.text());
 
+    // A model loaded through the repository, outside deployments, is the admin's: a namespace token may list
+    // but not use it (namespaces' own deployments: `sec_more.rs`).
     let rows = infer_body(&[[0.5, 3.5], [3.5, 0.5]]);
-    for (token, want) in
-        [(None, 401), (Some("not-a-token-at-all"), 401), (Some(team_a.as_str()), 200), (Some(ADMIN), 200)]
-    {
+    for (token, infer_want, list_want) in [
+        (None, 401, 401),
+        (Some("not-a-token-at-all"), 401, 401),
+        (Some(team_a.as_str()), 403, 200),
+        (Some(ADMIN), 200, 200),
+    ] {
         let answer = call(models, "POST", "/v2/models/m/infer", token, &rows);
-        assert_eq!(answer.status, want, "infer with {token:?}: {}", answer.text());
+        assert_eq!(answer.status, infer_want, "infer with {token:?}: {}", answer.text());
         let listed = call(models, "GET", "/v2/models", token, &Value::Null);
-        assert_eq!(listed.status, want, "list with {token:?}: {}", listed.text());
+        assert_eq!(listed.status, list_want, "list with {token:?}: {}", listed.text());
     }
     let unload = call(models, "POST", "/v2/repository/models/m/unload", Some(&team_a), &Value::Null);
     assert_eq!(unload.status, 403, "{}", unload.text());
-    assert_eq!(call(models, "POST", "/v2/models/m/infer", Some(&team_a), &rows).status, 200, "still served");
+    assert_eq!(call(models, "POST", "/v2/models/m/infer", Some(ADMIN), &rows).status, 200, "still served");
 }
 
-/// Item 4: `secondrow serve --auth-token` (here from its environment variable) guards every call but the
+/// Item 4: `secondrow serve` with a token (here from its environment variable) guards every call but the
 /// health probes, and a load error reads the same whether the path is missing, unreadable or not a model.
 /// Before: no token option, and the error quoted the OS ("No such file or directory") or the parser.
 #[test]

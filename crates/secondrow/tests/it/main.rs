@@ -17,6 +17,7 @@ mod kfp_kubernetes;
 mod remote;
 mod samples;
 mod sandbox;
+mod sec_more;
 mod signals;
 mod support;
 mod ui;

@@ -13,19 +13,31 @@ use serde_json::{json, Value};
 use crate::api::{kfp_script, last_json};
 use crate::support::*;
 
-const ADMIN: &str = "admin-token-sandbox-0123456789";
+pub(crate) const ADMIN: &str = "admin-token-sandbox-0123456789";
 
 /// A `secondrow server` with the admin token in its environment (as an operator would pass it), killed
 /// (SIGKILL) when dropped.
-struct Srv {
+pub(crate) struct Srv {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Srv {
-    fn start(h: &Home, extra: &[&str]) -> Srv {
-        let mut child = h
-            .cmd()
+    pub(crate) fn start(h: &Home, extra: &[&str]) -> Srv {
+        Srv::start_with_env(h, extra, &[])
+    }
+
+    /// With more variables in the server's environment (an empty value removes the variable).
+    pub(crate) fn start_with_env(h: &Home, extra: &[&str], env: &[(&str, &str)]) -> Srv {
+        let mut cmd = h.cmd();
+        for (k, v) in env {
+            if v.is_empty() {
+                cmd.env_remove(k);
+            } else {
+                cmd.env(k, v);
+            }
+        }
+        let mut child = cmd
             .args(["server", "--host", "127.0.0.1", "--port", "0", "--serve-port", "0"])
             .args(extra)
             .env("SECONDROW_AUTH_TOKEN", ADMIN)
@@ -56,7 +68,7 @@ fn uuid_like() -> String {
     format!("{nanos}")
 }
 
-fn token(h: &Home, namespace: &str) -> String {
+pub(crate) fn token(h: &Home, namespace: &str) -> String {
     let out = h.output(&["tokens", "create", "--namespace", namespace, "--name", "sandbox"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
@@ -67,23 +79,30 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 /// Submits a fixture pipeline as `namespace` and waits for its end: (run id, state).
-fn submit(h: &Home, srv: &Srv, token: &str, namespace: &str, spec: &Path, params: Value) -> (String, String) {
+pub(crate) fn submit(
+    h: &Home,
+    srv: &Srv,
+    token: &str,
+    namespace: &str,
+    spec: &Path,
+    params: Value,
+) -> (String, String) {
     let out = kfp_script(h, "sandbox.py", &[&srv.url, token, namespace, spec.to_str().unwrap(), &params.to_string()]);
     let doc = last_json(&out);
     (doc["run_id"].as_str().unwrap().to_owned(), doc["state"].as_str().unwrap().to_owned())
 }
 
-fn run_doc(h: &Home, run_id: &str) -> RunDoc {
+pub(crate) fn run_doc(h: &Home, run_id: &str) -> RunDoc {
     RunDoc(h.get_json(run_id))
 }
 
-fn home_dir(h: &Home) -> PathBuf {
+pub(crate) fn home_dir(h: &Home) -> PathBuf {
     h.path().join("home").canonicalize().unwrap()
 }
 
 /// The report lines of a probe, checked one by one: every path in `denied` is DENIED / NOWRITE, every one in
 /// `allowed` READ / WROTE.
-fn assert_report(report: &str, denied: &[&Path], allowed: &[&Path], write: bool) {
+pub(crate) fn assert_report(report: &str, denied: &[&Path], allowed: &[&Path], write: bool) {
     let (yes, no) = if write { ("WROTE", "NOWRITE") } else { ("READ", "DENIED") };
     for p in denied {
         assert!(
@@ -189,7 +208,7 @@ fn sandbox_a_root_server_runs_tasks_as_the_task_user() {
     assert_report(&report, &[db.as_path()], &[], false);
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0")))
 }

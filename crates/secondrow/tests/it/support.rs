@@ -95,6 +95,10 @@ impl Home {
         c.env("SECONDROW_HOME", self.path().join("home"))
             .env("SECONDROW_PYTHON", python())
             .env_remove("SECONDROW_PARALLELISM")
+            // A root server's default task user must reach the home and the Python, which a private temp
+            // folder and this machine's Python may not allow: tests keep tasks as root unless they test the
+            // task user (`--task-user` wins over the variable).
+            .env("SECONDROW_TASK_USER", "root")
             .env("TMPDIR", self.path());
         match &self.database_url {
             Some(url) => c.env("SECONDROW_DATABASE_URL", url),

@@ -27,7 +27,9 @@ def call(method, path, body=None):
 
 
 with open(spec_path) as f:
-    spec = yaml.safe_load(f)
+    docs = list(yaml.safe_load_all(f))
+spec = docs[0]
+body_spec = spec if len(docs) == 1 else {"pipeline_spec": docs[0], "platform_spec": docs[1]}
 experiment = call("POST", "/apis/v2beta1/experiments", {"display_name": f"sandbox-{time.time_ns()}", "namespace": namespace})
 run = call(
     "POST",
@@ -35,7 +37,7 @@ run = call(
     {
         "display_name": spec["pipelineInfo"]["name"],
         "experiment_id": experiment["experiment_id"],
-        "pipeline_spec": spec,
+        "pipeline_spec": body_spec,
         "runtime_config": {"parameters": json.loads(params)},
     },
 )
