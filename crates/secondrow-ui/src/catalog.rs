@@ -271,7 +271,9 @@ async fn pipeline_page(
                 Err(e) => (format!("<p class=\"error\">{}</p>", esc(&e.to_string())), Vec::new(), yaml),
             }
         }
-        None => ("<p class=\"empty\">This pipeline has no versions yet.</p>".to_owned(), Vec::new(), String::new()),
+        None => ("<p class=\"empty\" id=\"no-versions\">This pipeline has no versions yet. Upload one (a compiled pipeline \
+             YAML) under <a href=\"#upload-version\">Upload a version</a>, or from Python with \
+             <code>kfp.Client(host=\"…\").upload_pipeline_version(\"pipeline.yaml\", \"v1\", pipeline_id=…)</code>.</p>".to_owned(), Vec::new(), String::new()),
     };
     let (run_name, experiment, error) = match posted {
         Some(f) => (text(f.form, "run_name").to_owned(), text(f.form, "experiment").to_owned(), f.error),

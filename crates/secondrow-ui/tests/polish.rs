@@ -329,3 +329,75 @@ async fn live_logs_and_artifact_views_of_another_namespace_are_refused() {
         assert_eq!(status(&e.app, &uri, Some(&secret)).await, StatusCode::OK, "{uri}");
     }
 }
+
+/// Every form control that a person fills in sits inside a `<label>` (or has an `aria-label`).
+fn assert_labelled(r: &Resp, form: &str) {
+    let doc = Html::parse_document(&r.body);
+    let controls =
+        Selector::parse(&format!("{form} input:not([type=hidden]), {form} select, {form} textarea")).unwrap();
+    let mut n = 0;
+    for c in doc.select(&controls) {
+        n += 1;
+        let labelled = c.value().attr("aria-label").is_some()
+            || c.ancestors().any(|a| a.value().as_element().is_some_and(|e| e.name() == "label"));
+        assert!(labelled, "{form}: unlabelled control {}", c.html());
+    }
+    assert!(n > 0, "{form} has no controls");
+}
+
+#[tokio::test]
+async fn keyboard_colour_scheme_local_times_and_empty_states() {
+    let e = env(None).await;
+    let store = e.state.store();
+    // Light and dark follow the system; keyboard focus is visible on links, buttons, graph nodes and fields.
+    let css = get(&e.app, "/ui/static/app.css", None).await;
+    assert_eq!(css.status, StatusCode::OK);
+    assert!(css.body.contains("@media (prefers-color-scheme: dark)"));
+    for sel in [
+        "a:focus-visible",
+        ".node:focus-visible",
+        "input:focus-visible",
+        "select:focus-visible",
+        "summary:focus-visible",
+    ] {
+        assert!(css.body.contains(sel), "{sel}");
+    }
+    // Times are sent as RFC 3339 in <time datetime> and shown in the browser's zone by app.js.
+    let js = get(&e.app, "/ui/static/app.js", None).await;
+    assert!(js.body.contains("time[datetime]") && js.body.contains("toLocaleString"));
+
+    // A pipeline without versions says how to add one, and links to the form that does.
+    let bare = store.create_pipeline("bare", "", "").await.unwrap();
+    let r = get(&e.app, &format!("/pipelines/{}", bare.id), None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let empty = r.select("#no-versions").concat();
+    assert!(empty.contains("Upload one") && empty.contains("upload_pipeline_version"), "{empty}");
+    assert_eq!(r.attrs("#no-versions a", "href"), ["#upload-version"]);
+    assert_eq!(r.select("#upload-version").len(), 1);
+    assert!(r.select("#create-run").is_empty());
+
+    // A pipeline's page: a skip link to the content, labelled fields, times in <time datetime>.
+    let (p, _) = store.create_pipeline_with_version("form", "", "", "v1", &spec(), "d").await.unwrap();
+    let r = get(&e.app, &format!("/pipelines/{}", p.id), None).await;
+    let skip = r.attrs("a.skip", "href");
+    assert_eq!(skip.len(), 1);
+    assert_eq!(r.attrs(&format!("[id='{}']", skip[0].trim_start_matches('#')), "id").len(), 1, "{skip:?}");
+    assert_labelled(&r, "#create-run");
+    assert_labelled(&r, "#upload-version");
+    let times = r.attrs("time", "datetime");
+    assert!(!times.is_empty());
+    for t in &times {
+        let b = t.as_bytes();
+        assert!(b.len() >= 20 && b[4] == b'-' && b[10] == b'T' && (t.ends_with('Z') || t.contains('+')), "{t}");
+    }
+    for text in r.select("time") {
+        assert!(times.contains(&text), "the server writes the RFC 3339 value, the browser localises it: {text}");
+    }
+
+    // An artifact's view scrolls sideways from the keyboard (a focusable region).
+    let (run, [dataset, _, _]) = seed(&e, "data", "").await;
+    let r = get(&e.app, &format!("/runs/{run}/artifacts/{dataset}"), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.attrs("#viz", "tabindex"), ["0"]);
+    assert_eq!(r.attrs("#viz", "role"), ["region"]);
+}
