@@ -5,8 +5,8 @@ usage: ui_browser.py SERVER_URL QUICKSTART_YAML DATA_CSV SCREENSHOT_DIR CHROMIUM
 Submits the quickstart pipeline with kfp.Client, opens its run page, waits until the live graph (updated over
 Server-Sent Events, no reload) shows every task succeeded, opens a task's logs and the evaluation's
 classification metrics (confusion matrix and ROC curve), follows a running task's logs live (a line printed
-after the page opened appears without a reload), terminates that run from its page, compares the two runs, starts a run from the create-run form, and saves a
-screenshot of each step.
+after the page opened appears without a reload), terminates that run from its page, compares the two runs,
+starts a run from the create-run form, and saves a screenshot of each step.
 Prints one JSON line with what it saw; exits non-zero on the first failed expectation.
 """
 import json
@@ -75,9 +75,8 @@ with sync_playwright() as p:
     # forwarded to the API); the state arrives over the live stream.
     @dsl.container_component
     def ticker():
-        return dsl.ContainerSpec(
-            image="alpine", command=["sh", "-c", "i=0; while [ $i -lt 600 ]; do echo tick $i; i=$((i+1)); sleep 1; done"]
-        )
+        script = "i=0; while [ $i -lt 600 ]; do echo tick $i; i=$((i+1)); sleep 1; done"
+        return dsl.ContainerSpec(image="alpine", command=["sh", "-c", script])
 
     @dsl.pipeline(name="long")
     def long():
