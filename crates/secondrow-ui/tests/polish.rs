@@ -401,3 +401,81 @@ async fn keyboard_colour_scheme_local_times_and_empty_states() {
     assert_eq!(r.attrs("#viz", "tabindex"), ["0"]);
     assert_eq!(r.attrs("#viz", "role"), ["region"]);
 }
+
+#[tokio::test]
+async fn artifact_views_say_what_to_do_when_there_is_nothing_to_show() {
+    let e = env(None).await;
+    let (run, [dataset, _, _]) = seed(&e, "data", "").await;
+    // Past the last page of a dataset: a way back, not an empty table.
+    let r = get(&e.app, &format!("/runs/{run}/artifacts/{dataset}?page=5"), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(r.select("table.dataset").is_empty());
+    assert!(r.select("#no-rows").concat().contains("shorter"), "{}", r.body);
+    assert_eq!(r.attrs("#no-rows a", "href"), [format!("/runs/{run}/artifacts/{dataset}?page=0")]);
+    // A header-only CSV, a report that is not statistics, a kind without a view: each says so.
+    let store = e.state.store();
+    let (other, task) = {
+        let o = seed(&e, "other", "").await.0;
+        let t = store
+            .start_task(&TaskStart {
+                run_id: &o,
+                parent_id: None,
+                path: "extra",
+                task_key: "extra",
+                display_name: "extra",
+                kind: TaskKind::Container,
+                state: TaskState::Running,
+                attempt: 1,
+                cache_key: None,
+                inputs: None,
+            })
+            .await
+            .unwrap();
+        (o, t)
+    };
+    let dir = e.root.join("artifacts").join(&other);
+    std::fs::write(dir.join("empty.csv"), format!("id,{XSS}\n")).unwrap();
+    std::fs::write(dir.join("odd"), "not json").unwrap();
+    std::fs::write(dir.join("model.bin"), [0u8, 1, 2]).unwrap();
+    let art = |kind: &str, file: &str, metadata: Value| NewArtifact {
+        id: secondrow_store::new_id(),
+        output_name: file.into(),
+        name: file.into(),
+        uri: dir.join(file).display().to_string(),
+        schema_title: kind.into(),
+        schema_version: "0.0.1".into(),
+        metadata,
+    };
+    let new = vec![
+        art("system.Dataset", "empty.csv", json!({})),
+        art("system.Artifact", "odd", json!({"rows": 1, "columns": 1})),
+        art("system.Model", "model.bin", json!({})),
+    ];
+    let ids: Vec<String> = new.iter().map(|a| a.id.clone()).collect();
+    store
+        .finish_task(&TaskFinish {
+            run_id: &other,
+            task_id: &task,
+            state: TaskState::Succeeded,
+            error: None,
+            cached: false,
+            outputs: None,
+            new_artifacts: &new,
+            output_artifact_refs: &[],
+            input_artifact_refs: &[],
+            cache_key_to_record: None,
+        })
+        .await
+        .unwrap();
+    let view = |i: usize| {
+        let (app, uri) = (e.app.clone(), format!("/runs/{other}/artifacts/{}", ids[i]));
+        async move { get(&app, &uri, None).await }
+    };
+    let r = view(0).await;
+    r.assert_no_injected_markup();
+    assert_eq!(r.select("#no-rows"), [format!("This dataset has no rows (columns: id, {XSS}).")]);
+    let r = view(1).await;
+    assert!(r.select("#viz p.empty").concat().contains("download it"), "{}", r.body);
+    let r = view(2).await;
+    assert!(r.select("#viz p.empty").concat().contains("no view for system.Model artifacts"), "{}", r.body);
+}
