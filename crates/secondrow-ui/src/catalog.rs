@@ -2,21 +2,20 @@
 //! form; the recurring-runs list.
 
 use askama::Template;
-use std::collections::HashMap;
-
-use axum::body::Body;
 use axum::extract::{Extension, Path as UrlPath, Query, State};
-use axum::http::{HeaderMap, Method};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Form;
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use secondrow_api::auth::Caller;
 use secondrow_spec::{ParameterType, PipelineSpec};
 
+use crate::forms::{call, done, param_fields, params, posted_params, spec_of, text, FormMap};
 use crate::graph::{self, url_part, Target};
-use crate::pages::{api_message, forward_body, rfc3339};
+use crate::pages::rfc3339;
+use crate::recurring::experiment_choices;
 use crate::viz::esc;
 use crate::{csrf_refusal, error_page, html, Chrome, Csrf, Ui, UiError};
 
@@ -129,58 +128,65 @@ pub(crate) fn typed(t: ParameterType, name: &str, raw: Option<&str>) -> Result<O
 }
 
 /// `POST /pipelines/ID/run`: a run of a version from the form, created through the API (which validates the
-/// parameters again and starts the run); then its page.
+/// parameters again and starts the run); then its page. A refusal (a mistyped value, a parameter the API
+/// rejects) comes back on the pipeline's page with the message and the values as typed.
 pub async fn create_run(
     State(ui): State<Ui>,
     caller: Caller,
     Extension(csrf): Extension<Csrf>,
     headers: HeaderMap,
     UrlPath(id): UrlPath<String>,
-    Form(form): Form<HashMap<String, String>>,
+    Form(form): Form<FormMap>,
 ) -> Response {
     if let Some(r) = csrf_refusal(&headers, &csrf, form.get("csrf").map(String::as_str)) {
         return r;
     }
-    let result: Result<Value, UiError> = async {
-        let p = caller.pipeline(&ui.app, &id, false).await?;
-        let version_id = form.get("version").cloned().unwrap_or_default();
-        let version = ui.app.store().get_pipeline_version(&p.id, &version_id).await?;
-        let spec: PipelineSpec =
-            serde_json::from_value(version.spec).map_err(|e| UiError::BadRequest(e.to_string()))?;
-        let mut params = Map::new();
-        for (name, d) in &spec.root.input_definitions.parameters {
-            if let Some(v) = typed(d.parameter_type, name, form.get(&format!("p.{name}")).map(String::as_str))
-                .map_err(UiError::BadRequest)?
-            {
-                params.insert(name.clone(), v);
-            }
-        }
+    let p = match caller.pipeline(&ui.app, &id, false).await {
+        Ok(p) => p,
+        Err(e) => return UiError::from(e).into_response(),
+    };
+    let version_id = text(&form, "version").to_owned();
+    let version = match ui.app.store().get_pipeline_version(&p.id, &version_id).await {
+        Ok(v) => v,
+        Err(e) => return UiError::from(e).into_response(),
+    };
+    let outcome = async {
+        let spec = spec_of(&version.spec).map_err(|m| (StatusCode::BAD_REQUEST, m))?;
+        let parameters = params(&spec, &form).map_err(|m| (StatusCode::BAD_REQUEST, m))?;
+        let name = text(&form, "run_name");
         let mut body = json!({
-            "display_name": form.get("run_name").map(|s| s.trim()).filter(|s| !s.is_empty()).unwrap_or(&p.display_name),
+            "display_name": if name.is_empty() { p.display_name.as_str() } else { name },
             "pipeline_version_reference": {"pipeline_id": p.id, "pipeline_version_id": version.id},
-            "runtime_config": {"parameters": params},
+            "runtime_config": {"parameters": Value::Object(parameters)},
         });
-        if let Some(e) = form.get("experiment").filter(|e| !e.is_empty()) {
-            body["experiment_id"] = json!(e);
+        let experiment = text(&form, "experiment");
+        if !experiment.is_empty() {
+            body["experiment_id"] = json!(experiment);
         }
-        Ok(body)
+        call(&ui, Method::POST, "/apis/v2beta1/runs", &headers, Some(body)).await.map_err(|f| (f.status, f.message))
     }
     .await;
-    let body = match result {
-        Ok(b) => b,
-        Err(e) => return e.into_response(),
+    let (status, message) = match outcome {
+        Ok(r) => {
+            let rid = r.get("run_id").and_then(Value::as_str).unwrap_or_default();
+            return done(&headers, &format!("/runs/{}", url_part(rid, false)));
+        }
+        Err(e) => e,
     };
-    let r = forward_body(&ui, Method::POST, "/apis/v2beta1/runs", &headers, Body::from(body.to_string())).await;
-    if !r.status().is_success() {
-        let status = r.status();
-        return error_page(status, &api_message(r).await, None);
+    if status != StatusCode::BAD_REQUEST {
+        return error_page(status, &message, None);
     }
-    let bytes = axum::body::to_bytes(r.into_body(), 16 << 20).await.unwrap_or_default();
-    let run_id = serde_json::from_slice::<Value>(&bytes)
-        .ok()
-        .and_then(|v| v.get("run_id").and_then(Value::as_str).map(str::to_owned))
-        .unwrap_or_default();
-    Redirect::to(&format!("/runs/{}", url_part(&run_id, false))).into_response()
+    let posted = Posted { form: &form, error: message };
+    match pipeline_page(&ui, &caller, &csrf, &id, Some(version_id), Some(posted)).await {
+        Ok(page) => (StatusCode::BAD_REQUEST, page).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// A create-run form that the API refused: what was posted and why.
+struct Posted<'a> {
+    form: &'a FormMap,
+    error: String,
 }
 
 pub struct VersionRow {
@@ -204,6 +210,10 @@ struct PipelinePage {
     version: String,
     fields: Vec<Field>,
     experiments: Vec<(String, String)>,
+    /// The create-run form's values: its run name, experiment and (after a refusal) the message.
+    run_name: String,
+    experiment: String,
+    error: String,
 }
 
 pub async fn pipeline(
@@ -213,11 +223,24 @@ pub async fn pipeline(
     UrlPath(id): UrlPath<String>,
     Query(q): Query<PipelineQuery>,
 ) -> Result<Response, UiError> {
-    let p = caller.pipeline(&ui.app, &id, false).await?;
+    pipeline_page(&ui, &caller, &csrf, &id, q.version, None).await
+}
+
+/// A pipeline's page for `version` (the newest when absent); the create-run form filled from `posted` when
+/// it came back refused.
+async fn pipeline_page(
+    ui: &Ui,
+    caller: &Caller,
+    csrf: &Csrf,
+    id: &str,
+    version: Option<String>,
+    posted: Option<Posted<'_>>,
+) -> Result<Response, UiError> {
+    let p = caller.pipeline(&ui.app, id, false).await?;
     let store = ui.app.store();
     let mut versions = store.list_pipeline_versions(&p.id).await?;
     versions.reverse();
-    let chosen = q.version.clone().or_else(|| versions.first().map(|v| v.id.clone()));
+    let chosen = version.filter(|v| !v.is_empty()).or_else(|| versions.first().map(|v| v.id.clone()));
     let mut form_fields = Vec::new();
     let (graph_html, params, yaml) = match &chosen {
         Some(v) => {
@@ -239,16 +262,28 @@ pub async fn pipeline(
                             (k.clone(), d.parameter_type.as_str().to_owned(), default)
                         })
                         .collect();
-                    form_fields = fields(&spec);
+                    form_fields = match &posted {
+                        Some(f) => param_fields(&spec, Some(&posted_params(&spec, f.form))),
+                        None => fields(&spec),
+                    };
                     (graph_html, params, yaml)
                 }
                 Err(e) => (format!("<p class=\"error\">{}</p>", esc(&e.to_string())), Vec::new(), yaml),
             }
         }
-        None => ("<p class=\"empty\">This pipeline has no versions yet.</p>".to_owned(), Vec::new(), String::new()),
+        None => ("<p class=\"empty\" id=\"no-versions\">This pipeline has no versions yet. Upload one (a compiled pipeline \
+             YAML) under <a href=\"#upload-version\">Upload a version</a>, or from Python with \
+             <code>kfp.Client(host=\"…\").upload_pipeline_version(\"pipeline.yaml\", \"v1\", pipeline_id=…)</code>.</p>".to_owned(), Vec::new(), String::new()),
+    };
+    let (run_name, experiment, error) = match posted {
+        Some(f) => (text(f.form, "run_name").to_owned(), text(f.form, "experiment").to_owned(), f.error),
+        None => (p.display_name.clone(), String::new(), String::new()),
     };
     let page = PipelinePage {
-        c: Chrome::new(format!("Pipeline {}", p.display_name), &csrf, Some(&caller), "pipelines"),
+        c: Chrome::new(format!("Pipeline {}", p.display_name), csrf, Some(caller), "pipelines"),
+        run_name,
+        experiment,
+        error,
         versions: versions
             .into_iter()
             .map(|v| VersionRow {
@@ -260,13 +295,7 @@ pub async fn pipeline(
             .collect(),
         version: chosen.clone().unwrap_or_default(),
         fields: form_fields,
-        experiments: store
-            .list_experiments(caller.list_namespace(None)?)
-            .await?
-            .into_iter()
-            .filter(|e| e.storage_state != "ARCHIVED")
-            .map(|e| (e.id, e.display_name))
-            .collect(),
+        experiments: experiment_choices(ui, caller).await?,
         id: p.id,
         name: p.display_name,
         description: p.description,

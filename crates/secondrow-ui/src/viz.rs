@@ -245,7 +245,8 @@ pub struct PcAxis {
     pub metric: bool,
 }
 
-/// One line of a parallel-coordinates plot: a run, its colour and its value on every axis.
+/// One line of a parallel-coordinates plot: a run, its colour and its value on every axis (NaN, or left
+/// out at the end, where the run has none).
 pub struct PcLine {
     pub id: String,
     pub label: String,
@@ -263,7 +264,8 @@ fn unit(v: f64, lo: f64, hi: f64) -> f64 {
 }
 
 /// A parallel-coordinates plot as SVG: one vertical axis per entry of `axes` (each scaled to its own range,
-/// the minimum at the bottom, its range written at both ends), one polyline per line through its values.
+/// the minimum at the bottom, its range written at both ends); each line a polyline through its values, broken
+/// where a value is missing (a value with no neighbour is a dot).
 pub fn parallel_svg(axes: &[PcAxis], lines: &[PcLine]) -> String {
     const GAP: f64 = 150.0;
     const PAD_X: f64 = 70.0;
@@ -308,30 +310,41 @@ pub fn parallel_svg(axes: &[PcAxis], lines: &[PcLine]) -> String {
         }
     }
     for line in lines {
-        let mut pts = String::new();
-        for (k, &v) in line.values.iter().enumerate().take(axes.len()) {
-            if !v.is_finite() {
-                continue;
+        // A value missing on an axis breaks the line there: one polyline per run of consecutive values, a dot
+        // for a value with no neighbour, so no segment claims a value the run does not have.
+        let mut segment: Vec<(f64, f64)> = Vec::new();
+        for (k, &(lo, hi)) in ranges.iter().enumerate() {
+            match line.values.get(k).filter(|v| v.is_finite()) {
+                Some(&v) => segment.push((x_of(k), TOP + H - unit(v, lo, hi) * H)),
+                None => pc_segment(&mut s, line, &std::mem::take(&mut segment)),
             }
-            let (lo, hi) = ranges[k];
-            let _ = write!(
-                pts,
-                "{}{:.2},{:.2}",
-                if pts.is_empty() { "" } else { " " },
-                x_of(k),
-                TOP + H - unit(v, lo, hi) * H
-            );
         }
-        let _ = write!(
-            s,
-            r#"<polyline class="pc-line" data-run="{id}" points="{pts}" fill="none" stroke="{c}" stroke-width="2.5" stroke-opacity="0.85"><title>{label}</title></polyline>"#,
-            id = esc(&line.id),
-            c = line.colour,
-            label = esc(&line.label),
-        );
+        pc_segment(&mut s, line, &segment);
     }
     s.push_str("</svg>");
     s
+}
+
+/// One unbroken piece of a run's parallel-coordinates line: a polyline, or a dot for a single point.
+fn pc_segment(s: &mut String, line: &PcLine, points: &[(f64, f64)]) {
+    let (id, c, label) = (esc(&line.id), line.colour, esc(&line.label));
+    match points {
+        [] => {}
+        [(x, y)] => {
+            let _ = write!(
+                s,
+                r#"<circle class="pc-line pc-dot" data-run="{id}" cx="{x:.2}" cy="{y:.2}" r="4" fill="{c}" stroke="{c}"><title>{label}</title></circle>"#
+            );
+        }
+        _ => {
+            let pts: Vec<String> = points.iter().map(|(x, y)| format!("{x:.2},{y:.2}")).collect();
+            let _ = write!(
+                s,
+                r#"<polyline class="pc-line" data-run="{id}" points="{pts}" fill="none" stroke="{c}" stroke-width="2.5" stroke-opacity="0.85"><title>{label}</title></polyline>"#,
+                pts = pts.join(" "),
+            );
+        }
+    }
 }
 
 fn truncate(s: &str, n: usize) -> String {
@@ -528,11 +541,48 @@ mod tests {
         // Top of an axis is y=44, bottom y=264; axis k at x=70+150k.
         assert!(svg.contains(r#"points="70.00,264.00 220.00,264.00""#), "{svg}");
         assert!(svg.contains(r#"points="70.00,44.00 220.00,44.00""#), "{svg}");
-        assert!(svg.contains(r#"points="70.00,154.00""#), "a missing value leaves the line at its other axes");
+        assert!(svg.contains(r#"<circle class="pc-line pc-dot" data-run="r3" cx="70.00" cy="154.00""#), "{svg}");
         assert!(
             svg.contains("&lt;b&gt;acc&lt;/b&gt;") && svg.contains("&lt;i&gt;two&lt;/i&gt;") && !svg.contains("<b>")
         );
-        assert_eq!(svg.matches("class=\"pc-line\"").count(), 3);
+        assert_eq!(svg.matches("class=\"pc-line\"").count(), 2);
+        assert_eq!(svg.matches("class=\"pc-line pc-dot\"").count(), 1);
         assert_eq!(unit(3.0, 3.0, 3.0), 0.5);
+    }
+
+    #[test]
+    fn parallel_coordinates_break_a_line_where_a_value_is_missing() {
+        let axes: Vec<PcAxis> =
+            ["a", "b", "c", "d", "e"].iter().map(|n| PcAxis { name: (*n).into(), metric: *n == "e" }).collect();
+        let line = |id: &str, values: Vec<f64>| PcLine { id: id.into(), label: id.into(), colour: colour(0), values };
+        let n = f64::NAN;
+        let lines = vec![
+            line("full", vec![0.0, 0.0, 0.0, 0.0, 0.0]),
+            line("top", vec![1.0, 1.0, 1.0, 1.0, 1.0]),
+            // Missing on `c`: two pieces, a–b and d–e, and nothing from b to d.
+            line("gap", vec![1.0, 0.0, n, 0.0, 1.0]),
+            // Missing on `b` and `d`: dots on a, c and e, no line at all.
+            line("dots", vec![0.0, n, 1.0, n, 0.0]),
+            // Missing on the last axes (fewer values than axes): one piece over the first two.
+            line("short", vec![1.0, 0.0]),
+        ];
+        let svg = parallel_svg(&axes, &lines);
+        let of = |id: &str| -> Vec<String> {
+            svg.split("<polyline ")
+                .skip(1)
+                .filter(|p| p.starts_with(&format!("class=\"pc-line\" data-run=\"{id}\"")))
+                .map(|p| p.split("points=\"").nth(1).and_then(|p| p.split('"').next()).unwrap_or("").to_owned())
+                .collect()
+        };
+        // Axis k at x=70+150k; top y=44, bottom y=264.
+        assert_eq!(of("full"), ["70.00,264.00 220.00,264.00 370.00,264.00 520.00,264.00 670.00,264.00"]);
+        assert_eq!(of("gap"), ["70.00,44.00 220.00,264.00", "520.00,264.00 670.00,44.00"]);
+        assert!(of("dots").is_empty(), "{svg}");
+        assert_eq!(svg.matches(r#"class="pc-line pc-dot" data-run="dots""#).count(), 3, "{svg}");
+        for (cx, cy) in [("70.00", "264.00"), ("370.00", "44.00"), ("670.00", "264.00")] {
+            assert!(svg.contains(&format!(r#"data-run="dots" cx="{cx}" cy="{cy}""#)), "{svg}");
+        }
+        assert_eq!(of("short"), ["70.00,44.00 220.00,264.00"]);
+        assert!(!svg.contains(r#"pc-dot" data-run="gap""#) && !svg.contains(r#"pc-dot" data-run="short""#));
     }
 }

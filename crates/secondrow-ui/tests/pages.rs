@@ -672,7 +672,7 @@ async fn create_run_form_from_parameter_definitions() {
     // A mistyped value is a message, and nothing is created.
     let r = send(&e.app, post("p.n=abc&p.msg=x".into())).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert!(r.select("#error-message").concat().contains("`abc` is not an integer"));
+    assert!(r.select("#form-error").concat().contains("`abc` is not an integer"));
     let r = send(&e.app, post("p.n=5&p.msg=%3Cscript%3E&p.flag=on&p.items=%5B1%2C2%5D&run_name=from+the+form".into()))
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);

@@ -358,13 +358,13 @@ async fn compare_plots_parallel_coordinates_and_confusion_matrices_in_run_colour
     let best =
         ids.iter().position(|id| r.attrs(&format!("polyline[data-run=\"{id}\"]"), "points")[0].ends_with(",44.00"));
     assert!(best.is_some(), "{:?}", r.attrs("polyline.pc-line", "points"));
-    // A run without metrics (or without a parameter) still has its line, through the axes it has values on.
+    // A run without metrics (or without a parameter) still shows the values it has: here a dot on its one
+    // axis, no line.
     let partial = running(&e, "partial", json!({"lr": 0.5})).await.0;
     let r = get(&e.app, &format!("/compare?runs={},{},{partial}", ids[0], ids[1])).await;
     assert_eq!(r.select("#parallel text.pc-name").len(), 2, "{}", r.body);
-    let points = r.attrs(&format!("polyline[data-run=\"{partial}\"]"), "points");
-    assert_eq!(points.len(), 1);
-    assert_eq!(points[0].split(' ').count(), 1, "{points:?}");
+    assert!(r.attrs(&format!("polyline[data-run=\"{partial}\"]"), "points").is_empty());
+    assert_eq!(r.attrs(&format!("circle.pc-dot[data-run=\"{partial}\"]"), "cx"), ["70.00"]);
     // Runs without numeric differences or metrics say so.
     let plain: Vec<String> = {
         let mut v = Vec::new();

@@ -151,11 +151,17 @@ pub(super) async fn artifact_panel(
         // The built-in `statistics` component's JSON (it also records `rows` and `columns` as metadata).
         "system.Artifact" if a.metadata.get("rows").is_some_and(|v| v.is_u64()) && a.metadata.get("columns").is_some_and(|v| v.is_u64()) => {
             match read_text(ui, a, 16 << 20).await {
-                Ok(text) => dataset::parse_stats(&text).map(|s| dataset::stats_html(&s)).unwrap_or_default(),
+                Ok(text) => dataset::parse_stats(&text).map(|s| dataset::stats_html(&s)).unwrap_or_else(|| {
+                    "<p class=\"empty\">Not a statistics report this page can read: download it to look inside.</p>"
+                        .to_owned()
+                }),
                 Err(e) => format!("<p class=\"error\">{}</p>", esc(&e)),
             }
         }
-        _ => String::new(),
+        other => format!(
+            "<p class=\"empty\">The UI has no view for {} artifacts: download it to look inside.</p>",
+            esc(other)
+        ),
     };
     let p = ArtifactPanel {
         id: a.id.clone(),
@@ -184,6 +190,19 @@ async fn parquet_view(ui: &Ui, a: &ArtifactRecord, page: usize) -> Option<Result
 }
 
 fn csv_table(run_id: &str, aid: &str, p: &viz::CsvPage, page: usize) -> String {
+    let link = |n: usize| format!("/runs/{}/artifacts/{}?page={n}", url_part(run_id, false), url_part(aid, false));
+    if p.rows.is_empty() {
+        return if page == 0 {
+            let columns: Vec<String> = p.header.iter().map(|h| esc(h)).collect();
+            format!("<p class=\"empty\" id=\"no-rows\">This dataset has no rows (columns: {}).</p>", columns.join(", "))
+        } else {
+            format!(
+                "<p class=\"empty\" id=\"no-rows\">No rows on this page: the dataset is shorter. \
+                 <a href=\"{}\">Back to its first rows</a>.</p>",
+                link(0)
+            )
+        };
+    }
     let mut s = String::from("<table class=\"dataset\"><thead><tr>");
     for (h, t) in p.header.iter().zip(&p.types) {
         s.push_str(&format!("<th>{}<small>{t}</small></th>", esc(h)));
@@ -197,7 +216,6 @@ fn csv_table(run_id: &str, aid: &str, p: &viz::CsvPage, page: usize) -> String {
         s.push_str("</tr>");
     }
     s.push_str("</tbody></table><nav class=\"pager\">");
-    let link = |n: usize| format!("/runs/{}/artifacts/{}?page={n}", url_part(run_id, false), url_part(aid, false));
     if page > 0 {
         s.push_str(&format!("<a href=\"{}\">← previous</a> ", link(page - 1)));
     }

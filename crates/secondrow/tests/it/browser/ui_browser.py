@@ -4,8 +4,9 @@ usage: ui_browser.py SERVER_URL QUICKSTART_YAML DATA_CSV SCREENSHOT_DIR CHROMIUM
 
 Submits the quickstart pipeline with kfp.Client, opens its run page, waits until the live graph (updated over
 Server-Sent Events, no reload) shows every task succeeded, opens a task's logs and the evaluation's
-classification metrics (confusion matrix and ROC curve), terminates a long run from its page, compares the two runs, starts a run from the create-run form, and saves a
-screenshot of each step.
+classification metrics (confusion matrix and ROC curve), follows a running task's logs live (a line printed
+after the page opened appears without a reload), terminates that run from its page, compares the two runs,
+starts a run from the create-run form, and saves a screenshot of each step.
 Prints one JSON line with what it saw; exits non-zero on the first failed expectation.
 """
 import json
@@ -69,21 +70,38 @@ with sync_playwright() as p:
     expect(page.locator("table.runs tbody tr").first).to_contain_text("quickstart <b>in the browser</b>")
     page.screenshot(path=os.path.join(shots, "runs.png"))
 
-    # Terminate a long run from its page (a same-origin form POST with the CSRF token, forwarded to the API);
-    # the state arrives over the live stream.
+    # A running task's panel follows its logs live: a line the task prints after the page opened appears
+    # without a reload. Then terminate the run from its page (a same-origin form POST with the CSRF token,
+    # forwarded to the API); the state arrives over the live stream.
     @dsl.container_component
-    def sleeper():
-        return dsl.ContainerSpec(image="alpine", command=["sh", "-c", "sleep 600"])
+    def ticker():
+        script = "i=0; while [ $i -lt 600 ]; do echo tick $i; i=$((i+1)); sleep 1; done"
+        return dsl.ContainerSpec(image="alpine", command=["sh", "-c", script])
 
     @dsl.pipeline(name="long")
     def long():
-        sleeper().set_caching_options(False)
+        ticker().set_caching_options(False)
 
     long_yaml = os.path.join(os.path.dirname(os.path.abspath(shots)), "long.yaml")
     compiler.Compiler().compile(long, long_yaml)
     long_run = client.create_run_from_pipeline_package(long_yaml, arguments={}, run_name="long", experiment_name="ui")
     page.goto(f"{url}/runs/{long_run.run_id}")
     expect(page.locator("svg.dag a.node").first).to_have_attribute("data-state", "RUNNING", timeout=60_000)
+    page.locator('svg.dag a.node[data-path="ticker"]').click()
+    page.wait_for_url("**/tasks/ticker")
+    out = page.locator('#logs pre[data-stream="stdout"]')
+    expect(out).to_contain_text("tick", timeout=60_000)
+    page.evaluate("window.__notReloaded = true")
+    last = max(int(w) for w in out.inner_text().split() if w.isdigit())
+    # Two ticks later: printed after the panel was rendered, so it can only have come over the live stream.
+    page.wait_for_function(
+        """n => window.__notReloaded === true &&
+               (document.querySelector('#logs pre[data-stream="stdout"]') || {}).textContent.includes('tick ' + n)""",
+        arg=last + 2,
+        timeout=60_000,
+    )
+    seen["live_log_tick"] = last + 2
+    page.screenshot(path=os.path.join(shots, "live-logs.png"))
     page.locator("#terminate").click()
     expect(page.locator("#run-state")).to_have_text("CANCELED", timeout=60_000)
     page.screenshot(path=os.path.join(shots, "terminated.png"))
@@ -116,6 +134,7 @@ with sync_playwright() as p:
 
 assert seen["nodes"] == TASKS, seen
 assert seen["confusion_cells"] >= 4, seen
+assert seen["live_log_tick"] >= 2, seen
 assert seen["terminated"] == "CANCELED", seen
 assert seen["compared_roc_lines"] == 2, seen
 assert seen["form_run_state"] == "SUCCEEDED", seen
