@@ -139,6 +139,15 @@ fn rows(names: BTreeSet<String>, columns: &[BTreeMap<String, String>]) -> Vec<Ro
         .collect()
 }
 
+/// What the compare page says when fewer than two runs are chosen.
+#[derive(Template)]
+#[template(path = "compare_pick.html")]
+struct ComparePick {
+    c: Chrome,
+    message: String,
+}
+
+/// `GET /compare?runs=…`: the comparison of 2–10 runs; fewer is a page saying how to choose them.
 pub async fn compare(
     State(ui): State<Ui>,
     caller: Caller,
@@ -146,7 +155,16 @@ pub async fn compare(
     RawQuery(query): RawQuery,
 ) -> Result<Response, UiError> {
     let ids = run_ids(query.as_deref());
-    if !(2..=10).contains(&ids.len()) {
+    if ids.len() < 2 {
+        // Not an error: the page says how to pick runs, with the way back.
+        let message = match ids.len() {
+            0 => "No runs chosen: tick two to ten runs on the runs list and press Compare.".to_owned(),
+            _ => "Only one run chosen: a comparison needs at least two. Tick two to ten runs on the runs list and press Compare.".to_owned(),
+        };
+        let page = ComparePick { c: Chrome::new("Compare runs", &csrf, Some(&caller), "runs"), message };
+        return Ok(html(page.render()));
+    }
+    if ids.len() > 10 {
         return Err(UiError::BadRequest(format!(
             "compare 2 to 10 runs (got {}): tick them on the runs page and press Compare",
             ids.len()

@@ -125,6 +125,7 @@ pub struct VersionRow {
 
 pub struct DeploymentRow {
     pub name: String,
+    pub namespace: String,
     pub state: String,
     pub url: String,
     pub default_version: String,
@@ -139,6 +140,8 @@ struct DeploymentsPage {
     c: Chrome,
     rows: Vec<DeploymentRow>,
     csrf: String,
+    /// Whether the caller sees every namespace (the admin): each deployment then names its namespace.
+    all_namespaces: bool,
 }
 
 #[derive(Template)]
@@ -203,6 +206,7 @@ fn row_of(ui: &Ui, d: &Value, now: Instant) -> DeploymentRow {
             .and_then(Value::as_array)
             .map(|vs| vs.iter().map(|v| version_row(ui, &name, d, v, now)).collect())
             .unwrap_or_default(),
+        namespace: s("namespace"),
         state: s("state"),
         url: s("url"),
         default_version: s("default_version"),
@@ -215,7 +219,8 @@ fn row_of(ui: &Ui, d: &Value, now: Instant) -> DeploymentRow {
     }
 }
 
-/// `GET /deployments`.
+/// `GET /deployments`: the deployments the caller may see (a namespace token: its namespace's, through the
+/// API's list), each with its namespace for the admin.
 pub async fn list(
     State(ui): State<Ui>,
     caller: Caller,
@@ -232,8 +237,12 @@ pub async fn list(
         .and_then(Value::as_array)
         .map(|ds| ds.iter().map(|d| row_of(&ui, d, now)).collect())
         .unwrap_or_default();
-    let page =
-        DeploymentsPage { c: Chrome::new("Deployments", &csrf, Some(&caller), "deployments"), rows, csrf: csrf.0 };
+    let page = DeploymentsPage {
+        c: Chrome::new("Deployments", &csrf, Some(&caller), "deployments"),
+        rows,
+        csrf: csrf.0,
+        all_namespaces: caller.confined_to().is_none(),
+    };
     html(page.render())
 }
 

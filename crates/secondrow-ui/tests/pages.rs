@@ -524,6 +524,14 @@ async fn live_stream_sends_the_graph_and_follows_changes() {
     store.set_run_state(&s.run_id, RunState::Running, None).await.unwrap();
     let r = get(&e.app, &format!("/runs/{}", s.run_id), None).await;
     assert_eq!(r.attrs("#graph", "data-events"), [format!("/runs/{}/events?dag=", s.run_id)]);
+    // The duration of a running run: its start and the server's clock, for the page to count on from.
+    let started = store.get_run(&s.run_id).await.unwrap().started_at.unwrap();
+    assert_eq!(r.attrs("#run-duration", "data-started-ms"), [started.to_string()]);
+    let now: i64 = r.attrs("#run-duration", "data-now-ms")[0].parse().unwrap();
+    assert!(now >= started, "{now} < {started}");
+    assert!(r.select("#run-duration").concat().ends_with('…'), "{:?}", r.select("#run-duration"));
+    let js = get(&e.app, "/ui/static/app.js", None).await.body;
+    assert!(js.contains("dataset.startedMs") && js.contains("setInterval(tickDuration, 1000)"));
     let resp = e
         .app
         .clone()
@@ -558,9 +566,19 @@ async fn live_stream_sends_the_graph_and_follows_changes() {
     }
     assert_eq!(events[0]["state"], "RUNNING");
     assert_eq!(events[0]["done"], false);
+    assert_eq!(events[0]["started_ms"], started);
+    assert!(events[0]["now_ms"].as_i64().unwrap() >= started);
+    assert!(events[0]["duration"].as_str().unwrap().ends_with('…'), "{}", events[0]["duration"]);
     assert!(events[0]["view"].as_str().unwrap().contains("data-path=\"ingest\""));
     assert_eq!(events[1]["state"], "SUCCEEDED");
     assert_eq!(events[1]["done"], true);
+    // Finished: the final duration, nothing left to count on from; the page says the same.
+    assert_eq!(events[1]["started_ms"], Value::Null);
+    let last = events[1]["duration"].as_str().unwrap();
+    assert!(last.ends_with('s') && !last.ends_with('…'), "{last}");
+    let r = get(&e.app, &format!("/runs/{}", s.run_id), None).await;
+    assert!(r.attrs("#run-duration", "data-started-ms").is_empty());
+    assert!(!r.select("#run-duration").concat().contains('…'));
 }
 
 #[test]
@@ -629,8 +647,17 @@ async fn compare_runs_side_by_side() {
     let metrics = r.select("table.compare tbody tr th");
     assert!(metrics.contains(&"ingest / accuracy".to_owned()), "{metrics:?}");
     assert_eq!(r.select("#roc-overlay svg.roc path.roc-line").len(), 2);
+    // One run is not a comparison: a page that says so, with the way back to the runs list.
     let r = get(&e.app, &format!("/compare?runs={}", a.run_id), None).await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.select("#compare-message").concat().contains("at least two"), "{}", r.body);
+    assert_eq!(r.attrs("a#back-to-runs", "href"), ["/runs"]);
+    assert!(r.select("table.compare").is_empty());
+    assert_eq!(r.attrs("nav a[aria-current=page]", "href"), ["/runs"]);
+    let r = get(&e.app, "/compare", None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.select("#compare-message").concat().contains("No runs chosen"), "{}", r.body);
+    assert_eq!(r.attrs("a#back-to-runs", "href"), ["/runs"]);
     // The runs list offers the selection.
     let r = get(&e.app, "/runs", None).await;
     assert_eq!(r.attrs("#compare-form input[type=checkbox]", "name").len(), 3);

@@ -18,7 +18,7 @@ use crate::viz::esc;
 use crate::Ui;
 
 use super::run::{parse_spec, view_html, RunQuery, MAX_INLINE};
-use super::UiResult;
+use super::{duration, UiResult};
 
 struct Live {
     ui: Ui,
@@ -29,7 +29,8 @@ struct Live {
     done: bool,
 }
 
-/// Server-Sent Events for an open run page: an `update` (JSON: run state, view HTML, finished flag) whenever
+/// Server-Sent Events for an open run page: an `update` (JSON: run state, view HTML, finished flag, the
+/// duration so far with the start time to count on from while it runs) whenever
 /// the run's state or its tasks' state counts change; the stream ends after the run's final state.
 pub async fn events(
     State(ui): State<Ui>,
@@ -60,7 +61,16 @@ pub async fn events(
                     None => String::new(),
                 };
                 st.done = state.is_terminal();
-                let data = serde_json::json!({"state": state.as_str(), "view": view, "done": st.done});
+                // The run's times as of this change: the page shows the duration, and while the run runs
+                // counts it on from `started_ms` (against `now_ms`, the server's clock) every second.
+                let (started, finished) =
+                    store.get_run(&st.id).await.map(|r| (r.started_at, r.finished_at)).unwrap_or((None, None));
+                let data = serde_json::json!({
+                    "state": state.as_str(), "view": view, "done": st.done,
+                    "duration": duration(started, finished),
+                    "started_ms": if st.done { None } else { started },
+                    "now_ms": secondrow_store::now_ms(),
+                });
                 return Some((Ok(Event::default().event("update").data(data.to_string())), st));
             }
             tokio::time::sleep(Duration::from_millis(150)).await;

@@ -25,7 +25,8 @@ pub(crate) fn rfc3339(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-fn duration(start: Option<i64>, end: Option<i64>) -> String {
+/// How long a run or task ran (`…` after it while it still runs); empty before it started.
+pub(crate) fn duration(start: Option<i64>, end: Option<i64>) -> String {
     let (Some(s), end) = (start, end) else { return String::new() };
     let ms = end.unwrap_or_else(secondrow_store::now_ms) - s;
     let secs = ms.max(0) / 1000;

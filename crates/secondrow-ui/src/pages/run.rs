@@ -49,6 +49,9 @@ struct RunPage {
     state: &'static str,
     created: String,
     duration: String,
+    /// While the run runs: its start and the server's clock (epoch ms), for the browser to count on from.
+    started_ms: Option<i64>,
+    now_ms: i64,
     experiment: String,
     params: Vec<(String, String)>,
     crumbs: Vec<Crumb>,
@@ -199,6 +202,8 @@ async fn render_run(
         state: run.state.as_str(),
         created: rfc3339(run.created_at),
         duration: duration(run.started_at, run.finished_at),
+        started_ms: run.started_at.filter(|_| !run.state.is_terminal()),
+        now_ms: secondrow_store::now_ms(),
         experiment,
         params: run
             .parameters

@@ -8,13 +8,38 @@
       if (!isNaN(d)) { el.textContent = d.toLocaleString(); el.title = el.getAttribute("datetime"); }
     });
   }
+  // A duration as the server writes it: "4.2s", "3m 07s", "2h 05m".
+  function durationText(ms) {
+    ms = Math.max(0, ms);
+    var s = Math.floor(ms / 1000);
+    function two(n) { return (n < 10 ? "0" : "") + n; }
+    if (s >= 3600) { return Math.floor(s / 3600) + "h " + two(Math.floor(s % 3600 / 60)) + "m"; }
+    if (s >= 60) { return Math.floor(s / 60) + "m " + two(s % 60) + "s"; }
+    return (ms / 1000).toFixed(1) + "s";
+  }
+  // A running run's duration counts on every second from its start (on the server's clock).
+  var skew = 0;
+  function tickDuration() {
+    var el = document.getElementById("run-duration");
+    if (!el || !el.dataset.startedMs) { return; }
+    el.textContent = durationText(Date.now() + skew - Number(el.dataset.startedMs)) + "…";
+  }
   function live() {
     var g = document.getElementById("graph");
     if (!g || !g.dataset.events || !window.EventSource) { return; }
+    var du = document.getElementById("run-duration");
+    if (du && du.dataset.nowMs) { skew = Number(du.dataset.nowMs) - Date.now(); }
+    var ticker = setInterval(tickDuration, 1000);
     var es = new EventSource(g.dataset.events);
     es.addEventListener("update", function (e) {
       var d = JSON.parse(e.data);
       if (d.view) { g.innerHTML = d.view; }
+      if (du && typeof d.duration === "string") {
+        if (d.now_ms) { skew = d.now_ms - Date.now(); }
+        if (d.started_ms && !d.done) { du.dataset.startedMs = d.started_ms; } else { delete du.dataset.startedMs; }
+        du.textContent = d.duration;
+      }
+      if (d.done) { clearInterval(ticker); }
       document.querySelectorAll("[data-run-state]").forEach(function (el) {
         el.textContent = d.state;
         el.className = "badge state-" + d.state.toLowerCase();
