@@ -1,9 +1,9 @@
 //! The web UI in a real browser (`browser/ui_browser.py`: Playwright driving Debian's chromium): the
 //! quickstart pipeline submitted with kfp.Client, watched live on its run page until every task succeeded,
 //! a task's logs and the evaluation's confusion matrix and ROC curve opened, a running task's logs followed live
-//! (a line printed after its panel opened appears without a reload), that run terminated from its page, the two
-//! runs compared, a run started from the create-run form. Screenshots are kept in
-//! `target/ui-screenshots/` (the test's artifacts). Needs `scripts/setup-browser` (run by `scripts/test`);
+//! (a line printed after its panel opened appears without a reload) and its run's duration counting on, that
+//! run terminated from its page, the two runs compared, a run started from the create-run form. Screenshots are
+//! kept in `target/ui-screenshots/` (the test's artifacts). Needs `scripts/setup-browser` (run by `scripts/test`);
 //! `SECONDROW_SKIP_BROWSER=1` skips it where no browser can be installed.
 
 use std::path::PathBuf;
@@ -53,6 +53,7 @@ fn quickstart_run_page_in_chromium() {
     let seen: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or("{}")).unwrap();
     assert_eq!(seen["nodes"], 9, "{seen}");
     assert!(seen["live_log_tick"].as_u64().is_some_and(|n| n >= 2), "{seen}");
+    assert_eq!(seen["duration_ticked"], true, "{seen}");
     for shot in [
         "run.png",
         "run-viewport.png",

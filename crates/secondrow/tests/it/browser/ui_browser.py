@@ -101,6 +101,16 @@ with sync_playwright() as p:
         timeout=60_000,
     )
     seen["live_log_tick"] = last + 2
+    # The run's duration counts on in the page while it runs (no reload).
+    shown = page.locator("#run-duration").inner_text()
+    page.wait_for_function(
+        """d => window.__notReloaded === true &&
+               document.getElementById("run-duration").textContent !== d &&
+               document.getElementById("run-duration").textContent.endsWith("\u2026")""",
+        arg=shown,
+        timeout=10_000,
+    )
+    seen["duration_ticked"] = True
     page.screenshot(path=os.path.join(shots, "live-logs.png"))
     page.locator("#terminate").click()
     expect(page.locator("#run-state")).to_have_text("CANCELED", timeout=60_000)
