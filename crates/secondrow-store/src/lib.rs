@@ -14,6 +14,7 @@ mod artifact_store;
 pub mod deployments;
 mod records;
 mod recurring;
+pub mod registry;
 mod resources;
 mod run_list;
 mod secrets;
