@@ -235,11 +235,19 @@ async fn create(State(s): State<AppState>, ApiJson(body): ApiJson<CreateBody>) -
     if let Some(v) = &body.version {
         check_name("version", v)?;
     }
-    let source = ModelSource::from_json("source", &body.source)?;
+    // A registry version (`{"registered_model", "model_version"}`) deploys its model file.
+    let registry = crate::registry::deployment_source(s.store(), &body.source).await?;
+    let source = match &registry {
+        Some((source, _, _)) => source.clone(),
+        None => ModelSource::from_json("source", &body.source)?,
+    };
     let live = &s.deployments;
     let _guard = live.lock.lock().await;
     let existing = s.store().find_deployment(&body.name).await?;
-    let version = body.version.clone().unwrap_or_else(|| next_version(existing.as_ref()));
+    let version = body.version.clone().unwrap_or_else(|| match &registry {
+        Some((_, _, name)) if check_name("version", name).is_ok() => name.clone(),
+        _ => next_version(existing.as_ref()),
+    });
     if existing.as_ref().is_some_and(|d| d.version(&version).is_some()) {
         return Err(ApiError::AlreadyExists(format!("deployment `{}` already has a version `{version}`", body.name)));
     }
@@ -264,6 +272,9 @@ async fn create(State(s): State<AppState>, ApiJson(body): ApiJson<CreateBody>) -
             return Err(e.into());
         }
     };
+    if let Some((_, model_version_id, _)) = &registry {
+        s.store().record_version_deployment(*model_version_id, &body.name, &version).await?;
+    }
     live.reconcile(&record).await;
     Ok(Json(live.wire(&record)))
 }

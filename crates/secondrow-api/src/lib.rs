@@ -112,6 +112,7 @@ pub fn router(state: AppState) -> Router {
         .merge(artifacts::routes())
         .merge(logs::routes())
         .merge(records::routes())
+        .merge(registry::records_routes())
         .merge(openapi::routes());
     let mut app = Router::new().nest("/apis/v2beta1", api);
     // The Kubeflow Model Registry REST API, under its own prefixes.

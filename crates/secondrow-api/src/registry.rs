@@ -616,13 +616,7 @@ const ARTIFACT_FIELDS: &[&str] = &[
 
 /// Local URIs (absolute paths and `file://`) must lie under the artifact root; other schemes are kept.
 fn check_uri(s: &AppState, uri: &str) -> MrResult<()> {
-    let local = uri.strip_prefix("file://").or_else(|| uri.starts_with('/').then_some(uri));
-    if let Some(path) = local {
-        s.engine.artifacts().relative(path).map_err(|e| invalid(format!("uri: {}", ApiError::from(e))))?;
-    } else if uri.trim().is_empty() || !uri.contains(':') {
-        return Err(invalid(format!("uri: `{}` is neither an absolute path nor a URI", uri.escape_debug())));
-    }
-    Ok(())
+    Ok(check_local_uri(s.engine.artifacts(), uri)?)
 }
 
 fn apply_artifact(s: &AppState, f: &Fields, a: &mut ModelArtifact) -> MrResult<()> {
@@ -752,6 +746,293 @@ async fn update_artifact(State(s): State<AppState>, caller: Caller, id: IdPath, 
     f.same_name(&a.name)?;
     apply_artifact(&s, &f, &mut a)?;
     Ok(Json(artifact_json(&s.store().update_model_artifact(&a).await?)))
+}
+
+// ---------------------------------------------------------------- SecondRow's own: lineage, CLI, deployments
+
+/// Where a version registered by SecondRow comes from.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(untagged, deny_unknown_fields)]
+pub enum RegisterSource {
+    /// A `system.Model` artifact of a run.
+    Artifact { artifact_id: String },
+    /// A run's task output (task by path, key or display name).
+    TaskOutput { run_id: String, task: String, output: String },
+    /// Any URI (local paths must lie under the artifact root); no lineage.
+    Uri { uri: String },
+}
+
+/// A registration request: `secondrow models register`, `POST /apis/v2beta1/secondrow/models/{name}/versions`.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+pub struct RegisterRequest {
+    pub version: String,
+    pub source: RegisterSource,
+    #[serde(default)]
+    pub model_format_name: Option<String>,
+    #[serde(default)]
+    pub model_format_version: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub author: Option<String>,
+}
+
+/// Registers version `req.version` of model `name` in `namespace` (the model is created when missing),
+/// recording lineage (run, task, artifact and the task's metrics) for run sources. `may_read_run` says
+/// whether the caller may read a run of the given namespace; a run it may not read is refused before
+/// anything is written. Model, version and artifact are written in one transaction.
+pub async fn register(
+    store: &secondrow_store::Store,
+    artifacts: &secondrow_store::ArtifactStore,
+    namespace: &str,
+    name: &str,
+    req: &RegisterRequest,
+    may_read_run: impl Fn(&str, &str) -> Result<(), ApiError>,
+) -> Result<secondrow_store::registry::Registration, ApiError> {
+    use secondrow_store::deployments::ModelSource;
+    use secondrow_store::registry::Lineage;
+    let (uri, lineage) = match &req.source {
+        RegisterSource::Uri { uri } => {
+            check_local_uri(artifacts, uri)?;
+            (uri.clone(), None)
+        }
+        other => {
+            let source = match other {
+                RegisterSource::Artifact { artifact_id } => ModelSource::Artifact { artifact_id: artifact_id.clone() },
+                RegisterSource::TaskOutput { run_id, task, output } => {
+                    ModelSource::TaskOutput { run_id: run_id.clone(), task: task.clone(), output: output.clone() }
+                }
+                RegisterSource::Uri { .. } => unreachable_source()?,
+            };
+            let resolved = store.resolve_model_source(&source).await?;
+            let artifact_id = resolved.artifact_id.clone().ok_or_else(|| ApiError::invalid("source: no artifact"))?;
+            let artifact = store.get_artifact(&artifact_id).await?;
+            let run = store.get_run(&artifact.run_id).await?;
+            may_read_run(&run.id, &run.namespace)?;
+            let task = match &artifact.task_id {
+                Some(task_id) => {
+                    store.list_tasks(&run.id).await?.into_iter().find(|t| &t.id == task_id).map(|t| t.path)
+                }
+                None => None,
+            };
+            let metrics = store.artifact_metrics(&artifact_id, artifact.task_id.as_deref()).await?;
+            let lineage = Lineage { run_id: run.id.clone(), task, artifact_id: Some(artifact_id), metrics };
+            (artifact.uri.clone(), Some(lineage))
+        }
+    };
+    let format = req.model_format_name.clone().or_else(|| Some(guess_format(&uri).to_owned()));
+    let mut model = RegisteredModel::new(namespace, name);
+    model.owner = req.author.clone();
+    let mut version = ModelVersion::new(0, &req.version);
+    version.description = req.description.clone();
+    version.author = req.author.clone();
+    if let Some(l) = &lineage {
+        // The metrics as custom properties too, so the official client sees them.
+        if let Value::Object(m) = &l.metrics {
+            let props: Map<String, Value> = m
+                .iter()
+                .map(|(k, v)| (k.clone(), json!({"double_value": v, "metadataType": "MetadataDoubleValue"})))
+                .collect();
+            version.custom_properties = Value::Object(props);
+        }
+    }
+    version.lineage = lineage;
+    let mut artifact = ModelArtifact::new(0, name, &uri);
+    artifact.model_format_name = format;
+    artifact.model_format_version = req.model_format_version.clone();
+    Ok(store.register_model_version(&model, &version, &artifact).await?)
+}
+
+fn unreachable_source<T>() -> Result<T, ApiError> {
+    Err(ApiError::Internal("a URI source reached the run branch".into()))
+}
+
+/// `onnx` for `.onnx` files, else `secondrow` (SecondRow's model file).
+fn guess_format(uri: &str) -> &'static str {
+    if uri.to_ascii_lowercase().ends_with(".onnx") {
+        "onnx"
+    } else {
+        "secondrow"
+    }
+}
+
+fn check_local_uri(artifacts: &secondrow_store::ArtifactStore, uri: &str) -> Result<(), ApiError> {
+    let local = uri.strip_prefix("file://").or_else(|| uri.starts_with('/').then_some(uri));
+    if let Some(path) = local {
+        artifacts.relative(path).map_err(|e| ApiError::invalid(format!("uri: {}", ApiError::from(e))))?;
+    } else if uri.trim().is_empty() || !uri.contains(':') {
+        return Err(ApiError::invalid(format!("uri: `{}` is neither an absolute path nor a URI", uri.escape_debug())));
+    }
+    Ok(())
+}
+
+/// A model with its versions (each with its artifacts, lineage and deployments), as `models get --json` prints it.
+pub async fn model_document(store: &secondrow_store::Store, model: &RegisteredModel) -> Result<Value, ApiError> {
+    let all = Page { limit: MAX_ID, ..Page::default() };
+    let mut versions = Vec::new();
+    for v in store.list_model_versions(Some(&model.namespace), Some(model.id), &all).await? {
+        let v = store.get_model_version(v.id).await?;
+        let artifacts = store.list_model_artifacts(Some(&model.namespace), Some(v.id), None, &all).await?;
+        let mut doc = serde_json::to_value(&v).map_err(|e| ApiError::Internal(e.to_string()))?;
+        doc["artifacts"] = serde_json::to_value(&artifacts).map_err(|e| ApiError::Internal(e.to_string()))?;
+        versions.push(doc);
+    }
+    Ok(json!({"model": model, "versions": versions}))
+}
+
+/// The model `name` of `namespace`, or 404.
+pub async fn model_named(
+    store: &secondrow_store::Store,
+    namespace: &str,
+    name: &str,
+) -> Result<RegisteredModel, ApiError> {
+    store
+        .find_registered_model(namespace, Lookup::Name(name))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("registered model `{name}` not found")))
+}
+
+/// The version `version` of model `name` in `namespace`, or 404.
+pub async fn version_named(
+    store: &secondrow_store::Store,
+    namespace: &str,
+    name: &str,
+    version: &str,
+) -> Result<(RegisteredModel, ModelVersion), ApiError> {
+    let model = model_named(store, namespace, name).await?;
+    let v = store
+        .find_model_version(namespace, Some(model.id), Lookup::Name(version))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("model `{name}` has no version `{version}`")))?;
+    Ok((model, v))
+}
+
+/// Archives model `name` (every version when `version` is `None`, the model itself too) or one version.
+/// A deployed version is refused (400, naming the deployments); nothing is changed then.
+pub async fn archive(
+    store: &secondrow_store::Store,
+    namespace: &str,
+    name: &str,
+    version: Option<&str>,
+) -> Result<Value, ApiError> {
+    match version {
+        Some(v) => {
+            let (_, mut mv) = version_named(store, namespace, name, v).await?;
+            mv.state = ARCHIVED.to_owned();
+            Ok(version_json(&store.update_model_version(&mv).await?))
+        }
+        None => {
+            let mut model = model_named(store, namespace, name).await?;
+            let all = Page { limit: MAX_ID, ..Page::default() };
+            let versions = store.list_model_versions(Some(namespace), Some(model.id), &all).await?;
+            // Refuse before changing anything when any version is deployed.
+            for v in &versions {
+                let v = store.get_model_version(v.id).await?;
+                if !v.deployments.is_empty() {
+                    let mut archived = v.clone();
+                    archived.state = ARCHIVED.to_owned();
+                    // Refused by the store, naming the deployments.
+                    return Err(store.update_model_version(&archived).await.err().map(ApiError::from).unwrap_or_else(
+                        || ApiError::Internal(format!("model version {} was archived while deployed", v.id)),
+                    ));
+                }
+            }
+            for v in versions {
+                let mut v = store.get_model_version(v.id).await?;
+                v.state = ARCHIVED.to_owned();
+                store.update_model_version(&v).await?;
+            }
+            model.state = ARCHIVED.to_owned();
+            Ok(model_json(&store.update_registered_model(&model).await?))
+        }
+    }
+}
+
+/// A deployment source naming a registry version (`{"registered_model", "model_version"[, "namespace"]}`):
+/// the version's model file as a deployment source (its artifact when it has lineage), the version's id
+/// and its name (the default deployment version name). `None` for any other source.
+pub async fn deployment_source(
+    store: &secondrow_store::Store,
+    source: &Value,
+) -> Result<Option<(secondrow_store::deployments::ModelSource, i64, String)>, ApiError> {
+    use secondrow_store::deployments::ModelSource;
+    let Some(model) = source.get("registered_model") else { return Ok(None) };
+    let text = |key: &str| source.get(key).and_then(Value::as_str);
+    let (Some(model), Some(version)) = (model.as_str(), text("model_version")) else {
+        return Err(ApiError::invalid("source: `registered_model` and `model_version` must both be strings"));
+    };
+    if source
+        .as_object()
+        .is_some_and(|o| o.keys().any(|k| !["registered_model", "model_version", "namespace"].contains(&k.as_str())))
+    {
+        return Err(ApiError::invalid(
+            "source: a registry source has only `registered_model`, `model_version` and `namespace`",
+        ));
+    }
+    let (_, v) = version_named(store, text("namespace").unwrap_or(""), model, version).await?;
+    if v.state == ARCHIVED {
+        return Err(ApiError::FailedPrecondition(format!("model `{model}` version `{version}` is archived")));
+    }
+    let artifacts = store.list_model_artifacts(Some(&v.namespace), Some(v.id), None, &Page::default()).await?;
+    let first = artifacts.first().ok_or_else(|| {
+        ApiError::FailedPrecondition(format!("model `{model}` version `{version}` has no model artifact"))
+    })?;
+    let from = match v.lineage.as_ref().and_then(|l| l.artifact_id.clone()) {
+        Some(artifact_id) => ModelSource::Artifact { artifact_id },
+        None => ModelSource::Path { path: first.uri.strip_prefix("file://").unwrap_or(&first.uri).to_owned() },
+    };
+    Ok(Some((from, v.id, v.name.clone())))
+}
+
+/// SecondRow's own registry endpoints (records as the CLI prints them), under `/apis/v2beta1/secondrow`.
+pub fn records_routes() -> Router<AppState> {
+    Router::new()
+        .route("/secondrow/models", get(records_list))
+        .route("/secondrow/models/{name}", get(records_get))
+        .route("/secondrow/models/{name}/versions", axum::routing::post(records_register))
+        .route("/secondrow/models/{name}/archive", axum::routing::post(records_archive))
+}
+
+async fn records_list(State(s): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    let all = Page { limit: MAX_ID, ..Page::default() };
+    let models = s.store().list_registered_models(caller.list_namespace(None)?, &all).await?;
+    Ok(Json(json!(models)))
+}
+
+async fn records_get(
+    State(s): State<AppState>,
+    caller: Caller,
+    crate::extract::ApiPath(name): crate::extract::ApiPath<String>,
+) -> Result<Json<Value>, ApiError> {
+    let model = model_named(s.store(), &home(&caller), &name).await?;
+    Ok(Json(model_document(s.store(), &model).await?))
+}
+
+async fn records_register(
+    State(s): State<AppState>,
+    caller: Caller,
+    crate::extract::ApiPath(name): crate::extract::ApiPath<String>,
+    crate::extract::ApiJson(req): crate::extract::ApiJson<RegisterRequest>,
+) -> Result<Response, ApiError> {
+    let ns = home(&caller);
+    let check = |run_id: &str, run_ns: &str| caller.check("run", run_id, run_ns);
+    let reg = register(s.store(), s.engine.artifacts(), &ns, &name, &req, check).await?;
+    Ok((StatusCode::CREATED, Json(json!(reg))).into_response())
+}
+
+#[derive(serde::Deserialize)]
+struct ArchiveBody {
+    #[serde(default)]
+    version: Option<String>,
+}
+
+async fn records_archive(
+    State(s): State<AppState>,
+    caller: Caller,
+    crate::extract::ApiPath(name): crate::extract::ApiPath<String>,
+    crate::extract::ApiJson(body): crate::extract::ApiJson<ArchiveBody>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(archive(s.store(), &home(&caller), &name, body.version.as_deref()).await?))
 }
 
 #[cfg(test)]

@@ -905,15 +905,28 @@ impl Store {
         finish(tx, done).await
     }
 
-    /// The metrics a task reported: every number in the metadata of its `system.Metrics` outputs.
-    pub async fn task_metrics(&self, task_id: &str) -> Result<Value> {
-        let rows = sqlx::query(
-            "SELECT a.metadata FROM events e JOIN artifacts a ON a.id = e.artifact_id
-             WHERE e.task_id = $1 AND e.kind = 'OUTPUT' AND a.schema_title = 'system.Metrics' ORDER BY e.name",
-        )
-        .bind(task_id)
-        .fetch_all(self.reader())
-        .await?;
+    /// The metrics of a model artifact: the numbers in the `system.Metrics` outputs of the task that
+    /// produced it (`task_id`) and, when it has none, of the tasks that took the artifact as an input
+    /// (an evaluator); an empty object when there are none.
+    pub async fn artifact_metrics(&self, artifact_id: &str, task_id: Option<&str>) -> Result<Value> {
+        const METRICS_OF_TASKS: &str = "SELECT a.metadata FROM events e JOIN artifacts a ON a.id = e.artifact_id
+             WHERE e.kind = 'OUTPUT' AND a.schema_title = 'system.Metrics' AND e.task_id IN";
+        let mut rows = Vec::new();
+        if let Some(task_id) = task_id {
+            rows = sqlx::query(&format!("{METRICS_OF_TASKS} ($1) ORDER BY e.name"))
+                .bind(task_id)
+                .fetch_all(self.reader())
+                .await?;
+        }
+        if rows.is_empty() {
+            rows = sqlx::query(&format!(
+                "{METRICS_OF_TASKS} (SELECT task_id FROM events WHERE artifact_id = $1 AND kind = 'INPUT')
+                 ORDER BY e.at, e.name"
+            ))
+            .bind(artifact_id)
+            .fetch_all(self.reader())
+            .await?;
+        }
         let mut metrics = Map::new();
         for r in &rows {
             if let Value::Object(m) = json_text(r, "metadata")? {

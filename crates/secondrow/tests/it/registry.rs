@@ -67,3 +67,142 @@ fn registry_namespace_tokens_see_their_own_models() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("401"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// A pipeline of built-in components: ingest, split, train a logistic regression, evaluate it.
+fn compile_training(h: &Home) -> std::path::PathBuf {
+    let components = repo_root().join("components");
+    let source = h.path().join("src").join("registry_pipeline.py");
+    std::fs::create_dir_all(source.parent().unwrap()).unwrap();
+    std::fs::write(
+        &source,
+        format!(
+            r#"import os
+from kfp import compiler, components, dsl
+
+def load(name):
+    return components.load_component_from_file(os.path.join({components:?}, name + ".yaml"))
+
+ingest, split, train, evaluate = load("ingest"), load("split"), load("train_logistic_regression"), load("evaluate")
+
+@dsl.pipeline(name="registry-test")
+def pipeline(source: str):
+    data = ingest(source=source)
+    parts = split(data=data.outputs["dataset"])
+    model = train(train_data=parts.outputs["train"], label="label")
+    evaluate(data=parts.outputs["test"], model=model.outputs["model"])
+
+compiler.Compiler().compile(pipeline, os.path.join(os.path.dirname(os.path.abspath(__file__)), "registry_pipeline.yaml"))
+"#,
+            components = components.display().to_string()
+        ),
+    )
+    .unwrap();
+    h.compile(&source)
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn json_of(out: &Output) -> Value {
+    let text = ok(out);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+#[test]
+fn registry_lineage_cli_and_deploy_from_a_registered_version() {
+    let h = Home::new();
+    let csv = h.path().join("train.csv");
+    let mut text = String::from("a,b,label\n");
+    for i in 0..120 {
+        let x = f64::from(i % 40) / 10.0;
+        text.push_str(&format!("{x},{},{}\n", 4.0 - x + f64::from(i % 3) / 10.0, u8::from(i % 40 >= 20)));
+    }
+    std::fs::write(&csv, text).unwrap();
+    let yaml = compile_training(&h);
+    let (code, run) = h.run(&yaml, &["-p", &format!("source={}", csv.display())]);
+    assert_eq!(code, 0, "pipeline run: {}", run.0);
+    let run_id = run.id();
+
+    // Locally: register from the run's task output; lineage and the evaluator's metrics are recorded.
+    let reg = json_of(&h.output(&[
+        "models",
+        "register",
+        "churn",
+        "--version",
+        "v1",
+        "--run",
+        &run_id[..8],
+        "--task",
+        "train-logistic-regression",
+        "--output",
+        "model",
+        "--json",
+    ]));
+    let lineage = &reg["version"]["lineage"];
+    assert_eq!(lineage["run_id"], run_id.as_str(), "{reg}");
+    assert_eq!(lineage["task"], "train-logistic-regression", "{reg}");
+    assert!(lineage["metrics"]["accuracy"].as_f64().is_some(), "the evaluator's metrics: {reg}");
+    assert_eq!(reg["artifact"]["model_format_name"], "secondrow");
+    // The run shows the versions it produced.
+    let doc = h.get_json(&run_id);
+    assert_eq!(doc["model_versions"][0]["model"], "churn", "{}", doc["model_versions"]);
+    // Bad input: a taken version, a local file outside the artifact root, an unknown run: exit 2, nothing written.
+    for (args, message) in [
+        (vec!["--version", "v1", "--uri", "s3://b/m.onnx"], "already exists"),
+        (vec!["--version", "v9", "--uri", "/etc/passwd"], "outside the artifact root"),
+        (vec!["--version", "v9", "--run", "nope", "--task", "t", "--output", "model"], "not found"),
+    ] {
+        let out = h.output(&[&["models", "register", "churn"][..], &args].concat());
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(message),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    // Through the server: list, register from a URI, deploy a registered version, refuse archiving it.
+    let server = Server::start(&h, &[]);
+    let remote = |args: &[&str]| h.cmd().args(args).args(["--server", &server.url]).output().unwrap();
+    let listed = json_of(&remote(&["models", "list", "--json"]));
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    ok(&remote(&["models", "register", "churn", "--version", "v2", "--uri", "s3://bucket/churn.onnx"]));
+    let deployed =
+        json_of(&remote(&["deploy", "create", "churn-svc", "--model", "churn", "--version", "v1", "--json"]));
+    assert_eq!(
+        (deployed["default_version"].as_str(), deployed["state"].as_str()),
+        (Some("v1"), Some("SERVING")),
+        "{deployed}"
+    );
+    let model = json_of(&remote(&["models", "get", "churn", "--json"]));
+    let versions = model["versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 2, "{model}");
+    assert_eq!(versions[0]["deployments"][0]["deployment"], "churn-svc", "{model}");
+    assert_eq!(versions[1]["artifacts"][0]["uri"], "s3://bucket/churn.onnx", "{model}");
+    let refused = remote(&["models", "archive", "churn", "--version", "v1"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("is deployed (churn-svc version v1)"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let refused_all = h.output(&["models", "archive", "churn"]);
+    assert_eq!(refused_all.status.code(), Some(2), "archiving the model archives its deployed version: refused");
+    ok(&remote(&["models", "archive", "churn", "--version", "v2"]));
+    let model = json_of(&h.output(&["models", "get", "churn", "--json"]));
+    let states: Vec<&str> =
+        model["versions"].as_array().unwrap().iter().map(|v| v["state"].as_str().unwrap()).collect();
+    assert_eq!(states, ["LIVE", "ARCHIVED"], "{model}");
+    assert_eq!(model["model"]["state"], "LIVE", "the refused model archive changed nothing");
+    // A deployment version gone: the registered version may be archived.
+    ok(&remote(&["deploy", "delete", "churn-svc"]));
+    ok(&remote(&["models", "archive", "churn"]));
+}
