@@ -7,7 +7,7 @@
 
 use std::process::ExitCode;
 
-use clap::{ArgGroup, Subcommand};
+use clap::{ArgGroup, Args, Subcommand};
 use serde_json::{json, Value};
 
 use secondrow_api::registry::{archive, model_document, model_named, register, RegisterRequest, RegisterSource};
@@ -40,45 +40,48 @@ pub enum ModelsCommand {
     },
     /// Register a version of NAME (the model is created when missing) from a run's model artifact (lineage
     /// recorded: run, task, artifact and the task's metrics) or from a URI.
-    #[command(group(ArgGroup::new("source").required(true).args(["artifact_id", "run", "uri"])))]
-    Register {
-        name: String,
-        /// The version's name (unique within the model).
-        #[arg(long)]
-        version: String,
-        /// A `system.Model` artifact id.
-        #[arg(long)]
-        artifact_id: Option<String>,
-        /// A run id (or unique prefix); with --task and --output.
-        #[arg(long, requires_all = ["task", "output"])]
-        run: Option<String>,
-        /// The task (path, key or display name) of --run.
-        #[arg(long, requires = "run")]
-        task: Option<String>,
-        /// The task's output artifact name (for example `model`).
-        #[arg(long, requires = "run")]
-        output: Option<String>,
-        /// Any model URI (`s3://…`, or a file under the artifact root); no lineage.
-        #[arg(long)]
-        uri: Option<String>,
-        /// Model format (default: `onnx` for `.onnx` files, else `secondrow`).
-        #[arg(long)]
-        format: Option<String>,
-        #[arg(long)]
-        format_version: Option<String>,
-        #[arg(long)]
-        description: Option<String>,
-        #[arg(long)]
-        author: Option<String>,
-        #[arg(long)]
-        json: bool,
-    },
+    Register(Box<RegisterArgs>),
     /// Archive a version (or, without --version, the model and all its versions). A deployed version is refused.
     Archive {
         name: String,
         #[arg(long)]
         version: Option<String>,
     },
+}
+
+#[derive(Args)]
+#[command(group(ArgGroup::new("source").required(true).args(["artifact_id", "run", "uri"])))]
+pub struct RegisterArgs {
+    pub name: String,
+    /// The version's name (unique within the model).
+    #[arg(long)]
+    pub version: String,
+    /// A `system.Model` artifact id.
+    #[arg(long)]
+    pub artifact_id: Option<String>,
+    /// A run id (or unique prefix); with --task and --output.
+    #[arg(long, requires_all = ["task", "output"])]
+    pub run: Option<String>,
+    /// The task (path, key or display name) of --run.
+    #[arg(long, requires = "run")]
+    pub task: Option<String>,
+    /// The task's output artifact name (for example `model`).
+    #[arg(long, requires = "run")]
+    pub output: Option<String>,
+    /// Any model URI (`s3://…`, or a file under the artifact root); no lineage.
+    #[arg(long)]
+    pub uri: Option<String>,
+    /// Model format (default: `onnx` for `.onnx` files, else `secondrow`).
+    #[arg(long)]
+    pub format: Option<String>,
+    #[arg(long)]
+    pub format_version: Option<String>,
+    #[arg(long)]
+    pub description: Option<String>,
+    #[arg(long)]
+    pub author: Option<String>,
+    #[arg(long)]
+    pub json: bool,
 }
 
 enum Target {
@@ -126,20 +129,21 @@ pub async fn run(settings: &Settings, command: ModelsCommand) -> Result<ExitCode
                 print_model(&doc);
             }
         }
-        ModelsCommand::Register {
-            name,
-            version,
-            artifact_id,
-            run,
-            task,
-            output,
-            uri,
-            format,
-            format_version,
-            description,
-            author,
-            json,
-        } => {
+        ModelsCommand::Register(args) => {
+            let RegisterArgs {
+                name,
+                version,
+                artifact_id,
+                run,
+                task,
+                output,
+                uri,
+                format,
+                format_version,
+                description,
+                author,
+                json,
+            } = *args;
             let source = match (artifact_id, run, task, output, uri) {
                 (Some(artifact_id), ..) => RegisterSource::Artifact { artifact_id },
                 (None, Some(run_id), Some(task), Some(output), _) => {
