@@ -19,6 +19,7 @@ mod catalog;
 mod compare;
 pub mod graph;
 pub mod layout;
+mod models;
 mod pages;
 pub mod viz;
 
@@ -70,6 +71,9 @@ pub fn router(app: AppState) -> Router {
         .route("/pipelines/{id}", get(catalog::pipeline))
         .route("/pipelines/{id}/run", post(catalog::create_run))
         .route("/recurring", get(catalog::recurring))
+        .route("/models", get(models::models))
+        .route("/models/{id}", get(models::model))
+        .route("/models/{id}/versions/{version}/deploy", post(models::deploy))
         .route("/recurring/{id}/do/{action}", post(catalog::recurring_action))
         .route("/runs/{id}", get(pages::run))
         .route("/runs/{id}/tasks/{*path}", get(pages::task))

@@ -2,8 +2,11 @@
 //! `.venv-registry`): registering with metadata, lookups, updates, archiving, paging, bad input; and namespace
 //! tokens seeing only their namespace's models.
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -100,6 +103,30 @@ compiler.Compiler().compile(pipeline, os.path.join(os.path.dirname(os.path.abspa
     h.compile(&source)
 }
 
+/// One HTTP/1.1 request to the web UI (with a CSRF cookie): status, `Location` and body text.
+fn ui(url: &str, method: &str, path: &str, form: &str) -> (u16, String, String) {
+    let addr = url.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let csrf = "e".repeat(64);
+    let body = if form.is_empty() { String::new() } else { format!("{form}&csrf={csrf}") };
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncookie: secondrow_csrf={csrf}\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let location = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("location: ").map(|_| l[10..].trim().to_owned()))
+        .unwrap_or_default();
+    (status, location, body.to_owned())
+}
+
 fn ok(out: &Output) -> String {
     assert!(
         out.status.success(),
@@ -187,6 +214,37 @@ fn registry_lineage_cli_and_deploy_from_a_registered_version() {
     assert_eq!(versions.len(), 2, "{model}");
     assert_eq!(versions[0]["deployments"][0]["deployment"], "churn-svc", "{model}");
     assert_eq!(versions[1]["artifacts"][0]["uri"], "s3://bucket/churn.onnx", "{model}");
+    // The web UI: the models list, the model's versions with metrics, lineage and deployments, the deploy button.
+    let model_id = model["model"]["id"].as_i64().unwrap();
+    let (status, _, page) = ui(&server.url, "GET", "/models", "");
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains(&format!("href=\"/models/{model_id}\"")) && page.contains(">churn<"), "{page}");
+    let (status, _, page) = ui(&server.url, "GET", &format!("/models/{model_id}"), "");
+    assert_eq!(status, 200, "{page}");
+    for want in ["churn-svc:v1", "accuracy=", &format!("/runs/{run_id}"), "s3://bucket/churn.onnx", "ARCHIVED"] {
+        if want == "ARCHIVED" {
+            assert!(!page.contains(want), "nothing is archived yet");
+        } else {
+            assert!(page.contains(want), "{want} missing from the model page:\n{page}");
+        }
+    }
+    let v1_id = versions[0]["id"].as_i64().unwrap();
+    let (status, location, page) =
+        ui(&server.url, "POST", &format!("/models/{model_id}/versions/{v1_id}/deploy"), "deployment=churn-ui");
+    assert_eq!((status, location.as_str()), (303, format!("/models/{model_id}").as_str()), "{page}");
+    // Without the CSRF token the button does nothing.
+    let (status, _, page) = ui(&server.url, "POST", &format!("/models/{model_id}/versions/{v1_id}/deploy"), "");
+    assert_eq!(status, 403, "{page}");
+    let model = json_of(&remote(&["models", "get", "churn", "--json"]));
+    let deployed_as: Vec<&str> = model["versions"][0]["deployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["deployment"].as_str().unwrap())
+        .collect();
+    assert!(deployed_as.contains(&"churn-ui") && deployed_as.contains(&"churn-svc"), "{model}");
+    ok(&remote(&["deploy", "delete", "churn-ui"]));
+
     let refused = remote(&["models", "archive", "churn", "--version", "v1"]);
     assert_eq!(refused.status.code(), Some(2));
     assert!(
