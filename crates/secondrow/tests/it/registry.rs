@@ -65,6 +65,18 @@ fn registry_namespace_tokens_see_their_own_models() {
     let first = check(&client(&h, &[&server.url, &a]));
     let second = check(&client(&h, &[&server.url, &b]));
     assert_ne!(first["churn_id"], second["churn_id"]);
+    // Another namespace's model by id: 403 in the registry's error shape; by name: not there (404).
+    let a_model = format!("/registered_models/{}", first["churn_id"].as_str().unwrap());
+    let (status, body) = rest(&server.url, "GET", &a_model, Some(&b), "");
+    assert_eq!(status, 403, "{body}");
+    assert!(body["code"].is_string() && body["message"].as_str().unwrap().contains("team-a"), "{body}");
+    let (status, _) = rest(&server.url, "PATCH", &a_model, Some(&b), r#"{"state":"ARCHIVED"}"#);
+    assert_eq!(status, 403);
+    let (status, body) = rest(&server.url, "GET", &a_model, Some(&a), "");
+    assert_eq!((status, body["state"].as_str()), (200, Some("LIVE")), "the refused PATCH changed nothing");
+    let (status, listed) = rest(&server.url, "GET", "/registered_models?pageSize=100", Some(&b), "");
+    assert_eq!(status, 200);
+    assert!(listed["items"].as_array().unwrap().iter().all(|m| m["id"] != first["churn_id"]), "{listed}");
     // Without a token: 401 in the registry's error shape.
     let out = client(&h, &[&server.url]);
     assert!(!out.status.success());
@@ -101,6 +113,25 @@ compiler.Compiler().compile(pipeline, os.path.join(os.path.dirname(os.path.abspa
     )
     .unwrap();
     h.compile(&source)
+}
+
+/// One JSON request to the registry API (`/api/model_registry/v1…`) with an optional bearer token.
+fn rest(url: &str, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, Value) {
+    let addr = url.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let auth = token.map(|t| format!("authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let request = format!(
+        "{method} /api/model_registry/v1{path} HTTP/1.1\r\nhost: {addr}\r\n{auth}content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
 }
 
 /// One HTTP/1.1 request to the web UI (with a CSRF cookie): status, `Location` and body text.
@@ -245,6 +276,16 @@ fn registry_lineage_cli_and_deploy_from_a_registered_version() {
     assert!(deployed_as.contains(&"churn-ui") && deployed_as.contains(&"churn-svc"), "{model}");
     ok(&remote(&["deploy", "delete", "churn-ui"]));
 
+    // The official client archives by PATCHing the state: refused while deployed, in the registry's shape.
+    let (status, body) = rest(
+        &server.url,
+        "PATCH",
+        &format!("/model_versions/{v1_id}"),
+        None,
+        r#"{"state":"ARCHIVED","author":"alice"}"#,
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("is deployed"), "{body}");
     let refused = remote(&["models", "archive", "churn", "--version", "v1"]);
     assert_eq!(refused.status.code(), Some(2));
     assert!(
