@@ -76,8 +76,7 @@ enum Command {
     #[command(subcommand)]
     Deploy(deploy::DeployCommand),
     /// The model registry: registered models and versions, with lineage to runs and deployments.
-    #[command(subcommand)]
-    Models(models::ModelsCommand),
+    Models(models::ModelsArgs),
     /// Serve the Kubeflow Pipelines v2beta1 REST API (kfp.Client works against it); runs execute here.
     Server(server::ServerArgs),
     /// API tokens for `secondrow server`, each confined to one namespace.

@@ -1,7 +1,7 @@
 //! `secondrow models`: the model registry — registered models, their versions (with lineage back to
 //! the run that trained them, and the deployments serving them), registering and archiving.
 //!
-//! Without `--server` the commands use the local store (namespace `""`, as the admin's); with `--server`
+//! Without `--server` the commands use the local store (namespace `--namespace`, default `""`, the admin's); with `--server`
 //! they go through the server's SecondRow endpoints (`/apis/v2beta1/secondrow/models…`), under the
 //! token's namespace. Both print the same records.
 
@@ -18,6 +18,16 @@ use super::client::Client;
 use super::error::{Failure, Result};
 use super::term::Safe;
 use super::{fmt_time, Home, Settings};
+
+#[derive(Args)]
+pub struct ModelsArgs {
+    /// The namespace of the models (local store only; through `--server` the token decides). Default `""`,
+    /// the admin's.
+    #[arg(long, global = true)]
+    namespace: Option<String>,
+    #[command(subcommand)]
+    command: ModelsCommand,
+}
 
 #[derive(Subcommand)]
 pub enum ModelsCommand {
@@ -89,20 +99,28 @@ enum Target {
     Remote(Client),
 }
 
-pub async fn run(settings: &Settings, command: ModelsCommand) -> Result<ExitCode> {
+pub async fn run(settings: &Settings, args: ModelsArgs) -> Result<ExitCode> {
+    let ModelsArgs { namespace, command } = args;
     let target = match settings.server.as_deref() {
+        Some(_) if namespace.is_some() => {
+            return Err(Failure::usage(
+                "--namespace is for the local store; through --server the token's namespace is used",
+            ))
+        }
         Some(server) => Target::Remote(Client::new(server, settings.token.clone())?),
         None => {
             let home = Home::resolve(settings)?;
             Target::Local(home.store().await?, home.artifacts()?)
         }
     };
+    let ns = namespace.as_deref().unwrap_or("");
     match command {
         ModelsCommand::List { json } => {
             let models = match &target {
                 Target::Remote(c) => c.get_json("/secondrow/models").await?,
                 Target::Local(store, _) => {
-                    json!(store.list_registered_models(None, &Page { limit: i64::MAX, ..Page::default() }).await?)
+                    let all = Page { limit: i64::MAX, ..Page::default() };
+                    json!(store.list_registered_models(namespace.as_deref(), &all).await?)
                 }
             };
             if json {
@@ -122,7 +140,7 @@ pub async fn run(settings: &Settings, command: ModelsCommand) -> Result<ExitCode
             }
         }
         ModelsCommand::Get { name, json } | ModelsCommand::Versions { name, json } => {
-            let doc = document(&target, &name).await?;
+            let doc = document(&target, ns, &name).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&doc)?);
             } else {
@@ -166,7 +184,7 @@ pub async fn run(settings: &Settings, command: ModelsCommand) -> Result<ExitCode
                         .await?
                 }
                 Target::Local(store, artifacts) => {
-                    json!(register(store, artifacts, "", &name, &req, |_, _| Ok(())).await?)
+                    json!(register(store, artifacts, ns, &name, &req, |_, _| Ok(())).await?)
                 }
             };
             if json {
@@ -187,7 +205,7 @@ pub async fn run(settings: &Settings, command: ModelsCommand) -> Result<ExitCode
                         .await?;
                 }
                 Target::Local(store, _) => {
-                    archive(store, "", &name, version.as_deref()).await?;
+                    archive(store, ns, &name, version.as_deref()).await?;
                 }
             }
             match version {
@@ -199,10 +217,10 @@ pub async fn run(settings: &Settings, command: ModelsCommand) -> Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
-async fn document(target: &Target, name: &str) -> Result<Value> {
+async fn document(target: &Target, namespace: &str, name: &str) -> Result<Value> {
     Ok(match target {
         Target::Remote(c) => c.get_json(&format!("/secondrow/models/{}", encode(name))).await?,
-        Target::Local(store, _) => model_document(store, &model_named(store, "", name).await?).await?,
+        Target::Local(store, _) => model_document(store, &model_named(store, namespace, name).await?).await?,
     })
 }
 

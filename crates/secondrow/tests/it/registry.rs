@@ -77,6 +77,15 @@ fn registry_namespace_tokens_see_their_own_models() {
     let (status, listed) = rest(&server.url, "GET", "/registered_models?pageSize=100", Some(&b), "");
     assert_eq!(status, 200);
     assert!(listed["items"].as_array().unwrap().iter().all(|m| m["id"] != first["churn_id"]), "{listed}");
+    // Locally, `--namespace` picks the namespace; the admin's (`""`) has no `churn`.
+    let local = h.output(&["models", "--namespace", "team-a", "get", "churn", "--json"]);
+    assert!(local.status.success(), "{}", String::from_utf8_lossy(&local.stderr));
+    let doc: Value = serde_json::from_slice(&local.stdout).unwrap();
+    assert_eq!(doc["model"]["id"].as_i64().unwrap().to_string(), first["churn_id"].as_str().unwrap());
+    assert_eq!(h.output(&["models", "get", "churn"]).status.code(), Some(2));
+    let all = h.output(&["models", "list", "--json"]);
+    let all: Value = serde_json::from_slice(&all.stdout).unwrap();
+    assert_eq!(all.as_array().unwrap().len(), 2 * 7, "both namespaces' models: {all}");
     // Without a token: 401 in the registry's error shape.
     let out = client(&h, &[&server.url]);
     assert!(!out.status.success());
