@@ -92,7 +92,8 @@ fn registry_namespace_tokens_see_their_own_models() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("401"), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
-/// A pipeline of built-in components: ingest, split, train a logistic regression, evaluate it.
+/// A pipeline of built-in components: ingest, split, train a logistic regression, evaluate it, register it
+/// (the built-in `register_model`) as `churn-pipe`.
 fn compile_training(h: &Home) -> std::path::PathBuf {
     let components = repo_root().join("components");
     let source = h.path().join("src").join("registry_pipeline.py");
@@ -107,13 +108,15 @@ def load(name):
     return components.load_component_from_file(os.path.join({components:?}, name + ".yaml"))
 
 ingest, split, train, evaluate = load("ingest"), load("split"), load("train_logistic_regression"), load("evaluate")
+register = load("register_model")
 
 @dsl.pipeline(name="registry-test")
 def pipeline(source: str):
     data = ingest(source=source)
     parts = split(data=data.outputs["dataset"])
     model = train(train_data=parts.outputs["train"], label="label")
-    evaluate(data=parts.outputs["test"], model=model.outputs["model"])
+    scored = evaluate(data=parts.outputs["test"], model=model.outputs["model"])
+    register(model=model.outputs["model"], model_name="churn-pipe").after(scored)
 
 compiler.Compiler().compile(pipeline, os.path.join(os.path.dirname(os.path.abspath(__file__)), "registry_pipeline.yaml"))
 "#,
@@ -218,9 +221,17 @@ fn registry_lineage_cli_and_deploy_from_a_registered_version() {
     assert_eq!(lineage["task"], "train-logistic-regression", "{reg}");
     assert!(lineage["metrics"]["accuracy"].as_f64().is_some(), "the evaluator's metrics: {reg}");
     assert_eq!(reg["artifact"]["model_format_name"], "secondrow");
+    // The pipeline's `register_model` step registered `churn-pipe` with the same lineage.
+    let piped = json_of(&h.output(&["models", "get", "churn-pipe", "--json"]));
+    let v = &piped["versions"][0];
+    assert_eq!(v["name"], format!("run-{}", &run_id[..8]).as_str(), "{piped}");
+    assert_eq!(v["lineage"]["task"], "train-logistic-regression", "{piped}");
+    assert!(v["lineage"]["metrics"]["accuracy"].as_f64().is_some(), "{piped}");
     // The run shows the versions it produced.
     let doc = h.get_json(&run_id);
-    assert_eq!(doc["model_versions"][0]["model"], "churn", "{}", doc["model_versions"]);
+    let produced: Vec<&str> =
+        doc["model_versions"].as_array().unwrap().iter().map(|v| v["model"].as_str().unwrap()).collect();
+    assert_eq!(produced, ["churn-pipe", "churn"], "{}", doc["model_versions"]);
     // Bad input: a taken version, a local file outside the artifact root, an unknown run: exit 2, nothing written.
     for (args, message) in [
         (vec!["--version", "v1", "--uri", "s3://b/m.onnx"], "already exists"),
@@ -240,7 +251,7 @@ fn registry_lineage_cli_and_deploy_from_a_registered_version() {
     let server = Server::start(&h, &[]);
     let remote = |args: &[&str]| h.cmd().args(args).args(["--server", &server.url]).output().unwrap();
     let listed = json_of(&remote(&["models", "list", "--json"]));
-    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
     ok(&remote(&["models", "register", "churn", "--version", "v2", "--uri", "s3://bucket/churn.onnx"]));
     let deployed =
         json_of(&remote(&["deploy", "create", "churn-svc", "--model", "churn", "--version", "v1", "--json"]));
