@@ -84,7 +84,11 @@ pub async fn authenticate(State(s): State<AppState>, mut req: Request, next: Nex
         }
         Err(e) => {
             let unauthenticated = matches!(e, ApiError::Unauthenticated(_));
-            let mut resp = e.into_response();
+            let mut resp = if crate::registry::is_registry_path(path) {
+                crate::registry::error_response(e)
+            } else {
+                e.into_response()
+            };
             if unauthenticated {
                 resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }

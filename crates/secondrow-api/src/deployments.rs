@@ -245,7 +245,17 @@ async fn create(
     if let Some(v) = &body.version {
         check_name("version", v)?;
     }
-    let source = ModelSource::from_json("source", &body.source)?;
+    // A registry version (`{"registered_model", "model_version"}`) deploys its model file; the caller must reach
+    // the registered model (its file was checked to be in the artifact store when it was registered).
+    let registry =
+        crate::registry::deployment_source(s.store(), &body.source, caller.confined_to().unwrap_or("")).await?;
+    let source = match &registry {
+        Some(r) => {
+            caller.check("registered model", &r.version, &r.namespace)?;
+            r.source.clone()
+        }
+        None => ModelSource::from_json("source", &body.source)?,
+    };
     let requested = body.namespace.as_deref().filter(|ns| !ns.is_empty());
     let live = &s.deployments;
     let _guard = live.lock.lock().await;
@@ -263,8 +273,13 @@ async fn create(
         }
         None => caller.namespace_for_new(requested)?,
     };
-    authorize_source(&s, &caller, &source).await?;
-    let version = body.version.clone().unwrap_or_else(|| next_version(existing.as_ref()));
+    if registry.is_none() || !matches!(source, ModelSource::Path { .. }) {
+        authorize_source(&s, &caller, &source).await?;
+    }
+    let version = body.version.clone().unwrap_or_else(|| match &registry {
+        Some(r) if check_name("version", &r.version).is_ok() => r.version.clone(),
+        _ => next_version(existing.as_ref()),
+    });
     if existing.as_ref().is_some_and(|d| d.version(&version).is_some()) {
         return Err(ApiError::AlreadyExists(format!("deployment `{}` already has a version `{version}`", body.name)));
     }
@@ -295,6 +310,9 @@ async fn create(
             return Err(e.into());
         }
     };
+    if let Some(r) = &registry {
+        s.store().record_version_deployment(r.version_id, &body.name, &version).await?;
+    }
     live.reconcile(&record).await;
     Ok(Json(live.wire(&record)))
 }

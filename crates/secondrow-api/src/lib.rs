@@ -20,6 +20,7 @@ pub mod openapi;
 pub mod pipelines;
 pub mod records;
 pub mod recurring_runs;
+pub mod registry;
 pub mod runs;
 pub mod validation;
 
@@ -99,7 +100,7 @@ impl AppState {
 /// Largest request body the API reads (a pipeline upload is the largest); larger ones are a 413.
 pub const BODY_LIMIT: usize = 64 << 20;
 
-/// Every route under `/apis/v2beta1`, plus `/metrics`.
+/// Every route under `/apis/v2beta1`, the model registry's (`/api/model_registry/…`), plus `/metrics`.
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .merge(healthz::routes())
@@ -111,10 +112,14 @@ pub fn router(state: AppState) -> Router {
         .merge(artifacts::routes())
         .merge(logs::routes())
         .merge(records::routes())
+        .merge(registry::records_routes())
         .merge(openapi::routes());
-    Router::new()
-        .nest("/apis/v2beta1", api)
-        .merge(metrics::routes())
+    let mut app = Router::new().nest("/apis/v2beta1", api);
+    // The Kubeflow Model Registry REST API, under its own prefixes.
+    for prefix in registry::PREFIXES {
+        app = app.nest(prefix, registry::routes());
+    }
+    app.merge(metrics::routes())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::observe))

@@ -35,6 +35,17 @@ pub async fn run_document(store: &Store, run_id: &str) -> Result<Value, StoreErr
         "tasks": tasks,
         "artifacts": artifacts,
         "events": events,
+        // The registry versions registered from this run (model name, version).
+        "model_versions": store
+            .model_versions_of_run(run_id)
+            .await
+            .map_err(|e| match e {
+                secondrow_store::registry::RegistryError::Store(s) => s,
+                other => StoreError::Corrupt(other.to_string()),
+            })?
+            .into_iter()
+            .map(|(model, v)| json!({"model": model, "version": v.name, "id": v.id, "state": v.state}))
+            .collect::<Vec<_>>(),
     }))
 }
 

@@ -13,6 +13,7 @@ pub mod envs;
 pub mod platform;
 pub mod process;
 pub mod python;
+pub mod registry;
 pub mod retry;
 mod run;
 pub mod sandbox;

@@ -15,6 +15,7 @@ pub mod deployments;
 mod listing;
 mod records;
 mod recurring;
+pub mod registry;
 mod resources;
 mod run_list;
 mod secrets;

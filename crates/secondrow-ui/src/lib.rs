@@ -24,6 +24,7 @@ mod experiments;
 mod forms;
 pub mod graph;
 pub mod layout;
+mod models;
 mod pages;
 mod recurring;
 mod uploads;
@@ -94,6 +95,9 @@ pub fn router(app: AppState) -> Router {
         .route("/deployments", get(deployments::list))
         .route("/deployments/{name}/rows", get(deployments::rows))
         .route("/deployments/{name}/traffic", post(deployments::traffic))
+        .route("/models", get(models::models))
+        .route("/models/{id}", get(models::model))
+        .route("/models/{id}/versions/{version}/deploy", post(models::deploy))
         .route("/runs/{id}", get(pages::run))
         .route("/runs/{id}/tasks/{*path}", get(pages::task))
         .route("/runs/{id}/artifacts/{aid}", get(pages::artifact))

@@ -78,7 +78,7 @@ pub async fn start_serving(
 pub enum DeployCommand {
     /// Deploy a model file as a new version of NAME (creating the deployment): from an artifact, a run's
     /// task output or a path.
-    #[command(group(ArgGroup::new("source").required(true).args(["artifact_id", "run", "path"])))]
+    #[command(group(ArgGroup::new("source").required(true).args(["artifact_id", "run", "path", "model"])))]
     Create {
         name: String,
         /// A `system.Model` artifact id.
@@ -96,7 +96,11 @@ pub enum DeployCommand {
         /// A model file (`.onnx` or a SecondRow model file).
         #[arg(long)]
         path: Option<PathBuf>,
-        /// Version name (default: the next number).
+        /// A registered model (`secondrow models`); --version names its version, which is also the
+        /// deployment version's name.
+        #[arg(long, requires = "version")]
+        model: Option<String>,
+        /// Version name (default: the next number); with --model, the registered model's version.
         #[arg(long)]
         version: Option<String>,
         /// The namespace of a new deployment (default: the token's namespace; none for the admin and the
@@ -158,7 +162,44 @@ pub async fn run(
         None => Target::Local(Home::resolve(settings)?.store().await?),
     };
     match command {
-        DeployCommand::Create { name, artifact_id, run, task, output, path, version, namespace, no_default, json } => {
+        DeployCommand::Create { name, model: Some(model), version, namespace, no_default, json, .. } => {
+            let version = version.ok_or_else(|| Failure::usage("--model needs --version"))?;
+            let registry = json!({"registered_model": model, "model_version": version});
+            let doc = match &target {
+                Target::Remote(c) => {
+                    let mut body = json!({"name": name, "source": registry, "make_default": !no_default});
+                    if let Some(ns) = &namespace {
+                        body["namespace"] = json!(ns);
+                    }
+                    c.post_json("/deployments", &body).await.map_err(Failure::from)?
+                }
+                Target::Local(store) => {
+                    let found =
+                        secondrow_api::registry::deployment_source(store, &registry, namespace.as_deref().unwrap_or(""))
+                            .await?
+                            .ok_or_else(|| Failure::usage("not a registry source"))?;
+                    let doc = target
+                        .create(&name, &found.source, Some(&version), namespace.as_deref(), !no_default)
+                        .await?;
+                    store.record_version_deployment(found.version_id, &name, &version).await?;
+                    doc
+                }
+            };
+            print_deployment(&doc, json)?;
+        }
+        DeployCommand::Create {
+            name,
+            artifact_id,
+            run,
+            task,
+            output,
+            path,
+            version,
+            namespace,
+            no_default,
+            json,
+            model: None,
+        } => {
             let source = match (artifact_id, run, task, output, path) {
                 (Some(artifact_id), ..) => ModelSource::Artifact { artifact_id },
                 (None, Some(run_id), Some(task), Some(output), _) => ModelSource::TaskOutput { run_id, task, output },

@@ -88,6 +88,7 @@ macro_rules! classified {
 classified!(
     secondrow_spec::SpecError,
     secondrow_store::StoreError,
+    secondrow_store::registry::RegistryError,
     secondrow_engine::EngineError,
     secondrow_ml::Error,
     secondrow_serve::Error,

@@ -7,6 +7,7 @@
 mod client;
 mod deploy;
 mod error;
+mod models;
 mod progress;
 mod remote;
 mod secrets;
@@ -74,6 +75,8 @@ enum Command {
     /// Model deployments served by `secondrow server`: create from a run's model, list, update traffic, delete.
     #[command(subcommand)]
     Deploy(deploy::DeployCommand),
+    /// The model registry: registered models and versions, with lineage to runs and deployments.
+    Models(models::ModelsArgs),
     /// Serve the Kubeflow Pipelines v2beta1 REST API (kfp.Client works against it); runs execute here.
     Server(server::ServerArgs),
     /// API tokens for `secondrow server`, each confined to one namespace.
@@ -361,6 +364,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             deploy::run(&cli.settings, cli.settings.server.as_deref().map(|s| (s, cli.settings.token.clone())), cmd)
                 .await
         }
+        Command::Models(cmd) => models::run(&cli.settings, cmd).await,
         Command::Tokens(cmd) => tokens::run(&cli.settings, cmd).await,
         Command::Secrets(cmd) => secrets::run(&cli.settings, secondrow_store::SecretKind::Secret, cmd).await,
         Command::ConfigMaps(cmd) => secrets::run(&cli.settings, secondrow_store::SecretKind::ConfigMap, cmd).await,

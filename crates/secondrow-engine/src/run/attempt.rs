@@ -332,6 +332,16 @@ impl RunDriver {
                 });
             }
         }
+        // The built-in `register_model` component: the engine registers the model it was given.
+        let (mut state, mut error) = (state, error);
+        if state == TaskState::Succeeded && crate::registry::wants_registration(&new_artifacts) {
+            let model = self.tree[id].inputs.artifacts.get("model").and_then(|l| l.first());
+            if let Err(message) =
+                crate::registry::register_outputs(&self.inner.store, &self.run, model, &new_artifacts).await
+            {
+                (state, error) = (TaskState::Failed, Some(message));
+            }
+        }
         let out_json = if state == TaskState::Succeeded { Some(to_json(&outputs)?) } else { None };
         let n = &self.tree[id];
         let input_refs = n.inputs.artifact_refs();

@@ -30,6 +30,7 @@ pub fn run(invocation: &Invocation) -> Result<()> {
         "evaluate" => evaluate(invocation, &mut out)?,
         "predict" => predict(invocation, &mut out)?,
         "export_onnx" => export_onnx(invocation, &mut out)?,
+        "register_model" => register_model(invocation, &mut out)?,
         other => match other.strip_prefix("train_") {
             Some(algorithm) => train(invocation, algorithm, &mut out)?,
             None => {
@@ -415,6 +416,22 @@ fn predict(inv: &Invocation, out: &mut Outputs) -> Result<()> {
     model::append_predictions(&mut table, &model, &predictions);
     out.write_table("predictions", &table, format)?;
     out.set_metadata("predictions", dataset_metadata(&table));
+    Ok(())
+}
+
+/// The metadata key the engine looks for on a succeeded task's outputs to register a model version.
+pub const REGISTER_MODEL_KEY: &str = "secondrow.register_model";
+
+/// Writes the registration request; the engine (which has the store) registers it when the task succeeds.
+fn register_model(inv: &Invocation, out: &mut Outputs) -> Result<()> {
+    inv.input("model")?;
+    let request = json!({
+        "model_name": inv.params.string("model_name", "")?,
+        "version": inv.params.string("version", "")?,
+        "description": inv.params.string("description", "")?,
+    });
+    out.write("registration", request.to_string().as_bytes())?;
+    out.set_metadata("registration", json!({ REGISTER_MODEL_KEY: request }));
     Ok(())
 }
 

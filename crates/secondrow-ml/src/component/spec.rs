@@ -98,6 +98,7 @@ pub const COMPONENT_NAMES: &[&str] = &[
     "evaluate",
     "predict",
     "export_onnx",
+    "register_model",
 ];
 
 /// The spec of component `name`.
@@ -199,6 +200,17 @@ pub fn spec(name: &str) -> Option<ComponentSpec> {
             "Export a model with its numeric transforms to ONNX (linear, ridge and logistic regression, MLP, k-means, decision tree, random forest, gradient boosting; not SVM or k-NN).",
             vec![required("model", Model, "A secondrow model.")],
             vec![output("onnx_model", Model, "ONNX model (opset 13, trees in ai.onnx.ml) reading the raw input columns; outputs label and probabilities, or variable.")],
+        ),
+        "register_model" => s(
+            "register_model",
+            "Register the model in SecondRow's model registry as a version of `model_name`, with lineage (run, task, artifact, metrics); the engine records it when the task succeeds.",
+            vec![
+                required("model", Model, "The model to register (a secondrow model or an ONNX file)."),
+                required("model_name", String, "Registered model name (created when missing)."),
+                default("version", String, json!(""), "Version name; empty: `run-` and the run id's first 8 characters."),
+                default("description", String, json!(""), "The version's description."),
+            ],
+            vec![output("registration", Artifact, "The registration request (the registry's ids are in the run's JSON).")],
         ),
         other => {
             let algorithm = other.strip_prefix("train_")?;

@@ -14,6 +14,7 @@ mod hygiene;
 mod kfp_artifacts;
 mod kfp_compat;
 mod kfp_kubernetes;
+mod registry;
 mod remote;
 mod samples;
 mod sandbox;
