@@ -77,6 +77,7 @@ pub async fn authenticate(State(s): State<AppState>, mut req: Request, next: Nex
     if OPEN_PATHS.contains(&req.uri().path()) {
         return next.run(req).await;
     }
+    let registry_path = crate::registry::is_registry_path(req.uri().path());
     match resolve(&s, req.headers()).await {
         Ok(caller) => {
             req.extensions_mut().insert(caller);
@@ -84,11 +85,7 @@ pub async fn authenticate(State(s): State<AppState>, mut req: Request, next: Nex
         }
         Err(e) => {
             let unauthenticated = matches!(e, ApiError::Unauthenticated(_));
-            let mut resp = if crate::registry::is_registry_path(path) {
-                crate::registry::error_response(e)
-            } else {
-                e.into_response()
-            };
+            let mut resp = if registry_path { crate::registry::error_response(e) } else { e.into_response() };
             if unauthenticated {
                 resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }

@@ -174,13 +174,15 @@ pub async fn run(
                     c.post_json("/deployments", &body).await.map_err(Failure::from)?
                 }
                 Target::Local(store) => {
-                    let found =
-                        secondrow_api::registry::deployment_source(store, &registry, namespace.as_deref().unwrap_or(""))
-                            .await?
-                            .ok_or_else(|| Failure::usage("not a registry source"))?;
-                    let doc = target
-                        .create(&name, &found.source, Some(&version), namespace.as_deref(), !no_default)
-                        .await?;
+                    let found = secondrow_api::registry::deployment_source(
+                        store,
+                        &registry,
+                        namespace.as_deref().unwrap_or(""),
+                    )
+                    .await?
+                    .ok_or_else(|| Failure::usage("not a registry source"))?;
+                    let doc =
+                        target.create(&name, &found.source, Some(&version), namespace.as_deref(), !no_default).await?;
                     store.record_version_deployment(found.version_id, &name, &version).await?;
                     doc
                 }
