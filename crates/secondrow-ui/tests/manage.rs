@@ -692,7 +692,7 @@ async fn every_page_is_in_the_top_bar() {
     let r = get(&e.app, "/runs", None).await;
     assert_eq!(
         r.attrs("header.top nav a", "href"),
-        ["/runs", "/experiments", "/pipelines", "/recurring", "/deployments"]
+        ["/runs", "/experiments", "/pipelines", "/recurring", "/models", "/deployments"]
     );
     assert_eq!(r.attrs("a.skip", "href"), ["#main"]);
 }
