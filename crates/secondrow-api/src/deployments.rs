@@ -247,6 +247,12 @@ async fn create(
     }
     // A registry version (`{"registered_model", "model_version"}`) deploys its model file; the caller must reach
     // the registered model (its file was checked to be in the artifact store when it was registered).
+    if let (Some(model), Some(ns)) = (
+        body.source.get("registered_model").and_then(Value::as_str),
+        body.source.get("namespace").and_then(Value::as_str),
+    ) {
+        caller.check("registered model", model, ns)?;
+    }
     let registry =
         crate::registry::deployment_source(s.store(), &body.source, caller.confined_to().unwrap_or("")).await?;
     let source = match &registry {
@@ -301,6 +307,7 @@ async fn create(
         version: &version,
         resolved: &resolved,
         make_default,
+        model_version_id: registry.as_ref().map(|r| r.version_id),
     };
     let record = match s.store().add_deployment_version(&new).await {
         Ok(record) => record,
@@ -310,9 +317,6 @@ async fn create(
             return Err(e.into());
         }
     };
-    if let Some(r) = &registry {
-        s.store().record_version_deployment(r.version_id, &body.name, &version).await?;
-    }
     live.reconcile(&record).await;
     Ok(Json(live.wire(&record)))
 }

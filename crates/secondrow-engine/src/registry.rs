@@ -5,7 +5,7 @@
 
 use serde_json::{json, Map, Value};
 
-use secondrow_store::registry::{Lineage, ModelArtifact, ModelVersion, RegisteredModel};
+use secondrow_store::registry::{Lineage, Lookup, ModelArtifact, ModelVersion, RegisteredModel};
 use secondrow_store::{NewArtifact, RunRecord, Store};
 
 use crate::task::ArtifactRef;
@@ -33,6 +33,11 @@ pub async fn register_outputs(
             v if v.is_empty() => format!("run-{}", &run.id[..run.id.len().min(8)]),
             v => v,
         };
+        if already_registered(store, &run.namespace, &name, &version, &model.id).await? {
+            // A run resumed after a crash between this registration and the task's record: the same
+            // step registered this same artifact already.
+            continue;
+        }
         let producer = store.get_artifact(&model.id).await.map_err(|e| e.to_string())?;
         let task = match &producer.task_id {
             Some(id) => store
@@ -66,4 +71,22 @@ pub async fn register_outputs(
             .map_err(|e| format!("register_model: {e}"))?;
     }
     Ok(())
+}
+
+/// Whether `name`/`version` of `namespace` exists with `artifact_id` as its source (a step registering again
+/// after a resume); the same name and version from another artifact stays a refusal.
+async fn already_registered(
+    store: &Store,
+    namespace: &str,
+    name: &str,
+    version: &str,
+    artifact_id: &str,
+) -> Result<bool, String> {
+    let Some(model) = store.find_registered_model(namespace, Lookup::Name(name)).await.map_err(|e| e.to_string())?
+    else {
+        return Ok(false);
+    };
+    let found =
+        store.find_model_version(namespace, Some(model.id), Lookup::Name(version)).await.map_err(|e| e.to_string())?;
+    Ok(found.and_then(|v| v.lineage).is_some_and(|l| l.artifact_id.as_deref() == Some(artifact_id)))
 }

@@ -106,6 +106,8 @@ pub struct NewDeploymentVersion<'a> {
     pub resolved: &'a ResolvedSource,
     /// Route unpinned requests to it (a new deployment always does).
     pub make_default: bool,
+    /// The registered model version it serves (recorded in the same transaction), when deployed from the registry.
+    pub model_version_id: Option<i64>,
 }
 
 /// A traffic change; `None` fields stay as they are.
@@ -304,6 +306,18 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        if let Some(id) = new.model_version_id {
+            sqlx::query(
+                "INSERT INTO model_version_deployments (model_version_id, deployment, version, created_at)
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (model_version_id, deployment, version) DO NOTHING",
+            )
+            .bind(id)
+            .bind(new.name)
+            .bind(new.version)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         self.get_deployment(new.name).await
     }

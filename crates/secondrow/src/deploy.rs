@@ -181,10 +181,16 @@ pub async fn run(
                     )
                     .await?
                     .ok_or_else(|| Failure::usage("not a registry source"))?;
-                    let doc =
-                        target.create(&name, &found.source, Some(&version), namespace.as_deref(), !no_default).await?;
-                    store.record_version_deployment(found.version_id, &name, &version).await?;
-                    doc
+                    target
+                        .create(
+                            &name,
+                            &found.source,
+                            Some(&version),
+                            namespace.as_deref(),
+                            !no_default,
+                            Some(found.version_id),
+                        )
+                        .await?
                 }
             };
             print_deployment(&doc, json)?;
@@ -208,7 +214,8 @@ pub async fn run(
                 (.., Some(path)) => ModelSource::Path { path: std::path::absolute(&path)?.display().to_string() },
                 _ => return Err(Failure::usage("give --artifact-id, --run with --task and --output, or --path")),
             };
-            let doc = target.create(&name, &source, version.as_deref(), namespace.as_deref(), !no_default).await?;
+            let doc =
+                target.create(&name, &source, version.as_deref(), namespace.as_deref(), !no_default, None).await?;
             print_deployment(&doc, json)?;
         }
         DeployCommand::List { namespace, json } => {
@@ -273,6 +280,7 @@ impl Target {
         version: Option<&str>,
         namespace: Option<&str>,
         make_default: bool,
+        model_version_id: Option<i64>,
     ) -> Result<Value> {
         match self {
             Target::Remote(c) => {
@@ -303,6 +311,7 @@ impl Target {
                     version: &version,
                     resolved: &resolved,
                     make_default,
+                    model_version_id,
                 };
                 Ok(serde_json::to_value(store.add_deployment_version(&new).await?)?)
             }

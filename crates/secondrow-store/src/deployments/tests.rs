@@ -110,6 +110,7 @@ async fn versions_traffic_and_deletes_are_checked_and_transactional(db: &TestDb)
                 version,
                 resolved: &resolved,
                 make_default,
+                model_version_id: None,
             })
             .await
         }
@@ -128,6 +129,7 @@ async fn versions_traffic_and_deletes_are_checked_and_transactional(db: &TestDb)
         version: "3",
         resolved: &resolved,
         make_default: true,
+        model_version_id: None,
     };
     assert!(
         matches!(s.add_deployment_version(&elsewhere).await, Err(StoreError::InvalidArgument(m)) if m.contains("team-a")),

@@ -74,6 +74,14 @@ fn registry_namespace_tokens_see_their_own_models() {
     assert_eq!(status, 403);
     let (status, body) = rest(&server.url, "GET", &a_model, Some(&a), "");
     assert_eq!((status, body["state"].as_str()), (200, Some("LIVE")), "the refused PATCH changed nothing");
+    // Deploying another namespace's registered version: 403 before anything is looked up or loaded.
+    let deploy = r#"{"name":"stolen","source":{"registered_model":"churn","model_version":"v2","namespace":"team-a"}}"#;
+    let (status, body) = http(&server.url, "POST", "/apis/v2beta1/deployments", Some(&b), deploy);
+    assert_eq!(status, 403, "{body}");
+    for t in [&a, &b] {
+        let (status, listed) = http(&server.url, "GET", "/apis/v2beta1/deployments", Some(t), "");
+        assert_eq!((status, listed["deployments"].as_array().map(Vec::len)), (200, Some(0)), "{listed}");
+    }
     let (status, listed) = rest(&server.url, "GET", "/registered_models?pageSize=100", Some(&b), "");
     assert_eq!(status, 200);
     assert!(listed["items"].as_array().unwrap().iter().all(|m| m["id"] != first["churn_id"]), "{listed}");
@@ -129,12 +137,17 @@ compiler.Compiler().compile(pipeline, os.path.join(os.path.dirname(os.path.abspa
 
 /// One JSON request to the registry API (`/api/model_registry/v1…`) with an optional bearer token.
 fn rest(url: &str, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, Value) {
+    http(url, method, &format!("/api/model_registry/v1{path}"), token, body)
+}
+
+/// One JSON request to any path of the server with an optional bearer token.
+fn http(url: &str, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, Value) {
     let addr = url.trim_start_matches("http://");
     let mut stream = TcpStream::connect(addr).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let auth = token.map(|t| format!("authorization: Bearer {t}\r\n")).unwrap_or_default();
     let request = format!(
-        "{method} /api/model_registry/v1{path} HTTP/1.1\r\nhost: {addr}\r\n{auth}content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\n{auth}content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(request.as_bytes()).unwrap();
