@@ -4,6 +4,9 @@
 //! its namespace. The real router over a real SQLite store and the real model repository, requests
 //! in-process, pages parsed with an HTML parser.
 
+mod support;
+use support::{env, Env};
+
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum::Router;
@@ -11,40 +14,8 @@ use scraper::{Html, Selector};
 use serde_json::json;
 use tower::ServiceExt as _;
 
-use secondrow_api::AppState;
-use secondrow_engine::{Engine, EngineConfig};
-use secondrow_store::{ArtifactStore, Store};
-
 const CSRF: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 const ADMIN: &str = "admin-token-0123456789";
-
-struct Env {
-    _dir: tempfile::TempDir,
-    root: std::path::PathBuf,
-    state: AppState,
-    app: Router,
-}
-
-async fn env() -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().to_path_buf();
-    let store = Store::open(&format!("sqlite://{}", root.join("db.sqlite").display())).await.unwrap();
-    std::fs::create_dir_all(root.join("artifacts")).unwrap();
-    let artifacts = ArtifactStore::open_local(&root.join("artifacts")).unwrap();
-    let config = EngineConfig {
-        logs_root: root.join("logs"),
-        work_dir: root.join("work"),
-        parallelism: 1,
-        python: None,
-        python_mode: Default::default(),
-        envs_dir: root.join("envs"),
-        sandbox: Default::default(),
-        max_loop_items: secondrow_engine::DEFAULT_MAX_LOOP_ITEMS,
-    };
-    let state = AppState::new(Engine::new(store, artifacts, config)).with_admin_token(Some(ADMIN));
-    let app = secondrow_ui::router(state.clone()).merge(secondrow_api::router(state.clone()));
-    Env { _dir: dir, root, state, app }
-}
 
 struct Resp {
     status: StatusCode,
@@ -125,7 +96,7 @@ async fn deploy(e: &Env, name: &str, namespace: &str) {
 
 #[tokio::test]
 async fn a_namespace_sees_and_changes_only_its_deployments() {
-    let e = env().await;
+    let e = env(Some(ADMIN)).await;
     let store = e.state.store();
     let (_, a) = store.create_api_token("team-a", "ui").await.unwrap();
     deploy(&e, "alpha", "team-a").await;
@@ -172,7 +143,7 @@ async fn a_namespace_sees_and_changes_only_its_deployments() {
 
 #[tokio::test]
 async fn the_admin_sees_every_deployment_with_its_namespace() {
-    let e = env().await;
+    let e = env(Some(ADMIN)).await;
     deploy(&e, "alpha", "team-a").await;
     deploy(&e, "bravo", "team-b").await;
     let r = get(&e.app, "/deployments", ADMIN).await;

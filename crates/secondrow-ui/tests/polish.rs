@@ -3,6 +3,9 @@
 //! logs and artifact views; keyboard, colour-scheme, time-zone and empty-state affordances. The real router
 //! over a real SQLite store and artifact folder; requests in-process, pages parsed with an HTML parser.
 
+mod support;
+use support::{env, Env};
+
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum::Router;
@@ -10,43 +13,11 @@ use scraper::{Html, Selector};
 use serde_json::{json, Value};
 use tower::ServiceExt as _;
 
-use secondrow_api::AppState;
-use secondrow_engine::{Engine, EngineConfig};
-use secondrow_store::{
-    ArtifactStore, NewArtifact, NewRun, RunState, Store, TaskFinish, TaskKind, TaskStart, TaskState,
-};
+use secondrow_store::{NewArtifact, NewRun, RunState, TaskFinish, TaskKind, TaskStart, TaskState};
 
 const XSS: &str = "<script>alert(1)</script>";
 const CSRF: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 const ADMIN: &str = "admin-token-0123456789";
-
-struct Env {
-    _dir: tempfile::TempDir,
-    root: std::path::PathBuf,
-    state: AppState,
-    app: Router,
-}
-
-async fn env(admin: Option<&str>) -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().to_path_buf();
-    let store = Store::open(&format!("sqlite://{}", root.join("db.sqlite").display())).await.unwrap();
-    std::fs::create_dir_all(root.join("artifacts")).unwrap();
-    let artifacts = ArtifactStore::open_local(&root.join("artifacts")).unwrap();
-    let config = EngineConfig {
-        logs_root: root.join("logs"),
-        work_dir: root.join("work"),
-        parallelism: 1,
-        python: None,
-        python_mode: Default::default(),
-        envs_dir: root.join("envs"),
-        sandbox: Default::default(),
-        max_loop_items: secondrow_engine::DEFAULT_MAX_LOOP_ITEMS,
-    };
-    let state = AppState::new(Engine::new(store, artifacts, config)).with_admin_token(admin);
-    let app = secondrow_ui::router(state.clone()).merge(secondrow_api::router(state.clone()));
-    Env { _dir: dir, root, state, app }
-}
 
 /// A pipeline with a required string, an integer, a boolean and an optional list parameter.
 fn spec() -> Value {

@@ -2,6 +2,9 @@
 //! confusion matrices, Parquet datasets and statistics reports. The real router over a real SQLite store,
 //! artifact and log folders; requests sent in-process, pages parsed with an HTML parser, SSE read as bytes.
 
+mod support;
+use support::{env, Env};
+
 use std::io::Write as _;
 use std::time::{Duration, Instant};
 
@@ -13,41 +16,9 @@ use scraper::{Html, Selector};
 use serde_json::{json, Value};
 use tower::ServiceExt as _;
 
-use secondrow_api::AppState;
-use secondrow_engine::{Engine, EngineConfig};
-use secondrow_store::{
-    ArtifactStore, NewArtifact, NewRun, RunState, Store, TaskFinish, TaskKind, TaskStart, TaskState,
-};
+use secondrow_store::{NewArtifact, NewRun, RunState, TaskFinish, TaskKind, TaskStart, TaskState};
 
 const XSS: &str = "<script>alert(1)</script>";
-
-struct Env {
-    _dir: tempfile::TempDir,
-    root: std::path::PathBuf,
-    state: AppState,
-    app: Router,
-}
-
-async fn env() -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().to_path_buf();
-    let store = Store::open(&format!("sqlite://{}", root.join("db.sqlite").display())).await.unwrap();
-    std::fs::create_dir_all(root.join("artifacts")).unwrap();
-    let artifacts = ArtifactStore::open_local(&root.join("artifacts")).unwrap();
-    let config = EngineConfig {
-        logs_root: root.join("logs"),
-        work_dir: root.join("work"),
-        parallelism: 1,
-        python: None,
-        python_mode: Default::default(),
-        envs_dir: root.join("envs"),
-        sandbox: Default::default(),
-        max_loop_items: secondrow_engine::DEFAULT_MAX_LOOP_ITEMS,
-    };
-    let state = AppState::new(Engine::new(store, artifacts, config));
-    let app = secondrow_ui::router(state.clone()).merge(secondrow_api::router(state.clone()));
-    Env { _dir: dir, root, state, app }
-}
 
 fn spec() -> Value {
     json!({
@@ -204,7 +175,7 @@ fn append(path: &std::path::Path, bytes: &[u8]) {
 
 #[tokio::test]
 async fn running_task_logs_stream_over_sse_until_the_task_ends() {
-    let e = env().await;
+    let e = env(None).await;
     let (run, task) = running(&e, "logs", json!({})).await;
     let dir = e.root.join("logs").join(&run).join("train");
     std::fs::create_dir_all(&dir).unwrap();
@@ -257,7 +228,7 @@ async fn running_task_logs_stream_over_sse_until_the_task_ends() {
 
 #[tokio::test]
 async fn a_big_running_log_shows_and_streams_only_its_tail() {
-    let e = env().await;
+    let e = env(None).await;
     let (run, task) = running(&e, "big", json!({})).await;
     let dir = e.root.join("logs").join(&run).join("train");
     std::fs::create_dir_all(&dir).unwrap();
@@ -315,7 +286,7 @@ async fn evaluated(e: &Env, name: &str, lr: f64, accuracy: f64) -> String {
 
 #[tokio::test]
 async fn compare_plots_parallel_coordinates_and_confusion_matrices_in_run_colours() {
-    let e = env().await;
+    let e = env(None).await;
     let mut ids = vec![
         evaluated(&e, "slow", 0.1, 0.7).await,
         evaluated(&e, "fast", 0.3, 0.9).await,
@@ -382,7 +353,7 @@ async fn compare_plots_parallel_coordinates_and_confusion_matrices_in_run_colour
 #[tokio::test]
 async fn parquet_datasets_page_with_schema_and_statistics_reports_render() {
     use secondrow_ml::table::{Column, Table, TableFormat};
-    let e = env().await;
+    let e = env(None).await;
     let (run, task) = running(&e, "data", json!({})).await;
     let dir = e.root.join("artifacts").join(&run);
     std::fs::create_dir_all(&dir).unwrap();
