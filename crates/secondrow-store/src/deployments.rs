@@ -307,16 +307,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if let Some(id) = new.model_version_id {
-            sqlx::query(
-                "INSERT INTO model_version_deployments (model_version_id, deployment, version, created_at)
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (model_version_id, deployment, version) DO NOTHING",
-            )
-            .bind(id)
-            .bind(new.name)
-            .bind(new.version)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+            crate::registry::link_version_deployment(&mut *tx, id, new.name, new.version, now).await?;
         }
         tx.commit().await?;
         self.get_deployment(new.name).await

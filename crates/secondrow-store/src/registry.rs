@@ -787,17 +787,7 @@ impl Store {
 
     /// Records that deployment `deployment` serves model version `id` as its version `version`.
     pub async fn record_version_deployment(&self, id: i64, deployment: &str, version: &str) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO model_version_deployments (model_version_id, deployment, version, created_at)
-             VALUES ($1, $2, $3, $4) ON CONFLICT (model_version_id, deployment, version) DO NOTHING",
-        )
-        .bind(id)
-        .bind(deployment)
-        .bind(version)
-        .bind(now_ms())
-        .execute(self.pool())
-        .await?;
-        Ok(())
+        Ok(link_version_deployment(self.pool(), id, deployment, version, now_ms()).await?)
     }
 
     // ------------------------------------------------------------ model artifacts
@@ -939,6 +929,28 @@ impl Store {
         }
         Ok(Value::Object(metrics))
     }
+}
+
+/// The row saying deployment version `deployment`/`version` serves model version `id` (kept when already there);
+/// on its own or inside the transaction that adds the deployment version.
+pub(crate) async fn link_version_deployment<'e>(
+    db: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    id: i64,
+    deployment: &str,
+    version: &str,
+    at: i64,
+) -> std::result::Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO model_version_deployments (model_version_id, deployment, version, created_at)
+         VALUES ($1, $2, $3, $4) ON CONFLICT (model_version_id, deployment, version) DO NOTHING",
+    )
+    .bind(id)
+    .bind(deployment)
+    .bind(version)
+    .bind(at)
+    .execute(db)
+    .await?;
+    Ok(())
 }
 
 #[cfg(test)]
