@@ -16,27 +16,19 @@ fn chromium() -> Option<PathBuf> {
     ["/usr/bin/chromium", "/usr/bin/chromium-browser"].into_iter().map(PathBuf::from).find(|p| p.exists())
 }
 
-#[test]
-fn quickstart_run_page_in_chromium() {
-    if std::env::var_os("SECONDROW_SKIP_BROWSER").is_some() {
-        eprintln!("SECONDROW_SKIP_BROWSER is set: browser test skipped");
-        return;
-    }
+/// Runs `browser/SCRIPT` (Playwright in `.venv-ui` driving Debian's chromium) against `server` with the server's
+/// URL, `args`, the screenshot folder and the browser; asserts it succeeded and gives the JSON object its last
+/// line reports.
+pub(crate) fn browser_script(home: &Home, server: &Server, script: &str, args: &[PathBuf]) -> serde_json::Value {
     let python = repo_root().join(".venv-ui/bin/python");
     assert!(python.exists(), "{} is missing: run ./scripts/setup-browser", python.display());
     let chromium = chromium().expect("chromium is not installed: run ./scripts/setup-browser");
-    let home = Home::new();
     let root = std::path::absolute(repo_root()).unwrap();
-    // The quickstart's `ingest` reads its CSV by path: the task sandbox lets tasks read the import roots.
-    let data = root.join("examples/quickstart/data");
-    let server = Server::start(&home, &["--import-root", data.to_str().unwrap()]);
-    let shots = root.join("target/ui-screenshots");
     let out = Command::new(std::path::absolute(python).unwrap())
-        .arg(root.join("crates/secondrow/tests/it/browser/ui_browser.py"))
+        .arg(root.join("crates/secondrow/tests/it/browser").join(script))
         .arg(&server.url)
-        .arg(root.join("examples/quickstart/pipeline.yaml"))
-        .arg(root.join("examples/quickstart/data/customers.csv"))
-        .arg(&shots)
+        .args(args)
+        .arg(root.join("target/ui-screenshots"))
         .arg(&chromium)
         .current_dir(home.path())
         .env("HOME", home.path())
@@ -50,7 +42,27 @@ fn quickstart_run_page_in_chromium() {
         String::from_utf8_lossy(&out.stderr),
         std::fs::read_to_string(home.path().join("server.log")).unwrap_or_default()
     );
-    let seen: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or("{}")).unwrap();
+    serde_json::from_str(stdout.lines().last().unwrap_or("{}")).unwrap()
+}
+
+#[test]
+fn quickstart_run_page_in_chromium() {
+    if std::env::var_os("SECONDROW_SKIP_BROWSER").is_some() {
+        eprintln!("SECONDROW_SKIP_BROWSER is set: browser test skipped");
+        return;
+    }
+    let home = Home::new();
+    let root = std::path::absolute(repo_root()).unwrap();
+    // The quickstart's `ingest` reads its CSV by path: the task sandbox lets tasks read the import roots.
+    let data = root.join("examples/quickstart/data");
+    let server = Server::start(&home, &["--import-root", data.to_str().unwrap()]);
+    let shots = root.join("target/ui-screenshots");
+    let seen = browser_script(
+        &home,
+        &server,
+        "ui_browser.py",
+        &[root.join("examples/quickstart/pipeline.yaml"), root.join("examples/quickstart/data/customers.csv")],
+    );
     assert_eq!(seen["nodes"], 9, "{seen}");
     assert!(seen["live_log_tick"].as_u64().is_some_and(|n| n >= 2), "{seen}");
     assert_eq!(seen["duration_ticked"], true, "{seen}");

@@ -5,15 +5,9 @@
 //! requests seen arriving live. Screenshots go to `target/ui-screenshots/manage-*.png`. Needs
 //! `scripts/setup-browser`; `SECONDROW_SKIP_BROWSER=1` skips it where no browser can be installed.
 
-use std::path::PathBuf;
-use std::process::Command;
-
 use crate::api::Server;
 use crate::support::{repo_root, Home};
-
-fn chromium() -> Option<PathBuf> {
-    ["/usr/bin/chromium", "/usr/bin/chromium-browser"].into_iter().map(PathBuf::from).find(|p| p.exists())
-}
+use crate::ui::browser_script;
 
 #[test]
 fn management_pages_in_chromium() {
@@ -21,31 +15,11 @@ fn management_pages_in_chromium() {
         eprintln!("SECONDROW_SKIP_BROWSER is set: browser test skipped");
         return;
     }
-    let python = repo_root().join(".venv-ui/bin/python");
-    assert!(python.exists(), "{} is missing: run ./scripts/setup-browser", python.display());
-    let chromium = chromium().expect("chromium is not installed: run ./scripts/setup-browser");
     let home = Home::new();
     let root = std::path::absolute(repo_root()).unwrap();
     let server = Server::start(&home, &[]);
     let shots = root.join("target/ui-screenshots");
-    let out = Command::new(std::path::absolute(python).unwrap())
-        .arg(root.join("crates/secondrow/tests/it/browser/ui_manage.py"))
-        .arg(&server.url)
-        .arg(&shots)
-        .arg(&chromium)
-        .current_dir(home.path())
-        .env("HOME", home.path())
-        .env("TMPDIR", home.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "browser test failed\nstdout:\n{stdout}\nstderr:\n{}\nserver log:\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        std::fs::read_to_string(home.path().join("server.log")).unwrap_or_default()
-    );
-    let seen: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or("{}")).unwrap();
+    let seen = browser_script(&home, &server, "ui_manage.py", &[]);
     assert_eq!(seen["versions"], 2, "{seen}");
     assert_eq!(seen["recurring_trigger"], "every 86400 s", "{seen}");
     // The clone is a real run of the uploaded version with the changed parameter, in the new experiment.
