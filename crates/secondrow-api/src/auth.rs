@@ -74,8 +74,21 @@ pub enum Caller {
 /// Middleware: resolves the [`Caller`] from `Authorization: Bearer …` (401 when auth is on and the token is
 /// missing, unknown or revoked) and hands it to the handlers as a request extension.
 pub async fn authenticate(State(s): State<AppState>, mut req: Request, next: Next) -> Response {
-    if OPEN_PATHS.contains(&req.uri().path()) {
+    // A notebook's KFP endpoint checks the notebook's secret itself, then calls the API again with the caller
+    // already resolved (a request extension, which no client can send).
+    if OPEN_PATHS.contains(&req.uri().path())
+        || req.uri().path().starts_with("/kfp-notebook/")
+        || req.extensions().get::<Caller>().is_some()
+    {
         return next.run(req).await;
+    }
+    // A browser opening a notebook sends the web UI's session cookie, not a header.
+    if req.uri().path().starts_with("/notebook/") && !req.headers().contains_key(header::AUTHORIZATION) {
+        if let Some(bearer) =
+            session_cookie(req.headers()).and_then(|t| HeaderValue::from_str(&format!("Bearer {t}")).ok())
+        {
+            req.headers_mut().insert(header::AUTHORIZATION, bearer);
+        }
     }
     let registry_path = crate::registry::is_registry_path(req.uri().path());
     match resolve(&s, req.headers()).await {
@@ -92,6 +105,19 @@ pub async fn authenticate(State(s): State<AppState>, mut req: Request, next: Nex
             resp
         }
     }
+}
+
+/// The web UI's session cookie (`secondrow_token`, set by its `/login`; HttpOnly, SameSite=Strict).
+pub(crate) fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == "secondrow_token")
+        .map(|(_, v)| v)
+        .filter(|v| !v.is_empty())
 }
 
 /// What the `Authorization` header holds.

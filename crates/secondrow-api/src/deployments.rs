@@ -63,6 +63,11 @@ impl Default for Deployments {
 }
 
 impl Deployments {
+    /// The serving listener's base URL, once it is bound.
+    pub fn url(&self) -> Option<&str> {
+        self.url.get().map(String::as_str)
+    }
+
     pub fn new(repo: Arc<Repository>) -> Deployments {
         Deployments {
             repo,

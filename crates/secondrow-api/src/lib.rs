@@ -8,6 +8,7 @@
 
 pub mod artifacts;
 pub mod auth;
+pub mod data;
 pub mod deployments;
 pub mod error;
 pub mod experiments;
@@ -16,12 +17,15 @@ pub mod healthz;
 pub mod list;
 pub mod logs;
 pub mod metrics;
+pub mod notebooks;
 pub mod openapi;
 pub mod pipelines;
 pub mod records;
 pub mod recurring_runs;
 pub mod registry;
 pub mod runs;
+pub mod training_jobs;
+pub mod tuning;
 pub mod validation;
 
 use std::collections::HashMap;
@@ -47,6 +51,8 @@ pub struct AppState {
     /// Model deployments served on the serving listener (`secondrow server --serve-port`).
     pub deployments: Arc<deployments::Deployments>,
     pub auth: Arc<auth::Auth>,
+    /// Managed JupyterLab servers (`notebooks`): their processes and settings.
+    pub notebooks: Arc<notebooks::Notebooks>,
     /// Submissions are serialized: each one reads then writes (pipeline, version, experiment, run), and
     /// SQLite refuses to upgrade a reader to a writer when another writer got in between.
     submit_lock: Arc<tokio::sync::Mutex<()>>,
@@ -60,6 +66,7 @@ impl AppState {
             metrics: Arc::new(metrics::Metrics::default()),
             deployments: Arc::new(deployments::Deployments::default()),
             auth: Arc::new(auth::Auth::default()),
+            notebooks: Arc::new(notebooks::Notebooks::default()),
             submit_lock: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
@@ -113,13 +120,17 @@ pub fn router(state: AppState) -> Router {
         .merge(logs::routes())
         .merge(records::routes())
         .merge(registry::records_routes())
+        .merge(notebooks::routes())
         .merge(openapi::routes());
-    let mut app = Router::new().nest("/apis/v2beta1", api);
+    let mut app = Router::new().nest("/apis/v2beta1", api).nest("/apis/kubeflow.org/v1beta1", tuning::routes());
     // The Kubeflow Model Registry REST API, under its own prefixes.
     for prefix in registry::PREFIXES {
         app = app.nest(prefix, registry::routes());
     }
+    app = app.nest(data::PREFIX, data::routes());
     app.merge(metrics::routes())
+        .merge(training_jobs::routes())
+        .merge(notebooks::proxy_routes())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::observe))
@@ -231,6 +242,7 @@ pub async fn recover(state: &AppState) -> ApiResult<usize> {
         tracing::info!(run_id = %run.id, state = %run.state, "resuming run after restart");
         state.supervisor.start(&run.id, true);
     }
+    training_jobs::recover(state).await?;
     Ok(unfinished.len())
 }
 

@@ -62,6 +62,13 @@ const OPERATIONS: &[(&str, &str, &str, &str, &[&str])] = &[
         "Delete a deployment version",
         &[],
     ),
+    ("post", "/notebooks", "create_notebook", "Create and start a JupyterLab notebook (SecondRow extension)", &[]),
+    ("get", "/notebooks", "list_notebooks", "List notebooks (of one namespace)", &["namespace"]),
+    ("get", "/notebooks/{namespace}/{name}", "get_notebook", "Get a notebook: state, reason, URL", &[]),
+    ("delete", "/notebooks/{namespace}/{name}", "delete_notebook", "Delete a notebook", &["keep_workspace"]),
+    ("post", "/notebooks/{namespace}/{name}/stop", "stop_notebook", "Stop a notebook (workspace kept)", &[]),
+    ("post", "/notebooks/{namespace}/{name}/start", "start_notebook", "Start a stopped notebook", &[]),
+    ("get", "/notebooks/{namespace}/{name}/logs", "notebook_logs", "The Jupyter server's log (text)", &[]),
     ("get", "/openapi.json", "get_openapi", "This document", &[]),
 ];
 

@@ -85,8 +85,18 @@ fn int64(field: &str, v: Option<&Value>) -> ApiResult<Option<i64>> {
 
 /// A parsed trigger.
 enum Trigger {
-    Cron { schedule: Box<cron::Schedule>, start: Option<i64>, end: Option<i64> },
-    Periodic { interval_ms: i64, start: Option<i64>, end: Option<i64> },
+    Cron {
+        schedule: Box<cron::Schedule>,
+        start: Option<i64>,
+        end: Option<i64>,
+    },
+    Periodic {
+        interval_ms: i64,
+        start: Option<i64>,
+        end: Option<i64>,
+    },
+    /// A new commit on a data branch (`crate::data::commit_trigger`), not a time.
+    DataCommit,
 }
 
 fn opt_time(obj: &Value, field: &str) -> ApiResult<Option<i64>> {
@@ -136,6 +146,10 @@ fn to_cron_crate(expr: &str) -> ApiResult<String> {
 }
 
 fn parse_trigger(trigger: &Value) -> ApiResult<Trigger> {
+    if let Some(d) = trigger.get("data_commit").filter(|v| !v.is_null()) {
+        crate::data::commit_trigger(d)?;
+        return Ok(Trigger::DataCommit);
+    }
     let cron_spec = trigger.get("cron_schedule").or_else(|| trigger.get("cronSchedule")).filter(|v| !v.is_null());
     let periodic =
         trigger.get("periodic_schedule").or_else(|| trigger.get("periodicSchedule")).filter(|v| !v.is_null());
@@ -184,6 +198,7 @@ impl Trigger {
     fn window(&self) -> (Option<i64>, Option<i64>) {
         match self {
             Trigger::Cron { start, end, .. } | Trigger::Periodic { start, end, .. } => (*start, *end),
+            Trigger::DataCommit => (None, None),
         }
     }
 
@@ -195,6 +210,7 @@ impl Trigger {
                 schedule.after(&t).next().map(|t| t.timestamp_millis())
             }
             Trigger::Periodic { interval_ms, .. } => after.checked_add(*interval_ms),
+            Trigger::DataCommit => None,
         }
     }
 }
@@ -340,6 +356,14 @@ async fn schedule_once(state: &AppState) -> ApiResult<()> {
                 continue;
             }
         };
+        if matches!(trigger, Trigger::DataCommit) {
+            if store.count_active_runs_of(&rr.id).await? < rr.max_concurrency {
+                if let Some((due, extra)) = crate::data::commit_due(state, &rr).await? {
+                    fire(state, &rr, due, extra).await?;
+                }
+            }
+            continue;
+        }
         let (start, end) = trigger.window();
         let base = rr.last_fire_at.unwrap_or_else(|| start.map_or(rr.created_at, |s| s - 1));
         let Some(mut due) = trigger.next_after(base) else { continue };
@@ -358,14 +382,16 @@ async fn schedule_once(state: &AppState) -> ApiResult<()> {
                 }
             }
         }
-        fire(state, &rr, due).await?;
+        fire(state, &rr, due, Map::new()).await?;
     }
     Ok(())
 }
 
-async fn fire(state: &AppState, rr: &RecurringRunRecord, due: i64) -> ApiResult<()> {
+/// Starts one run of `rr` for time `due`, with `extra` parameters over the stored ones.
+async fn fire(state: &AppState, rr: &RecurringRunRecord, due: i64, extra: Map<String, Value>) -> ApiResult<()> {
     let pipeline = validation::from_json(rr.spec.clone()).await?;
-    let params: Map<String, Value> = rr.parameters.as_object().cloned().unwrap_or_default();
+    let mut params: Map<String, Value> = rr.parameters.as_object().cloned().unwrap_or_default();
+    params.extend(extra);
     let when =
         DateTime::<Utc>::from_timestamp_millis(due).map(|t| t.format("%Y%m%d%H%M%S").to_string()).unwrap_or_default();
     let sub = Submission {

@@ -9,6 +9,7 @@
 //! The engine speaks no HTTP and draws no progress bars; it emits [`Progress`] events instead.
 
 pub mod cache;
+pub mod data_import;
 pub mod envs;
 pub mod platform;
 pub mod process;
@@ -18,6 +19,8 @@ pub mod retry;
 mod run;
 pub mod sandbox;
 pub mod task;
+pub mod training;
+pub mod tune;
 pub mod warm;
 
 use std::path::PathBuf;

@@ -332,6 +332,32 @@ pub async fn kill_orphan_group(pgid: u32, started: u64) -> bool {
     true
 }
 
+/// Kills (SIGKILL) every process whose command line names a path under `dir`: what a program left in
+/// sessions of their own (a Jupyter server's kernels, started with a connection file in its runtime folder)
+/// outlives the kill of its process group. Returns how many were killed.
+pub fn kill_processes_naming(dir: &std::path::Path) -> usize {
+    let needle = dir.as_os_str().as_encoded_bytes();
+    if needle.len() < 2 {
+        return 0;
+    }
+    let mine = std::process::id();
+    let Ok(procs) = std::fs::read_dir("/proc") else { return 0 };
+    let mut killed = 0;
+    for e in procs.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<i32>().ok()) else { continue };
+        if pid <= 1 || pid as u32 == mine {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else { continue };
+        if cmdline.windows(needle.len()).any(|w| w == needle)
+            && nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL).is_ok()
+        {
+            killed += 1;
+        }
+    }
+    killed
+}
+
 /// Whether any live (not zombie) process has process group `pgid`.
 fn group_has_live_member(pgid: i32) -> bool {
     let Ok(dir) = std::fs::read_dir("/proc") else { return false };
@@ -379,6 +405,21 @@ async fn pump(
         }
     }
     let _ = file.flush().await;
+}
+
+/// Starts `argv` in the background for good: its own process group, stdin closed, stdout and stderr appended
+/// to `log`, not killed when the caller exits (`secondrow job submit` leaves the job's supervisor running).
+/// Returns its pid.
+pub fn spawn_detached(argv: &[String], env: &[(String, String)], log: &std::path::Path) -> std::io::Result<u32> {
+    let (program, args) =
+        argv.split_first().ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty command"))?;
+    let out = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+    let err = out.try_clone()?;
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(args).envs(env.iter().map(|(k, v)| (k, v))).stdin(Stdio::null()).stdout(out).stderr(err);
+    cmd.process_group(0);
+    let child = cmd.spawn()?;
+    Ok(child.id())
 }
 
 #[cfg(test)]

@@ -11,15 +11,20 @@
 //! This crate knows nothing about scheduling; it stores what the engine tells it.
 
 mod artifact_store;
+pub mod data;
 pub mod deployments;
 mod listing;
+pub mod notebooks;
 mod records;
 mod recurring;
 pub mod registry;
 mod resources;
 mod run_list;
 mod secrets;
+mod stored_enum;
 mod tokens;
+pub mod training_jobs;
+pub mod tuning;
 
 use std::str::FromStr;
 
@@ -36,6 +41,9 @@ pub use run_list::{CmpOp, Cursor, RunColumn, RunFilter, RunListPage, RunListQuer
 pub use secondrow_error::ErrorKind;
 pub use secrets::{validate_secret_key, validate_secret_name, SecretInfo, SecretKind};
 pub use tokens::{token_digest, validate_namespace, ApiToken};
+pub use training_jobs::{
+    NewTrainingJob, ReplicaRecord, ReplicaState, ReplicaUpdate, TrainingJobRecord, TrainingJobState, TrainingJobUpdate,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

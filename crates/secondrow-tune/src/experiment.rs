@@ -524,7 +524,8 @@ impl Experiment {
             }
             (Some(spec), None) => validate_trial_spec(spec, "spec.trialTemplate.trialSpec", &t.primary_container_name)?,
         }
-        if t.primary_container_name.is_empty() {
+        let pipeline_trial = t.trial_spec.as_ref().is_some_and(is_pipeline_trial);
+        if t.primary_container_name.is_empty() && !pipeline_trial {
             return Err(TuneError::invalid("spec.trialTemplate.primaryContainerName", "is required"));
         }
         let params: HashSet<&str> = self.spec.parameters.iter().map(|p| p.name.as_str()).collect();
@@ -713,6 +714,54 @@ fn primary_container<'a>(spec: &'a serde_yaml_ng::Value, name: &str) -> Option<&
         .find(|c| c.get("name").and_then(|n| n.as_str()) == Some(name))
 }
 
+/// SecondRow's own trial kind: a compiled kfp pipeline run per trial (`apiVersion: secondrow/v1`,
+/// `kind: Pipeline`, `spec: {pipelineFile | pipelineSpec, parameters: {NAME: "${trialParameters.x}"}}`).
+pub fn is_pipeline_trial(spec: &serde_yaml_ng::Value) -> bool {
+    spec.get("apiVersion").and_then(|v| v.as_str()) == Some("secondrow/v1")
+        && spec.get("kind").and_then(|v| v.as_str()) == Some("Pipeline")
+}
+
+fn validate_pipeline_trial(spec: &serde_yaml_ng::Value, path: &str) -> Result<()> {
+    let Some(inner) = spec.get("spec").filter(|s| s.is_mapping()) else {
+        return Err(TuneError::invalid(
+            format!("{path}.spec"),
+            "is required: pipelineFile or pipelineSpec, and parameters",
+        ));
+    };
+    match (inner.get("pipelineFile"), inner.get("pipelineSpec")) {
+        (Some(_), Some(_)) => {
+            return Err(TuneError::invalid(format!("{path}.spec"), "give pipelineFile or pipelineSpec, not both"))
+        }
+        (None, None) => {
+            return Err(TuneError::invalid(
+                format!("{path}.spec.pipelineFile"),
+                "pipelineFile or pipelineSpec is required",
+            ))
+        }
+        (Some(f), None) if f.as_str().is_none_or(str::is_empty) => {
+            return Err(TuneError::invalid(format!("{path}.spec.pipelineFile"), "must be a file name"))
+        }
+        (None, Some(s)) if !s.is_mapping() => {
+            return Err(TuneError::invalid(
+                format!("{path}.spec.pipelineSpec"),
+                "must be a compiled pipeline (a mapping)",
+            ))
+        }
+        _ => {}
+    }
+    if let Some(p) = inner.get("parameters") {
+        let ok =
+            p.as_mapping().is_some_and(|m| m.iter().all(|(k, v)| k.is_string() && !v.is_mapping() && !v.is_sequence()));
+        if !ok {
+            return Err(TuneError::invalid(
+                format!("{path}.spec.parameters"),
+                "must map pipeline parameter names to values (text with ${trialParameters.x})",
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn validate_trial_spec(spec: &serde_yaml_ng::Value, path: &str, primary: &str) -> Result<()> {
     for k in ["apiVersion", "kind"] {
         if spec.get(k).and_then(|v| v.as_str()).is_none_or(str::is_empty) {
@@ -729,10 +778,16 @@ fn validate_trial_spec(spec: &serde_yaml_ng::Value, path: &str, primary: &str) -
             }
         }
     }
+    if is_pipeline_trial(spec) {
+        return validate_pipeline_trial(spec, path);
+    }
     let is_job = spec.get("apiVersion").and_then(|v| v.as_str()) == Some("batch/v1")
         && spec.get("kind").and_then(|v| v.as_str()) == Some("Job");
     if !is_job {
-        return Err(TuneError::unsupported(format!("{path}.kind"), "a trialSpec other than batch/v1 Job"));
+        return Err(TuneError::unsupported(
+            format!("{path}.kind"),
+            "a trialSpec other than batch/v1 Job or secondrow/v1 Pipeline",
+        ));
     }
     if !primary.is_empty() && primary_container(spec, primary).is_none() {
         return Err(TuneError::invalid(

@@ -369,3 +369,28 @@ fn garbage_is_a_parse_error_of_kind_invalid_input() {
     assert!(matches!(e, TuneError::Parse(_)));
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
 }
+
+#[test]
+fn a_kfp_pipeline_trial_spec_is_accepted_and_checked() {
+    let job = "    trialSpec:\n      apiVersion: batch/v1\n      kind: Job\n      spec:\n        template:\n          spec:\n            restartPolicy: Never\n            containers:\n              - name: training\n                image: example/train:1\n                command:\n                  - python3\n                  - train.py\n                  - --lr=${trialParameters.learningRate}\n                  - --depth=${trialParameters.maxDepth}\n                  - --criterion=${trialParameters.criterion}\n                  - --batch=${trialParameters.batchSize}\n";
+    let pipeline = |spec: &str| {
+        edited(
+            job,
+            &format!("    trialSpec:\n      apiVersion: secondrow/v1\n      kind: Pipeline\n      spec:\n{spec}"),
+        )
+        .replace("    primaryContainerName: training\n", "")
+    };
+    let params = "        parameters:\n          lr: ${trialParameters.learningRate}\n          depth: ${trialParameters.maxDepth}\n          criterion: ${trialParameters.criterion}\n          batch: ${trialParameters.batchSize}\n";
+    let ok = pipeline(&format!("        pipelineFile: pipeline.yaml\n{params}"));
+    Experiment::parse(&ok).unwrap();
+    let inline = pipeline(&format!("        pipelineSpec: {{pipelineInfo: {{name: p}}}}\n{params}"));
+    Experiment::parse(&inline).unwrap();
+    assert_eq!(error_path(&pipeline(params)), "spec.trialTemplate.trialSpec.spec.pipelineFile");
+    let both = pipeline(&format!("        pipelineFile: p.yaml\n        pipelineSpec: {{a: 1}}\n{params}"));
+    assert_eq!(error_path(&both), "spec.trialTemplate.trialSpec.spec");
+    let nested = pipeline("        pipelineFile: p.yaml\n        parameters:\n          lr: [1, 2]\n");
+    assert_eq!(error_path(&nested), "spec.trialTemplate.trialSpec.spec.parameters");
+    // Another kind is still unsupported.
+    let other = ok.replace("kind: Pipeline", "kind: PipelineRun");
+    assert!(matches!(Experiment::parse(&other), Err(TuneError::Unsupported { .. })));
+}

@@ -23,10 +23,13 @@ pub mod deployments;
 mod experiments;
 mod forms;
 pub mod graph;
+mod jobs;
 pub mod layout;
 mod models;
+mod notebooks;
 mod pages;
 mod recurring;
+mod tuning;
 mod uploads;
 pub mod viz;
 
@@ -95,6 +98,12 @@ pub fn router(app: AppState) -> Router {
         .route("/deployments", get(deployments::list))
         .route("/deployments/{name}/rows", get(deployments::rows))
         .route("/deployments/{name}/traffic", post(deployments::traffic))
+        .route("/tuning", get(tuning::list))
+        .route("/tuning/{ns}/{name}", get(tuning::page))
+        .route("/jobs", get(jobs::jobs))
+        .route("/jobs/{ns}/{name}", get(jobs::job))
+        .route("/notebooks", get(notebooks::list).post(notebooks::create))
+        .route("/notebooks/{ns}/{name}/do/{action}", post(notebooks::action))
         .route("/models", get(models::models))
         .route("/models/{id}", get(models::model))
         .route("/models/{id}/versions/{version}/deploy", post(models::deploy))

@@ -665,7 +665,17 @@ async fn every_page_is_in_the_top_bar() {
     let r = get(&e.app, "/runs", None).await;
     assert_eq!(
         r.attrs("header.top nav a", "href"),
-        ["/runs", "/experiments", "/pipelines", "/recurring", "/models", "/deployments"]
+        [
+            "/runs",
+            "/experiments",
+            "/pipelines",
+            "/recurring",
+            "/tuning",
+            "/jobs",
+            "/models",
+            "/deployments",
+            "/notebooks"
+        ]
     );
     assert_eq!(r.attrs("a.skip", "href"), ["#main"]);
 }

@@ -5,9 +5,12 @@
 //! input (bad YAML, unknown parameters, unknown ids, usage errors) — the table is `error::exit_code`.
 
 mod client;
+mod data;
 mod deploy;
 mod error;
+mod jobs;
 mod models;
+mod notebook;
 mod progress;
 mod remote;
 mod secrets;
@@ -16,6 +19,7 @@ mod server;
 mod shutdown;
 mod term;
 mod tokens;
+mod tune;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -77,17 +81,28 @@ enum Command {
     Deploy(deploy::DeployCommand),
     /// The model registry: registered models and versions, with lineage to runs and deployments.
     Models(models::ModelsArgs),
+    /// Versioned data repositories (Git for data): put, log, ls, get, diff, branch, revert.
+    Data(data::DataArgs),
+    /// Managed JupyterLab servers run by `secondrow server` (at /notebook/NS/NAME/): create, list, get, stop,
+    /// start, delete, logs.
+    #[command(subcommand)]
+    Notebook(notebook::NotebookCommand),
     /// Serve the Kubeflow Pipelines v2beta1 REST API (kfp.Client works against it); runs execute here.
     Server(server::ServerArgs),
     /// API tokens for `secondrow server`, each confined to one namespace.
     #[command(subcommand)]
     Tokens(tokens::TokensCommand),
+    /// Distributed training jobs (Training Operator v1 YAML: PyTorchJob, TFJob, MPIJob, JAXJob, XGBoostJob).
+    #[command(subcommand)]
+    Job(jobs::JobCommand),
     /// Secrets that kfp-kubernetes pipelines read (`use_secret_as_env`/`as_volume`), per namespace; values are never shown.
     #[command(subcommand)]
     Secrets(secrets::SecretsCommand),
     /// Config maps that kfp-kubernetes pipelines read (`use_config_map_as_env`/`as_volume`), per namespace.
     #[command(subcommand, name = "configmaps")]
     ConfigMaps(secrets::SecretsCommand),
+    /// Hyperparameter tuning with Katib Experiment YAML: `tune EXPERIMENT.yaml`, `tune list|get|trials|resume|stop`.
+    Tune(tune::TuneArgs),
     /// Print the captured stdout/stderr of a run's tasks.
     Logs {
         run_id: String,
@@ -355,6 +370,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&doc)?);
             } else {
                 print_run(&store.get_run(&run_id).await?, &store.list_tasks(&run_id).await?);
+                data::print_run_data(&store, &run_id).await?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -365,7 +381,11 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 .await
         }
         Command::Models(cmd) => models::run(&cli.settings, cmd).await,
+        Command::Data(cmd) => data::run(&cli.settings, cmd).await,
+        Command::Notebook(cmd) => notebook::run(&cli.settings, cmd).await,
         Command::Tokens(cmd) => tokens::run(&cli.settings, cmd).await,
+        Command::Tune(args) => tune::run(&cli.settings, args).await,
+        Command::Job(cmd) => jobs::run(&cli.settings, cmd).await,
         Command::Secrets(cmd) => secrets::run(&cli.settings, secondrow_store::SecretKind::Secret, cmd).await,
         Command::ConfigMaps(cmd) => secrets::run(&cli.settings, secondrow_store::SecretKind::ConfigMap, cmd).await,
         Command::Logs { run_id, task } => {

@@ -46,6 +46,8 @@ pub struct ServerArgs {
     #[arg(long)]
     no_task_sandbox: bool,
     #[command(flatten)]
+    notebooks: super::notebook::NotebookServerArgs,
+    #[command(flatten)]
     exec: ExecArgs,
     #[command(flatten)]
     serving: super::deploy::ServingArgs,
@@ -160,12 +162,17 @@ pub async fn run(settings: &Settings, args: ServerArgs) -> Result<ExitCode> {
         .await
         .with_context(|| format!("binding {}:{}", args.host, args.port))?;
     let addr = listener.local_addr()?;
+    let notebooks = super::notebook::start_notebooks(&state, &home.root, addr, &args.notebooks).await?;
     // Tests and scripts read this line to learn the port.
     println!(
         "secondrow server listening on http://{addr} (resumed {resumed} unfinished runs); deployed models on {models}"
     );
+    eprintln!("secondrow server: {notebooks}");
     // The web UI at `/` beside the API (the UI router has no fallback; the API's answers unknown paths).
     let app = secondrow_ui::router(state.clone()).merge(secondrow_api::router(state.clone()));
-    secondrow_api::serve_app(listener, state, app, &args.listener.limits(), stop).await.context("serving the API")?;
+    let served = secondrow_api::serve_app(listener, state.clone(), app, &args.listener.limits(), stop).await;
+    // The notebooks stop with the server; their rows stay up, so the next start brings them back.
+    state.notebooks.kill_all().await;
+    served.context("serving the API")?;
     Ok(ExitCode::SUCCESS)
 }

@@ -383,7 +383,17 @@ impl RunDriver {
             (Some(other), None) => Err(format!("importer URI is not a string: {other}")),
             (None, None) => Err("importer has no URI".to_owned()),
         };
+        // A data version (`secondrow://data/NAME@REF…`) resolves to a commit of the run's namespace now.
+        let mut data_source = None;
         let uri = match uri {
+            Ok(u) if u.starts_with(crate::data_import::SCHEME) => {
+                crate::data_import::resolve(&self.inner.store, &self.inner.artifacts, &self.run.namespace, &u)
+                    .await
+                    .map(|r| {
+                        data_source = Some(r.source);
+                        r.uri
+                    })
+            }
             Ok(u) => authorize_uri(&self.inner, &self.run.namespace, &u).await.map(|()| u),
             Err(e) => Err(e),
         };
@@ -403,6 +413,10 @@ impl RunDriver {
             schema: importer.type_schema.clone(),
             metadata: importer.metadata.clone().unwrap_or_else(|| json!({})),
         };
+        let mut artifact = artifact;
+        if let (Some(source), Some(meta)) = (data_source, artifact.metadata.as_object_mut()) {
+            meta.insert(crate::data_import::METADATA_KEY.to_owned(), source);
+        }
         let mut outputs = IoValues::default();
         outputs.artifacts.insert(output_name, vec![artifact]);
         self.finish_leaf(id, TaskState::Succeeded, None, Some(outputs)).await

@@ -2,14 +2,14 @@
 //! header-read timeout (a connection that does not finish its request head in time, or idles that long
 //! between requests, is closed) and a cap on open connections (past it, new ones wait in the kernel's
 //! backlog until one closes). Slow or stalled clients therefore hold at most `max_connections` sockets
-//! for at most `header_read_timeout` each; a graceful shutdown finishes the requests in flight.
+//! for at most `header_read_timeout` each; a graceful shutdown finishes the requests in flight. Connections
+//! may be upgraded (the notebook proxy's WebSockets); an upgraded connection leaves the accept loop's count.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::sync::Semaphore;
 
@@ -43,7 +43,9 @@ pub async fn serve_router(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let graceful = GracefulShutdown::new();
+    // Told to every connection at shutdown; each then finishes its request in flight and closes.
+    let (closing, _) = tokio::sync::watch::channel(false);
+    let max = limits.max_connections.max(1);
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
     let mut shutdown = std::pin::pin!(shutdown);
@@ -69,15 +71,27 @@ pub async fn serve_router(
         // Responses are written whole; Nagle would only hold the last segment back.
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(app.clone());
-        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        // With upgrades: the API server's notebook proxy joins WebSocket connections to the notebooks.
+        let connection = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
+        let mut close = closing.subscribe();
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            let mut connection = std::pin::pin!(connection);
+            let result = tokio::select! {
+                r = connection.as_mut() => r,
+                _ = close.changed() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(e) = result {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
             drop(slot);
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    let _ = closing.send(true);
+    // Every connection gave its slot back: the requests in flight are finished.
+    let _ = slots.acquire_many(u32::try_from(max).unwrap_or(u32::MAX)).await;
     Ok(())
 }

@@ -142,21 +142,8 @@ fn rest(url: &str, method: &str, path: &str, token: Option<&str>, body: &str) ->
 
 /// One JSON request to any path of the server with an optional bearer token.
 fn http(url: &str, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, Value) {
-    let addr = url.trim_start_matches("http://");
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let auth = token.map(|t| format!("authorization: Bearer {t}\r\n")).unwrap_or_default();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\n{auth}content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).unwrap();
-    let text = String::from_utf8_lossy(&response).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    let (status, body) = raw_http(url, method, path, token, "application/json", body);
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
 }
 
 /// One HTTP/1.1 request to the web UI (with a CSRF cookie): status, `Location` and body text.
