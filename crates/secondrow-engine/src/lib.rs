@@ -11,6 +11,7 @@
 pub mod cache;
 pub mod data_import;
 pub mod envs;
+pub mod kubernetes;
 pub mod platform;
 pub mod process;
 pub mod python;
@@ -205,6 +206,8 @@ pub(crate) struct Inner {
     pub python: tokio::sync::OnceCell<python::PythonEnv>,
     pub warm: warm::WarmPool,
     pub envs: envs::EnvManager,
+    /// Set when attempts run as Kubernetes Pods instead of local processes.
+    pub kube: Option<Arc<kubernetes::KubeExecutor>>,
 }
 
 /// The engine. Cheap to clone.
@@ -215,13 +218,26 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(store: Store, artifacts: ArtifactStore, config: EngineConfig) -> Engine {
+        Engine::with_executor(store, artifacts, config, None)
+    }
+
+    /// An engine whose task attempts run as Pods through `kube` (local processes when `None`).
+    pub fn with_executor(
+        store: Store,
+        artifacts: ArtifactStore,
+        config: EngineConfig,
+        kube: Option<kubernetes::KubeExecutor>,
+    ) -> Engine {
+        let kube = kube.map(Arc::new);
         let slots = Arc::new(Semaphore::new(config.parallelism.max(1)));
         let warm = warm::WarmPool::new(config.work_dir.clone());
         let mut envs = envs::EnvManager::new(config.envs_dir.clone());
         if config.sandbox.enabled {
             envs = envs.sandboxed(config.sandbox.task_user);
         }
-        Engine { inner: Arc::new(Inner { store, artifacts, config, slots, python: Default::default(), warm, envs }) }
+        Engine {
+            inner: Arc::new(Inner { store, artifacts, config, slots, python: Default::default(), warm, envs, kube }),
+        }
     }
 
     pub fn store(&self) -> &Store {

@@ -91,6 +91,7 @@ classified!(
     secondrow_store::registry::RegistryError,
     secondrow_store::data::DataError,
     secondrow_engine::EngineError,
+    secondrow_engine::kubernetes::KubeError,
     secondrow_engine::tune::TuningError,
     secondrow_ml::Error,
     secondrow_serve::Error,

@@ -9,6 +9,7 @@ mod data;
 mod deploy;
 mod error;
 mod jobs;
+mod k8s;
 mod models;
 mod notebook;
 mod progress;
@@ -149,6 +150,8 @@ struct ExecArgs {
     /// Print the final run as JSON on stdout.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    kube: k8s::KubeArgs,
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -303,7 +306,8 @@ impl Home {
             sandbox,
             max_loop_items: exec.max_loop_items,
         };
-        Ok(Engine::new(self.store().await?, self.artifacts()?, config))
+        let kube = exec.kube.executor().await?;
+        Ok(Engine::with_executor(self.store().await?, self.artifacts()?, config, kube))
     }
 }
 

@@ -13,13 +13,16 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use secondrow_spec::graph::{ContainerPlan, TaskPlan};
+use secondrow_spec::graph::{ContainerPlan, PlanKind, TaskPlan};
 use secondrow_spec::ir::{ComponentSpec, ImporterSpec};
 use secondrow_spec::lightweight;
+use secondrow_spec::resources::ResolvedResource;
+use secondrow_spec::value;
 use secondrow_store::{new_id, NewArtifact, TaskFinish, TaskState};
 
 use super::nodes::{NodeId, Phase, PythonPlan};
 use super::{to_json, RunDriver};
+use crate::kubernetes::{KubeExecutor, PodEnd, PodPlatform, PodRequest};
 use crate::process::{self, Exit, LogLine, ProcessJob};
 use crate::python::PythonEnv;
 use crate::sandbox::{self, Access, ImportError, ImportPolicy, TaskSandbox};
@@ -48,6 +51,18 @@ struct Attempt {
     /// The run's namespace (output artifact URIs a task reports must be authorized for it).
     namespace: String,
     task_id: String,
+    /// Set when the attempt runs as a Kubernetes Pod.
+    pod: Option<PodJob>,
+}
+
+/// What a Pod of the attempt is made of besides the prepared command.
+struct PodJob {
+    run_id: String,
+    task_path: String,
+    image: String,
+    /// The container's resources, resolved from the task's inputs.
+    resources: std::result::Result<Vec<ResolvedResource>, String>,
+    platform: Arc<PodPlatform>,
 }
 
 impl RunDriver {
@@ -95,7 +110,12 @@ impl RunDriver {
         let task_id = self.record_start(id).await?;
         self.tree[id].task_id = Some(task_id.clone());
         task::fill_task_uuid(&mut self.tree[id].inputs, &task_id);
-        if let Some(cfg) = &container.platform {
+        if let (Some(cfg), Some(_)) = (&container.platform, &self.inner.kube) {
+            match self.resolve_pod_platform(id, cfg) {
+                Ok(p) => self.tree[id].exec.pod_platform = Some(Arc::new(p)),
+                Err(e) => return self.fail_leaf(id, e).await,
+            }
+        } else if let Some(cfg) = &container.platform {
             match self.prepare_platform(id, cfg).await {
                 Ok(p) => self.tree[id].exec.platform = Some(Arc::new(p)),
                 Err(e) => return self.fail_leaf(id, e).await,
@@ -103,7 +123,9 @@ impl RunDriver {
         }
         // Mounts, a kill timer and redacted logs need a process of the task's own.
         let own_process = self.tree[id].exec.platform.as_ref().is_some_and(|p| p.needs_own_process());
-        let python = if container.parsed.is_lightweight_python {
+        // In a Pod, a lightweight component runs in its own image, the compiled command unchanged (its
+        // prelude installs kfp when the image lacks it, as upstream).
+        let python = if container.parsed.is_lightweight_python && self.inner.kube.is_none() {
             let base = self.python_env().await;
             // Without kfp in the base Python, the compiled prelude (pip install) has to stay, and runs cold.
             let provided = base.has_kfp;
@@ -264,6 +286,21 @@ impl RunDriver {
             inner: self.inner.clone(),
             namespace: self.run.namespace.clone(),
             task_id: n.task_id.clone().unwrap_or_default(),
+            pod: self.inner.kube.as_ref().map(|_| PodJob {
+                run_id: self.run.id.clone(),
+                task_path: n.path.clone(),
+                image: match &plan.kind {
+                    PlanKind::Container(c) => c.container.image.clone(),
+                    _ => String::new(),
+                },
+                resources: match &plan.kind {
+                    PlanKind::Container(c) => {
+                        c.resources.resolve(&|name| n.inputs.parameters.get(name).map(value::channel_text))
+                    }
+                    _ => Ok(Vec::new()),
+                },
+                platform: n.exec.pod_platform.clone().unwrap_or_default(),
+            }),
         };
         self.running.spawn(async move { (id, attempt.run().await) });
     }
@@ -524,8 +561,54 @@ impl Attempt {
         Ok(())
     }
 
+    /// Runs the attempt as a Pod and reads its outputs from the shared artifact root.
+    async fn launch_pod(self, kube: &KubeExecutor, job: &PodJob) -> AttemptResult {
+        let resources = match &job.resources {
+            Ok(r) => r,
+            Err(e) => return AttemptResult::Finished(Err(e.clone())),
+        };
+        let shared = [self.inner.artifacts.root().to_path_buf()];
+        let working_dir = self.job.cwd.to_string_lossy().into_owned();
+        let settings = kube.settings();
+        let request = PodRequest {
+            namespace: kube.namespace(),
+            run_id: &job.run_id,
+            task_id: &self.task_id,
+            task_path: &job.task_path,
+            attempt: self.number,
+            image: &job.image,
+            argv: &self.job.argv,
+            env: &self.job.env,
+            working_dir: Some(&working_dir),
+            resources,
+            platform: &job.platform,
+            shared_dirs: &shared,
+            node_name: settings.node_name.as_deref(),
+            service_account: settings.service_account.as_deref(),
+        };
+        let pod = match crate::kubernetes::pod::build(&request) {
+            Ok(p) => p,
+            Err(e) => return AttemptResult::Finished(Err(e.to_string())),
+        };
+        let end = kube.run(pod, &job.run_id, &job.task_path, &self.job.stdout_log, self.cancel.clone()).await;
+        match end {
+            PodEnd::Canceled => AttemptResult::Canceled,
+            PodEnd::Failed(m) => AttemptResult::Finished(Err(with_stderr_tail(m, &self.job.stdout_log))),
+            PodEnd::Succeeded => {
+                let outputs = task::collect_outputs(&self.component, &self.prepared).map_err(|e| e.to_string());
+                AttemptResult::Finished(match outputs {
+                    Ok(o) => self.authorize_outputs(o).await,
+                    Err(e) => Err(e),
+                })
+            }
+        }
+    }
+
     /// Runs the process (in a warm worker for warm lightweight components) and reads its outputs.
     async fn launch(mut self, python_exe: Option<PathBuf>) -> AttemptResult {
+        if let (Some(kube), Some(job)) = (self.inner.kube.clone(), self.pod.take()) {
+            return self.launch_pod(&kube, &job).await;
+        }
         let stderr_log = self.job.stderr_log.clone();
         let argv = self.job.argv.clone();
         if let Some(sb) = &mut self.job.sandbox {

@@ -183,6 +183,12 @@ impl RunDriver {
             }
         }
         if self.canceling {
+            // Pods this engine did not start (an earlier execution's) go too.
+            if let Some(kube) = &self.inner.kube {
+                if let Err(e) = kube.delete_run_pods(&run_id).await {
+                    tracing::warn!("run {run_id}: {e}");
+                }
+            }
             for n in self.tree.iter_mut() {
                 if n.phase != Phase::Done {
                     n.phase = Phase::Done;

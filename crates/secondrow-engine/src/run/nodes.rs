@@ -101,6 +101,8 @@ pub(super) struct Execution {
     /// kfp-kubernetes settings prepared for the task (env, mounts, timeout); dropped when it finishes,
     /// which removes its secret files.
     pub platform: Option<Arc<crate::platform::TaskPlatform>>,
+    /// The same settings with names resolved, for a Pod (the Kubernetes executor).
+    pub pod_platform: Option<Arc<crate::kubernetes::PodPlatform>>,
 }
 
 pub(super) struct Node {

@@ -9,6 +9,7 @@ use secondrow_store::TaskState;
 
 use super::nodes::NodeId;
 use super::RunDriver;
+use crate::kubernetes::{EnvRef, PodPlatform, VolumeRef};
 use crate::platform::{self, TaskIdentity, TaskPlatform};
 use crate::task::IoValues;
 use crate::Result;
@@ -57,6 +58,48 @@ impl RunDriver {
         )
         .await
         .map_err(|e| e.to_string())
+    }
+
+    /// The settings for a Pod: every name resolved, nothing fetched (the cluster holds the secrets, config
+    /// maps and claims).
+    pub(super) fn resolve_pod_platform(
+        &self,
+        id: NodeId,
+        cfg: &PlatformConfig,
+    ) -> std::result::Result<PodPlatform, String> {
+        let name = |what: &str, src: &NameSource| self.resolve_name(id, src).map_err(|e| format!("{what} name: {e}"));
+        let mut out = PodPlatform {
+            scratch_mounts: cfg.scratch_mounts.clone(),
+            field_env: cfg.field_env.clone(),
+            timeout_seconds: cfg.timeout_seconds,
+            kubernetes_only: cfg.kubernetes_only.clone(),
+            ..Default::default()
+        };
+        for m in &cfg.pvc_mounts {
+            out.pvc_mounts.push((name("PVC", &m.name)?, m.mount_path.clone()));
+        }
+        for e in &cfg.env {
+            let object = name(e.kind.noun(), &e.name)?;
+            for (key, var) in &e.key_to_env {
+                out.env.push(EnvRef {
+                    kind: e.kind,
+                    object: object.clone(),
+                    key: key.clone(),
+                    var: var.clone(),
+                    optional: e.optional,
+                });
+            }
+        }
+        for v in &cfg.volumes {
+            let object = name(v.kind.noun(), &v.name)?;
+            out.volumes.push(VolumeRef {
+                kind: v.kind,
+                object,
+                mount_path: v.mount_path.clone(),
+                optional: v.optional,
+            });
+        }
+        Ok(out)
     }
 
     /// Settings only Kubernetes applies are recorded at the top of the task's stdout log, so a user sees

@@ -16,6 +16,8 @@ mod jobs;
 mod kfp_artifacts;
 mod kfp_compat;
 mod kfp_kubernetes;
+mod kube;
+mod kube_support;
 mod notebooks;
 mod registry;
 mod remote;

@@ -1,0 +1,225 @@
+//! `--executor kubernetes` against a real kube-apiserver (see `kube_support`): pipelines run as one Pod per
+//! task attempt, the Pods' specs are what the components ask for, and bad input (no kubeconfig, no API
+//! server, a token without rights, an invalid image, a Pod that never starts) fails clearly.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::kube_support::{Cluster, NODE, WEAK_TOKEN};
+use crate::support::{samples_dir, Home};
+
+/// The executor flags for `cluster` (Pods bound to the test kubelet's node, kept for inspection).
+fn kube_flags(kubeconfig: &Path) -> Vec<String> {
+    [
+        "--executor",
+        "kubernetes",
+        "--kubeconfig",
+        &kubeconfig.to_string_lossy(),
+        "--kube-node-name",
+        NODE,
+        "--pod-deletion",
+        "never",
+        "--parallelism",
+        "8",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+fn run(home: &Home, yaml: &Path, flags: &[String], extra: &[&str]) -> (i32, crate::support::RunDoc) {
+    let mut args: Vec<&str> = flags.iter().map(String::as_str).collect();
+    args.extend_from_slice(extra);
+    home.run(yaml, &args)
+}
+
+fn container(pod: &Value) -> &Value {
+    &pod["spec"]["containers"][0]
+}
+
+#[test]
+fn samples_and_quickstart_run_as_pods() {
+    let Some(cluster) = Cluster::start() else { return };
+    let home = Home::new();
+    let flags = kube_flags(&cluster.kubeconfig);
+
+    // Container components (shell in `alpine`): every placeholder kind, resources and env.
+    let yaml = home.compile_sample("container_shell");
+    let (code, doc) = run(&home, &yaml, &flags, &[]);
+    assert_eq!(code, 0, "{:#}\n{}", doc.0, cluster.logs());
+    assert_eq!(doc.state(), "SUCCEEDED");
+    assert_eq!(doc.output("text"), "ababab");
+    let pods = cluster.pods(&format!("secondrow.dev/run={}", doc.id()));
+    assert!(pods.len() >= 6, "one Pod per task: {}", pods.len());
+    for pod in &pods {
+        assert_eq!(container(pod)["image"], "alpine");
+        assert_eq!(pod["spec"]["nodeName"], NODE);
+        assert_eq!(pod["status"]["phase"], "Succeeded");
+        assert_eq!(pod["metadata"]["labels"]["secondrow.dev/attempt"], "1");
+        assert_eq!(pod["metadata"]["labels"]["app.kubernetes.io/managed-by"], "secondrow");
+    }
+    let env_pod = pods
+        .iter()
+        .find(|p| p["metadata"]["annotations"]["secondrow.dev/task-path"] == "env-echo")
+        .unwrap_or_else(|| panic!("no Pod for env-echo: {pods:#?}"));
+    let limits = &container(env_pod)["resources"]["limits"];
+    assert_eq!(limits["cpu"], "1");
+    assert_eq!(limits["memory"], "256M");
+    assert_eq!(limits["nvidia.com/gpu"], "1");
+    let env = container(env_pod)["env"].as_array().unwrap();
+    assert!(env.iter().any(|e| e["name"] == "GREETING" && e["value"] == "hola"), "{env:?}");
+    // The log came through the API (the API server proxies pods/log to the test kubelet).
+    let logs = home.output(&["logs", &doc.id()]);
+    let text = String::from_utf8_lossy(&logs.stdout);
+    assert!(text.contains("hola"), "{text}");
+
+    // Built-in components (the quickstart), the loops and conditions samples: the same driver on Pods.
+    let quickstart = crate::support::repo_root().join("examples/quickstart");
+    let source = format!("source={}", quickstart.join("data/customers.csv").display());
+    let (code, doc) = run(&home, &quickstart.join("pipeline.yaml"), &flags, &["-p", &source]);
+    assert_eq!(code, 0, "{:#}\n{}", doc.0, cluster.logs());
+    assert_eq!(doc.state(), "SUCCEEDED");
+    for name in ["conditions", "loops"] {
+        let yaml = home.compile(&samples_dir().join(format!("{name}.py")));
+        let (_, doc) = run(&home, &yaml, &flags, &[]);
+        assert_eq!(doc.state(), "SUCCEEDED", "{name}: {:#}\n{}", doc.0, cluster.logs());
+    }
+}
+
+/// A pipeline of one shell task in `image`.
+fn one_task(home: &Home, image: &str) -> std::path::PathBuf {
+    let yaml = format!(
+        r#"pipelineInfo: {{name: one-task}}
+root:
+  dag:
+    tasks:
+      hello:
+        taskInfo: {{name: hello}}
+        componentRef: {{name: comp-hello}}
+components:
+  comp-hello:
+    executorLabel: exec-hello
+deploymentSpec:
+  executors:
+    exec-hello:
+      container:
+        image: "{image}"
+        command: [sh, -c, "echo hello from the pod"]
+schemaVersion: 2.1.0
+sdkVersion: kfp-2.7.0
+"#
+    );
+    let path = home.path().join(format!("one-task-{}.yaml", image.len()));
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+#[test]
+fn bad_cluster_settings_fail_clearly() {
+    let home = Home::new();
+    let yaml = one_task(&home, "alpine");
+    // No kubeconfig where one is named: a caller error (exit 2), before any run is recorded.
+    let missing = home.path().join("no-such-kubeconfig");
+    let (code, out) = {
+        let out = home.output(&[
+            "run",
+            &yaml.to_string_lossy(),
+            "--executor",
+            "kubernetes",
+            "--kubeconfig",
+            &missing.to_string_lossy(),
+        ]);
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("no-such-kubeconfig") && out.contains("no such file"), "{out}");
+    // No API server at the configured address.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dead = home.path().join("dead-kubeconfig");
+    std::fs::write(&dead, crate::kube_support::kubeconfig_text(&format!("https://127.0.0.1:{port}"), "x")).unwrap();
+    let out = home.output(&[
+        "run",
+        &yaml.to_string_lossy(),
+        "--executor",
+        "kubernetes",
+        "--kubeconfig",
+        &dead.to_string_lossy(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("unreachable") && err.contains(&port.to_string()), "{err}");
+    assert_eq!(home.runs_json().as_array().map(Vec::len).unwrap_or(0), 0, "no run was recorded");
+}
+
+#[test]
+fn bad_input_on_a_real_api_server_fails_the_run_with_the_reason() {
+    let Some(cluster) = Cluster::start() else { return };
+    let home = Home::new();
+    let flags = kube_flags(&cluster.kubeconfig);
+
+    // A token without rights: the run fails and says the API server refused.
+    let weak = kube_flags(&cluster.kubeconfig_for(WEAK_TOKEN));
+    let (code, doc) = run(&home, &one_task(&home, "alpine"), &weak, &[]);
+    assert_ne!(code, 0);
+    assert_eq!(doc.state(), "FAILED");
+    let err = doc.task("hello")["error"].as_str().unwrap_or_default().to_owned();
+    assert!(err.contains("refused") && err.contains("forbidden"), "{err}");
+
+    // An invalid image name: refused before a Pod is made.
+    let (_, doc) = run(&home, &one_task(&home, "Not A Valid/Image"), &flags, &[]);
+    assert_eq!(doc.state(), "FAILED");
+    let err = doc.task("hello")["error"].as_str().unwrap_or_default().to_owned();
+    assert!(err.contains("invalid image name `Not A Valid/Image`"), "{err}");
+
+    // A Pod no node runs: pending past the timeout, then the run fails with the reason; the Pod is gone.
+    let mut nowhere = flags.clone();
+    let i = nowhere.iter().position(|f| f == NODE).unwrap();
+    nowhere[i] = "no-such-node".into();
+    nowhere.extend(["--pod-pending-timeout".into(), "2".into()]);
+    let (_, doc) = run(&home, &one_task(&home, "alpine"), &nowhere, &[]);
+    assert_eq!(doc.state(), "FAILED");
+    let err = doc.task("hello")["error"].as_str().unwrap_or_default().to_owned();
+    assert!(err.contains("still pending after 2s"), "{err}");
+
+    // Other runs are unaffected: the same pipeline with good settings succeeds.
+    let (code, doc) = run(&home, &one_task(&home, "alpine"), &flags, &[]);
+    assert_eq!(code, 0, "{:#}\n{}", doc.0, cluster.logs());
+    let logs = home.output(&["logs", &doc.id()]);
+    assert!(String::from_utf8_lossy(&logs.stdout).contains("hello from the pod"));
+}
+
+/// The deploy manifests (`deploy/kubernetes`, rendered by kustomize): valid against the Kubernetes schema
+/// and accepted by the API server's validation and admission (server-side dry run).
+#[test]
+fn deploy_manifests_validate_and_apply() {
+    let root = crate::support::repo_root();
+    let validate = root.join(".venv-k8s/bin/kubernetes-validate");
+    if !validate.exists() {
+        eprintln!("note: .venv-k8s is missing; the manifest test is skipped (scripts/test makes it)");
+        return;
+    }
+    let Some(cluster) = Cluster::start() else { return };
+    let rendered = cluster.dir.path().join("secondrow.yaml");
+    let out =
+        std::process::Command::new("kubectl").arg("kustomize").arg(root.join("deploy/kubernetes")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::write(&rendered, &out.stdout).unwrap();
+    let kinds = String::from_utf8_lossy(&out.stdout).matches("\nkind: ").count() + 1;
+    assert!(kinds >= 6, "{kinds} objects");
+    let out = std::process::Command::new(&validate).arg("--strict").arg(&rendered).output().unwrap();
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = cluster.kubectl(&["apply", "--dry-run=server", "-f", &rendered.to_string_lossy()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    for object in
+        ["deployment.apps/secondrow", "service/secondrow", "role.rbac.authorization.k8s.io/secondrow-executor"]
+    {
+        assert!(text.contains(object), "{text}");
+    }
+    // The same check refuses a broken manifest (a quantity that is not one).
+    let broken = cluster.dir.path().join("broken.yaml");
+    std::fs::write(&broken, std::fs::read_to_string(&rendered).unwrap().replace("memory: 256Mi", "memory: lots"))
+        .unwrap();
+    let out = cluster.kubectl(&["apply", "--dry-run=server", "-f", &broken.to_string_lossy()]);
+    assert!(!out.status.success(), "a bad quantity was accepted");
+}
