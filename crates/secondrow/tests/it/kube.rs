@@ -3,11 +3,12 @@
 //! server, a token without rights, an invalid image, a Pod that never starts) fails clearly.
 
 use std::path::Path;
+use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::kube_support::{Cluster, NODE, WEAK_TOKEN};
-use crate::support::{samples_dir, Home};
+use crate::support::{raw_http, samples_dir, wait_for, Home};
 
 /// The executor flags for `cluster` (Pods bound to the test kubelet's node, kept for inspection).
 fn kube_flags(kubeconfig: &Path) -> Vec<String> {
@@ -82,31 +83,24 @@ fn samples_and_quickstart_run_as_pods() {
     }
 }
 
-/// A pipeline of one shell task in `image`.
+/// A pipeline spec of one task running `script` with `sh -c` in `image`.
+fn one_task_spec(image: &str, script: &str) -> Value {
+    serde_json::json!({
+        "pipelineInfo": {"name": "one-task"},
+        "root": {"dag": {"tasks": {"hello": {"taskInfo": {"name": "hello"}, "componentRef": {"name": "comp-hello"}}}}},
+        "components": {"comp-hello": {"executorLabel": "exec-hello"}},
+        "deploymentSpec": {"executors": {"exec-hello": {"container": {
+            "image": image, "command": ["sh", "-c", script]
+        }}}},
+        "schemaVersion": "2.1.0",
+        "sdkVersion": "kfp-2.7.0"
+    })
+}
+
+/// A pipeline file of one shell task in `image` (JSON is YAML).
 fn one_task(home: &Home, image: &str) -> std::path::PathBuf {
-    let yaml = format!(
-        r#"pipelineInfo: {{name: one-task}}
-root:
-  dag:
-    tasks:
-      hello:
-        taskInfo: {{name: hello}}
-        componentRef: {{name: comp-hello}}
-components:
-  comp-hello:
-    executorLabel: exec-hello
-deploymentSpec:
-  executors:
-    exec-hello:
-      container:
-        image: "{image}"
-        command: [sh, -c, "echo hello from the pod"]
-schemaVersion: 2.1.0
-sdkVersion: kfp-2.7.0
-"#
-    );
     let path = home.path().join(format!("one-task-{}.yaml", image.len()));
-    std::fs::write(&path, yaml).unwrap();
+    std::fs::write(&path, one_task_spec(image, "echo hello from the pod").to_string()).unwrap();
     path
 }
 
@@ -221,4 +215,59 @@ fn deploy_manifests_validate_and_apply() {
         .unwrap();
     let out = cluster.kubectl(&["apply", "--dry-run=server", "-f", &broken.to_string_lossy()]);
     assert!(!out.status.success(), "a bad quantity was accepted");
+}
+
+/// Submits a run of `spec` to the server; its id.
+fn submit(server: &crate::api::Server, spec: &Value) -> String {
+    let body = serde_json::json!({"display_name": "k8s", "pipeline_spec": spec}).to_string();
+    let (status, text) = raw_http(&server.url, "POST", "/apis/v2beta1/runs", None, "application/json", &body);
+    assert_eq!(status, 200, "{text}");
+    let run: Value = serde_json::from_str(&text).unwrap();
+    run["run_id"].as_str().unwrap().to_owned()
+}
+
+fn run_state(server: &crate::api::Server, id: &str) -> String {
+    let (_, text) = raw_http(&server.url, "GET", &format!("/apis/v2beta1/runs/{id}"), None, "application/json", "");
+    let run: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    run["state"].as_str().unwrap_or_default().to_owned()
+}
+
+fn running_pod(cluster: &Cluster, run_id: &str) -> Value {
+    wait_for(Duration::from_secs(60), || {
+        cluster.pods(&format!("secondrow.dev/run={run_id}")).into_iter().find(|p| p["status"]["phase"] == "Running")
+    })
+}
+
+/// A server killed with a task's Pod running: the next server adopts that Pod (the command runs once) and
+/// the run succeeds. Terminating a run deletes its Pods.
+#[test]
+fn a_restarted_server_adopts_running_pods_and_terminate_deletes_them() {
+    let Some(cluster) = Cluster::start() else { return };
+    let home = Home::new();
+    let flags = kube_flags(&cluster.kubeconfig);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let marker = home.path().join("started.txt");
+    let script = format!("echo started >> {}; sleep 3; echo finished", marker.display());
+
+    let server = crate::api::Server::start(&home, &flags);
+    let id = submit(&server, &one_task_spec("alpine", &script));
+    let pod = running_pod(&cluster, &id);
+    drop(server); // SIGKILL, with the Pod running
+    let server = crate::api::Server::start(&home, &flags);
+    wait_for(Duration::from_secs(60), || (run_state(&server, &id) == "SUCCEEDED").then_some(()));
+    let started = std::fs::read_to_string(&marker).unwrap();
+    assert_eq!(started.lines().count(), 1, "the command ran once: {started:?}");
+    let pods = cluster.pods(&format!("secondrow.dev/run={id}"));
+    assert_eq!(pods.len(), 1, "no second Pod was made");
+    assert_eq!(pods[0]["metadata"]["uid"], pod["metadata"]["uid"]);
+    assert_eq!(pods[0]["status"]["phase"], "Succeeded");
+
+    let id = submit(&server, &one_task_spec("alpine", "sleep 120"));
+    running_pod(&cluster, &id);
+    let (status, text) =
+        raw_http(&server.url, "POST", &format!("/apis/v2beta1/runs/{id}:terminate"), None, "application/json", "{}");
+    assert_eq!(status, 200, "{text}");
+    wait_for(Duration::from_secs(60), || (run_state(&server, &id) == "CANCELED").then_some(()));
+    // Deleted through the kubelet (the process is killed, then the Pod removed).
+    wait_for(Duration::from_secs(60), || cluster.pods(&format!("secondrow.dev/run={id}")).is_empty().then_some(()));
 }
