@@ -10,7 +10,8 @@
 # step every 10 s by default (DEFAULT_REQUEUE_TIME; argo-workflows issue 12381), and a user's 14-step
 # workflow spent 148 s of 281 s between steps, about 10 s per step (argo-workflows issue 6262).
 #
-# Usage: bench/k8s/run.sh [REPEAT] [CHAINS] [LENGTH]   (needs .venv-test and scripts/kube-apiserver's binary)
+# Usage: bench/k8s/run.sh [REPEAT] [CHAINS] [LENGTH]   (needs .venv-test and scripts/kube-apiserver's binary;
+#        SECONDROW_BIN=PATH uses that binary instead of building the release one)
 # Numbers are only meaningful on a quiet machine.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -18,8 +19,11 @@ repeat="${1:-1}"; chains="${2:-100}"; length="${3:-10}"
 tasks=$((chains * length))
 py="$PWD/.venv-test/bin/python"
 apiserver="${SECONDROW_TEST_KUBE_APISERVER:-$(./scripts/kube-apiserver)}"
-cargo build --release --locked --bin secondrow >/dev/null 2>&1
-bin="$PWD/target/release/secondrow"
+# SECONDROW_BIN: a binary built already (a quick check of this script with a debug build).
+if [ -z "${SECONDROW_BIN:-}" ]; then
+    cargo build --release --locked --bin secondrow >/dev/null 2>&1
+fi
+bin="${SECONDROW_BIN:-$PWD/target/release/secondrow}"
 work="$(mktemp -d)"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
