@@ -149,6 +149,21 @@ pub enum DeployCommand {
         #[arg(long)]
         version: Option<String>,
     },
+    /// Print a Deployment and a Service running `secondrow serve` with NAME's versions, as YAML for
+    /// `kubectl apply -f -` (the model files are read from the server's data volume, mounted read-only).
+    Manifest {
+        name: String,
+        #[arg(long, default_value = "secondrow:latest")]
+        image: String,
+        /// The PersistentVolumeClaim holding the server's home (deploy/kubernetes names it secondrow-data).
+        #[arg(long, default_value = "secondrow-data")]
+        data_claim: String,
+        /// Where that claim is mounted in the server: the model paths start there.
+        #[arg(long, default_value = "/var/lib/secondrow")]
+        data_path: String,
+        #[arg(long, default_value_t = 1)]
+        replicas: u32,
+    },
 }
 
 /// Runs a deploy command; `remote` is `--server` and `--token` when given.
@@ -254,6 +269,11 @@ pub async fn run(
             }
             let doc = target.update(&name, &TrafficUpdate { default_version, canary }).await?;
             print_deployment(&doc, json)?;
+        }
+        DeployCommand::Manifest { name, image, data_claim, data_path, replicas } => {
+            use crate::serve_manifest::{manifests, to_yaml, ManifestOptions};
+            let opts = ManifestOptions { image: &image, data_claim: &data_claim, data_path: &data_path, replicas };
+            print!("{}", to_yaml(&manifests(&target.get(&name).await?, &opts)?)?);
         }
         DeployCommand::Delete { name, version } => {
             target.delete(&name, version.as_deref()).await?;

@@ -16,6 +16,7 @@ mod progress;
 mod remote;
 mod secrets;
 mod serve;
+mod serve_manifest;
 mod server;
 mod shutdown;
 mod term;

@@ -271,3 +271,38 @@ fn a_restarted_server_adopts_running_pods_and_terminate_deletes_them() {
     // Deleted through the kubelet (the process is killed, then the Pod removed).
     wait_for(Duration::from_secs(60), || cluster.pods(&format!("secondrow.dev/run={id}")).is_empty().then_some(()));
 }
+
+/// `deploy manifest`: a deployment's Deployment + Service running `secondrow serve`, valid against the schema
+/// and accepted by the API server (server-side dry run); a name Kubernetes refuses is a caller error.
+#[test]
+fn serving_manifests_validate_and_apply() {
+    let root = crate::support::repo_root();
+    let validate = root.join(".venv-k8s/bin/kubernetes-validate");
+    if !validate.exists() {
+        eprintln!("note: .venv-k8s is missing; the manifest test is skipped (scripts/test makes it)");
+        return;
+    }
+    let Some(cluster) = Cluster::start() else { return };
+    let home = Home::new();
+    let model = crate::support::trained_model(&home);
+    let out = home.output(&["deploy", "create", "churn", "--path", &model.to_string_lossy()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let data_path = home.path().to_string_lossy().into_owned();
+    let out = home.output(&["deploy", "manifest", "churn", "--image", "secondrow:1", "--data-path", &data_path]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.contains("kind: Deployment") && text.contains("kind: Service"), "{text}");
+    assert!(text.contains(&format!("--model=churn={}:1", model.display())), "{text}");
+    let file = cluster.dir.path().join("serve.yaml");
+    std::fs::write(&file, &text).unwrap();
+    let out = std::process::Command::new(&validate).arg("--strict").arg(&file).output().unwrap();
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = cluster.kubectl(&["apply", "--dry-run=server", "-f", &file.to_string_lossy()]);
+    let applied = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{applied}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(applied.contains("deployment.apps/serve-churn") && applied.contains("service/serve-churn"), "{applied}");
+    // A model outside the data volume cannot be served from it: exit 2, naming the flag.
+    let out = home.output(&["deploy", "manifest", "churn", "--data-path", "/elsewhere"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--data-path"));
+}
