@@ -8,7 +8,9 @@ for each Pod:
 - marks it Running, runs its init containers then its main container's `command + args` as a local
   process (the image is ignored) with the container's env (values, secret/config-map keys read from the
   API, and the field paths metadata.name/namespace/uid), in its `workingDir`;
-- hostPath volumes are the same folders here (mounted at their own path); other volumes are not made;
+- hostPath volumes are the same folders here (SecondRow mounts them at their own path); an emptyDir is a
+  folder of the Pod under --root, and the container's paths under its mount path (in the command, the
+  working folder and env values) are rewritten to that folder; other volumes are not made;
 - writes Succeeded or Failed with the main container's exit code (`containerStatuses[].state.terminated`);
 - on deletion (a deletionTimestamp) kills the process group and removes the Pod (grace period 0), as a
   kubelet confirms a deletion.
@@ -136,16 +138,39 @@ def log_path(ns, name, container):
     return os.path.join(ARGS.root, "logs", ns, name, container + ".log")
 
 
+def empty_dirs(pod, container):
+    """(mount path, local folder) of the container's emptyDir mounts."""
+    local = {}
+    for v in pod["spec"].get("volumes") or []:
+        if "emptyDir" in v:
+            local[v["name"]] = os.path.join(ARGS.root, "pods", pod["metadata"]["uid"], v["name"])
+    out = []
+    for m in container.get("volumeMounts") or []:
+        if m["name"] in local:
+            os.makedirs(local[m["name"]], exist_ok=True)
+            out.append((m["mountPath"].rstrip("/"), local[m["name"]]))
+    return out
+
+
+def rewrite(text, mounts):
+    for mount, local in mounts:
+        if text == mount or text.startswith(mount + "/"):
+            return local + text[len(mount):]
+    return text
+
+
 def run_container(pod, container):
     ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
-    argv = (container.get("command") or []) + (container.get("args") or [])
+    mounts = empty_dirs(pod, container)
+    argv = [rewrite(a, mounts) for a in (container.get("command") or []) + (container.get("args") or [])]
     path = log_path(ns, name, container["name"])
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    cwd = container.get("workingDir") or ARGS.root
+    cwd = rewrite(container.get("workingDir") or ARGS.root, mounts)
     os.makedirs(cwd, exist_ok=True)
     with open(path, "ab") as out:
         try:
-            proc = subprocess.Popen(argv, env=container_env(pod, container), cwd=cwd, stdout=out,
+            env = {k: rewrite(v, mounts) for k, v in container_env(pod, container).items()}
+            proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=out,
                                     stderr=subprocess.STDOUT, start_new_session=True)
         except (OSError, RuntimeError) as e:
             out.write(f"test-kubelet: cannot start {argv[:1]}: {e}\n".encode())

@@ -53,16 +53,50 @@ pub struct KubeArgs {
     /// A Pod still pending after this many seconds fails its attempt, with the reason the Pod gives.
     #[arg(long, default_value_t = 300)]
     pub pod_pending_timeout: u64,
+    /// The SecondRow image: an init container copies its binary into each Pod, which runs the task under
+    /// `secondrow launch run` (needed for built-in components in other images).
+    #[arg(long, env = "SECONDROW_LAUNCHER_IMAGE")]
+    pub launcher_image: Option<String>,
+}
+
+/// `secondrow launch`: the launcher inside a task Pod.
+#[derive(clap::Subcommand, Debug)]
+pub enum LaunchCommand {
+    /// Copy this binary into DIR (the Pod's init container).
+    Install { dir: PathBuf },
+    /// Run the task's command between staging its inputs in and its outputs out; exits with its status.
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        argv: Vec<String>,
+    },
+}
+
+pub async fn launch(command: LaunchCommand) -> Result<std::process::ExitCode> {
+    use secondrow_engine::kubernetes::launch;
+    match command {
+        LaunchCommand::Install { dir } => {
+            let path = launch::install(&dir).map_err(|e| Failure::from(anyhow::anyhow!(e.to_string())))?;
+            eprintln!("secondrow launch: installed {}", path.display());
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        LaunchCommand::Run { argv } => {
+            let code = launch::run(&argv).await.map_err(|e| Failure::usage(e.to_string()))?;
+            Ok(std::process::ExitCode::from(u8::try_from(code).unwrap_or(1)))
+        }
+    }
 }
 
 impl KubeArgs {
     /// The Kubernetes executor when `--executor kubernetes`, connected (the API server answered).
     pub async fn executor(&self) -> Result<Option<KubeExecutor>> {
-        let kube_only = self.kubeconfig.is_some() || self.in_cluster || self.kube_node_name.is_some();
+        let kube_only = self.kubeconfig.is_some()
+            || self.in_cluster
+            || self.kube_node_name.is_some()
+            || self.launcher_image.is_some();
         if self.executor == ExecutorArg::Local {
             if kube_only {
                 return Err(Failure::usage(
-                    "--kubeconfig, --in-cluster and --kube-node-name need --executor kubernetes",
+                    "--kubeconfig, --in-cluster, --kube-node-name and --launcher-image need --executor kubernetes",
                 ));
             }
             return Ok(None);
@@ -86,6 +120,7 @@ impl KubeArgs {
                 DeletionArg::Never => DeletePolicy::Never,
             },
             pending_timeout: Duration::from_secs(self.pod_pending_timeout),
+            launcher_image: self.launcher_image.clone(),
         };
         Ok(Some(KubeExecutor::connect(settings).await?))
     }

@@ -117,6 +117,9 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// The launcher inside a Kubernetes task Pod (`--executor kubernetes --launcher-image`).
+    #[command(subcommand)]
+    Launch(k8s::LaunchCommand),
     /// Cached Python environments of components with `packages_to_install`.
     #[command(subcommand)]
     Envs(EnvsCommand),
@@ -152,7 +155,7 @@ struct ExecArgs {
     #[arg(long)]
     json: bool,
     #[command(flatten)]
-    kube: k8s::KubeArgs,
+    kube: Box<k8s::KubeArgs>,
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -380,6 +383,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve(args) => serve::run(args).await,
+        Command::Launch(command) => k8s::launch(command).await,
         Command::Server(args) => server::run(&cli.settings, args).await,
         Command::Deploy(cmd) => {
             deploy::run(&cli.settings, cli.settings.server.as_deref().map(|s| (s, cli.settings.token.clone())), cmd)

@@ -15,6 +15,7 @@
 //! The task's files (inputs, outputs, `executor_output.json`) are read and written under the artifact root,
 //! which the Pod mounts at the same path (a host path here; a shared volume in a cluster).
 
+pub mod launch;
 pub mod pod;
 pub mod state;
 
@@ -70,6 +71,8 @@ pub struct KubeSettings {
     pub delete: DeletePolicy,
     /// A Pod still pending after this long fails its attempt with the reason the Pod gives.
     pub pending_timeout: Duration,
+    /// The SecondRow image whose binary runs each task under `secondrow launch` ([`launch`]).
+    pub launcher_image: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -84,6 +84,9 @@ pub struct PodRequest<'a> {
     /// Binds the Pod to this node directly (no scheduler; the test set-up's fake node).
     pub node_name: Option<&'a str>,
     pub service_account: Option<&'a str>,
+    /// The SecondRow image: an init container copies the binary into the Pod and the command runs under
+    /// `secondrow launch run` ([`super::launch`]).
+    pub launcher_image: Option<&'a str>,
 }
 
 /// A Pod field or setting that cannot be made.
@@ -304,10 +307,27 @@ pub fn build(req: &PodRequest<'_>) -> Result<Pod, PodSpecError> {
         mounts.push(json!({"name": name, "mountPath": path}));
     }
 
+    let mut command: Vec<String> = req.argv.to_vec();
+    let mut init = Vec::new();
+    if let Some(image) = req.launcher_image {
+        check_image(image)?;
+        let bin = super::launch::BIN_DIR;
+        volumes.push(json!({"name": "secondrow-bin", "emptyDir": {}}));
+        mounts.push(json!({"name": "secondrow-bin", "mountPath": bin}));
+        init.push(json!({
+            "name": "launcher",
+            "image": image,
+            "command": ["secondrow", "launch", "install", bin],
+            "volumeMounts": [{"name": "secondrow-bin", "mountPath": bin}],
+        }));
+        let mut wrapped = vec![super::launch::binary_in_pod(), "launch".into(), "run".into(), "--".into()];
+        wrapped.append(&mut command);
+        command = wrapped;
+    }
     let mut container = json!({
         "name": MAIN_CONTAINER,
         "image": req.image,
-        "command": req.argv,
+        "command": command,
         "env": env,
         "resources": resources_json(req.resources),
         "volumeMounts": mounts,
@@ -331,6 +351,9 @@ pub fn build(req: &PodRequest<'_>) -> Result<Pod, PodSpecError> {
         "containers": [container],
         "volumes": volumes,
     });
+    if !init.is_empty() {
+        spec["initContainers"] = Value::Array(init);
+    }
     let s = spec.as_object_mut().ok_or_else(|| PodSpecError::Decode("spec".into()))?;
     if let Some(node) = req.node_name {
         s.insert("nodeName".into(), json!(node));
@@ -418,6 +441,7 @@ mod tests {
             shared_dirs: shared,
             node_name: Some("fake-node"),
             service_account: None,
+            launcher_image: None,
         }
     }
 
@@ -534,6 +558,25 @@ mod tests {
         let mut req = request(&argv, &[], &[], &platform, &[]);
         req.image = "NOT VALID";
         assert!(build(&req).unwrap_err().to_string().starts_with("invalid image name `NOT VALID`"));
+    }
+
+    #[test]
+    fn the_launcher_is_copied_in_by_an_init_container() {
+        let argv = vec!["/srv/secondrow-bin/secondrow".to_owned(), "component".to_owned()];
+        let platform = PodPlatform::default();
+        let mut req = request(&argv, &[], &[], &platform, &[]);
+        req.launcher_image = Some("secondrow:1");
+        let v = serde_json::to_value(build(&req).unwrap()).unwrap();
+        let init = &v["spec"]["initContainers"][0];
+        assert_eq!(init["image"], "secondrow:1");
+        assert_eq!(init["command"], json!(["secondrow", "launch", "install", "/secondrow-bin"]));
+        let c = &v["spec"]["containers"][0];
+        assert_eq!(
+            c["command"],
+            json!(["/secondrow-bin/secondrow", "launch", "run", "--", "/srv/secondrow-bin/secondrow", "component"])
+        );
+        assert!(c["volumeMounts"].as_array().unwrap().iter().any(|m| m["mountPath"] == "/secondrow-bin"));
+        assert!(v["spec"]["volumes"].as_array().unwrap().iter().any(|m| m["emptyDir"].is_object()));
     }
 
     #[test]

@@ -568,8 +568,14 @@ impl Attempt {
             Err(e) => return AttemptResult::Finished(Err(e.clone())),
         };
         let shared = [self.inner.artifacts.root().to_path_buf()];
-        let working_dir = self.job.cwd.to_string_lossy().into_owned();
         let settings = kube.settings();
+        // Built-in components call this very binary: in a Pod with the launcher, the copy of it there.
+        let mut argv = self.job.argv.clone();
+        let me = std::env::current_exe().ok().map(|p| p.to_string_lossy().into_owned());
+        if settings.launcher_image.is_some() && argv.first().is_some_and(|a| Some(a) == me.as_ref()) {
+            argv[0] = crate::kubernetes::launch::binary_in_pod();
+        }
+        let working_dir = self.job.cwd.to_string_lossy().into_owned();
         let request = PodRequest {
             namespace: kube.namespace(),
             run_id: &job.run_id,
@@ -577,7 +583,7 @@ impl Attempt {
             task_path: &job.task_path,
             attempt: self.number,
             image: &job.image,
-            argv: &self.job.argv,
+            argv: &argv,
             env: &self.job.env,
             working_dir: Some(&working_dir),
             resources,
@@ -585,6 +591,7 @@ impl Attempt {
             shared_dirs: &shared,
             node_name: settings.node_name.as_deref(),
             service_account: settings.service_account.as_deref(),
+            launcher_image: settings.launcher_image.as_deref(),
         };
         let pod = match crate::kubernetes::pod::build(&request) {
             Ok(p) => p,

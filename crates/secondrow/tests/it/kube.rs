@@ -306,3 +306,26 @@ fn serving_manifests_validate_and_apply() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--data-path"));
 }
+
+/// With `--launcher-image`, each Pod's init container copies the SecondRow binary into an emptyDir and the
+/// task runs under `secondrow launch run`: the quickstart's built-in components call that copy.
+#[test]
+fn the_launcher_runs_built_in_components_in_pods() {
+    let Some(cluster) = Cluster::start() else { return };
+    let home = Home::new();
+    let mut flags = kube_flags(&cluster.kubeconfig);
+    flags.extend(["--launcher-image".to_owned(), "secondrow:test".to_owned()]);
+    let quickstart = crate::support::repo_root().join("examples/quickstart");
+    let source = format!("source={}", quickstart.join("data/customers.csv").display());
+    let (code, doc) = run(&home, &quickstart.join("pipeline.yaml"), &flags, &["-p", &source]);
+    assert_eq!(code, 0, "{:#}\n{}", doc.0, cluster.logs());
+    let pods = cluster.pods(&format!("secondrow.dev/run={}", doc.id()));
+    assert!(!pods.is_empty());
+    for pod in &pods {
+        assert_eq!(pod["spec"]["initContainers"][0]["image"], "secondrow:test");
+        let command = &pod["spec"]["containers"][0]["command"];
+        assert_eq!(command[0], "/secondrow-bin/secondrow");
+        assert_eq!(command[1], "launch");
+        assert_eq!(command[4], "/secondrow-bin/secondrow", "the built-in component calls the copy");
+    }
+}

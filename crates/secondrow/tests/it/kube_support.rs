@@ -126,7 +126,14 @@ impl Cluster {
     fn start_kubelet(&mut self) {
         let d = self.dir.path();
         let python_bin = crate::support::python().parent().unwrap().to_path_buf();
-        let path = format!("{}:{}", python_bin.display(), std::env::var("PATH").unwrap_or_default());
+        // The init container's `secondrow` (the launcher image's binary) is this build's.
+        let secondrow_bin = Path::new(env!("CARGO_BIN_EXE_secondrow")).parent().unwrap().to_path_buf();
+        let path = format!(
+            "{}:{}:{}",
+            python_bin.display(),
+            secondrow_bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
         let child = Command::new("python3")
             .arg(repo_root().join("testdata/k8s/test_kubelet.py"))
             .args(["--server", &self.url, "--token", ADMIN_TOKEN, "--node", NODE])
