@@ -9,6 +9,9 @@ use secondrow_engine::kubernetes::{ConfigSource, DeletePolicy, KubeExecutor, Kub
 
 use crate::error::{Failure, Result};
 
+/// Pods at once without `--parallelism` (they run on the cluster's nodes, not this machine's cores).
+pub const DEFAULT_POD_PARALLELISM: usize = 100;
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum ExecutorArg {
     /// Each task attempt is a process on this machine.

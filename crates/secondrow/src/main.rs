@@ -136,7 +136,7 @@ enum Command {
 
 #[derive(Args)]
 struct ExecArgs {
-    /// Maximum number of task processes at once (default: number of cores).
+    /// Maximum number of task processes at once (default: number of cores; 100 Pods with `--executor kubernetes`).
     #[arg(long, env = "SECONDROW_PARALLELISM")]
     parallelism: Option<usize>,
     /// Python (with kfp installed) for lightweight components; default `python3` on PATH.
@@ -295,8 +295,10 @@ impl Home {
 
     /// The engine with a task sandbox (`secondrow server`).
     async fn engine_with(&self, exec: &ExecArgs, sandbox: secondrow_engine::sandbox::SandboxConfig) -> Result<Engine> {
-        let parallelism =
-            exec.parallelism.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
+        let parallelism = exec.parallelism.unwrap_or_else(|| match exec.kube.executor {
+            k8s::ExecutorArg::Kubernetes => k8s::DEFAULT_POD_PARALLELISM,
+            k8s::ExecutorArg::Local => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+        });
         let config = EngineConfig {
             logs_root: self.logs_root(),
             work_dir: self.root.join("work"),
