@@ -329,3 +329,37 @@ fn the_launcher_runs_built_in_components_in_pods() {
         assert_eq!(command[4], "/secondrow-bin/secondrow", "the built-in component calls the copy");
     }
 }
+
+/// kfp-kubernetes settings are applied by Kubernetes: a Secret of the cluster as env (the test kubelet reads
+/// it through the API), the node selector on the Pod; a missing Secret fails the run.
+#[test]
+fn kfp_kubernetes_settings_use_the_clusters_objects() {
+    let Some(cluster) = Cluster::start() else { return };
+    let home = Home::new();
+    let flags = kube_flags(&cluster.kubeconfig);
+    let out = cluster.kubectl(&["create", "secret", "generic", "db", "--from-literal=password=s3cret"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let platform = serde_json::json!({"platforms": {"kubernetes": {"deploymentSpec": {"executors": {"exec-hello": {
+        "secretAsEnv": [{"secretName": "db", "keyToEnv": [{"secretKey": "password", "envVar": "PW"}]}],
+        "nodeSelector": {"labels": {"kubernetes.io/hostname": NODE}}
+    }}}}}});
+    let spec = one_task_spec("alpine", "test \"$PW\" = s3cret && echo secret-ok");
+    let yaml = home.path().join("with-secret.yaml");
+    std::fs::write(&yaml, format!("{spec}\n---\n{platform}\n")).unwrap();
+    let (code, doc) = run(&home, &yaml, &flags, &[]);
+    assert_eq!(code, 0, "{:#}\n{}", doc.0, cluster.logs());
+    let pods = cluster.pods(&format!("secondrow.dev/run={}", doc.id()));
+    let pod = &pods[0];
+    assert_eq!(pod["spec"]["nodeSelector"]["kubernetes.io/hostname"], NODE);
+    let env = container(pod)["env"].as_array().unwrap();
+    let pw = env.iter().find(|e| e["name"] == "PW").unwrap();
+    assert_eq!(pw["valueFrom"]["secretKeyRef"]["name"], "db");
+    let logs = home.output(&["logs", &doc.id()]);
+    assert!(String::from_utf8_lossy(&logs.stdout).contains("secret-ok"));
+
+    let out = cluster.kubectl(&["delete", "secret", "db"]);
+    assert!(out.status.success());
+    let (code, doc) = run(&home, &yaml, &flags, &["--no-cache"]);
+    assert_ne!(code, 0);
+    assert_eq!(doc.state(), "FAILED");
+}
