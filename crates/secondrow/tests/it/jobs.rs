@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{repo_root, wait_for, Home};
+use crate::support::{per_backend, repo_root, wait_for, Home};
 
 /// The Python of `.venv-jobs` (JAX on CPU), at the repository root.
 fn jobs_python() -> PathBuf {
@@ -248,13 +248,17 @@ fn http(url: &str, method: &str, path: &str, token: Option<&str>, body: &str) ->
     crate::support::raw_http(url, method, path, token, "application/yaml", body)
 }
 
-#[test]
-fn jobs_api_runs_a_job_in_the_tokens_namespace_only() {
-    let h = Home::new();
+// The API's job tests run on both metadata backends: `NAME::sqlite` and `NAME::postgres`.
+per_backend!(
+    jobs_api_runs_a_job_in_the_tokens_namespace_only,
+    a_server_stopped_by_sigterm_records_its_jobs_and_resumes_them
+);
+
+fn jobs_api_runs_a_job_in_the_tokens_namespace_only(h: &Home) {
     let out = h.output(&["tokens", "create", "--namespace", "team-a", "--name", "t"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-    let server = crate::api::Server::start(&h, &[]);
+    let server = crate::api::Server::start(h, &[]);
     let base = "/apis/kubeflow.org/v1/namespaces";
     let yaml = "apiVersion: kubeflow.org/v1\nkind: JAXJob\nmetadata: {name: jx}\nspec:\n  jaxReplicaSpecs:\n    Worker:\n      replicas: 2\n      template: {spec: {containers: [{name: jax, image: i, command: [sh, -c, 'echo rank=$PROCESS_ID of $NUM_PROCESSES']}]}}\n";
     assert_eq!(http(&server.url, "POST", &format!("{base}/team-a/jaxjobs"), None, yaml).0, 401);
@@ -285,6 +289,73 @@ fn jobs_api_runs_a_job_in_the_tokens_namespace_only() {
     assert_eq!(http(&server.url, "GET", &format!("{base}/team-b/jaxjobs"), Some(&token), "").0, 403);
     assert_eq!(http(&server.url, "DELETE", &format!("{base}/team-a/jaxjobs/jx"), Some(&token), "").0, 200);
     assert_eq!(http(&server.url, "GET", &format!("{base}/team-a/jaxjobs/jx"), Some(&token), "").0, 404);
+}
+
+/// A graceful stop (SIGTERM) kills every replica's process group (the replicas' own children too) and records
+/// it: the OnFailure job is Restarting with its replicas Pending and one restart each, the Never job Failed.
+/// The next start runs the first again (no replica is lost any more, so no further restart is counted).
+fn a_server_stopped_by_sigterm_records_its_jobs_and_resumes_them(h: &Home) {
+    let kids = h.path().join("kids");
+    std::fs::create_dir_all(&kids).unwrap();
+    let server = crate::api::Server::start(h, &[]);
+    let job = |name: &str, policy: &str| {
+        format!(
+            "apiVersion: kubeflow.org/v1\nkind: JAXJob\nmetadata: {{name: {name}}}\nspec:\n  jaxReplicaSpecs:\n    Worker:\n      replicas: 2\n      restartPolicy: {policy}\n      template: {{spec: {{containers: [{{name: jax, image: i, command: [sh, -c, 'sleep 300 & echo $! > {k}/{name}-$PROCESS_ID; wait']}}]}}}}\n",
+            k = kids.display()
+        )
+    };
+    let base = "/apis/kubeflow.org/v1/namespaces/default/jaxjobs";
+    for (name, policy) in [("again", "OnFailure"), ("lost", "Never")] {
+        let (status, body) = http(&server.url, "POST", base, None, &job(name, policy));
+        assert_eq!(status, 201, "{body}");
+    }
+    let mut pids = Vec::new();
+    for name in ["again", "lost"] {
+        let rec = wait_for(Duration::from_secs(30), || {
+            let rec = record(h, name);
+            let running = rec["replicas"].as_array().unwrap().iter().all(|r| r["pid"].is_i64());
+            let kids = (0..2).all(|i| kids.join(format!("{name}-{i}")).exists());
+            (rec["state"] == "Running" && running && kids).then_some(rec)
+        });
+        pids.extend(rec["replicas"].as_array().unwrap().iter().map(|r| r["pid"].as_i64().unwrap()));
+        for i in 0..2 {
+            let kid = std::fs::read_to_string(kids.join(format!("{name}-{i}"))).unwrap();
+            pids.push(kid.trim().parse().unwrap());
+        }
+    }
+    assert!(pids.iter().all(|p| alive(*p)));
+    let server_pid = i64::from(server.pid());
+    let term = std::process::Command::new("kill").args(["-TERM", &server_pid.to_string()]).status().unwrap();
+    assert!(term.success());
+    wait_for(Duration::from_secs(60), || (!alive(server_pid)).then_some(()));
+    let orphans: Vec<i64> = pids.iter().copied().filter(|p| alive(*p)).collect();
+    assert!(orphans.is_empty(), "left running after the server stopped: {orphans:?}");
+    let again = record(h, "again");
+    assert_eq!(again["state"], "Restarting", "{again}");
+    for r in again["replicas"].as_array().unwrap() {
+        assert_eq!((r["state"].as_str(), r["restarts"].as_i64(), r["pid"].as_i64()), (Some("Pending"), Some(1), None));
+    }
+    let cond = last_condition(&serde_json::json!({"status": again["status"]}));
+    assert!(cond["message"].as_str().unwrap().contains("supervisor stopped"), "{cond}");
+    let lost = record(h, "lost");
+    assert_eq!(lost["state"], "Failed", "{lost}");
+    assert!(lost["replicas"].as_array().unwrap().iter().all(|r| r["state"] == "Killed"), "{lost}");
+    let log = std::fs::read_to_string(h.path().join("server.log")).unwrap();
+    assert!(!log.contains("did not stop in time"), "{log}");
+    drop(server);
+
+    // The next start runs the OnFailure job again; the failed one stays failed.
+    let _server = crate::api::Server::start(h, &[]);
+    let again = wait_for(Duration::from_secs(30), || {
+        let rec = record(h, "again");
+        let pids: Vec<i64> = rec["replicas"].as_array().unwrap().iter().filter_map(|r| r["pid"].as_i64()).collect();
+        (rec["state"] == "Running" && pids.len() == 2).then_some(rec)
+    });
+    assert!(again["replicas"].as_array().unwrap().iter().all(|r| r["restarts"] == 1), "{again}");
+    assert_eq!(record(h, "lost")["state"], "Failed");
+    let pids: Vec<i64> = again["replicas"].as_array().unwrap().iter().map(|r| r["pid"].as_i64().unwrap()).collect();
+    assert!(h.cmd().args(["job", "delete", "again"]).output().unwrap().status.success());
+    wait_for(Duration::from_secs(10), || pids.iter().all(|p| !alive(*p)).then_some(()));
 }
 
 #[test]
@@ -418,3 +489,4 @@ fn tf_and_xgboost_replicas_see_the_operators_variables() {
         format!("MASTER_ADDR=127.0.0.1\nMASTER_PORT={master_port}\nRANK=2\nWORKER_ADDRS=127.0.0.1,127.0.0.1\nWORLD_SIZE=3\n")
     );
 }
+
