@@ -490,3 +490,87 @@ fn tf_and_xgboost_replicas_see_the_operators_variables() {
     );
 }
 
+/// A Katib Experiment whose trials are training jobs (a 2-worker JAXJob of shell replicas): each trial is a run
+/// of one `job submit --follow` task and a job named after the trial; StdOut metrics come from rank 0 only
+/// (worker-1 prints a worse loss that must not count), File metrics from the collector's path, rewritten per
+/// trial in every replica's command.
+#[test]
+fn tuning_trials_run_as_training_jobs_with_rank_0_metrics() {
+    let h = Home::new();
+    let experiment = |name: &str, collector: &str, cmd: &str| {
+        format!(
+            r#"apiVersion: kubeflow.org/v1beta1
+kind: Experiment
+metadata: {{name: {name}}}
+spec:
+  objective: {{type: minimize, objectiveMetricName: loss}}
+  algorithm: {{algorithmName: grid}}
+  parallelTrialCount: 2
+  maxTrialCount: 3
+{collector}  parameters:
+    - {{name: x, parameterType: int, feasibleSpace: {{min: "0", max: "2"}}}}
+  trialTemplate:
+    primaryContainerName: jax
+    trialParameters: [{{name: x, reference: x}}]
+    trialSpec:
+      apiVersion: kubeflow.org/v1
+      kind: JAXJob
+      spec:
+        jaxReplicaSpecs:
+          Worker:
+            replicas: 2
+            restartPolicy: Never
+            template:
+              spec:
+                containers:
+                  - name: jax
+                    image: ignored
+                    command: [sh, -c, '{cmd}']
+"#
+        )
+    };
+    let stdout = "if [ $PROCESS_ID = 0 ]; then echo loss=$(( (${trialParameters.x} - 1) * (${trialParameters.x} - 1) )); else echo loss=100; fi; echo rank $PROCESS_ID of $NUM_PROCESSES";
+    let file =
+        "if [ $PROCESS_ID = 0 ]; then echo loss=$(( ${trialParameters.x} + 5 )) > /var/log/katib/metrics.log; fi";
+    let collector = "  metricsCollectorSpec:\n    source: {fileSystemPath: {path: /var/log/katib/metrics.log, kind: File}}\n    collector: {kind: File}\n";
+    for (name, collector, cmd, best) in [("jobtrials", "", stdout, 0.0), ("jobfiles", collector, file, 5.0)] {
+        let path = write(&h, &format!("{name}.yaml"), &experiment(name, collector, cmd));
+        let out = h.cmd().arg("tune").arg(&path).arg("--json").output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(doc["experiment"]["state"], "Succeeded", "{doc}");
+        let trials = doc["trials"].as_array().unwrap();
+        assert_eq!(trials.len(), 3, "{doc}");
+        let mut objectives: Vec<f64> = trials.iter().map(|t| t["objective"].as_f64().unwrap()).collect();
+        objectives.sort_by(f64::total_cmp);
+        assert_eq!(objectives[0], best, "{doc}");
+        let optimal = trials.iter().find(|t| t["name"] == doc["experiment"]["optimalTrial"]).unwrap();
+        assert_eq!(
+            optimal["assignments"],
+            serde_json::json!([{"name": "x", "value": if best == 0.0 { "1" } else { "0" }}])
+        );
+        for t in trials {
+            assert_eq!(t["state"], "Succeeded", "{t}");
+            assert!(t["runId"].is_string(), "every trial is a run: {t}");
+            // The trial's job, named after it, ran both workers.
+            let job = record(&h, t["name"].as_str().unwrap());
+            assert_eq!((job["kind"].as_str(), job["state"].as_str()), (Some("JAXJob"), Some("Succeeded")));
+            assert!(job["replicas"].as_array().unwrap().iter().all(|r| r["state"] == "Succeeded"), "{job}");
+        }
+    }
+    // The trial's job log is reachable the usual way.
+    let first = record(&h, &{
+        let out = h.cmd().args(["job", "list", "-A", "--json"]).output().unwrap();
+        let all: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+        all.iter().find(|j| j["name"].as_str().unwrap().starts_with("jobtrials-")).unwrap()["name"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    });
+    let (name, ns) = (first["name"].as_str().unwrap(), first["namespace"].as_str().unwrap());
+    let logs = h.cmd().args(["job", "logs", name, "--replica", "worker-1", "--namespace", ns]).output().unwrap();
+    let text = String::from_utf8_lossy(&logs.stdout);
+    assert!(text.contains("rank 1 of 2"), "{text}{}", String::from_utf8_lossy(&logs.stderr));
+}
+
