@@ -574,3 +574,40 @@ spec:
     assert!(text.contains("rank 1 of 2"), "{text}{}", String::from_utf8_lossy(&logs.stderr));
 }
 
+/// A TFJob of 2 workers with real TensorFlow: MultiWorkerMirroredStrategy finds its peers through the
+/// `TF_CONFIG` the job sets, all-reduces and gathers. Opt-in (`SECONDROW_TEST_TENSORFLOW=1 ./scripts/test`, which
+/// makes `.venv-tf` from `scripts/requirements-tf.txt`): CPU-only TensorFlow is still a few hundred MB.
+#[test]
+fn tensorflow_job_allreduces_with_multi_worker_mirrored_strategy() {
+    if std::env::var("SECONDROW_TEST_TENSORFLOW").as_deref() != Ok("1") {
+        eprintln!("note: SECONDROW_TEST_TENSORFLOW is not 1; the TensorFlow job test is skipped (opt-in)");
+        return;
+    }
+    let py = repo_root().join(".venv-tf/bin/python");
+    assert!(py.exists(), "{} is missing: SECONDROW_TEST_TENSORFLOW=1 ./scripts/test creates it", py.display());
+    let h = Home::new();
+    let out = h.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let yaml = format!(
+        "apiVersion: kubeflow.org/v1\nkind: TFJob\nmetadata: {{name: mwms}}\nspec:\n  successPolicy: AllWorkers\n  runPolicy: {{activeDeadlineSeconds: 300}}\n  tfReplicaSpecs:\n    Worker:\n      replicas: 2\n      restartPolicy: Never\n      template: {{spec: {{containers: [{{name: tensorflow, image: i, command: [{py}, {s}, {o}]}}]}}}}\n",
+        py = std::path::absolute(py).unwrap().display(),
+        s = script("tf_mwms.py"),
+        o = out.display()
+    );
+    let file = write(&h, "mwms.yaml", &yaml);
+    let (code, err) = submit_follow(&h, &file, &[]);
+    let logs = h.cmd().args(["job", "logs", "mwms"]).output().unwrap();
+    assert_eq!(code, 0, "{err}\n{}", String::from_utf8_lossy(&logs.stdout));
+    let rec = record(&h, "mwms");
+    let workers: Vec<String> = (0..2).map(|i| format!("127.0.0.1:{}", rec["replicas"][i]["port"])).collect();
+    for index in 0..2 {
+        let seen: Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join(format!("tf-{index}.json"))).unwrap()).unwrap();
+        assert_eq!(seen["workers"], 2, "{seen}");
+        assert_eq!(seen["sum"], 3.0, "the all-reduce saw both workers: {seen}");
+        assert_eq!(seen["gathered"], serde_json::json!([1.0, 2.0]), "{seen}");
+        assert_eq!(seen["task"], serde_json::json!({"type": "worker", "index": index}));
+        assert_eq!(seen["cluster"], serde_json::json!({"worker": workers}));
+    }
+    assert_eq!(last_condition(&get_json(&h, "mwms", ""))["reason"], "TFJobSucceeded");
+}
