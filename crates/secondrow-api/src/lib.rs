@@ -53,6 +53,8 @@ pub struct AppState {
     pub auth: Arc<auth::Auth>,
     /// Managed JupyterLab servers (`notebooks`): their processes and settings.
     pub notebooks: Arc<notebooks::Notebooks>,
+    /// Supervisors of the training jobs this server runs (`training_jobs.rs`).
+    pub training_jobs: Arc<training_jobs::Supervisors>,
     /// Submissions are serialized: each one reads then writes (pipeline, version, experiment, run), and
     /// SQLite refuses to upgrade a reader to a writer when another writer got in between.
     submit_lock: Arc<tokio::sync::Mutex<()>>,
@@ -67,6 +69,7 @@ impl AppState {
             deployments: Arc::new(deployments::Deployments::default()),
             auth: Arc::new(auth::Auth::default()),
             notebooks: Arc::new(notebooks::Notebooks::default()),
+            training_jobs: Arc::new(training_jobs::Supervisors::default()),
             submit_lock: Arc::new(tokio::sync::Mutex::new(())),
         }
     }

@@ -33,6 +33,40 @@ pub fn routes() -> Router<AppState> {
         .route("/apis/kubeflow.org/v1/namespaces/{ns}/{plural}/{name}/log", get(log))
 }
 
+/// The server's training job supervisors: each runs as a task here, and [`Supervisors::stop`] (the server's
+/// graceful stop) cancels them all and waits until each has killed its replicas and recorded the job
+/// (`training::supervise` on cancel), so a stopping server leaves no orphan process and no unrecorded kill.
+#[derive(Default)]
+pub struct Supervisors {
+    cancel: CancellationToken,
+    tasks: std::sync::Mutex<tokio::task::JoinSet<()>>,
+}
+
+impl Supervisors {
+    fn spawn(&self, store: secondrow_store::Store, id: String) {
+        let cancel = self.cancel.clone();
+        let mut tasks = self.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Finished supervisors' results are dropped as new ones start (the set stays small).
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(async move {
+            if let Err(e) = training::supervise(&store, &id, cancel, None).await {
+                tracing::warn!(job = %id, error = %e, "training job supervisor stopped");
+            }
+        });
+    }
+
+    /// Cancels every supervisor and waits for them (at most `limit`); supervisors started after this are
+    /// cancelled before they claim their job, which the next server start then runs.
+    pub async fn stop(&self, limit: std::time::Duration) {
+        self.cancel.cancel();
+        let mut tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        let all = async { while tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(limit, all).await.is_err() {
+            tracing::warn!("training job supervisors did not stop in time");
+        }
+    }
+}
+
 /// On server start: jobs whose supervisor is gone are restarted per policy (supervised here) or failed
 /// (`training::recover`).
 pub async fn recover(s: &AppState) -> ApiResult<usize> {
@@ -45,12 +79,7 @@ pub async fn recover(s: &AppState) -> ApiResult<usize> {
 }
 
 fn spawn_supervisor(s: &AppState, id: String) {
-    let store = s.store().clone();
-    tokio::spawn(async move {
-        if let Err(e) = training::supervise(&store, &id, CancellationToken::new(), None).await {
-            tracing::warn!(job = %id, error = %e, "training job supervisor stopped");
-        }
-    });
+    s.training_jobs.spawn(s.store().clone(), id);
 }
 
 fn job_error(e: JobError) -> ApiError {

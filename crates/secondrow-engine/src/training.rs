@@ -174,17 +174,57 @@ fn supervisor_alive(rec: &TrainingJobRecord) -> bool {
     rec.supervisor_start.is_some() && same && !zombie
 }
 
-/// Jobs left unfinished by a supervisor that is gone (a killed server or background `job supervise`): their
-/// replicas' process groups are killed (never adopted: they are not this process's children). A job whose lost
-/// replicas may all restart (`OnFailure`, `Always`, `ExitCode`: a lost exit code counts as retryable, as the
-/// operator's "no exit code" does) within `backoffLimit` is marked Restarting, its lost replicas' restarts
-/// counted, and returned to be supervised again; the others are marked Failed. Jobs whose supervisor runs are
-/// left alone.
+/// Whether a job whose supervisor stopped while `lost` replicas ran may run again: every lost replica's
+/// `restartPolicy` allows a restart (`OnFailure`, `Always`, `ExitCode`: a lost exit code counts as retryable,
+/// as the operator's "no exit code" does) and `restarts` (the job's total) is within `backoffLimit`. Shared by
+/// [`recover`] (a supervisor that died) and [`supervise`] (one that was stopped: a server's SIGTERM).
+fn may_restart<'r>(job: &TrainingJob, mut lost: impl Iterator<Item = &'r str>, restarts: u32) -> bool {
+    let policies_allow = lost.all(|t| {
+        secondrow_train::ReplicaType::parse(t)
+            .and_then(|t| job.group(t))
+            .is_some_and(|g| g.restart_policy != secondrow_train::RestartPolicy::Never)
+    });
+    policies_allow && !backoff_exceeded(job, restarts)
+}
+
+fn supervisor_stopped_message(kind: JobKind, name: &str, restart: bool) -> String {
+    if restart {
+        format!("{kind} {name} is restarting because its supervisor stopped.")
+    } else {
+        format!("{kind} {name} is failed because its supervisor stopped while it ran.")
+    }
+}
+
+/// Jobs left unfinished by a supervisor that is gone (a killed server or background `job supervise`), adopted
+/// by this process: each is first claimed with a compare-and-swap on the supervisor it recorded (so a
+/// supervisor starting right now, e.g. the background one of a `job submit` made while the server starts,
+/// and this pass never both run it: the loser leaves it alone). Replicas recorded as running are lost: their
+/// process groups are killed (never adopted: they are not this process's children); the job is marked
+/// Restarting, their restarts counted, when [`may_restart`] allows, else Failed. A job with no lost replica
+/// (never started yet, or stopped with a record by its supervisor) is simply run again as recorded. Returns
+/// the jobs to supervise here. Jobs whose supervisor runs are left alone.
 pub async fn recover(store: &Store) -> Result<Vec<String>, JobError> {
+    let me = std::process::id();
+    let my_start = crate::process::start_time(me).and_then(|t| i64::try_from(t).ok());
     let mut again = Vec::new();
     for rec in store.unfinished_training_jobs().await? {
         if supervisor_alive(&rec) {
             tracing::debug!(job = %rec.name, "training job still has its supervisor");
+            continue;
+        }
+        let expected = (rec.supervisor_pid, rec.supervisor_start);
+        match store.claim_training_job(&rec.id, expected, i64::from(me), my_start).await {
+            Ok(true) => {}
+            Ok(false) | Err(StoreError::NotFound { .. }) => {
+                tracing::debug!(job = %rec.name, "training job claimed by another supervisor meanwhile");
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let lost = |r: &secondrow_store::ReplicaRecord| r.state == ReplicaState::Running;
+        if !rec.replicas.iter().any(lost) {
+            tracing::info!(job = %rec.name, state = %rec.state.as_str(), "adopting training job with no running replica");
+            again.push(rec.id.clone());
             continue;
         }
         tracing::info!(job = %rec.name, "training job lost its supervisor");
@@ -197,37 +237,29 @@ pub async fn recover(store: &Store) -> Result<Vec<String>, JobError> {
         }
         let mut status: JobStatus = serde_json::from_value(rec.status.clone()).unwrap_or_default();
         let job = TrainingJob::from_yaml(&rec.spec).ok();
-        let lost =
-            |r: &secondrow_store::ReplicaRecord| matches!(r.state, ReplicaState::Running | ReplicaState::Pending);
         let restarts: u32 = rec.replicas.iter().map(|r| u32::try_from(r.restarts).unwrap_or(0)).sum();
         let restartable = job.as_ref().is_some_and(|job| {
-            let policies_allow = rec.replicas.iter().filter(|r| lost(r)).all(|r| {
-                secondrow_train::ReplicaType::parse(&r.replica_type)
-                    .and_then(|t| job.group(t))
-                    .is_some_and(|g| g.restart_policy != secondrow_train::RestartPolicy::Never)
-            });
-            policies_allow && !backoff_exceeded(job, restarts)
+            may_restart(job, rec.replicas.iter().filter(|r| lost(r)).map(|r| r.replica_type.as_str()), restarts)
         });
         let kind = JobKind::parse(&rec.kind).unwrap_or(JobKind::PyTorchJob);
-        let (state, new_state, t, msg) = if restartable {
-            let msg = format!("{kind} {} is restarting because its supervisor stopped.", rec.name);
-            (TrainingJobState::Restarting, ReplicaState::Pending, ConditionType::Restarting, msg)
+        let msg = supervisor_stopped_message(kind, &rec.name, restartable);
+        let (state, new_state, t) = if restartable {
+            (TrainingJobState::Restarting, ReplicaState::Pending, ConditionType::Restarting)
         } else {
-            let msg = format!("{kind} {} is failed because its supervisor stopped while it ran.", rec.name);
-            (TrainingJobState::Failed, ReplicaState::Killed, ConditionType::Failed, msg)
+            (TrainingJobState::Failed, ReplicaState::Killed, ConditionType::Failed)
         };
         status.set_condition(kind, t, &msg, &now_text());
         let updates: Vec<ReplicaUpdate> = rec
             .replicas
             .iter()
-            .filter(|r| lost(r))
+            .filter(|r| lost(r) || r.state == ReplicaState::Pending)
             .map(|r| ReplicaUpdate {
                 replica_type: r.replica_type.clone(),
                 index: r.index,
                 state: new_state,
                 pid: None,
                 pid_start: None,
-                restarts: r.restarts + i64::from(restartable && r.pid.is_some()),
+                restarts: r.restarts + i64::from(restartable && lost(r) && r.pid.is_some()),
                 exit_code: r.exit_code,
             })
             .collect();
@@ -285,6 +317,7 @@ enum Event {
 }
 
 struct Supervisor<'a> {
+    foreground: bool,
     output_dir: Option<PathBuf>,
     store: &'a Store,
     rec_id: String,
@@ -300,43 +333,62 @@ struct Supervisor<'a> {
     events: Option<JobEvents>,
 }
 
-/// Why [`supervise`] stopped early: the job's record is gone (`job delete`), or the caller cancelled.
+/// How [`supervise`] ended: the job finished; its record is gone (`job delete`); the caller cancelled; or
+/// another live process supervises it (it claimed the job first, see [`Store::claim_training_job`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stopped {
     Finished(TrainingJobState),
     Deleted,
     Cancelled,
+    Elsewhere,
 }
 
-/// Runs job `id` (recorded by [`submit`]) to its end. `cancel` stops it (its processes are killed; the job
-/// stays as it was recorded). Returns how it ended.
+/// Runs job `id` (recorded by [`submit`]) to its end. `cancel` stops it: its replicas' process groups are
+/// killed and the job is recorded as [`recover`] would find it after a crash, decided now: Restarting (the
+/// killed replicas Pending, their restarts counted) when their policies allow, else Failed — so the next
+/// supervisor (a restarted server) runs it again without a lost replica. A `cancel` already set before the
+/// job is claimed leaves it untouched. Returns how it ended.
 pub async fn supervise(
     store: &Store,
     id: &str,
     cancel: CancellationToken,
     events: Option<JobEvents>,
 ) -> Result<Stopped, JobError> {
-    supervise_with_output(store, id, cancel, events, None).await
+    supervise_with_output(store, id, cancel, events, None, false).await
 }
 
 /// [`supervise`], giving every replica an output folder in `SECONDROW_OUTPUT_DIR` (SecondRow's own variable,
 /// set only here): `output_dir` for rank 0, a folder beside its log for the others. The pipeline component
-/// uses it to publish rank 0's output as an artifact.
+/// uses it to publish rank 0's output as an artifact. `foreground`: the caller waits on the job (`job submit
+/// --follow`, a pipeline task, a tuning trial), so a `cancel` fails the job (nobody would resume it) instead
+/// of leaving it to restart.
 pub async fn supervise_with_output(
     store: &Store,
     id: &str,
     cancel: CancellationToken,
     events: Option<JobEvents>,
     output_dir: Option<PathBuf>,
+    foreground: bool,
 ) -> Result<Stopped, JobError> {
     let rec = store.training_job_by_id(id).await?;
     if rec.state.is_finished() {
         return Ok(Stopped::Finished(rec.state));
     }
     let job = TrainingJob::from_yaml(&rec.spec)?;
+    if cancel.is_cancelled() {
+        return Ok(Stopped::Cancelled);
+    }
     let me = std::process::id();
     let my_start = crate::process::start_time(me).and_then(|t| i64::try_from(t).ok());
-    store.claim_training_job(&rec.id, i64::from(me), my_start).await?;
+    let mine = rec.supervisor_pid == Some(i64::from(me)) && rec.supervisor_start == my_start;
+    if !mine && supervisor_alive(&rec) {
+        return Ok(Stopped::Elsewhere);
+    }
+    // Compare-and-swap from the supervisor read above: of two processes starting on one job, one runs it.
+    let expected = (rec.supervisor_pid, rec.supervisor_start);
+    if !store.claim_training_job(&rec.id, expected, i64::from(me), my_start).await? {
+        return Ok(Stopped::Elsewhere);
+    }
     let dir = rec
         .replicas
         .first()
@@ -388,6 +440,7 @@ pub async fn supervise_with_output(
         .collect();
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut sup = Supervisor {
+        foreground,
         output_dir,
         store,
         rec_id: rec.id.clone(),
@@ -402,13 +455,21 @@ pub async fn supervise_with_output(
         tx,
         events,
     };
-    let result = sup.run(&mut rx, cancel).await;
+    let result = sup.run(&mut rx, cancel.clone()).await;
+    let result = match result {
+        Ok(Stopped::Cancelled) => sup.stop_cancelled(&mut rx).await,
+        other => other,
+    };
     // Whatever happened, nothing this job started outlives it.
     sup.kill_all(&mut rx).await;
     let stopped = result?;
     if let Stopped::Finished(_) = stopped {
         if let Some(ttl) = sup.job.run_policy.ttl_seconds_after_finished {
-            tokio::time::sleep(Duration::from_secs(u64::from(ttl))).await;
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(u64::from(ttl))) => {}
+                // Stopped while waiting: the job stays, finished.
+                _ = cancel.cancelled() => return Ok(stopped),
+            }
             let ns = rec.namespace.clone();
             match store.delete_training_job(&ns, &rec.name).await {
                 Ok(()) | Err(StoreError::NotFound { .. }) => sup.say(format!("job {} deleted (ttl)", rec.name)),
@@ -704,6 +765,48 @@ impl Supervisor<'_> {
         }
     }
 
+    /// The supervisor was cancelled (its process stops): the replicas' groups are killed and the job recorded
+    /// as [`recover`] decides for a supervisor that died, so no replica is killed without a record.
+    async fn stop_cancelled(&mut self, rx: &mut mpsc::UnboundedReceiver<Event>) -> Result<Stopped, JobError> {
+        let killed: Vec<usize> = (0..self.replicas.len())
+            .filter(|&i| matches!(self.replicas[i].state, ReplicaState::Running | ReplicaState::Pending))
+            .collect();
+        if killed.is_empty() {
+            return Ok(Stopped::Cancelled);
+        }
+        // Those whose process ran count a restart (as a lost replica does in `recover`).
+        let ran: Vec<bool> = killed
+            .iter()
+            .map(|&i| self.replicas[i].process && self.replicas[i].state == ReplicaState::Running)
+            .collect();
+        self.kill_all(rx).await;
+        let types: Vec<&str> = killed.iter().map(|&i| self.replicas[i].id.replica_type.as_str()).collect();
+        let restart = !self.foreground && may_restart(&self.job, types.into_iter(), self.restarts_total);
+        let msg = if self.foreground {
+            format!("{} {} is failed because its supervisor was interrupted.", self.job.kind, self.job.name)
+        } else {
+            supervisor_stopped_message(self.job.kind, &self.job.name, restart)
+        };
+        for (&i, ran) in killed.iter().zip(ran) {
+            let r = &mut self.replicas[i];
+            r.pid = None;
+            r.pid_start = None;
+            if restart {
+                r.restarts += i64::from(ran);
+                r.state = ReplicaState::Pending;
+            } else {
+                r.state = ReplicaState::Killed;
+            }
+        }
+        let (t, state) = if restart {
+            (ConditionType::Restarting, TrainingJobState::Restarting)
+        } else {
+            (ConditionType::Failed, TrainingJobState::Failed)
+        };
+        self.condition(t, &msg);
+        Ok(self.record_or_stop(state).await?.unwrap_or(Stopped::Cancelled))
+    }
+
     /// Fails the job: the other replicas' process groups are killed, then the Failed condition is recorded.
     async fn fail(&mut self, rx: &mut mpsc::UnboundedReceiver<Event>, msg: &str) -> Result<Stopped, JobError> {
         self.stop_others(rx).await;
@@ -932,5 +1035,114 @@ mod tests {
         assert!(last["message"].as_str().unwrap().contains("could not start"), "{last}");
         // Names are unique per namespace.
         assert_eq!(submit(&s, dir.path(), &yaml, None).await.unwrap_err().kind(), ErrorKind::AlreadyExists);
+    }
+
+    fn alive(pid: i64) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| !s.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')))
+            .unwrap_or(false)
+    }
+
+    /// Waits (polling, 20 s at most) until job `id`'s record passes `ok`.
+    async fn wait_record(s: &Store, id: &str, ok: impl Fn(&TrainingJobRecord) -> bool) -> TrainingJobRecord {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let rec = s.training_job_by_id(id).await.unwrap();
+            if ok(&rec) {
+                return rec;
+            }
+            assert!(std::time::Instant::now() < deadline, "timed out waiting on {rec:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_supervisor_kills_and_records_its_replicas_per_policy() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path()).await;
+        for (name, policy, state) in
+            [("again", "OnFailure", TrainingJobState::Restarting), ("never", "Never", TrainingJobState::Failed)]
+        {
+            let yaml = sh_job(
+                name,
+                "",
+                &format!("      replicas: 2\n      restartPolicy: {policy}\n      template: {{spec: {{containers: [{{name: jax, image: i, command: [sleep, '60']}}]}}}}\n"),
+            );
+            let rec = submit(&s, dir.path(), &yaml, None).await.unwrap();
+            let cancel = CancellationToken::new();
+            let task = tokio::spawn({
+                let (s, id, cancel) = (s.clone(), rec.id.clone(), cancel.clone());
+                async move { supervise(&s, &id, cancel, None).await }
+            });
+            let running = wait_record(&s, &rec.id, |r| {
+                r.state == TrainingJobState::Running && r.replicas.iter().all(|r| r.pid.is_some())
+            })
+            .await;
+            cancel.cancel();
+            assert_eq!(task.await.unwrap().unwrap(), Stopped::Cancelled);
+            assert!(running.replicas.iter().all(|r| !alive(r.pid.unwrap())), "no replica outlives its supervisor");
+            let got = s.training_job_by_id(&rec.id).await.unwrap();
+            assert_eq!(got.state, state, "{name}");
+            let last = got.status["conditions"].as_array().unwrap().last().unwrap().clone();
+            assert!(last["message"].as_str().unwrap().contains("supervisor stopped"), "{last}");
+            for r in &got.replicas {
+                assert_eq!(r.pid, None);
+                if state == TrainingJobState::Restarting {
+                    assert_eq!((r.state, r.restarts), (ReplicaState::Pending, 1));
+                } else {
+                    assert_eq!((r.state, r.restarts), (ReplicaState::Killed, 0));
+                }
+            }
+        }
+        // The next recovery pass runs the restarting job again as recorded (nothing was lost: no further
+        // restart counted) and leaves the failed one alone.
+        let again = s.get_training_job("", "again").await.unwrap();
+        // As after a restart: the recorded supervisor (this process) is gone; pid 999999999 never runs.
+        let claimed = (again.supervisor_pid, again.supervisor_start);
+        assert!(s.claim_training_job(&again.id, claimed, 999_999_999, Some(1)).await.unwrap());
+        assert_eq!(recover(&s).await.unwrap(), vec![again.id.clone()]);
+        let got = s.training_job_by_id(&again.id).await.unwrap();
+        assert_eq!(got.state, TrainingJobState::Restarting);
+        assert!(got.replicas.iter().all(|r| r.restarts == 1));
+        assert_eq!(got.supervisor_pid, Some(i64::from(std::process::id())), "claimed by the recovering process");
+        // A supervisor cancelled before it starts leaves the job as it is.
+        let cancel = CancellationToken::new();
+        cancel.cancel();
+        assert_eq!(supervise(&s, &again.id, cancel, None).await.unwrap(), Stopped::Cancelled);
+        assert_eq!(s.training_job_by_id(&again.id).await.unwrap().replicas, got.replicas);
+    }
+
+    #[tokio::test]
+    async fn a_job_not_started_yet_is_adopted_once_and_never_run_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path()).await;
+        let yaml = sh_job(
+            "fresh",
+            "",
+            "      restartPolicy: Never\n      template: {spec: {containers: [{name: jax, image: i, command: [sh, -c, 'exit 0']}]}}\n",
+        );
+        // Submitted (as `job submit` does before its background supervisor claims it) while a server starts:
+        // the recovery pass does not count it lost (a Never job would fail) but claims and runs it.
+        let rec = submit(&s, dir.path(), &yaml, None).await.unwrap();
+        assert_eq!(recover(&s).await.unwrap(), vec![rec.id.clone()]);
+        let got = s.training_job_by_id(&rec.id).await.unwrap();
+        assert_eq!(got.state, TrainingJobState::Created);
+        assert!(got.status["conditions"].as_array().unwrap().iter().all(|c| c["type"] != "Failed"));
+        // A second pass leaves it to its (live) supervisor, this process.
+        assert!(recover(&s).await.unwrap().is_empty());
+        assert_eq!(
+            supervise(&s, &rec.id, CancellationToken::new(), None).await.unwrap(),
+            Stopped::Finished(TrainingJobState::Succeeded)
+        );
+
+        // Claimed by another live process (here init, pid 1): a supervisor here does not run it, nor does a
+        // recovery pass.
+        let yaml = yaml.replace("name: fresh", "name: taken");
+        let rec = submit(&s, dir.path(), &yaml, None).await.unwrap();
+        let init_start = crate::process::start_time(1).and_then(|t| i64::try_from(t).ok());
+        assert!(s.claim_training_job(&rec.id, (None, None), 1, init_start).await.unwrap());
+        assert_eq!(supervise(&s, &rec.id, CancellationToken::new(), None).await.unwrap(), Stopped::Elsewhere);
+        assert!(recover(&s).await.unwrap().is_empty());
+        assert_eq!(s.training_job_by_id(&rec.id).await.unwrap().state, TrainingJobState::Created);
     }
 }

@@ -39,7 +39,7 @@ use secondrow_store::tuning::{
 };
 use secondrow_store::{RunState, SecretKind, Store};
 use secondrow_tune::earlystop::{MedianStop, StopRule};
-use secondrow_tune::experiment::{is_pipeline_trial, CollectorKind};
+use secondrow_tune::experiment::{is_pipeline_trial, is_training_job_trial, CollectorKind};
 use secondrow_tune::metrics::{self, MetricLog};
 use secondrow_tune::space::{Domain, Space};
 use secondrow_tune::{suggest, Assignment, Direction, Experiment, Suggester, Value};
@@ -266,6 +266,10 @@ enum Template {
     Job(serde_yaml_ng::Value),
     /// A kfp pipeline and the rendered-per-trial map of pipeline parameters.
     Pipeline(Arc<Pipeline>, serde_yaml_ng::Value),
+    /// A kubeflow.org/v1 training job (PyTorchJob, TFJob, …): rendered per trial, named after the trial and
+    /// run by a one-task pipeline as `secondrow job submit --follow` (what `components/training/
+    /// training_job.yaml` runs), so the trial is still a run; metrics come from rank 0's replica.
+    TrainingJob(serde_yaml_ng::Value),
 }
 
 struct Ctx {
@@ -367,6 +371,9 @@ async fn template(store: &Store, namespace: &str, exp: &Experiment) -> Result<Te
         let params = spec.get("spec").and_then(|s| s.get("parameters")).cloned().unwrap_or_default();
         // Only the parameters are rendered per trial, not the (large) pipeline.
         return Ok(Template::Pipeline(Arc::new(pipeline), params));
+    }
+    if is_training_job_trial(&spec) {
+        return Ok(Template::TrainingJob(spec));
     }
     Ok(Template::Job(spec))
 }
@@ -644,6 +651,56 @@ struct TrialRun {
     params: Map<String, Json>,
     metrics_file: Option<PathBuf>,
     no_cache: bool,
+    /// A training job trial's job name (the trial's), in the experiment's namespace.
+    job: Option<String>,
+}
+
+/// The File collector's per-trial file: created folder, no stale file from an earlier attempt.
+fn trial_metrics_file(ctx: &Ctx, trial: &TuningTrial) -> Result<PathBuf, String> {
+    let dir = ctx.trials_dir.join(&trial.name);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let file = dir.join("metrics.log");
+    // A re-run starts from a clean file.
+    let _ = std::fs::remove_file(&file);
+    Ok(file)
+}
+
+/// Replaces `from` by `to` in every string of a YAML document (the File collector's path in a job's
+/// commands, args and env, whichever replica they belong to).
+fn replace_strings(v: &mut serde_yaml_ng::Value, from: &str, to: &str) {
+    match v {
+        serde_yaml_ng::Value::String(s) if s.contains(from) => *s = s.replace(from, to),
+        serde_yaml_ng::Value::Sequence(items) => items.iter_mut().for_each(|i| replace_strings(i, from, to)),
+        serde_yaml_ng::Value::Mapping(m) => m.values_mut().for_each(|i| replace_strings(i, from, to)),
+        _ => {}
+    }
+}
+
+/// The one-task pipeline of a trial whose task runs `command` + `args` with `env`.
+fn one_task_pipeline(
+    ctx: &Ctx,
+    trial: &TuningTrial,
+    command: Vec<String>,
+    args: Vec<String>,
+    env: Vec<Json>,
+) -> Result<Pipeline, String> {
+    let doc = json!({
+        "pipelineInfo": {"name": ctx.record.name, "description": format!("trial {} of experiment {}", trial.name, ctx.record.name)},
+        "schemaVersion": "2.1.0",
+        "sdkVersion": "secondrow-tune",
+        "root": {"dag": {"tasks": {TRIAL_TASK: {
+            "taskInfo": {"name": TRIAL_TASK},
+            "componentRef": {"name": "comp-trial"},
+        }}}},
+        "components": {"comp-trial": {"executorLabel": "exec-trial"}},
+        "deploymentSpec": {"executors": {"exec-trial": {"container": {
+            "image": "katib-trial",
+            "command": command,
+            "args": args,
+            "env": env,
+        }}}},
+    });
+    Pipeline::from_json(&doc).map_err(|e| format!("the trial's command: {e}"))
 }
 
 fn prepare(ctx: &Ctx, trial: &TuningTrial, assignment: &Assignment) -> Result<TrialRun, String> {
@@ -653,11 +710,7 @@ fn prepare(ctx: &Ctx, trial: &TuningTrial, assignment: &Assignment) -> Result<Tr
             let mut cmd = ctx.exp.trial_command(&rendered, &trial.name).map_err(|e| e.to_string())?;
             let mut metrics_file = None;
             if let CollectorKind::File { path, .. } = &ctx.collector {
-                let dir = ctx.trials_dir.join(&trial.name);
-                std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-                let file = dir.join("metrics.log");
-                // A re-run starts from a clean file.
-                let _ = std::fs::remove_file(&file);
+                let file = trial_metrics_file(ctx, trial)?;
                 let local = file.to_string_lossy().into_owned();
                 for s in cmd.command.iter_mut().chain(cmd.args.iter_mut()).chain(cmd.env.iter_mut().map(|(_, v)| v)) {
                     *s = s.replace(path.as_str(), &local);
@@ -676,24 +729,32 @@ fn prepare(ctx: &Ctx, trial: &TuningTrial, assignment: &Assignment) -> Result<Tr
                 None => (cmd.command.clone(), cmd.args.clone()),
             };
             let env: Vec<Json> = cmd.env.iter().map(|(k, v)| json!({"name": k, "value": v})).collect();
-            let doc = json!({
-                "pipelineInfo": {"name": ctx.record.name, "description": format!("trial {} of experiment {}", trial.name, ctx.record.name)},
-                "schemaVersion": "2.1.0",
-                "sdkVersion": "secondrow-tune",
-                "root": {"dag": {"tasks": {TRIAL_TASK: {
-                    "taskInfo": {"name": TRIAL_TASK},
-                    "componentRef": {"name": "comp-trial"},
-                }}}},
-                "components": {"comp-trial": {"executorLabel": "exec-trial"}},
-                "deploymentSpec": {"executors": {"exec-trial": {"container": {
-                    "image": "katib-trial",
-                    "command": command,
-                    "args": args,
-                    "env": env,
-                }}}},
-            });
-            let pipeline = Pipeline::from_json(&doc).map_err(|e| format!("the trial's command: {e}"))?;
-            Ok(TrialRun { pipeline, params: Map::new(), metrics_file, no_cache: true })
+            let pipeline = one_task_pipeline(ctx, trial, command, args, env)?;
+            Ok(TrialRun { pipeline, params: Map::new(), metrics_file, no_cache: true, job: None })
+        }
+        Template::TrainingJob(spec) => {
+            let mut rendered =
+                ctx.exp.render_trial_spec(assignment, &trial.name, Some(spec)).map_err(|e| e.to_string())?;
+            // Katib names a trial's job after the trial.
+            let Some(doc) = rendered.as_mapping_mut() else { return Err("the trial's job is not a mapping".into()) };
+            let meta = doc
+                .entry("metadata".into())
+                .or_insert_with(|| serde_yaml_ng::Value::Mapping(serde_yaml_ng::Mapping::new()));
+            if let Some(meta) = meta.as_mapping_mut() {
+                meta.insert("name".into(), trial.name.clone().into());
+            }
+            let mut metrics_file = None;
+            if let CollectorKind::File { path, .. } = &ctx.collector {
+                let file = trial_metrics_file(ctx, trial)?;
+                replace_strings(&mut rendered, path, &file.to_string_lossy());
+                metrics_file = Some(file);
+            }
+            let yaml = serde_yaml_ng::to_string(&rendered).map_err(|e| format!("the trial's job: {e}"))?;
+            let command = ["secondrow", "job", "submit", "--follow"].map(String::from).to_vec();
+            let args = vec!["--yaml".to_string(), yaml, "--namespace".to_string(), ctx.record.namespace.clone()];
+            let env = vec![json!({"name": "KATIB_TRIAL_NAME", "value": trial.name})];
+            let pipeline = one_task_pipeline(ctx, trial, command, args, env)?;
+            Ok(TrialRun { pipeline, params: Map::new(), metrics_file, no_cache: true, job: Some(trial.name.clone()) })
         }
         Template::Pipeline(pipeline, params) => {
             let rendered = ctx
@@ -712,7 +773,7 @@ fn prepare(ctx: &Ctx, trial: &TuningTrial, assignment: &Assignment) -> Result<Tr
                 }
             }
             let params = pipeline.bind_cli_parameters(&pairs).map_err(|e| format!("pipeline parameters: {e}"))?;
-            Ok(TrialRun { pipeline: (**pipeline).clone(), params, metrics_file: None, no_cache: false })
+            Ok(TrialRun { pipeline: (**pipeline).clone(), params, metrics_file: None, no_cache: false, job: None })
         }
     }
 }
@@ -766,6 +827,16 @@ async fn run_trial(
             }
         }
     };
+    if let (Some(job), Some(p)) = (&plan.job, &previous) {
+        // The trial runs again on its run: a job the interrupted attempt left goes first (its processes too).
+        if p.state != RunState::Succeeded {
+            if let Ok(rec) = store.get_training_job(&ctx.record.namespace, job).await {
+                if let Err(e) = crate::training::delete(store, &rec).await {
+                    return Ok(Some(failed(TrialState::Failed, "TrialFailed", e.to_string(), Vec::new())));
+                }
+            }
+        }
+    }
     if !store.start_tuning_trial(&trial.id, &run_id).await? {
         return Ok(None);
     }
@@ -861,6 +932,8 @@ async fn run_trial(
         None => {
             let place = match (&ctx.template, &ctx.collector) {
                 (Template::Pipeline(..), _) => "in the run's Metrics artifacts".to_string(),
+                (Template::TrainingJob(_), CollectorKind::File { path, .. }) => format!("in the metrics file {path}"),
+                (Template::TrainingJob(_), _) => "as name=value in rank 0's output".to_string(),
                 (_, CollectorKind::File { path, .. }) => format!("in the metrics file {path}"),
                 _ => "as name=value in the trial's output".to_string(),
             };
@@ -900,6 +973,18 @@ async fn collect(ctx: &Ctx, plan: &TrialRun, run_id: &str) -> Vec<Observation> {
             } else {
                 metrics::parse_text(&text, &ctx.names, &ctx.filters)
             }
+        }
+        // A training job trial: its primary replica's output (rank 0's log: stdout and stderr together).
+        (Template::TrainingJob(_), _) => {
+            let rec = match &plan.job {
+                Some(name) => ctx.engine.store().get_training_job(&ctx.record.namespace, name).await.ok(),
+                None => None,
+            };
+            let text = rec
+                .and_then(|r| r.replicas.first().map(|r| r.log_path.clone()))
+                .and_then(|p| std::fs::read_to_string(p).ok())
+                .unwrap_or_default();
+            metrics::parse_text(&text, &ctx.names, &ctx.filters)
         }
         _ => {
             let dir = ctx.engine.config().logs_root.join(run_id).join(TRIAL_TASK);

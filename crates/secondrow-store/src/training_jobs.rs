@@ -294,20 +294,17 @@ impl Store {
     /// Writes one transition: the job's state and status (and start/finish times when given) with the changed
     /// replicas, in one transaction. A finished job does not change any more (`FailedPrecondition`-like
     /// `InvalidArgument`).
+    ///
+    /// The transaction writes first (an `UPDATE` guarded by the state) and reads only to explain a refusal:
+    /// SQLite refuses to upgrade a transaction that has read to a writer while another connection writes
+    /// (`database is locked`, without waiting), so a read-then-write transaction failed whenever any other
+    /// writer (an API call, another job) got in between.
     pub async fn update_training_job(&self, id: &str, update: &TrainingJobUpdate<'_>) -> Result<()> {
         let now = now_ms();
         let mut tx = self.pool().begin().await?;
-        let state: Option<String> = sqlx::query_scalar("SELECT state FROM training_jobs WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let state = state.ok_or_else(|| StoreError::NotFound { kind: "training job", id: id.to_owned() })?;
-        if state.parse::<TrainingJobState>().is_ok_and(TrainingJobState::is_finished) {
-            return Err(StoreError::InvalidArgument(format!("training job `{id}` has finished ({state})")));
-        }
-        sqlx::query(
+        let done = sqlx::query(
             "UPDATE training_jobs SET state = $1, status = $2, started_at = COALESCE(started_at, $3), \
-             finished_at = COALESCE(finished_at, $4) WHERE id = $5",
+             finished_at = COALESCE(finished_at, $4) WHERE id = $5 AND state NOT IN ('Succeeded', 'Failed')",
         )
         .bind(update.state.as_str())
         .bind(json_text(update.status)?)
@@ -316,6 +313,16 @@ impl Store {
         .bind(id)
         .execute(&mut *tx)
         .await?;
+        if done.rows_affected() == 0 {
+            let state: Option<String> = sqlx::query_scalar("SELECT state FROM training_jobs WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            return Err(match state {
+                None => StoreError::NotFound { kind: "training job", id: id.to_owned() },
+                Some(state) => StoreError::InvalidArgument(format!("training job `{id}` has finished ({state})")),
+            });
+        }
         for r in update.replicas {
             let done = sqlx::query(
                 "UPDATE training_job_replicas SET state = $1, pid = $2, pid_start = $3, restarts = $4, \
@@ -343,31 +350,61 @@ impl Store {
         Ok(())
     }
 
-    /// Records the process that supervises job `id` from now on.
-    pub async fn claim_training_job(&self, id: &str, pid: i64, start: Option<i64>) -> Result<()> {
-        let done = sqlx::query("UPDATE training_jobs SET supervisor_pid = $1, supervisor_start = $2 WHERE id = $3")
-            .bind(pid)
-            .bind(start)
-            .bind(id)
-            .execute(self.pool())
-            .await?;
+    /// Records the process `(pid, start)` as the one supervising job `id` from now on, if the job's supervisor
+    /// is still `expected` (what the caller read; `None`: never claimed) and the job has not finished. One
+    /// statement, so of two processes that read the same record and both claim it (a background supervisor
+    /// starting while a server's recovery pass adopts its job) exactly one wins: `Ok(false)` for the other.
+    pub async fn claim_training_job(
+        &self,
+        id: &str,
+        expected: (Option<i64>, Option<i64>),
+        pid: i64,
+        start: Option<i64>,
+    ) -> Result<bool> {
+        // `IS NOT DISTINCT FROM` is PostgreSQL's NULL-safe equality; SQLite spells it `IS`.
+        let same = match self.backend() {
+            crate::Backend::Sqlite => "IS",
+            crate::Backend::Postgres => "IS NOT DISTINCT FROM",
+        };
+        let done = sqlx::query(&format!(
+            "UPDATE training_jobs SET supervisor_pid = $1, supervisor_start = $2 WHERE id = $3 \
+             AND supervisor_pid {same} $4 AND supervisor_start {same} $5 AND state NOT IN ('Succeeded', 'Failed')"
+        ))
+        .bind(pid)
+        .bind(start)
+        .bind(id)
+        .bind(expected.0)
+        .bind(expected.1)
+        .execute(self.pool())
+        .await?;
         if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound { kind: "training job", id: id.to_owned() });
+            // Gone, or claimed by another process (or finished) since the caller read it.
+            self.training_job_by_id(id).await?;
+            return Ok(false);
         }
-        Ok(())
+        Ok(true)
     }
 
-    /// Deletes a job and its replicas' rows (the caller stops its processes first).
+    /// Deletes a job and its replicas' rows (the caller stops its processes first). Writes first, like
+    /// [`Store::update_training_job`], so a supervisor writing at the same time cannot make it fail.
     pub async fn delete_training_job(&self, namespace: &str, name: &str) -> Result<()> {
         let mut tx = self.pool().begin().await?;
-        let id: Option<String> = sqlx::query_scalar("SELECT id FROM training_jobs WHERE namespace = $1 AND name = $2")
+        sqlx::query(
+            "DELETE FROM training_job_replicas WHERE job_id IN \
+             (SELECT id FROM training_jobs WHERE namespace = $1 AND name = $2)",
+        )
+        .bind(namespace)
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+        let done = sqlx::query("DELETE FROM training_jobs WHERE namespace = $1 AND name = $2")
             .bind(namespace)
             .bind(name)
-            .fetch_optional(&mut *tx)
+            .execute(&mut *tx)
             .await?;
-        let id = id.ok_or_else(|| StoreError::NotFound { kind: "training job", id: name.to_owned() })?;
-        sqlx::query("DELETE FROM training_job_replicas WHERE job_id = $1").bind(&id).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM training_jobs WHERE id = $1").bind(&id).execute(&mut *tx).await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound { kind: "training job", id: name.to_owned() });
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -381,7 +418,11 @@ mod tests {
     use crate::tests::{per_backend, TestDb};
     use crate::ErrorKind;
 
-    per_backend!(training_jobs_round_trip_and_names_are_unique_per_namespace, training_job_transitions_are_atomic);
+    per_backend!(
+        training_jobs_round_trip_and_names_are_unique_per_namespace,
+        training_job_transitions_are_atomic,
+        training_job_writes_beside_other_writers_never_fail,
+    );
 
     fn new_job<'a>(ns: &'a str, name: &'a str, status: &'a serde_json::Value) -> NewTrainingJob<'a> {
         NewTrainingJob {
@@ -416,9 +457,18 @@ mod tests {
         assert_eq!(s.get_training_job("team-b", "jx").await.unwrap().namespace, "team-b");
         assert_eq!(s.get_training_job("team-c", "jx").await.unwrap_err().kind(), ErrorKind::NotFound);
         assert_eq!(s.unfinished_training_jobs().await.unwrap().len(), 2);
-        s.claim_training_job(&job.id, 42, Some(7)).await.unwrap();
+        assert!(s.claim_training_job(&job.id, (None, None), 42, Some(7)).await.unwrap());
         let got = s.training_job_by_id(&job.id).await.unwrap();
         assert_eq!((got.supervisor_pid, got.supervisor_start), (Some(42), Some(7)));
+        // A claim from a record read before that claim loses; one from the current supervisor wins.
+        assert!(!s.claim_training_job(&job.id, (None, None), 43, Some(8)).await.unwrap());
+        assert!(!s.claim_training_job(&job.id, (Some(42), None), 43, Some(8)).await.unwrap());
+        assert!(s.claim_training_job(&job.id, (Some(42), Some(7)), 43, None).await.unwrap());
+        assert!(s.claim_training_job(&job.id, (Some(43), None), 44, Some(9)).await.unwrap());
+        assert_eq!(
+            s.claim_training_job("no-such-job", (None, None), 1, None).await.unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
         s.delete_training_job("team-a", "jx").await.unwrap();
         assert_eq!(s.get_training_job("team-a", "jx").await.unwrap_err().kind(), ErrorKind::NotFound);
         assert_eq!(s.delete_training_job("team-a", "jx").await.unwrap_err().kind(), ErrorKind::NotFound);
@@ -476,7 +526,60 @@ mod tests {
         assert_eq!((got.replicas[0].restarts, got.replicas[0].exit_code), (2, Some(1)));
         assert_eq!(got.replicas[1].state, ReplicaState::Killed);
         assert!(s.unfinished_training_jobs().await.unwrap().is_empty());
-        // Finished jobs are final.
-        assert!(s.update_training_job(&job.id, &up).await.is_err());
+        // Finished jobs are final, and nobody claims them any more.
+        assert_eq!(s.update_training_job(&job.id, &up).await.unwrap_err().kind(), ErrorKind::InvalidInput);
+        assert!(!s.claim_training_job(&job.id, (None, None), 1, None).await.unwrap());
+        let gone = TrainingJobUpdate { state: TrainingJobState::Running, ..up };
+        assert_eq!(s.update_training_job("no-such-job", &gone).await.unwrap_err().kind(), ErrorKind::NotFound);
+    }
+
+    /// A supervisor's transitions while other writers (job submissions and deletions, as the API makes them)
+    /// hold SQLite's write lock: each waits for the lock instead of failing with `database is locked` (the
+    /// cause of a job's supervisor stopping under load when its transaction read before writing).
+    async fn training_job_writes_beside_other_writers_never_fail(db: &TestDb) {
+        let s = &db.store;
+        let status = json!({});
+        let job = s.create_training_job(&new_job("", "watched", &status)).await.unwrap();
+        let writers: Vec<_> = (0..4)
+            .map(|w| {
+                let s = s.clone();
+                tokio::spawn(async move {
+                    let status = json!({});
+                    for i in 0..25 {
+                        let name = format!("other-{w}-{i}");
+                        s.create_training_job(&new_job("team-a", &name, &status)).await.unwrap();
+                        // A taken name: the insert takes the write lock and changes nothing.
+                        assert!(s.create_training_job(&new_job("team-a", &name, &status)).await.is_err());
+                        s.delete_training_job("team-a", &name).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for i in 0..100 {
+            let replicas = [ReplicaUpdate {
+                replica_type: "Worker".into(),
+                index: 0,
+                state: ReplicaState::Running,
+                pid: Some(i),
+                pid_start: None,
+                restarts: i,
+                exit_code: None,
+            }];
+            let up = TrainingJobUpdate {
+                state: TrainingJobState::Running,
+                status: &status,
+                started_at: Some(1),
+                finished_at: None,
+                replicas: &replicas,
+            };
+            s.update_training_job(&job.id, &up).await.unwrap();
+            assert!(s.claim_training_job(&job.id, (None, None), 1, None).await.unwrap() || i > 0);
+            s.claim_training_job(&job.id, (Some(1), None), 1, None).await.unwrap();
+        }
+        for w in writers {
+            w.await.unwrap();
+        }
+        assert_eq!(s.training_job_by_id(&job.id).await.unwrap().replicas[0].restarts, 99);
+        assert_eq!(s.list_training_jobs(Some("team-a")).await.unwrap().len(), 0);
     }
 }

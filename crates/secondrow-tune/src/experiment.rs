@@ -714,6 +714,30 @@ fn primary_container<'a>(spec: &'a serde_yaml_ng::Value, name: &str) -> Option<&
         .find(|c| c.get("name").and_then(|n| n.as_str()) == Some(name))
 }
 
+/// The Training Operator kinds a trial may be (Katib runs them with `primaryContainerName` and the job's
+/// conditions): each trial is then a distributed training job.
+pub const TRAINING_JOB_KINDS: [&str; 5] = ["PyTorchJob", "TFJob", "MPIJob", "JAXJob", "XGBoostJob"];
+
+/// Whether a trial spec is a `kubeflow.org/v1` training job (see [`TRAINING_JOB_KINDS`]).
+pub fn is_training_job_trial(spec: &serde_yaml_ng::Value) -> bool {
+    spec.get("apiVersion").and_then(|v| v.as_str()) == Some("kubeflow.org/v1")
+        && spec.get("kind").and_then(|v| v.as_str()).is_some_and(|k| TRAINING_JOB_KINDS.contains(&k))
+}
+
+/// The containers named `name` in a training job's replica specs (`spec.<x>ReplicaSpecs.<Type>.template`).
+fn job_containers<'a>(spec: &'a serde_yaml_ng::Value, name: &'a str) -> impl Iterator<Item = &'a serde_yaml_ng::Value> {
+    spec.get("spec")
+        .and_then(|s| s.as_mapping())
+        .into_iter()
+        .flat_map(|m| m.iter())
+        .filter(|(k, _)| k.as_str().is_some_and(|k| k.ends_with("ReplicaSpecs")))
+        .filter_map(|(_, v)| v.as_mapping())
+        .flat_map(|groups| groups.values())
+        .filter_map(|g| g.get("template")?.get("spec")?.get("containers")?.as_sequence())
+        .flatten()
+        .filter(move |c| c.get("name").and_then(|n| n.as_str()) == Some(name))
+}
+
 /// SecondRow's own trial kind: a compiled kfp pipeline run per trial (`apiVersion: secondrow/v1`,
 /// `kind: Pipeline`, `spec: {pipelineFile | pipelineSpec, parameters: {NAME: "${trialParameters.x}"}}`).
 pub fn is_pipeline_trial(spec: &serde_yaml_ng::Value) -> bool {
@@ -781,12 +805,22 @@ fn validate_trial_spec(spec: &serde_yaml_ng::Value, path: &str, primary: &str) -
     if is_pipeline_trial(spec) {
         return validate_pipeline_trial(spec, path);
     }
+    if is_training_job_trial(spec) {
+        // The job itself is validated (as the operator's webhook does) when each trial submits it.
+        if !primary.is_empty() && job_containers(spec, primary).next().is_none() {
+            return Err(TuneError::invalid(
+                format!("{path}.spec"),
+                format!("no replica has a container named {primary:?} (the primaryContainerName)"),
+            ));
+        }
+        return Ok(());
+    }
     let is_job = spec.get("apiVersion").and_then(|v| v.as_str()) == Some("batch/v1")
         && spec.get("kind").and_then(|v| v.as_str()) == Some("Job");
     if !is_job {
         return Err(TuneError::unsupported(
             format!("{path}.kind"),
-            "a trialSpec other than batch/v1 Job or secondrow/v1 Pipeline",
+            "a trialSpec other than batch/v1 Job, a kubeflow.org/v1 training job or secondrow/v1 Pipeline",
         ));
     }
     if !primary.is_empty() && primary_container(spec, primary).is_none() {

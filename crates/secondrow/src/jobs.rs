@@ -133,7 +133,7 @@ pub async fn run(settings: &Settings, cmd: JobCommand) -> Result<ExitCode> {
                     eprintln!("{name}: {line}");
                 }
             });
-            let end = training::supervise_with_output(&store, &rec.id, cancel, Some(tx), output_dir).await;
+            let end = training::supervise_with_output(&store, &rec.id, cancel, Some(tx), output_dir, true).await;
             let _ = printer.await;
             if let Some(path) = status_file {
                 let rec = store.training_job_by_id(&rec.id).await?;
@@ -142,6 +142,10 @@ pub async fn run(settings: &Settings, cmd: JobCommand) -> Result<ExitCode> {
             }
             match end.map_err(|e| Failure::new(e.kind(), e))? {
                 Stopped::Finished(TrainingJobState::Succeeded) => Ok(ExitCode::SUCCESS),
+                Stopped::Elsewhere => {
+                    eprintln!("{}: a server claimed the job first and runs it", crate::term::Safe(&rec.name));
+                    Ok(ExitCode::from(1))
+                }
                 Stopped::Finished(_) | Stopped::Deleted | Stopped::Cancelled => Ok(ExitCode::from(1)),
             }
         }

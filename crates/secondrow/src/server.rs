@@ -173,6 +173,8 @@ pub async fn run(settings: &Settings, args: ServerArgs) -> Result<ExitCode> {
     let served = secondrow_api::serve_app(listener, state.clone(), app, &args.listener.limits(), stop).await;
     // The notebooks stop with the server; their rows stay up, so the next start brings them back.
     state.notebooks.kill_all().await;
+    // Training jobs' replicas are killed and recorded (restarted per policy by the next start).
+    state.training_jobs.stop(std::time::Duration::from_secs(30)).await;
     served.context("serving the API")?;
     Ok(ExitCode::SUCCESS)
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{repo_root, wait_for, Home};
+use crate::support::{per_backend, repo_root, wait_for, Home};
 
 /// The Python of `.venv-jobs` (JAX on CPU), at the repository root.
 fn jobs_python() -> PathBuf {
@@ -248,13 +248,17 @@ fn http(url: &str, method: &str, path: &str, token: Option<&str>, body: &str) ->
     crate::support::raw_http(url, method, path, token, "application/yaml", body)
 }
 
-#[test]
-fn jobs_api_runs_a_job_in_the_tokens_namespace_only() {
-    let h = Home::new();
+// The API's job tests run on both metadata backends: `NAME::sqlite` and `NAME::postgres`.
+per_backend!(
+    jobs_api_runs_a_job_in_the_tokens_namespace_only,
+    a_server_stopped_by_sigterm_records_its_jobs_and_resumes_them
+);
+
+fn jobs_api_runs_a_job_in_the_tokens_namespace_only(h: &Home) {
     let out = h.output(&["tokens", "create", "--namespace", "team-a", "--name", "t"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-    let server = crate::api::Server::start(&h, &[]);
+    let server = crate::api::Server::start(h, &[]);
     let base = "/apis/kubeflow.org/v1/namespaces";
     let yaml = "apiVersion: kubeflow.org/v1\nkind: JAXJob\nmetadata: {name: jx}\nspec:\n  jaxReplicaSpecs:\n    Worker:\n      replicas: 2\n      template: {spec: {containers: [{name: jax, image: i, command: [sh, -c, 'echo rank=$PROCESS_ID of $NUM_PROCESSES']}]}}\n";
     assert_eq!(http(&server.url, "POST", &format!("{base}/team-a/jaxjobs"), None, yaml).0, 401);
@@ -285,6 +289,73 @@ fn jobs_api_runs_a_job_in_the_tokens_namespace_only() {
     assert_eq!(http(&server.url, "GET", &format!("{base}/team-b/jaxjobs"), Some(&token), "").0, 403);
     assert_eq!(http(&server.url, "DELETE", &format!("{base}/team-a/jaxjobs/jx"), Some(&token), "").0, 200);
     assert_eq!(http(&server.url, "GET", &format!("{base}/team-a/jaxjobs/jx"), Some(&token), "").0, 404);
+}
+
+/// A graceful stop (SIGTERM) kills every replica's process group (the replicas' own children too) and records
+/// it: the OnFailure job is Restarting with its replicas Pending and one restart each, the Never job Failed.
+/// The next start runs the first again (no replica is lost any more, so no further restart is counted).
+fn a_server_stopped_by_sigterm_records_its_jobs_and_resumes_them(h: &Home) {
+    let kids = h.path().join("kids");
+    std::fs::create_dir_all(&kids).unwrap();
+    let server = crate::api::Server::start(h, &[]);
+    let job = |name: &str, policy: &str| {
+        format!(
+            "apiVersion: kubeflow.org/v1\nkind: JAXJob\nmetadata: {{name: {name}}}\nspec:\n  jaxReplicaSpecs:\n    Worker:\n      replicas: 2\n      restartPolicy: {policy}\n      template: {{spec: {{containers: [{{name: jax, image: i, command: [sh, -c, 'sleep 300 & echo $! > {k}/{name}-$PROCESS_ID; wait']}}]}}}}\n",
+            k = kids.display()
+        )
+    };
+    let base = "/apis/kubeflow.org/v1/namespaces/default/jaxjobs";
+    for (name, policy) in [("again", "OnFailure"), ("lost", "Never")] {
+        let (status, body) = http(&server.url, "POST", base, None, &job(name, policy));
+        assert_eq!(status, 201, "{body}");
+    }
+    let mut pids = Vec::new();
+    for name in ["again", "lost"] {
+        let rec = wait_for(Duration::from_secs(30), || {
+            let rec = record(h, name);
+            let running = rec["replicas"].as_array().unwrap().iter().all(|r| r["pid"].is_i64());
+            let kids = (0..2).all(|i| kids.join(format!("{name}-{i}")).exists());
+            (rec["state"] == "Running" && running && kids).then_some(rec)
+        });
+        pids.extend(rec["replicas"].as_array().unwrap().iter().map(|r| r["pid"].as_i64().unwrap()));
+        for i in 0..2 {
+            let kid = std::fs::read_to_string(kids.join(format!("{name}-{i}"))).unwrap();
+            pids.push(kid.trim().parse().unwrap());
+        }
+    }
+    assert!(pids.iter().all(|p| alive(*p)));
+    let server_pid = i64::from(server.pid());
+    let term = std::process::Command::new("kill").args(["-TERM", &server_pid.to_string()]).status().unwrap();
+    assert!(term.success());
+    wait_for(Duration::from_secs(60), || (!alive(server_pid)).then_some(()));
+    let orphans: Vec<i64> = pids.iter().copied().filter(|p| alive(*p)).collect();
+    assert!(orphans.is_empty(), "left running after the server stopped: {orphans:?}");
+    let again = record(h, "again");
+    assert_eq!(again["state"], "Restarting", "{again}");
+    for r in again["replicas"].as_array().unwrap() {
+        assert_eq!((r["state"].as_str(), r["restarts"].as_i64(), r["pid"].as_i64()), (Some("Pending"), Some(1), None));
+    }
+    let cond = last_condition(&serde_json::json!({"status": again["status"]}));
+    assert!(cond["message"].as_str().unwrap().contains("supervisor stopped"), "{cond}");
+    let lost = record(h, "lost");
+    assert_eq!(lost["state"], "Failed", "{lost}");
+    assert!(lost["replicas"].as_array().unwrap().iter().all(|r| r["state"] == "Killed"), "{lost}");
+    let log = std::fs::read_to_string(h.path().join("server.log")).unwrap();
+    assert!(!log.contains("did not stop in time"), "{log}");
+    drop(server);
+
+    // The next start runs the OnFailure job again; the failed one stays failed.
+    let _server = crate::api::Server::start(h, &[]);
+    let again = wait_for(Duration::from_secs(30), || {
+        let rec = record(h, "again");
+        let pids: Vec<i64> = rec["replicas"].as_array().unwrap().iter().filter_map(|r| r["pid"].as_i64()).collect();
+        (rec["state"] == "Running" && pids.len() == 2).then_some(rec)
+    });
+    assert!(again["replicas"].as_array().unwrap().iter().all(|r| r["restarts"] == 1), "{again}");
+    assert_eq!(record(h, "lost")["state"], "Failed");
+    let pids: Vec<i64> = again["replicas"].as_array().unwrap().iter().map(|r| r["pid"].as_i64().unwrap()).collect();
+    assert!(h.cmd().args(["job", "delete", "again"]).output().unwrap().status.success());
+    wait_for(Duration::from_secs(10), || pids.iter().all(|p| !alive(*p)).then_some(()));
 }
 
 #[test]
@@ -417,4 +488,126 @@ fn tf_and_xgboost_replicas_see_the_operators_variables() {
         std::fs::read_to_string(out.join("xgb-2")).unwrap(),
         format!("MASTER_ADDR=127.0.0.1\nMASTER_PORT={master_port}\nRANK=2\nWORKER_ADDRS=127.0.0.1,127.0.0.1\nWORLD_SIZE=3\n")
     );
+}
+
+/// A Katib Experiment whose trials are training jobs (a 2-worker JAXJob of shell replicas): each trial is a run
+/// of one `job submit --follow` task and a job named after the trial; StdOut metrics come from rank 0 only
+/// (worker-1 prints a worse loss that must not count), File metrics from the collector's path, rewritten per
+/// trial in every replica's command.
+#[test]
+fn tuning_trials_run_as_training_jobs_with_rank_0_metrics() {
+    let h = Home::new();
+    let experiment = |name: &str, collector: &str, cmd: &str| {
+        format!(
+            r#"apiVersion: kubeflow.org/v1beta1
+kind: Experiment
+metadata: {{name: {name}}}
+spec:
+  objective: {{type: minimize, objectiveMetricName: loss}}
+  algorithm: {{algorithmName: grid}}
+  parallelTrialCount: 2
+  maxTrialCount: 3
+{collector}  parameters:
+    - {{name: x, parameterType: int, feasibleSpace: {{min: "0", max: "2"}}}}
+  trialTemplate:
+    primaryContainerName: jax
+    trialParameters: [{{name: x, reference: x}}]
+    trialSpec:
+      apiVersion: kubeflow.org/v1
+      kind: JAXJob
+      spec:
+        jaxReplicaSpecs:
+          Worker:
+            replicas: 2
+            restartPolicy: Never
+            template:
+              spec:
+                containers:
+                  - name: jax
+                    image: ignored
+                    command: [sh, -c, '{cmd}']
+"#
+        )
+    };
+    let stdout = "if [ $PROCESS_ID = 0 ]; then echo loss=$(( (${trialParameters.x} - 1) * (${trialParameters.x} - 1) )); else echo loss=100; fi; echo rank $PROCESS_ID of $NUM_PROCESSES";
+    let file =
+        "if [ $PROCESS_ID = 0 ]; then echo loss=$(( ${trialParameters.x} + 5 )) > /var/log/katib/metrics.log; fi";
+    let collector = "  metricsCollectorSpec:\n    source: {fileSystemPath: {path: /var/log/katib/metrics.log, kind: File}}\n    collector: {kind: File}\n";
+    for (name, collector, cmd, best) in [("jobtrials", "", stdout, 0.0), ("jobfiles", collector, file, 5.0)] {
+        let path = write(&h, &format!("{name}.yaml"), &experiment(name, collector, cmd));
+        let out = h.cmd().arg("tune").arg(&path).arg("--json").output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(doc["experiment"]["state"], "Succeeded", "{doc}");
+        let trials = doc["trials"].as_array().unwrap();
+        assert_eq!(trials.len(), 3, "{doc}");
+        let mut objectives: Vec<f64> = trials.iter().map(|t| t["objective"].as_f64().unwrap()).collect();
+        objectives.sort_by(f64::total_cmp);
+        assert_eq!(objectives[0], best, "{doc}");
+        let optimal = trials.iter().find(|t| t["name"] == doc["experiment"]["optimalTrial"]).unwrap();
+        assert_eq!(
+            optimal["assignments"],
+            serde_json::json!([{"name": "x", "value": if best == 0.0 { "1" } else { "0" }}])
+        );
+        for t in trials {
+            assert_eq!(t["state"], "Succeeded", "{t}");
+            assert!(t["runId"].is_string(), "every trial is a run: {t}");
+            // The trial's job, named after it, ran both workers.
+            let job = record(&h, t["name"].as_str().unwrap());
+            assert_eq!((job["kind"].as_str(), job["state"].as_str()), (Some("JAXJob"), Some("Succeeded")));
+            assert!(job["replicas"].as_array().unwrap().iter().all(|r| r["state"] == "Succeeded"), "{job}");
+        }
+    }
+    // The trial's job log is reachable the usual way.
+    let first = record(&h, &{
+        let out = h.cmd().args(["job", "list", "-A", "--json"]).output().unwrap();
+        let all: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+        all.iter().find(|j| j["name"].as_str().unwrap().starts_with("jobtrials-")).unwrap()["name"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    });
+    let (name, ns) = (first["name"].as_str().unwrap(), first["namespace"].as_str().unwrap());
+    let logs = h.cmd().args(["job", "logs", name, "--replica", "worker-1", "--namespace", ns]).output().unwrap();
+    let text = String::from_utf8_lossy(&logs.stdout);
+    assert!(text.contains("rank 1 of 2"), "{text}{}", String::from_utf8_lossy(&logs.stderr));
+}
+
+/// A TFJob of 2 workers with real TensorFlow: MultiWorkerMirroredStrategy finds its peers through the
+/// `TF_CONFIG` the job sets, all-reduces and gathers. Opt-in (`SECONDROW_TEST_TENSORFLOW=1 ./scripts/test`, which
+/// makes `.venv-tf` from `scripts/requirements-tf.txt`): CPU-only TensorFlow is still a few hundred MB.
+#[test]
+fn tensorflow_job_allreduces_with_multi_worker_mirrored_strategy() {
+    if std::env::var("SECONDROW_TEST_TENSORFLOW").as_deref() != Ok("1") {
+        eprintln!("note: SECONDROW_TEST_TENSORFLOW is not 1; the TensorFlow job test is skipped (opt-in)");
+        return;
+    }
+    let py = repo_root().join(".venv-tf/bin/python");
+    assert!(py.exists(), "{} is missing: SECONDROW_TEST_TENSORFLOW=1 ./scripts/test creates it", py.display());
+    let h = Home::new();
+    let out = h.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let yaml = format!(
+        "apiVersion: kubeflow.org/v1\nkind: TFJob\nmetadata: {{name: mwms}}\nspec:\n  successPolicy: AllWorkers\n  runPolicy: {{activeDeadlineSeconds: 300}}\n  tfReplicaSpecs:\n    Worker:\n      replicas: 2\n      restartPolicy: Never\n      template: {{spec: {{containers: [{{name: tensorflow, image: i, command: [{py}, {s}, {o}]}}]}}}}\n",
+        py = std::path::absolute(py).unwrap().display(),
+        s = script("tf_mwms.py"),
+        o = out.display()
+    );
+    let file = write(&h, "mwms.yaml", &yaml);
+    let (code, err) = submit_follow(&h, &file, &[]);
+    let logs = h.cmd().args(["job", "logs", "mwms"]).output().unwrap();
+    assert_eq!(code, 0, "{err}\n{}", String::from_utf8_lossy(&logs.stdout));
+    let rec = record(&h, "mwms");
+    let workers: Vec<String> = (0..2).map(|i| format!("127.0.0.1:{}", rec["replicas"][i]["port"])).collect();
+    for index in 0..2 {
+        let seen: Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join(format!("tf-{index}.json"))).unwrap()).unwrap();
+        assert_eq!(seen["workers"], 2, "{seen}");
+        assert_eq!(seen["sum"], 3.0, "the all-reduce saw both workers: {seen}");
+        assert_eq!(seen["gathered"], serde_json::json!([1.0, 2.0]), "{seen}");
+        assert_eq!(seen["task"], serde_json::json!({"type": "worker", "index": index}));
+        assert_eq!(seen["cluster"], serde_json::json!({"worker": workers}));
+    }
+    assert_eq!(last_condition(&get_json(&h, "mwms", ""))["reason"], "TFJobSucceeded");
 }
