@@ -48,6 +48,8 @@ struct Attempt {
     /// The run's namespace (output artifact URIs a task reports must be authorized for it).
     namespace: String,
     task_id: String,
+    /// The task's inputs as the store has them (`s3://` URIs under an S3 root, fetched before the process).
+    inputs: IoValues,
 }
 
 impl RunDriver {
@@ -123,11 +125,13 @@ impl RunDriver {
         };
         let launch = LaunchOptions { skip_pip_prelude: python.as_ref().is_some_and(|p| p.base.has_kfp) };
         self.tree[id].exec.python = python;
+        // The process sees local paths; under an S3 root, `s3://` inputs map to the store's local mirror.
+        let local_inputs = crate::staging::localize(&self.inner.artifacts, &self.tree[id].inputs);
         let prepared = task::prepare(
             &plan.component,
             &container.container,
             &container.parsed,
-            &self.tree[id].inputs,
+            &local_inputs,
             &self.run_root.join(&path),
             &self.job,
             &self.tree[id].key,
@@ -225,7 +229,7 @@ impl RunDriver {
                 sb.read.push(PathBuf::from(first));
             }
             for a in n.inputs.artifacts.values().flatten() {
-                if let Some(p) = ImportPolicy::local_path(&a.uri) {
+                if let Some(p) = ImportPolicy::local_path(&a.uri).or_else(|| self.inner.artifacts.local_path(&a.uri)) {
                     sb.read.push(p);
                 }
             }
@@ -264,6 +268,7 @@ impl RunDriver {
             inner: self.inner.clone(),
             namespace: self.run.namespace.clone(),
             task_id: n.task_id.clone().unwrap_or_default(),
+            inputs: n.inputs.clone(),
         };
         self.running.spawn(async move { (id, attempt.run().await) });
     }
@@ -442,6 +447,9 @@ impl Attempt {
         if let Err(e) = self.lay_out() {
             return AttemptResult::Finished(Err(e));
         }
+        if let Err(e) = crate::staging::fetch_inputs(&self.inner.artifacts, &self.inputs).await {
+            return AttemptResult::Finished(Err(format!("staging inputs: {e}")));
+        }
         self.launch(python_exe).await
     }
 
@@ -591,8 +599,15 @@ impl Attempt {
             ))),
             Ok((Exit::Code(0), _)) => {
                 let outputs = task::collect_outputs(&self.component, &self.prepared).map_err(|e| e.to_string());
-                AttemptResult::Finished(match outputs {
+                let outputs = match outputs {
                     Ok(o) => self.authorize_outputs(o).await,
+                    Err(e) => Err(e),
+                };
+                AttemptResult::Finished(match outputs {
+                    Ok(mut o) => match crate::staging::publish_outputs(&self.inner.artifacts, &mut o).await {
+                        Ok(_) => Ok(o),
+                        Err(e) => Err(format!("uploading outputs: {e}")),
+                    },
                     Err(e) => Err(e),
                 })
             }
