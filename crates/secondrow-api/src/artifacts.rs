@@ -102,6 +102,9 @@ async fn get_or_download(
     if !matches!(view, "ARTIFACT_VIEW_UNSPECIFIED" | "BASIC" | "DOWNLOAD" | "RENDER") {
         return Err(ApiError::invalid(format!("view: unknown value `{view}` (BASIC, DOWNLOAD, RENDER)")));
     }
+    if s.engine.artifacts().is_remote() {
+        return Ok(Json(remote_artifact_json(&s, &artifact, &run.namespace, view, &headers).await?).into_response());
+    }
     let root = s.engine.artifacts().root().to_path_buf();
     let located = locate(&root, &artifact);
     let mut out = json!({
@@ -210,6 +213,9 @@ fn collect_entries(
 }
 
 async fn download_response(s: &AppState, a: &ArtifactRecord) -> ApiResult<Response> {
+    if s.engine.artifacts().is_remote() {
+        return remote_download(s, a).await;
+    }
     let root = s.engine.artifacts().root().to_path_buf();
     let real = locate(&root, a)?;
     let file_name: String =
@@ -299,5 +305,134 @@ impl Write for ChunkWriter {
         self.tx
             .blocking_send(Ok(chunk))
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away"))
+    }
+}
+
+// ------------------------------------------------------------ artifacts in an S3 bucket
+
+/// The artifact's files in the bucket, refusing a URI outside the artifact root (403) and an artifact
+/// without bytes (404).
+async fn remote_files(s: &AppState, a: &ArtifactRecord) -> ApiResult<Vec<(String, u64)>> {
+    let store = s.engine.artifacts();
+    store.relative(&a.uri).map_err(|_| {
+        ApiError::PermissionDenied(format!("artifact `{}`: `{}` is outside the artifact root", a.id, a.uri))
+    })?;
+    let files = store.list_files(&a.uri).await?;
+    if files.is_empty() {
+        return Err(ApiError::NotFound(format!(
+            "artifact `{}` has no file (metrics artifacts carry only metadata)",
+            a.id
+        )));
+    }
+    Ok(files)
+}
+
+/// KFP's GetArtifact for an artifact in S3 (`storage_provider` `s3`, the key under the root as path).
+async fn remote_artifact_json(
+    s: &AppState,
+    a: &ArtifactRecord,
+    namespace: &str,
+    view: &str,
+    headers: &HeaderMap,
+) -> ApiResult<Value> {
+    let store = s.engine.artifacts();
+    let mut out = json!({
+        "artifact_id": a.id,
+        "storage_provider": "s3",
+        "storage_path": store.relative(&a.uri).map(|p| p.to_string()).unwrap_or_default(),
+        "uri": a.uri,
+        "namespace": namespace,
+        "artifact_type": a.schema_title,
+        "created_at": ts(Some(a.created_at)),
+        "last_updated_at": ts(Some(a.created_at)),
+    });
+    match remote_files(s, a).await {
+        Ok(files) => {
+            out["artifact_size"] = json!(files.iter().map(|(_, n)| n).sum::<u64>().to_string());
+            if view == "DOWNLOAD" {
+                let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+                let path = format!("/apis/v2beta1/artifacts/{}:download", a.id);
+                out["download_url"] = json!(match host {
+                    Some(h) => format!("http://{h}{path}"),
+                    None => path,
+                });
+            }
+        }
+        Err(e) => out["error"] = json!({"message": e.to_string()}),
+    }
+    Ok(out)
+}
+
+/// Streams an artifact from S3: a file as is, a folder as a `.tar.gz` built while its objects stream in.
+async fn remote_download(s: &AppState, a: &ArtifactRecord) -> ApiResult<Response> {
+    let files = remote_files(s, a).await?;
+    let store = s.engine.artifacts().clone();
+    let file_name: String =
+        a.name.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect();
+    if files.len() == 1 && files[0].0.is_empty() {
+        let (len, stream) = store.stream(&a.uri).await?;
+        let mut response = Body::from_stream(stream).into_response();
+        let h = response.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        insert_disposition(h, &file_name);
+        return Ok(response);
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(8);
+    let (id, uri, handle) = (a.id.clone(), a.uri.clone(), tokio::runtime::Handle::current());
+    tokio::task::spawn_blocking(move || {
+        let mut writer = ChunkWriter { tx: tx.clone(), buf: Vec::new() };
+        let archive = |writer: &mut ChunkWriter| {
+            let gz = flate2::write::GzEncoder::new(writer, flate2::Compression::fast());
+            let mut tar = tar::Builder::new(gz);
+            for (rel, size) in &files {
+                let file_uri = format!("{uri}/{rel}");
+                let (_, stream) = handle.block_on(store.stream(&file_uri)).map_err(std::io::Error::other)?;
+                let mut header = tar::Header::new_gnu();
+                header.set_size(*size);
+                header.set_mode(0o644);
+                header.set_entry_type(tar::EntryType::Regular);
+                tar.append_data(
+                    &mut header,
+                    rel,
+                    BlockingStream { stream, handle: handle.clone(), chunk: Bytes::new() },
+                )?;
+            }
+            tar.into_inner()?.finish()?;
+            Ok::<(), std::io::Error>(())
+        };
+        let result = archive(&mut writer).and_then(|()| writer.flush());
+        if let Err(e) = result {
+            tracing::warn!(artifact_id = %id, error = %e, "artifact archive stream ended early");
+            let _ = tx.blocking_send(Err(e));
+        }
+    });
+    let stream = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    let mut response = Body::from_stream(stream).into_response();
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/gzip"));
+    insert_disposition(h, &format!("{file_name}.tar.gz"));
+    Ok(response)
+}
+
+/// A byte stream read synchronously (on a blocking thread) by waiting on the runtime for each chunk.
+struct BlockingStream {
+    stream: futures::stream::BoxStream<'static, std::io::Result<Bytes>>,
+    handle: tokio::runtime::Handle,
+    chunk: Bytes,
+}
+
+impl std::io::Read for BlockingStream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use futures::StreamExt;
+        while self.chunk.is_empty() {
+            match self.handle.block_on(self.stream.next()) {
+                Some(chunk) => self.chunk = chunk?,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk.split_to(n));
+        Ok(n)
     }
 }

@@ -19,6 +19,7 @@ pub mod registry;
 pub mod retry;
 mod run;
 pub mod sandbox;
+pub mod staging;
 pub mod task;
 pub mod training;
 pub mod tune;

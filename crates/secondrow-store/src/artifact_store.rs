@@ -1,33 +1,94 @@
-//! Artifact bytes, reached through `object_store`.
+//! Artifact bytes, reached through `object_store`: a local folder, or an S3 bucket (`s3://bucket/prefix`).
 //!
-//! Artifact URIs are absolute local paths under the artifact root (what kfp's executor expects for a
-//! local backend, docs/kfp-contract.md §2.3). Reads go through [`ArtifactStore::relative`], which refuses any
-//! URI that escapes the root, so no caller can be tricked into reading `../../etc/passwd`.
+//! With a local root, artifact URIs are absolute local paths under the root (what kfp's executor expects for
+//! a local backend, docs/kfp-contract.md §2.3). With an S3 root they are `s3://bucket/prefix/...`, as kfp
+//! records them on Kubeflow, and the store keeps a local folder that mirrors the bucket by kfp's own
+//! convention (`s3://b/k` is read and written at `<mount>/s3/b/k`, as kfp's executor maps it to `/s3/b/k`):
+//! tasks run as local processes against that folder and [`crate::ArtifactStore::upload`] /
+//! [`crate::ArtifactStore::download`] move bytes between it and the bucket (see the engine's `staging`).
+//! [`ArtifactStore::root`] is always that local folder.
+//!
+//! Reads go through [`ArtifactStore::relative`], which refuses any URI that escapes the root (another
+//! bucket, another prefix, `..`), so no caller can be tricked into reading `../../etc/passwd`.
 //!
 //! Data repositories (`crate::data`) keep file bytes here as content-addressed objects: the object id is
 //! the SHA-256 of the bytes (hex), stored at `data/objects/<2 hex>/<62 hex>`. An object is streamed (constant
 //! memory) to a temporary name under `data/tmp/` while it is hashed, checked against the id expected, and
 //! only then renamed into place, so an object path never holds a partial file; identical bytes are one
-//! object however many files, commits or repositories hold them. Everything goes through `object_store`,
-//! so the same code serves an S3 root.
+//! object however many files, commits or repositories hold them. On S3 the temporary object is a multipart
+//! upload and the rename is S3's copy and delete.
 
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
+use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
-use object_store::ObjectStore;
+use object_store::prefix::PrefixStore;
+use object_store::{ObjectStore, WriteMultipart};
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::{Result, StoreError};
 
 #[derive(Clone)]
 pub struct ArtifactStore {
+    /// The local folder artifacts are written under (with an S3 root: the local mirror of the bucket prefix).
     root: PathBuf,
     objects: Arc<dyn ObjectStore>,
+    remote: Option<Arc<Remote>>,
+}
+
+/// Where an S3 root is.
+#[derive(Debug)]
+struct Remote {
+    bucket: String,
+    /// The key prefix, without leading or trailing `/` (empty: the whole bucket).
+    prefix: String,
+    /// The folder that stands for `/` in kfp's local-path convention (`<mount>/s3/<bucket>/<key>`).
+    mount: PathBuf,
+}
+
+/// How an S3 artifact root is reached; the rest (credentials, region) comes from the usual `AWS_*` variables.
+#[derive(Debug, Clone, Default)]
+pub struct S3Options {
+    /// The S3 endpoint (`--s3-endpoint`), overriding `AWS_ENDPOINT_URL`; an `http://` endpoint is allowed
+    /// plain HTTP (a server on loopback).
+    pub endpoint: Option<String>,
+}
+
+/// Files of at least this size are uploaded in parts.
+pub const MULTIPART_THRESHOLD: u64 = 16 << 20;
+/// The size of one uploaded part (S3 wants at least 5 MiB for every part but the last).
+pub const PART_SIZE: usize = 8 << 20;
+/// Parts in flight at once per upload.
+const PART_CONCURRENCY: usize = 4;
+
+/// What one upload did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Uploaded {
+    pub files: u64,
+    pub bytes: u64,
+    /// Parts sent by multipart uploads (0 when every file went in one request).
+    pub parts: u64,
+}
+
+/// The bucket and key prefix of an `s3://bucket/prefix` URI (the prefix without surrounding slashes).
+pub fn parse_s3_uri(uri: &str) -> std::result::Result<(String, String), String> {
+    let rest = uri.strip_prefix("s3://").ok_or_else(|| format!("`{uri}` is not an s3:// URI"))?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let valid_bucket = (3..=63).contains(&bucket.len())
+        && bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+    if !valid_bucket {
+        return Err(format!("`{uri}`: `{bucket}` is not a valid S3 bucket name"));
+    }
+    let prefix = prefix.trim_matches('/');
+    if prefix.split('/').any(|p| p == "." || p == "..") || prefix.contains("//") {
+        return Err(format!("`{uri}`: the key prefix may not hold `.`, `..` or empty segments"));
+    }
+    Ok((bucket.to_owned(), prefix.to_owned()))
 }
 
 impl ArtifactStore {
@@ -38,37 +99,137 @@ impl ArtifactStore {
         let root =
             root.canonicalize().map_err(|e| StoreError::Artifacts(format!("resolving {}: {e}", root.display())))?;
         let fs = LocalFileSystem::new_with_prefix(&root).map_err(|e| StoreError::Artifacts(e.to_string()))?;
-        Ok(ArtifactStore { root, objects: Arc::new(fs) })
+        Ok(ArtifactStore { root, objects: Arc::new(fs), remote: None })
     }
 
-    /// The absolute local directory artifacts are written under.
+    /// Opens `root`: an `s3://bucket/prefix` URI (mirrored locally under `cache`) or a local folder.
+    pub async fn open(root: &str, cache: &Path, s3: &S3Options) -> Result<ArtifactStore> {
+        if root.contains("://") {
+            ArtifactStore::open_s3(root, cache, s3).await
+        } else {
+            ArtifactStore::open_local(Path::new(root))
+        }
+    }
+
+    /// Opens an S3 root, checking that its bucket can be listed (a missing bucket is an error naming it).
+    pub async fn open_s3(uri: &str, cache: &Path, opts: &S3Options) -> Result<ArtifactStore> {
+        let (bucket, prefix) =
+            parse_s3_uri(uri).map_err(|e| StoreError::InvalidArgument(format!("artifact root {e}")))?;
+        let mut builder = AmazonS3Builder::from_env().with_bucket_name(&bucket);
+        let endpoint = opts
+            .endpoint
+            .clone()
+            .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
+            .or_else(|| std::env::var("AWS_ENDPOINT").ok())
+            .filter(|e| !e.is_empty());
+        if let Some(e) = &endpoint {
+            builder = builder.with_endpoint(e);
+            if e.starts_with("http://") {
+                builder = builder.with_allow_http(true);
+            }
+        }
+        let s3 = builder.build().map_err(|e| StoreError::InvalidArgument(format!("artifact root `{uri}`: {e}")))?;
+        let shown = endpoint.as_deref().unwrap_or("AWS");
+        // Listing one key proves the bucket exists and the credentials may read it.
+        let probe = if prefix.is_empty() { None } else { Some(ObjectPath::from(prefix.as_str())) };
+        if let Err(e) = s3.list_with_delimiter(probe.as_ref()).await {
+            let text = e.to_string();
+            return Err(if text.contains("NoSuchBucket") {
+                StoreError::InvalidArgument(format!(
+                    "artifact root `{uri}`: the S3 bucket `{bucket}` does not exist (endpoint {shown})"
+                ))
+            } else {
+                StoreError::Artifacts(format!(
+                    "artifact root `{uri}`: cannot list S3 bucket `{bucket}` at {shown}: {text}"
+                ))
+            });
+        }
+        std::fs::create_dir_all(cache)
+            .map_err(|e| StoreError::Artifacts(format!("creating {}: {e}", cache.display())))?;
+        let mount =
+            cache.canonicalize().map_err(|e| StoreError::Artifacts(format!("resolving {}: {e}", cache.display())))?;
+        let mut root = mount.join("s3").join(&bucket);
+        if !prefix.is_empty() {
+            root = root.join(&prefix);
+        }
+        std::fs::create_dir_all(&root)
+            .map_err(|e| StoreError::Artifacts(format!("creating {}: {e}", root.display())))?;
+        let objects: Arc<dyn ObjectStore> =
+            if prefix.is_empty() { Arc::new(s3) } else { Arc::new(PrefixStore::new(s3, prefix.as_str())) };
+        Ok(ArtifactStore { root, objects, remote: Some(Arc::new(Remote { bucket, prefix, mount })) })
+    }
+
+    /// The absolute local directory artifacts are written under (for an S3 root, its local mirror).
     pub fn root(&self) -> &Path {
         &self.root
     }
 
-    /// The URI for a path under the root: the absolute path itself.
+    /// Whether artifacts live in an S3 bucket (URIs `s3://…`).
+    pub fn is_remote(&self) -> bool {
+        self.remote.is_some()
+    }
+
+    /// The folder standing for `/` in kfp's `/s3/<bucket>/<key>` convention (S3 roots only).
+    pub fn mount(&self) -> Option<&Path> {
+        self.remote.as_ref().map(|r| r.mount.as_path())
+    }
+
+    /// The URI of the root itself: its folder, or `s3://bucket/prefix`.
+    pub fn root_uri(&self) -> String {
+        match &self.remote {
+            Some(r) if r.prefix.is_empty() => format!("s3://{}", r.bucket),
+            Some(r) => format!("s3://{}/{}", r.bucket, r.prefix),
+            None => self.root.to_string_lossy().into_owned(),
+        }
+    }
+
+    /// The URI for a path under the root: the absolute path itself, or its `s3://` key.
     pub fn uri_for(&self, relative: &str) -> String {
-        self.root.join(relative).to_string_lossy().into_owned()
+        match &self.remote {
+            Some(_) => format!("{}/{}", self.root_uri(), relative.trim_start_matches('/')),
+            None => self.root.join(relative).to_string_lossy().into_owned(),
+        }
+    }
+
+    /// The URI of a local path under the root (an S3 root's mirror maps to `s3://`); `None` outside it.
+    pub fn uri_of_local(&self, path: &Path) -> Option<String> {
+        let rel = path.strip_prefix(&self.root).ok()?;
+        if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
+            return None;
+        }
+        match &self.remote {
+            Some(_) => Some(self.uri_for(&rel.to_string_lossy())),
+            None => Some(path.to_string_lossy().into_owned()),
+        }
+    }
+
+    /// Where the artifact at `uri` is (or is put) locally: the path itself for a local root, the mirror's
+    /// path of an `s3://` URI under an S3 root; `None` for a URI outside the root.
+    pub fn local_path(&self, uri: &str) -> Option<PathBuf> {
+        let rel = self.relative(uri).ok()?;
+        Some(rel.parts().fold(self.root.clone(), |p, part| p.join(part.as_ref())))
     }
 
     /// The object path of `uri` relative to the root, refusing anything outside it.
     pub fn relative(&self, uri: &str) -> Result<ObjectPath> {
-        let path = Path::new(uri);
-        let rel = path
-            .strip_prefix(&self.root)
-            .map_err(|_| StoreError::InvalidArgument(format!("`{uri}` is outside the artifact root")))?;
-        let mut parts = Vec::new();
-        for c in rel.components() {
-            match c {
-                Component::Normal(p) => parts.push(p.to_string_lossy().into_owned()),
-                Component::CurDir => {}
-                _ => return Err(StoreError::InvalidArgument(format!("`{uri}` escapes the artifact root"))),
+        let rel: &str = match &self.remote {
+            Some(_) => {
+                let root = self.root_uri();
+                let outside = || StoreError::InvalidArgument(format!("`{uri}` is outside the artifact root {root}"));
+                let rest = uri.strip_prefix(root.as_str()).ok_or_else(outside)?;
+                rest.strip_prefix('/').ok_or_else(outside)?
             }
-        }
-        ObjectPath::parse(parts.join("/")).map_err(|e| StoreError::InvalidArgument(format!("`{uri}`: {e}")))
+            None => {
+                let rel = Path::new(uri)
+                    .strip_prefix(&self.root)
+                    .map_err(|_| StoreError::InvalidArgument(format!("`{uri}` is outside the artifact root")))?;
+                return components_to_path(uri, rel);
+            }
+        };
+        components_to_path(uri, Path::new(rel))
     }
 
-    /// Reads one artifact file.
+    /// Reads one (small) artifact file whole.
     pub async fn read(&self, uri: &str) -> Result<Vec<u8>> {
         let loc = self.relative(uri)?;
         let got = self.objects.get(&loc).await.map_err(|e| map_os(uri, e))?;
@@ -76,37 +237,172 @@ impl ArtifactStore {
         Ok(bytes.to_vec())
     }
 
-    /// Copies the artifact at `uri` (a file, or a directory tree) into `dest`; returns the files written.
-    pub async fn download(&self, uri: &str, dest: &Path) -> Result<Vec<PathBuf>> {
+    /// The bytes of the single file at `uri` as a stream, with its size (an HTTP download).
+    pub async fn stream(
+        &self,
+        uri: &str,
+    ) -> Result<(u64, futures::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>)> {
         let loc = self.relative(uri)?;
-        let mut written = Vec::new();
+        let got = self.objects.get(&loc).await.map_err(|e| map_os(uri, e))?;
+        let size = got.meta.size as u64;
+        Ok((size, got.into_stream().map_err(std::io::Error::other).boxed()))
+    }
+
+    /// The files of the artifact at `uri`: itself when it is one file, else every file under it as a folder
+    /// (paths relative to it, sorted, with sizes). Empty when nothing is there.
+    pub async fn list_files(&self, uri: &str) -> Result<Vec<(String, u64)>> {
+        let loc = self.relative(uri)?;
         match self.objects.head(&loc).await {
-            Ok(_) => {
-                let bytes = self.read(uri).await?;
-                write_file(dest, &bytes).await?;
-                written.push(dest.to_path_buf());
-            }
-            Err(object_store::Error::NotFound { .. }) => {
-                let items: Vec<_> = self.objects.list(Some(&loc)).try_collect().await.map_err(|e| map_os(uri, e))?;
-                if items.is_empty() {
-                    return Err(StoreError::NotFound { kind: "artifact file", id: uri.to_owned() });
-                }
-                for item in items {
-                    let suffix = item
-                        .location
-                        .prefix_match(&loc)
-                        .map(|parts| parts.map(|p| p.as_ref().to_owned()).collect::<Vec<_>>());
-                    let Some(suffix) = suffix else { continue };
-                    let target = suffix.iter().fold(dest.to_path_buf(), |p, s| p.join(s));
-                    let got = self.objects.get(&item.location).await.map_err(|e| map_os(uri, e))?;
-                    let bytes = got.bytes().await.map_err(|e| map_os(uri, e))?;
-                    write_file(&target, &bytes).await?;
-                    written.push(target);
-                }
-            }
+            Ok(meta) => return Ok(vec![(String::new(), meta.size as u64)]),
+            Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => return Err(map_os(uri, e)),
         }
+        let items: Vec<_> = self.objects.list(Some(&loc)).try_collect().await.map_err(|e| map_os(uri, e))?;
+        let mut out: Vec<(String, u64)> = items
+            .into_iter()
+            .filter_map(|item| {
+                let parts: Vec<String> = item.location.prefix_match(&loc)?.map(|p| p.as_ref().to_owned()).collect();
+                Some((parts.join("/"), item.size as u64))
+            })
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// Copies the artifact at `uri` (a file, or a directory tree) into `dest`, streaming each file to a
+    /// temporary name beside its target and renaming it into place; returns the files written.
+    pub async fn download(&self, uri: &str, dest: &Path) -> Result<Vec<PathBuf>> {
+        let loc = self.relative(uri)?;
+        let files = self.list_files(uri).await?;
+        if files.is_empty() {
+            return Err(StoreError::NotFound { kind: "artifact file", id: uri.to_owned() });
+        }
+        let mut written = Vec::new();
+        for (rel, _) in files {
+            let (source, target) = if rel.is_empty() {
+                (loc.clone(), dest.to_path_buf())
+            } else {
+                let source = rel.split('/').fold(loc.clone(), |p, part| p.child(part));
+                (source, rel.split('/').fold(dest.to_path_buf(), |p, part| p.join(part)))
+            };
+            self.object_path_to_file(uri, &source, &target).await?;
+            written.push(target);
+        }
         Ok(written)
+    }
+
+    /// Streams one object into `target` (through a temporary file beside it).
+    async fn object_path_to_file(&self, uri: &str, loc: &ObjectPath, target: &Path) -> Result<u64> {
+        let parent = target.parent().unwrap_or(Path::new("."));
+        tokio::fs::create_dir_all(parent)
+            .await
+            .map_err(|e| StoreError::Artifacts(format!("creating {}: {e}", parent.display())))?;
+        let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp = parent.join(format!(".{name}.{}.part", uuid::Uuid::new_v4().simple()));
+        let result: Result<u64> = async {
+            let got = self.objects.get(loc).await.map_err(|e| map_os(uri, e))?;
+            let mut stream = got.into_stream();
+            let mut out = tokio::fs::File::create(&tmp)
+                .await
+                .map_err(|e| StoreError::Artifacts(format!("writing {}: {e}", tmp.display())))?;
+            let mut size = 0u64;
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| map_os(uri, e))?;
+                out.write_all(&chunk)
+                    .await
+                    .map_err(|e| StoreError::Artifacts(format!("writing {}: {e}", tmp.display())))?;
+                size += chunk.len() as u64;
+            }
+            out.flush().await.map_err(|e| StoreError::Artifacts(format!("writing {}: {e}", tmp.display())))?;
+            tokio::fs::rename(&tmp, target)
+                .await
+                .map_err(|e| StoreError::Artifacts(format!("writing {}: {e}", target.display())))?;
+            Ok(size)
+        }
+        .await;
+        if result.is_err() {
+            let _ = tokio::fs::remove_file(&tmp).await;
+        }
+        result
+    }
+
+    /// Uploads the local file or directory tree `source` to the artifact at `uri` (under the root): small
+    /// files in one request, files of [`MULTIPART_THRESHOLD`] or more in parts of [`PART_SIZE`], read
+    /// in chunks (constant memory). Symlinks are not followed (a task's output cannot publish files from
+    /// elsewhere on this machine). For a local root whose folder `source` already is, nothing moves.
+    pub async fn upload(&self, source: &Path, uri: &str) -> Result<Uploaded> {
+        let loc = self.relative(uri)?;
+        if !self.is_remote() && self.local_path(uri).is_some_and(|p| p == source) {
+            return Ok(Uploaded::default());
+        }
+        let files = {
+            let source = source.to_path_buf();
+            tokio::task::spawn_blocking(move || walk_files(&source))
+                .await
+                .map_err(|e| StoreError::Artifacts(e.to_string()))?
+                .map_err(|e| StoreError::Artifacts(format!("reading {e}")))?
+        };
+        let mut done = Uploaded::default();
+        for (rel, path) in files {
+            let target = rel.iter().fold(loc.clone(), |p, part| p.child(part.as_str()));
+            let (bytes, parts) = self.put_file(&path, &target, uri, &|_| {}).await?.1;
+            done.files += 1;
+            done.bytes += bytes;
+            done.parts += parts;
+        }
+        Ok(done)
+    }
+
+    /// Streams one local file to the object `loc`, hashing it; returns the hasher, and its size and the
+    /// parts a multipart upload sent (0 for one request).
+    async fn put_file(
+        &self,
+        path: &Path,
+        loc: &ObjectPath,
+        shown: &str,
+        on_bytes: &(dyn Fn(u64) + Sync),
+    ) -> Result<(Sha256, (u64, u64))> {
+        let reading = |e: std::io::Error| StoreError::Artifacts(format!("reading {}: {e}", path.display()));
+        let mut file = tokio::fs::File::open(path).await.map_err(reading)?;
+        let len = file.metadata().await.map_err(reading)?.len();
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; CHUNK];
+        if len < MULTIPART_THRESHOLD {
+            let mut bytes = Vec::with_capacity(len as usize);
+            file.read_to_end(&mut bytes).await.map_err(reading)?;
+            hasher.update(&bytes);
+            on_bytes(bytes.len() as u64);
+            let size = bytes.len() as u64;
+            self.objects.put(loc, bytes.into()).await.map_err(|e| StoreError::Artifacts(format!("{shown}: {e}")))?;
+            return Ok((hasher, (size, 0)));
+        }
+        let upload =
+            self.objects.put_multipart(loc).await.map_err(|e| StoreError::Artifacts(format!("{shown}: {e}")))?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+        let mut size = 0u64;
+        let outcome: Result<()> = async {
+            loop {
+                let n = file.read(&mut buf).await.map_err(reading)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                writer
+                    .wait_for_capacity(PART_CONCURRENCY)
+                    .await
+                    .map_err(|e| StoreError::Artifacts(format!("{shown}: {e}")))?;
+                hasher.update(&buf[..n]);
+                writer.write(&buf[..n]);
+                size += n as u64;
+                on_bytes(n as u64);
+            }
+        }
+        .await;
+        if let Err(e) = outcome {
+            let _ = writer.abort().await;
+            return Err(e);
+        }
+        writer.finish().await.map_err(|e| StoreError::Artifacts(format!("{shown}: {e}")))?;
+        Ok((hasher, (size, size.div_ceil(PART_SIZE as u64))))
     }
 
     // ------------------------------------------------------------ content-addressed objects
@@ -131,6 +427,20 @@ impl ArtifactStore {
         expected: Option<&str>,
         on_bytes: &(dyn Fn(u64) + Sync),
     ) -> Result<(String, u64, bool)> {
+        if self.is_remote() {
+            let tmp = ObjectPath::from(format!("{TMP_DIR}/{}", uuid::Uuid::new_v4().simple()));
+            let (hasher, (size, _)) = self.put_file(path, &tmp, &path.display().to_string(), on_bytes).await?;
+            let id = hex::encode(hasher.finalize());
+            if expected.is_some_and(|e| e != id) {
+                let _ = self.objects.delete(&tmp).await;
+                return Err(StoreError::InvalidArgument(format!(
+                    "{} changed while it was being stored; put it again",
+                    path.display()
+                )));
+            }
+            let new = self.place(&tmp, &id).await?;
+            return Ok((id, size, new));
+        }
         // The root is a local folder: the copy is plain blocking reads and writes on a thread of the blocking
         // pool (object_store's buffered multipart writer cost three times a `cp` of the same bytes), hashed as
         // it goes, into a temporary object renamed into place below. Progress is read from a counter.
@@ -348,13 +658,49 @@ fn map_object(id: &str, e: object_store::Error) -> StoreError {
     }
 }
 
-async fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    if let Some(parent) = path.parent() {
-        tokio::fs::create_dir_all(parent)
-            .await
-            .map_err(|e| StoreError::Artifacts(format!("creating {}: {e}", parent.display())))?;
+/// The object path of `rel` (the part of `uri` under the root), refusing `..` and anything but plain names.
+fn components_to_path(uri: &str, rel: &Path) -> Result<ObjectPath> {
+    let mut parts = Vec::new();
+    for c in rel.components() {
+        match c {
+            Component::Normal(p) => parts.push(p.to_string_lossy().into_owned()),
+            Component::CurDir => {}
+            _ => return Err(StoreError::InvalidArgument(format!("`{uri}` escapes the artifact root"))),
+        }
     }
-    tokio::fs::write(path, bytes).await.map_err(|e| StoreError::Artifacts(format!("writing {}: {e}", path.display())))
+    ObjectPath::parse(parts.join("/")).map_err(|e| StoreError::InvalidArgument(format!("`{uri}`: {e}")))
+}
+
+/// Every regular file under `source` (itself when it is a file) with its path relative to it, sorted;
+/// symlinks are skipped.
+fn walk_files(source: &Path) -> std::io::Result<Vec<(Vec<String>, PathBuf)>> {
+    fn walk(dir: &Path, rel: &mut Vec<String>, out: &mut Vec<(Vec<String>, PathBuf)>) -> std::io::Result<()> {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<std::io::Result<_>>()?;
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let kind = e.file_type()?;
+            rel.push(e.file_name().to_string_lossy().into_owned());
+            if kind.is_dir() {
+                walk(&e.path(), rel, out)?;
+            } else if kind.is_file() {
+                out.push((rel.clone(), e.path()));
+            }
+            rel.pop();
+        }
+        Ok(())
+    }
+    let meta = std::fs::symlink_metadata(source).map_err(|e| with_path(source, e))?;
+    let mut out = Vec::new();
+    if meta.is_file() {
+        out.push((Vec::new(), source.to_path_buf()));
+    } else if meta.is_dir() {
+        walk(source, &mut Vec::new(), &mut out).map_err(|e| with_path(source, e))?;
+    }
+    Ok(out)
+}
+
+fn with_path(path: &Path, e: std::io::Error) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))
 }
 
 fn map_os(uri: &str, e: object_store::Error) -> StoreError {

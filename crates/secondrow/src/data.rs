@@ -157,7 +157,7 @@ fn print_commit(c: &DataCommit) {
 pub async fn run(settings: &Settings, args: DataArgs) -> Result<ExitCode> {
     let home = Home::resolve(settings)?;
     let store = home.store().await?;
-    let repos = DataRepos::new(store.clone(), home.artifacts()?);
+    let repos = DataRepos::new(store.clone(), home.artifacts().await?);
     let ns = args.namespace.as_str();
     match args.command {
         DataCommand::Repo(RepoCommand::Create { name }) => {

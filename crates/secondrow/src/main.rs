@@ -10,6 +10,7 @@ mod deploy;
 mod error;
 mod jobs;
 mod k8s;
+mod kfp_target;
 mod models;
 mod notebook;
 mod progress;
@@ -61,6 +62,17 @@ struct Settings {
     /// Bearer token sent to `--server`.
     #[arg(long, env = "SECONDROW_TOKEN", global = true, hide_env_values = true)]
     token: Option<String>,
+    /// Where artifact bytes live: a local folder, or `s3://bucket/prefix` (credentials and region from the
+    /// usual AWS_* variables). Default: `artifacts/` in the home folder.
+    #[arg(long, env = "SECONDROW_ARTIFACT_ROOT", global = true)]
+    artifact_root: Option<String>,
+    /// The S3 endpoint for an `s3://` artifact root (default: AWS_ENDPOINT_URL, else AWS itself).
+    #[arg(long, env = "SECONDROW_S3_ENDPOINT", global = true)]
+    s3_endpoint: Option<String>,
+    /// An existing Kubeflow Pipelines installation (`kfp://HOST[:PORT]`, plain HTTP) for `run` and
+    /// `runs list|get`, through the standard KFP REST API; `--token` is its bearer token.
+    #[arg(long = "target", global = true)]
+    kfp_target: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -252,6 +264,8 @@ fn main() -> ExitCode {
 struct Home {
     root: PathBuf,
     database_url: String,
+    artifact_root: Option<String>,
+    s3_endpoint: Option<String>,
 }
 
 impl Home {
@@ -268,7 +282,12 @@ impl Home {
             Some(u) => u.clone(),
             None => format!("sqlite://{}", root.join("secondrow.db").display()),
         };
-        Ok(Home { root, database_url })
+        Ok(Home {
+            root,
+            database_url,
+            artifact_root: s.artifact_root.clone().filter(|r| !r.is_empty()),
+            s3_endpoint: s.s3_endpoint.clone(),
+        })
     }
 
     async fn store(&self) -> Result<Store> {
@@ -277,8 +296,15 @@ impl Home {
             .with_context(|| format!("opening the metadata store {}", self.database_url))
     }
 
-    fn artifacts(&self) -> Result<ArtifactStore> {
-        Ok(ArtifactStore::open_local(&self.root.join("artifacts"))?)
+    async fn artifacts(&self) -> Result<ArtifactStore> {
+        let Some(root) = &self.artifact_root else {
+            return Ok(ArtifactStore::open_local(&self.root.join("artifacts"))?);
+        };
+        // An S3 root is mirrored locally (kfp's `/s3/<bucket>/<key>` layout) under `artifacts-mirror/`.
+        let s3 = secondrow_store::S3Options { endpoint: self.s3_endpoint.clone() };
+        ArtifactStore::open(root, &self.root.join("artifacts-mirror"), &s3)
+            .await
+            .context("opening the artifact store (--artifact-root)")
     }
 
     fn logs_root(&self) -> PathBuf {
@@ -313,11 +339,14 @@ impl Home {
             max_loop_items: exec.max_loop_items,
         };
         let kube = exec.kube.executor().await?;
-        Ok(Engine::with_executor(self.store().await?, self.artifacts()?, config, kube))
+        Ok(Engine::with_executor(self.store().await?, self.artifacts().await?, config, kube))
     }
 }
 
 async fn dispatch(cli: Cli) -> Result<ExitCode> {
+    if let Some(target) = &cli.settings.kfp_target {
+        return kfp_target::dispatch(target, cli.settings.token.clone(), &cli.command).await;
+    }
     if let Some(server) = &cli.settings.server {
         if let Some(code) = remote::dispatch(server, cli.settings.token.clone(), &cli.command).await? {
             return Ok(code);
@@ -458,7 +487,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 tasks.iter().find(|t| Some(&t.id) == task_id.as_ref()).map(|t| t.path.clone()).unwrap_or_default()
             };
             if let Some(dest) = download {
-                let store = home.artifacts()?;
+                let store = home.artifacts().await?;
                 let mut n = 0;
                 for a in &artifacts {
                     let target = dest.join(path_of(&a.task_id)).join(&a.name);

@@ -110,7 +110,7 @@ pub async fn run(settings: &Settings, args: ModelsArgs) -> Result<ExitCode> {
         Some(server) => Target::Remote(Client::new(server, settings.token.clone())?),
         None => {
             let home = Home::resolve(settings)?;
-            Target::Local(home.store().await?, home.artifacts()?)
+            Target::Local(home.store().await?, home.artifacts().await?)
         }
     };
     let ns = namespace.as_deref().unwrap_or("");

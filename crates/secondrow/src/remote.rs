@@ -51,7 +51,7 @@ pub async fn dispatch(server: &str, token: Option<String>, command: &Command) ->
 
 /// The error's kind decides the exit code (a 4xx is the user's mistake); a 4xx prints the server's
 /// message as is.
-fn api_error(e: ClientError) -> Failure {
+pub(crate) fn api_error(e: ClientError) -> Failure {
     match (&e, e.status()) {
         (ClientError::Api { message, .. }, Some(400..=499)) => {
             Failure::new(e.kind(), anyhow::Error::msg(message.clone()))
@@ -85,7 +85,7 @@ async fn run(client: &Client, args: &RunArgs) -> Result<ExitCode> {
 }
 
 /// Turns caching off in every task of the spec, as kfp's `enable_caching=False` does.
-fn disable_cache(doc: &mut Value) {
+pub(crate) fn disable_cache(doc: &mut Value) {
     let spec = if doc.get("pipeline_spec").is_some() { &mut doc["pipeline_spec"] } else { doc };
     for pointer in dag_task_pointers(spec) {
         if let Some(Value::Object(tasks)) = spec.pointer_mut(&pointer) {
@@ -113,7 +113,7 @@ fn dag_task_pointers(spec: &Value) -> Vec<String> {
 }
 
 /// The id of the experiment named `name`, created when missing (what kfp's `create_experiment` does).
-async fn experiment_id(client: &Client, name: &str) -> Result<String> {
+pub(crate) async fn experiment_id(client: &Client, name: &str) -> Result<String> {
     let filter = json!({"predicates": [{"key": "display_name", "operation": "EQUALS", "string_value": name}]});
     let found = client
         .get_json_query("/experiments", &[("filter", filter.to_string()), ("namespace", String::new())])

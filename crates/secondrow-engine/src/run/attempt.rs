@@ -53,6 +53,8 @@ struct Attempt {
     task_id: String,
     /// Set when the attempt runs as a Kubernetes Pod.
     pod: Option<PodJob>,
+    /// The task's inputs as the store has them (`s3://` URIs under an S3 root, fetched before the process).
+    inputs: IoValues,
 }
 
 /// What a Pod of the attempt is made of besides the prepared command.
@@ -145,11 +147,13 @@ impl RunDriver {
         };
         let launch = LaunchOptions { skip_pip_prelude: python.as_ref().is_some_and(|p| p.base.has_kfp) };
         self.tree[id].exec.python = python;
+        // The process sees local paths; under an S3 root, `s3://` inputs map to the store's local mirror.
+        let local_inputs = crate::staging::localize(&self.inner.artifacts, &self.tree[id].inputs);
         let prepared = task::prepare(
             &plan.component,
             &container.container,
             &container.parsed,
-            &self.tree[id].inputs,
+            &local_inputs,
             &self.run_root.join(&path),
             &self.job,
             &self.tree[id].key,
@@ -247,7 +251,7 @@ impl RunDriver {
                 sb.read.push(PathBuf::from(first));
             }
             for a in n.inputs.artifacts.values().flatten() {
-                if let Some(p) = ImportPolicy::local_path(&a.uri) {
+                if let Some(p) = ImportPolicy::local_path(&a.uri).or_else(|| self.inner.artifacts.local_path(&a.uri)) {
                     sb.read.push(p);
                 }
             }
@@ -301,6 +305,7 @@ impl RunDriver {
                 },
                 platform: n.exec.pod_platform.clone().unwrap_or_default(),
             }),
+            inputs: n.inputs.clone(),
         };
         self.running.spawn(async move { (id, attempt.run().await) });
     }
@@ -479,6 +484,9 @@ impl Attempt {
         if let Err(e) = self.lay_out() {
             return AttemptResult::Finished(Err(e));
         }
+        if let Err(e) = crate::staging::fetch_inputs(&self.inner.artifacts, &self.inputs).await {
+            return AttemptResult::Finished(Err(format!("staging inputs: {e}")));
+        }
         self.launch(python_exe).await
     }
 
@@ -603,8 +611,16 @@ impl Attempt {
             PodEnd::Failed(m) => AttemptResult::Finished(Err(with_stderr_tail(m, &self.job.stdout_log))),
             PodEnd::Succeeded => {
                 let outputs = task::collect_outputs(&self.component, &self.prepared).map_err(|e| e.to_string());
-                AttemptResult::Finished(match outputs {
+                let outputs = match outputs {
                     Ok(o) => self.authorize_outputs(o).await,
+                    Err(e) => Err(e),
+                };
+                // Under an S3 root the Pod wrote into the shared local mirror; upload as a local attempt does.
+                AttemptResult::Finished(match outputs {
+                    Ok(mut o) => match crate::staging::publish_outputs(&self.inner.artifacts, &mut o).await {
+                        Ok(_) => Ok(o),
+                        Err(e) => Err(format!("uploading outputs: {e}")),
+                    },
                     Err(e) => Err(e),
                 })
             }
@@ -681,8 +697,15 @@ impl Attempt {
             ))),
             Ok((Exit::Code(0), _)) => {
                 let outputs = task::collect_outputs(&self.component, &self.prepared).map_err(|e| e.to_string());
-                AttemptResult::Finished(match outputs {
+                let outputs = match outputs {
                     Ok(o) => self.authorize_outputs(o).await,
+                    Err(e) => Err(e),
+                };
+                AttemptResult::Finished(match outputs {
+                    Ok(mut o) => match crate::staging::publish_outputs(&self.inner.artifacts, &mut o).await {
+                        Ok(_) => Ok(o),
+                        Err(e) => Err(format!("uploading outputs: {e}")),
+                    },
                     Err(e) => Err(e),
                 })
             }

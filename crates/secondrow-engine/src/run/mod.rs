@@ -99,7 +99,10 @@ impl RunDriver {
             job_name: run.display_name.clone(),
             job_resource_name: format!("{}-{}", run.pipeline_name, run.id),
             job_uuid: run.id.clone(),
-            pipeline_root: run_root.to_string_lossy().into_owned(),
+            pipeline_root: inner
+                .artifacts
+                .uri_of_local(&run_root)
+                .unwrap_or_else(|| run_root.to_string_lossy().into_owned()),
             create_time: created.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             schedule_time: scheduled.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         };

@@ -60,9 +60,29 @@ fn artifact_file(root: &Path, a: &ArtifactRecord) -> Result<PathBuf, String> {
     Ok(real)
 }
 
+/// With an S3 artifact root: the artifact as its local mirror's path, fetched from the bucket first when it is
+/// missing there and at most `max` bytes (larger ones are for downloading). A local root's record as is.
+async fn localized(ui: &Ui, a: &ArtifactRecord, max: u64) -> Result<ArtifactRecord, String> {
+    let store = ui.app.engine.artifacts();
+    let mut a = a.clone();
+    if !store.is_remote() {
+        return Ok(a);
+    }
+    let local = store.local_path(&a.uri).ok_or("the artifact's file is outside the artifact root")?;
+    if std::fs::symlink_metadata(&local).is_err() {
+        let size: u64 = store.list_files(&a.uri).await.map_err(|e| e.to_string())?.iter().map(|(_, n)| n).sum();
+        if size > max {
+            return Err(format!("the artifact is {size} bytes; shown up to {max}: download it instead"));
+        }
+        secondrow_engine::staging::fetch(store, &a.uri, &local).await.map_err(|e| e.to_string())?;
+    }
+    a.uri = local.to_string_lossy().into_owned();
+    Ok(a)
+}
+
 async fn read_text(ui: &Ui, a: &ArtifactRecord, max: u64) -> Result<String, String> {
     let root = ui.app.engine.artifacts().root().to_path_buf();
-    let a = a.clone();
+    let a = localized(ui, a, max).await?;
     tokio::task::spawn_blocking(move || {
         let path = artifact_file(&root, &a)?;
         let len = std::fs::metadata(&path).map_err(|e| e.to_string())?.len();
@@ -179,7 +199,7 @@ pub(super) async fn artifact_panel(
 /// A Parquet dataset's page (`None` when the file is not Parquet), read on the blocking pool.
 async fn parquet_view(ui: &Ui, a: &ArtifactRecord, page: usize) -> Option<Result<dataset::ParquetPage, String>> {
     let root = ui.app.engine.artifacts().root().to_path_buf();
-    let a = a.clone();
+    let a = localized(ui, a, 256 << 20).await.ok()?;
     tokio::task::spawn_blocking(move || {
         let path = artifact_file(&root, &a).ok()?;
         dataset::is_parquet(&path).then(|| dataset::parquet_page(&path, page * CSV_PAGE, CSV_PAGE))
