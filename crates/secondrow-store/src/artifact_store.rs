@@ -417,6 +417,24 @@ impl ArtifactStore {
         }
     }
 
+    /// Whether the object `id` is stored, *claiming* it when it is: its modification time is set to now, so
+    /// a garbage collection running meanwhile keeps it (`crate::data::gc`). Call this, not
+    /// [`ArtifactStore::has_object`], before a commit comes to reference an object it did not store itself.
+    pub async fn claim_object(&self, id: &str) -> Result<bool> {
+        let path = self.root.join(object_path(id)?.as_ref());
+        let touched = tokio::task::spawn_blocking(move || {
+            let file = match std::fs::File::options().write(true).open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+                Err(e) => return Err(e),
+            };
+            file.set_modified(std::time::SystemTime::now()).map(|()| true)
+        })
+        .await
+        .map_err(|e| StoreError::Artifacts(format!("object {id}: {e}")))?;
+        touched.map_err(|e| StoreError::Artifacts(format!("object {id}: {e}")))
+    }
+
     /// Streams the file at `path` into the object store; returns its object id, size, and whether the
     /// object is new (identical bytes may be stored already). `on_bytes` is
     /// told of every chunk read (progress). When `expected` is given and the bytes hash otherwise (the file
@@ -496,7 +514,7 @@ impl ArtifactStore {
     /// Stores `bytes` (a small object, such as a tree manifest); returns its object id.
     pub async fn put_object_bytes(&self, bytes: Vec<u8>) -> Result<String> {
         let id = hex::encode(Sha256::digest(&bytes));
-        if self.has_object(&id).await? {
+        if self.claim_object(&id).await? {
             return Ok(id);
         }
         let tmp = ObjectPath::from(format!("{TMP_DIR}/{}", uuid::Uuid::new_v4().simple()));
@@ -510,7 +528,7 @@ impl ArtifactStore {
     /// Whether the object is new.
     async fn place(&self, tmp: &ObjectPath, id: &str) -> Result<bool> {
         let loc = object_path(id)?;
-        if self.has_object(id).await? {
+        if self.claim_object(id).await? {
             let _ = self.objects.delete(tmp).await;
             return Ok(false);
         }

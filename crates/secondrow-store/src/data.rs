@@ -467,6 +467,22 @@ impl Store {
             .collect()
     }
 
+    /// The repositories of every namespace, by namespace and name.
+    pub async fn list_all_data_repos(&self) -> Result<Vec<DataRepo>> {
+        let rows = sqlx::query("SELECT namespace, name, created_at FROM data_repos ORDER BY namespace, name")
+            .fetch_all(self.reader())
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DataRepo {
+                    namespace: r.try_get("namespace")?,
+                    name: r.try_get("name")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
     pub async fn get_data_repo(&self, namespace: &str, name: &str) -> Result<DataRepo> {
         validate_repo_name(name)?;
         let row = sqlx::query("SELECT namespace, name, created_at FROM data_repos WHERE namespace = $1 AND name = $2")
@@ -772,6 +788,8 @@ impl DataRepos {
         progress: &(dyn Fn(u64, u64) + Sync),
     ) -> Result<PutOutcome> {
         let parent = self.branch_head(namespace, repo, branch).await?;
+        // Announced to garbage collection until the put returns: what it stores meanwhile is kept.
+        let _open = gc::OpenPut::begin(&self.objects)?;
         let prefix = normalize_path(&opts.prefix)?;
         let inputs = inputs.to_vec();
         let files = tokio::task::spawn_blocking(move || collect_inputs(&inputs, &prefix))
@@ -809,7 +827,7 @@ impl DataRepos {
                     if let (Some(c), Some((key, st))) = (cache, &stat) {
                         if let Some(object) = c.lookup(key, st) {
                             let known = old.as_ref().is_some_and(|o| o.object == object)
-                                || self.objects.has_object(object).await?;
+                                || self.objects.claim_object(object).await?;
                             if known {
                                 tick(st.size);
                                 remember(object);
@@ -832,7 +850,7 @@ impl DataRepos {
                             .map_err(|e| io_error(&local, e))?;
                         tick(size);
                         remember(&id);
-                        if old.as_ref().is_some_and(|o| o.object == id) || self.objects.has_object(&id).await? {
+                        if old.as_ref().is_some_and(|o| o.object == id) || self.objects.claim_object(&id).await? {
                             return Ok::<_, DataError>((repo_path, FileEntry { object: id, size }, false));
                         }
                         let (id, size, new) = self.objects.put_object_file(&local, Some(&id), &|_| {}).await?;
@@ -1019,6 +1037,8 @@ pub fn diff_trees(a: &Tree, b: &Tree) -> Vec<DiffEntry> {
     out.sort_by(|x, y| x.path.cmp(&y.path));
     out
 }
+
+pub mod gc;
 
 #[cfg(test)]
 mod tests;

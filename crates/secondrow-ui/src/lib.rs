@@ -18,6 +18,7 @@
 mod catalog;
 mod clone;
 mod compare;
+mod data;
 mod dataset;
 pub mod deployments;
 mod experiments;
@@ -104,6 +105,10 @@ pub fn router(app: AppState) -> Router {
         .route("/jobs/{ns}/{name}", get(jobs::job))
         .route("/notebooks", get(notebooks::list).post(notebooks::create))
         .route("/notebooks/{ns}/{name}/do/{action}", post(notebooks::action))
+        .route("/data", get(data::repos))
+        .route("/data/{ns}/{repo}", get(data::repo))
+        .route("/data/{ns}/{repo}/commits/{reference}", get(data::commit))
+        .route("/data/{ns}/{repo}/diff", get(data::diff))
         .route("/models", get(models::models))
         .route("/models/{id}", get(models::model))
         .route("/models/{id}/versions/{version}/deploy", post(models::deploy))

@@ -2,8 +2,10 @@
 //! get, diff, branch and revert, on the local store (namespace `--namespace`, default `""`). The logic is
 //! `secondrow_store::data`; this module parses arguments, shows progress and prints.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -52,6 +54,10 @@ pub enum DataCommand {
         /// Print the new commit as JSON (`null` when nothing changed).
         #[arg(long)]
         json: bool,
+        /// Report progress on stderr whatever the size: a bar on a terminal, else a line per 10 %. Without
+        /// it, a bar is drawn for transfers of 32 MiB or more when stderr is a terminal.
+        #[arg(long)]
+        progress: bool,
     },
     /// The history of a branch or commit, newest first (`NAME[@REF]`).
     Log {
@@ -75,6 +81,9 @@ pub enum DataCommand {
         /// `NAME@REF[:PATH]`.
         target: String,
         dest: PathBuf,
+        /// Report progress on stderr whatever the size (see `put --progress`).
+        #[arg(long)]
+        progress: bool,
     },
     /// Files added, removed and changed from commit A to commit B (`NAME@A NAME@B`).
     Diff {
@@ -95,6 +104,21 @@ pub enum DataCommand {
     /// Follows lineage back through the tasks that produced it to the importers of `secondrow://data/…` URIs.
     Provenance {
         artifact_id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove stored objects that no commit of any repository references.
+    ///
+    /// Objects left by deleted repositories or by puts that were interrupted, and stale temporary files. Safe
+    /// while puts run: objects stored or reused since the oldest running put started, or younger than the
+    /// grace period, are kept. Covers every namespace (objects are shared between them).
+    Gc {
+        /// Only report what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+        /// Keep objects modified less than this many seconds ago.
+        #[arg(long, default_value_t = 3600)]
+        grace_secs: u64,
         #[arg(long)]
         json: bool,
     },
@@ -126,13 +150,57 @@ pub enum RepoCommand {
 /// Bars are drawn for transfers of at least this many bytes (and only on a terminal).
 const BAR_FROM_BYTES: u64 = 32 << 20;
 
-fn bar() -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {bytes}/{total_bytes} ({bytes_per_sec})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar
+/// Progress of a put or get on stderr (never stdout, which `--json` keeps for the result): a bar when
+/// stderr is a terminal (for large transfers, or any with `--progress`), lines at each 10 % with
+/// `--progress` when it is not, nothing otherwise.
+struct Progress {
+    label: &'static str,
+    forced: bool,
+    bar: Option<ProgressBar>,
+    /// The last tenth reported as a line.
+    tenth: AtomicU64,
+}
+
+impl Progress {
+    fn new(label: &'static str, forced: bool) -> Progress {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {bar:30} {bytes}/{total_bytes} ({bytes_per_sec})",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar
+        });
+        Progress { label, forced, bar, tenth: AtomicU64::new(0) }
+    }
+
+    fn update(&self, done: u64, total: u64) {
+        match &self.bar {
+            Some(bar) if self.forced || total >= BAR_FROM_BYTES => {
+                bar.set_length(total);
+                bar.set_position(done);
+            }
+            Some(_) => {}
+            None if self.forced => {
+                let tenth = (done.min(total) * 10).checked_div(total).unwrap_or(10);
+                let last = self.tenth.load(Ordering::Relaxed);
+                if tenth > last
+                    && self.tenth.compare_exchange(last, tenth, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+                {
+                    eprintln!("{}: {}% ({done} of {total} bytes)", self.label, tenth * 10);
+                }
+            }
+            None => {}
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 fn author(given: Option<String>) -> String {
@@ -183,7 +251,7 @@ pub async fn run(settings: &Settings, args: DataArgs) -> Result<ExitCode> {
             store.delete_data_repo(ns, &name).await?;
             println!("deleted data repo {name}");
         }
-        DataCommand::Put { target, paths, message, replace, author: who, json } => {
+        DataCommand::Put { target, paths, message, replace, author: who, json, progress } => {
             let t = Target::parse(&target)?;
             // Per namespace and repository, on this machine: what earlier puts from here already hashed.
             let ns_dir = if ns.is_empty() { "_" } else { ns };
@@ -195,15 +263,11 @@ pub async fn run(settings: &Settings, args: DataArgs) -> Result<ExitCode> {
                 author: author(who),
                 stat_cache: Some(stat_cache),
             };
-            let bar = bar();
-            let progress = |done: u64, total: u64| {
-                if total >= BAR_FROM_BYTES {
-                    bar.set_length(total);
-                    bar.set_position(done);
-                }
-            };
-            let out = repos.put(ns, &t.repo, t.reference(), &paths, &opts, &progress).await;
-            bar.finish_and_clear();
+            let shown = Progress::new("put", progress);
+            let out = repos
+                .put(ns, &t.repo, t.reference(), &paths, &opts, &|done: u64, total: u64| shown.update(done, total))
+                .await;
+            shown.finish();
             let out = out?;
             match (&out.commit, json) {
                 (Some(c), true) => println!("{}", serde_json::to_string_pretty(&commit_json(c))?),
@@ -250,18 +314,16 @@ pub async fn run(settings: &Settings, args: DataArgs) -> Result<ExitCode> {
                 }
             }
         }
-        DataCommand::Get { target, dest } => {
+        DataCommand::Get { target, dest, progress } => {
             let t = Target::parse(&target)?;
             let commit = store.resolve_data_ref(ns, &t.repo, t.reference()).await?;
-            let bar = bar();
-            let progress = |done: u64, total: u64| {
-                if total >= BAR_FROM_BYTES {
-                    bar.set_length(total);
-                    bar.set_position(done);
-                }
-            };
-            let written = repos.get(&commit, t.path.as_deref().unwrap_or(""), &dest, &progress).await;
-            bar.finish_and_clear();
+            let shown = Progress::new("get", progress);
+            let written = repos
+                .get(&commit, t.path.as_deref().unwrap_or(""), &dest, &|done: u64, total: u64| {
+                    shown.update(done, total)
+                })
+                .await;
+            shown.finish();
             let written = written?;
             eprintln!("wrote {} file(s) of {}@{} to {}", written.len(), t.repo, commit.short(), dest.display());
         }
@@ -313,6 +375,22 @@ pub async fn run(settings: &Settings, args: DataArgs) -> Result<ExitCode> {
                         p.run_id,
                         p.depth
                     );
+                }
+            }
+        }
+        DataCommand::Gc { dry_run, grace_secs, json } => {
+            let grace = std::time::Duration::from_secs(grace_secs);
+            let r = secondrow_store::data::gc::collect_garbage(&store, &repos.objects, grace, dry_run).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                let verb = if dry_run { "would remove" } else { "removed" };
+                println!(
+                    "{verb} {} unreferenced object(s), {} bytes, and {} temporary file(s); {} object(s) referenced, {} unreferenced kept as recent",
+                    r.removed, r.removed_bytes, r.removed_tmp, r.referenced, r.kept_recent
+                );
+                if r.open_puts > 0 {
+                    println!("{} put(s) running: objects stored since the oldest started are kept", r.open_puts);
                 }
             }
         }

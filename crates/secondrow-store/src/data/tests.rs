@@ -9,7 +9,8 @@ per_backend!(
     put_log_refs_get_diff_revert,
     dedup_stores_a_changed_file_once,
     writers_of_one_branch_conflict,
-    bad_input_is_refused_before_anything_is_stored
+    bad_input_is_refused_before_anything_is_stored,
+    gc_removes_only_unreferenced_objects_and_spares_running_puts
 );
 
 fn repos(db: &TestDb) -> DataRepos {
@@ -255,4 +256,105 @@ async fn stat_cache_skips_files_whose_stat_is_unchanged(db: &TestDb) {
     let c = changed.commit.unwrap();
     let tree = r.tree(&c).await.unwrap();
     assert_eq!(tree["a.bin"].object, crate::artifact_store::hash_file(&src.join("a.bin")).unwrap().0);
+}
+
+/// Every object file under the artifact root, with its path.
+fn object_files(db: &TestDb) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for fan in std::fs::read_dir(db.dir.path().join("artifacts/data/objects")).unwrap().flatten() {
+        out.extend(std::fs::read_dir(fan.path()).unwrap().flatten().map(|e| e.path()));
+    }
+    out.sort();
+    out
+}
+
+/// Sets the modification time of every object `secs` seconds back.
+fn age_objects(db: &TestDb, secs: u64) {
+    let then = std::time::SystemTime::now() - std::time::Duration::from_secs(secs);
+    for p in object_files(db) {
+        std::fs::File::options().write(true).open(&p).unwrap().set_modified(then).unwrap();
+    }
+}
+
+fn object_file(db: &TestDb, id: &str) -> PathBuf {
+    db.dir.path().join("artifacts/data/objects").join(&id[..2]).join(&id[2..])
+}
+
+async fn gc_removes_only_unreferenced_objects_and_spares_running_puts(db: &TestDb) {
+    use super::gc::{collect_garbage, OpenPut, DEFAULT_GRACE};
+    use std::time::Duration;
+    let r = repos(db);
+    let s = &db.store;
+    let src = db.dir.path().join("src");
+    write(&src, "keep/a.csv", b"kept a");
+    write(&src, "keep/b.csv", b"kept b");
+    write(&src, "gone/z.bin", b"only in a deleted repo");
+    s.create_data_repo("", "kept").await.unwrap();
+    s.create_data_repo("team-b", "gone").await.unwrap();
+    let kept = r.put("", "kept", "main", &[src.join("keep")], &opts("k"), &no_progress).await.unwrap().commit.unwrap();
+    let gone = r.put("team-b", "gone", "main", &[src.join("gone")], &opts("g"), &no_progress).await.unwrap();
+    let gone = gone.commit.unwrap();
+    let z = r.tree(&gone).await.unwrap()["z.bin"].object.clone();
+    s.delete_data_repo("team-b", "gone").await.unwrap();
+    // kept: 2 files + manifest; gone: 1 file + manifest, now referenced by nothing.
+    assert_eq!(object_files(db).len(), 5);
+
+    // Everything is young: nothing goes.
+    let report = collect_garbage(s, &r.objects, DEFAULT_GRACE, false).await.unwrap();
+    assert_eq!((report.referenced, report.kept_recent, report.removed), (3, 2, 0), "{report:?}");
+
+    // A leftover temporary file of a killed put.
+    std::fs::create_dir_all(db.dir.path().join("artifacts/data/tmp")).unwrap();
+    let tmp = db.dir.path().join("artifacts/data/tmp/leftover");
+    std::fs::write(&tmp, b"partial").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&tmp)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(7200))
+        .unwrap();
+
+    // Old enough: a dry run counts the two unreferenced objects and removes nothing.
+    age_objects(db, 7200);
+    let dry = collect_garbage(s, &r.objects, DEFAULT_GRACE, true).await.unwrap();
+    assert_eq!((dry.removed, dry.removed_tmp, dry.dry_run), (2, 1, true), "{dry:?}");
+    assert_eq!(object_files(db).len(), 5);
+    assert!(tmp.exists());
+
+    // An object a put claims again (it found the bytes stored) is young again and kept.
+    assert!(r.objects.claim_object(&z).await.unwrap());
+    let report = collect_garbage(s, &r.objects, DEFAULT_GRACE, false).await.unwrap();
+    assert_eq!((report.removed, report.kept_recent, report.removed_tmp), (1, 1, 1), "{report:?}");
+    assert!(object_file(db, &z).exists());
+    assert!(!object_file(db, &gone.manifest).exists());
+    assert!(!tmp.exists());
+    // What commits reference is all there: the kept commit reads back whole.
+    let out = db.dir.path().join("out");
+    r.get(&kept, "", &out, &no_progress).await.unwrap();
+    assert_eq!(std::fs::read(out.join("a.csv")).unwrap(), b"kept a");
+    assert_eq!(object_files(db).len(), 4);
+
+    // While a put runs (its marker is there), objects stored after it started are kept even with no grace
+    // period; once it is gone they are collected.
+    age_objects(db, 7200);
+    let running = OpenPut::begin(&r.objects).unwrap();
+    let fresh = r.objects.put_object_bytes(b"stored by the running put".to_vec()).await.unwrap();
+    let report = collect_garbage(s, &r.objects, Duration::ZERO, false).await.unwrap();
+    assert_eq!((report.open_puts, report.removed, report.kept_recent), (1, 1, 1), "{report:?}");
+    assert!(object_file(db, &fresh).exists() && !object_file(db, &z).exists());
+    drop(running);
+    age_objects(db, 10);
+    let report = collect_garbage(s, &r.objects, Duration::ZERO, false).await.unwrap();
+    assert_eq!((report.open_puts, report.removed), (0, 1), "{report:?}");
+    assert!(!object_file(db, &fresh).exists());
+
+    // The marker of a put whose process is gone does not hold anything back, and is removed.
+    let puts = db.dir.path().join("artifacts/data/puts");
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let marker = serde_json::json!({"pid": 999_999_999u32, "host": host.trim(), "started_ms": 0});
+    std::fs::write(puts.join("dead.json"), marker.to_string()).unwrap();
+    let report = collect_garbage(s, &r.objects, DEFAULT_GRACE, false).await.unwrap();
+    assert_eq!((report.open_puts, report.stale_puts, report.removed), (0, 1, 0), "{report:?}");
+    assert!(!puts.join("dead.json").exists());
+    assert_eq!(object_files(db).len(), 3);
 }

@@ -59,6 +59,8 @@ struct RunPage {
     events: String,
     live: bool,
     artifacts: Vec<ArtifactRow>,
+    /// The data commits the run's importers read.
+    data_reads: Vec<crate::data::DataRead>,
     panel: String,
     panel_title: String,
     can_terminate: bool,
@@ -228,6 +230,7 @@ async fn render_run(
                 ),
             })
             .collect(),
+        data_reads: crate::data::data_reads(&run.id, &run.namespace, &artifacts, &tasks),
         panel,
         panel_title,
         can_terminate: matches!(run.state, RunState::Pending | RunState::Running | RunState::Paused),

@@ -17,7 +17,8 @@ per_backend!(
     data_put_log_ls_get_diff_branch_revert,
     data_conflict_and_crash_leave_no_partial_commit,
     pipelines_import_data_versions_by_commit,
-    data_api_is_namespaced_like_runs
+    data_api_is_namespaced_like_runs,
+    data_progress_lines_and_gc
 );
 
 fn ok(h: &Home, args: &[&str]) -> String {
@@ -146,6 +147,56 @@ fn data_put_log_ls_get_diff_branch_revert(h: &Home) {
 
     ok(h, &["data", "repo", "delete", "imgs"]);
     assert!(json(h, &["data", "repo", "list", "--json"]).as_array().unwrap().is_empty());
+}
+
+/// `--progress` reports on stderr without touching the JSON on stdout; `data gc` removes the objects of a
+/// deleted repository (a dry run first), keeps what commits reference, and a put after it stores again what
+/// it removed.
+fn data_progress_lines_and_gc(h: &Home) {
+    let src = h.path().join("ds");
+    for i in 0..5 {
+        write(&src, &format!("f{i}.bin"), &vec![i as u8; 10_000]);
+        // Old enough for the stat cache to trust (not "racy").
+        let f = std::fs::File::options().write(true).open(src.join(format!("f{i}.bin"))).unwrap();
+        f.set_modified(std::time::SystemTime::now() - Duration::from_secs(3600)).unwrap();
+    }
+    let src_s = src.to_str().unwrap();
+    ok(h, &["data", "repo", "create", "keep"]);
+    ok(h, &["data", "repo", "create", "drop"]);
+    let out = h.output(&["data", "put", "drop", src_s, "--json", "--progress"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let commit: Value = serde_json::from_slice(&out.stdout).expect("stdout stays JSON with --progress");
+    assert_eq!(commit["files"], 5);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("put: 100% (50000 of 50000 bytes)"), "{err}");
+    let dest = h.path().join("got");
+    let out = h.output(&["data", "get", "drop@main", dest.to_str().unwrap(), "--progress"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("get: 100%"), "{out:?}");
+    // Without --progress and off a terminal: nothing but the result.
+    let out = h.output(&["data", "put", "keep", h.path().join("got/f0.bin").to_str().unwrap(), "--json"]);
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let (_, before) = objects(h);
+    assert_eq!(before, 5 + 1 + 1, "five files, two manifests (keep's file is one of drop's)");
+    ok(h, &["data", "repo", "delete", "drop"]);
+    // Young objects are kept by default; a dry run with no grace period counts, and removes nothing.
+    let r = json(h, &["data", "gc", "--json"]);
+    assert_eq!((r["removed"].as_u64(), r["kept_recent"].as_u64()), (Some(0), Some(5)), "{r}");
+    let r = json(h, &["data", "gc", "--dry-run", "--grace-secs", "0", "--json"]);
+    assert_eq!((r["removed"].as_u64(), r["dry_run"].as_bool()), (Some(5), Some(true)), "{r}");
+    assert_eq!(objects(h).1, before);
+    let text = ok(h, &["data", "gc", "--grace-secs", "0"]);
+    assert!(text.contains("removed 5 unreferenced object(s), 40") && text.contains("2 object(s) referenced"), "{text}");
+    assert_eq!(objects(h).1, 2);
+    ok(h, &["data", "get", "keep@main", h.path().join("kept").to_str().unwrap()]);
+    // The stat cache of `drop` remembers the removed objects: a put to a new `drop` stores them again
+    // rather than pointing at nothing.
+    ok(h, &["data", "repo", "create", "drop"]);
+    let again = json(h, &["data", "put", "drop", src_s, "--json"]);
+    assert_eq!(again["files"], 5);
+    let back = h.path().join("back");
+    ok(h, &["data", "get", "drop@main", back.to_str().unwrap()]);
+    assert_eq!(std::fs::read(back.join("f3.bin")).unwrap(), vec![3u8; 10_000]);
 }
 
 /// Makes a named pipe: a put reading it waits until the test writes, which lets the test act at a known
