@@ -16,6 +16,7 @@ mod jobs;
 mod kfp_artifacts;
 mod kfp_compat;
 mod kfp_kubernetes;
+mod monitor;
 mod notebooks;
 mod registry;
 mod remote;
