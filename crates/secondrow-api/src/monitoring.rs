@@ -215,7 +215,8 @@ impl InferenceObserver for PredictionLog {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         counters.sort_by(|a, b| a.0.cmp(&b.0));
-        let series: [(&str, &str, fn(&LogCounters) -> u64); 3] = [
+        type Counter = fn(&LogCounters) -> u64;
+        let series: [(&str, &str, Counter); 3] = [
             ("secondrow_monitor_logged_requests_total", "Sampled requests queued for the prediction log.", |c| {
                 c.queued.load(Ordering::Relaxed)
             }),

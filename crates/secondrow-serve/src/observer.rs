@@ -68,7 +68,7 @@ impl ObservedRows {
             if tensor.rows() != len {
                 return None;
             }
-            let width = if len == 0 { 0 } else { tensor.data.len() / len };
+            let width = tensor.data.len().checked_div(len).unwrap_or(0);
             let values = values_of(&tensor.data);
             for j in 0..width {
                 let name = match named.and_then(|n| n.get(next_named)) {

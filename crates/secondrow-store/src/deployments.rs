@@ -394,7 +394,7 @@ impl Store {
 pub fn check_log_sample(share: Option<f64>) -> Result<Option<f64>> {
     match share {
         None => Ok(None),
-        Some(s) if s == 0.0 => Ok(None),
+        Some(0.0) => Ok(None),
         Some(s) if s > 0.0 && s <= 1.0 => Ok(Some(s)),
         Some(s) => Err(StoreError::InvalidArgument(format!("log_sample: must be between 0 and 1, got {s}"))),
     }

@@ -223,7 +223,7 @@ mod tests {
             (rule.condition.as_str(), rule.parameters.clone(), rule.last_fired_at),
             ("psi(x) > 0.2", params.clone(), None)
         );
-        assert_eq!(s.list_monitor_rules(Some("churn"), None).await.unwrap(), [rule.clone()]);
+        assert_eq!(s.list_monitor_rules(Some("churn"), None).await.unwrap(), std::slice::from_ref(&rule));
         assert!(s.list_monitor_rules(Some("other"), None).await.unwrap().is_empty());
         assert!(s.list_monitor_rules(None, Some("elsewhere")).await.unwrap().is_empty());
 
