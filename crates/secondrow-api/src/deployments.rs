@@ -23,7 +23,8 @@ use secondrow_serve::http::access::AuthFuture;
 use secondrow_serve::http::{Access, Authorizer};
 use secondrow_serve::{Error as ServeError, ModelOptions, Repository};
 use secondrow_store::deployments::{
-    apply_traffic, check_name, next_version, Canary, DeploymentRecord, ModelSource, NewDeploymentVersion, TrafficUpdate,
+    apply_traffic, check_log_sample, check_name, next_version, Canary, DeploymentRecord, ModelSource,
+    NewDeploymentVersion, TrafficUpdate,
 };
 use secondrow_store::Store;
 
@@ -54,6 +55,8 @@ pub struct Deployments {
     /// Versions whose file failed to load: (name, version) → (path, message). Not retried until the
     /// path changes.
     failures: Mutex<HashMap<(String, String), (String, String)>>,
+    /// The prediction log, once serving started (`secondrow server`).
+    log: OnceLock<Arc<crate::monitoring::PredictionLog>>,
 }
 
 impl Default for Deployments {
@@ -75,7 +78,20 @@ impl Deployments {
             url: OnceLock::new(),
             managed: Mutex::new(BTreeSet::new()),
             failures: Mutex::new(HashMap::new()),
+            log: OnceLock::new(),
         }
+    }
+
+    /// Logs sampled requests of deployments with a `log_sample` to `log` (once; the repository's observer).
+    pub fn install_log(&self, log: Arc<crate::monitoring::PredictionLog>) {
+        if self.log.set(log.clone()).is_ok() {
+            self.repo.set_observer(log);
+        }
+    }
+
+    /// The prediction log, when installed.
+    pub fn log(&self) -> Option<&Arc<crate::monitoring::PredictionLog>> {
+        self.log.get()
     }
 
     /// The repository to serve (KServe V1 / V2) on the serving listener.
@@ -107,6 +123,9 @@ impl Deployments {
     /// Reconciles one deployment (the caller holds `lock`).
     async fn reconcile(&self, d: &DeploymentRecord) {
         lock(&self.managed).insert(d.name.clone());
+        if let Some(log) = self.log.get() {
+            log.set_rate(&d.name, d.log_sample);
+        }
         let loaded = self.loaded_paths(&d.name);
         for v in &d.versions {
             let key = (d.name.clone(), v.version.clone());
@@ -144,6 +163,9 @@ impl Deployments {
     /// Unloads a deployment that no longer exists.
     fn forget(&self, name: &str) {
         let _ = self.repo.unload(name, None);
+        if let Some(log) = self.log.get() {
+            log.set_rate(name, None);
+        }
         lock(&self.managed).remove(name);
         lock(&self.failures).retain(|(n, _), _| n != name);
     }
@@ -199,6 +221,7 @@ impl Deployments {
             "namespace": d.namespace,
             "default_version": d.default_version,
             "canary": d.canary,
+            "log_sample": d.log_sample,
             "state": state,
             "serving_version": serving,
             "url": self.url.get().map(|u| format!("{u}/v2/models/{}", d.name)),
@@ -239,6 +262,9 @@ struct CreateBody {
     /// Default true; a new deployment's first version is the default regardless.
     #[serde(default)]
     make_default: Option<bool>,
+    /// Share of requests logged for monitoring (0-1; 0: off). Applies to the whole deployment.
+    #[serde(default)]
+    log_sample: Option<f64>,
 }
 
 async fn create(
@@ -250,6 +276,7 @@ async fn create(
     if let Some(v) = &body.version {
         check_name("version", v)?;
     }
+    check_log_sample(body.log_sample)?;
     // A registry version (`{"registered_model", "model_version"}`) deploys its model file; the caller must reach
     // the registered model (its file was checked to be in the artifact store when it was registered).
     if let (Some(model), Some(ns)) = (
@@ -314,7 +341,7 @@ async fn create(
         make_default,
         model_version_id: registry.as_ref().map(|r| r.version_id),
     };
-    let record = match s.store().add_deployment_version(&new).await {
+    let mut record = match s.store().add_deployment_version(&new).await {
         Ok(record) => record,
         Err(e) => {
             // Nothing was written: take the loaded file back out.
@@ -322,6 +349,9 @@ async fn create(
             return Err(e.into());
         }
     };
+    if body.log_sample.is_some() {
+        record = s.store().set_deployment_log_sample(&body.name, body.log_sample).await?;
+    }
     live.reconcile(&record).await;
     Ok(Json(live.wire(&record)))
 }
@@ -380,6 +410,14 @@ struct UpdateBody {
     /// Absent: unchanged; `null`: removed.
     #[serde(default, deserialize_with = "present")]
     canary: Option<Option<Canary>>,
+    /// Share of requests logged for monitoring (0-1); 0 or `null` stops logging, absent leaves it.
+    #[serde(default, deserialize_with = "present_number")]
+    log_sample: Option<Option<f64>>,
+}
+
+/// [`present`] for a number.
+fn present_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<f64>>, D::Error> {
+    Option::<f64>::deserialize(d).map(Some)
 }
 
 /// Tells a field given as `null` (`Some(None)`) from an absent one (`None`, by `default`).
@@ -393,10 +431,20 @@ async fn update(
     ApiPath(name): ApiPath<String>,
     ApiJson(body): ApiJson<UpdateBody>,
 ) -> ApiResult<Json<Value>> {
+    if let Some(share) = body.log_sample {
+        check_log_sample(share)?;
+    }
     let update = TrafficUpdate { default_version: body.default_version, canary: body.canary };
     let live = &s.deployments;
     let _guard = live.lock.lock().await;
     let current = reachable(&s, &caller, &name).await?;
+    if let Some(share) = body.log_sample {
+        if update.default_version.is_none() && update.canary.is_none() {
+            let record = s.store().set_deployment_log_sample(&name, share).await?;
+            live.reconcile(&record).await;
+            return Ok(Json(live.wire(&record)));
+        }
+    }
     let (default, canary) = apply_traffic(&current, &update)?;
     // Only loaded versions may take traffic: check before writing anything.
     let loaded = live.loaded_paths(&name);
@@ -414,7 +462,10 @@ async fn update(
             )));
         }
     }
-    let record = s.store().update_deployment_traffic(&name, &update).await?;
+    let mut record = s.store().update_deployment_traffic(&name, &update).await?;
+    if let Some(share) = body.log_sample {
+        record = s.store().set_deployment_log_sample(&name, share).await?;
+    }
     live.reconcile(&record).await;
     Ok(Json(live.wire(&record)))
 }

@@ -17,6 +17,7 @@ pub mod healthz;
 pub mod list;
 pub mod logs;
 pub mod metrics;
+pub mod monitoring;
 pub mod notebooks;
 pub mod openapi;
 pub mod pipelines;
@@ -119,6 +120,7 @@ pub fn router(state: AppState) -> Router {
         .merge(runs::routes())
         .merge(recurring_runs::routes())
         .merge(deployments::routes())
+        .merge(monitoring::routes())
         .merge(artifacts::routes())
         .merge(logs::routes())
         .merge(records::routes())

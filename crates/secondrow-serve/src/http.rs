@@ -43,6 +43,9 @@ pub const DEFAULT_BODY_BUDGET: usize = 64 << 20;
 const BUDGET_WAIT: Duration = Duration::from_secs(30);
 
 const HEADER_LENGTH: &str = "inference-header-content-length";
+/// The request id of a V1 request (V2 has `id` in the body): read from the request, and sent back when
+/// the request was logged.
+pub const REQUEST_ID: &str = "x-request-id";
 
 /// Settings of the HTTP layer.
 #[derive(Clone)]
@@ -265,7 +268,10 @@ async fn server_metadata() -> Response {
 }
 
 async fn metrics(State(state): AppStateRef) -> Response {
-    let text = state.repo.metrics().render();
+    let mut text = state.repo.metrics().render();
+    if let Some(observer) = state.repo.observer() {
+        observer.render_metrics(&mut text);
+    }
     ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))], text).into_response()
 }
 

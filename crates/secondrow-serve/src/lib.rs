@@ -9,7 +9,8 @@
 //!   graphs (tree ensembles, linear models) evaluated natively by [`native`], SecondRow's own model files.
 //! - [`http`]: the axum router, wire formats and the one error → status table.
 //! - [`tensor`]: V2 datatypes and their JSON and binary codecs.
-//! - [`batch`]: dynamic batching; [`metrics`]: the Prometheus counters.
+//! - [`batch`]: dynamic batching; [`metrics`]: the Prometheus counters; [`observer`]: the hook that
+//!   sees sampled inferences (prediction logging, monitoring).
 //!
 //! This crate does not know the engine or the metadata store: the `secondrow` binary hands it files.
 
@@ -18,6 +19,7 @@ pub mod error;
 pub mod http;
 pub mod metrics;
 pub mod native;
+pub mod observer;
 pub mod repository;
 pub mod runtime;
 pub mod tensor;

@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -20,6 +20,7 @@ use tokio::sync::Semaphore;
 use crate::batch::Batcher;
 use crate::error::{Error, ModelError, Result};
 use crate::metrics::{Metrics, VersionMetrics};
+use crate::observer::{InferenceObserver, ObservedInference, ObservedRows};
 use crate::runtime::{self, Runtime};
 use crate::tensor::{Tensor, TensorData};
 
@@ -89,6 +90,8 @@ struct ModelEntry {
 pub struct Inference {
     pub version: String,
     pub outputs: Vec<Tensor>,
+    /// The request id under which the request was logged, when the observer sampled it.
+    pub logged_id: Option<String>,
 }
 
 /// The set of served models.
@@ -97,6 +100,7 @@ pub struct Repository {
     writer: Mutex<()>,
     metrics: Metrics,
     default_options: ModelOptions,
+    observer: OnceLock<Arc<dyn InferenceObserver>>,
 }
 
 impl Repository {
@@ -107,11 +111,22 @@ impl Repository {
             writer: Mutex::new(()),
             metrics: Metrics::default(),
             default_options,
+            observer: OnceLock::new(),
         }
     }
 
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// Installs the observer that sees sampled inferences (once; a second call is refused with `false`).
+    pub fn set_observer(&self, observer: Arc<dyn InferenceObserver>) -> bool {
+        self.observer.set(observer).is_ok()
+    }
+
+    /// The installed observer, if any.
+    pub fn observer(&self) -> Option<&Arc<dyn InferenceObserver>> {
+        self.observer.get()
     }
 
     /// Names of loaded models, sorted.
@@ -307,6 +322,19 @@ impl Repository {
     /// inputs against it, waits for a concurrency slot, predicts (batched when configured) and
     /// returns every output. Metrics are recorded for the chosen version, failures included.
     pub async fn infer(&self, name: &str, version: Option<&str>, inputs: Vec<Tensor>) -> Result<Inference> {
+        self.infer_with_id(name, version, None, inputs).await
+    }
+
+    /// [`Repository::infer`] for a request with an id: when the observer samples the request, its inputs
+    /// and outputs are handed to it under `id` (generated when `None`), returned in
+    /// [`Inference::logged_id`].
+    pub async fn infer_with_id(
+        &self,
+        name: &str,
+        version: Option<&str>,
+        id: Option<&str>,
+        inputs: Vec<Tensor>,
+    ) -> Result<Inference> {
         let started = Instant::now();
         let entry = self.entry(name)?;
         let chosen = {
@@ -326,9 +354,29 @@ impl Repository {
                 .cloned()
                 .ok_or_else(|| Error::VersionNotFound { model: name.to_owned(), version: v.to_owned() })?
         };
+        let observer = self.observer.get().filter(|o| o.sample(name));
+        let kept = observer.map(|_| inputs.clone());
         let result = self.infer_on(name, &entry, &chosen, inputs).await;
         chosen.metrics.observe(started.elapsed(), result.is_err());
-        result.map(|outputs| Inference { version: chosen.version.clone(), outputs })
+        let outputs = result?;
+        let mut logged_id = None;
+        if let (Some(observer), Some(inputs)) = (observer, kept) {
+            if let Some(rows) = ObservedRows::from_tensors(chosen.runtime.as_ref(), &inputs, &outputs) {
+                let id = id.map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
+                let time_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+                observer.record(ObservedInference {
+                    model: name.to_owned(),
+                    version: chosen.version.clone(),
+                    id: id.clone(),
+                    time_ms,
+                    rows,
+                });
+                logged_id = Some(id);
+            }
+        }
+        Ok(Inference { version: chosen.version.clone(), outputs, logged_id })
     }
 
     async fn infer_on(

@@ -29,6 +29,8 @@ pub struct DeploymentRecord {
     pub canary: Option<Canary>,
     /// Sorted by version (numbers numerically, then names).
     pub versions: Vec<DeploymentVersion>,
+    /// Share of requests logged for monitoring (0 < share <= 1; `None`: not logged).
+    pub log_sample: Option<f64>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -331,6 +333,22 @@ impl Store {
         self.get_deployment(name).await
     }
 
+    /// Sets the share of requests logged for monitoring: `Some(share)` with 0 < share <= 1, or `None`
+    /// (or `Some(0)`) to stop logging.
+    pub async fn set_deployment_log_sample(&self, name: &str, share: Option<f64>) -> Result<DeploymentRecord> {
+        let share = check_log_sample(share)?;
+        let done = sqlx::query("UPDATE deployments SET log_sample = $1, updated_at = $2 WHERE name = $3")
+            .bind(share)
+            .bind(now_ms())
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound { kind: "deployment", id: name.to_owned() });
+        }
+        self.get_deployment(name).await
+    }
+
     /// Deletes a deployment (`version` `None`) or one version of it. The default version cannot be
     /// deleted while it is the default; a canary on a deleted version is removed with it.
     /// Returns the deployment left, `None` when it was deleted.
@@ -369,6 +387,16 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(Some(self.get_deployment(name).await?))
+    }
+}
+
+/// Checks a log sample share: between 0 and 1 (0 means off, returned as `None`).
+pub fn check_log_sample(share: Option<f64>) -> Result<Option<f64>> {
+    match share {
+        None => Ok(None),
+        Some(0.0) => Ok(None),
+        Some(s) if s > 0.0 && s <= 1.0 => Ok(Some(s)),
+        Some(s) => Err(StoreError::InvalidArgument(format!("log_sample: must be between 0 and 1, got {s}"))),
     }
 }
 
@@ -454,6 +482,7 @@ fn deployment_from_rows(row: &AnyRow, versions: &[AnyRow]) -> Result<DeploymentR
         default_version: row.try_get("default_version")?,
         canary,
         versions,
+        log_sample: row.try_get("log_sample")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })

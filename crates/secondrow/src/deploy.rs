@@ -42,6 +42,13 @@ pub async fn start_serving(
     args: &ServingArgs,
     listener_args: &super::serve::ListenerArgs,
 ) -> Result<String> {
+    // The prediction log of deployments with `--log-sample`, under the work folder.
+    let (log, queue) = secondrow_api::monitoring::PredictionLog::new(
+        state.engine.config().work_dir.join("monitoring"),
+        secondrow_api::monitoring::QUEUE_CAPACITY,
+    );
+    state.deployments.install_log(log.clone());
+    tokio::spawn(log.write_forever(queue));
     state.deployments.sync(state.store()).await.context("loading deployments")?;
     let port = args.serve_port.unwrap_or(DEFAULT_SERVE_PORT);
     let listener = match tokio::net::TcpListener::bind((args.serve_host.as_str(), port)).await {
@@ -71,6 +78,7 @@ pub async fn start_serving(
         }
     });
     tokio::spawn(secondrow_api::deployments::watch(state.clone()));
+    tokio::spawn(secondrow_api::monitoring::watch(state.clone()));
     Ok(url)
 }
 
@@ -110,6 +118,9 @@ pub enum DeployCommand {
         /// Keep the current default version (the new one serves only when pinned or made the canary).
         #[arg(long)]
         no_default: bool,
+        /// Log this share of the deployment's requests and answers for monitoring (0-1; 0: off).
+        #[arg(long)]
+        log_sample: Option<f64>,
         #[arg(long)]
         json: bool,
     },
@@ -140,6 +151,9 @@ pub enum DeployCommand {
         /// Remove the canary.
         #[arg(long)]
         no_canary: bool,
+        /// Log this share of the requests and answers for monitoring (0-1; 0 stops logging).
+        #[arg(long)]
+        log_sample: Option<f64>,
         #[arg(long)]
         json: bool,
     },
@@ -177,7 +191,10 @@ pub async fn run(
         None => Target::Local(Home::resolve(settings)?.store().await?),
     };
     match command {
-        DeployCommand::Create { name, model: Some(model), version, namespace, no_default, json, .. } => {
+        DeployCommand::Create {
+            name, model: Some(model), version, namespace, no_default, log_sample, json, ..
+        } => {
+            check_log_sample(log_sample)?;
             let version = version.ok_or_else(|| Failure::usage("--model needs --version"))?;
             let registry = json!({"registered_model": model, "model_version": version});
             let doc = match &target {
@@ -185,6 +202,9 @@ pub async fn run(
                     let mut body = json!({"name": name, "source": registry, "make_default": !no_default});
                     if let Some(ns) = &namespace {
                         body["namespace"] = json!(ns);
+                    }
+                    if let Some(share) = log_sample {
+                        body["log_sample"] = json!(share);
                     }
                     c.post_json("/deployments", &body).await.map_err(Failure::from)?
                 }
@@ -196,7 +216,7 @@ pub async fn run(
                     )
                     .await?
                     .ok_or_else(|| Failure::usage("not a registry source"))?;
-                    target
+                    let doc = target
                         .create(
                             &name,
                             &found.source,
@@ -205,7 +225,11 @@ pub async fn run(
                             !no_default,
                             Some(found.version_id),
                         )
-                        .await?
+                        .await?;
+                    match log_sample {
+                        Some(share) => target.set_log_sample(&name, share).await?,
+                        None => doc,
+                    }
                 }
             };
             print_deployment(&doc, json)?;
@@ -220,17 +244,22 @@ pub async fn run(
             version,
             namespace,
             no_default,
+            log_sample,
             json,
             model: None,
         } => {
+            check_log_sample(log_sample)?;
             let source = match (artifact_id, run, task, output, path) {
                 (Some(artifact_id), ..) => ModelSource::Artifact { artifact_id },
                 (None, Some(run_id), Some(task), Some(output), _) => ModelSource::TaskOutput { run_id, task, output },
                 (.., Some(path)) => ModelSource::Path { path: std::path::absolute(&path)?.display().to_string() },
                 _ => return Err(Failure::usage("give --artifact-id, --run with --task and --output, or --path")),
             };
-            let doc =
+            let mut doc =
                 target.create(&name, &source, version.as_deref(), namespace.as_deref(), !no_default, None).await?;
+            if let Some(share) = log_sample {
+                doc = target.set_log_sample(&name, share).await?;
+            }
             print_deployment(&doc, json)?;
         }
         DeployCommand::List { namespace, json } => {
@@ -256,18 +285,26 @@ pub async fn run(
             }
         }
         DeployCommand::Get { name, json } => print_deployment(&target.get(&name).await?, json)?,
-        DeployCommand::Update { name, default_version, canary, percent, no_canary, json } => {
+        DeployCommand::Update { name, default_version, canary, percent, no_canary, log_sample, json } => {
+            check_log_sample(log_sample)?;
             let canary = match (canary, percent, no_canary) {
                 (Some(version), Some(percent), _) => Some(Some(Canary { version, percent })),
                 (_, _, true) => Some(None),
                 _ => None,
             };
             if default_version.is_none() && canary.is_none() {
-                return Err(Failure::usage(
-                    "nothing to change: give --default-version, --canary with --percent, or --no-canary",
-                ));
+                let Some(share) = log_sample else {
+                    return Err(Failure::usage(
+                        "nothing to change: give --default-version, --canary with --percent, --no-canary or --log-sample",
+                    ));
+                };
+                print_deployment(&target.set_log_sample(&name, share).await?, json)?;
+                return Ok(ExitCode::SUCCESS);
             }
-            let doc = target.update(&name, &TrafficUpdate { default_version, canary }).await?;
+            let mut doc = target.update(&name, &TrafficUpdate { default_version, canary }).await?;
+            if let Some(share) = log_sample {
+                doc = target.set_log_sample(&name, share).await?;
+            }
             print_deployment(&doc, json)?;
         }
         DeployCommand::Manifest { name, image, data_claim, data_path, replicas } => {
@@ -383,6 +420,19 @@ impl Target {
         }
     }
 
+    /// Sets the share of requests logged for monitoring (0: off).
+    async fn set_log_sample(&self, name: &str, share: f64) -> Result<Value> {
+        match self {
+            Target::Remote(c) => c
+                .patch_json(&format!("/deployments/{name}"), &json!({"log_sample": share}))
+                .await
+                .map_err(Failure::from),
+            Target::Local(store) => {
+                Ok(serde_json::to_value(store.set_deployment_log_sample(name, Some(share)).await?)?)
+            }
+        }
+    }
+
     async fn delete(&self, name: &str, version: Option<&str>) -> Result<()> {
         match self {
             Target::Remote(c) => {
@@ -400,6 +450,13 @@ impl Target {
     }
 }
 
+/// `--log-sample` must be a share between 0 and 1 (checked before anything is changed).
+fn check_log_sample(share: Option<f64>) -> Result<()> {
+    secondrow_store::deployments::check_log_sample(share)
+        .map_err(|e| Failure::usage(e.to_string().replacen("log_sample", "--log-sample", 1)))?;
+    Ok(())
+}
+
 fn print_deployment(d: &Value, json: bool) -> Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(d)?);
@@ -411,6 +468,9 @@ fn print_deployment(d: &Value, json: bool) -> Result<()> {
     }
     println!("Default:    {}", text(&d["default_version"]));
     println!("Canary:     {}", canary(d));
+    if let Some(share) = d["log_sample"].as_f64() {
+        println!("Logging:    {:.0}% of requests", share * 100.0);
+    }
     println!("State:      {}", state(d));
     if let Some(url) = d["url"].as_str() {
         println!("URL:        {}", crate::term::Safe(url));

@@ -12,6 +12,7 @@ mod jobs;
 mod k8s;
 mod kfp_target;
 mod models;
+mod monitor;
 mod notebook;
 mod progress;
 mod remote;
@@ -93,6 +94,9 @@ enum Command {
     /// Model deployments served by `secondrow server`: create from a run's model, list, update traffic, delete.
     #[command(subcommand)]
     Deploy(deploy::DeployCommand),
+    /// Model monitoring of a deployment: drift of its logged requests against the training data,
+    /// performance against posted labels, and a drift report.
+    Monitor(monitor::MonitorArgs),
     /// The model registry: registered models and versions, with lineage to runs and deployments.
     Models(models::ModelsArgs),
     /// Versioned data repositories (Git for data): put, log, ls, get, diff, branch, revert.
@@ -421,6 +425,10 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 .await
         }
         Command::Models(cmd) => models::run(&cli.settings, cmd).await,
+        Command::Monitor(args) => {
+            monitor::run(&cli.settings, cli.settings.server.as_deref().map(|s| (s, cli.settings.token.clone())), args)
+                .await
+        }
         Command::Data(cmd) => data::run(&cli.settings, cmd).await,
         Command::Notebook(cmd) => notebook::run(&cli.settings, cmd).await,
         Command::Tokens(cmd) => tokens::run(&cli.settings, cmd).await,

@@ -31,7 +31,9 @@ pub(super) async fn v1_predict(
     }
     let body = read_body(&state, &headers, body).await?;
     let inputs = v1_inputs(loaded.runtime.as_ref(), name, &body)?;
-    let result = state.repo.infer(name, None, inputs).await?;
+    let id = headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty());
+    let result = state.repo.infer_with_id(name, None, id, inputs).await?;
+    let logged_id = result.logged_id.clone();
     let first = result
         .outputs
         .into_iter()
@@ -42,7 +44,13 @@ pub(super) async fn v1_predict(
     bytes.extend_from_slice(b"{\"predictions\":");
     write_json(&mut bytes, &predictions);
     bytes.push(b'}');
-    Ok((StatusCode::OK, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], bytes).into_response())
+    let mut response =
+        (StatusCode::OK, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], bytes).into_response();
+    // A logged V1 request gets its id back (V1 bodies have no `id`), for feedback later.
+    if let Some(value) = logged_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    Ok(response)
 }
 
 /// The common V1 body, `{"instances": [[numbers], ...]}` (or `inputs`), read without a `Value`.

@@ -78,8 +78,9 @@ pub(super) async fn infer_common(
     state.repo.resolve(name, version)?;
     let body = read_body(state, headers, body).await?;
     let request = parse_infer_request(headers, &body)?;
-    let result = state.repo.infer(name, version, request.inputs).await?;
-    build_infer_response(name, &result.version, request.id, request.outputs, request.binary_output, result.outputs)
+    let result = state.repo.infer_with_id(name, version, request.id.as_deref(), request.inputs).await?;
+    let id = result.logged_id.or(request.id);
+    build_infer_response(name, &result.version, id, request.outputs, request.binary_output, result.outputs)
 }
 
 pub(super) fn parse_infer_request(headers: &HeaderMap, body: &[u8]) -> Result<InferRequest> {

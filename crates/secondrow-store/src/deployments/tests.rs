@@ -6,7 +6,8 @@ use crate::*;
 
 per_backend!(
     sources_resolve_to_model_files_or_fail_naming_the_problem,
-    versions_traffic_and_deletes_are_checked_and_transactional
+    versions_traffic_and_deletes_are_checked_and_transactional,
+    log_sample_is_checked_stored_and_cleared
 );
 
 /// A run with one finished task `train` that output `model` (a system.Model file) and `data` (a Dataset).
@@ -164,4 +165,33 @@ async fn versions_traffic_and_deletes_are_checked_and_transactional(db: &TestDb)
     assert_eq!(s.delete_deployment("churn", None).await.unwrap(), None);
     assert!(s.list_deployments(None).await.unwrap().is_empty());
     assert!(matches!(s.get_deployment("churn").await, Err(StoreError::NotFound { .. })));
+}
+
+async fn log_sample_is_checked_stored_and_cleared(db: &TestDb) {
+    let s = &db.store;
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.onnx");
+    std::fs::write(&model, "x").unwrap();
+    let resolved = s.resolve_model_source(&ModelSource::Path { path: model.display().to_string() }).await.unwrap();
+    let new = NewDeploymentVersion {
+        name: "logged",
+        namespace: "",
+        version: "1",
+        resolved: &resolved,
+        make_default: true,
+        model_version_id: None,
+    };
+    assert_eq!(s.add_deployment_version(&new).await.unwrap().log_sample, None);
+    assert_eq!(s.set_deployment_log_sample("logged", Some(0.25)).await.unwrap().log_sample, Some(0.25));
+    assert_eq!(s.get_deployment("logged").await.unwrap().log_sample, Some(0.25));
+    for bad in [-0.1, 1.5, f64::NAN] {
+        let e = s.set_deployment_log_sample("logged", Some(bad)).await.unwrap_err();
+        assert!(e.to_string().contains("log_sample"), "{e}");
+    }
+    assert_eq!(s.get_deployment("logged").await.unwrap().log_sample, Some(0.25));
+    assert_eq!(s.set_deployment_log_sample("logged", Some(0.0)).await.unwrap().log_sample, None);
+    assert!(matches!(
+        s.set_deployment_log_sample("nope", Some(0.5)).await.unwrap_err(),
+        StoreError::NotFound { kind: "deployment", .. }
+    ));
 }

@@ -19,6 +19,7 @@ mod kfp_kubernetes;
 mod kube;
 mod kube_support;
 mod kfp_target;
+mod monitor;
 mod notebooks;
 mod registry;
 mod remote;
