@@ -609,22 +609,21 @@ impl Attempt {
         match end {
             PodEnd::Canceled => AttemptResult::Canceled,
             PodEnd::Failed(m) => AttemptResult::Finished(Err(with_stderr_tail(m, &self.job.stdout_log))),
-            PodEnd::Succeeded => {
-                let outputs = task::collect_outputs(&self.component, &self.prepared).map_err(|e| e.to_string());
-                let outputs = match outputs {
-                    Ok(o) => self.authorize_outputs(o).await,
-                    Err(e) => Err(e),
-                };
-                // Under an S3 root the Pod wrote into the shared local mirror; upload as a local attempt does.
-                AttemptResult::Finished(match outputs {
-                    Ok(mut o) => match crate::staging::publish_outputs(&self.inner.artifacts, &mut o).await {
-                        Ok(_) => Ok(o),
-                        Err(e) => Err(format!("uploading outputs: {e}")),
-                    },
-                    Err(e) => Err(e),
-                })
-            }
+            // Under an S3 root the Pod wrote into the shared local mirror; outputs are uploaded as a local
+            // attempt's are.
+            PodEnd::Succeeded => AttemptResult::Finished(self.finish_outputs().await),
         }
+    }
+
+    /// A succeeded attempt's outputs: read back, checked against the run's namespace, and uploaded when the
+    /// artifact root is remote (`staging::publish_outputs`).
+    async fn finish_outputs(&self) -> std::result::Result<IoValues, String> {
+        let outputs = task::collect_outputs(&self.component, &self.prepared).map_err(|e| e.to_string())?;
+        let mut outputs = self.authorize_outputs(outputs).await?;
+        crate::staging::publish_outputs(&self.inner.artifacts, &mut outputs)
+            .await
+            .map_err(|e| format!("uploading outputs: {e}"))?;
+        Ok(outputs)
     }
 
     /// Runs the process (in a warm worker for warm lightweight components) and reads its outputs.
@@ -695,20 +694,7 @@ impl Attempt {
                 "timed out after {}s (kubernetes.set_timeout) and was killed",
                 t.as_secs()
             ))),
-            Ok((Exit::Code(0), _)) => {
-                let outputs = task::collect_outputs(&self.component, &self.prepared).map_err(|e| e.to_string());
-                let outputs = match outputs {
-                    Ok(o) => self.authorize_outputs(o).await,
-                    Err(e) => Err(e),
-                };
-                AttemptResult::Finished(match outputs {
-                    Ok(mut o) => match crate::staging::publish_outputs(&self.inner.artifacts, &mut o).await {
-                        Ok(_) => Ok(o),
-                        Err(e) => Err(format!("uploading outputs: {e}")),
-                    },
-                    Err(e) => Err(e),
-                })
-            }
+            Ok((Exit::Code(0), _)) => AttemptResult::Finished(self.finish_outputs().await),
             Ok((Exit::Code(c), _)) => {
                 let mut msg = with_stderr_tail(format!("exited with status {c}"), &stderr_log);
                 if let Some(hint) = shell_hint(&argv, &stderr_log) {
