@@ -122,17 +122,21 @@ async fn get_or_download(
             let size = tokio::task::spawn_blocking(move || tree_size(&root, &real)).await.unwrap_or(0);
             out["artifact_size"] = json!(size.to_string());
             if view == "DOWNLOAD" {
-                let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-                let path = format!("/apis/v2beta1/artifacts/{}:download", artifact.id);
-                out["download_url"] = json!(match host {
-                    Some(h) => format!("http://{h}{path}"),
-                    None => path,
-                });
+                out["download_url"] = json!(download_url(&headers, &artifact.id));
             }
         }
         Err(e) => out["error"] = json!({"message": e.to_string()}),
     }
     Ok(Json(out).into_response())
+}
+
+/// Where a client downloads the artifact: on the host it asked, else a path on this server.
+fn download_url(headers: &HeaderMap, id: &str) -> String {
+    let path = format!("/apis/v2beta1/artifacts/{id}:download");
+    match headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
+        Some(h) => format!("http://{h}{path}"),
+        None => path,
+    }
 }
 
 /// The artifact's real path, refusing anything outside the artifact root (`root` is canonical).
@@ -350,12 +354,7 @@ async fn remote_artifact_json(
         Ok(files) => {
             out["artifact_size"] = json!(files.iter().map(|(_, n)| n).sum::<u64>().to_string());
             if view == "DOWNLOAD" {
-                let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-                let path = format!("/apis/v2beta1/artifacts/{}:download", a.id);
-                out["download_url"] = json!(match host {
-                    Some(h) => format!("http://{h}{path}"),
-                    None => path,
-                });
+                out["download_url"] = json!(download_url(headers, &a.id));
             }
         }
         Err(e) => out["error"] = json!({"message": e.to_string()}),

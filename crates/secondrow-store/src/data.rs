@@ -90,6 +90,16 @@ pub struct DataRepo {
     pub created_at: i64,
 }
 
+impl DataRepo {
+    fn from_row(r: &AnyRow) -> Result<DataRepo> {
+        Ok(DataRepo {
+            namespace: r.try_get("namespace")?,
+            name: r.try_get("name")?,
+            created_at: r.try_get("created_at")?,
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DataBranch {
     pub name: String,
@@ -456,15 +466,7 @@ impl Store {
             .bind(namespace)
             .fetch_all(self.reader())
             .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(DataRepo {
-                    namespace: r.try_get("namespace")?,
-                    name: r.try_get("name")?,
-                    created_at: r.try_get("created_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(DataRepo::from_row).collect()
     }
 
     /// The repositories of every namespace, by namespace and name.
@@ -472,15 +474,7 @@ impl Store {
         let rows = sqlx::query("SELECT namespace, name, created_at FROM data_repos ORDER BY namespace, name")
             .fetch_all(self.reader())
             .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(DataRepo {
-                    namespace: r.try_get("namespace")?,
-                    name: r.try_get("name")?,
-                    created_at: r.try_get("created_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(DataRepo::from_row).collect()
     }
 
     pub async fn get_data_repo(&self, namespace: &str, name: &str) -> Result<DataRepo> {
@@ -491,11 +485,7 @@ impl Store {
             .fetch_optional(self.pool())
             .await?
             .ok_or_else(|| DataError::NotFound { kind: "data repo", id: name.to_owned() })?;
-        Ok(DataRepo {
-            namespace: row.try_get("namespace")?,
-            name: row.try_get("name")?,
-            created_at: row.try_get("created_at")?,
-        })
+        DataRepo::from_row(&row)
     }
 
     /// Deletes a repository with its commits and branches (its objects stay; others may share them).

@@ -674,7 +674,8 @@ async fn every_page_is_in_the_top_bar() {
             "/jobs",
             "/models",
             "/deployments",
-            "/notebooks"
+            "/notebooks",
+            "/data"
         ]
     );
     assert_eq!(r.attrs("a.skip", "href"), ["#main"]);
