@@ -58,7 +58,7 @@ if [[ " $PARTS " == *" serve "* ]]; then
   export SECONDROW_HOME="$work/home"
   "$bin" deploy create plain --path "$work/models/lr.onnx" >/dev/null
   "$bin" deploy create logged --path "$work/models/lr.onnx" --log-sample 0.1 >/dev/null
-  "$bin" server --host 127.0.0.1 --port "$PORT" --serve-port "$SERVE_PORT" >"$work/server.out" 2>"$work/server.log" &
+  "$bin" server --host 127.0.0.1 --port "$PORT" --serve-port "$SERVE_PORT" --task-user root >"$work/server.out" 2>"$work/server.log" &
   server_pid=$!
   for _ in $(seq 200); do curl -fs -o /dev/null "http://127.0.0.1:$SERVE_PORT/v2/models/logged/ready" && break; sleep 0.1; done
   # One row of the model's 20 features.
