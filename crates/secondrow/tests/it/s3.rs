@@ -285,3 +285,56 @@ fn s3_missing_bucket_is_a_clear_error_naming_it() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("not a valid S3 bucket name"), "{stderr}");
 }
+
+/// Data repositories on an S3 root: a put stores its objects in the bucket (content-addressed, one changed file
+/// costs one object and a manifest more), and a get on a home without any local copy reads them back.
+#[test]
+fn s3_data_repositories_keep_their_objects_in_the_bucket() {
+    let h = Home::new();
+    let moto = Moto::start(h.path());
+    moto.s3(&["create", "artifacts"]);
+    let root = "s3://artifacts/team";
+    let run = |args: &[&str]| {
+        let out = s3_cmd(&h, &moto, root).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let src = h.path().join("dataset");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(src.join("big.bin"), &big).unwrap();
+    std::fs::write(src.join("sub/b.txt"), "beta").unwrap();
+    let src_s = src.to_str().unwrap();
+
+    run(&["data", "repo", "create", "ds"]);
+    let first: Value = serde_json::from_str(&run(&["data", "put", "ds", src_s, "-m", "first", "--json"])).unwrap();
+    assert_eq!(first["files"], 2, "{first}");
+    let stored = objects(&moto, "artifacts", "team/data/objects/");
+    assert!(stored.iter().any(|(_, size, _)| *size == 300_000), "{stored:?}");
+
+    std::fs::write(src.join("sub/b.txt"), "beta, changed").unwrap();
+    run(&["data", "put", "ds", src_s, "-m", "second", "--json"]);
+    let grown = objects(&moto, "artifacts", "team/data/objects/");
+    assert_eq!(grown.len(), stored.len() + 2, "one file object and one manifest more: {grown:?}");
+
+    // Nothing of the objects lives in the home: a get reads the bucket.
+    fn files_of_size(dir: &Path, size: u64) -> usize {
+        let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+        entries
+            .flatten()
+            .map(|e| match e.metadata() {
+                Ok(m) if m.is_dir() => files_of_size(&e.path(), size),
+                Ok(m) => usize::from(m.len() == size),
+                Err(_) => 0,
+            })
+            .sum()
+    }
+    assert_eq!(files_of_size(&h.path().join("home"), 300_000), 0, "a copy of the object in the home");
+    let dest = h.path().join("out");
+    run(&["data", "get", "ds@main~1", dest.to_str().unwrap()]);
+    assert_eq!(std::fs::read(dest.join("big.bin")).unwrap(), big);
+    assert_eq!(std::fs::read_to_string(dest.join("sub/b.txt")).unwrap(), "beta");
+    let diff: Value = serde_json::from_str(&run(&["data", "diff", "ds@main~1", "ds@main", "--json"])).unwrap();
+    assert_eq!(diff.as_array().map(Vec::len), Some(1), "{diff}");
+    assert_eq!(diff[0]["path"], "sub/b.txt");
+}
