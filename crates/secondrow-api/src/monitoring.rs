@@ -12,9 +12,10 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use secondrow_monitor::log::{self as plog, Column, LoggedRequest, Values};
 use secondrow_serve::metrics::escape;
 use secondrow_serve::observer::{InferenceObserver, ObservedInference, ObservedValues};
@@ -51,8 +52,9 @@ struct LogCounters {
 /// The prediction log: sampling, the bounded queue and its counters.
 pub struct PredictionLog {
     root: PathBuf,
-    /// Deployment → share of requests logged.
-    rates: RwLock<HashMap<String, f64>>,
+    /// Deployment → share of requests logged; read on every inference without a lock (the serving path's
+    /// rule), replaced whole on a change.
+    rates: ArcSwap<HashMap<String, f64>>,
     draws: AtomicU64,
     queue: mpsc::Sender<ObservedInference>,
     counters: Mutex<HashMap<String, Arc<LogCounters>>>,
@@ -73,7 +75,7 @@ impl PredictionLog {
         let (queue, receiver) = mpsc::channel(capacity.max(1));
         let log = PredictionLog {
             root,
-            rates: RwLock::new(HashMap::new()),
+            rates: ArcSwap::default(),
             draws: AtomicU64::new(0),
             queue,
             counters: Mutex::new(HashMap::new()),
@@ -97,15 +99,15 @@ impl PredictionLog {
 
     /// Sets the share of `name`'s requests that is logged (`None`: none).
     pub fn set_rate(&self, name: &str, share: Option<f64>) {
-        let mut rates = self.rates.write().unwrap_or_else(|e| e.into_inner());
-        match share.filter(|s| *s > 0.0) {
-            Some(s) => {
-                rates.insert(name.to_owned(), s.min(1.0));
-            }
-            None => {
-                rates.remove(name);
-            }
-        }
+        let share = share.filter(|s| *s > 0.0).map(|s| s.min(1.0));
+        self.rates.rcu(|rates| {
+            let mut rates = HashMap::clone(rates);
+            match share {
+                Some(s) => rates.insert(name.to_owned(), s),
+                None => rates.remove(name),
+            };
+            rates
+        });
     }
 
     pub(crate) fn cached_reference(&self, artifact_id: &str) -> Option<status::LoadedReference> {
@@ -191,7 +193,7 @@ pub fn dir_of(root: &Path, name: &str, version: &str) -> PathBuf {
 
 impl InferenceObserver for PredictionLog {
     fn sample(&self, model: &str) -> bool {
-        let share = match self.rates.read().unwrap_or_else(|e| e.into_inner()).get(model) {
+        let share = match self.rates.load().get(model) {
             Some(s) => *s,
             None => return false,
         };

@@ -174,14 +174,7 @@ pub async fn stage_out(store: &ArtifactStore, mount: &Path, staged: &Staged) -> 
         }
     }
     for (name, local, uri) in staged.outputs.iter().chain(&extra) {
-        let done = publish(store, local, uri).await.map_err(|source| StagingError::Output {
-            name: name.clone(),
-            uri: uri.clone(),
-            source,
-        })?;
-        total.files += done.files;
-        total.bytes += done.bytes;
-        total.parts += done.parts;
+        total += publish(store, name, local, uri).await?;
     }
     Ok(total)
 }
@@ -205,12 +198,16 @@ pub async fn fetch(store: &ArtifactStore, uri: &str, local: &Path) -> Result<(),
     }
 }
 
-/// Uploads the local output at `local` (when it exists) to `uri`.
-async fn publish(store: &ArtifactStore, local: &Path, uri: &str) -> Result<Uploaded, StoreError> {
+/// Uploads output `name`'s local file or folder at `local` (when it exists) to `uri`.
+async fn publish(store: &ArtifactStore, name: &str, local: &Path, uri: &str) -> Result<Uploaded> {
     if std::fs::symlink_metadata(local).is_err() {
         return Ok(Uploaded::default());
     }
-    store.upload(local, uri).await
+    store.upload(local, uri).await.map_err(|source| StagingError::Output {
+        name: name.to_owned(),
+        uri: uri.to_owned(),
+        source,
+    })
 }
 
 /// The engine's inputs as the process sees them: every `s3://` URI under the store's root becomes its
@@ -255,14 +252,7 @@ pub async fn publish_outputs(store: &ArtifactStore, outputs: &mut IoValues) -> R
     for (name, list) in outputs.artifacts.iter_mut() {
         for a in list {
             let Some(uri) = store.uri_of_local(Path::new(&a.uri)) else { continue };
-            let done = publish(store, Path::new(&a.uri), &uri).await.map_err(|source| StagingError::Output {
-                name: name.clone(),
-                uri: uri.clone(),
-                source,
-            })?;
-            total.files += done.files;
-            total.bytes += done.bytes;
-            total.parts += done.parts;
+            total += publish(store, name, Path::new(&a.uri), &uri).await?;
             a.uri = uri;
         }
     }

@@ -75,6 +75,14 @@ pub struct Uploaded {
     pub parts: u64,
 }
 
+impl std::ops::AddAssign for Uploaded {
+    fn add_assign(&mut self, other: Uploaded) {
+        self.files += other.files;
+        self.bytes += other.bytes;
+        self.parts += other.parts;
+    }
+}
+
 /// The bucket and key prefix of an `s3://bucket/prefix` URI (the prefix without surrounding slashes).
 pub fn parse_s3_uri(uri: &str) -> std::result::Result<(String, String), String> {
     let rest = uri.strip_prefix("s3://").ok_or_else(|| format!("`{uri}` is not an s3:// URI"))?;

@@ -265,13 +265,7 @@ impl Store {
         .bind(id)
         .execute(&mut *tx)
         .await?;
-        let row = sqlx::query(&format!("SELECT {EXPERIMENT_COLUMNS} FROM tuning_experiments WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        let Some(row) = row else { return Err(StoreError::NotFound { kind: "experiment", id: id.to_owned() }) };
-        (changed.rows_affected() == 1).then(|| decode_experiment(&row)).transpose()
+        finish_experiment_change(tx, id, changed.rows_affected() == 1).await
     }
 
     /// Records Katib's `currentOptimalTrial`.
@@ -439,14 +433,24 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        let row = sqlx::query(&format!("SELECT {EXPERIMENT_COLUMNS} FROM tuning_experiments WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        let Some(row) = row else { return Err(StoreError::NotFound { kind: "experiment", id: id.to_owned() }) };
-        (changed.rows_affected() == 1).then(|| decode_experiment(&row)).transpose()
+        finish_experiment_change(tx, id, changed.rows_affected() == 1).await
     }
+}
+
+/// Ends a guarded experiment change: reads the experiment back in the same transaction and commits; the record
+/// when the guard let the change through, `None` when the experiment was in another state.
+async fn finish_experiment_change(
+    mut tx: sqlx::Transaction<'_, sqlx::Any>,
+    id: &str,
+    changed: bool,
+) -> Result<Option<TuningExperiment>> {
+    let row = sqlx::query(&format!("SELECT {EXPERIMENT_COLUMNS} FROM tuning_experiments WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    let Some(row) = row else { return Err(StoreError::NotFound { kind: "experiment", id: id.to_owned() }) };
+    changed.then(|| decode_experiment(&row)).transpose()
 }
 
 #[cfg(test)]

@@ -9,7 +9,6 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 use secondrow_engine::training::{self, Stopped};
-use secondrow_engine::CancellationToken;
 use secondrow_store::{TrainingJobRecord, TrainingJobState};
 
 use crate::error::{Context as _, Failure, Result};
@@ -119,13 +118,7 @@ pub async fn run(settings: &Settings, cmd: JobCommand) -> Result<ExitCode> {
                 secondrow_engine::process::spawn_detached(&argv, &env, &log)?;
                 return Ok(ExitCode::SUCCESS);
             }
-            let cancel = CancellationToken::new();
-            let stop = cancel.clone();
-            let shutdown = crate::shutdown::requested();
-            tokio::spawn(async move {
-                shutdown.await;
-                stop.cancel();
-            });
+            let (cancel, _signals) = crate::shutdown::cancel_on_signal(None);
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
             let name = rec.name.clone();
             let printer = tokio::spawn(async move {
@@ -150,13 +143,7 @@ pub async fn run(settings: &Settings, cmd: JobCommand) -> Result<ExitCode> {
             }
         }
         JobCommand::Supervise { id } => {
-            let cancel = CancellationToken::new();
-            let stop = cancel.clone();
-            let shutdown = crate::shutdown::requested();
-            tokio::spawn(async move {
-                shutdown.await;
-                stop.cancel();
-            });
+            let (cancel, _signals) = crate::shutdown::cancel_on_signal(None);
             training::supervise(&store, &id, cancel, None).await.map_err(|e| Failure::new(e.kind(), e))?;
             Ok(ExitCode::SUCCESS)
         }

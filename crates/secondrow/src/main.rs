@@ -35,7 +35,7 @@ use tokio::sync::mpsc;
 use crate::error::{Context as _, Failure, Result};
 
 use secondrow_engine::envs::EnvManager;
-use secondrow_engine::{CancellationToken, Engine, EngineConfig, PythonMode, RunControl, RunOptions, Submission};
+use secondrow_engine::{Engine, EngineConfig, PythonMode, RunControl, RunOptions, Submission};
 use secondrow_spec::Pipeline;
 use secondrow_store::{ArtifactRecord, ArtifactStore, RunRecord, RunState, Store, StoreError, TaskRecord};
 
@@ -527,16 +527,9 @@ fn load_pipeline(path: &Path) -> Result<Pipeline> {
 
 /// Executes a run with Ctrl-C handling and progress output; the exit code reflects the final state.
 async fn execute(engine: &Engine, home: &Home, run_id: &str, exec: &ExecArgs, resume: bool) -> Result<ExitCode> {
-    let cancel = CancellationToken::new();
-    let cancel_on_signal = cancel.clone();
     let (progress_tx, progress_rx) = mpsc::unbounded_channel();
     let display = tokio::spawn(progress::render(progress_rx, exec.verbose));
-    let stop = shutdown::requested();
-    let signals = tokio::spawn(async move {
-        stop.await;
-        eprintln!("\ncanceling the run (killing its tasks)…");
-        cancel_on_signal.cancel();
-    });
+    let (cancel, signals) = shutdown::cancel_on_signal(Some("\ncanceling the run (killing its tasks)…"));
     let control = RunControl { cancel, progress: Some(progress_tx), tail_logs: exec.verbose };
     let result =
         if resume { engine.resume(run_id, control, true).await } else { engine.execute(run_id, control).await };

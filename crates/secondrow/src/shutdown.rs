@@ -4,7 +4,9 @@
 
 use std::future::Future;
 
+use secondrow_engine::CancellationToken;
 use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::task::JoinHandle;
 
 /// Installs the SIGINT and SIGTERM handlers now (a signal that arrives before the future is first polled
 /// is not lost) and returns a future that resolves at the first of them. A handler that cannot be
@@ -18,6 +20,22 @@ pub fn requested() -> impl Future<Output = ()> + Send + 'static {
             _ = recv(int) => tracing::info!("SIGINT received"),
         }
     }
+}
+
+/// A token cancelled at the first SIGINT or SIGTERM, after `note` (when given) is printed to stderr; abort the
+/// returned task once the work it guards has ended.
+pub fn cancel_on_signal(note: Option<&'static str>) -> (CancellationToken, JoinHandle<()>) {
+    let cancel = CancellationToken::new();
+    let on_signal = cancel.clone();
+    let stop = requested();
+    let task = tokio::spawn(async move {
+        stop.await;
+        if let Some(note) = note {
+            eprintln!("{note}");
+        }
+        on_signal.cancel();
+    });
+    (cancel, task)
 }
 
 async fn recv(signal: Option<Signal>) {

@@ -15,7 +15,6 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use secondrow_engine::tune::{self, TuneEvent, TuneOptions, TuneStatus};
-use secondrow_engine::CancellationToken;
 use secondrow_error::ErrorKind;
 use secondrow_store::tuning::{ExperimentState, TrialState, TuningExperiment, TuningTrial};
 use secondrow_store::Store;
@@ -253,14 +252,7 @@ async fn execute(
     parallel: Option<usize>,
     json_out: bool,
 ) -> Result<ExitCode> {
-    let cancel = CancellationToken::new();
-    let on_signal = cancel.clone();
-    let stop = crate::shutdown::requested();
-    let signals = tokio::spawn(async move {
-        stop.await;
-        eprintln!("\ninterrupted: killing the running trials…");
-        on_signal.cancel();
-    });
+    let (cancel, signals) = crate::shutdown::cancel_on_signal(Some("\ninterrupted: killing the running trials…"));
     let (tx, rx) = mpsc::unbounded_channel();
     let display = tokio::spawn(render(rx));
     let name = record.name.clone();
