@@ -5,8 +5,9 @@
 //! on Ctrl-C, and `GET/POST /experiments` for `--experiment`. Nothing SecondRow-specific (`/secondrow/...`)
 //! is called, so any KFP 2.x API server takes the same IR a local `secondrow run` takes.
 //!
-//! `kfp://` is plain HTTP (an in-cluster address, a port-forward, or a TLS-terminating proxy: the client
-//! has no TLS). `--token` is sent as a bearer token, as for `--server`.
+//! `kfp://` is plain HTTP (an in-cluster address or a port-forward); `kfps://` is HTTPS (an ingress or gateway,
+//! trusted through the system's roots or `SSL_CERT_FILE`). `--token` is sent as a bearer token, as for
+//! `--server`.
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -24,16 +25,22 @@ const POLL: Duration = Duration::from_millis(500);
 /// KFP's run states that end a run.
 const TERMINAL: [&str; 4] = ["SUCCEEDED", "FAILED", "CANCELED", "SKIPPED"];
 
-/// The HTTP base URL of a `kfp://HOST[:PORT][/PREFIX]` target.
+/// The base URL of a `kfp://HOST[:PORT][/PREFIX]` (HTTP) or `kfps://…` (HTTPS) target.
 pub fn server_url(target: &str) -> Result<String> {
-    let Some(rest) = target.strip_prefix("kfp://") else {
-        return Err(Failure::usage(format!("--target `{target}`: expected kfp://HOST[:PORT]")));
+    let (scheme, rest) = if let Some(rest) = target.strip_prefix("kfp://") {
+        ("http", rest)
+    } else if let Some(rest) = target.strip_prefix("kfps://") {
+        ("https", rest)
+    } else {
+        return Err(Failure::usage(format!(
+            "--target `{target}`: expected kfp://HOST[:PORT] (HTTP) or kfps://HOST[:PORT] (HTTPS)"
+        )));
     };
     let rest = rest.trim_end_matches('/');
     if rest.is_empty() || rest.starts_with('/') {
         return Err(Failure::usage(format!("--target `{target}`: no host")));
     }
-    Ok(format!("http://{rest}"))
+    Ok(format!("{scheme}://{rest}"))
 }
 
 /// Runs `command` against the Kubeflow Pipelines API at `target`.
@@ -181,11 +188,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn targets_map_to_http_urls() {
+    fn targets_map_to_http_and_https_urls() {
         assert_eq!(server_url("kfp://ml-pipeline.kubeflow:8888").unwrap(), "http://ml-pipeline.kubeflow:8888");
         assert_eq!(server_url("kfp://kfp.example.org/").unwrap(), "http://kfp.example.org");
         assert_eq!(server_url("kfp://127.0.0.1:3000/pipeline").unwrap(), "http://127.0.0.1:3000/pipeline");
-        for bad in ["http://x", "kfps://x", "kfp://", "kfp:///x", "x"] {
+        assert_eq!(
+            server_url("kfps://kubeflow.example.org/pipeline").unwrap(),
+            "https://kubeflow.example.org/pipeline"
+        );
+        for bad in ["http://x", "https://x", "kfp://", "kfps://", "kfp:///x", "x"] {
             assert!(server_url(bad).is_err(), "{bad}");
         }
     }

@@ -70,8 +70,8 @@ struct Settings {
     /// The S3 endpoint for an `s3://` artifact root (default: AWS_ENDPOINT_URL, else AWS itself).
     #[arg(long, env = "SECONDROW_S3_ENDPOINT", global = true)]
     s3_endpoint: Option<String>,
-    /// An existing Kubeflow Pipelines installation (`kfp://HOST[:PORT]`, plain HTTP) for `run` and
-    /// `runs list|get`, through the standard KFP REST API; `--token` is its bearer token.
+    /// An existing Kubeflow Pipelines installation (`kfp://HOST[:PORT]` over HTTP, `kfps://HOST[:PORT]` over
+    /// HTTPS) for `run` and `runs list|get`, through the standard KFP REST API; `--token` is its bearer token.
     #[arg(long = "target", global = true)]
     kfp_target: Option<String>,
 }

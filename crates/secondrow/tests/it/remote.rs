@@ -169,8 +169,11 @@ fn remote_run_exit_codes_and_nothing_stored_for_bad_input() {
     let out = client_home.cmd().args(["--server", "http://127.0.0.1:9", "runs", "list"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{:?}", text(&out));
     let out = client_home.cmd().args(["--server", "https://127.0.0.1:9", "runs", "list"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{:?}", text(&out));
+    assert!(text(&out).1.contains("cannot reach https://127.0.0.1:9"), "{:?}", text(&out));
+    let out = client_home.cmd().args(["--server", "ftp://127.0.0.1:9", "runs", "list"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out).1.contains("https is not supported"), "{:?}", text(&out));
+    assert!(text(&out).1.contains("unsupported scheme `ftp`"), "{:?}", text(&out));
 }
 
 /// A raw HTTP/1.1 GET of an exact path (no client-side `..` normalization): status and whole response.
