@@ -140,6 +140,23 @@ fn s3_root_on_kubernetes_stages_artifacts_through_the_launcher() {
     let model = doc.task_artifact("train-random-forest", "model")["uri"].as_str().unwrap().to_owned();
     assert!(model.starts_with(&format!("{ROOT}/{}/", doc.id())), "{model}");
 
+    // The task's command sees none of the launcher's variables (the store's credentials least of all).
+    let script = "env | grep -q '^SECONDROW_' && exit 3; echo clean-env";
+    let spec = serde_json::json!({
+        "pipelineInfo": {"name": "env-check"},
+        "root": {"dag": {"tasks": {"check": {"taskInfo": {"name": "check"}, "componentRef": {"name": "comp-check"}}}}},
+        "components": {"comp-check": {"executorLabel": "exec-check"}},
+        "deploymentSpec": {"executors": {"exec-check": {"container": {"image": "alpine", "command": ["sh", "-c", script]}}}},
+        "schemaVersion": "2.1.0",
+        "sdkVersion": "kfp-2.7.0"
+    });
+    let env_check = home.path().join("env-check.yaml");
+    std::fs::write(&env_check, spec.to_string()).unwrap();
+    let (code, doc, stderr) = run(&home, &moto, &env_check, &flags, &[]);
+    assert_eq!(code, 0, "{:#}\n{stderr}", doc.0);
+    let logs = cmd(&home, &moto).args(["logs", &doc.id()]).output().unwrap();
+    assert!(String::from_utf8_lossy(&logs.stdout).contains("clean-env"));
+
     // An input whose object is not in the bucket: the download fails, and the task's error names it.
     let yaml = home.compile(&repo_root().join("testdata/k8s/missing_input.py"));
     let (code, doc, _) = run(&home, &moto, &yaml, &flags, &[]);
