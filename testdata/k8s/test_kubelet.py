@@ -9,8 +9,9 @@ for each Pod:
   process (the image is ignored) with the container's env (values, secret/config-map keys read from the
   API, and the field paths metadata.name/namespace/uid), in its `workingDir`;
 - hostPath volumes are the same folders here (SecondRow mounts them at their own path); an emptyDir is a
-  folder of the Pod under --root, and the container's paths under its mount path (in the command, the
-  working folder and env values) are rewritten to that folder; other volumes are not made;
+  folder of the Pod under --root, and the container's paths under its mount path (in the command, also
+  inside an argument such as a JSON executor input, the working folder and env values) are rewritten to
+  that folder; other volumes are not made;
 - writes Succeeded or Failed with the main container's exit code (`containerStatuses[].state.terminated`);
 - on deletion (a deletionTimestamp) kills the process group and removes the Pod (grace period 0), as a
   kubelet confirms a deletion.
@@ -27,6 +28,7 @@ import datetime
 import http.server
 import json
 import os
+import re
 import signal
 import ssl
 import subprocess
@@ -153,9 +155,11 @@ def empty_dirs(pod, container):
 
 
 def rewrite(text, mounts):
+    """Every path under an emptyDir mount in `text` (a whole argument, or paths inside one, such as the
+    executor input JSON a launcher or kfp's executor is given) → the same path under the Pod's folder: what
+    the process would see through the mount."""
     for mount, local in mounts:
-        if text == mount or text.startswith(mount + "/"):
-            return local + text[len(mount):]
+        text = re.sub(r"(?<![\w.\-/])" + re.escape(mount) + r"(?=/|$|[\s\"'])", lambda _: local, text)
     return text
 
 

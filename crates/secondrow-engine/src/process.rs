@@ -422,13 +422,18 @@ pub fn spawn_detached(argv: &[String], env: &[(String, String)], log: &std::path
     Ok(child.id())
 }
 
-/// Runs `argv` in the foreground with this process's stdin, stdout and stderr (`secondrow launch run`);
-/// its exit status, or 128 + the signal that killed it.
-pub async fn run_inherited(argv: &[String]) -> std::io::Result<i32> {
+/// Runs `argv` in the foreground with this process's stdin, stdout, stderr and environment less the
+/// variables in `env_remove` (`secondrow launch run`); its exit status, or 128 + the signal that killed it.
+pub async fn run_inherited(argv: &[String], env_remove: &[&str]) -> std::io::Result<i32> {
     use std::os::unix::process::ExitStatusExt as _;
     let (program, args) =
         argv.split_first().ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty command"))?;
-    let status = command(program).args(args).status().await?;
+    let mut cmd = command(program);
+    cmd.args(args);
+    for name in env_remove {
+        cmd.env_remove(name);
+    }
+    let status = cmd.status().await?;
     Ok(status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(1))
 }
 

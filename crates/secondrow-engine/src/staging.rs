@@ -9,8 +9,10 @@
 //! Two layers:
 //! - [`stage_in`] / [`stage_out`] work on kfp's executor input JSON (docs/kfp-contract.md): download the
 //!   input artifacts, rewrite every artifact URI to its local path, and after the command upload the
-//!   outputs and turn the local paths in `executor_output.json` back into `s3://` URIs. This is the
-//!   launcher's API (a task that runs elsewhere, with nothing but its executor input).
+//!   outputs, `executor_output.json` and the output-parameter files, turning the local paths in
+//!   `executor_output.json` back into `s3://` URIs. This is the launcher's API (a task Pod under an S3 root,
+//!   `kubernetes::launch`), which has nothing but its executor input and the store; the engine then reads
+//!   the task's outputs from the store ([`read_remote_outputs`]).
 //! - [`localize`] / [`fetch_inputs`] / [`publish_outputs`] work on the engine's own [`IoValues`], for local
 //!   tasks under an S3 root: URIs stay `s3://` in the store and between tasks, and only the process sees
 //!   local paths.
@@ -99,6 +101,38 @@ pub struct Staged {
     pub outputs: Vec<(String, PathBuf, String)>,
     /// `outputs.outputFile`: where the command writes `executor_output.json`.
     pub output_file: Option<PathBuf>,
+    /// (local path, remote URI) of `executor_output.json` and of every output-parameter file under the
+    /// mount: uploaded after the command, so that whoever started the task reads its outputs from the store.
+    pub files: Vec<(PathBuf, String)>,
+}
+
+/// Artifact types that carry only metadata: their input may have no bytes in the store.
+const METADATA_ONLY: &[&str] =
+    &["system.Metrics", "system.ClassificationMetrics", "system.SlicedClassificationMetrics"];
+
+/// Every `s3://` artifact URI of an executor input (inputs and outputs) as its local path under `mount`
+/// (what the command is given); other URIs unchanged.
+pub fn localize_executor_input(mount: &Path, executor_input: &mut Value) {
+    map_artifact_uris(executor_input, &|uri| local_path(mount, uri).map(|p| p.to_string_lossy().into_owned()));
+}
+
+/// The inverse of [`localize_executor_input`]: every artifact path under `mount/s3` back to its `s3://` URI.
+pub fn remote_executor_input(mount: &Path, executor_input: &mut Value) {
+    map_artifact_uris(executor_input, &|path| remote_uri(mount, path));
+}
+
+fn map_artifact_uris(executor_input: &mut Value, f: &dyn Fn(&str) -> Option<String>) {
+    for side in ["/inputs/artifacts", "/outputs/artifacts"] {
+        let Some(map) = executor_input.pointer_mut(side).and_then(Value::as_object_mut) else { continue };
+        for list in map.values_mut() {
+            let Some(items) = list.get_mut("artifacts").and_then(Value::as_array_mut) else { continue };
+            for a in items {
+                if let Some(new) = a.get("uri").and_then(Value::as_str).and_then(f) {
+                    a["uri"] = Value::String(new);
+                }
+            }
+        }
+    }
 }
 
 /// Downloads every remote input artifact of `executor_input` to its local path under `mount` and rewrites
@@ -113,14 +147,33 @@ pub async fn stage_in(store: &ArtifactStore, mount: &Path, executor_input: &mut 
             for a in artifacts_of(name, list)? {
                 let Some(uri) = a.get("uri").and_then(Value::as_str).map(str::to_owned) else { continue };
                 let Some(local) = local_path(mount, &uri) else { continue };
-                fetch(store, &uri, &local).await.map_err(|source| StagingError::Input {
-                    name: name.clone(),
-                    uri: uri.clone(),
-                    source,
-                })?;
+                let schema = a.pointer("/type/schemaTitle").and_then(Value::as_str).unwrap_or_default();
+                let fetched = if METADATA_ONLY.contains(&schema) {
+                    fetch(store, &uri, &local).await
+                } else {
+                    fetch_required(store, &uri, &local).await
+                };
+                fetched.map_err(|source| StagingError::Input { name: name.clone(), uri: uri.clone(), source })?;
                 a["uri"] = Value::String(local.to_string_lossy().into_owned());
             }
         }
+    }
+    let mut files: Vec<PathBuf> = staged.output_file.iter().cloned().collect();
+    if let Some(params) = executor_input.pointer("/outputs/parameters").and_then(Value::as_object) {
+        files.extend(params.values().filter_map(|p| p.get("outputFile")?.as_str().map(PathBuf::from)));
+    }
+    for path in files {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|error| StagingError::Io { path: parent.to_path_buf(), error })?;
+        }
+        let Some(uri) = remote_uri(mount, &path.to_string_lossy()) else { continue };
+        // What an earlier attempt uploaded must not pass for this attempt's result.
+        store.delete(&uri).await.map_err(|source| StagingError::Output {
+            name: file_name(&path),
+            uri: uri.clone(),
+            source,
+        })?;
+        staged.files.push((path, uri));
     }
     if let Some(outputs) = executor_input.pointer_mut("/outputs/artifacts").and_then(Value::as_object_mut) {
         for (name, list) in outputs {
@@ -176,7 +229,35 @@ pub async fn stage_out(store: &ArtifactStore, mount: &Path, staged: &Staged) -> 
     for (name, local, uri) in staged.outputs.iter().chain(&extra) {
         total += publish(store, name, local, uri).await?;
     }
+    for (local, uri) in &staged.files {
+        total += publish(store, &file_name(local), local, uri).await?;
+    }
     Ok(total)
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// Reads the task files a launcher uploaded (`executor_output.json`, output-parameter files) from the
+/// store: each local `path` under `mount` → its text, or `None` when the task did not write it.
+pub async fn read_remote_outputs(
+    store: &ArtifactStore,
+    mount: &Path,
+    paths: &[&Path],
+) -> Result<std::collections::BTreeMap<PathBuf, String>> {
+    let mut out = std::collections::BTreeMap::new();
+    for path in paths {
+        let Some(uri) = remote_uri(mount, &path.to_string_lossy()) else { continue };
+        match store.read(&uri).await {
+            Ok(bytes) => {
+                out.insert(path.to_path_buf(), String::from_utf8_lossy(&bytes).into_owned());
+            }
+            Err(StoreError::NotFound { .. }) => {}
+            Err(source) => return Err(StagingError::Output { name: file_name(path), uri, source }),
+        }
+    }
+    Ok(out)
 }
 
 /// The runtime artifacts of one input or output (`{"artifacts": [...]}`).
@@ -196,6 +277,15 @@ pub async fn fetch(store: &ArtifactStore, uri: &str, local: &Path) -> Result<(),
         Ok(_) | Err(StoreError::NotFound { .. }) => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// Downloads the artifact at `uri` to `local` unless something is there already; an artifact with no bytes
+/// in the store is an error (the launcher's inputs: the task would otherwise fail later, on a missing file).
+async fn fetch_required(store: &ArtifactStore, uri: &str, local: &Path) -> Result<(), StoreError> {
+    if std::fs::symlink_metadata(local).is_ok() {
+        return Ok(());
+    }
+    store.download(uri, local).await.map(|_| ())
 }
 
 /// Uploads output `name`'s local file or folder at `local` (when it exists) to `uri`.
@@ -275,5 +365,22 @@ mod tests {
         assert_eq!(local_path(mount, "gs://b/k"), None);
         assert_eq!(remote_uri(mount, "/tmp/other/s3/b/k"), None);
         assert_eq!(remote_uri(mount, "/tmp/m/s3/b/../../x"), None);
+    }
+
+    #[test]
+    fn executor_input_uris_map_to_the_mount_and_back() {
+        let mount = Path::new("/secondrow/staging");
+        let original = serde_json::json!({
+            "inputs": {"artifacts": {"data": {"artifacts": [{"uri": "s3://b/r/t/data"}, {"uri": "gs://x/y"}]}}},
+            "outputs": {"artifacts": {"model": {"artifacts": [{"uri": "s3://b/r/u/model"}]}},
+                        "outputFile": "/secondrow/staging/s3/b/r/u/executor_output.json"}
+        });
+        let mut v = original.clone();
+        localize_executor_input(mount, &mut v);
+        assert_eq!(v.pointer("/inputs/artifacts/data/artifacts/0/uri").unwrap(), "/secondrow/staging/s3/b/r/t/data");
+        assert_eq!(v.pointer("/inputs/artifacts/data/artifacts/1/uri").unwrap(), "gs://x/y");
+        assert_eq!(v.pointer("/outputs/artifacts/model/artifacts/0/uri").unwrap(), "/secondrow/staging/s3/b/r/u/model");
+        remote_executor_input(mount, &mut v);
+        assert_eq!(v, original);
     }
 }

@@ -364,9 +364,23 @@ pub fn lay_out(prepared: &PreparedContainer) -> std::io::Result<()> {
 
 /// Reads a finished task's outputs: `executor_output.json` first, then output-parameter files.
 pub fn collect_outputs(component: &ComponentSpec, prepared: &PreparedContainer) -> Result<IoValues, TaskError> {
-    let exec_out: Value = match std::fs::read_to_string(&prepared.executor_output) {
-        Ok(text) => serde_json::from_str(&text).map_err(TaskError::ExecutorOutputJson)?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => json!({}),
+    collect_outputs_with(component, prepared, &|path| match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    })
+}
+
+/// [`collect_outputs`] with the task's files read by `read` (`None`: the task did not write it), such as
+/// from the artifact store where a Pod's launcher uploaded them.
+pub fn collect_outputs_with(
+    component: &ComponentSpec,
+    prepared: &PreparedContainer,
+    read: &dyn Fn(&Path) -> std::io::Result<Option<String>>,
+) -> Result<IoValues, TaskError> {
+    let exec_out: Value = match read(&prepared.executor_output) {
+        Ok(Some(text)) => serde_json::from_str(&text).map_err(TaskError::ExecutorOutputJson)?,
+        Ok(None) => json!({}),
         Err(e) => return Err(TaskError::ReadExecutorOutput(e)),
     };
     let mut out = IoValues::default();
@@ -378,8 +392,8 @@ pub fn collect_outputs(component: &ComponentSpec, prepared: &PreparedContainer) 
             continue;
         }
         let Some(path) = prepared.output_parameter_files.get(name) else { continue };
-        match std::fs::read_to_string(path) {
-            Ok(text) => {
+        match read(path) {
+            Ok(Some(text)) => {
                 let v = value::parse_output_file(&text, def.parameter_type).map_err(|error| TaskError::OutputFile {
                     name: name.clone(),
                     path: path.clone(),
@@ -387,7 +401,7 @@ pub fn collect_outputs(component: &ComponentSpec, prepared: &PreparedContainer) 
                 })?;
                 out.parameters.insert(name.clone(), v);
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Ok(None) => {}
             Err(e) => return Err(TaskError::ReadOutputParameter { name: name.clone(), error: e }),
         }
     }

@@ -49,6 +49,8 @@ struct Remote {
     prefix: String,
     /// The folder that stands for `/` in kfp's local-path convention (`<mount>/s3/<bucket>/<key>`).
     mount: PathBuf,
+    /// The endpoint given (`--s3-endpoint` or `AWS_ENDPOINT_URL`); `None` for AWS itself.
+    endpoint: Option<String>,
 }
 
 /// How an S3 artifact root is reached; the rest (credentials, region) comes from the usual `AWS_*` variables.
@@ -57,6 +59,25 @@ pub struct S3Options {
     /// The S3 endpoint (`--s3-endpoint`), overriding `AWS_ENDPOINT_URL`; an `http://` endpoint is allowed
     /// plain HTTP (a server on loopback).
     pub endpoint: Option<String>,
+    /// Credentials given explicitly (the launcher in a Pod reads them from its own variables); otherwise
+    /// the `AWS_*` variables.
+    pub credentials: Option<S3Credentials>,
+    /// The region, overriding `AWS_REGION`.
+    pub region: Option<String>,
+}
+
+/// An access key for an S3 root.
+#[derive(Clone, Default)]
+pub struct S3Credentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: Option<String>,
+}
+
+impl std::fmt::Debug for S3Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Credentials").field("access_key_id", &self.access_key_id).finish_non_exhaustive()
+    }
 }
 
 /// Files of at least this size are uploaded in parts.
@@ -136,6 +157,15 @@ impl ArtifactStore {
                 builder = builder.with_allow_http(true);
             }
         }
+        if let Some(c) = &opts.credentials {
+            builder = builder.with_access_key_id(&c.access_key_id).with_secret_access_key(&c.secret_access_key);
+            if let Some(t) = &c.session_token {
+                builder = builder.with_token(t);
+            }
+        }
+        if let Some(r) = &opts.region {
+            builder = builder.with_region(r);
+        }
         let s3 = builder.build().map_err(|e| StoreError::InvalidArgument(format!("artifact root `{uri}`: {e}")))?;
         let shown = endpoint.as_deref().unwrap_or("AWS");
         // Listing one key proves the bucket exists and the credentials may read it.
@@ -164,7 +194,7 @@ impl ArtifactStore {
             .map_err(|e| StoreError::Artifacts(format!("creating {}: {e}", root.display())))?;
         let objects: Arc<dyn ObjectStore> =
             if prefix.is_empty() { Arc::new(s3) } else { Arc::new(PrefixStore::new(s3, prefix.as_str())) };
-        Ok(ArtifactStore { root, objects, remote: Some(Arc::new(Remote { bucket, prefix, mount })) })
+        Ok(ArtifactStore { root, objects, remote: Some(Arc::new(Remote { bucket, prefix, mount, endpoint })) })
     }
 
     /// The absolute local directory artifacts are written under (for an S3 root, its local mirror).
@@ -180,6 +210,11 @@ impl ArtifactStore {
     /// The folder standing for `/` in kfp's `/s3/<bucket>/<key>` convention (S3 roots only).
     pub fn mount(&self) -> Option<&Path> {
         self.remote.as_ref().map(|r| r.mount.as_path())
+    }
+
+    /// The S3 endpoint of an S3 root, when one was given (`None` for AWS itself and for a local root).
+    pub fn endpoint(&self) -> Option<&str> {
+        self.remote.as_ref().and_then(|r| r.endpoint.as_deref())
     }
 
     /// The URI of the root itself: its folder, or `s3://bucket/prefix`.
@@ -332,6 +367,15 @@ impl ArtifactStore {
             let _ = tokio::fs::remove_file(&tmp).await;
         }
         result
+    }
+
+    /// Deletes the single file at `uri` (nothing there is no error).
+    pub async fn delete(&self, uri: &str) -> Result<()> {
+        let loc = self.relative(uri)?;
+        match self.objects.delete(&loc).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(map_os(uri, e)),
+        }
     }
 
     /// Uploads the local file or directory tree `source` to the artifact at `uri` (under the root): small

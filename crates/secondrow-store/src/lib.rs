@@ -33,7 +33,7 @@ use serde_json::Value;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
-pub use artifact_store::{parse_s3_uri, ArtifactStore, S3Options, Uploaded};
+pub use artifact_store::{parse_s3_uri, ArtifactStore, S3Credentials, S3Options, Uploaded};
 pub use listing::{ColumnKind, ListFilter, ListPage, ListRequest, Listed};
 pub use records::*;
 pub use recurring::{NewRecurringRun, RecurringRunRecord};

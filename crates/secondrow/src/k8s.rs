@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 use secondrow_engine::kubernetes::{ConfigSource, DeletePolicy, KubeExecutor, KubeSettings};
+use secondrow_store::ArtifactStore;
 
 use crate::error::{Failure, Result};
 
@@ -60,6 +61,11 @@ pub struct KubeArgs {
     /// `secondrow launch run` (needed for built-in components in other images).
     #[arg(long, env = "SECONDROW_LAUNCHER_IMAGE")]
     pub launcher_image: Option<String>,
+    /// Under an `s3://` artifact root: the Secret (keys AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, optional
+    /// AWS_SESSION_TOKEN) from which each Pod's launcher takes its S3 credentials. Without it the
+    /// launcher is given this process's AWS_* credentials as plain values in the Pod spec.
+    #[arg(long, env = "SECONDROW_S3_CREDENTIALS_SECRET")]
+    pub s3_credentials_secret: Option<String>,
 }
 
 /// `secondrow launch`: the launcher inside a task Pod.
@@ -69,6 +75,14 @@ pub enum LaunchCommand {
     Install { dir: PathBuf },
     /// Run the task's command between staging its inputs in and its outputs out; exits with its status.
     Run {
+        /// Stage the artifacts under this folder (the Pod's emptyDir; S3 roots): download the inputs before
+        /// the command, upload the outputs after it. The store comes from SECONDROW_ARTIFACT_ROOT,
+        /// SECONDROW_S3_ENDPOINT and the SECONDROW_S3_* credentials.
+        #[arg(long, requires = "executor_input")]
+        mount: Option<PathBuf>,
+        /// The task's executor input (kfp's JSON), its artifacts at their paths under `--mount`.
+        #[arg(long, requires = "mount")]
+        executor_input: Option<String>,
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         argv: Vec<String>,
     },
@@ -82,27 +96,43 @@ pub async fn launch(command: LaunchCommand) -> Result<std::process::ExitCode> {
             eprintln!("secondrow launch: installed {}", path.display());
             Ok(std::process::ExitCode::SUCCESS)
         }
-        LaunchCommand::Run { argv } => {
-            let code = launch::run(&argv).await.map_err(|e| Failure::usage(e.to_string()))?;
+        LaunchCommand::Run { mount, executor_input, argv } => {
+            let staging = match (mount, executor_input) {
+                (Some(mount), Some(executor_input)) => Some(launch::staging::Staging { mount, executor_input }),
+                _ => None,
+            };
+            let code = launch::run(&argv, staging.as_ref()).await.map_err(|e| Failure::usage(e.to_string()))?;
             Ok(std::process::ExitCode::from(u8::try_from(code).unwrap_or(1)))
         }
     }
 }
 
 impl KubeArgs {
-    /// The Kubernetes executor when `--executor kubernetes`, connected (the API server answered).
-    pub async fn executor(&self) -> Result<Option<KubeExecutor>> {
+    /// The Kubernetes executor when `--executor kubernetes`, connected (the API server answered), for
+    /// artifacts in `artifacts`.
+    pub async fn executor(&self, artifacts: &ArtifactStore) -> Result<Option<KubeExecutor>> {
         let kube_only = self.kubeconfig.is_some()
             || self.in_cluster
             || self.kube_node_name.is_some()
-            || self.launcher_image.is_some();
+            || self.launcher_image.is_some()
+            || self.s3_credentials_secret.is_some();
         if self.executor == ExecutorArg::Local {
             if kube_only {
                 return Err(Failure::usage(
-                    "--kubeconfig, --in-cluster, --kube-node-name and --launcher-image need --executor kubernetes",
+                    "--kubeconfig, --in-cluster, --kube-node-name, --launcher-image and --s3-credentials-secret \
+                     need --executor kubernetes",
                 ));
             }
             return Ok(None);
+        }
+        if artifacts.is_remote() && self.launcher_image.is_none() {
+            return Err(Failure::usage(
+                "an s3:// --artifact-root with --executor kubernetes needs --launcher-image: the launcher in each \
+                 Pod downloads the task's inputs from the bucket and uploads its outputs",
+            ));
+        }
+        if !artifacts.is_remote() && self.s3_credentials_secret.is_some() {
+            return Err(Failure::usage("--s3-credentials-secret needs an s3:// --artifact-root"));
         }
         if self.pod_pending_timeout == 0 {
             return Err(Failure::usage("--pod-pending-timeout must be at least 1 second"));
@@ -124,6 +154,7 @@ impl KubeArgs {
             },
             pending_timeout: Duration::from_secs(self.pod_pending_timeout),
             launcher_image: self.launcher_image.clone(),
+            s3_credentials_secret: self.s3_credentials_secret.clone(),
         };
         Ok(Some(KubeExecutor::connect(settings).await?))
     }

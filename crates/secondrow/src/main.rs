@@ -305,7 +305,7 @@ impl Home {
             return Ok(ArtifactStore::open_local(&self.root.join("artifacts"))?);
         };
         // An S3 root is mirrored locally (kfp's `/s3/<bucket>/<key>` layout) under `artifacts-mirror/`.
-        let s3 = secondrow_store::S3Options { endpoint: self.s3_endpoint.clone() };
+        let s3 = secondrow_store::S3Options { endpoint: self.s3_endpoint.clone(), ..Default::default() };
         ArtifactStore::open(root, &self.root.join("artifacts-mirror"), &s3)
             .await
             .context("opening the artifact store (--artifact-root)")
@@ -342,8 +342,9 @@ impl Home {
             sandbox,
             max_loop_items: exec.max_loop_items,
         };
-        let kube = exec.kube.executor().await?;
-        Ok(Engine::with_executor(self.store().await?, self.artifacts().await?, config, kube))
+        let artifacts = self.artifacts().await?;
+        let kube = exec.kube.executor(&artifacts).await?;
+        Ok(Engine::with_executor(self.store().await?, artifacts, config, kube))
     }
 }
 

@@ -12,8 +12,10 @@
 //!   gives), deletes the Pod on cancel, copies the main container's log from the API into the task's log
 //!   file, and deletes finished Pods per the [`DeletePolicy`].
 //!
-//! The task's files (inputs, outputs, `executor_output.json`) are read and written under the artifact root,
-//! which the Pod mounts at the same path (a host path here; a shared volume in a cluster).
+//! The task's files (inputs, outputs, `executor_output.json`): with a local artifact root they are read and
+//! written under the root, which the Pod mounts at the same path (a host path: one node, or a volume every
+//! node shares); with an S3 root the Pod has no host path, and its launcher stages them between the bucket
+//! and an `emptyDir` ([`launch::staging`]), the engine reading the outputs back from the bucket.
 
 pub mod launch;
 pub mod pod;
@@ -32,7 +34,7 @@ use kube::{Client, Config, ResourceExt as _};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-pub use pod::{EnvRef, PodPlatform, PodRequest, VolumeRef};
+pub use pod::{EnvRef, PodPlatform, PodRequest, PodStaging, VolumeRef};
 use state::Observed;
 
 /// When finished Pods are deleted (their logs are copied into the log store first).
@@ -73,6 +75,8 @@ pub struct KubeSettings {
     pub pending_timeout: Duration,
     /// The SecondRow image whose binary runs each task under `secondrow launch` ([`launch`]).
     pub launcher_image: Option<String>,
+    /// The Secret holding the launcher's S3 credentials (S3 roots; [`launch::SECRET_KEYS`]).
+    pub s3_credentials_secret: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -87,6 +87,21 @@ pub struct PodRequest<'a> {
     /// The SecondRow image: an init container copies the binary into the Pod and the command runs under
     /// `secondrow launch run` ([`super::launch`]).
     pub launcher_image: Option<&'a str>,
+    /// Artifacts staged by the launcher (an S3 root): no host path, an `emptyDir` at the mount instead.
+    pub staging: Option<&'a PodStaging>,
+}
+
+/// What the launcher of a Pod under an S3 root is given ([`super::launch::staging`]).
+#[derive(Debug, Clone)]
+pub struct PodStaging {
+    /// Where the Pod's `emptyDir` for artifacts is mounted (the command's paths are under it).
+    pub mount: String,
+    /// kfp's executor input, artifacts at their paths under the mount.
+    pub executor_input: String,
+    /// The launcher's variables given as values (root, endpoint, region; credentials without a Secret).
+    pub env: Vec<(String, String)>,
+    /// The Secret the credentials come from ([`super::launch::SECRET_KEYS`]), as `secretKeyRef`s.
+    pub credentials_secret: Option<String>,
 }
 
 /// A Pod field or setting that cannot be made.
@@ -98,6 +113,10 @@ pub enum PodSpecError {
     Setting { field: String, why: String },
     #[error("the Pod spec does not decode: {0}")]
     Decode(String),
+    #[error(
+        "artifacts in an S3 root are staged by the launcher in the Pod: set the launcher image (--launcher-image)"
+    )]
+    NoLauncher,
 }
 
 /// The Pod's name: `sr-` and a digest of the run, task path and attempt (stable, so a restarted engine
@@ -274,6 +293,15 @@ pub fn build(req: &PodRequest<'_>) -> Result<Pod, PodSpecError> {
     for (var, path) in &req.platform.field_env {
         env.push(json!({"name": var, "valueFrom": {"fieldRef": {"fieldPath": path}}}));
     }
+    if let Some(st) = req.staging {
+        env.extend(st.env.iter().map(|(k, v)| json!({"name": k, "value": v})));
+        if let Some(secret) = &st.credentials_secret {
+            for (key, var, optional) in super::launch::SECRET_KEYS {
+                let selector = json!({"name": secret, "key": key, "optional": optional});
+                env.push(json!({"name": var, "valueFrom": {"secretKeyRef": selector}}));
+            }
+        }
+    }
 
     let mut volumes = Vec::new();
     let mut mounts = Vec::new();
@@ -309,6 +337,24 @@ pub fn build(req: &PodRequest<'_>) -> Result<Pod, PodSpecError> {
 
     let mut command: Vec<String> = req.argv.to_vec();
     let mut init = Vec::new();
+    if req.staging.is_some() && req.launcher_image.is_none() {
+        return Err(PodSpecError::NoLauncher);
+    }
+    if let Some(st) = req.staging {
+        volumes.push(json!({"name": "secondrow-staging", "emptyDir": {}}));
+        mounts.push(json!({"name": "secondrow-staging", "mountPath": st.mount}));
+        let mut wrapped = vec![
+            "--mount".to_owned(),
+            st.mount.clone(),
+            "--executor-input".to_owned(),
+            st.executor_input.clone(),
+            "--".to_owned(),
+        ];
+        wrapped.append(&mut command);
+        command = wrapped;
+    } else if req.launcher_image.is_some() {
+        command.insert(0, "--".to_owned());
+    }
     if let Some(image) = req.launcher_image {
         check_image(image)?;
         let bin = super::launch::BIN_DIR;
@@ -320,7 +366,7 @@ pub fn build(req: &PodRequest<'_>) -> Result<Pod, PodSpecError> {
             "command": ["secondrow", "launch", "install", bin],
             "volumeMounts": [{"name": "secondrow-bin", "mountPath": bin}],
         }));
-        let mut wrapped = vec![super::launch::binary_in_pod(), "launch".into(), "run".into(), "--".into()];
+        let mut wrapped = vec![super::launch::binary_in_pod(), "launch".into(), "run".into()];
         wrapped.append(&mut command);
         command = wrapped;
     }
@@ -442,6 +488,7 @@ mod tests {
             node_name: Some("fake-node"),
             service_account: None,
             launcher_image: None,
+            staging: None,
         }
     }
 
@@ -577,6 +624,54 @@ mod tests {
         );
         assert!(c["volumeMounts"].as_array().unwrap().iter().any(|m| m["mountPath"] == "/secondrow-bin"));
         assert!(v["spec"]["volumes"].as_array().unwrap().iter().any(|m| m["emptyDir"].is_object()));
+    }
+
+    #[test]
+    fn under_an_s3_root_the_launcher_stages_artifacts_without_a_host_path() {
+        let argv = vec!["python3".to_owned(), "/secondrow/staging/s3/b/r/t/data".to_owned()];
+        let platform = PodPlatform::default();
+        let staging = PodStaging {
+            mount: "/secondrow/staging".into(),
+            executor_input: r#"{"inputs":{}}"#.into(),
+            env: vec![("SECONDROW_ARTIFACT_ROOT".into(), "s3://b/r".into())],
+            credentials_secret: Some("s3-creds".into()),
+        };
+        let mut req = request(&argv, &[], &[], &platform, &[]);
+        req.working_dir = None;
+        req.staging = Some(&staging);
+        assert_eq!(build(&req).unwrap_err(), PodSpecError::NoLauncher);
+        req.launcher_image = Some("secondrow:1");
+        let v = serde_json::to_value(build(&req).unwrap()).unwrap();
+        let volumes = v["spec"]["volumes"].as_array().unwrap();
+        assert!(volumes.iter().all(|vol| vol.get("hostPath").is_none()), "{volumes:?}");
+        assert!(volumes.contains(&json!({"name": "secondrow-staging", "emptyDir": {}})), "{volumes:?}");
+        let c = &v["spec"]["containers"][0];
+        assert!(c["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"name": "secondrow-staging", "mountPath": "/secondrow/staging"})));
+        assert_eq!(
+            c["command"],
+            json!([
+                "/secondrow-bin/secondrow",
+                "launch",
+                "run",
+                "--mount",
+                "/secondrow/staging",
+                "--executor-input",
+                r#"{"inputs":{}}"#,
+                "--",
+                "python3",
+                "/secondrow/staging/s3/b/r/t/data"
+            ])
+        );
+        assert!(c.get("workingDir").is_none());
+        let env = c["env"].as_array().unwrap();
+        assert!(env.contains(&json!({"name": "SECONDROW_ARTIFACT_ROOT", "value": "s3://b/r"})), "{env:?}");
+        let key = json!({"name": "SECONDROW_S3_SECRET_ACCESS_KEY", "valueFrom": {"secretKeyRef":
+            {"name": "s3-creds", "key": "AWS_SECRET_ACCESS_KEY", "optional": false}}});
+        assert!(env.contains(&key), "{env:?}");
+        assert!(env.iter().all(|e| e.get("value").and_then(Value::as_str) != Some("testing")));
     }
 
     #[test]

@@ -53,6 +53,9 @@ struct Attempt {
     task_id: String,
     /// Set when the attempt runs as a Kubernetes Pod.
     pod: Option<PodJob>,
+    /// The Pod's launcher stages the artifacts (an S3 root): the task's paths are the Pod's, not this
+    /// machine's, and its outputs are read back from the store.
+    staged: bool,
     /// The task's inputs as the store has them (`s3://` URIs under an S3 root, fetched before the process).
     inputs: IoValues,
 }
@@ -147,14 +150,33 @@ impl RunDriver {
         };
         let launch = LaunchOptions { skip_pip_prelude: python.as_ref().is_some_and(|p| p.base.has_kfp) };
         self.tree[id].exec.python = python;
-        // The process sees local paths; under an S3 root, `s3://` inputs map to the store's local mirror.
-        let local_inputs = crate::staging::localize(&self.inner.artifacts, &self.tree[id].inputs);
+        // The process sees local paths; under an S3 root, `s3://` inputs map to the store's local mirror, or
+        // in a Pod to the launcher's staging folder (kfp's `/s3/BUCKET/KEY` layout under its mount).
+        let (local_inputs, task_root) = if self.staged_pods() {
+            let mount = Path::new(crate::kubernetes::launch::STAGING_MOUNT);
+            let mut inputs = self.tree[id].inputs.clone();
+            for a in inputs.artifacts.values_mut().flatten() {
+                if let Some(p) = crate::staging::local_path(mount, &a.uri) {
+                    a.uri = p.to_string_lossy().into_owned();
+                }
+            }
+            let local = self.run_root.join(&path);
+            let root = self
+                .inner
+                .artifacts
+                .uri_of_local(&local)
+                .and_then(|uri| crate::staging::local_path(mount, &uri))
+                .unwrap_or(local);
+            (inputs, root)
+        } else {
+            (crate::staging::localize(&self.inner.artifacts, &self.tree[id].inputs), self.run_root.join(&path))
+        };
         let prepared = task::prepare(
             &plan.component,
             &container.container,
             &container.parsed,
             &local_inputs,
-            &self.run_root.join(&path),
+            &task_root,
             &self.job,
             &self.tree[id].key,
             &task_id,
@@ -218,6 +240,11 @@ impl RunDriver {
         n.task_id = Some(task_id);
         n.finish(TaskState::Cached, None, outputs);
         Ok(true)
+    }
+
+    /// Whether attempts run as Pods whose launcher stages the artifacts (an S3 root on Kubernetes).
+    fn staged_pods(&self) -> bool {
+        self.inner.kube.is_some() && self.inner.artifacts.is_remote()
     }
 
     async fn python_env(&self) -> PythonEnv {
@@ -306,6 +333,7 @@ impl RunDriver {
                 platform: n.exec.pod_platform.clone().unwrap_or_default(),
             }),
             inputs: n.inputs.clone(),
+            staged: self.staged_pods(),
         };
         self.running.spawn(async move { (id, attempt.run().await) });
     }
@@ -484,6 +512,9 @@ impl Attempt {
         if let Err(e) = self.lay_out() {
             return AttemptResult::Finished(Err(e));
         }
+        if self.staged {
+            return self.launch(python_exe).await;
+        }
         if let Err(e) = crate::staging::fetch_inputs(&self.inner.artifacts, &self.inputs).await {
             return AttemptResult::Finished(Err(format!("staging inputs: {e}")));
         }
@@ -524,9 +555,10 @@ impl Attempt {
 
     /// Creates the task and log folders; a retry marks its start in the logs.
     fn lay_out(&self) -> std::result::Result<(), String> {
+        // A staged Pod's task folder is the Pod's (its launcher makes it).
         std::fs::create_dir_all(&self.log_dir)
-            .and_then(|_| task::lay_out(&self.prepared))
-            .and_then(|_| self.lay_out_sandbox())
+            .and_then(|_| if self.staged { Ok(()) } else { task::lay_out(&self.prepared) })
+            .and_then(|_| if self.staged { Ok(()) } else { self.lay_out_sandbox() })
             .map_err(|e| format!("preparing task folders: {e}"))?;
         if self.number > 1 {
             let note = format!("--- attempt {} ---\n", self.number);
@@ -569,14 +601,22 @@ impl Attempt {
         Ok(())
     }
 
-    /// Runs the attempt as a Pod and reads its outputs from the shared artifact root.
+    /// Runs the attempt as a Pod and reads its outputs: from the shared local artifact root, or under an
+    /// S3 root from the bucket, where the Pod's launcher uploaded them.
     async fn launch_pod(self, kube: &KubeExecutor, job: &PodJob) -> AttemptResult {
         let resources = match &job.resources {
             Ok(r) => r,
             Err(e) => return AttemptResult::Finished(Err(e.clone())),
         };
-        let shared = [self.inner.artifacts.root().to_path_buf()];
         let settings = kube.settings();
+        let shared: Vec<PathBuf> =
+            if self.staged { Vec::new() } else { vec![self.inner.artifacts.root().to_path_buf()] };
+        let staging = self.staged.then(|| crate::kubernetes::PodStaging {
+            mount: crate::kubernetes::launch::STAGING_MOUNT.to_owned(),
+            executor_input: self.prepared.executor_input.to_string(),
+            env: crate::kubernetes::launch::pod_env(&self.inner.artifacts, settings.s3_credentials_secret.is_some()),
+            credentials_secret: settings.s3_credentials_secret.clone(),
+        });
         // Built-in components call this very binary: in a Pod with the launcher, the copy of it there.
         let mut argv = self.job.argv.clone();
         let me = std::env::current_exe().ok().map(|p| p.to_string_lossy().into_owned());
@@ -593,13 +633,15 @@ impl Attempt {
             image: &job.image,
             argv: &argv,
             env: &self.job.env,
-            working_dir: Some(&working_dir),
+            // A staged Pod runs in its image's working folder, as upstream (the task folder is the launcher's).
+            working_dir: (!self.staged).then_some(working_dir.as_str()),
             resources,
             platform: &job.platform,
             shared_dirs: &shared,
             node_name: settings.node_name.as_deref(),
             service_account: settings.service_account.as_deref(),
             launcher_image: settings.launcher_image.as_deref(),
+            staging: staging.as_ref(),
         };
         let pod = match crate::kubernetes::pod::build(&request) {
             Ok(p) => p,
@@ -609,10 +651,28 @@ impl Attempt {
         match end {
             PodEnd::Canceled => AttemptResult::Canceled,
             PodEnd::Failed(m) => AttemptResult::Finished(Err(with_stderr_tail(m, &self.job.stdout_log))),
-            // Under an S3 root the Pod wrote into the shared local mirror; outputs are uploaded as a local
-            // attempt's are.
+            PodEnd::Succeeded if self.staged => AttemptResult::Finished(self.finish_staged_outputs().await),
             PodEnd::Succeeded => AttemptResult::Finished(self.finish_outputs().await),
         }
+    }
+
+    /// A staged Pod's outputs, read from the store: `executor_output.json` and the output-parameter files the
+    /// launcher uploaded, output artifacts at their `s3://` URIs.
+    async fn finish_staged_outputs(&self) -> std::result::Result<IoValues, String> {
+        let mount = Path::new(crate::kubernetes::launch::STAGING_MOUNT);
+        let mut paths = vec![self.prepared.executor_output.as_path()];
+        paths.extend(self.prepared.output_parameter_files.values().map(PathBuf::as_path));
+        let texts = crate::staging::read_remote_outputs(&self.inner.artifacts, mount, &paths)
+            .await
+            .map_err(|e| format!("reading the task's outputs from the artifact store: {e}"))?;
+        let mut outputs = task::collect_outputs_with(&self.component, &self.prepared, &|p| Ok(texts.get(p).cloned()))
+            .map_err(|e| e.to_string())?;
+        for a in outputs.artifacts.values_mut().flatten() {
+            if let Some(uri) = crate::staging::remote_uri(mount, &a.uri) {
+                a.uri = uri;
+            }
+        }
+        self.authorize_outputs(outputs).await
     }
 
     /// A succeeded attempt's outputs: read back, checked against the run's namespace, and uploaded when the
@@ -716,8 +776,12 @@ impl Attempt {
     async fn authorize_outputs(&self, outputs: IoValues) -> std::result::Result<IoValues, String> {
         for (name, list) in &outputs.artifacts {
             for a in list {
-                let default = self.prepared.output_artifacts.get(name).map(|d| d.uri.as_str());
-                if default != Some(a.uri.as_str()) {
+                let mut default = self.prepared.output_artifacts.get(name).map(|d| d.uri.clone());
+                if self.staged {
+                    let mount = Path::new(crate::kubernetes::launch::STAGING_MOUNT);
+                    default = default.map(|d| crate::staging::remote_uri(mount, &d).unwrap_or(d));
+                }
+                if default.as_deref() != Some(a.uri.as_str()) {
                     authorize_uri(&self.inner, &self.namespace, &a.uri)
                         .await
                         .map_err(|e| format!("output artifact `{name}`: {e}"))?;

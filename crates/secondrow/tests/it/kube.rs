@@ -11,7 +11,7 @@ use crate::kube_support::{Cluster, NODE, WEAK_TOKEN};
 use crate::support::{raw_http, samples_dir, wait_for, Home};
 
 /// The executor flags for `cluster` (Pods bound to the test kubelet's node, kept for inspection).
-fn kube_flags(kubeconfig: &Path) -> Vec<String> {
+pub(crate) fn kube_flags(kubeconfig: &Path) -> Vec<String> {
     [
         "--executor",
         "kubernetes",
