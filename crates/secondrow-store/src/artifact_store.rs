@@ -99,6 +99,28 @@ pub fn parse_s3_uri(uri: &str) -> std::result::Result<(String, String), String> 
     Ok((bucket.to_owned(), prefix.to_owned()))
 }
 
+/// A client of `bucket` (credentials and region from the `AWS_*` variables, the endpoint from `opts`, else
+/// `AWS_ENDPOINT_URL`), and the endpoint as shown in messages.
+pub(crate) fn s3_client(
+    bucket: &str,
+    opts: &S3Options,
+) -> std::result::Result<(object_store::aws::AmazonS3, String), object_store::Error> {
+    let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+    let endpoint = opts
+        .endpoint
+        .clone()
+        .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
+        .or_else(|| std::env::var("AWS_ENDPOINT").ok())
+        .filter(|e| !e.is_empty());
+    if let Some(e) = &endpoint {
+        builder = builder.with_endpoint(e);
+        if e.starts_with("http://") {
+            builder = builder.with_allow_http(true);
+        }
+    }
+    Ok((builder.build()?, endpoint.unwrap_or_else(|| "AWS".to_owned())))
+}
+
 impl ArtifactStore {
     /// Opens a local artifact root (created if missing).
     pub fn open_local(root: &Path) -> Result<ArtifactStore> {
@@ -123,21 +145,8 @@ impl ArtifactStore {
     pub async fn open_s3(uri: &str, cache: &Path, opts: &S3Options) -> Result<ArtifactStore> {
         let (bucket, prefix) =
             parse_s3_uri(uri).map_err(|e| StoreError::InvalidArgument(format!("artifact root {e}")))?;
-        let mut builder = AmazonS3Builder::from_env().with_bucket_name(&bucket);
-        let endpoint = opts
-            .endpoint
-            .clone()
-            .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
-            .or_else(|| std::env::var("AWS_ENDPOINT").ok())
-            .filter(|e| !e.is_empty());
-        if let Some(e) = &endpoint {
-            builder = builder.with_endpoint(e);
-            if e.starts_with("http://") {
-                builder = builder.with_allow_http(true);
-            }
-        }
-        let s3 = builder.build().map_err(|e| StoreError::InvalidArgument(format!("artifact root `{uri}`: {e}")))?;
-        let shown = endpoint.as_deref().unwrap_or("AWS");
+        let (s3, shown) =
+            s3_client(&bucket, opts).map_err(|e| StoreError::InvalidArgument(format!("artifact root `{uri}`: {e}")))?;
         // Listing one key proves the bucket exists and the credentials may read it.
         let probe = if prefix.is_empty() { None } else { Some(ObjectPath::from(prefix.as_str())) };
         if let Err(e) = s3.list_with_delimiter(probe.as_ref()).await {

@@ -188,7 +188,10 @@ pub async fn run(
 ) -> Result<ExitCode> {
     let target = match remote {
         Some((server, token)) => Target::Remote(Client::new(server, token)?),
-        None => Target::Local(Home::resolve(settings)?.store().await?),
+        None => {
+            let home = Home::resolve(settings)?;
+            Target::Local(home.store().await?, super::serve::model_cache(&home))
+        }
     };
     match command {
         DeployCommand::Create {
@@ -208,7 +211,7 @@ pub async fn run(
                     }
                     c.post_json("/deployments", &body).await.map_err(Failure::from)?
                 }
-                Target::Local(store) => {
+                Target::Local(store, _) => {
                     let found = secondrow_api::registry::deployment_source(
                         store,
                         &registry,
@@ -323,9 +326,9 @@ pub async fn run(
     Ok(ExitCode::SUCCESS)
 }
 
-/// The local store, or a server's REST API.
+/// The local store (and the model cache that checks `s3://` models), or a server's REST API.
 enum Target {
-    Local(Store),
+    Local(Store, secondrow_store::model_cache::ModelCache),
     Remote(Client),
 }
 
@@ -348,7 +351,7 @@ impl Target {
                 }
                 c.post_json("/deployments", &body).await.map_err(Failure::from)
             }
-            Target::Local(store) => {
+            Target::Local(store, cache) => {
                 let existing = store.find_deployment(name).await?;
                 // A new version stays in its deployment's namespace unless another one is asked for.
                 let namespace = namespace
@@ -357,8 +360,14 @@ impl Target {
                     .unwrap_or_default();
                 let version = version.map(str::to_owned).unwrap_or_else(|| next_version(existing.as_ref()));
                 let resolved = store.resolve_model_source(source).await?;
-                // What the server will do: refuse a file it cannot load before anything is recorded.
-                let path = resolved.path.clone();
+                // What the server will do: refuse a file it cannot load before anything is recorded (a
+                // model in an object store is fetched into the model cache the server also uses).
+                let recorded = resolved.path.to_string_lossy().into_owned();
+                let path = if secondrow_store::model_cache::is_remote_model(&recorded) {
+                    cache.fetch(&recorded).await.with_context(|| format!("fetching {recorded}"))?.path
+                } else {
+                    resolved.path.clone()
+                };
                 tokio::task::spawn_blocking(move || secondrow_serve::runtime::load(&path).map(|_| ())).await?.map_err(
                     |e| Failure::usage(format!("{} is not a model this server can load: {e}", resolved.path.display())),
                 )?;
@@ -390,7 +399,7 @@ impl Target {
                 let doc = c.get_json(&path).await.map_err(Failure::from)?;
                 Ok(doc["deployments"].as_array().cloned().unwrap_or_default())
             }
-            Target::Local(store) => {
+            Target::Local(store, _) => {
                 let records = store.list_deployments(namespace).await?;
                 records.iter().map(|r| Ok(serde_json::to_value(r)?)).collect()
             }
@@ -400,7 +409,7 @@ impl Target {
     async fn get(&self, name: &str) -> Result<Value> {
         match self {
             Target::Remote(c) => c.get_json(&format!("/deployments/{name}")).await.map_err(Failure::from),
-            Target::Local(store) => Ok(serde_json::to_value(store.get_deployment(name).await?)?),
+            Target::Local(store, _) => Ok(serde_json::to_value(store.get_deployment(name).await?)?),
         }
     }
 
@@ -416,7 +425,7 @@ impl Target {
                 }
                 c.patch_json(&format!("/deployments/{name}"), &body).await.map_err(Failure::from)
             }
-            Target::Local(store) => Ok(serde_json::to_value(store.update_deployment_traffic(name, update).await?)?),
+            Target::Local(store, _) => Ok(serde_json::to_value(store.update_deployment_traffic(name, update).await?)?),
         }
     }
 
@@ -427,7 +436,7 @@ impl Target {
                 .patch_json(&format!("/deployments/{name}"), &json!({"log_sample": share}))
                 .await
                 .map_err(Failure::from),
-            Target::Local(store) => {
+            Target::Local(store, _) => {
                 Ok(serde_json::to_value(store.set_deployment_log_sample(name, Some(share)).await?)?)
             }
         }
@@ -442,7 +451,7 @@ impl Target {
                 };
                 c.delete(&path).await.map_err(Failure::from)?;
             }
-            Target::Local(store) => {
+            Target::Local(store, _) => {
                 store.delete_deployment(name, version).await?;
             }
         }

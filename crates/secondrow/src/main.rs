@@ -417,7 +417,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve(args) => serve::run(args).await,
+        Command::Serve(args) => serve::run(&cli.settings, args).await,
         Command::Launch(command) => k8s::launch(command).await,
         Command::Server(args) => server::run(&cli.settings, args).await,
         Command::Deploy(cmd) => {

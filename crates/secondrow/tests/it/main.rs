@@ -24,6 +24,7 @@ mod notebooks;
 mod registry;
 mod remote;
 mod s3;
+mod s3_serve;
 mod samples;
 mod sandbox;
 mod sec_more;

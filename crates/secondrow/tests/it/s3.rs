@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::support::*;
 
 /// The S3 test credentials (moto accepts any).
-const AWS_ENV: [(&str, &str); 3] =
+pub(crate) const AWS_ENV: [(&str, &str); 3] =
     [("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"), ("AWS_REGION", "us-east-1")];
 
 fn venv_bin(name: &str) -> PathBuf {
@@ -26,13 +26,13 @@ fn venv_bin(name: &str) -> PathBuf {
 }
 
 /// A moto server on a free loopback port, killed on drop.
-struct Moto {
+pub(crate) struct Moto {
     child: Child,
-    endpoint: String,
+    pub(crate) endpoint: String,
 }
 
 impl Moto {
-    fn start(dir: &Path) -> Moto {
+    pub(crate) fn start(dir: &Path) -> Moto {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let log = std::fs::File::create(dir.join("moto.log")).unwrap();
         let child = Command::new(venv_bin("moto_server"))
@@ -46,7 +46,7 @@ impl Moto {
     }
 
     /// boto3 against this server: `create BUCKET`, `list BUCKET PREFIX`.
-    fn s3(&self, args: &[&str]) -> Value {
+    pub(crate) fn s3(&self, args: &[&str]) -> Value {
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/it/s3_client/s3.py");
         let out = Command::new(venv_bin("python")).arg(script).arg(&self.endpoint).args(args).envs(AWS_ENV).output();
         let out = out.unwrap();
