@@ -101,7 +101,7 @@ pub enum DeployCommand {
         /// The task's output artifact name (for example `model`).
         #[arg(long, requires = "run")]
         output: Option<String>,
-        /// A model file (`.onnx` or a SecondRow model file).
+        /// A model file (`.onnx` or a SecondRow model file), or its `s3://bucket/key` in the artifact store.
         #[arg(long)]
         path: Option<PathBuf>,
         /// A registered model (`secondrow models`); --version names its version, which is also the
@@ -164,19 +164,34 @@ pub enum DeployCommand {
         version: Option<String>,
     },
     /// Print a Deployment and a Service running `secondrow serve` with NAME's versions, as YAML for
-    /// `kubectl apply -f -` (the model files are read from the server's data volume, mounted read-only).
+    /// `kubectl apply -f -`: versions in S3 are downloaded by the Pods (credentials from --s3-secret), local
+    /// files are read from the server's data volume (--data-claim, mounted read-only).
     Manifest {
         name: String,
         #[arg(long, default_value = "secondrow:latest")]
         image: String,
-        /// The PersistentVolumeClaim holding the server's home (deploy/kubernetes names it secondrow-data).
-        #[arg(long, default_value = "secondrow-data")]
-        data_claim: String,
+        /// The Secret with the Pods' S3 credentials (keys AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY; optional
+        /// AWS_REGION, AWS_SESSION_TOKEN).
+        #[arg(long, default_value = "secondrow-s3")]
+        s3_secret: String,
+        /// The S3 endpoint as the Pods reach it (default: --s3-endpoint).
+        #[arg(long)]
+        pod_s3_endpoint: Option<String>,
+        /// The PersistentVolumeClaim holding the server's home (deploy/kubernetes names it secondrow-data),
+        /// for versions that are local files; without it such a version is refused.
+        #[arg(long)]
+        data_claim: Option<String>,
         /// Where that claim is mounted in the server: the model paths start there.
         #[arg(long, default_value = "/var/lib/secondrow")]
         data_path: String,
         #[arg(long, default_value_t = 1)]
         replicas: u32,
+        /// CPU requested per Pod.
+        #[arg(long, default_value = "250m")]
+        cpu: String,
+        /// Memory requested per Pod (also its limit).
+        #[arg(long, default_value = "512Mi")]
+        memory: String,
     },
 }
 
@@ -255,7 +270,14 @@ pub async fn run(
             let source = match (artifact_id, run, task, output, path) {
                 (Some(artifact_id), ..) => ModelSource::Artifact { artifact_id },
                 (None, Some(run_id), Some(task), Some(output), _) => ModelSource::TaskOutput { run_id, task, output },
-                (.., Some(path)) => ModelSource::Path { path: std::path::absolute(&path)?.display().to_string() },
+                (.., Some(path)) => {
+                    let given = path.to_string_lossy();
+                    if secondrow_store::model_cache::is_remote_model(&given) {
+                        ModelSource::Path { path: given.into_owned() }
+                    } else {
+                        ModelSource::Path { path: std::path::absolute(&path)?.display().to_string() }
+                    }
+                }
                 _ => return Err(Failure::usage("give --artifact-id, --run with --task and --output, or --path")),
             };
             let mut doc =
@@ -310,9 +332,28 @@ pub async fn run(
             }
             print_deployment(&doc, json)?;
         }
-        DeployCommand::Manifest { name, image, data_claim, data_path, replicas } => {
+        DeployCommand::Manifest {
+            name,
+            image,
+            s3_secret,
+            pod_s3_endpoint,
+            data_claim,
+            data_path,
+            replicas,
+            cpu,
+            memory,
+        } => {
             use crate::serve_manifest::{manifests, to_yaml, ManifestOptions};
-            let opts = ManifestOptions { image: &image, data_claim: &data_claim, data_path: &data_path, replicas };
+            let opts = ManifestOptions {
+                image: &image,
+                data_claim: data_claim.as_deref(),
+                data_path: &data_path,
+                replicas,
+                s3_endpoint: pod_s3_endpoint.as_deref().or(settings.s3_endpoint.as_deref()),
+                s3_secret: &s3_secret,
+                cpu: &cpu,
+                memory: &memory,
+            };
             print!("{}", to_yaml(&manifests(&target.get(&name).await?, &opts)?)?);
         }
         DeployCommand::Delete { name, version } => {

@@ -18,6 +18,7 @@ mod kfp_compat;
 mod kfp_kubernetes;
 mod kfp_target;
 mod kube;
+mod kube_serve;
 mod kube_support;
 mod monitor;
 mod notebooks;

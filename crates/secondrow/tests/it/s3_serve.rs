@@ -119,12 +119,19 @@ fn s3_models_are_served_from_the_bucket_cached_and_missing_ones_refused() {
     let modified = std::fs::metadata(&cached[0]).unwrap().modified().unwrap();
     drop(remote);
 
-    // A restart finds the cached copy (same ETag and size): nothing is downloaded again.
-    let again = serve(&h, &moto, &["--model", &format!("churn={MODEL_URI}")]);
+    // A restart finds the cached copy (same ETag and size): nothing is downloaded again. Here the bucket's
+    // copy is version 2 (the default, listed last) and the local file version 1, the canary of every request.
+    let local_v1 = format!("churn={}:1", model.display());
+    let again = serve(
+        &h,
+        &moto,
+        &["--model", &local_v1, "--model", &format!("churn={MODEL_URI}:2"), "--canary", "churn=1:100"],
+    );
     assert!(again.log.contains("(cached: "), "{}", again.log);
     assert_eq!(cached_files(&h), cached);
     assert_eq!(std::fs::metadata(&cached[0]).unwrap().modified().unwrap(), modified);
-    assert_eq!(labels(&again.addr, "churn", &ROWS).1, expected);
+    let (_, got, answer) = labels(&again.addr, "churn", &ROWS);
+    assert_eq!((got, answer["model_version"].as_str()), (expected.clone(), Some("1")), "{answer}");
     drop(again);
 
     // A replaced object (new ETag) is fetched anew and the stale copy removed.
