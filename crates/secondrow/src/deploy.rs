@@ -157,42 +157,89 @@ pub enum DeployCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Delete a deployment, or one of its versions.
+    /// Delete a deployment, or one of its versions; with --kubeconfig (or --kube-namespace) also its
+    /// Deployment and Service in the cluster (`deploy apply`), first.
     Delete {
         name: String,
         #[arg(long)]
         version: Option<String>,
+        #[command(flatten)]
+        cluster: ClusterArgs,
     },
     /// Print a Deployment and a Service running `secondrow serve` with NAME's versions, as YAML for
     /// `kubectl apply -f -`: versions in S3 are downloaded by the Pods (credentials from --s3-secret), local
     /// files are read from the server's data volume (--data-claim, mounted read-only).
     Manifest {
         name: String,
-        #[arg(long, default_value = "secondrow:latest")]
-        image: String,
-        /// The Secret with the Pods' S3 credentials (keys AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY; optional
-        /// AWS_REGION, AWS_SESSION_TOKEN).
-        #[arg(long, default_value = "secondrow-s3")]
-        s3_secret: String,
-        /// The S3 endpoint as the Pods reach it (default: --s3-endpoint).
-        #[arg(long)]
-        pod_s3_endpoint: Option<String>,
-        /// The PersistentVolumeClaim holding the server's home (deploy/kubernetes names it secondrow-data),
-        /// for versions that are local files; without it such a version is refused.
-        #[arg(long)]
-        data_claim: Option<String>,
-        /// Where that claim is mounted in the server: the model paths start there.
-        #[arg(long, default_value = "/var/lib/secondrow")]
-        data_path: String,
-        #[arg(long, default_value_t = 1)]
-        replicas: u32,
-        /// CPU requested per Pod.
-        #[arg(long, default_value = "250m")]
-        cpu: String,
-        /// Memory requested per Pod (also its limit).
-        #[arg(long, default_value = "512Mi")]
-        memory: String,
+        #[command(flatten)]
+        manifest: ManifestArgs,
     },
+    /// Apply NAME's Deployment and Service (as `deploy manifest` prints them) to a cluster with server-side
+    /// apply; `deploy delete NAME --kubeconfig …` removes them.
+    Apply {
+        name: String,
+        #[command(flatten)]
+        manifest: ManifestArgs,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
+}
+
+/// How `deploy manifest` and `deploy apply` build the objects.
+#[derive(Args, Debug)]
+pub struct ManifestArgs {
+    #[arg(long, default_value = "secondrow:latest")]
+    image: String,
+    /// The Secret with the Pods' S3 credentials (keys AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY; optional
+    /// AWS_REGION, AWS_SESSION_TOKEN).
+    #[arg(long, default_value = "secondrow-s3")]
+    s3_secret: String,
+    /// The S3 endpoint as the Pods reach it (default: --s3-endpoint).
+    #[arg(long)]
+    pod_s3_endpoint: Option<String>,
+    /// The PersistentVolumeClaim holding the server's home (deploy/kubernetes names it secondrow-data),
+    /// for versions that are local files; without it such a version is refused.
+    #[arg(long)]
+    data_claim: Option<String>,
+    /// Where that claim is mounted in the server: the model paths start there.
+    #[arg(long, default_value = "/var/lib/secondrow")]
+    data_path: String,
+    #[arg(long, default_value_t = 1)]
+    replicas: u32,
+    /// CPU requested per Pod.
+    #[arg(long, default_value = "250m")]
+    cpu: String,
+    /// Memory requested per Pod (also its limit).
+    #[arg(long, default_value = "512Mi")]
+    memory: String,
+}
+
+/// The cluster `deploy apply` and `deploy delete --kubeconfig` reach (flags only, no variables: a plain
+/// `deploy delete` never touches a cluster).
+#[derive(Args, Debug)]
+pub struct ClusterArgs {
+    /// The kubeconfig file (its current context); default `KUBECONFIG`, `~/.kube/config`, then in-cluster.
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// The namespace of the objects (default: the kubeconfig context's).
+    #[arg(long)]
+    kube_namespace: Option<String>,
+}
+
+/// The Deployment and Service of deployment document `d`.
+fn manifest_objects(settings: &Settings, d: &Value, m: &ManifestArgs) -> Result<Vec<Value>> {
+    use crate::serve_manifest::{manifests, ManifestOptions};
+    let opts = ManifestOptions {
+        image: &m.image,
+        data_claim: m.data_claim.as_deref(),
+        data_path: &m.data_path,
+        replicas: m.replicas,
+        s3_endpoint: m.pod_s3_endpoint.as_deref().or(settings.s3_endpoint.as_deref()),
+        s3_secret: &m.s3_secret,
+        cpu: &m.cpu,
+        memory: &m.memory,
+    };
+    manifests(d, &opts)
 }
 
 /// Runs a deploy command; `remote` is `--server` and `--token` when given.
@@ -332,31 +379,39 @@ pub async fn run(
             }
             print_deployment(&doc, json)?;
         }
-        DeployCommand::Manifest {
-            name,
-            image,
-            s3_secret,
-            pod_s3_endpoint,
-            data_claim,
-            data_path,
-            replicas,
-            cpu,
-            memory,
-        } => {
-            use crate::serve_manifest::{manifests, to_yaml, ManifestOptions};
-            let opts = ManifestOptions {
-                image: &image,
-                data_claim: data_claim.as_deref(),
-                data_path: &data_path,
-                replicas,
-                s3_endpoint: pod_s3_endpoint.as_deref().or(settings.s3_endpoint.as_deref()),
-                s3_secret: &s3_secret,
-                cpu: &cpu,
-                memory: &memory,
-            };
-            print!("{}", to_yaml(&manifests(&target.get(&name).await?, &opts)?)?);
+        DeployCommand::Manifest { name, manifest } => {
+            let objects = manifest_objects(settings, &target.get(&name).await?, &manifest)?;
+            print!("{}", crate::serve_manifest::to_yaml(&objects)?);
         }
-        DeployCommand::Delete { name, version } => {
+        DeployCommand::Apply { name, manifest, cluster } => {
+            let objects = manifest_objects(settings, &target.get(&name).await?, &manifest)?;
+            let kube =
+                crate::serve_apply::connect(cluster.kubeconfig.as_deref(), cluster.kube_namespace.as_deref()).await?;
+            for object in kube.apply(&objects).await? {
+                eprintln!("{object} applied (namespace {})", kube.namespace());
+            }
+        }
+        DeployCommand::Delete { name, version, cluster } => {
+            // The cluster's objects go first: if that fails, the deployment is still recorded.
+            if cluster.kubeconfig.is_some() || cluster.kube_namespace.is_some() {
+                if version.is_some() {
+                    return Err(Failure::usage(
+                        "--kubeconfig removes the whole deployment's objects; to drop one version, delete it \
+                         without --kubeconfig and run `deploy apply` again",
+                    ));
+                }
+                let object = crate::serve_manifest::object_name(&name)?;
+                let kube =
+                    crate::serve_apply::connect(cluster.kubeconfig.as_deref(), cluster.kube_namespace.as_deref())
+                        .await?;
+                let removed = kube.delete(&object).await?;
+                if removed.is_empty() {
+                    eprintln!("no {object} objects in namespace {}", kube.namespace());
+                }
+                for object in removed {
+                    eprintln!("{object} deleted (namespace {})", kube.namespace());
+                }
+            }
             target.delete(&name, version.as_deref()).await?;
             match version {
                 Some(v) => eprintln!("deleted version {v} of deployment {name}"),

@@ -18,6 +18,7 @@ mod progress;
 mod remote;
 mod secrets;
 mod serve;
+mod serve_apply;
 mod serve_manifest;
 mod server;
 mod shutdown;

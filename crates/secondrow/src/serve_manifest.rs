@@ -44,7 +44,7 @@ pub struct ManifestOptions<'a> {
 }
 
 /// A name Kubernetes accepts for a Deployment and a Service (DNS-1035 label).
-fn object_name(name: &str) -> Result<String> {
+pub fn object_name(name: &str) -> Result<String> {
     let full = format!("serve-{name}");
     let ok = full.len() <= 63
         && full.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
@@ -167,7 +167,8 @@ pub fn manifests(d: &Value, opts: &ManifestOptions<'_>) -> Result<Vec<Value>> {
                         "image": opts.image,
                         "args": args,
                         "env": env,
-                        "ports": [{"name": "http", "containerPort": PORT}],
+                        // `protocol` spelled out: server-side apply keys ports by (port, protocol) on older API servers.
+                        "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
                         "resources": {
                             "requests": {"cpu": opts.cpu, "memory": opts.memory},
                             "limits": {"memory": opts.memory},
@@ -188,7 +189,7 @@ pub fn manifests(d: &Value, opts: &ManifestOptions<'_>) -> Result<Vec<Value>> {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {"name": object, "labels": labels},
-        "spec": {"selector": selector, "ports": [{"name": "http", "port": PORT, "targetPort": "http"}]},
+        "spec": {"selector": selector, "ports": [{"name": "http", "port": PORT, "targetPort": "http", "protocol": "TCP"}]},
     });
     Ok(vec![deployment, service])
 }

@@ -150,3 +150,93 @@ fn serving_manifests_from_s3_apply_for_real_and_read_back() {
     assert!(stderr.contains("a Pod cannot read this server's disk") && stderr.contains("--data-claim"), "{stderr}");
     assert!(out.stdout.is_empty(), "nothing printed to apply");
 }
+
+/// `deploy apply` sends the same objects through kube-rs server-side apply (field manager `secondrow`), again
+/// as an update; `deploy delete --kubeconfig` removes them before the record. Without rights, without an API
+/// server or without a kubeconfig: a clear error, a non-zero exit and nothing changed.
+#[test]
+fn deploy_apply_and_delete_go_through_the_api_server() {
+    let Some(cluster) = Cluster::start() else { return };
+    let home = Home::new();
+    let model = trained_model(&home);
+    ok(&home.output(&["deploy", "create", "churn", "--path", &model.to_string_lossy()]));
+    let kubeconfig = cluster.kubeconfig.to_string_lossy().into_owned();
+    let data_path = home.path().to_string_lossy().into_owned();
+    let apply = |kubeconfig: &str, replicas: &str| {
+        home.output(&[
+            "deploy",
+            "apply",
+            "churn",
+            "--kubeconfig",
+            kubeconfig,
+            "--data-claim",
+            "secondrow-data",
+            "--data-path",
+            &data_path,
+            "--replicas",
+            replicas,
+        ])
+    };
+
+    // Refused by RBAC, no API server, no kubeconfig: exit non-zero naming the problem, nothing created.
+    let weak = cluster.kubeconfig_for(crate::kube_support::WEAK_TOKEN);
+    let out = apply(&weak.to_string_lossy(), "1");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("refused to apply Deployment serve-churn in namespace default"), "{stderr}");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let nowhere = cluster.dir.path().join("kubeconfig-nowhere");
+    std::fs::write(
+        &nowhere,
+        crate::kube_support::kubeconfig_text(&format!("https://127.0.0.1:{closed}"), "any-token-0123456789"),
+    )
+    .unwrap();
+    let out = apply(&nowhere.to_string_lossy(), "1");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("the Kubernetes API server at https://127.0.0.1:{closed}")), "{stderr}");
+    assert!(stderr.contains("unreachable"), "{stderr}");
+    let out = apply(&cluster.dir.path().join("no-such-kubeconfig").to_string_lossy(), "1");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such file"));
+    assert!(!cluster.kubectl(&["get", "deployment", "serve-churn"]).status.success(), "nothing was created");
+
+    // Applied, then applied again with a change: the same objects, updated, managed by `secondrow`.
+    let out = apply(&kubeconfig, "1");
+    let stderr = ok(&out) + &String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("deployment.apps/serve-churn applied (namespace default)"), "{stderr}");
+    assert!(stderr.contains("service/serve-churn applied"), "{stderr}");
+    let first = get_json(&cluster, "deployment", "serve-churn");
+    ok(&apply(&kubeconfig, "3"));
+    let shown = ok(&cluster.kubectl(&["get", "deployment", "serve-churn", "-o", "json", "--show-managed-fields"]));
+    let dep: Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(dep["metadata"]["uid"], first["metadata"]["uid"], "updated in place");
+    assert_eq!(dep["spec"]["replicas"], 3);
+    let managers: Vec<&str> = dep["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["operation"] == "Apply")
+        .filter_map(|f| f["manager"].as_str())
+        .collect();
+    assert_eq!(managers, ["secondrow"]);
+    let c = &dep["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c["args"][3], format!("--model=churn={}:1", model.display()));
+    let svc = get_json(&cluster, "service", "serve-churn");
+    assert_eq!(svc["spec"]["selector"], dep["spec"]["selector"]["matchLabels"]);
+
+    // Deleted from the cluster first, then from the store; RBAC refusal changes neither.
+    let out = home.output(&["deploy", "delete", "churn", "--kubeconfig", &weak.to_string_lossy()]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    ok(&home.output(&["deploy", "get", "churn"]));
+    assert!(cluster.kubectl(&["get", "service", "serve-churn"]).status.success());
+    let out = home.output(&["deploy", "delete", "churn", "--kubeconfig", &kubeconfig]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("service/serve-churn deleted") && stderr.contains("deleted deployment churn"), "{stderr}");
+    assert!(!cluster.kubectl(&["get", "service", "serve-churn"]).status.success());
+    crate::support::wait_for(std::time::Duration::from_secs(30), || {
+        (!cluster.kubectl(&["get", "deployment", "serve-churn"]).status.success()).then_some(())
+    });
+    assert_eq!(home.output(&["deploy", "get", "churn"]).status.code(), Some(2));
+}
