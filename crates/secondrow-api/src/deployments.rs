@@ -352,6 +352,7 @@ async fn create(
         return Err(ApiError::AlreadyExists(format!("deployment `{}` already has a version `{version}`", body.name)));
     }
     let resolved = s.store().resolve_model_source(&source).await?;
+    authorize_remote_model(&s, &caller, &resolved.path.to_string_lossy())?;
     // A model the repository extension loaded under this name is replaced by the deployment.
     if existing.is_none()
         && s.deployments.repo.versions(&body.name).is_ok()
@@ -404,6 +405,21 @@ async fn authorize_source(s: &AppState, caller: &Caller, source: &ModelSource) -
             let run_id = s.store().resolve_run_id(run_id).await?;
             caller.run(s, &run_id).await.map(|_| ())
         }
+    }
+}
+
+/// A model in an object store is fetched with the server's credentials: a namespace token may deploy one only
+/// under the server's artifact root (where its runs' outputs are), not from any bucket those credentials reach.
+fn authorize_remote_model(s: &AppState, caller: &Caller, uri: &str) -> ApiResult<()> {
+    match caller.confined_to() {
+        Some(mine) if is_remote_model(uri) && s.engine.artifacts().relative(uri).is_err() => {
+            Err(ApiError::PermissionDenied(format!(
+                "permission denied: `{uri}` is outside the server's artifact root {}; this token is for namespace \
+                 `{mine}` (models elsewhere need the admin token)",
+                s.engine.artifacts().root_uri()
+            )))
+        }
+        _ => Ok(()),
     }
 }
 

@@ -62,10 +62,15 @@ fn serve(h: &Home, moto: &Moto, args: &[&str]) -> Serve {
 
 /// The `label` answers of a V2 infer of rows (a, b) at `base`/v2/models/`model`.
 fn labels(base: &str, model: &str, rows: &[[f64; 2]]) -> (u16, Vec<String>, Value) {
+    labels_as(base, model, rows, None)
+}
+
+/// [`labels`] with a bearer token.
+fn labels_as(base: &str, model: &str, rows: &[[f64; 2]], token: Option<&str>) -> (u16, Vec<String>, Value) {
     let data: Vec<f64> = rows.iter().flatten().copied().collect();
     let body = json!({"inputs": [{"name": "input-0", "datatype": "FP64", "shape": [rows.len(), 2], "data": data}]});
     let (status, text) =
-        raw_http(base, "POST", &format!("/v2/models/{model}/infer"), None, "application/json", &body.to_string());
+        raw_http(base, "POST", &format!("/v2/models/{model}/infer"), token, "application/json", &body.to_string());
     let answer: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
     let labels = answer["outputs"]
         .as_array()
@@ -174,8 +179,16 @@ fn s3_server_deployments_serve_registry_versions_from_the_bucket() {
     let model = trained_model(&h);
     moto.s3(&["put", "models", "churn/v1/model.json", &model.to_string_lossy()]);
 
+    moto.s3(&["put", "artifacts", "team/models/churn.json", &model.to_string_lossy()]);
+    // A namespace token (made before the server starts) and the admin token the server is started with.
+    let out = h.output(&["tokens", "create", "--namespace", "team-a", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let team_token = serde_json::from_slice::<Value>(&out.stdout).unwrap()["token"].as_str().unwrap().to_owned();
+    let admin_token = "admin-token-of-this-test-0123456789";
+
     let mut server = cmd(&h, &moto)
         .env("SECONDROW_ARTIFACT_ROOT", "s3://artifacts/team")
+        .env("SECONDROW_AUTH_TOKEN", admin_token)
         .args(["server", "--host", "127.0.0.1", "--port", "0", "--serve-port", "0"])
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(h.path().join("server.log")).unwrap())
@@ -185,7 +198,10 @@ fn s3_server_deployments_serve_registry_versions_from_the_bucket() {
     BufReader::new(server.stdout.take().unwrap()).read_line(&mut line).unwrap();
     let url = line.split_whitespace().find(|w| w.starts_with("http://")).map(str::to_owned);
     let url = url.unwrap_or_else(|| panic!("no URL: {line:?}"));
-    let remote = |args: &[&str]| cmd(&h, &moto).args(args).args(["--server", &url]).output().unwrap();
+    let as_token = |token: &str, args: &[&str]| {
+        cmd(&h, &moto).args(args).args(["--server", &url]).env("SECONDROW_TOKEN", token).output().unwrap()
+    };
+    let remote = |args: &[&str]| as_token(admin_token, args);
     let ok = |out: std::process::Output| {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         serde_json::from_slice::<Value>(&out.stdout).unwrap()
@@ -197,7 +213,7 @@ fn s3_server_deployments_serve_registry_versions_from_the_bucket() {
     assert_eq!(created["versions"][0]["path"], MODEL_URI);
     assert_eq!(created["versions"][0]["loaded"], true);
     let models = created["url"].as_str().unwrap().trim_end_matches("/v2/models/churn").to_owned();
-    let (status, got, answer) = labels(&models, "churn", &ROWS);
+    let (status, got, answer) = labels_as(&models, "churn", &ROWS, Some(admin_token));
     assert_eq!(status, 200, "{answer}");
     assert_eq!(got, ["0", "0", "1", "1"], "{answer}");
     // A registered version whose object is gone: refused before anything is recorded.
@@ -217,6 +233,22 @@ fn s3_server_deployments_serve_registry_versions_from_the_bucket() {
     assert!(stderr.contains("s3://models/churn/v2/model.json"), "{stderr}");
     let doc = ok(remote(&["deploy", "get", "churn", "--json"]));
     assert_eq!(doc["versions"].as_array().unwrap().len(), 1, "{doc}");
+
+    // A namespace token deploys models under the server's artifact root, not from other buckets the
+    // server's credentials reach.
+    let team = |args: &[&str]| as_token(&team_token, args);
+    ok(team(&["models", "register", "elsewhere", "--version", "1", "--uri", MODEL_URI, "--json"]));
+    let out = team(&["deploy", "create", "elsewhere", "--model", "elsewhere", "--version", "1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("is outside the server's artifact root s3://artifacts/team"), "{stderr}");
+    let inside = "s3://artifacts/team/models/churn.json";
+    ok(team(&["models", "register", "mine", "--version", "1", "--uri", inside, "--json"]));
+    let mine = ok(team(&["deploy", "create", "mine", "--model", "mine", "--version", "1", "--json"]));
+    assert_eq!((mine["state"].as_str(), mine["namespace"].as_str()), (Some("SERVING"), Some("team-a")), "{mine}");
+    let (status, got, answer) = labels_as(&models, "mine", &ROWS, Some(&team_token));
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(got, ["0", "0", "1", "1"], "{answer}");
     let _ = server.kill();
     let _ = server.wait();
 }
