@@ -1,7 +1,8 @@
 //! Serving models from the artifact store, against moto on loopback (see `s3`): `secondrow serve --model
 //! NAME=s3://…` downloads the file into the model cache and answers V2 infer; a restart reuses the cached
 //! copy, a replaced object is fetched again, a missing object or bucket is a caller error naming it with
-//! nothing served. A server with an S3 artifact root serves a registry version whose URI is `s3://…`.
+//! nothing served. A server with an S3 artifact root serves a run's model output and registry versions at
+//! `s3://…`.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -168,10 +169,11 @@ fn s3_models_are_served_from_the_bucket_cached_and_missing_ones_refused() {
     assert_eq!(cached_files(&h).len(), 1, "a failed fetch leaves nothing behind");
 }
 
-/// A server whose artifact root is in S3 deploys a registered version stored at `s3://…`: it fetches the
-/// file into its model cache and serves it; a version whose object is gone is refused (4xx, exit 2).
+/// A server whose artifact root is in S3 deploys a run's model output and registered versions stored at
+/// `s3://…`: it fetches the file into its model cache and serves it; a version whose object is gone is refused
+/// (4xx, exit 2); a namespace token may deploy only models under the artifact root.
 #[test]
-fn s3_server_deployments_serve_registry_versions_from_the_bucket() {
+fn s3_server_deployments_serve_run_outputs_and_registry_versions_from_the_bucket() {
     let h = Home::new();
     let moto = Moto::start(h.path());
     moto.s3(&["create", "models"]);
@@ -180,6 +182,23 @@ fn s3_server_deployments_serve_registry_versions_from_the_bucket() {
     moto.s3(&["put", "models", "churn/v1/model.json", &model.to_string_lossy()]);
 
     moto.s3(&["put", "artifacts", "team/models/churn.json", &model.to_string_lossy()]);
+    // A pipeline trains a model with the S3 root: its model artifact is recorded as `s3://artifacts/team/…`.
+    let train = h.path().join("train.csv");
+    crate::deploy::write_csv(&train, &crate::deploy::make_rows(200, 7), true);
+    let yaml = crate::deploy::compile_pipeline(&h);
+    let out = cmd(&h, &moto)
+        .env("SECONDROW_ARTIFACT_ROOT", "s3://artifacts/team")
+        .arg("run")
+        .arg(&yaml)
+        .args(["--json", "-p", &format!("source={}", train.display())])
+        .output()
+        .unwrap();
+    let run = RunDoc(serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!("no run JSON: {}", String::from_utf8_lossy(&out.stderr));
+    }));
+    assert_eq!(run.state(), "SUCCEEDED", "{}", run.0);
+    let trained = run.task_artifact("train-logistic-regression", "model")["uri"].as_str().unwrap().to_owned();
+    assert!(trained.starts_with("s3://artifacts/team/"), "{trained}");
     // A namespace token (made before the server starts) and the admin token the server is started with.
     let out = h.output(&["tokens", "create", "--namespace", "team-a", "--json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -216,6 +235,33 @@ fn s3_server_deployments_serve_registry_versions_from_the_bucket() {
     let (status, got, answer) = labels_as(&models, "churn", &ROWS, Some(admin_token));
     assert_eq!(status, 200, "{answer}");
     assert_eq!(got, ["0", "0", "1", "1"], "{answer}");
+    // The run's model, deployed by task output: fetched from the bucket and served.
+    let from_run = ok(remote(&[
+        "deploy",
+        "create",
+        "trained",
+        "--run",
+        &run.id(),
+        "--task",
+        "train-logistic-regression",
+        "--output",
+        "model",
+        "--json",
+    ]));
+    assert_eq!(
+        (from_run["state"].as_str(), from_run["versions"][0]["path"].as_str()),
+        (Some("SERVING"), Some(trained.as_str()))
+    );
+    let rows = [[2.0, -1.0, 1.0], [-2.0, 1.5, -3.0]];
+    let data: Vec<f64> = rows.iter().flatten().copied().collect();
+    let body = json!({"inputs": [{"name": "input-0", "datatype": "FP64", "shape": [2, 3], "data": data}]});
+    let (status, text) =
+        raw_http(&models, "POST", "/v2/models/trained/infer", Some(admin_token), "application/json", &body.to_string());
+    assert_eq!(status, 200, "{text}");
+    let answer: Value = serde_json::from_str(&text).unwrap();
+    let label = answer["outputs"].as_array().unwrap().iter().find(|o| o["name"] == "label").unwrap();
+    assert_eq!(label["data"], json!(["1", "0"]), "{answer}");
+
     // A registered version whose object is gone: refused before anything is recorded.
     ok(remote(&[
         "models",
