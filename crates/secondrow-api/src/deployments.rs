@@ -26,6 +26,7 @@ use secondrow_store::deployments::{
     apply_traffic, check_log_sample, check_name, next_version, Canary, DeploymentRecord, ModelSource,
     NewDeploymentVersion, TrafficUpdate,
 };
+use secondrow_store::model_cache::{is_remote_model, ModelCache};
 use secondrow_store::Store;
 
 use crate::auth::Caller;
@@ -57,6 +58,10 @@ pub struct Deployments {
     failures: Mutex<HashMap<(String, String), (String, String)>>,
     /// The prediction log, once serving started (`secondrow server`).
     log: OnceLock<Arc<crate::monitoring::PredictionLog>>,
+    /// Where versions in an object store (`s3://…`) are downloaded to, once serving started.
+    model_cache: OnceLock<ModelCache>,
+    /// Object-store URIs of loaded versions → their local copies (what the repository records).
+    fetched: Mutex<HashMap<String, PathBuf>>,
 }
 
 impl Default for Deployments {
@@ -79,7 +84,19 @@ impl Deployments {
             managed: Mutex::new(BTreeSet::new()),
             failures: Mutex::new(HashMap::new()),
             log: OnceLock::new(),
+            model_cache: OnceLock::new(),
+            fetched: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Serves versions stored in an object store from local copies kept in `cache` (once).
+    pub fn install_model_cache(&self, cache: ModelCache) {
+        let _ = self.model_cache.set(cache);
+    }
+
+    /// The file the repository loads for a recorded version path: an `s3://` URI's local copy.
+    fn served_path(&self, recorded: &str) -> PathBuf {
+        lock(&self.fetched).get(recorded).cloned().unwrap_or_else(|| PathBuf::from(recorded))
     }
 
     /// Logs sampled requests of deployments with a `log_sample` to `log` (once; the repository's observer).
@@ -129,7 +146,7 @@ impl Deployments {
         let loaded = self.loaded_paths(&d.name);
         for v in &d.versions {
             let key = (d.name.clone(), v.version.clone());
-            if loaded.get(&v.version) == Some(&PathBuf::from(&v.path)) {
+            if loaded.get(&v.version) == Some(&self.served_path(&v.path)) {
                 continue;
             }
             if lock(&self.failures).get(&key).is_some_and(|(path, _)| *path == v.path) {
@@ -170,10 +187,23 @@ impl Deployments {
         lock(&self.failures).retain(|(n, _), _| n != name);
     }
 
-    /// Loads a file as a version without routing traffic to it (unless the model is new). Blocking
-    /// work (tract optimises ONNX graphs) runs off the async workers.
+    /// Loads a file as a version without routing traffic to it (unless the model is new); a model in an
+    /// object store is fetched into the model cache first. Blocking work (tract optimises ONNX graphs)
+    /// runs off the async workers.
     async fn load(&self, name: &str, version: &str, path: &Path) -> Result<(), String> {
-        let (repo, name, version, path) = (self.repo.clone(), name.to_owned(), version.to_owned(), path.to_path_buf());
+        let recorded = path.to_string_lossy().into_owned();
+        let path = if is_remote_model(&recorded) {
+            let cache = self
+                .model_cache
+                .get()
+                .ok_or_else(|| format!("{recorded} is in an object store and this server keeps no model cache"))?;
+            let local = cache.fetch(&recorded).await.map_err(|e| e.to_string())?.path;
+            lock(&self.fetched).insert(recorded, local.clone());
+            local
+        } else {
+            path.to_path_buf()
+        };
+        let (repo, name, version) = (self.repo.clone(), name.to_owned(), version.to_owned());
         tokio::task::spawn_blocking(move || {
             repo.load(&name, Some(&version), &path, false).map(|_| ()).map_err(|e| e.to_string())
         })
@@ -204,7 +234,7 @@ impl Deployments {
                     "artifact_id": v.artifact_id,
                     "path": v.path,
                     "created_at": ts(Some(v.created_at)),
-                    "loaded": loaded.get(&v.version) == Some(&PathBuf::from(&v.path)),
+                    "loaded": loaded.get(&v.version) == Some(&self.served_path(&v.path)),
                     "error": error,
                 })
             })
@@ -322,6 +352,7 @@ async fn create(
         return Err(ApiError::AlreadyExists(format!("deployment `{}` already has a version `{version}`", body.name)));
     }
     let resolved = s.store().resolve_model_source(&source).await?;
+    authorize_remote_model(&s, &caller, &resolved.path.to_string_lossy())?;
     // A model the repository extension loaded under this name is replaced by the deployment.
     if existing.is_none()
         && s.deployments.repo.versions(&body.name).is_ok()
@@ -374,6 +405,21 @@ async fn authorize_source(s: &AppState, caller: &Caller, source: &ModelSource) -
             let run_id = s.store().resolve_run_id(run_id).await?;
             caller.run(s, &run_id).await.map(|_| ())
         }
+    }
+}
+
+/// A model in an object store is fetched with the server's credentials: a namespace token may deploy one only
+/// under the server's artifact root (where its runs' outputs are), not from any bucket those credentials reach.
+fn authorize_remote_model(s: &AppState, caller: &Caller, uri: &str) -> ApiResult<()> {
+    match caller.confined_to() {
+        Some(mine) if is_remote_model(uri) && s.engine.artifacts().relative(uri).is_err() => {
+            Err(ApiError::PermissionDenied(format!(
+                "permission denied: `{uri}` is outside the server's artifact root {}; this token is for namespace \
+                 `{mine}` (models elsewhere need the admin token)",
+                s.engine.artifacts().root_uri()
+            )))
+        }
+        _ => Ok(()),
     }
 }
 

@@ -120,6 +120,37 @@ pub fn parse_s3_uri(uri: &str) -> std::result::Result<(String, String), String> 
     Ok((bucket.to_owned(), prefix.to_owned()))
 }
 
+/// A client of `bucket` (credentials and region from `opts`, else the `AWS_*` variables; the endpoint from
+/// `opts`, else `AWS_ENDPOINT_URL`), and the endpoint (`None`: AWS itself).
+pub(crate) fn s3_client(
+    bucket: &str,
+    opts: &S3Options,
+) -> std::result::Result<(object_store::aws::AmazonS3, Option<String>), object_store::Error> {
+    let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+    let endpoint = opts
+        .endpoint
+        .clone()
+        .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
+        .or_else(|| std::env::var("AWS_ENDPOINT").ok())
+        .filter(|e| !e.is_empty());
+    if let Some(e) = &endpoint {
+        builder = builder.with_endpoint(e);
+        if e.starts_with("http://") {
+            builder = builder.with_allow_http(true);
+        }
+    }
+    if let Some(c) = &opts.credentials {
+        builder = builder.with_access_key_id(&c.access_key_id).with_secret_access_key(&c.secret_access_key);
+        if let Some(t) = &c.session_token {
+            builder = builder.with_token(t);
+        }
+    }
+    if let Some(r) = &opts.region {
+        builder = builder.with_region(r);
+    }
+    Ok((builder.build()?, endpoint))
+}
+
 impl ArtifactStore {
     /// Opens a local artifact root (created if missing).
     pub fn open_local(root: &Path) -> Result<ArtifactStore> {
@@ -144,29 +175,8 @@ impl ArtifactStore {
     pub async fn open_s3(uri: &str, cache: &Path, opts: &S3Options) -> Result<ArtifactStore> {
         let (bucket, prefix) =
             parse_s3_uri(uri).map_err(|e| StoreError::InvalidArgument(format!("artifact root {e}")))?;
-        let mut builder = AmazonS3Builder::from_env().with_bucket_name(&bucket);
-        let endpoint = opts
-            .endpoint
-            .clone()
-            .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
-            .or_else(|| std::env::var("AWS_ENDPOINT").ok())
-            .filter(|e| !e.is_empty());
-        if let Some(e) = &endpoint {
-            builder = builder.with_endpoint(e);
-            if e.starts_with("http://") {
-                builder = builder.with_allow_http(true);
-            }
-        }
-        if let Some(c) = &opts.credentials {
-            builder = builder.with_access_key_id(&c.access_key_id).with_secret_access_key(&c.secret_access_key);
-            if let Some(t) = &c.session_token {
-                builder = builder.with_token(t);
-            }
-        }
-        if let Some(r) = &opts.region {
-            builder = builder.with_region(r);
-        }
-        let s3 = builder.build().map_err(|e| StoreError::InvalidArgument(format!("artifact root `{uri}`: {e}")))?;
+        let (s3, endpoint) =
+            s3_client(&bucket, opts).map_err(|e| StoreError::InvalidArgument(format!("artifact root `{uri}`: {e}")))?;
         let shown = endpoint.as_deref().unwrap_or("AWS");
         // Listing one key proves the bucket exists and the credentials may read it.
         let probe = if prefix.is_empty() { None } else { Some(ObjectPath::from(prefix.as_str())) };

@@ -135,6 +135,15 @@ pub fn check_name(field: &str, name: &str) -> Result<()> {
     }
 }
 
+/// Checks an `s3://bucket/key` model URI (a valid bucket, a key naming a file).
+fn check_remote_model(field: &str, uri: &str) -> Result<()> {
+    match crate::parse_s3_uri(uri) {
+        Ok((_, key)) if !key.is_empty() => Ok(()),
+        Ok(_) => Err(StoreError::InvalidArgument(format!("{field}: `{uri}` names a bucket, not a model file"))),
+        Err(e) => Err(StoreError::InvalidArgument(format!("{field}: {e}"))),
+    }
+}
+
 /// The version number after the highest numeric one.
 pub fn next_version(record: Option<&DeploymentRecord>) -> String {
     let highest =
@@ -147,6 +156,10 @@ impl Store {
     /// is found through the run's lineage (task by path, key or display name); a path must be a file.
     pub async fn resolve_model_source(&self, source: &ModelSource) -> Result<ResolvedSource> {
         let (artifact_id, source) = match source {
+            ModelSource::Path { path } if crate::model_cache::is_remote_model(path) => {
+                check_remote_model("source.path", path)?;
+                return Ok(ResolvedSource { source: source.to_json(), artifact_id: None, path: PathBuf::from(path) });
+            }
             ModelSource::Path { path } => {
                 let p = PathBuf::from(path);
                 if !p.is_absolute() {
@@ -186,6 +199,11 @@ impl Store {
                 "artifact `{artifact_id}` is a {}, not a {MODEL_SCHEMA}",
                 artifact.schema_title
             )));
+        }
+        // An artifact in an object store is fetched by whoever serves it (`crate::model_cache`).
+        if crate::model_cache::is_remote_model(&artifact.uri) {
+            check_remote_model(&format!("artifact `{artifact_id}`"), &artifact.uri)?;
+            return Ok(ResolvedSource { source, artifact_id: Some(artifact_id), path: PathBuf::from(&artifact.uri) });
         }
         let path = PathBuf::from(artifact.uri.strip_prefix("file://").unwrap_or(&artifact.uri));
         if !path.is_absolute() || !path.is_file() {

@@ -14,6 +14,7 @@ mod artifact_store;
 pub mod data;
 pub mod deployments;
 mod listing;
+pub mod model_cache;
 pub mod monitor_rules;
 pub mod notebooks;
 mod records;

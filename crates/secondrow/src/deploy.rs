@@ -101,7 +101,7 @@ pub enum DeployCommand {
         /// The task's output artifact name (for example `model`).
         #[arg(long, requires = "run")]
         output: Option<String>,
-        /// A model file (`.onnx` or a SecondRow model file).
+        /// A model file (`.onnx` or a SecondRow model file), or its `s3://bucket/key` in the artifact store.
         #[arg(long)]
         path: Option<PathBuf>,
         /// A registered model (`secondrow models`); --version names its version, which is also the
@@ -157,27 +157,89 @@ pub enum DeployCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Delete a deployment, or one of its versions.
+    /// Delete a deployment, or one of its versions; with --kubeconfig (or --kube-namespace) also its
+    /// Deployment and Service in the cluster (`deploy apply`), first.
     Delete {
         name: String,
         #[arg(long)]
         version: Option<String>,
+        #[command(flatten)]
+        cluster: ClusterArgs,
     },
     /// Print a Deployment and a Service running `secondrow serve` with NAME's versions, as YAML for
-    /// `kubectl apply -f -` (the model files are read from the server's data volume, mounted read-only).
+    /// `kubectl apply -f -`: versions in S3 are downloaded by the Pods (credentials from --s3-credentials-secret), local
+    /// files are read from the server's data volume (--data-claim, mounted read-only).
     Manifest {
         name: String,
-        #[arg(long, default_value = "secondrow:latest")]
-        image: String,
-        /// The PersistentVolumeClaim holding the server's home (deploy/kubernetes names it secondrow-data).
-        #[arg(long, default_value = "secondrow-data")]
-        data_claim: String,
-        /// Where that claim is mounted in the server: the model paths start there.
-        #[arg(long, default_value = "/var/lib/secondrow")]
-        data_path: String,
-        #[arg(long, default_value_t = 1)]
-        replicas: u32,
+        #[command(flatten)]
+        manifest: ManifestArgs,
     },
+    /// Apply NAME's Deployment and Service (as `deploy manifest` prints them) to a cluster with server-side
+    /// apply; `deploy delete NAME --kubeconfig …` removes them.
+    Apply {
+        name: String,
+        #[command(flatten)]
+        manifest: ManifestArgs,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
+}
+
+/// How `deploy manifest` and `deploy apply` build the objects.
+#[derive(Args, Debug)]
+pub struct ManifestArgs {
+    #[arg(long, default_value = "secondrow:latest")]
+    image: String,
+    /// The Secret with the Pods' S3 credentials (keys AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY; optional
+    /// AWS_REGION, AWS_SESSION_TOKEN).
+    #[arg(long = "s3-credentials-secret", default_value = "secondrow-s3")]
+    s3_secret: String,
+    /// The S3 endpoint as the Pods reach it (default: --s3-endpoint).
+    #[arg(long)]
+    pod_s3_endpoint: Option<String>,
+    /// The PersistentVolumeClaim holding the server's home (deploy/kubernetes names it secondrow-data),
+    /// for versions that are local files; without it such a version is refused.
+    #[arg(long)]
+    data_claim: Option<String>,
+    /// Where that claim is mounted in the server: the model paths start there.
+    #[arg(long, default_value = "/var/lib/secondrow")]
+    data_path: String,
+    #[arg(long, default_value_t = 1)]
+    replicas: u32,
+    /// CPU requested per Pod.
+    #[arg(long, default_value = "250m")]
+    cpu: String,
+    /// Memory requested per Pod (also its limit).
+    #[arg(long, default_value = "512Mi")]
+    memory: String,
+}
+
+/// The cluster `deploy apply` and `deploy delete --kubeconfig` reach (flags only, no variables: a plain
+/// `deploy delete` never touches a cluster).
+#[derive(Args, Debug)]
+pub struct ClusterArgs {
+    /// The kubeconfig file (its current context); default `KUBECONFIG`, `~/.kube/config`, then in-cluster.
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// The namespace of the objects (default: the kubeconfig context's).
+    #[arg(long)]
+    kube_namespace: Option<String>,
+}
+
+/// The Deployment and Service of deployment document `d`.
+fn manifest_objects(settings: &Settings, d: &Value, m: &ManifestArgs) -> Result<Vec<Value>> {
+    use crate::serve_manifest::{manifests, ManifestOptions};
+    let opts = ManifestOptions {
+        image: &m.image,
+        data_claim: m.data_claim.as_deref(),
+        data_path: &m.data_path,
+        replicas: m.replicas,
+        s3_endpoint: m.pod_s3_endpoint.as_deref().or(settings.s3_endpoint.as_deref()),
+        s3_secret: &m.s3_secret,
+        cpu: &m.cpu,
+        memory: &m.memory,
+    };
+    manifests(d, &opts)
 }
 
 /// Runs a deploy command; `remote` is `--server` and `--token` when given.
@@ -188,7 +250,10 @@ pub async fn run(
 ) -> Result<ExitCode> {
     let target = match remote {
         Some((server, token)) => Target::Remote(Client::new(server, token)?),
-        None => Target::Local(Home::resolve(settings)?.store().await?),
+        None => {
+            let home = Home::resolve(settings)?;
+            Target::Local(home.store().await?, super::serve::model_cache(&home))
+        }
     };
     match command {
         DeployCommand::Create {
@@ -208,7 +273,7 @@ pub async fn run(
                     }
                     c.post_json("/deployments", &body).await.map_err(Failure::from)?
                 }
-                Target::Local(store) => {
+                Target::Local(store, _) => {
                     let found = secondrow_api::registry::deployment_source(
                         store,
                         &registry,
@@ -252,7 +317,14 @@ pub async fn run(
             let source = match (artifact_id, run, task, output, path) {
                 (Some(artifact_id), ..) => ModelSource::Artifact { artifact_id },
                 (None, Some(run_id), Some(task), Some(output), _) => ModelSource::TaskOutput { run_id, task, output },
-                (.., Some(path)) => ModelSource::Path { path: std::path::absolute(&path)?.display().to_string() },
+                (.., Some(path)) => {
+                    let given = path.to_string_lossy();
+                    if secondrow_store::model_cache::is_remote_model(&given) {
+                        ModelSource::Path { path: given.into_owned() }
+                    } else {
+                        ModelSource::Path { path: std::path::absolute(&path)?.display().to_string() }
+                    }
+                }
                 _ => return Err(Failure::usage("give --artifact-id, --run with --task and --output, or --path")),
             };
             let mut doc =
@@ -307,12 +379,39 @@ pub async fn run(
             }
             print_deployment(&doc, json)?;
         }
-        DeployCommand::Manifest { name, image, data_claim, data_path, replicas } => {
-            use crate::serve_manifest::{manifests, to_yaml, ManifestOptions};
-            let opts = ManifestOptions { image: &image, data_claim: &data_claim, data_path: &data_path, replicas };
-            print!("{}", to_yaml(&manifests(&target.get(&name).await?, &opts)?)?);
+        DeployCommand::Manifest { name, manifest } => {
+            let objects = manifest_objects(settings, &target.get(&name).await?, &manifest)?;
+            print!("{}", crate::serve_manifest::to_yaml(&objects)?);
         }
-        DeployCommand::Delete { name, version } => {
+        DeployCommand::Apply { name, manifest, cluster } => {
+            let objects = manifest_objects(settings, &target.get(&name).await?, &manifest)?;
+            let kube =
+                crate::serve_apply::connect(cluster.kubeconfig.as_deref(), cluster.kube_namespace.as_deref()).await?;
+            for object in kube.apply(&objects).await? {
+                eprintln!("{object} applied (namespace {})", kube.namespace());
+            }
+        }
+        DeployCommand::Delete { name, version, cluster } => {
+            // The cluster's objects go first: if that fails, the deployment is still recorded.
+            if cluster.kubeconfig.is_some() || cluster.kube_namespace.is_some() {
+                if version.is_some() {
+                    return Err(Failure::usage(
+                        "--kubeconfig removes the whole deployment's objects; to drop one version, delete it \
+                         without --kubeconfig and run `deploy apply` again",
+                    ));
+                }
+                let object = crate::serve_manifest::object_name(&name)?;
+                let kube =
+                    crate::serve_apply::connect(cluster.kubeconfig.as_deref(), cluster.kube_namespace.as_deref())
+                        .await?;
+                let removed = kube.delete(&object).await?;
+                if removed.is_empty() {
+                    eprintln!("no {object} objects in namespace {}", kube.namespace());
+                }
+                for object in removed {
+                    eprintln!("{object} deleted (namespace {})", kube.namespace());
+                }
+            }
             target.delete(&name, version.as_deref()).await?;
             match version {
                 Some(v) => eprintln!("deleted version {v} of deployment {name}"),
@@ -323,9 +422,9 @@ pub async fn run(
     Ok(ExitCode::SUCCESS)
 }
 
-/// The local store, or a server's REST API.
+/// The local store (and the model cache that checks `s3://` models), or a server's REST API.
 enum Target {
-    Local(Store),
+    Local(Store, secondrow_store::model_cache::ModelCache),
     Remote(Client),
 }
 
@@ -348,7 +447,7 @@ impl Target {
                 }
                 c.post_json("/deployments", &body).await.map_err(Failure::from)
             }
-            Target::Local(store) => {
+            Target::Local(store, cache) => {
                 let existing = store.find_deployment(name).await?;
                 // A new version stays in its deployment's namespace unless another one is asked for.
                 let namespace = namespace
@@ -357,8 +456,14 @@ impl Target {
                     .unwrap_or_default();
                 let version = version.map(str::to_owned).unwrap_or_else(|| next_version(existing.as_ref()));
                 let resolved = store.resolve_model_source(source).await?;
-                // What the server will do: refuse a file it cannot load before anything is recorded.
-                let path = resolved.path.clone();
+                // What the server will do: refuse a file it cannot load before anything is recorded (a
+                // model in an object store is fetched into the model cache the server also uses).
+                let recorded = resolved.path.to_string_lossy().into_owned();
+                let path = if secondrow_store::model_cache::is_remote_model(&recorded) {
+                    cache.fetch(&recorded).await.with_context(|| format!("fetching {recorded}"))?.path
+                } else {
+                    resolved.path.clone()
+                };
                 tokio::task::spawn_blocking(move || secondrow_serve::runtime::load(&path).map(|_| ())).await?.map_err(
                     |e| Failure::usage(format!("{} is not a model this server can load: {e}", resolved.path.display())),
                 )?;
@@ -390,7 +495,7 @@ impl Target {
                 let doc = c.get_json(&path).await.map_err(Failure::from)?;
                 Ok(doc["deployments"].as_array().cloned().unwrap_or_default())
             }
-            Target::Local(store) => {
+            Target::Local(store, _) => {
                 let records = store.list_deployments(namespace).await?;
                 records.iter().map(|r| Ok(serde_json::to_value(r)?)).collect()
             }
@@ -400,7 +505,7 @@ impl Target {
     async fn get(&self, name: &str) -> Result<Value> {
         match self {
             Target::Remote(c) => c.get_json(&format!("/deployments/{name}")).await.map_err(Failure::from),
-            Target::Local(store) => Ok(serde_json::to_value(store.get_deployment(name).await?)?),
+            Target::Local(store, _) => Ok(serde_json::to_value(store.get_deployment(name).await?)?),
         }
     }
 
@@ -416,7 +521,7 @@ impl Target {
                 }
                 c.patch_json(&format!("/deployments/{name}"), &body).await.map_err(Failure::from)
             }
-            Target::Local(store) => Ok(serde_json::to_value(store.update_deployment_traffic(name, update).await?)?),
+            Target::Local(store, _) => Ok(serde_json::to_value(store.update_deployment_traffic(name, update).await?)?),
         }
     }
 
@@ -427,7 +532,7 @@ impl Target {
                 .patch_json(&format!("/deployments/{name}"), &json!({"log_sample": share}))
                 .await
                 .map_err(Failure::from),
-            Target::Local(store) => {
+            Target::Local(store, _) => {
                 Ok(serde_json::to_value(store.set_deployment_log_sample(name, Some(share)).await?)?)
             }
         }
@@ -442,7 +547,7 @@ impl Target {
                 };
                 c.delete(&path).await.map_err(Failure::from)?;
             }
-            Target::Local(store) => {
+            Target::Local(store, _) => {
                 store.delete_deployment(name, version).await?;
             }
         }

@@ -18,6 +18,7 @@ mod progress;
 mod remote;
 mod secrets;
 mod serve;
+mod serve_apply;
 mod serve_manifest;
 mod server;
 mod shutdown;
@@ -418,7 +419,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve(args) => serve::run(args).await,
+        Command::Serve(args) => serve::run(&cli.settings, args).await,
         Command::Launch(command) => k8s::launch(command).await,
         Command::Server(args) => server::run(&cli.settings, args).await,
         Command::Deploy(cmd) => {

@@ -1,7 +1,12 @@
 //! `secondrow serve`: the standalone model server. Parses `--model NAME=PATH[:VERSION]` flags, loads
-//! every file into a `secondrow_serve::Repository` (the last listed version of a model is its default)
-//! and serves KServe V1 / Open Inference Protocol V2 until SIGINT (Ctrl-C) or SIGTERM, then finishes the
-//! requests in flight and exits 0.
+//! every file into a `secondrow_serve::Repository` (the last listed version of a model is its default;
+//! `--canary` gives another version a share) and serves KServe V1 / Open Inference Protocol V2 until
+//! SIGINT (Ctrl-C) or SIGTERM, then finishes the requests in flight and exits 0.
+//!
+//! A PATH may be `s3://bucket/key`: the file is downloaded into the home folder's model cache (keyed by
+//! URI, ETag and size, so a restart reuses it), with the endpoint of `--s3-endpoint` and the `AWS_*`
+//! credentials, as the server reaches its artifact root. Every model is loaded before the port is bound:
+//! one that cannot be fetched or loaded fails the command and nothing is served.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,6 +17,7 @@ use crate::error::{Context as _, Failure, Result};
 use clap::Args;
 use secondrow_serve::http::{ConnectionLimits, SingleToken};
 use secondrow_serve::{HttpOptions, ModelOptions, Repository};
+use secondrow_store::model_cache::{is_remote_model, ModelCache};
 
 /// Limits of a listening port (`serve`, and both ports of `server`).
 #[derive(Args, Debug, Clone)]
@@ -39,9 +45,16 @@ impl ListenerArgs {
 #[derive(Args, Debug)]
 pub struct ServeArgs {
     /// A model file to serve, `NAME=PATH[:VERSION]` (`.onnx` files run on ONNX, others are SecondRow model
-    /// files); repeat it for more models or versions.
+    /// files); PATH may be `s3://bucket/key` (downloaded into the model cache). Repeat it for more models or
+    /// versions; the last version of a model is its default.
     #[arg(long = "model", short = 'm', value_parser = parse_model, required = true)]
     models: Vec<ModelFlag>,
+    /// A canary: `NAME=VERSION:PERCENT` sends PERCENT of NAME's unpinned requests to VERSION.
+    #[arg(long = "canary", value_parser = parse_canary)]
+    canaries: Vec<CanaryFlag>,
+    /// Where models from `s3://` are downloaded (default: `model-cache/` in the home folder).
+    #[arg(long, env = "SECONDROW_MODEL_CACHE")]
+    model_cache: Option<PathBuf>,
     #[arg(long, env = "SECONDROW_SERVE_HOST", default_value = "127.0.0.1")]
     host: String,
     #[arg(long, env = "SECONDROW_SERVE_PORT", default_value_t = 8080)]
@@ -81,6 +94,30 @@ pub struct ModelFlag {
     version: Option<String>,
 }
 
+#[derive(Debug, Clone)]
+pub struct CanaryFlag {
+    name: String,
+    version: String,
+    percent: u32,
+}
+
+fn parse_canary(s: &str) -> Result<CanaryFlag, String> {
+    let bad = || format!("expected NAME=VERSION:PERCENT (PERCENT 0-100), got `{s}`");
+    let (name, rest) = s.split_once('=').ok_or_else(bad)?;
+    let (version, percent) = rest.rsplit_once(':').ok_or_else(bad)?;
+    let percent: u32 = percent.parse().ok().filter(|p| *p <= 100).ok_or_else(bad)?;
+    if name.is_empty() || version.is_empty() {
+        return Err(bad());
+    }
+    Ok(CanaryFlag { name: name.to_owned(), version: version.to_owned(), percent })
+}
+
+/// The model cache of `home` (`serve` and the server's deployments), reaching S3 as the artifact root does.
+pub(crate) fn model_cache(home: &super::Home) -> ModelCache {
+    let s3 = secondrow_store::S3Options { endpoint: home.s3_endpoint.clone(), ..Default::default() };
+    ModelCache::new(home.root.join("model-cache"), s3)
+}
+
 fn parse_model(s: &str) -> Result<ModelFlag, String> {
     let (name, rest) = s
         .split_once('=')
@@ -95,7 +132,7 @@ fn parse_model(s: &str) -> Result<ModelFlag, String> {
     Ok(ModelFlag { name: name.to_owned(), path: PathBuf::from(path), version })
 }
 
-pub async fn run(args: ServeArgs) -> Result<ExitCode> {
+pub async fn run(settings: &super::Settings, args: ServeArgs) -> Result<ExitCode> {
     let stop = crate::shutdown::requested();
     if !(0.0..=60_000.0).contains(&args.max_queue_delay_ms) {
         return Err(Failure::usage("--max-queue-delay-ms must be between 0 and 60000"));
@@ -112,14 +149,40 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     )?;
     let auth = token.map(|t| Arc::new(SingleToken::new(&t)) as Arc<dyn secondrow_serve::http::Authorizer>);
     let repo = Arc::new(Repository::new(options));
+    let mut cache = None;
     for flag in args.models {
+        let source = flag.path.to_string_lossy().into_owned();
+        let (local, note) = if is_remote_model(&source) {
+            let c = match cache.take() {
+                Some(c) => c,
+                None => match &args.model_cache {
+                    Some(dir) => {
+                        let s3 =
+                            secondrow_store::S3Options { endpoint: settings.s3_endpoint.clone(), ..Default::default() };
+                        ModelCache::new(dir.clone(), s3)
+                    }
+                    None => model_cache(&super::Home::resolve(settings)?),
+                },
+            };
+            let c = cache.insert(c);
+            let got = c.fetch(&source).await.with_context(|| format!("loading model `{}` from {source}", flag.name))?;
+            let how = if got.downloaded { "downloaded" } else { "cached" };
+            (got.path.clone(), format!(" ({how}: {} bytes at {})", got.size, got.path.display()))
+        } else {
+            (flag.path.clone(), String::new())
+        };
         let r = repo.clone();
         let f = flag.clone();
-        let version = tokio::task::spawn_blocking(move || r.load(&f.name, f.version.as_deref(), &f.path, true))
+        let version = tokio::task::spawn_blocking(move || r.load(&f.name, f.version.as_deref(), &local, true))
             .await
             .context("loading task failed")?
-            .with_context(|| format!("loading model `{}` from {}", flag.name, flag.path.display()))?;
-        eprintln!("loaded model `{}` version {} from {}", flag.name, version, flag.path.display());
+            .with_context(|| format!("loading model `{}` from {source}", flag.name))?;
+        eprintln!("loaded model `{}` version {version} from {source}{note}", flag.name);
+    }
+    for c in &args.canaries {
+        repo.set_traffic(&c.name, None, Some(Some((c.version.as_str(), c.percent))))
+            .with_context(|| format!("--canary {}={}:{}", c.name, c.version, c.percent))?;
+        eprintln!("canary: {}% of `{}` goes to version {}", c.percent, c.name, c.version);
     }
     let addr = format!("{}:{}", args.host, args.port);
     let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("binding {addr}"))?;

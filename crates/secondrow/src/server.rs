@@ -157,6 +157,7 @@ pub async fn run(settings: &Settings, args: ServerArgs) -> Result<ExitCode> {
     };
     eprintln!("secondrow server: access control {auth}");
     let resumed = secondrow_api::recover(&state).await.context("resuming unfinished runs")?;
+    state.deployments.install_model_cache(super::serve::model_cache(&home));
     let models = super::deploy::start_serving(&state, &args.serving, &args.listener).await?;
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
         .await

@@ -90,6 +90,11 @@ async fn sources_resolve_to_model_files_or_fail_naming_the_problem(db: &TestDb) 
     assert!(err(s.resolve_model_source(&no_output).await).contains("task output artifact"));
     let relative = err(s.resolve_model_source(&ModelSource::Path { path: "model.json".into() }).await);
     assert!(relative.contains("source.path: `model.json` must be an absolute path"), "{relative}");
+    // A model in an object store resolves to its URI (the server fetches it); a bucket alone is refused.
+    let remote = s.resolve_model_source(&ModelSource::Path { path: "s3://models/churn/model.json".into() }).await;
+    assert_eq!(remote.unwrap().path, std::path::PathBuf::from("s3://models/churn/model.json"));
+    let bucket = err(s.resolve_model_source(&ModelSource::Path { path: "s3://models".into() }).await);
+    assert!(bucket.contains("names a bucket, not a model file"), "{bucket}");
     assert!(ModelSource::from_json("source", &json!({"artifact_id": "a", "path": "/x"})).is_err());
     assert_eq!(
         ModelSource::from_json("source", &json!({"path": "/x"})).unwrap(),

@@ -288,7 +288,10 @@ fn serving_manifests_validate_and_apply() {
     let out = home.output(&["deploy", "create", "churn", "--path", &model.to_string_lossy()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let data_path = home.path().to_string_lossy().into_owned();
-    let out = home.output(&["deploy", "manifest", "churn", "--image", "secondrow:1", "--data-path", &data_path]);
+    let claim = ["--data-claim", "secondrow-data"];
+    let out = home.output(
+        &[&["deploy", "manifest", "churn", "--image", "secondrow:1", "--data-path", &data_path][..], &claim].concat(),
+    );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(text.contains("kind: Deployment") && text.contains("kind: Service"), "{text}");
@@ -302,7 +305,7 @@ fn serving_manifests_validate_and_apply() {
     assert!(out.status.success(), "{applied}{}", String::from_utf8_lossy(&out.stderr));
     assert!(applied.contains("deployment.apps/serve-churn") && applied.contains("service/serve-churn"), "{applied}");
     // A model outside the data volume cannot be served from it: exit 2, naming the flag.
-    let out = home.output(&["deploy", "manifest", "churn", "--data-path", "/elsewhere"]);
+    let out = home.output(&[&["deploy", "manifest", "churn", "--data-path", "/elsewhere"][..], &claim].concat());
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--data-path"));
 }

@@ -2,6 +2,7 @@
 
     s3.py ENDPOINT create BUCKET
     s3.py ENDPOINT list BUCKET PREFIX      -> JSON [{"key", "size", "etag"}]
+    s3.py ENDPOINT put BUCKET KEY FILE     -> JSON {"etag"}
 
 Credentials are moto's test ones from the environment."""
 import json
@@ -21,5 +22,9 @@ elif command == "list":
         for o in page.get("Contents", []):
             items.append({"key": o["Key"], "size": o["Size"], "etag": o["ETag"].strip('"')})
     print(json.dumps(items))
+elif command == "put":
+    with open(sys.argv[5], "rb") as f:
+        answer = s3.put_object(Bucket=bucket, Key=sys.argv[4], Body=f.read())
+    print(json.dumps({"etag": answer["ETag"].strip('"')}))
 else:
     sys.exit(f"unknown command {command}")
