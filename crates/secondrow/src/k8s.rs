@@ -60,6 +60,10 @@ pub struct KubeArgs {
     /// `secondrow launch run` (needed for built-in components in other images).
     #[arg(long, env = "SECONDROW_LAUNCHER_IMAGE")]
     pub launcher_image: Option<String>,
+    /// While the API server does not answer, calls are repeated with backoff for this many seconds before
+    /// the attempts waiting on it fail (naming the API server).
+    #[arg(long, default_value_t = secondrow_engine::kubernetes::DEFAULT_UNREACHABLE_TIMEOUT.as_secs())]
+    pub kube_unreachable_timeout: u64,
 }
 
 /// `secondrow launch`: the launcher inside a task Pod.
@@ -104,6 +108,9 @@ impl KubeArgs {
             }
             return Ok(None);
         }
+        if self.kube_unreachable_timeout == 0 {
+            return Err(Failure::usage("--kube-unreachable-timeout must be at least 1 second"));
+        }
         if self.pod_pending_timeout == 0 {
             return Err(Failure::usage("--pod-pending-timeout must be at least 1 second"));
         }
@@ -124,6 +131,7 @@ impl KubeArgs {
             },
             pending_timeout: Duration::from_secs(self.pod_pending_timeout),
             launcher_image: self.launcher_image.clone(),
+            unreachable_timeout: Duration::from_secs(self.kube_unreachable_timeout),
         };
         Ok(Some(KubeExecutor::connect(settings).await?))
     }
