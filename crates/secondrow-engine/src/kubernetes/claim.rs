@@ -113,13 +113,10 @@ pub fn request_from_inputs(params: &serde_json::Map<String, Value>, run_id: &str
     }
     let annotations = match params.get("annotations") {
         None | Some(Value::Null) => BTreeMap::new(),
-        Some(Value::Object(map)) => map
-            .iter()
-            .map(|(k, v)| match v {
-                Value::String(s) => Ok((k.clone(), s.clone())),
-                other => Ok((k.clone(), other.to_string())),
-            })
-            .collect::<Result<_, ClaimError>>()?,
+        // kfp's driver keeps string values; anything else is written as its JSON text.
+        Some(Value::Object(map)) => {
+            map.iter().map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_owned))).collect()
+        }
         Some(other) => return Err(invalid("annotations", format!("expected a mapping, got {other}"))),
     };
     Ok(ClaimRequest {

@@ -423,8 +423,9 @@ fn create_pvc_and_delete_pvc_are_real_claims() {
 }
 
 /// The API server stopped while a Pod runs and started again on the same port (etcd keeps the state): the
-/// run carries on and succeeds, the command ran once, one Pod. Left down past `--kube-unreachable-timeout`,
-/// the run fails with a reason naming the API server.
+/// run carries on and succeeds, the command ran once, one Pod. A run submitted to the server while the API
+/// server is down waits for it (its calls are repeated) and runs once. Left down past
+/// `--kube-unreachable-timeout`, the run fails with a reason naming the API server.
 #[test]
 fn runs_outlast_an_api_server_restart_and_fail_clearly_when_it_stays_down() {
     let Some(mut cluster) = Cluster::start() else { return };
@@ -456,6 +457,23 @@ fn runs_outlast_an_api_server_restart_and_fail_clearly_when_it_stays_down() {
     assert_eq!(doc.state(), "SUCCEEDED");
     assert_eq!(std::fs::read_to_string(&marker).unwrap().lines().count(), 1, "the command ran once");
     assert_eq!(cluster.pods(&format!("secondrow.dev/run={}", doc.id())).len(), 1, "no second Pod");
+
+    // A run submitted while the API server is down: its first calls (list, create) are repeated until the
+    // API server is back, then its Pod is made once.
+    let server_flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let server = crate::api::Server::start(&home, &server_flags);
+    cluster.stop_apiserver();
+    let marker = home.path().join("submitted.started");
+    let id = submit(&server, &one_task_spec("alpine", &format!("echo started >> {}", marker.display())));
+    let server_log = home.path().join("server.log");
+    wait_for(Duration::from_secs(60), || {
+        std::fs::read_to_string(&server_log).unwrap_or_default().contains("trying again in").then_some(())
+    });
+    cluster.start_apiserver();
+    wait_for(Duration::from_secs(120), || (run_state(&server, &id) == "SUCCEEDED").then_some(()));
+    assert_eq!(std::fs::read_to_string(&marker).unwrap().lines().count(), 1, "the command ran once");
+    assert_eq!(cluster.pods(&format!("secondrow.dev/run={id}")).len(), 1, "no second Pod");
+    drop(server);
 
     let (yaml, marker, _gate) = task("down");
     let mut short = flags.clone();
