@@ -302,57 +302,77 @@ impl KubeExecutor {
         Ok(found)
     }
 
-    /// Runs one attempt's Pod to its end (or adopts the task's running Pod), copying its log to `log`
-    /// with the secret values the engine knows replaced by `***` ([`redact`]).
-    pub async fn run(&self, pod: Pod, run_id: &str, task_path: &str, log: &Path, cancel: CancellationToken) -> PodEnd {
-        self.ensure_watch();
-        let secrets = redact::Sources::of(&pod);
-        let (name, mut rx, seed) = match self.adoptable(run_id, task_path).await {
-            Err(e) => return PodEnd::Failed(e.to_string()),
+    /// The attempt's Pod, adopted or created, with the subscription that follows it; the attempt's end
+    /// when neither works.
+    async fn start(
+        &self,
+        pod: &Pod,
+        run_id: &str,
+        task_path: &str,
+    ) -> Result<(String, watch::Receiver<Update>, Pod), PodEnd> {
+        match self.adoptable(run_id, task_path).await {
+            Err(e) => Err(PodEnd::Failed(e.to_string())),
             Ok(Some(existing)) => {
                 let name = existing.name_any();
                 tracing::info!("run {run_id}: adopting Pod {name} of task {task_path}");
                 let rx = self.subscribe(&name);
                 // The state now (events before the subscription are not replayed).
                 let read = format!("read Pod {name}");
-                let seed = match self.with_retry(&read, || self.pods.get_opt(&name)).await {
-                    Ok(Some(p)) => p,
-                    Ok(None) => existing,
+                match self.with_retry(&read, || self.pods.get_opt(&name)).await {
+                    Ok(Some(p)) => Ok((name, rx, p)),
+                    Ok(None) => Ok((name, rx, existing)),
                     Err(e) => {
                         self.unsubscribe(&name);
-                        return PodEnd::Failed(self.fail(&read, e).to_string());
+                        Err(PodEnd::Failed(self.fail(&read, e).to_string()))
                     }
-                };
-                (name, rx, seed)
+                }
             }
             Ok(None) => {
                 let name = pod.name_any();
                 let rx = self.subscribe(&name);
                 let what = format!("create Pod {name}");
                 let pp = PostParams::default();
-                match self.with_retry(&what, || self.pods.create(&pp, &pod)).await {
-                    Ok(p) => (name, rx, p),
+                let created = match self.with_retry(&what, || self.pods.create(&pp, pod)).await {
+                    Ok(p) => Ok(Some(p)),
                     // Made by a create whose answer was lost (the name is the attempt's own): adopt it.
                     Err(kube::Error::Api(r)) if r.code == 409 => {
                         let read = format!("read Pod {name}");
-                        match self.with_retry(&read, || self.pods.get_opt(&name)).await {
-                            Ok(Some(p)) => (name, rx, p),
-                            Ok(None) => {
-                                self.unsubscribe(&name);
-                                return PodEnd::Failed(format!("Pod {name} was deleted before it finished"));
-                            }
-                            Err(e) => {
-                                self.unsubscribe(&name);
-                                return PodEnd::Failed(self.fail(&read, e).to_string());
-                            }
-                        }
+                        self.with_retry(&read, || self.pods.get_opt(&name)).await.map_err(|e| self.fail(&read, e))
+                    }
+                    Err(e) => Err(self.fail(&what, e)),
+                };
+                match created {
+                    Ok(Some(p)) => Ok((name, rx, p)),
+                    Ok(None) => {
+                        self.unsubscribe(&name);
+                        Err(PodEnd::Failed(format!("Pod {name} was deleted before it finished")))
                     }
                     Err(e) => {
                         self.unsubscribe(&name);
-                        return PodEnd::Failed(self.fail(&what, e).to_string());
+                        Err(PodEnd::Failed(e.to_string()))
                     }
                 }
             }
+        }
+    }
+
+    /// Runs one attempt's Pod to its end (or adopts the task's running Pod), copying its log to `log`
+    /// with the secret values the engine knows replaced by `***` ([`redact`]).
+    pub async fn run(&self, pod: Pod, run_id: &str, task_path: &str, log: &Path, cancel: CancellationToken) -> PodEnd {
+        self.ensure_watch();
+        let secrets = redact::Sources::of(&pod);
+        // The calls may wait for the API server ([`Self::with_retry`]); a cancel does not wait for them.
+        let started = tokio::select! {
+            biased;
+            started = self.start(&pod, run_id, task_path) => started,
+            _ = cancel.cancelled() => {
+                self.unsubscribe(&pod.name_any());
+                return PodEnd::Canceled;
+            }
+        };
+        let (name, mut rx, seed) = match started {
+            Ok(s) => s,
+            Err(end) => return end,
         };
         let end = self.follow(&name, &mut rx, seed, &cancel).await;
         self.unsubscribe(&name);
@@ -459,10 +479,14 @@ impl KubeExecutor {
         }
     }
 
-    /// Deletes every Pod of a run (terminate; a canceled run leaves none behind).
+    /// Deletes every Pod of a run (terminate; a canceled run leaves none behind), waiting for an API server
+    /// that does not answer up to the unreachable timeout.
     pub async fn delete_run_pods(&self, run_id: &str) -> Result<(), KubeError> {
         let lp = ListParams::default().labels(&pod::run_selector(run_id));
-        self.pods.delete_collection(&DeleteParams::default(), &lp).await.map_err(|e| api_error("delete Pods", e))?;
+        let dp = DeleteParams::default();
+        self.with_retry("delete Pods", || self.pods.delete_collection(&dp, &lp))
+            .await
+            .map_err(|e| self.fail("delete Pods", e))?;
         Ok(())
     }
 }

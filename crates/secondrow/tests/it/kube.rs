@@ -424,7 +424,8 @@ fn create_pvc_and_delete_pvc_are_real_claims() {
 
 /// The API server stopped while a Pod runs and started again on the same port (etcd keeps the state): the
 /// run carries on and succeeds, the command ran once, one Pod. A run submitted to the server while the API
-/// server is down waits for it (its calls are repeated) and runs once. Left down past
+/// server is down waits for it (its calls are repeated) and runs once; one terminated while it is down has its
+/// Pod deleted once it is back. Left down past
 /// `--kube-unreachable-timeout`, the run fails with a reason naming the API server.
 #[test]
 fn runs_outlast_an_api_server_restart_and_fail_clearly_when_it_stays_down() {
@@ -473,6 +474,16 @@ fn runs_outlast_an_api_server_restart_and_fail_clearly_when_it_stays_down() {
     wait_for(Duration::from_secs(120), || (run_state(&server, &id) == "SUCCEEDED").then_some(()));
     assert_eq!(std::fs::read_to_string(&marker).unwrap().lines().count(), 1, "the command ran once");
     assert_eq!(cluster.pods(&format!("secondrow.dev/run={id}")).len(), 1, "no second Pod");
+    // Terminated while the API server is down: the run is canceled, and its Pod deleted once it is back.
+    let id = submit(&server, &one_task_spec("alpine", "sleep 120"));
+    running_pod(&cluster, &id);
+    cluster.stop_apiserver();
+    let (status, text) =
+        raw_http(&server.url, "POST", &format!("/apis/v2beta1/runs/{id}:terminate"), None, "application/json", "{}");
+    assert_eq!(status, 200, "{text}");
+    cluster.start_apiserver();
+    wait_for(Duration::from_secs(120), || (run_state(&server, &id) == "CANCELED").then_some(()));
+    wait_for(Duration::from_secs(60), || cluster.pods(&format!("secondrow.dev/run={id}")).is_empty().then_some(()));
     drop(server);
 
     let (yaml, marker, _gate) = task("down");
