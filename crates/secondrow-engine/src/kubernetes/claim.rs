@@ -89,13 +89,13 @@ pub fn request_from_inputs(params: &serde_json::Map<String, Value>, run_id: &str
             Some(other) => Err(invalid(k, format!("expected a string, got {other}"))),
         }
     };
-    let name = match (text("pvc_name")?, text("pvc_name_suffix")?) {
+    let (name, field) = match (text("pvc_name")?, text("pvc_name_suffix")?) {
         (Some(_), Some(_)) => return Err(invalid("pvc_name", "give at most one of pvc_name and pvc_name_suffix")),
-        (Some(n), None) => n,
-        (None, Some(suffix)) => format!("{run_id}{suffix}"),
-        (None, None) => run_id.to_owned(),
+        (Some(n), None) => (n, "pvc_name"),
+        (None, Some(suffix)) => (format!("{run_id}{suffix}"), "pvc_name_suffix"),
+        (None, None) => (run_id.to_owned(), "pvc_name"),
     };
-    secondrow_store::validate_secret_name(&name).map_err(|e| invalid("pvc_name", e.to_string()))?;
+    secondrow_store::validate_secret_name(&name).map_err(|e| invalid(field, e.to_string()))?;
     let access_modes = match params.get("access_modes") {
         Some(Value::Array(items)) if !items.is_empty() => items
             .iter()
@@ -270,6 +270,8 @@ mod tests {
         assert!(e.contains("`size`: missing"), "{e}");
         let e = err(json!({"pvc_name": "Bad_Name", "access_modes": ["ReadWriteOnce"], "size": "1Gi"}));
         assert!(e.contains("`pvc_name`"), "{e}");
+        let e = err(json!({"pvc_name_suffix": "_X", "access_modes": ["ReadWriteOnce"], "size": "1Gi"}));
+        assert!(e.contains("`pvc_name_suffix`") && e.contains("r_X"), "{e}");
         let e = err(json!({"pvc_name": "a", "pvc_name_suffix": "-b", "access_modes": ["ReadWriteOnce"], "size": "1"}));
         assert!(e.contains("at most one"), "{e}");
     }
