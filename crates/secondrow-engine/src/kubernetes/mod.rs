@@ -10,7 +10,12 @@
 //!   attempt state;
 //! - fails the attempt when the Pod stays pending past the pending timeout (with the reason the Pod
 //!   gives), deletes the Pod on cancel, copies the main container's log from the API into the task's log
-//!   file, and deletes finished Pods per the [`DeletePolicy`].
+//!   file with the secret values it knows as `***` ([`redact`]), and deletes finished Pods per the
+//!   [`DeletePolicy`];
+//! - repeats calls the API server does not answer, with backoff, and fails the attempt naming the API
+//!   server only after the unreachable timeout ([`health`]).
+//!
+//! kfp-kubernetes' `CreatePVC` / `DeletePVC` become real PersistentVolumeClaims ([`claim`]).
 //!
 //! The task's files (inputs, outputs, `executor_output.json`) are read and written under the artifact root,
 //! which the Pod mounts at the same path (a host path here; a shared volume in a cluster).
