@@ -11,7 +11,10 @@ for each Pod:
 - hostPath volumes are the same folders here (SecondRow mounts them at their own path); an emptyDir is a
   folder of the Pod under --root, and the container's paths under its mount path (in the command, also
   inside an argument such as a JSON executor input, the working folder and env values) are rewritten to
-  that folder; other volumes are not made;
+  that folder; a persistentVolumeClaim is a folder under --root keyed by namespace and claim name (so the
+  Pods mounting one claim share it), rewritten the same way, and a Pod whose claim does not exist stays
+  Pending (Unschedulable, as the scheduler says); other volumes are not made;
+- status updates are repeated while the API server does not answer (it may be restarting);
 - writes Succeeded or Failed with the main container's exit code (`containerStatuses[].state.terminated`);
 - on deletion (a deletionTimestamp) kills the process group and removes the Pod (grace period 0), as a
   kubelet confirms a deletion.
@@ -68,11 +71,21 @@ def api(method, path, body=None, content_type="application/json", timeout=30):
 
 def patch_status(ns, name, status):
     path = f"/api/v1/namespaces/{ns}/pods/{name}/status"
-    try:
-        api("PATCH", path, {"status": status}, "application/merge-patch+json")
-    except urllib.error.HTTPError as e:
-        if e.code != 404:
-            log("patching status of", name, e.code, e.read()[:200])
+    deadline = time.monotonic() + 600
+    while True:
+        try:
+            api("PATCH", path, {"status": status}, "application/merge-patch+json")
+            return
+        except urllib.error.HTTPError as e:
+            if e.code < 500 or time.monotonic() > deadline:
+                if e.code != 404:
+                    log("patching status of", name, e.code, e.read()[:200])
+                return
+        except (urllib.error.URLError, OSError) as e:  # no answer: the API server may be restarting
+            if time.monotonic() > deadline:
+                log("patching status of", name, e)
+                return
+        time.sleep(0.5)
 
 
 def register_node():
@@ -141,11 +154,14 @@ def log_path(ns, name, container):
 
 
 def empty_dirs(pod, container):
-    """(mount path, local folder) of the container's emptyDir mounts."""
+    """(mount path, local folder) of the container's emptyDir and claim mounts."""
     local = {}
     for v in pod["spec"].get("volumes") or []:
         if "emptyDir" in v:
             local[v["name"]] = os.path.join(ARGS.root, "pods", pod["metadata"]["uid"], v["name"])
+        elif "persistentVolumeClaim" in v:
+            claim = v["persistentVolumeClaim"]["claimName"]
+            local[v["name"]] = os.path.join(ARGS.root, "claims", pod["metadata"]["namespace"], claim)
     out = []
     for m in container.get("volumeMounts") or []:
         if m["name"] in local:
@@ -200,6 +216,17 @@ def run_pod(pod):
     for v in spec.get("volumes") or []:
         if "hostPath" in v:
             os.makedirs(v["hostPath"]["path"], exist_ok=True)
+        if "persistentVolumeClaim" in v:
+            claim = v["persistentVolumeClaim"]["claimName"]
+            try:
+                api("GET", f"/api/v1/namespaces/{ns}/persistentvolumeclaims/{claim}")
+            except urllib.error.HTTPError as e:
+                if e.code != 404:
+                    raise
+                patch_status(ns, name, {"phase": "Pending", "conditions": [{
+                    "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                    "message": f'persistentvolumeclaim "{claim}" not found', "lastTransitionTime": now()}]})
+                return
     started = now()
     for init in spec.get("initContainers") or []:
         code = run_container(pod, init)

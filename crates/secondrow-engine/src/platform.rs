@@ -205,15 +205,21 @@ pub async fn prepare(
     for (var, path) in &cfg.field_env {
         out.env.push((var.clone(), field_value(cfg, who, path)?));
     }
-    // A multi-line secret is also redacted line by line (a live tail sees one line at a time).
-    let lines: Vec<String> =
-        out.redact.iter().filter(|s| s.contains('\n')).flat_map(|s| s.lines().map(str::to_owned)).collect();
-    out.redact.extend(lines);
-    out.redact.retain(|s| !s.trim().is_empty());
-    // Longest first, so a secret containing another is replaced whole.
-    out.redact.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    out.redact.dedup();
+    out.redact = redaction_list(std::mem::take(&mut out.redact));
     Ok(out)
+}
+
+/// Secret values as [`crate::process::redact`] wants them: a multi-line secret also line by line (a live
+/// tail sees one line at a time), no blank ones, longest first (a secret containing another is replaced
+/// whole), each once. The Kubernetes executor redacts Pod logs with the same list ([`crate::kubernetes::redact`]).
+pub fn redaction_list(mut values: Vec<String>) -> Vec<String> {
+    let lines: Vec<String> =
+        values.iter().filter(|s| s.contains('\n')).flat_map(|s| s.lines().map(str::to_owned)).collect();
+    values.extend(lines);
+    values.retain(|s| !s.trim().is_empty());
+    values.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+    values.dedup();
+    values
 }
 
 /// The task's private folder (mode 0700), made on first use.

@@ -66,6 +66,10 @@ pub struct KubeArgs {
     /// launcher is given this process's AWS_* credentials as plain values in the Pod spec.
     #[arg(long, env = "SECONDROW_S3_CREDENTIALS_SECRET")]
     pub s3_credentials_secret: Option<String>,
+    /// While the API server does not answer, calls are repeated with backoff for this many seconds before
+    /// the attempts waiting on it fail (naming the API server).
+    #[arg(long, default_value_t = secondrow_engine::kubernetes::DEFAULT_UNREACHABLE_TIMEOUT.as_secs())]
+    pub kube_unreachable_timeout: u64,
 }
 
 /// `secondrow launch`: the launcher inside a task Pod.
@@ -134,6 +138,9 @@ impl KubeArgs {
         if !artifacts.is_remote() && self.s3_credentials_secret.is_some() {
             return Err(Failure::usage("--s3-credentials-secret needs an s3:// --artifact-root"));
         }
+        if self.kube_unreachable_timeout == 0 {
+            return Err(Failure::usage("--kube-unreachable-timeout must be at least 1 second"));
+        }
         if self.pod_pending_timeout == 0 {
             return Err(Failure::usage("--pod-pending-timeout must be at least 1 second"));
         }
@@ -155,6 +162,7 @@ impl KubeArgs {
             pending_timeout: Duration::from_secs(self.pod_pending_timeout),
             launcher_image: self.launcher_image.clone(),
             s3_credentials_secret: self.s3_credentials_secret.clone(),
+            unreachable_timeout: Duration::from_secs(self.kube_unreachable_timeout),
         };
         Ok(Some(KubeExecutor::connect(settings).await?))
     }

@@ -10,21 +10,29 @@
 //!   attempt state;
 //! - fails the attempt when the Pod stays pending past the pending timeout (with the reason the Pod
 //!   gives), deletes the Pod on cancel, copies the main container's log from the API into the task's log
-//!   file, and deletes finished Pods per the [`DeletePolicy`].
+//!   file with the secret values it knows as `***` ([`redact`]), and deletes finished Pods per the
+//!   [`DeletePolicy`];
+//! - repeats calls the API server does not answer, with backoff, and fails the attempt naming the API
+//!   server only after the unreachable timeout ([`health`]).
+//!
+//! kfp-kubernetes' `CreatePVC` / `DeletePVC` become real PersistentVolumeClaims ([`claim`]).
 //!
 //! The task's files (inputs, outputs, `executor_output.json`): with a local artifact root they are read and
 //! written under the root, which the Pod mounts at the same path (a host path: one node, or a volume every
 //! node shares); with an S3 root the Pod has no host path, and its launcher stages them between the bucket
 //! and an `emptyDir` ([`launch::staging`]), the engine reading the outputs back from the bucket.
 
+pub mod claim;
+pub mod health;
 pub mod launch;
 pub mod pod;
+pub mod redact;
 pub mod state;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::TryStreamExt as _;
 use k8s_openapi::api::core::v1::Pod;
@@ -77,7 +85,13 @@ pub struct KubeSettings {
     pub launcher_image: Option<String>,
     /// The Secret holding the launcher's S3 credentials (S3 roots; [`launch::SECRET_KEYS`]).
     pub s3_credentials_secret: Option<String>,
+    /// How long calls to an API server that does not answer are repeated (with backoff, [`health`])
+    /// before the attempts waiting on it fail.
+    pub unreachable_timeout: Duration,
 }
+
+/// The default of [`KubeSettings::unreachable_timeout`].
+pub const DEFAULT_UNREACHABLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 #[derive(Debug, thiserror::Error)]
 pub enum KubeError {
@@ -133,6 +147,9 @@ enum Update {
 
 type Waiters = Arc<Mutex<HashMap<String, watch::Sender<Update>>>>;
 
+/// Since when the watch has found the API server unreachable, and the last error (`None`: it answers).
+type Health = Arc<watch::Sender<Option<(Instant, String)>>>;
+
 /// How one attempt's Pod ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PodEnd {
@@ -148,6 +165,7 @@ pub struct KubeExecutor {
     url: String,
     settings: KubeSettings,
     waiters: Waiters,
+    health: Health,
     watch_task: OnceLock<tokio::task::JoinHandle<()>>,
 }
 
@@ -202,6 +220,7 @@ impl KubeExecutor {
             url,
             settings,
             waiters: Arc::default(),
+            health: Arc::new(watch::channel(None).0),
             watch_task: OnceLock::new(),
         })
     }
@@ -216,7 +235,46 @@ impl KubeExecutor {
 
     /// Starts the namespace's one watch on first use.
     fn ensure_watch(&self) {
-        self.watch_task.get_or_init(|| tokio::spawn(watch_loop(self.pods.clone(), self.waiters.clone())));
+        self.watch_task
+            .get_or_init(|| tokio::spawn(watch_loop(self.pods.clone(), self.waiters.clone(), self.health.clone())));
+    }
+
+    /// Makes `call` until the API server answers: a call that got no answer (or a 5xx/429) is repeated
+    /// with backoff until `unreachable_timeout` has passed since the first failure ([`health::decide`]);
+    /// then its last error is returned. Answers (success or refusal) are returned at once.
+    pub(crate) async fn with_retry<T, F, Fut>(&self, what: &str, mut call: F) -> Result<T, kube::Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, kube::Error>>,
+    {
+        let mut failures = 0u32;
+        let mut first = None;
+        loop {
+            match call().await {
+                Err(e) if health::is_transient(&e) => {
+                    failures = failures.saturating_add(1);
+                    let since = *first.get_or_insert_with(Instant::now);
+                    match health::decide(failures, since.elapsed(), self.settings.unreachable_timeout) {
+                        health::Retry::GiveUp => return Err(e),
+                        health::Retry::After(pause) => {
+                            tracing::warn!("trying to {what}: {e}; trying again in {}ms", pause.as_millis());
+                            tokio::time::sleep(pause).await;
+                        }
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// The error of a call [`Self::with_retry`] gave up on (or that was answered with a refusal).
+    pub(crate) fn fail(&self, what: &str, e: kube::Error) -> KubeError {
+        if health::is_transient(&e) {
+            let message = health::unreachable_reason(&self.url, self.settings.unreachable_timeout, &e.to_string());
+            KubeError::Unreachable { url: self.url.clone(), message: format!("trying to {what}: {message}") }
+        } else {
+            api_error(what, e)
+        }
     }
 
     fn subscribe(&self, name: &str) -> watch::Receiver<Update> {
@@ -237,7 +295,7 @@ impl KubeExecutor {
     /// success: its name and state. Failed leftovers are deleted (the attempt runs again).
     async fn adoptable(&self, run_id: &str, task_path: &str) -> Result<Option<Pod>, KubeError> {
         let lp = ListParams::default().labels(&pod::task_selector(run_id, task_path));
-        let list = self.pods.list(&lp).await.map_err(|e| api_error("list Pods", e))?;
+        let list = self.with_retry("list Pods", || self.pods.list(&lp)).await.map_err(|e| self.fail("list Pods", e))?;
         let mut found = None;
         for p in list.items {
             if p.metadata.deletion_timestamp.is_some() {
@@ -253,42 +311,83 @@ impl KubeExecutor {
         Ok(found)
     }
 
-    /// Runs one attempt's Pod to its end (or adopts the task's running Pod), copying its log to `log`.
-    pub async fn run(&self, pod: Pod, run_id: &str, task_path: &str, log: &Path, cancel: CancellationToken) -> PodEnd {
-        self.ensure_watch();
-        let (name, mut rx, seed) = match self.adoptable(run_id, task_path).await {
-            Err(e) => return PodEnd::Failed(e.to_string()),
+    /// The attempt's Pod, adopted or created, with the subscription that follows it; the attempt's end
+    /// when neither works.
+    async fn start(
+        &self,
+        pod: &Pod,
+        run_id: &str,
+        task_path: &str,
+    ) -> Result<(String, watch::Receiver<Update>, Pod), PodEnd> {
+        match self.adoptable(run_id, task_path).await {
+            Err(e) => Err(PodEnd::Failed(e.to_string())),
             Ok(Some(existing)) => {
                 let name = existing.name_any();
                 tracing::info!("run {run_id}: adopting Pod {name} of task {task_path}");
                 let rx = self.subscribe(&name);
                 // The state now (events before the subscription are not replayed).
-                let seed = match self.pods.get_opt(&name).await {
-                    Ok(Some(p)) => p,
-                    Ok(None) => existing,
+                let read = format!("read Pod {name}");
+                match self.with_retry(&read, || self.pods.get_opt(&name)).await {
+                    Ok(Some(p)) => Ok((name, rx, p)),
+                    Ok(None) => Ok((name, rx, existing)),
                     Err(e) => {
                         self.unsubscribe(&name);
-                        return PodEnd::Failed(api_error("read the Pod", e).to_string());
+                        Err(PodEnd::Failed(self.fail(&read, e).to_string()))
                     }
-                };
-                (name, rx, seed)
+                }
             }
             Ok(None) => {
                 let name = pod.name_any();
                 let rx = self.subscribe(&name);
-                match self.pods.create(&PostParams::default(), &pod).await {
-                    Ok(p) => (name, rx, p),
+                let what = format!("create Pod {name}");
+                let pp = PostParams::default();
+                let created = match self.with_retry(&what, || self.pods.create(&pp, pod)).await {
+                    Ok(p) => Ok(Some(p)),
+                    // Made by a create whose answer was lost (the name is the attempt's own): adopt it.
+                    Err(kube::Error::Api(r)) if r.code == 409 => {
+                        let read = format!("read Pod {name}");
+                        self.with_retry(&read, || self.pods.get_opt(&name)).await.map_err(|e| self.fail(&read, e))
+                    }
+                    Err(e) => Err(self.fail(&what, e)),
+                };
+                match created {
+                    Ok(Some(p)) => Ok((name, rx, p)),
+                    Ok(None) => {
+                        self.unsubscribe(&name);
+                        Err(PodEnd::Failed(format!("Pod {name} was deleted before it finished")))
+                    }
                     Err(e) => {
                         self.unsubscribe(&name);
-                        return PodEnd::Failed(api_error(&format!("create Pod {name}"), e).to_string());
+                        Err(PodEnd::Failed(e.to_string()))
                     }
                 }
             }
+        }
+    }
+
+    /// Runs one attempt's Pod to its end (or adopts the task's running Pod), copying its log to `log`
+    /// with the secret values the engine knows replaced by `***` ([`redact`]).
+    pub async fn run(&self, pod: Pod, run_id: &str, task_path: &str, log: &Path, cancel: CancellationToken) -> PodEnd {
+        self.ensure_watch();
+        let secrets = redact::Sources::of(&pod);
+        // The calls may wait for the API server ([`Self::with_retry`]); a cancel does not wait for them.
+        let started = tokio::select! {
+            biased;
+            started = self.start(&pod, run_id, task_path) => started,
+            _ = cancel.cancelled() => {
+                self.unsubscribe(&pod.name_any());
+                return PodEnd::Canceled;
+            }
+        };
+        let (name, mut rx, seed) = match started {
+            Ok(s) => s,
+            Err(end) => return end,
         };
         let end = self.follow(&name, &mut rx, seed, &cancel).await;
         self.unsubscribe(&name);
         if end != PodEnd::Canceled {
-            self.copy_log(&name, log).await;
+            let values = secrets.values(self).await;
+            self.copy_log(&name, log, &values).await;
         }
         let delete = match (&end, self.settings.delete) {
             (PodEnd::Canceled, _) | (_, DeletePolicy::Always) => true,
@@ -298,16 +397,19 @@ impl KubeExecutor {
             _ => false,
         };
         if delete {
-            if let Err(e) = self.pods.delete(&name, &DeleteParams::default()).await {
+            let what = format!("delete Pod {name}");
+            let dp = DeleteParams::default();
+            if let Err(e) = self.with_retry(&what, || self.pods.delete(&name, &dp)).await {
                 if !matches!(&e, kube::Error::Api(r) if r.code == 404) {
-                    tracing::warn!("deleting Pod {name}: {e}");
+                    tracing::warn!("{}", self.fail(&what, e));
                 }
             }
         }
         end
     }
 
-    /// Waits for the Pod's end through the watch.
+    /// Waits for the Pod's end through the watch; fails it when the watch has found the API server
+    /// unreachable for longer than `unreachable_timeout`.
     async fn follow(
         &self,
         name: &str,
@@ -316,7 +418,9 @@ impl KubeExecutor {
         cancel: &CancellationToken,
     ) -> PodEnd {
         let pending_for = self.settings.pending_timeout;
+        let unreachable_for = self.settings.unreachable_timeout;
         let deadline = tokio::time::Instant::now() + pending_for;
+        let mut health = self.health.subscribe();
         let mut current = seed;
         let mut started = false;
         let mut reason = None;
@@ -327,14 +431,21 @@ impl KubeExecutor {
                 Observed::Running => started = true,
                 Observed::Pending(r) => reason = r.or(reason),
             }
+            let down = health.borrow_and_update().clone();
+            let down_until = down.as_ref().map(|(since, _)| tokio::time::Instant::from_std(*since) + unreachable_for);
             tokio::select! {
                 _ = cancel.cancelled() => return PodEnd::Canceled,
-                _ = tokio::time::sleep_until(deadline), if !started => {
+                _ = tokio::time::sleep_until(deadline), if !started && down.is_none() => {
                     let why = reason.map(|r| format!(": {r}")).unwrap_or_default();
                     return PodEnd::Failed(format!(
                         "Pod {name} was still pending after {}s{why}", pending_for.as_secs()
                     ));
                 }
+                _ = tokio::time::sleep_until(down_until.unwrap_or(deadline)), if down_until.is_some() => {
+                    let last = down.map(|(_, e)| e).unwrap_or_default();
+                    return PodEnd::Failed(health::unreachable_reason(&self.url, unreachable_for, &last));
+                }
+                _ = health.changed() => {}
                 changed = rx.changed() => {
                     if changed.is_err() {
                         return PodEnd::Failed("the Pod watch ended".into());
@@ -356,13 +467,14 @@ impl KubeExecutor {
         }
     }
 
-    /// Appends the main container's log, as the API serves it, to the task's log file; a note when the API
-    /// has none to give.
-    async fn copy_log(&self, name: &str, log: &Path) {
+    /// Appends the main container's log, as the API serves it, to the task's log file, with `secrets`
+    /// replaced by `***`; a note when the API has none to give.
+    async fn copy_log(&self, name: &str, log: &Path, secrets: &[String]) {
         use std::io::Write as _;
         let params = LogParams { container: Some(pod::MAIN_CONTAINER.to_owned()), ..Default::default() };
-        let text = match self.pods.logs(name, &params).await {
-            Ok(t) => t,
+        let what = format!("read the log of Pod {name}");
+        let text = match self.with_retry(&what, || self.pods.logs(name, &params)).await {
+            Ok(t) => crate::process::redact(&t, secrets),
             Err(e) => format!("[secondrow] the log of Pod {name} is not available from the API: {e}\n"),
         };
         if let Some(dir) = log.parent() {
@@ -376,10 +488,14 @@ impl KubeExecutor {
         }
     }
 
-    /// Deletes every Pod of a run (terminate; a canceled run leaves none behind).
+    /// Deletes every Pod of a run (terminate; a canceled run leaves none behind), waiting for an API server
+    /// that does not answer up to the unreachable timeout.
     pub async fn delete_run_pods(&self, run_id: &str) -> Result<(), KubeError> {
         let lp = ListParams::default().labels(&pod::run_selector(run_id));
-        self.pods.delete_collection(&DeleteParams::default(), &lp).await.map_err(|e| api_error("delete Pods", e))?;
+        let dp = DeleteParams::default();
+        self.with_retry("delete Pods", || self.pods.delete_collection(&dp, &lp))
+            .await
+            .map_err(|e| self.fail("delete Pods", e))?;
         Ok(())
     }
 }
@@ -401,14 +517,29 @@ fn route_all(waiters: &Waiters, update: &Update) {
 }
 
 /// The namespace's one watch of SecondRow's Pods: list, then watch from the list's version; on an
-/// expired version or a dropped stream, list again (waiters whose Pod was not listed look it up).
-async fn watch_loop(pods: Api<Pod>, waiters: Waiters) {
+/// expired version or a dropped stream, list again (waiters whose Pod was not listed look it up). While the
+/// list gets no answer, `health` says since when (the attempts give up after the unreachable timeout);
+/// the first list that is answered clears it and brings every waiter up to date.
+async fn watch_loop(pods: Api<Pod>, waiters: Waiters, health: Health) {
     let selector = format!("{}={}", pod::LABEL_MANAGED_BY, pod::MANAGED_BY);
     let lp = ListParams::default().labels(&selector);
     loop {
         let list = match pods.list(&lp).await {
             Ok(l) => l,
             Err(e) => {
+                if health::is_transient(&e) {
+                    let message = e.to_string();
+                    health.send_if_modified(|h| match h {
+                        Some((_, last)) => {
+                            *last = message;
+                            false
+                        }
+                        None => {
+                            *h = Some((Instant::now(), message));
+                            true
+                        }
+                    });
+                }
                 let e = api_error("list Pods", e);
                 if matches!(e, KubeError::Forbidden { .. }) {
                     route_all(&waiters, &Update::WatchRefused(e.to_string()));
@@ -419,6 +550,7 @@ async fn watch_loop(pods: Api<Pod>, waiters: Waiters) {
                 continue;
             }
         };
+        health.send_if_modified(|h| h.take().is_some());
         let listed: std::collections::HashSet<String> = list.items.iter().map(|p| p.name_any()).collect();
         for p in list.items {
             let name = p.name_any();

@@ -125,6 +125,9 @@ impl RunDriver {
         self.tree[id].exec.attempt = 1;
         let task_id = self.record_start(id).await?;
         self.tree[id].task_id = Some(task_id);
+        if let Some(kube) = self.inner.kube.clone() {
+            return self.run_claim_op(id, op, &kube).await;
+        }
         let root = self.inner.config.volumes_root();
         let params = &self.tree[id].inputs.parameters;
         let text = |k: &str| params.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned);
@@ -164,6 +167,35 @@ impl RunDriver {
                 self.finish_leaf(id, TaskState::Succeeded, None, Some(outputs)).await
             }
             Err(e) => self.finish_leaf(id, TaskState::Failed, Some(e), None).await,
+        }
+    }
+
+    /// Under the Kubernetes executor, `CreatePVC` creates a PersistentVolumeClaim (or adopts the one this
+    /// task made before a retry or restart) and outputs its `name`; `DeletePVC` deletes the claim (one
+    /// already gone is fine).
+    async fn run_claim_op(&mut self, id: NodeId, op: PvcOp, kube: &crate::kubernetes::KubeExecutor) -> Result<()> {
+        use crate::kubernetes::claim;
+        let params = self.tree[id].inputs.parameters.clone();
+        let path = self.tree[id].path.clone();
+        let result = match op {
+            PvcOp::Create => match claim::request_from_inputs(&params, &self.run.id) {
+                Ok(req) => kube.create_claim(&req, &self.run.id, &path).await.map(Some),
+                Err(e) => Err(e),
+            },
+            PvcOp::Delete => match params.get("pvc_name").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+                None => Err(claim::ClaimError::Invalid { field: "pvc_name", message: "missing".into() }),
+                Some(name) => kube.delete_claim(name).await.map(|()| None),
+            },
+        };
+        match result {
+            Ok(name) => {
+                let mut outputs = IoValues::default();
+                if let Some(name) = name {
+                    outputs.parameters.insert("name".into(), json!(name));
+                }
+                self.finish_leaf(id, TaskState::Succeeded, None, Some(outputs)).await
+            }
+            Err(e) => self.finish_leaf(id, TaskState::Failed, Some(e.to_string()), None).await,
         }
     }
 }

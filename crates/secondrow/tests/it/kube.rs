@@ -366,3 +366,172 @@ fn kfp_kubernetes_settings_use_the_clusters_objects() {
     assert_ne!(code, 0);
     assert_eq!(doc.state(), "FAILED");
 }
+
+/// SecondRow's PersistentVolumeClaims in the `default` namespace.
+fn claims(cluster: &Cluster) -> Vec<Value> {
+    let path =
+        "/api/v1/namespaces/default/persistentvolumeclaims?labelSelector=app.kubernetes.io%2Fmanaged-by%3Dsecondrow";
+    cluster.get_json(path).and_then(|v| v["items"].as_array().cloned()).unwrap_or_default()
+}
+
+/// kfp-kubernetes' CreatePVC makes a real PersistentVolumeClaim with the spec it asks for, the tasks that
+/// mount it get it by claim name (the test kubelet gives both the same folder), DeletePVC deletes it; a
+/// size that is not a quantity fails the task naming the field, and no claim is made.
+#[test]
+fn create_pvc_and_delete_pvc_are_real_claims() {
+    let Some(cluster) = Cluster::start() else { return };
+    let home = Home::new();
+    let flags = kube_flags(&cluster.kubeconfig);
+    let yaml = crate::support::repo_root().join("testdata/k8s/pvc_claim.yaml");
+    let gate = home.path().join("gate");
+    let gate_arg = format!("gate={}", gate.display());
+    let (code, doc) = std::thread::scope(|s| {
+        let running = s.spawn(|| run(&home, &yaml, &flags, &["-p", &gate_arg]));
+        // While the writer runs (it waits for the gate), the claim exists with CreatePVC's spec.
+        let claim = wait_for(Duration::from_secs(120), || claims(&cluster).into_iter().next());
+        std::fs::write(&gate, "").unwrap();
+        let done = running.join().unwrap();
+        assert_eq!(claim["spec"]["accessModes"], serde_json::json!(["ReadWriteOnce"]), "{claim:#}");
+        assert_eq!(claim["spec"]["resources"]["requests"]["storage"], "1Gi");
+        assert_eq!(claim["spec"]["storageClassName"], "standard");
+        assert_eq!(claim["metadata"]["annotations"]["team"], "ml");
+        assert_eq!(claim["metadata"]["labels"]["secondrow.dev/run"], done.1.id().as_str());
+        assert_eq!(claim["metadata"]["name"], format!("{}-scratch", done.1.id()));
+        done
+    });
+    assert_eq!(code, 0, "{:#}\n{}", doc.0, cluster.logs());
+    assert_eq!(doc.output("Output"), "hello claim\n", "the reader saw what the writer wrote in the claim");
+    let name = doc.task_output("createpvc", "name").as_str().unwrap().to_owned();
+    assert_eq!(doc.task_state("deletepvc"), "SUCCEEDED");
+    let pods = cluster.pods(&format!("secondrow.dev/run={}", doc.id()));
+    assert_eq!(pods.len(), 2, "only the writer and the reader are Pods");
+    for pod in &pods {
+        let volumes = pod["spec"]["volumes"].as_array().unwrap();
+        assert!(volumes.iter().any(|v| v["persistentVolumeClaim"]["claimName"] == name.as_str()), "{volumes:?}");
+    }
+    // Deleted: gone, or (the API server's `kubernetes.io/pvc-protection` finalizer, which only a
+    // controller-manager removes, and none runs here) marked for deletion.
+    let left = cluster.get_json(&format!("/api/v1/namespaces/default/persistentvolumeclaims/{name}"));
+    if let Some(claim) = left {
+        assert!(claim["metadata"]["deletionTimestamp"].is_string(), "DeletePVC deleted the claim: {claim:#}");
+    }
+
+    let (code, doc) = run(&home, &yaml, &flags, &["-p", "size=lots", "-p", &gate_arg]);
+    assert_ne!(code, 0);
+    assert_eq!(doc.state(), "FAILED");
+    let err = doc.task("createpvc")["error"].as_str().unwrap_or_default().to_owned();
+    assert!(err.contains("`size`") && err.contains("lots"), "{err}");
+    let live = claims(&cluster).into_iter().filter(|c| c["metadata"]["deletionTimestamp"].is_null()).count();
+    assert_eq!(live, 0, "no claim for a bad size");
+}
+
+/// The API server stopped while a Pod runs and started again on the same port (etcd keeps the state): the
+/// run carries on and succeeds, the command ran once, one Pod. A run submitted to the server while the API
+/// server is down waits for it (its calls are repeated) and runs once; one terminated while it is down has its
+/// Pod deleted once it is back. Left down past
+/// `--kube-unreachable-timeout`, the run fails with a reason naming the API server.
+#[test]
+fn runs_outlast_an_api_server_restart_and_fail_clearly_when_it_stays_down() {
+    let Some(mut cluster) = Cluster::start() else { return };
+    let home = Home::new();
+    let flags = kube_flags(&cluster.kubeconfig);
+    let task = |name: &str| {
+        let (marker, gate) = (home.path().join(format!("{name}.started")), home.path().join(format!("{name}.gate")));
+        let script = format!(
+            "echo started >> {m}; i=0; while [ ! -e {g} ] && [ $i -lt 900 ]; do sleep 0.1; i=$((i+1)); done; echo finished",
+            m = marker.display(),
+            g = gate.display()
+        );
+        let yaml = home.path().join(format!("{name}.yaml"));
+        std::fs::write(&yaml, one_task_spec("alpine", &script).to_string()).unwrap();
+        (yaml, marker, gate)
+    };
+
+    let (yaml, marker, gate) = task("restart");
+    let (code, doc) = std::thread::scope(|s| {
+        let running = s.spawn(|| run(&home, &yaml, &flags, &[]));
+        wait_for(Duration::from_secs(60), || marker.exists().then_some(()));
+        cluster.stop_apiserver();
+        // The command ends while the API server is away; the kubelet reports it once it is back.
+        std::fs::write(&gate, "").unwrap();
+        cluster.start_apiserver();
+        running.join().unwrap()
+    });
+    assert_eq!(code, 0, "{:#}\n{}", doc.0, cluster.logs());
+    assert_eq!(doc.state(), "SUCCEEDED");
+    assert_eq!(std::fs::read_to_string(&marker).unwrap().lines().count(), 1, "the command ran once");
+    assert_eq!(cluster.pods(&format!("secondrow.dev/run={}", doc.id())).len(), 1, "no second Pod");
+
+    // A run submitted while the API server is down: its first calls (list, create) are repeated until the
+    // API server is back, then its Pod is made once.
+    let server_flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let server = crate::api::Server::start(&home, &server_flags);
+    cluster.stop_apiserver();
+    let marker = home.path().join("submitted.started");
+    let id = submit(&server, &one_task_spec("alpine", &format!("echo started >> {}", marker.display())));
+    let server_log = home.path().join("server.log");
+    wait_for(Duration::from_secs(60), || {
+        std::fs::read_to_string(&server_log).unwrap_or_default().contains("trying again in").then_some(())
+    });
+    cluster.start_apiserver();
+    wait_for(Duration::from_secs(120), || (run_state(&server, &id) == "SUCCEEDED").then_some(()));
+    assert_eq!(std::fs::read_to_string(&marker).unwrap().lines().count(), 1, "the command ran once");
+    assert_eq!(cluster.pods(&format!("secondrow.dev/run={id}")).len(), 1, "no second Pod");
+    // Terminated while the API server is down: the run is canceled, and its Pod deleted once it is back.
+    let id = submit(&server, &one_task_spec("alpine", "sleep 120"));
+    running_pod(&cluster, &id);
+    cluster.stop_apiserver();
+    let (status, text) =
+        raw_http(&server.url, "POST", &format!("/apis/v2beta1/runs/{id}:terminate"), None, "application/json", "{}");
+    assert_eq!(status, 200, "{text}");
+    cluster.start_apiserver();
+    wait_for(Duration::from_secs(120), || (run_state(&server, &id) == "CANCELED").then_some(()));
+    wait_for(Duration::from_secs(60), || cluster.pods(&format!("secondrow.dev/run={id}")).is_empty().then_some(()));
+    drop(server);
+
+    let (yaml, marker, _gate) = task("down");
+    let mut short = flags.clone();
+    short.extend(["--kube-unreachable-timeout".to_owned(), "3".to_owned()]);
+    let (code, doc) = std::thread::scope(|s| {
+        let running = s.spawn(|| run(&home, &yaml, &short, &[]));
+        wait_for(Duration::from_secs(60), || marker.exists().then_some(()));
+        cluster.stop_apiserver();
+        running.join().unwrap()
+    });
+    assert_ne!(code, 0);
+    assert_eq!(doc.state(), "FAILED");
+    let err = doc.task("hello")["error"].as_str().unwrap_or_default().to_owned();
+    assert!(err.contains(&format!("API server at {}", cluster.url)) && err.contains("unreachable for 3s"), "{err}");
+}
+
+/// Secret values the engine knows are `***` in the log kept in the log store: a literal env value under
+/// a credential's name, a Secret's key given as env (the engine may read the Secret), the engine's own
+/// object-store key. Other output is kept.
+#[test]
+fn pod_logs_are_redacted() {
+    let Some(cluster) = Cluster::start() else { return };
+    let home = Home::new();
+    let flags = kube_flags(&cluster.kubeconfig);
+    let out = cluster.kubectl(&["create", "secret", "generic", "api", "--from-literal=password=pw-from-secret-77"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut spec = one_task_spec("alpine", "echo \"token=$API_TOKEN pw=$PW key=own-s3-key-99 plain=visible\"");
+    spec["deploymentSpec"]["executors"]["exec-hello"]["container"]["env"] =
+        serde_json::json!([{"name": "API_TOKEN", "value": "literal-token-55"}]);
+    let platform = serde_json::json!({"platforms": {"kubernetes": {"deploymentSpec": {"executors": {"exec-hello": {
+        "secretAsEnv": [{"secretName": "api", "keyToEnv": [{"secretKey": "password", "envVar": "PW"}]}]
+    }}}}}});
+    let yaml = home.path().join("redact.yaml");
+    std::fs::write(&yaml, format!("{spec}\n---\n{platform}\n")).unwrap();
+    let mut args: Vec<&str> = vec!["run", yaml.to_str().unwrap(), "--json"];
+    args.extend(flags.iter().map(String::as_str));
+    let out = home.cmd().args(&args).env("AWS_SECRET_ACCESS_KEY", "own-s3-key-99").output().unwrap();
+    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stderr), cluster.logs());
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = doc["run"]["id"].as_str().unwrap();
+    let logs = home.output(&["logs", id]);
+    let text = String::from_utf8_lossy(&logs.stdout);
+    assert!(text.contains("token=*** pw=*** key=*** plain=visible"), "{text}");
+    for secret in ["literal-token-55", "pw-from-secret-77", "own-s3-key-99"] {
+        assert!(!text.contains(secret), "{secret} in {text}");
+    }
+}

@@ -29,6 +29,8 @@ pub struct Cluster {
     etcd: Child,
     apiserver: Child,
     kubelet: Option<Child>,
+    /// The API server's binary, etcd's client port and its own port (to start it again).
+    restart: (PathBuf, u16, u16),
 }
 
 fn free_port() -> u16 {
@@ -44,7 +46,49 @@ fn run_ok(cmd: &mut Command) {
     assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// kube-apiserver on `port` with etcd on `client`, its certificates and keys under `d`.
+fn spawn_apiserver(bin: &Path, d: &Path, client: u16, port: u16, log: &str) -> Child {
+    Command::new(bin)
+        .arg(format!("--etcd-servers=http://127.0.0.1:{client}"))
+        .args(["--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", "--insecure-port=0"])
+        .arg(format!("--secure-port={port}"))
+        .arg(format!("--cert-dir={}", d.join("certs").display()))
+        .arg(format!("--token-auth-file={}", d.join("tokens.csv").display()))
+        .arg("--authorization-mode=RBAC")
+        .arg(format!("--service-account-key-file={}", d.join("sa.pub").display()))
+        .arg(format!("--service-account-signing-key-file={}", d.join("sa.key").display()))
+        .arg("--service-account-issuer=https://kubernetes.default.svc")
+        .arg("--service-cluster-ip-range=10.96.0.0/24")
+        .arg("--disable-admission-plugins=ServiceAccount")
+        .arg("--enable-priority-and-fairness=false")
+        .arg("--kubelet-preferred-address-types=InternalIP")
+        .stdout(Stdio::null())
+        .stderr(log_file(d, log))
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()))
+}
+
 impl Cluster {
+    fn wait_ready(&self) {
+        wait_for(Duration::from_secs(90), || {
+            let out = self.kubectl(&["get", "--raw", "/readyz"]);
+            out.status.success().then_some(())
+        });
+    }
+
+    /// Kills the API server process (etcd and the kubelet stay).
+    pub fn stop_apiserver(&mut self) {
+        let _ = self.apiserver.kill();
+        let _ = self.apiserver.wait();
+    }
+
+    /// Starts the API server again on the same port and etcd, and waits until it is ready.
+    pub fn start_apiserver(&mut self) {
+        let (bin, client, port) = self.restart.clone();
+        self.apiserver = spawn_apiserver(&bin, self.dir.path(), client, port, "apiserver-again");
+        self.wait_ready();
+    }
+
     /// The API server, etcd and the test kubelet, ready; `None` (with a note) without the binary.
     pub fn start() -> Option<Cluster> {
         let Some(apiserver_bin) = std::env::var_os(APISERVER_VAR).filter(|v| !v.is_empty()).map(PathBuf::from) else {
@@ -89,32 +133,13 @@ impl Cluster {
             .spawn()
             .expect("starting etcd (Debian etcd-server; scripts/kube-apiserver installs it)");
         let port = free_port();
-        let apiserver = Command::new(&apiserver_bin)
-            .arg(format!("--etcd-servers=http://127.0.0.1:{client}"))
-            .args(["--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", "--insecure-port=0"])
-            .arg(format!("--secure-port={port}"))
-            .arg(format!("--cert-dir={}", d.join("certs").display()))
-            .arg(format!("--token-auth-file={}", d.join("tokens.csv").display()))
-            .arg("--authorization-mode=RBAC")
-            .arg(format!("--service-account-key-file={}", d.join("sa.pub").display()))
-            .arg(format!("--service-account-signing-key-file={}", d.join("sa.key").display()))
-            .arg("--service-account-issuer=https://kubernetes.default.svc")
-            .arg("--service-cluster-ip-range=10.96.0.0/24")
-            .arg("--disable-admission-plugins=ServiceAccount")
-            .arg("--enable-priority-and-fairness=false")
-            .arg("--kubelet-preferred-address-types=InternalIP")
-            .stdout(Stdio::null())
-            .stderr(log_file(d, "apiserver"))
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", apiserver_bin.display()));
+        let apiserver = spawn_apiserver(&apiserver_bin, d, client, port, "apiserver");
         let url = format!("https://127.0.0.1:{port}");
         let kubeconfig = d.join("kubeconfig");
         std::fs::write(&kubeconfig, kubeconfig_text(&url, ADMIN_TOKEN)).unwrap();
-        let mut cluster = Cluster { dir, url, kubeconfig, etcd, apiserver, kubelet: None };
-        wait_for(Duration::from_secs(90), || {
-            let out = cluster.kubectl(&["get", "--raw", "/readyz"]);
-            out.status.success().then_some(())
-        });
+        let mut cluster =
+            Cluster { dir, url, kubeconfig, etcd, apiserver, kubelet: None, restart: (apiserver_bin, client, port) };
+        cluster.wait_ready();
         cluster.start_kubelet();
         wait_for(Duration::from_secs(30), || {
             let node = cluster.get_json(&format!("/api/v1/nodes/{NODE}"))?;
