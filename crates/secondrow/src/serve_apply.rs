@@ -12,9 +12,8 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config};
-use secondrow_engine::kubernetes::KubeError;
+use kube::Client;
+use secondrow_engine::kubernetes::{ConfigSource, KubeError};
 use serde_json::Value;
 
 /// How long one call may take before the API server counts as unreachable.
@@ -29,17 +28,11 @@ pub struct Cluster {
 
 /// Connects with `kubeconfig` (or the usual search) to `namespace` (or the context's).
 pub async fn connect(kubeconfig: Option<&Path>, namespace: Option<&str>) -> Result<Cluster, KubeError> {
-    let config = match kubeconfig {
-        Some(path) => {
-            let bad = |message: String| KubeError::Kubeconfig { path: path.to_path_buf(), message };
-            if !path.is_file() {
-                return Err(bad("no such file".into()));
-            }
-            let kc = Kubeconfig::read_from(path).map_err(|e| bad(e.to_string()))?;
-            Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.map_err(|e| bad(e.to_string()))?
-        }
-        None => Config::infer().await.map_err(|e| KubeError::NoConfig(e.to_string()))?,
+    let source = match kubeconfig {
+        Some(path) => ConfigSource::Kubeconfig(path.to_path_buf()),
+        None => ConfigSource::Infer,
     };
+    let config = source.config().await?;
     let namespace = namespace.map(str::to_owned).unwrap_or_else(|| config.default_namespace.clone());
     let url = config.cluster_url.to_string();
     let client =

@@ -68,6 +68,25 @@ pub enum ConfigSource {
     Infer,
 }
 
+impl ConfigSource {
+    /// The client configuration this source gives: a missing or malformed kubeconfig is the caller's error
+    /// naming the file.
+    pub async fn config(&self) -> Result<Config, KubeError> {
+        match self {
+            ConfigSource::Kubeconfig(path) => {
+                let bad = |message: String| KubeError::Kubeconfig { path: path.clone(), message };
+                if !path.is_file() {
+                    return Err(bad("no such file".into()));
+                }
+                let kc = Kubeconfig::read_from(path).map_err(|e| bad(e.to_string()))?;
+                Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.map_err(|e| bad(e.to_string()))
+            }
+            ConfigSource::InCluster => Config::incluster().map_err(|e| KubeError::InCluster(e.to_string())),
+            ConfigSource::Infer => Config::infer().await.map_err(|e| KubeError::NoConfig(e.to_string())),
+        }
+    }
+}
+
 /// How the executor reaches the cluster and makes Pods.
 #[derive(Debug, Clone)]
 pub struct KubeSettings {
@@ -186,20 +205,7 @@ impl std::fmt::Debug for KubeExecutor {
 impl KubeExecutor {
     /// Reads the configuration and checks that the API server answers (before any run starts).
     pub async fn connect(settings: KubeSettings) -> Result<KubeExecutor, KubeError> {
-        let config = match &settings.source {
-            ConfigSource::Kubeconfig(path) => {
-                let bad = |message: String| KubeError::Kubeconfig { path: path.clone(), message };
-                if !path.is_file() {
-                    return Err(bad("no such file".into()));
-                }
-                let kc = Kubeconfig::read_from(path).map_err(|e| bad(e.to_string()))?;
-                Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-                    .await
-                    .map_err(|e| bad(e.to_string()))?
-            }
-            ConfigSource::InCluster => Config::incluster().map_err(|e| KubeError::InCluster(e.to_string()))?,
-            ConfigSource::Infer => Config::infer().await.map_err(|e| KubeError::NoConfig(e.to_string()))?,
-        };
+        let config = settings.source.config().await?;
         let namespace = settings.namespace.clone().unwrap_or_else(|| config.default_namespace.clone());
         let url = config.cluster_url.to_string();
         let unreachable = |message: String| KubeError::Unreachable { url: url.clone(), message };
