@@ -7,6 +7,7 @@
 //! - [`performance`]: accuracy / RMSE of logged predictions against labels posted later.
 //! - [`report`]: the drift report as Markdown and HTML.
 //! - [`rule`]: monitor rule conditions (`psi(x) > 0.2 or accuracy < 0.8`).
+//! - [`timeline`]: the same figures per time span of the window (drift and performance over time).
 
 pub mod drift;
 pub mod error;
@@ -15,5 +16,6 @@ pub mod performance;
 pub mod report;
 pub mod rule;
 pub mod stats;
+pub mod timeline;
 
 pub use error::{MonitorError, Result};
