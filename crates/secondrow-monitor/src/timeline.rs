@@ -23,6 +23,8 @@ pub struct Bucket {
     pub features: Vec<FeatureDrift>,
     /// `None` without a reference or without rows.
     pub schema_violation_rate: Option<f64>,
+    /// Share of missing values over every feature value of the span (`None` without rows).
+    pub missing_rate: Option<f64>,
     /// `None` when no row of the span has a label.
     pub performance: Option<Performance>,
 }
@@ -85,10 +87,24 @@ pub fn timeline(
                 rows: part.len(),
                 features,
                 schema_violation_rate,
+                missing_rate: missing_rate(&part.features),
                 performance: performance::performance(&part, labels),
             }
         })
         .collect()
+}
+
+/// Share of missing values among all values of `columns` (`None` without values).
+pub fn missing_rate(columns: &[Column]) -> Option<f64> {
+    let (mut missing, mut all) = (0usize, 0usize);
+    for c in columns {
+        all += c.values.len();
+        missing += match &c.values {
+            Values::Number(v) => v.iter().filter(|x| x.is_none_or(f64::is_nan)).count(),
+            Values::Text(v) => v.iter().filter(|x| x.is_none()).count(),
+        };
+    }
+    (all > 0).then(|| missing as f64 / all as f64)
 }
 
 #[cfg(test)]
@@ -170,6 +186,8 @@ mod tests {
         // Each bucket's figures are those of the drift of its rows alone.
         let rows = select(&w, &[4, 5, 6, 7]);
         assert_eq!(second.features, drift::drift(&reference(), &rows.features, 4));
+        // One value of the second span's eight is missing.
+        assert_eq!((first.missing_rate, second.missing_rate), (Some(0.0), Some(0.125)));
         // `z` was never seen in training: one row of four breaks the schema.
         assert_eq!((first.schema_violation_rate, second.schema_violation_rate), (Some(0.0), Some(0.25)));
         // Accuracy per span: predictions 1 0 1 0 against labels 1 1 1 1, then 1 1 1 1 against 1 1 0 0.

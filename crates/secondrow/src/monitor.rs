@@ -13,6 +13,7 @@ use secondrow_api::monitoring::status::{self, DEFAULT_WINDOW, MAX_WINDOW};
 use secondrow_api::monitoring::PredictionLog;
 use secondrow_monitor::drift::{FeatureDrift, DEFAULT_BINS};
 use secondrow_monitor::report::{self, ReportInput};
+use secondrow_monitor::timeline::MAX_BUCKETS;
 
 use super::client::Client;
 use super::error::{Failure, Result};
@@ -32,6 +33,10 @@ pub struct MonitorArgs {
     /// Bins of the PSI over numbers.
     #[arg(long, default_value_t = DEFAULT_BINS)]
     bins: usize,
+    /// Also split the window into this many equal time spans and give each one's figures (`timeline`
+    /// in the JSON: drift and performance over time).
+    #[arg(long)]
+    buckets: Option<usize>,
     /// PSI above this is reported as drift.
     #[arg(long, default_value_t = 0.2)]
     psi_threshold: f64,
@@ -201,23 +206,24 @@ pub async fn run(settings: &Settings, remote: Option<(&str, Option<String>)>, ar
     if !(2..=1000).contains(&args.bins) {
         return Err(Failure::usage(format!("--bins must be between 2 and 1000, got {}", args.bins)));
     }
+    if let Some(b) = args.buckets.filter(|b| !(1..=MAX_BUCKETS).contains(b)) {
+        return Err(Failure::usage(format!("--buckets must be between 1 and {MAX_BUCKETS}, got {b}")));
+    }
     let doc = match remote {
         Some((server, token)) => {
             let client = Client::new(server, token)?;
-            client
-                .get_json_query(
-                    &format!("/deployments/{deployment}/monitor"),
-                    &[("window", args.window.to_string()), ("bins", args.bins.to_string())],
-                )
-                .await
-                .map_err(Failure::from)?
+            let mut query = vec![("window", args.window.to_string()), ("bins", args.bins.to_string())];
+            if let Some(b) = args.buckets {
+                query.push(("buckets", b.to_string()));
+            }
+            client.get_json_query(&format!("/deployments/{deployment}/monitor"), &query).await.map_err(Failure::from)?
         }
         None => {
             let home = Home::resolve(settings)?;
             let store = home.store().await?;
             let d = store.get_deployment(&deployment).await?;
             let (log, _queue) = PredictionLog::new(home.root.join("work").join("monitoring"), 1);
-            let versions = status::status_of(&store, &log, &d, args.window, args.bins).await?;
+            let versions = status::status_of(&store, &log, &d, args.window, args.bins, args.buckets).await?;
             json!({"deployment": d.name, "log_sample": d.log_sample, "window": args.window, "versions": versions})
         }
     };
