@@ -266,6 +266,56 @@ fn logged_traffic_drifts_gets_feedback_and_bad_input_is_refused() {
     });
     assert_eq!(finished["state"], "SUCCEEDED", "{finished}");
     assert_eq!(finished["runtime_config"]["parameters"]["source"], window_file.as_str(), "{finished}");
+
+    // The monitoring page: per feature, the drift series of `secondrow monitor --json --buckets 4`; the
+    // rule and the run it started, linked.
+    let doc = json_body(&ok(&cli(&["monitor", "churn", "--window", "1000", "--buckets", "4", "--json"])));
+    let timeline = doc["versions"][0]["timeline"].as_array().unwrap_or_else(|| panic!("no timeline: {doc}")).clone();
+    assert_eq!(timeline.len(), 4, "{doc}");
+    assert_eq!(timeline.iter().map(|b| b["rows"].as_u64().unwrap()).sum::<u64>(), 400, "{doc}");
+    let (status, _, page) =
+        http(&api_addr(&server), "GET", "/deployments/churn/monitoring?buckets=4&window=1000", &[], None);
+    assert_eq!(status, 200, "{page}");
+    for feature in ["x1", "x2", "x3"] {
+        let figure = page
+            .split(&format!("<figure class=\"drift-chart\" data-feature=\"{feature}\">"))
+            .nth(1)
+            .and_then(|rest| rest.split("</figure>").next())
+            .unwrap_or_else(|| panic!("no chart of {feature}: {page}"));
+        assert!(figure.contains("class=\"threshold\" data-value=\"0.2\""), "{figure}");
+        for key in ["psi", "ks"] {
+            let shown = points(figure, key);
+            let expected: Vec<(usize, f64)> = timeline
+                .iter()
+                .enumerate()
+                .filter_map(|(k, b)| {
+                    let f = b["features"].as_array()?.iter().find(|f| f["feature"] == feature)?;
+                    Some((k, f[key].as_f64()?))
+                })
+                .collect();
+            assert!(!expected.is_empty(), "{doc}");
+            assert_eq!(shown, expected, "{feature} {key}: {figure}");
+        }
+    }
+    assert!(page.contains("<tr data-feature=\"x1\">") && page.contains("DRIFT"), "{page}");
+    // The rule's condition, escaped (askama writes `<` and `>` as character references).
+    assert!(page.contains("psi(x1) &#62; 0.2 or accuracy &#60; 0.1"), "{page}");
+    assert!(page.contains(&format!("<a href=\"/runs/{run_id}\">{run_id}</a>")), "{page}");
+    assert!(page.contains("<td class=\"state\">SUCCEEDED</td>"), "{page}");
+    if std::env::var_os("SECONDROW_SKIP_BROWSER").is_none() {
+        // The same page in chromium: three charts, the rule's run link followed to its run page.
+        let seen = crate::ui::browser_script(
+            &home,
+            &server,
+            "ui_monitoring.py",
+            &["churn".into(), "3".into(), run_id.clone().into()],
+        );
+        assert_eq!((seen["charts"].as_u64(), seen["run_page"].as_str()), (Some(3), Some(run_id.as_str())), "{seen}");
+        assert_eq!(seen["run_state"], "SUCCEEDED", "{seen}");
+        assert!(seen["drift_flags"].as_u64().unwrap() >= 1, "{seen}");
+    } else {
+        eprintln!("SECONDROW_SKIP_BROWSER is set: the monitoring page's browser check skipped");
+    }
     ok(&rule_cli(&["delete", &rule_id]));
     assert!(rules(&server)["rules"].as_array().unwrap().is_empty());
 
@@ -275,6 +325,19 @@ fn logged_traffic_drifts_gets_feedback_and_bad_input_is_refused() {
     send(Some("after"), &[[0.0, 0.0, 0.0]]);
     let (_, _, text) = http(&server.models, "GET", "/metrics", &[], None);
     assert_eq!(series(&text, "secondrow_monitor_logged_requests_total{model=\"churn\"}"), Some(40.0), "{text}");
+}
+
+/// The points of series `key` in a chart's SVG: (time span, exact value).
+fn points(svg: &str, key: &str) -> Vec<(usize, f64)> {
+    let marker = format!("<circle class=\"point\" data-series=\"{key}\" data-bucket=\"");
+    svg.split(&marker)
+        .skip(1)
+        .map(|rest| {
+            let (bucket, rest) = rest.split_once('"').unwrap();
+            let value = rest.split("data-value=\"").nth(1).and_then(|v| v.split('"').next()).unwrap();
+            (bucket.parse().unwrap(), value.parse().unwrap())
+        })
+        .collect()
 }
 
 /// Uploads a pipeline that imports a CSV (`source`) and describes it; returns its version id.
