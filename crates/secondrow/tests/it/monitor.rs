@@ -272,6 +272,12 @@ fn logged_traffic_drifts_gets_feedback_and_bad_input_is_refused() {
     let doc = json_body(&ok(&cli(&["monitor", "churn", "--window", "1000", "--buckets", "4", "--json"])));
     let timeline = doc["versions"][0]["timeline"].as_array().unwrap_or_else(|| panic!("no timeline: {doc}")).clone();
     assert_eq!(timeline.len(), 4, "{doc}");
+    // Without --server, `secondrow monitor` reads the home's store and prediction log itself: the same figures.
+    let local = home.cmd().args(["monitor", "churn", "--window", "1000", "--buckets", "4", "--json"]).output().unwrap();
+    assert_eq!(json_body(&ok(&local)), doc, "the local reading differs from the server's");
+    let local = home.cmd().args(["monitor", "churn", "--buckets", "0"]).output().unwrap();
+    assert_eq!(local.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&local.stderr).contains("--buckets must be between 1 and 100"));
     assert_eq!(timeline.iter().map(|b| b["rows"].as_u64().unwrap()).sum::<u64>(), 400, "{doc}");
     let (status, _, page) =
         http(&api_addr(&server), "GET", "/deployments/churn/monitoring?buckets=4&window=1000", &[], None);
