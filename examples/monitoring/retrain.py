@@ -22,7 +22,7 @@ statistics, train_random_forest = load("statistics"), load("train_random_forest"
 @dsl.pipeline(name="secondrow-monitoring-retrain", description="Refit on the window a monitor rule logged.")
 def retrain(source: str, label: str = "prediction"):
     # Tasks read files given to them as artifacts (the task sandbox): the window comes in by an importer,
-    # from the server's `--import-root`.
+    # from the rule's namespace's own files under the artifact root (no `--import-root` needed).
     window = dsl.importer(artifact_uri=source, artifact_class=dsl.Dataset)
     statistics(data=window.output)
     train_random_forest(train_data=window.output, label=label, n_estimators=50)

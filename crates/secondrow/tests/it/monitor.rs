@@ -67,9 +67,8 @@ fn logged_traffic_drifts_gets_feedback_and_bad_input_is_refused() {
     assert_eq!(code, 0, "pipeline run: {}", run.0);
     let run_id = run.id();
 
-    // The rules' window files may be imported by runs (the admin's choice of import root).
-    let monitoring = home.path().join("home").join("work").join("monitoring");
-    let server = Server::start(&home, &["--import-root", monitoring.to_str().unwrap()]);
+    // No import root: a rule's window lands in its namespace's own files, which its runs may import.
+    let server = Server::start(&home, &[]);
     let cli = |args: &[&str]| home.cmd().args(args).args(["--server", &server.url]).output().unwrap();
 
     // Deployed with every request logged.
@@ -255,6 +254,13 @@ fn logged_traffic_drifts_gets_feedback_and_bad_input_is_refused() {
     let link = &started["runs"][0];
     assert_eq!((link["rule_id"].as_str(), link["version"].as_str()), (Some(rule_id.as_str()), Some("1")), "{link}");
     let window_file = link["window_uri"].as_str().unwrap().to_owned();
+    let own = home.path().join("home").join("artifacts").join("_namespaces").join("ns-");
+    assert!(
+        std::fs::canonicalize(&window_file)
+            .unwrap()
+            .starts_with(std::fs::canonicalize(own).unwrap().join("monitor-windows").join("churn")),
+        "the window is in the namespace's own files: {window_file}"
+    );
     let window_text = std::fs::read_to_string(&window_file).unwrap();
     assert_eq!(window_text.lines().next(), Some("x1,x2,x3,prediction"));
     assert_eq!(window_text.lines().count(), 401, "a header and the 400 logged rows");
