@@ -53,6 +53,17 @@ enum MonitorCommand {
     /// Monitor rules: a condition on a deployment's figures that starts a pipeline run (needs --server).
     #[command(subcommand)]
     Rule(RuleCommand),
+    /// Print the prediction log as CloudEvents, one JSON object a line, in KServe's inference logger layout
+    /// (a request and a response event per logged request, `id` = the request id).
+    Export {
+        deployment: String,
+        /// The only format: structured CloudEvents (JSON).
+        #[arg(long, default_value = "cloudevents", value_parser = ["cloudevents"])]
+        format: String,
+        /// Only requests logged at or after this RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -196,8 +207,12 @@ async fn run_rule(remote: Option<(&str, Option<String>)>, command: RuleCommand) 
 }
 
 pub async fn run(settings: &Settings, remote: Option<(&str, Option<String>)>, args: MonitorArgs) -> Result<ExitCode> {
-    if let Some(MonitorCommand::Rule(command)) = args.command {
-        return run_rule(remote, command).await;
+    match args.command {
+        Some(MonitorCommand::Rule(command)) => return run_rule(remote, command).await,
+        Some(MonitorCommand::Export { deployment, format, since }) => {
+            return export(settings, remote, &deployment, &format, since.as_deref()).await
+        }
+        None => {}
     }
     let deployment = args.deployment.clone().ok_or_else(|| Failure::usage("give a deployment"))?;
     if args.window == 0 || args.window > MAX_WINDOW {
@@ -234,6 +249,50 @@ pub async fn run(settings: &Settings, remote: Option<(&str, Option<String>)>, ar
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
         print_table(&doc, args.psi_threshold);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn export(
+    settings: &Settings,
+    remote: Option<(&str, Option<String>)>,
+    deployment: &str,
+    format: &str,
+    since: Option<&str>,
+) -> Result<ExitCode> {
+    let events = match remote {
+        Some((server, token)) => {
+            let client = Client::new(server, token)?;
+            let mut query = vec![("format", format.to_owned())];
+            if let Some(t) = since {
+                query.push(("since", t.to_owned()));
+            }
+            let doc = client
+                .get_json_query(&format!("/deployments/{deployment}/monitor/events"), &query)
+                .await
+                .map_err(Failure::from)?;
+            doc["events"].as_array().cloned().unwrap_or_default()
+        }
+        None => {
+            let since = match since {
+                Some(t) => Some(
+                    chrono::DateTime::parse_from_rfc3339(t)
+                        .map_err(|e| Failure::usage(format!("--since: `{t}` is not an RFC 3339 time: {e}")))?
+                        .timestamp_millis(),
+                ),
+                None => None,
+            };
+            let home = Home::resolve(settings)?;
+            let store = home.store().await?;
+            let d = store.get_deployment(deployment).await?;
+            let (log, _queue) = PredictionLog::new(home.root.join("work").join("monitoring"), 1);
+            secondrow_api::monitoring::export::events_of(&log, &d, since).await?
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    for e in events {
+        use std::io::Write as _;
+        writeln!(out, "{e}")?;
     }
     Ok(ExitCode::SUCCESS)
 }

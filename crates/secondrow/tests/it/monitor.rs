@@ -182,6 +182,46 @@ fn logged_traffic_drifts_gets_feedback_and_bad_input_is_refused() {
     let accuracy = version["performance"]["value"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&accuracy), "{doc}");
 
+    // The log as CloudEvents in KServe's logger layout: a request and a response event per logged request.
+    let exported = ok(&cli(&["monitor", "export", "churn", "--format", "cloudevents"]));
+    let events: Vec<Value> = exported.lines().map(json_body).collect();
+    assert_eq!(events.len(), 80, "{exported}");
+    let first = &events[0];
+    assert_eq!(
+        (first["type"].as_str(), first["id"].as_str()),
+        (Some("org.kubeflow.serving.inference.request"), Some("normal-0"))
+    );
+    assert_eq!(events[1]["type"], "org.kubeflow.serving.inference.response");
+    assert_eq!((events[1]["id"].as_str(), first["specversion"].as_str()), (Some("normal-0"), Some("1.0")));
+    assert_eq!(first["source"], "/deployments/churn/versions/1");
+    assert_eq!(first["data"]["inputs"][0]["name"], "x1");
+    assert_eq!(first["data"]["inputs"][0]["data"].as_array().unwrap().len(), 10);
+    assert_eq!(first["data"]["inputs"][0]["data"][0].as_f64(), Some(normal[0].0[0]));
+    let rows: u64 = events
+        .iter()
+        .filter(|e| e["type"] == "org.kubeflow.serving.inference.response")
+        .map(|e| e["data"]["outputs"][0]["shape"][0].as_u64().unwrap())
+        .sum();
+    assert_eq!(rows, 400);
+    // The same without --server; `--since` keeps the later requests; bad input exits 2.
+    let local = home.cmd().args(["monitor", "export", "churn"]).output().unwrap();
+    assert_eq!(ok(&local), exported);
+    let since = events[40]["time"].as_str().unwrap().to_owned();
+    let later = ok(&cli(&["monitor", "export", "churn", "--since", &since]));
+    let later: Vec<Value> = later.lines().map(json_body).collect();
+    assert!(!later.is_empty() && later.len() <= 40, "{}", later.len());
+    assert!(later.iter().all(|e| e["time"].as_str().unwrap() >= since.as_str()));
+    for (args, message) in [
+        (vec!["monitor", "export", "churn", "--since", "yesterday"], "since: `yesterday` is not an RFC 3339 time"),
+        (vec!["monitor", "export", "nope"], "deployment `nope` not found"),
+        (vec!["monitor", "export", "churn", "--format", "csv"], "invalid value 'csv'"),
+    ] {
+        let out = cli(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
+
     // A smaller window holds only the shifted rows; the table and the report name the drift.
     let table =
         ok(&cli(&["monitor", "churn", "--window", "300", "--report", home.path().join("reports").to_str().unwrap()]));
