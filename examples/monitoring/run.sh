@@ -57,6 +57,13 @@ for _ in $(seq 60); do
 done
 "$bin" monitor churn --window 600 --server "$server" --report "$SECONDROW_HOME/reports"
 "$bin" monitor rule list --deployment churn --server "$server"
+retrain_run=$("$bin" monitor rule list --deployment churn --server "$server" | sed -n 's/^\([0-9a-f-]\{36\}\)  rule .*/\1/p' | head -n 1)
+for _ in $(seq 120); do
+  state=$("$bin" runs get "$retrain_run" --json --server "$server" | "$py" -c 'import json,sys; d=json.load(sys.stdin); print((d.get("run") or d)["state"])')
+  case "$state" in SUCCEEDED|FAILED|CANCELED) break ;; esac
+  sleep 1
+done
+echo "retraining run $retrain_run: $state"
 curl -fs "http://127.0.0.1:$serve_port/metrics" | grep '^secondrow_monitor_feature_psi'
 echo "monitoring page (drift and performance over time, triggered runs): $server/deployments/churn/monitoring"
 echo "drift reports: $SECONDROW_HOME/reports"
