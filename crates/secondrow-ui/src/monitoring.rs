@@ -317,7 +317,8 @@ pub fn line_chart(title: &str, labels: &[String], series: &[Series], threshold: 
     const W: f64 = 360.0;
     const H: f64 = 160.0;
     const LEFT: f64 = 44.0;
-    const TOP: f64 = 14.0;
+    /// Room above the plot for the legend.
+    const TOP: f64 = 24.0;
     const BOTTOM: f64 = 34.0;
     let n = labels.len().max(1);
     let top_value = series
@@ -407,11 +408,11 @@ pub fn line_chart(title: &str, labels: &[String], series: &[Series], threshold: 
                 label = esc(line.label),
             );
         }
+        // The legend: one entry per series in a row above the plot, right-aligned, the last one rightmost.
         let _ = write!(
             s,
-            r#"<text x="{}" y="{}" class="legend" fill="{c}" text-anchor="end">{}</text>"#,
-            LEFT + W - 4.0,
-            TOP + 10.0 + 14.0 * i as f64,
+            r#"<text x="{}" y="12" class="legend" fill="{c}" text-anchor="end">{}</text>"#,
+            LEFT + W - 130.0 * (series.len() - 1 - i) as f64,
             esc(line.label)
         );
     }
