@@ -52,6 +52,9 @@ scipy_ms = (time.perf_counter() - started) * 1000
 print(f"largest difference: KS {worst_ks:.2e}, PSI {worst_psi:.2e}")
 print(f"secondrow drift over {ours['rows']} rows x {ours['features']} features: "
       f"best {ours['drift_ms_best']:.1f} ms, median {ours['drift_ms_median']:.1f} ms (goal <= 100 ms)")
+if "timeline_10_ms_best" in ours:
+    print(f"secondrow timeline (10 time spans, the monitoring page's series): "
+          f"best {ours['timeline_10_ms_best']:.1f} ms, median {ours['timeline_10_ms_median']:.1f} ms")
 print(f"scipy/numpy for the same figures: {scipy_ms:.1f} ms")
 
 try:

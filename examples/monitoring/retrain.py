@@ -4,6 +4,7 @@ retraining joins the ground truth posted as feedback (or fetches fresh labelled 
 
 Compile: python examples/monitoring/retrain.py   (writes retrain.yaml beside this file)
 """
+import json
 import os
 
 from kfp import compiler, components, dsl
@@ -16,16 +17,26 @@ def load(name):
     return components.load_component_from_file(os.path.join(COMPONENTS, f"{name}.yaml"))
 
 
-statistics, train_random_forest = load("statistics"), load("train_random_forest")
+statistics, transform, train_random_forest = load("statistics"), load("transform"), load("train_random_forest")
+
+# Served requests have missing values like the training data: the same preparation as the quickstart's.
+TRANSFORMS = json.dumps([
+    {"op": "drop", "columns": ["customer_id"]},
+    {"op": "impute", "strategy": "median", "columns": ["tenure_months", "monthly_charges", "support_calls"]},
+    {"op": "standardize", "columns": ["tenure_months", "monthly_charges", "support_calls"]},
+    {"op": "impute", "strategy": "most_frequent", "columns": ["plan", "region"]},
+    {"op": "one_hot", "columns": ["plan", "region"]},
+])
 
 
 @dsl.pipeline(name="secondrow-monitoring-retrain", description="Refit on the window a monitor rule logged.")
 def retrain(source: str, label: str = "prediction"):
     # Tasks read files given to them as artifacts (the task sandbox): the window comes in by an importer,
-    # from the server's `--import-root`.
+    # from the rule's namespace's own files under the artifact root (no `--import-root` needed).
     window = dsl.importer(artifact_uri=source, artifact_class=dsl.Dataset)
     statistics(data=window.output)
-    train_random_forest(train_data=window.output, label=label, n_estimators=50)
+    fitted = transform(data=window.output, spec=TRANSFORMS, label=label)
+    train_random_forest(train_data=window.output, label=label, transformer=fitted.outputs["transformer"], n_estimators=50)
 
 
 if __name__ == "__main__":

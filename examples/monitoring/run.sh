@@ -19,14 +19,14 @@ echo "== training the quickstart model"
 "$bin" run "$root/examples/quickstart/pipeline.yaml" -p "source=$root/examples/quickstart/data/customers.csv" >/dev/null
 run_id=$("$bin" runs list --json | sed -n 's/^ *"id": "\([^"]*\)".*/\1/p' | head -n 1)
 
-# Logged predictions go to the `monitoring` folder of the engine's work folder; rule runs import from there.
-logs_dir="$SECONDROW_HOME/work"/monitoring
+# Logged predictions go to the `monitoring` folder of the engine's work folder; a firing rule writes the
+# logged window into its namespace's own files under the artifact root, which that namespace's runs import.
 # A root server runs tasks as a dedicated unprivileged user, which must reach this checkout and its Python; the
 # example keeps them as root instead (see README, "task user").
 as_root=()
 [ "$(id -u)" = 0 ] && as_root=(--task-user root)
 "$bin" server --host 127.0.0.1 --port "$api_port" --serve-port "$serve_port" "${as_root[@]}" \
-  --import-root "$logs_dir" >"$SECONDROW_HOME/server.out" 2>"$SECONDROW_HOME/server.log" &
+  >"$SECONDROW_HOME/server.out" 2>"$SECONDROW_HOME/server.log" &
 server_pid=$!
 trap 'kill $server_pid 2>/dev/null || true' EXIT
 for _ in $(seq 100); do curl -fs -o /dev/null "$server/apis/v2beta1/healthz" && break; sleep 0.2; done
@@ -57,5 +57,13 @@ for _ in $(seq 60); do
 done
 "$bin" monitor churn --window 600 --server "$server" --report "$SECONDROW_HOME/reports"
 "$bin" monitor rule list --deployment churn --server "$server"
+retrain_run=$("$bin" monitor rule list --deployment churn --server "$server" | sed -n 's/^\([0-9a-f-]\{36\}\)  rule .*/\1/p' | head -n 1)
+for _ in $(seq 120); do
+  state=$("$bin" runs get "$retrain_run" --json --server "$server" | "$py" -c 'import json,sys; d=json.load(sys.stdin); print((d.get("run") or d)["state"])')
+  case "$state" in SUCCEEDED|FAILED|CANCELED) break ;; esac
+  sleep 1
+done
+echo "retraining run $retrain_run: $state"
 curl -fs "http://127.0.0.1:$serve_port/metrics" | grep '^secondrow_monitor_feature_psi'
+echo "monitoring page (drift and performance over time, triggered runs): $server/deployments/churn/monitoring"
 echo "drift reports: $SECONDROW_HOME/reports"

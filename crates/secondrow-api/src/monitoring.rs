@@ -21,6 +21,7 @@ use secondrow_serve::metrics::escape;
 use secondrow_serve::observer::{InferenceObserver, ObservedInference, ObservedValues};
 use tokio::sync::mpsc;
 
+pub mod export;
 pub mod rules;
 pub mod status;
 
@@ -28,7 +29,7 @@ pub use status::watch;
 
 /// The monitoring routes: the monitor, feedback and rules.
 pub fn routes() -> axum::Router<crate::AppState> {
-    status::routes().merge(rules::routes())
+    status::routes().merge(rules::routes()).merge(export::routes())
 }
 
 /// Requests waiting to be written, all deployments together; more are dropped.

@@ -426,8 +426,17 @@ impl ImportPolicy<'_> {
             }
         }
         if let Ok(rest) = real.strip_prefix(self.artifact_root) {
-            if let Some(std::path::Component::Normal(run)) = rest.components().next() {
-                if let Some(run) = run.to_str() {
+            let mut parts = rest.components();
+            if let Some(std::path::Component::Normal(first)) = parts.next() {
+                if first == NAMESPACE_FILES {
+                    if let Some(std::path::Component::Normal(folder)) = parts.next() {
+                        if let Some(namespace) = folder.to_str().and_then(|f| f.strip_prefix(NAMESPACE_PREFIX)) {
+                            return Ok(Access::IfNamespace(namespace.to_owned()));
+                        }
+                    }
+                    return Err(ImportError::Outside(uri.to_owned()));
+                }
+                if let Some(run) = first.to_str() {
                     return Ok(Access::IfRunInNamespace(run.to_owned()));
                 }
             }
@@ -436,10 +445,26 @@ impl ImportPolicy<'_> {
     }
 }
 
+/// The folder under the artifact root holding files of a namespace that are not a run's (a monitor rule's
+/// logged window): `<root>/_namespaces/ns-<namespace>/…` may be imported by that namespace's runs only.
+pub const NAMESPACE_FILES: &str = "_namespaces";
+/// The prefix of a namespace's folder in [`NAMESPACE_FILES`] (the default namespace, `""`, is `ns-`).
+pub const NAMESPACE_PREFIX: &str = "ns-";
+
+/// The folder of `namespace`'s own files under `artifact_root` ([`NAMESPACE_FILES`]); `None` for a name
+/// that is not a plain folder name.
+pub fn namespace_files(artifact_root: &Path, namespace: &str) -> Option<PathBuf> {
+    let plain = namespace.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !namespace.starts_with('.');
+    plain.then(|| artifact_root.join(NAMESPACE_FILES).join(format!("{NAMESPACE_PREFIX}{namespace}")))
+}
+
 /// The verdict of [`ImportPolicy::authorize`].
 #[derive(Debug, PartialEq, Eq)]
 pub enum Access {
     Allowed,
+    /// Allowed when the importing run is in this namespace (its folder of [`NAMESPACE_FILES`]).
+    IfNamespace(String),
     /// Allowed when this run (the first folder under the artifact root) is in the importing namespace.
     IfRunInNamespace(String),
 }
@@ -517,6 +542,19 @@ mod tests {
             policy.authorize(&roots.path().join("data.csv").to_string_lossy()).map_err(drop),
             Ok(Access::Allowed)
         );
+        // A namespace's own files: that namespace only; anything else in their folder is refused.
+        let files = namespace_files(&art, "team-a").unwrap();
+        std::fs::create_dir_all(&files).unwrap();
+        assert_eq!(
+            policy.authorize(&files.join("w.csv").to_string_lossy()).map_err(drop),
+            Ok(Access::IfNamespace("team-a".into()))
+        );
+        let default = namespace_files(&art, "").unwrap().join("w.csv");
+        assert_eq!(policy.authorize(&default.to_string_lossy()).map_err(drop), Ok(Access::IfNamespace("".into())));
+        assert!(matches!(policy.authorize(&uri("_namespaces/other/w.csv")), Err(ImportError::Outside(_))));
+        assert!(matches!(policy.authorize(&uri("_namespaces")), Err(ImportError::Outside(_))));
+        assert_eq!(namespace_files(&art, "../x"), None);
+        assert_eq!(namespace_files(&art, ".."), None);
         assert!(matches!(policy.authorize("gs://bucket/x"), Err(ImportError::Remote(_))));
         let open = SandboxConfig { remote_imports: true, ..config.clone() };
         assert_eq!(

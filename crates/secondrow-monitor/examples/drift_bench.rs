@@ -1,12 +1,15 @@
 //! Times drift over a window: `drift_bench REFERENCE.csv CURRENT.csv [BINS] [REPEATS]` (CSV files with a
 //! header; a column whose every cell parses as a number is numeric, any other is categorical). Prints one
-//! JSON object: the best and median time of `drift::drift` over the whole current table, and each
-//! feature's figures (for comparison with scipy and Evidently in bench/monitoring).
+//! JSON object: the best and median time of `drift::drift` over the whole current table, of the same
+//! window's timeline in 10 time spans (`timeline::timeline`, what the UI's monitoring page asks for), and
+//! each feature's figures (for comparison with scipy and Evidently in bench/monitoring).
 
 use std::time::Instant;
 
 use secondrow_monitor::drift::{self, Reference};
-use secondrow_monitor::log::{Column, Values};
+use secondrow_monitor::log::{Column, Values, Window};
+use secondrow_monitor::performance::Labels;
+use secondrow_monitor::timeline;
 
 fn read_csv(path: &str) -> Vec<Column> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
@@ -55,6 +58,22 @@ fn main() {
         times.push(started.elapsed().as_secs_f64() * 1000.0);
     }
     times.sort_by(f64::total_cmp);
+    // The same rows as a logged window, one per millisecond, split into 10 spans.
+    let window = Window {
+        request_ids: (0..rows).map(|i| format!("r{i}")).collect(),
+        time_ms: (0..rows as i64).collect(),
+        rows: vec![0; rows],
+        features: current.clone(),
+        prediction: None,
+    };
+    let mut spans = Vec::new();
+    for _ in 0..repeats.max(1) {
+        let started = Instant::now();
+        let series = timeline::timeline(Some(&reference), &window, &Labels::new(), 10, bins);
+        spans.push(started.elapsed().as_secs_f64() * 1000.0);
+        assert_eq!(series.iter().map(|b| b.rows).sum::<usize>(), rows);
+    }
+    spans.sort_by(f64::total_cmp);
     let doc = serde_json::json!({
         "rows": rows,
         "features": report.len(),
@@ -62,6 +81,8 @@ fn main() {
         "reference_ms": reference_ms,
         "drift_ms_best": times[0],
         "drift_ms_median": times[times.len() / 2],
+        "timeline_10_ms_best": spans[0],
+        "timeline_10_ms_median": spans[spans.len() / 2],
         "drift": report,
     });
     println!("{doc}");

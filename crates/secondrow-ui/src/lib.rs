@@ -27,6 +27,7 @@ pub mod graph;
 mod jobs;
 pub mod layout;
 mod models;
+mod monitoring;
 mod notebooks;
 mod pages;
 mod recurring;
@@ -99,6 +100,7 @@ pub fn router(app: AppState) -> Router {
         .route("/deployments", get(deployments::list))
         .route("/deployments/{name}/rows", get(deployments::rows))
         .route("/deployments/{name}/traffic", post(deployments::traffic))
+        .route("/deployments/{name}/monitoring", get(monitoring::page))
         .route("/tuning", get(tuning::list))
         .route("/tuning/{ns}/{name}", get(tuning::page))
         .route("/jobs", get(jobs::jobs))

@@ -13,6 +13,7 @@ use secondrow_api::monitoring::status::{self, DEFAULT_WINDOW, MAX_WINDOW};
 use secondrow_api::monitoring::PredictionLog;
 use secondrow_monitor::drift::{FeatureDrift, DEFAULT_BINS};
 use secondrow_monitor::report::{self, ReportInput};
+use secondrow_monitor::timeline::MAX_BUCKETS;
 
 use super::client::Client;
 use super::error::{Failure, Result};
@@ -32,6 +33,10 @@ pub struct MonitorArgs {
     /// Bins of the PSI over numbers.
     #[arg(long, default_value_t = DEFAULT_BINS)]
     bins: usize,
+    /// Also split the window into this many equal time spans and give each one's figures (`timeline`
+    /// in the JSON: drift and performance over time).
+    #[arg(long)]
+    buckets: Option<usize>,
     /// PSI above this is reported as drift.
     #[arg(long, default_value_t = 0.2)]
     psi_threshold: f64,
@@ -48,6 +53,17 @@ enum MonitorCommand {
     /// Monitor rules: a condition on a deployment's figures that starts a pipeline run (needs --server).
     #[command(subcommand)]
     Rule(RuleCommand),
+    /// Print the prediction log as CloudEvents, one JSON object a line, in KServe's inference logger layout
+    /// (a request and a response event per logged request, `id` = the request id).
+    Export {
+        deployment: String,
+        /// The only format: structured CloudEvents (JSON).
+        #[arg(long, default_value = "cloudevents", value_parser = ["cloudevents"])]
+        format: String,
+        /// Only requests logged at or after this RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -191,8 +207,12 @@ async fn run_rule(remote: Option<(&str, Option<String>)>, command: RuleCommand) 
 }
 
 pub async fn run(settings: &Settings, remote: Option<(&str, Option<String>)>, args: MonitorArgs) -> Result<ExitCode> {
-    if let Some(MonitorCommand::Rule(command)) = args.command {
-        return run_rule(remote, command).await;
+    match args.command {
+        Some(MonitorCommand::Rule(command)) => return run_rule(remote, command).await,
+        Some(MonitorCommand::Export { deployment, format, since }) => {
+            return export(settings, remote, &deployment, &format, since.as_deref()).await
+        }
+        None => {}
     }
     let deployment = args.deployment.clone().ok_or_else(|| Failure::usage("give a deployment"))?;
     if args.window == 0 || args.window > MAX_WINDOW {
@@ -201,23 +221,24 @@ pub async fn run(settings: &Settings, remote: Option<(&str, Option<String>)>, ar
     if !(2..=1000).contains(&args.bins) {
         return Err(Failure::usage(format!("--bins must be between 2 and 1000, got {}", args.bins)));
     }
+    if let Some(b) = args.buckets.filter(|b| !(1..=MAX_BUCKETS).contains(b)) {
+        return Err(Failure::usage(format!("--buckets must be between 1 and {MAX_BUCKETS}, got {b}")));
+    }
     let doc = match remote {
         Some((server, token)) => {
             let client = Client::new(server, token)?;
-            client
-                .get_json_query(
-                    &format!("/deployments/{deployment}/monitor"),
-                    &[("window", args.window.to_string()), ("bins", args.bins.to_string())],
-                )
-                .await
-                .map_err(Failure::from)?
+            let mut query = vec![("window", args.window.to_string()), ("bins", args.bins.to_string())];
+            if let Some(b) = args.buckets {
+                query.push(("buckets", b.to_string()));
+            }
+            client.get_json_query(&format!("/deployments/{deployment}/monitor"), &query).await.map_err(Failure::from)?
         }
         None => {
             let home = Home::resolve(settings)?;
             let store = home.store().await?;
             let d = store.get_deployment(&deployment).await?;
             let (log, _queue) = PredictionLog::new(home.root.join("work").join("monitoring"), 1);
-            let versions = status::status_of(&store, &log, &d, args.window, args.bins).await?;
+            let versions = status::status_of(&store, &log, &d, args.window, args.bins, args.buckets).await?;
             json!({"deployment": d.name, "log_sample": d.log_sample, "window": args.window, "versions": versions})
         }
     };
@@ -228,6 +249,50 @@ pub async fn run(settings: &Settings, remote: Option<(&str, Option<String>)>, ar
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
         print_table(&doc, args.psi_threshold);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn export(
+    settings: &Settings,
+    remote: Option<(&str, Option<String>)>,
+    deployment: &str,
+    format: &str,
+    since: Option<&str>,
+) -> Result<ExitCode> {
+    let events = match remote {
+        Some((server, token)) => {
+            let client = Client::new(server, token)?;
+            let mut query = vec![("format", format.to_owned())];
+            if let Some(t) = since {
+                query.push(("since", t.to_owned()));
+            }
+            let doc = client
+                .get_json_query(&format!("/deployments/{deployment}/monitor/events"), &query)
+                .await
+                .map_err(Failure::from)?;
+            doc["events"].as_array().cloned().unwrap_or_default()
+        }
+        None => {
+            let since = match since {
+                Some(t) => Some(
+                    chrono::DateTime::parse_from_rfc3339(t)
+                        .map_err(|e| Failure::usage(format!("--since: `{t}` is not an RFC 3339 time: {e}")))?
+                        .timestamp_millis(),
+                ),
+                None => None,
+            };
+            let home = Home::resolve(settings)?;
+            let store = home.store().await?;
+            let d = store.get_deployment(deployment).await?;
+            let (log, _queue) = PredictionLog::new(home.root.join("work").join("monitoring"), 1);
+            secondrow_api::monitoring::export::events_of(&log, &d, since).await?
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    for e in events {
+        use std::io::Write as _;
+        writeln!(out, "{e}")?;
     }
     Ok(ExitCode::SUCCESS)
 }

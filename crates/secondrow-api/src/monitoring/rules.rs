@@ -1,8 +1,10 @@
 //! Monitor rules over REST (`/deployments/NAME/monitor/rules`, `/monitor/rules/ID`) and their
 //! evaluation: [`evaluate`] runs after each monitoring snapshot; a rule whose condition holds for a
 //! version claims its firing in the store (once per cool-down), writes the version's logged window as a
-//! CSV file and starts a run of its pipeline version with the file's path in `window_parameter`; the run
-//! is recorded with the rule and the deployment version.
+//! CSV file into the rule's namespace's own files under the artifact root (`_namespaces/ns-NAMESPACE/
+//! monitor-windows/DEPLOYMENT/`, importable by that namespace's runs only) and starts a run of its
+//! pipeline version with the file's path in `window_parameter`; the run is recorded with the rule and
+//! the deployment version.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -206,7 +208,11 @@ async fn fire(state: &AppState, log: &PredictionLog, rule: &MonitorRule, version
         return Ok(());
     }
     let dir = log.dir(&rule.deployment, version);
-    let file = log.root().join(&rule.deployment).join("windows").join(format!("{}-{now}.csv", rule.id));
+    // The window goes into the rule's namespace's own files under the artifact root, which that namespace's
+    // runs (and no other's) may import: no import root has to open the prediction log to every namespace.
+    let own = secondrow_engine::sandbox::namespace_files(state.engine.artifacts().root(), &rule.namespace)
+        .ok_or_else(|| ApiError::Internal(format!("namespace `{}` is not a plain folder name", rule.namespace)))?;
+    let file = own.join("monitor-windows").join(&rule.deployment).join(format!("{}-{now}.csv", rule.id));
     let written = file.clone();
     let rows = tokio::task::spawn_blocking(move || write_window_csv(&dir, &written))
         .await

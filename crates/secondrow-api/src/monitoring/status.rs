@@ -21,6 +21,7 @@ use serde_json::{json, Value};
 use secondrow_monitor::drift::{self, FeatureDrift, Reference};
 use secondrow_monitor::log::{self as plog, Column, Values};
 use secondrow_monitor::performance::{self, Labels, Performance};
+use secondrow_monitor::timeline::{self, Bucket};
 use secondrow_store::deployments::DeploymentRecord;
 use secondrow_store::Store;
 
@@ -64,6 +65,9 @@ pub struct VersionStatus {
     pub features: Vec<FeatureDrift>,
     pub schema_violation_rate: Option<f64>,
     pub performance: Option<Performance>,
+    /// The same figures per time span of the window, when asked for (`?buckets=N`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<Vec<Bucket>>,
 }
 
 #[derive(Deserialize)]
@@ -73,6 +77,8 @@ struct MonitorParams {
     window: Option<usize>,
     #[serde(default)]
     bins: Option<usize>,
+    #[serde(default)]
+    buckets: Option<usize>,
 }
 
 fn log_of(s: &AppState) -> ApiResult<&Arc<PredictionLog>> {
@@ -87,7 +93,8 @@ async fn reachable(s: &AppState, caller: &Caller, name: &str) -> ApiResult<Deplo
     Ok(d)
 }
 
-/// `GET /deployments/NAME/monitor?window=N&bins=B`.
+/// `GET /deployments/NAME/monitor?window=N&bins=B[&buckets=T]`: with `buckets`, each version also has a
+/// `timeline`, the figures of T equal time spans of its window.
 async fn monitor(
     State(s): State<AppState>,
     caller: Caller,
@@ -102,9 +109,12 @@ async fn monitor(
     if !(2..=1000).contains(&bins) {
         return Err(ApiError::invalid(format!("bins: must be between 2 and 1000, got {bins}")));
     }
+    if let Some(b) = q.buckets.filter(|b| !(1..=timeline::MAX_BUCKETS).contains(b)) {
+        return Err(ApiError::invalid(format!("buckets: must be between 1 and {}, got {b}", timeline::MAX_BUCKETS)));
+    }
     let d = reachable(&s, &caller, &name).await?;
     let log = log_of(&s)?;
-    let versions = status_of(s.store(), log, &d, window, bins).await?;
+    let versions = status_of(s.store(), log, &d, window, bins, q.buckets).await?;
     Ok(Json(json!({
         "deployment": d.name,
         "log_sample": d.log_sample,
@@ -113,15 +123,16 @@ async fn monitor(
     })))
 }
 
-/// Monitoring figures of every version of `d` with logged rows.
+/// Monitoring figures of every version of `d` with logged rows (with `buckets`: per time span too).
 pub async fn status_of(
     store: &Store,
     log: &PredictionLog,
     d: &DeploymentRecord,
     window: usize,
     bins: usize,
+    buckets: Option<usize>,
 ) -> ApiResult<Vec<VersionStatus>> {
-    let labels = read_labels(&log.root().join(&d.name)).await?;
+    let labels = Arc::new(read_labels(&log.root().join(&d.name)).await?);
     let mut out = Vec::new();
     for v in &d.versions {
         let dir = log.dir(&d.name, &v.version);
@@ -148,6 +159,19 @@ pub async fn status_of(
             }
             None => (Vec::new(), None),
         };
+        let timeline = match buckets {
+            Some(n) => {
+                let (reference, read, labels) =
+                    (reference.as_ref().map(|r| r.reference.clone()), read.clone(), labels.clone());
+                let series = tokio::task::spawn_blocking(move || {
+                    timeline::timeline(reference.as_deref(), &read, &labels, n, bins)
+                })
+                .await
+                .map_err(|e| ApiError::Internal(format!("computing the timeline: {e}")))?;
+                Some(series)
+            }
+            None => None,
+        };
         out.push(VersionStatus {
             version: v.version.clone(),
             rows: read.len(),
@@ -157,6 +181,7 @@ pub async fn status_of(
             features,
             schema_violation_rate,
             performance: performance::performance(&read, &labels),
+            timeline,
         });
     }
     Ok(out)
@@ -365,7 +390,7 @@ pub async fn watch(state: AppState) {
         };
         let mut snapshot = Vec::new();
         for d in records.iter().filter(|d| d.log_sample.is_some() || log.has_logged(&d.name)) {
-            match status_of(state.store(), &log, d, DEFAULT_WINDOW, drift::DEFAULT_BINS).await {
+            match status_of(state.store(), &log, d, DEFAULT_WINDOW, drift::DEFAULT_BINS, None).await {
                 Ok(versions) => {
                     super::rules::evaluate(&state, &log, &d.name, &versions).await;
                     snapshot.push((d.name.clone(), versions));

@@ -797,6 +797,8 @@ async fn authorize_uri(inner: &Inner, namespace: &str, uri: &str) -> std::result
     let policy = ImportPolicy { config: &inner.config.sandbox, artifact_root: inner.artifacts.root() };
     match policy.authorize(uri) {
         Ok(Access::Allowed) => Ok(()),
+        Ok(Access::IfNamespace(owner)) if owner == namespace => Ok(()),
+        Ok(Access::IfNamespace(_)) => Err(ImportError::Outside(uri.to_owned()).to_string()),
         Ok(Access::IfRunInNamespace(run)) => match inner.store.get_run(&run).await {
             Ok(r) if r.namespace == namespace => Ok(()),
             _ => Err(ImportError::Outside(uri.to_owned()).to_string()),

@@ -67,9 +67,8 @@ fn logged_traffic_drifts_gets_feedback_and_bad_input_is_refused() {
     assert_eq!(code, 0, "pipeline run: {}", run.0);
     let run_id = run.id();
 
-    // The rules' window files may be imported by runs (the admin's choice of import root).
-    let monitoring = home.path().join("home").join("work").join("monitoring");
-    let server = Server::start(&home, &["--import-root", monitoring.to_str().unwrap()]);
+    // No import root: a rule's window lands in its namespace's own files, which its runs may import.
+    let server = Server::start(&home, &[]);
     let cli = |args: &[&str]| home.cmd().args(args).args(["--server", &server.url]).output().unwrap();
 
     // Deployed with every request logged.
@@ -183,6 +182,46 @@ fn logged_traffic_drifts_gets_feedback_and_bad_input_is_refused() {
     let accuracy = version["performance"]["value"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&accuracy), "{doc}");
 
+    // The log as CloudEvents in KServe's logger layout: a request and a response event per logged request.
+    let exported = ok(&cli(&["monitor", "export", "churn", "--format", "cloudevents"]));
+    let events: Vec<Value> = exported.lines().map(json_body).collect();
+    assert_eq!(events.len(), 80, "{exported}");
+    let first = &events[0];
+    assert_eq!(
+        (first["type"].as_str(), first["id"].as_str()),
+        (Some("org.kubeflow.serving.inference.request"), Some("normal-0"))
+    );
+    assert_eq!(events[1]["type"], "org.kubeflow.serving.inference.response");
+    assert_eq!((events[1]["id"].as_str(), first["specversion"].as_str()), (Some("normal-0"), Some("1.0")));
+    assert_eq!(first["source"], "/deployments/churn/versions/1");
+    assert_eq!(first["data"]["inputs"][0]["name"], "x1");
+    assert_eq!(first["data"]["inputs"][0]["data"].as_array().unwrap().len(), 10);
+    assert_eq!(first["data"]["inputs"][0]["data"][0].as_f64(), Some(normal[0].0[0]));
+    let rows: u64 = events
+        .iter()
+        .filter(|e| e["type"] == "org.kubeflow.serving.inference.response")
+        .map(|e| e["data"]["outputs"][0]["shape"][0].as_u64().unwrap())
+        .sum();
+    assert_eq!(rows, 400);
+    // The same without --server; `--since` keeps the later requests; bad input exits 2.
+    let local = home.cmd().args(["monitor", "export", "churn"]).output().unwrap();
+    assert_eq!(ok(&local), exported);
+    let since = events[40]["time"].as_str().unwrap().to_owned();
+    let later = ok(&cli(&["monitor", "export", "churn", "--since", &since]));
+    let later: Vec<Value> = later.lines().map(json_body).collect();
+    assert!(!later.is_empty() && later.len() <= 40, "{}", later.len());
+    assert!(later.iter().all(|e| e["time"].as_str().unwrap() >= since.as_str()));
+    for (args, message) in [
+        (vec!["monitor", "export", "churn", "--since", "yesterday"], "since: `yesterday` is not an RFC 3339 time"),
+        (vec!["monitor", "export", "nope"], "deployment `nope` not found"),
+        (vec!["monitor", "export", "churn", "--format", "csv"], "invalid value 'csv'"),
+    ] {
+        let out = cli(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
+
     // A smaller window holds only the shifted rows; the table and the report name the drift.
     let table =
         ok(&cli(&["monitor", "churn", "--window", "300", "--report", home.path().join("reports").to_str().unwrap()]));
@@ -255,6 +294,13 @@ fn logged_traffic_drifts_gets_feedback_and_bad_input_is_refused() {
     let link = &started["runs"][0];
     assert_eq!((link["rule_id"].as_str(), link["version"].as_str()), (Some(rule_id.as_str()), Some("1")), "{link}");
     let window_file = link["window_uri"].as_str().unwrap().to_owned();
+    let own = home.path().join("home").join("artifacts").join("_namespaces").join("ns-");
+    assert!(
+        std::fs::canonicalize(&window_file)
+            .unwrap()
+            .starts_with(std::fs::canonicalize(own).unwrap().join("monitor-windows").join("churn")),
+        "the window is in the namespace's own files: {window_file}"
+    );
     let window_text = std::fs::read_to_string(&window_file).unwrap();
     assert_eq!(window_text.lines().next(), Some("x1,x2,x3,prediction"));
     assert_eq!(window_text.lines().count(), 401, "a header and the 400 logged rows");
@@ -266,6 +312,62 @@ fn logged_traffic_drifts_gets_feedback_and_bad_input_is_refused() {
     });
     assert_eq!(finished["state"], "SUCCEEDED", "{finished}");
     assert_eq!(finished["runtime_config"]["parameters"]["source"], window_file.as_str(), "{finished}");
+
+    // The monitoring page: per feature, the drift series of `secondrow monitor --json --buckets 4`; the
+    // rule and the run it started, linked.
+    let doc = json_body(&ok(&cli(&["monitor", "churn", "--window", "1000", "--buckets", "4", "--json"])));
+    let timeline = doc["versions"][0]["timeline"].as_array().unwrap_or_else(|| panic!("no timeline: {doc}")).clone();
+    assert_eq!(timeline.len(), 4, "{doc}");
+    // Without --server, `secondrow monitor` reads the home's store and prediction log itself: the same figures.
+    let local = home.cmd().args(["monitor", "churn", "--window", "1000", "--buckets", "4", "--json"]).output().unwrap();
+    assert_eq!(json_body(&ok(&local)), doc, "the local reading differs from the server's");
+    let local = home.cmd().args(["monitor", "churn", "--buckets", "0"]).output().unwrap();
+    assert_eq!(local.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&local.stderr).contains("--buckets must be between 1 and 100"));
+    assert_eq!(timeline.iter().map(|b| b["rows"].as_u64().unwrap()).sum::<u64>(), 400, "{doc}");
+    let (status, _, page) =
+        http(&api_addr(&server), "GET", "/deployments/churn/monitoring?buckets=4&window=1000", &[], None);
+    assert_eq!(status, 200, "{page}");
+    for feature in ["x1", "x2", "x3"] {
+        let figure = page
+            .split(&format!("<figure class=\"drift-chart\" data-feature=\"{feature}\">"))
+            .nth(1)
+            .and_then(|rest| rest.split("</figure>").next())
+            .unwrap_or_else(|| panic!("no chart of {feature}: {page}"));
+        assert!(figure.contains("class=\"threshold\" data-value=\"0.2\""), "{figure}");
+        for key in ["psi", "ks"] {
+            let shown = points(figure, key);
+            let expected: Vec<(usize, f64)> = timeline
+                .iter()
+                .enumerate()
+                .filter_map(|(k, b)| {
+                    let f = b["features"].as_array()?.iter().find(|f| f["feature"] == feature)?;
+                    Some((k, f[key].as_f64()?))
+                })
+                .collect();
+            assert!(!expected.is_empty(), "{doc}");
+            assert_eq!(shown, expected, "{feature} {key}: {figure}");
+        }
+    }
+    assert!(page.contains("<tr data-feature=\"x1\">") && page.contains("DRIFT"), "{page}");
+    // The rule's condition, escaped (askama writes `<` and `>` as character references).
+    assert!(page.contains("psi(x1) &#62; 0.2 or accuracy &#60; 0.1"), "{page}");
+    assert!(page.contains(&format!("<a href=\"/runs/{run_id}\">{run_id}</a>")), "{page}");
+    assert!(page.contains("<td class=\"state\">SUCCEEDED</td>"), "{page}");
+    if std::env::var_os("SECONDROW_SKIP_BROWSER").is_none() {
+        // The same page in chromium: three charts, the rule's run link followed to its run page.
+        let seen = crate::ui::browser_script(
+            &home,
+            &server,
+            "ui_monitoring.py",
+            &["churn".into(), "3".into(), run_id.clone().into()],
+        );
+        assert_eq!((seen["charts"].as_u64(), seen["run_page"].as_str()), (Some(3), Some(run_id.as_str())), "{seen}");
+        assert_eq!(seen["run_state"], "SUCCEEDED", "{seen}");
+        assert!(seen["drift_flags"].as_u64().unwrap() >= 1, "{seen}");
+    } else {
+        eprintln!("SECONDROW_SKIP_BROWSER is set: the monitoring page's browser check skipped");
+    }
     ok(&rule_cli(&["delete", &rule_id]));
     assert!(rules(&server)["rules"].as_array().unwrap().is_empty());
 
@@ -275,6 +377,19 @@ fn logged_traffic_drifts_gets_feedback_and_bad_input_is_refused() {
     send(Some("after"), &[[0.0, 0.0, 0.0]]);
     let (_, _, text) = http(&server.models, "GET", "/metrics", &[], None);
     assert_eq!(series(&text, "secondrow_monitor_logged_requests_total{model=\"churn\"}"), Some(40.0), "{text}");
+}
+
+/// The points of series `key` in a chart's SVG: (time span, exact value).
+fn points(svg: &str, key: &str) -> Vec<(usize, f64)> {
+    let marker = format!("<circle class=\"point\" data-series=\"{key}\" data-bucket=\"");
+    svg.split(&marker)
+        .skip(1)
+        .map(|rest| {
+            let (bucket, rest) = rest.split_once('"').unwrap();
+            let value = rest.split("data-value=\"").nth(1).and_then(|v| v.split('"').next()).unwrap();
+            (bucket.parse().unwrap(), value.parse().unwrap())
+        })
+        .collect()
 }
 
 /// Uploads a pipeline that imports a CSV (`source`) and describes it; returns its version id.

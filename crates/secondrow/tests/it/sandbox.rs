@@ -265,6 +265,27 @@ fn sandbox_imports_and_reported_outputs_stay_in_the_namespace() {
     assert!(error.contains("output artifact `data`") && error.contains("outside this namespace"), "{error}");
 }
 
+/// A namespace's own files under the artifact root (`_namespaces/ns-NAME/`, where monitor rules write their
+/// logged windows) import into that namespace's runs only.
+#[test]
+fn sandbox_a_namespaces_own_files_import_into_its_runs_only() {
+    let h = Home::new();
+    let (token_a, token_b) = (token(&h, "team-a"), token(&h, "team-b"));
+    let srv = Srv::start(&h, &[]);
+    let dir = home_dir(&h).join("artifacts").join("_namespaces").join("ns-team-b").join("monitor-windows");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("window.csv");
+    std::fs::write(&file, "team-b-window").unwrap();
+    let src = json!({"src": file.display().to_string()});
+    let (run, state) = submit(&h, &srv, &token_a, "team-a", &fixture("import.yaml"), src.clone());
+    assert_eq!(state, "FAILED");
+    let error = run_doc(&h, &run).task("importer")["error"].as_str().unwrap_or_default().to_owned();
+    assert!(error.contains("outside this namespace"), "{error}");
+    let (run, state) = submit(&h, &srv, &token_b, "team-b", &fixture("import.yaml"), src);
+    assert_eq!(state, "SUCCEEDED");
+    assert_eq!(run_doc(&h, &run).task_output("read", "content").as_str().unwrap().trim(), "team-b-window");
+}
+
 #[test]
 fn sandbox_the_cache_is_per_namespace() {
     let h = Home::new();
