@@ -437,6 +437,19 @@ pub async fn run_inherited(argv: &[String], env_remove: &[&str]) -> std::io::Res
     Ok(status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(1))
 }
 
+/// Gives SIGPIPE back its default action, so that when whoever reads this process's output stops early
+/// (`secondrow runs list | head`) the process ends quietly, as other Unix tools do, instead of panicking in
+/// `println!` on the closed pipe (Rust ignores SIGPIPE by default). Only for commands that just print:
+/// a process with children or connections (server, run) must keep ignoring it, or a child that exits
+/// before reading its stdin would kill it.
+pub fn end_quietly_on_closed_stdout() {
+    use nix::sys::signal::{signal, SigHandler};
+    // SAFETY: SIG_DFL is not a Rust handler; this runs before any other thread is started.
+    unsafe {
+        let _ = signal(Signal::SIGPIPE, SigHandler::SigDfl);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -246,6 +246,9 @@ fn parse_param(s: &str) -> Result<(String, String), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.command.only_prints() {
+        secondrow_engine::process::end_quietly_on_closed_stdout();
+    }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SECONDROW_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
@@ -263,6 +266,20 @@ fn main() -> ExitCode {
             eprintln!("error: {}", term::SafeText(&e.to_string()));
             e.exit_code()
         }
+    }
+}
+
+impl Command {
+    /// Commands that read and print, and start no child process or connection of their own that a closed
+    /// pipe could end (see `end_quietly_on_closed_stdout`).
+    fn only_prints(&self) -> bool {
+        matches!(
+            self,
+            Command::Runs(RunsCommand::List { .. } | RunsCommand::Get { .. })
+                | Command::Logs { .. }
+                | Command::Artifacts { .. }
+                | Command::Validate { .. }
+        )
     }
 }
 

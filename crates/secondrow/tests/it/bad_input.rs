@@ -97,3 +97,23 @@ fn component_errors_exit_by_kind() {
     let (status, stderr) = code(&train(&csv, &model, &[]));
     assert_eq!(status, Some(0), "{stderr}");
 }
+
+/// A reader that stops early (`secondrow runs list | head`) ends the command quietly, as for other Unix
+/// tools: no panic on the closed pipe. Here stdout is a pipe whose reading end is closed before the command
+/// writes anything.
+#[test]
+fn printing_to_a_closed_pipe_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt as _;
+    let h = Home::new();
+    let yaml = h.compile_sample("params_types");
+    let out = h.cmd().arg("run").arg(&yaml).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for args in [&["runs", "list"][..], &["runs", "list", "--json"], &["validate", yaml.to_str().unwrap()]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = h.cmd().args(args).stdout(writer).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(out.status.success() || out.status.signal() == Some(13), "{args:?}: {:?} {stderr}", out.status);
+    }
+}
