@@ -152,15 +152,21 @@ fn s3_pipeline_artifacts_live_in_the_bucket_with_s3_uris_and_cache() {
     assert_eq!(std::fs::read_to_string(dest.join("make-folder/folder/sub/b.txt")).unwrap(), "beta");
 }
 
-/// `secondrow server` with the S3 root, its API URL read from its first line.
-struct S3Server {
+/// `secondrow server` with the S3 root, its API URL read from its first line; killed on drop.
+pub(crate) struct S3Server {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl S3Server {
     fn start(h: &Home, moto: &Moto, root: &str) -> S3Server {
+        S3Server::start_with(h, moto, root, &[])
+    }
+
+    /// With these variables added to the server's environment.
+    pub(crate) fn start_with(h: &Home, moto: &Moto, root: &str, env: &[(&str, &str)]) -> S3Server {
         let mut child = s3_cmd(h, moto, root)
+            .envs(env.iter().copied())
             .args(["server", "--host", "127.0.0.1", "--port", "0", "--serve-port", "0"])
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(h.path().join("server.log")).unwrap())

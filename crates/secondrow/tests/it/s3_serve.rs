@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 
 use serde_json::{json, Value};
 
-use crate::s3::{Moto, AWS_ENV};
+use crate::s3::{Moto, S3Server, AWS_ENV};
 use crate::support::*;
 
 const MODEL_URI: &str = "s3://models/churn/v1/model.json";
@@ -205,18 +205,8 @@ fn s3_server_deployments_serve_run_outputs_and_registry_versions_from_the_bucket
     let team_token = serde_json::from_slice::<Value>(&out.stdout).unwrap()["token"].as_str().unwrap().to_owned();
     let admin_token = "admin-token-of-this-test-0123456789";
 
-    let mut server = cmd(&h, &moto)
-        .env("SECONDROW_ARTIFACT_ROOT", "s3://artifacts/team")
-        .env("SECONDROW_AUTH_TOKEN", admin_token)
-        .args(["server", "--host", "127.0.0.1", "--port", "0", "--serve-port", "0"])
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(h.path().join("server.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let url = line.split_whitespace().find(|w| w.starts_with("http://")).map(str::to_owned);
-    let url = url.unwrap_or_else(|| panic!("no URL: {line:?}"));
+    let server = S3Server::start_with(&h, &moto, "s3://artifacts/team", &[("SECONDROW_AUTH_TOKEN", admin_token)]);
+    let url = server.url.clone();
     let as_token = |token: &str, args: &[&str]| {
         cmd(&h, &moto).args(args).args(["--server", &url]).env("SECONDROW_TOKEN", token).output().unwrap()
     };
@@ -295,6 +285,5 @@ fn s3_server_deployments_serve_run_outputs_and_registry_versions_from_the_bucket
     let (status, got, answer) = labels_as(&models, "mine", &ROWS, Some(&team_token));
     assert_eq!(status, 200, "{answer}");
     assert_eq!(got, ["0", "0", "1", "1"], "{answer}");
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
 }
