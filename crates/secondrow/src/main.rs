@@ -620,9 +620,36 @@ fn print_artifacts(artifacts: &[ArtifactRecord], tasks: &[TaskRecord]) {
             term::Safe(&a.uri)
         );
         if a.metadata.as_object().is_some_and(|m| !m.is_empty()) {
-            println!("{:<80}  {}", "", term::Safe(&a.metadata.to_string()));
+            println!("{:<80}  {}", "", term::Safe(&metadata_summary(&a.metadata)));
         }
     }
+}
+
+/// The longest metadata shown whole in the artifacts table; longer metadata (a confusion matrix, an ROC
+/// curve) is shown as its keys, the short values whole and the rest counted (`--json` or `--download`
+/// give everything).
+const METADATA_SHOWN: usize = 200;
+
+fn metadata_summary(metadata: &serde_json::Value) -> String {
+    use serde_json::Value;
+    let whole = metadata.to_string();
+    let Some(map) = metadata.as_object().filter(|_| whole.chars().count() > METADATA_SHOWN) else {
+        return whole;
+    };
+    let parts: Vec<String> = map
+        .iter()
+        .map(|(k, v)| {
+            let text = v.to_string();
+            let shown = match v {
+                _ if text.chars().count() <= 40 => text,
+                Value::Array(items) => format!("[{} items]", items.len()),
+                Value::Object(fields) => format!("{{{} keys}}", fields.len()),
+                _ => format!("{}…", text.chars().take(40).collect::<String>()),
+            };
+            format!("{k}: {shown}")
+        })
+        .collect();
+    format!("{} (whole: --json or --download)", parts.join(", "))
 }
 
 /// `NAME.metadata.json` beside a downloaded artifact.
@@ -674,5 +701,30 @@ fn fmt_duration(start: Option<i64>, end: Option<i64>) -> String {
         (Some(s), Some(e)) => format!("{:.2}s", (e - s) as f64 / 1000.0),
         (Some(_), None) => "running".into(),
         _ => "-".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_metadata_is_summarised_and_short_metadata_kept_whole() {
+        let short = serde_json::json!({"accuracy": 0.78, "f1": 0.81});
+        assert_eq!(metadata_summary(&short), short.to_string());
+        let points: Vec<_> = (0..100).map(|i| serde_json::json!({"threshold": i, "recall": 0.5})).collect();
+        let long = serde_json::json!({
+            "confidenceMetrics": points,
+            "confusionMatrix": {"annotationSpecs": [{"displayName": "0"}, {"displayName": "1"}], "rows": [[47, 20], [12, 71]]},
+            "name": "x".repeat(60),
+            "total": 15,
+        });
+        assert_eq!(
+            metadata_summary(&long),
+            format!(
+                "confidenceMetrics: [100 items], confusionMatrix: {{2 keys}}, name: \"{}…, total: 15 (whole: --json or --download)",
+                "x".repeat(39)
+            )
+        );
     }
 }
