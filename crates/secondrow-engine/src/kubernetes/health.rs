@@ -48,9 +48,67 @@ pub fn unreachable_reason(url: &str, timeout: Duration, last: &str) -> String {
     )
 }
 
+/// A Pod's pending deadline that does not run while the API server is away: time spent unreachable is
+/// added to the deadline when it answers again, so a Pod that was pending when an outage began gets the
+/// rest of its `--pod-pending-timeout` afterwards instead of failing the moment the server is back (the
+/// watch could not have seen it start meanwhile).
+#[derive(Debug, Clone, Copy)]
+pub struct PendingClock<I> {
+    deadline: I,
+    paused_at: Option<I>,
+}
+
+impl<I> PendingClock<I>
+where
+    I: Copy + Ord + std::ops::Add<Duration, Output = I> + std::ops::Sub<I, Output = Duration>,
+{
+    pub fn new(start: I, timeout: Duration) -> Self {
+        PendingClock { deadline: start + timeout, paused_at: None }
+    }
+
+    /// Follows the API server's state at `now`: `down` starts a pause, the first look after it ends one.
+    pub fn observe(&mut self, down: bool, now: I) {
+        match (down, self.paused_at) {
+            (true, None) => self.paused_at = Some(now),
+            (false, Some(since)) => {
+                self.deadline = self.deadline + (now - since);
+                self.paused_at = None;
+            }
+            _ => {}
+        }
+    }
+
+    /// When a Pod still pending fails (while paused: the deadline as it will be if the server answered now).
+    pub fn deadline(&self) -> I {
+        self.deadline
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pending_deadline_stands_still_while_the_api_server_is_away() {
+        let t0 = std::time::Instant::now();
+        let s = Duration::from_secs;
+        let mut clock = PendingClock::new(t0, s(300));
+        assert_eq!(clock.deadline(), t0 + s(300));
+        clock.observe(false, t0 + s(10));
+        assert_eq!(clock.deadline(), t0 + s(300));
+        // Away from 100 s to 500 s: the 400 s are added when it answers again, once.
+        clock.observe(true, t0 + s(100));
+        clock.observe(true, t0 + s(200));
+        assert_eq!(clock.deadline(), t0 + s(300));
+        clock.observe(false, t0 + s(500));
+        assert_eq!(clock.deadline(), t0 + s(700));
+        clock.observe(false, t0 + s(600));
+        assert_eq!(clock.deadline(), t0 + s(700));
+        // A second outage adds its own length.
+        clock.observe(true, t0 + s(650));
+        clock.observe(false, t0 + s(660));
+        assert_eq!(clock.deadline(), t0 + s(710));
+    }
 
     #[test]
     fn backoff_doubles_up_to_the_cap_and_stops_at_the_deadline() {

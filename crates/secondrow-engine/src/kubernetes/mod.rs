@@ -425,7 +425,7 @@ impl KubeExecutor {
     ) -> PodEnd {
         let pending_for = self.settings.pending_timeout;
         let unreachable_for = self.settings.unreachable_timeout;
-        let deadline = tokio::time::Instant::now() + pending_for;
+        let mut pending = health::PendingClock::new(tokio::time::Instant::now(), pending_for);
         let mut health = self.health.subscribe();
         let mut current = seed;
         let mut started = false;
@@ -438,6 +438,8 @@ impl KubeExecutor {
                 Observed::Pending(r) => reason = r.or(reason),
             }
             let down = health.borrow_and_update().clone();
+            pending.observe(down.is_some(), tokio::time::Instant::now());
+            let deadline = pending.deadline();
             let down_until = down.as_ref().map(|(since, _)| tokio::time::Instant::from_std(*since) + unreachable_for);
             tokio::select! {
                 _ = cancel.cancelled() => return PodEnd::Canceled,
