@@ -248,7 +248,7 @@ async fn download_response(s: &AppState, a: &ArtifactRecord) -> ApiResult<Respon
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))??
     };
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(8);
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(8);
     let id = a.id.clone();
     tokio::task::spawn_blocking(move || {
         let mut writer = ChunkWriter { tx: tx.clone(), buf: Vec::new() };
@@ -257,12 +257,17 @@ async fn download_response(s: &AppState, a: &ArtifactRecord) -> ApiResult<Respon
             let _ = tx.blocking_send(Err(e));
         }
     });
+    Ok(tar_gz_response(rx, &file_name))
+}
+
+/// The response streaming a folder's `.tar.gz` as a blocking writer sends its chunks into `rx`.
+fn tar_gz_response(mut rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>, file_name: &str) -> Response {
     let stream = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
     let mut response = Body::from_stream(stream).into_response();
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/gzip"));
     insert_disposition(h, &format!("{file_name}.tar.gz"));
-    Ok(response)
+    response
 }
 
 fn insert_disposition(h: &mut HeaderMap, file_name: &str) {
@@ -377,7 +382,7 @@ async fn remote_download(s: &AppState, a: &ArtifactRecord) -> ApiResult<Response
         insert_disposition(h, &file_name);
         return Ok(response);
     }
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(8);
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(8);
     let (id, uri, handle) = (a.id.clone(), a.uri.clone(), tokio::runtime::Handle::current());
     tokio::task::spawn_blocking(move || {
         let mut writer = ChunkWriter { tx: tx.clone(), buf: Vec::new() };
@@ -406,12 +411,7 @@ async fn remote_download(s: &AppState, a: &ArtifactRecord) -> ApiResult<Response
             let _ = tx.blocking_send(Err(e));
         }
     });
-    let stream = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
-    let mut response = Body::from_stream(stream).into_response();
-    let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/gzip"));
-    insert_disposition(h, &format!("{file_name}.tar.gz"));
-    Ok(response)
+    Ok(tar_gz_response(rx, &file_name))
 }
 
 /// A byte stream read synchronously (on a blocking thread) by waiting on the runtime for each chunk.

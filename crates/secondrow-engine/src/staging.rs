@@ -314,6 +314,17 @@ pub fn localize(store: &ArtifactStore, inputs: &IoValues) -> IoValues {
     out
 }
 
+/// `inputs` as a Pod's launcher lays them out under `mount`: every `s3://` artifact at kfp's local path.
+pub fn localize_under(mount: &Path, inputs: &IoValues) -> IoValues {
+    let mut out = inputs.clone();
+    for a in out.artifacts.values_mut().flatten() {
+        if let Some(p) = local_path(mount, &a.uri) {
+            a.uri = p.to_string_lossy().into_owned();
+        }
+    }
+    out
+}
+
 /// Downloads the remote input artifacts of a local task that are not on this machine yet.
 pub async fn fetch_inputs(store: &ArtifactStore, inputs: &IoValues) -> Result<()> {
     if !store.is_remote() {

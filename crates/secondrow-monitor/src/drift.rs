@@ -169,36 +169,14 @@ fn feature_drift(name: &str, reference: &FeatureReference, values: &Values, bins
             let edges = stats::equal_width_edges(lo, hi, bins);
             let psi = stats::psi(&stats::bin_counts(sorted, &edges), &stats::bin_counts(&current, &edges));
             let ks = stats::ks_statistic(sorted, &current);
-            Some(FeatureDrift {
-                feature: name.to_owned(),
-                kind: "number",
-                count,
-                psi,
-                ks: Some(ks),
-                ks_p_value: Some(stats::ks_p_value(ks, sorted.len(), current.len())),
-                chi_square: None,
-                chi_square_p_value: None,
-                missing_rate: rate((count - current.len()) as f64, count as f64),
-                reference_missing_rate,
-            })
+            Some(number_drift(name, count, current.len(), psi, ks, sorted.len(), reference_missing_rate))
         }
         (FeatureReference::Histogram { edges, counts, .. }, Values::Number(v)) => {
             let current = sorted_present(v);
             let psi = stats::psi(counts, &stats::bin_counts(&current, edges));
             let ks = stats::ks_against_histogram(&current, edges, counts);
             let n_reference = counts.iter().sum::<f64>() as usize;
-            Some(FeatureDrift {
-                feature: name.to_owned(),
-                kind: "number",
-                count,
-                psi,
-                ks: Some(ks),
-                ks_p_value: Some(stats::ks_p_value(ks, n_reference, current.len())),
-                chi_square: None,
-                chi_square_p_value: None,
-                missing_rate: rate((count - current.len()) as f64, count as f64),
-                reference_missing_rate,
-            })
+            Some(number_drift(name, count, current.len(), psi, ks, n_reference, reference_missing_rate))
         }
         (FeatureReference::Categories { counts, other, .. }, Values::Text(v)) => {
             let mut current: BTreeMap<&str, f64> = BTreeMap::new();
@@ -233,6 +211,31 @@ fn feature_drift(name: &str, reference: &FeatureReference, values: &Values, bins
             })
         }
         _ => None,
+    }
+}
+
+/// A numeric feature's figures: `present` of the window's `count` rows had a value, compared with
+/// `n_reference` reference values.
+fn number_drift(
+    name: &str,
+    count: usize,
+    present: usize,
+    psi: f64,
+    ks: f64,
+    n_reference: usize,
+    reference_missing_rate: f64,
+) -> FeatureDrift {
+    FeatureDrift {
+        feature: name.to_owned(),
+        kind: "number",
+        count,
+        psi,
+        ks: Some(ks),
+        ks_p_value: Some(stats::ks_p_value(ks, n_reference, present)),
+        chi_square: None,
+        chi_square_p_value: None,
+        missing_rate: rate((count - present) as f64, count as f64),
+        reference_missing_rate,
     }
 }
 

@@ -114,8 +114,12 @@ fn parse_canary(s: &str) -> Result<CanaryFlag, String> {
 
 /// The model cache of `home` (`serve` and the server's deployments), reaching S3 as the artifact root does.
 pub(crate) fn model_cache(home: &super::Home) -> ModelCache {
-    let s3 = secondrow_store::S3Options { endpoint: home.s3_endpoint.clone(), ..Default::default() };
-    ModelCache::new(home.root.join("model-cache"), s3)
+    ModelCache::new(home.root.join("model-cache"), s3_options(home.s3_endpoint.clone()))
+}
+
+/// How the model cache reaches S3: `--s3-endpoint`, the rest from the `AWS_*` variables.
+fn s3_options(endpoint: Option<String>) -> secondrow_store::S3Options {
+    secondrow_store::S3Options { endpoint, ..Default::default() }
 }
 
 fn parse_model(s: &str) -> Result<ModelFlag, String> {
@@ -149,27 +153,26 @@ pub async fn run(settings: &super::Settings, args: ServeArgs) -> Result<ExitCode
     )?;
     let auth = token.map(|t| Arc::new(SingleToken::new(&t)) as Arc<dyn secondrow_serve::http::Authorizer>);
     let repo = Arc::new(Repository::new(options));
-    let mut cache = None;
+    // Models in S3 go through the model cache (made only when one is listed).
+    let cache = if args.models.iter().any(|m| is_remote_model(&m.path.to_string_lossy())) {
+        let dir = match &args.model_cache {
+            Some(dir) => dir.clone(),
+            None => super::Home::resolve(settings)?.root.join("model-cache"),
+        };
+        Some(ModelCache::new(dir, s3_options(settings.s3_endpoint.clone())))
+    } else {
+        None
+    };
     for flag in args.models {
         let source = flag.path.to_string_lossy().into_owned();
-        let (local, note) = if is_remote_model(&source) {
-            let c = match cache.take() {
-                Some(c) => c,
-                None => match &args.model_cache {
-                    Some(dir) => {
-                        let s3 =
-                            secondrow_store::S3Options { endpoint: settings.s3_endpoint.clone(), ..Default::default() };
-                        ModelCache::new(dir.clone(), s3)
-                    }
-                    None => model_cache(&super::Home::resolve(settings)?),
-                },
-            };
-            let c = cache.insert(c);
-            let got = c.fetch(&source).await.with_context(|| format!("loading model `{}` from {source}", flag.name))?;
-            let how = if got.downloaded { "downloaded" } else { "cached" };
-            (got.path.clone(), format!(" ({how}: {} bytes at {})", got.size, got.path.display()))
-        } else {
-            (flag.path.clone(), String::new())
+        let (local, note) = match &cache {
+            Some(c) if is_remote_model(&source) => {
+                let got =
+                    c.fetch(&source).await.with_context(|| format!("loading model `{}` from {source}", flag.name))?;
+                let how = if got.downloaded { "downloaded" } else { "cached" };
+                (got.path.clone(), format!(" ({how}: {} bytes at {})", got.size, got.path.display()))
+            }
+            _ => (flag.path.clone(), String::new()),
         };
         let r = repo.clone();
         let f = flag.clone();

@@ -123,6 +123,11 @@ pub mod staging {
 
 /// The Pod's `emptyDir` mount for staged artifacts (S3 roots).
 pub const STAGING_MOUNT: &str = "/secondrow/staging";
+
+/// [`STAGING_MOUNT`] as a path.
+pub fn staging_mount() -> &'static Path {
+    Path::new(STAGING_MOUNT)
+}
 /// The Pod environment naming the artifact store for the launcher (removed from the task's command).
 pub const ENV_ROOT: &str = "SECONDROW_ARTIFACT_ROOT";
 pub const ENV_ENDPOINT: &str = "SECONDROW_S3_ENDPOINT";

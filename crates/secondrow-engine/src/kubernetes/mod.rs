@@ -186,6 +186,9 @@ pub struct KubeExecutor {
     waiters: Waiters,
     health: Health,
     watch_task: OnceLock<tokio::task::JoinHandle<()>>,
+    /// This process's own credential values (read from its environment once, at connect), redacted from
+    /// every Pod's log.
+    own_credentials: Arc<[String]>,
 }
 
 impl Drop for KubeExecutor {
@@ -228,6 +231,7 @@ impl KubeExecutor {
             waiters: Arc::default(),
             health: Arc::new(watch::channel(None).0),
             watch_task: OnceLock::new(),
+            own_credentials: redact::own_credentials(std::env::vars()).into(),
         })
     }
 

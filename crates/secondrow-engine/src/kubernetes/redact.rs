@@ -74,7 +74,7 @@ impl Sources {
     /// API lets the engine read.
     pub async fn values(&self, kube: &KubeExecutor) -> Vec<String> {
         let mut values = self.literal.clone();
-        values.extend(own_credentials(std::env::vars()));
+        values.extend(kube.own_credentials.iter().cloned());
         if !self.secrets.is_empty() {
             let api: Api<Secret> = Api::namespaced(kube.pods.clone().into_client(), &kube.namespace);
             let mut names: Vec<&String> = self.secrets.iter().map(|(n, _)| n).collect();

@@ -153,13 +153,8 @@ impl RunDriver {
         // The process sees local paths; under an S3 root, `s3://` inputs map to the store's local mirror, or
         // in a Pod to the launcher's staging folder (kfp's `/s3/BUCKET/KEY` layout under its mount).
         let (local_inputs, task_root) = if self.staged_pods() {
-            let mount = Path::new(crate::kubernetes::launch::STAGING_MOUNT);
-            let mut inputs = self.tree[id].inputs.clone();
-            for a in inputs.artifacts.values_mut().flatten() {
-                if let Some(p) = crate::staging::local_path(mount, &a.uri) {
-                    a.uri = p.to_string_lossy().into_owned();
-                }
-            }
+            let mount = crate::kubernetes::launch::staging_mount();
+            let inputs = crate::staging::localize_under(mount, &self.tree[id].inputs);
             let local = self.run_root.join(&path);
             let root = self
                 .inner
@@ -557,8 +552,13 @@ impl Attempt {
     fn lay_out(&self) -> std::result::Result<(), String> {
         // A staged Pod's task folder is the Pod's (its launcher makes it).
         std::fs::create_dir_all(&self.log_dir)
-            .and_then(|_| if self.staged { Ok(()) } else { task::lay_out(&self.prepared) })
-            .and_then(|_| if self.staged { Ok(()) } else { self.lay_out_sandbox() })
+            .and_then(|_| {
+                if self.staged {
+                    Ok(())
+                } else {
+                    task::lay_out(&self.prepared).and_then(|_| self.lay_out_sandbox())
+                }
+            })
             .map_err(|e| format!("preparing task folders: {e}"))?;
         if self.number > 1 {
             let note = format!("--- attempt {} ---\n", self.number);
@@ -659,7 +659,7 @@ impl Attempt {
     /// A staged Pod's outputs, read from the store: `executor_output.json` and the output-parameter files the
     /// launcher uploaded, output artifacts at their `s3://` URIs.
     async fn finish_staged_outputs(&self) -> std::result::Result<IoValues, String> {
-        let mount = Path::new(crate::kubernetes::launch::STAGING_MOUNT);
+        let mount = crate::kubernetes::launch::staging_mount();
         let mut paths = vec![self.prepared.executor_output.as_path()];
         paths.extend(self.prepared.output_parameter_files.values().map(PathBuf::as_path));
         let texts = crate::staging::read_remote_outputs(&self.inner.artifacts, mount, &paths)
@@ -778,7 +778,7 @@ impl Attempt {
             for a in list {
                 let mut default = self.prepared.output_artifacts.get(name).map(|d| d.uri.clone());
                 if self.staged {
-                    let mount = Path::new(crate::kubernetes::launch::STAGING_MOUNT);
+                    let mount = crate::kubernetes::launch::staging_mount();
                     default = default.map(|d| crate::staging::remote_uri(mount, &d).unwrap_or(d));
                 }
                 if default.as_deref() != Some(a.uri.as_str()) {

@@ -119,19 +119,35 @@ impl RunDriver {
         }
     }
 
-    /// `CreatePVC` makes the volume folder and outputs its `name`; `DeletePVC` removes it. Neither is cached:
-    /// the folder is the result.
+    /// `CreatePVC` makes the volume (a claim on Kubernetes, else a folder) and outputs its `name`; `DeletePVC`
+    /// removes it. Neither is cached: the volume is the result.
     pub(super) async fn run_pvc_op(&mut self, id: NodeId, op: PvcOp) -> Result<()> {
         self.tree[id].exec.attempt = 1;
         let task_id = self.record_start(id).await?;
         self.tree[id].task_id = Some(task_id);
-        if let Some(kube) = self.inner.kube.clone() {
-            return self.run_claim_op(id, op, &kube).await;
+        let result = match self.inner.kube.clone() {
+            Some(kube) => self.claim_op(id, op, &kube).await,
+            None => self.volume_folder_op(id, op).map(|name| (op == PvcOp::Create).then_some(name)),
+        };
+        match result {
+            Ok(name) => {
+                let mut outputs = IoValues::default();
+                if let Some(name) = name {
+                    outputs.parameters.insert("name".into(), json!(name));
+                }
+                self.finish_leaf(id, TaskState::Succeeded, None, Some(outputs)).await
+            }
+            Err(e) => self.finish_leaf(id, TaskState::Failed, Some(e), None).await,
         }
+    }
+
+    /// `CreatePVC` / `DeletePVC` with the local executor: the namespace's volume folder of that name, made or
+    /// removed.
+    fn volume_folder_op(&self, id: NodeId, op: PvcOp) -> std::result::Result<String, String> {
         let root = self.inner.config.volumes_root();
         let params = &self.tree[id].inputs.parameters;
         let text = |k: &str| params.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned);
-        let result = match op {
+        match op {
             PvcOp::Create => {
                 // kfp: `pvc_name` as given, or a generated name ending in `pvc_name_suffix`.
                 let name = match (text("pvc_name"), text("pvc_name_suffix")) {
@@ -157,29 +173,24 @@ impl RunDriver {
                         Err(e) => Err(format!("deleting volume folder {}: {e}", dir.display())),
                     }),
             },
-        };
-        match result {
-            Ok(name) => {
-                let mut outputs = IoValues::default();
-                if op == PvcOp::Create {
-                    outputs.parameters.insert("name".into(), json!(name));
-                }
-                self.finish_leaf(id, TaskState::Succeeded, None, Some(outputs)).await
-            }
-            Err(e) => self.finish_leaf(id, TaskState::Failed, Some(e), None).await,
         }
     }
 
     /// Under the Kubernetes executor, `CreatePVC` creates a PersistentVolumeClaim (or adopts the one this
-    /// task made before a retry or restart) and outputs its `name`; `DeletePVC` deletes the claim (one
-    /// already gone is fine).
-    async fn run_claim_op(&mut self, id: NodeId, op: PvcOp, kube: &crate::kubernetes::KubeExecutor) -> Result<()> {
+    /// task made before a retry or restart) and gives its name; `DeletePVC` deletes the claim (one already
+    /// gone is fine).
+    async fn claim_op(
+        &self,
+        id: NodeId,
+        op: PvcOp,
+        kube: &crate::kubernetes::KubeExecutor,
+    ) -> std::result::Result<Option<String>, String> {
         use crate::kubernetes::claim;
-        let params = self.tree[id].inputs.parameters.clone();
-        let path = self.tree[id].path.clone();
+        let params = &self.tree[id].inputs.parameters;
+        let path = &self.tree[id].path;
         let result = match op {
-            PvcOp::Create => match claim::request_from_inputs(&params, &self.run.id) {
-                Ok(req) => kube.create_claim(&req, &self.run.id, &path).await.map(Some),
+            PvcOp::Create => match claim::request_from_inputs(params, &self.run.id) {
+                Ok(req) => kube.create_claim(&req, &self.run.id, path).await.map(Some),
                 Err(e) => Err(e),
             },
             PvcOp::Delete => match params.get("pvc_name").and_then(Value::as_str).filter(|s| !s.is_empty()) {
@@ -187,15 +198,6 @@ impl RunDriver {
                 Some(name) => kube.delete_claim(name).await.map(|()| None),
             },
         };
-        match result {
-            Ok(name) => {
-                let mut outputs = IoValues::default();
-                if let Some(name) = name {
-                    outputs.parameters.insert("name".into(), json!(name));
-                }
-                self.finish_leaf(id, TaskState::Succeeded, None, Some(outputs)).await
-            }
-            Err(e) => self.finish_leaf(id, TaskState::Failed, Some(e.to_string()), None).await,
-        }
+        result.map_err(|e| e.to_string())
     }
 }

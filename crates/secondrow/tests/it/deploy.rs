@@ -79,34 +79,17 @@ pub(crate) fn write_csv(path: &Path, rows: &[([f64; 3], u8)], with_label: bool) 
 
 /// A pipeline of built-in components: ingest, then two classifiers on the same data.
 pub(crate) fn compile_pipeline(home: &Home) -> PathBuf {
-    let components = repo_root().join("components");
-    // Outside the home folder: `compile` copies the source there.
-    let source = home.path().join("src").join("deploy_pipeline.py");
-    std::fs::create_dir_all(source.parent().unwrap()).unwrap();
-    std::fs::write(
-        &source,
-        format!(
-            r#"import os
-from kfp import compiler, components, dsl
-
-def load(name):
-    return components.load_component_from_file(os.path.join({components:?}, name + ".yaml"))
-
-ingest, logistic, forest = load("ingest"), load("train_logistic_regression"), load("train_random_forest")
+    home.compile_with_builtins(
+        "deploy_pipeline",
+        r#"ingest, logistic, forest = load("ingest"), load("train_logistic_regression"), load("train_random_forest")
 
 @dsl.pipeline(name="deploy-test")
 def pipeline(source: str):
     data = ingest(source=source)
     logistic(train_data=data.outputs["dataset"], label="label")
     forest(train_data=data.outputs["dataset"], label="label", n_estimators=15, max_depth=3)
-
-compiler.Compiler().compile(pipeline, os.path.join(os.path.dirname(os.path.abspath(__file__)), "deploy_pipeline.yaml"))
 "#,
-            components = components.display().to_string()
-        ),
     )
-    .unwrap();
-    home.compile(&source)
 }
 
 /// `secondrow component predict` on a CSV without labels: the `prediction` column.

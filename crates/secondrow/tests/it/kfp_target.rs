@@ -95,40 +95,17 @@ fn kfp_target_bad_input_is_refused_before_anything_is_sent() {
 /// A certificate authority and a server certificate for 127.0.0.1 it signed, made with `openssl`: (CA PEM,
 /// server certificate PEM, server key PEM).
 fn test_certificates(dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf) {
-    let openssl = |args: &[&str]| {
-        let out = Command::new("openssl").args(args).current_dir(dir).output().unwrap();
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    // Each command line is split at spaces (no argument holds one).
+    let openssl = |line: &str| {
+        let out = Command::new("openssl").args(line.split_whitespace()).current_dir(dir).output().unwrap();
+        assert!(out.status.success(), "openssl {line}: {}", String::from_utf8_lossy(&out.stderr));
     };
-    openssl(
-        &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem"]
-            .into_iter()
-            .chain(["-days", "2", "-subj", "/CN=SecondRow test CA"])
-            .collect::<Vec<_>>(),
-    );
-    openssl(
-        &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr"]
-            .into_iter()
-            .chain(["-subj", "/CN=127.0.0.1"])
-            .collect::<Vec<_>>(),
-    );
+    openssl("req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=SecondRow-test-CA");
+    openssl("req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=127.0.0.1");
     std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "san.ext",
-    ]);
+    openssl(
+        "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile san.ext",
+    );
     (dir.join("ca.pem"), dir.join("server.pem"), dir.join("server.key"))
 }
 

@@ -396,33 +396,18 @@ fn points(svg: &str, key: &str) -> Vec<(usize, f64)> {
 
 /// Uploads a pipeline that imports a CSV (`source`) and describes it; returns its version id.
 fn upload_window_pipeline(home: &Home, server: &Server) -> String {
-    let components = repo_root().join("components");
-    let source = home.path().join("src").join("window_pipeline.py");
-    std::fs::create_dir_all(source.parent().unwrap()).unwrap();
-    std::fs::write(
-        &source,
-        format!(
-            r#"import os
-from kfp import compiler, components, dsl
-
-def load(name):
-    return components.load_component_from_file(os.path.join({components:?}, name + ".yaml"))
-
-statistics = load("statistics")
+    let compiled = home.compile_with_builtins(
+        "window_pipeline",
+        r#"statistics = load("statistics")
 
 @dsl.pipeline(name="monitor-window")
 def pipeline(source: str):
     # Under the task sandbox a task reads files it is given as artifacts: the window comes in by an importer.
     window = dsl.importer(artifact_uri=source, artifact_class=dsl.Dataset)
     statistics(data=window.output)
-
-compiler.Compiler().compile(pipeline, os.path.join(os.path.dirname(os.path.abspath(__file__)), "window_pipeline.yaml"))
 "#,
-            components = components.display().to_string()
-        ),
-    )
-    .unwrap();
-    let yaml = std::fs::read_to_string(home.compile(&source)).unwrap();
+    );
+    let yaml = std::fs::read_to_string(compiled).unwrap();
     let boundary = "secondrow-monitor-boundary";
     let body = format!(
         "--{boundary}\r\nContent-Disposition: form-data; name=\"uploadfile\"; filename=\"p.yaml\"\r\nContent-Type: application/octet-stream\r\n\r\n{yaml}\r\n--{boundary}--\r\n"

@@ -103,19 +103,9 @@ fn registry_namespace_tokens_see_their_own_models() {
 /// A pipeline of built-in components: ingest, split, train a logistic regression, evaluate it, register it
 /// (the built-in `register_model`) as `churn-pipe`.
 fn compile_training(h: &Home) -> std::path::PathBuf {
-    let components = repo_root().join("components");
-    let source = h.path().join("src").join("registry_pipeline.py");
-    std::fs::create_dir_all(source.parent().unwrap()).unwrap();
-    std::fs::write(
-        &source,
-        format!(
-            r#"import os
-from kfp import compiler, components, dsl
-
-def load(name):
-    return components.load_component_from_file(os.path.join({components:?}, name + ".yaml"))
-
-ingest, split, train, evaluate = load("ingest"), load("split"), load("train_logistic_regression"), load("evaluate")
+    h.compile_with_builtins(
+        "registry_pipeline",
+        r#"ingest, split, train, evaluate = load("ingest"), load("split"), load("train_logistic_regression"), load("evaluate")
 register = load("register_model")
 
 @dsl.pipeline(name="registry-test")
@@ -125,14 +115,8 @@ def pipeline(source: str):
     model = train(train_data=parts.outputs["train"], label="label")
     scored = evaluate(data=parts.outputs["test"], model=model.outputs["model"])
     register(model=model.outputs["model"], model_name="churn-pipe").after(scored)
-
-compiler.Compiler().compile(pipeline, os.path.join(os.path.dirname(os.path.abspath(__file__)), "registry_pipeline.yaml"))
 "#,
-            components = components.display().to_string()
-        ),
     )
-    .unwrap();
-    h.compile(&source)
 }
 
 /// One JSON request to the registry API (`/api/model_registry/v1…`) with an optional bearer token.

@@ -119,6 +119,28 @@ impl Home {
         yaml
     }
 
+    /// Writes `src/NAME.py` (outside the home folder: `compile` copies it there): kfp's imports, `load(name)`
+    /// for the repository's built-in components (`components/NAME.yaml`), then `body`, which defines
+    /// `pipeline`; compiles it to `NAME.yaml` with the real SDK and returns that path.
+    pub fn compile_with_builtins(&self, name: &str, body: &str) -> PathBuf {
+        let source = self.path().join("src").join(format!("{name}.py"));
+        std::fs::create_dir_all(source.parent().unwrap()).unwrap();
+        let components = repo_root().join("components").display().to_string();
+        let text = format!(
+            r#"import os
+from kfp import compiler, components, dsl
+
+def load(name):
+    return components.load_component_from_file(os.path.join({components:?}, name + ".yaml"))
+
+{body}
+compiler.Compiler().compile(pipeline, os.path.join(os.path.dirname(os.path.abspath(__file__)), "{name}.yaml"))
+"#
+        );
+        std::fs::write(&source, text).unwrap();
+        self.compile(&source)
+    }
+
     /// Compiles a source that writes several pipelines (its own names) into this home's folder.
     pub fn compile_all(&self, source: &Path) {
         let dst = self.path().join(source.file_name().unwrap());
