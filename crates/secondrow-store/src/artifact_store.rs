@@ -346,37 +346,9 @@ impl ArtifactStore {
 
     /// Streams one object into `target` (through a temporary file beside it).
     async fn object_path_to_file(&self, uri: &str, loc: &ObjectPath, target: &Path) -> Result<u64> {
-        let parent = target.parent().unwrap_or(Path::new("."));
-        tokio::fs::create_dir_all(parent)
-            .await
-            .map_err(|e| StoreError::Artifacts(format!("creating {}: {e}", parent.display())))?;
-        let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let tmp = parent.join(format!(".{name}.{}.part", uuid::Uuid::new_v4().simple()));
-        let result: Result<u64> = async {
-            let got = self.objects.get(loc).await.map_err(|e| map_os(uri, e))?;
-            let mut stream = got.into_stream();
-            let mut out = tokio::fs::File::create(&tmp)
-                .await
-                .map_err(|e| StoreError::Artifacts(format!("writing {}: {e}", tmp.display())))?;
-            let mut size = 0u64;
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| map_os(uri, e))?;
-                out.write_all(&chunk)
-                    .await
-                    .map_err(|e| StoreError::Artifacts(format!("writing {}: {e}", tmp.display())))?;
-                size += chunk.len() as u64;
-            }
-            out.flush().await.map_err(|e| StoreError::Artifacts(format!("writing {}: {e}", tmp.display())))?;
-            tokio::fs::rename(&tmp, target)
-                .await
-                .map_err(|e| StoreError::Artifacts(format!("writing {}: {e}", target.display())))?;
-            Ok(size)
-        }
-        .await;
-        if result.is_err() {
-            let _ = tokio::fs::remove_file(&tmp).await;
-        }
-        result
+        let got = self.objects.get(loc).await.map_err(|e| map_os(uri, e))?;
+        let part = PartFile::write(target, got.into_stream(), &mut |_| {}, &|e| map_os(uri, e)).await?;
+        part.commit(false).await
     }
 
     /// Deletes the single file at `uri` (nothing there is no error).
@@ -619,43 +591,17 @@ impl ArtifactStore {
     /// against the id, then renamed); returns the bytes written.
     pub async fn object_to_file(&self, id: &str, dest: &Path, on_bytes: &(dyn Fn(u64) + Sync)) -> Result<u64> {
         let loc = object_path(id)?;
-        let parent = dest.parent().unwrap_or(Path::new("."));
-        tokio::fs::create_dir_all(parent)
-            .await
-            .map_err(|e| StoreError::Artifacts(format!("creating {}: {e}", parent.display())))?;
-        let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let tmp = parent.join(format!(".{name}.{}.part", uuid::Uuid::new_v4().simple()));
-        let result: Result<u64> = async {
-            let got = self.objects.get(&loc).await.map_err(|e| map_object(id, e))?;
-            let mut stream = got.into_stream();
-            let mut out = tokio::fs::File::create(&tmp)
-                .await
-                .map_err(|e| StoreError::Artifacts(format!("writing {}: {e}", tmp.display())))?;
-            let mut hasher = Sha256::new();
-            let mut size = 0u64;
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| map_object(id, e))?;
-                hasher.update(&chunk);
-                out.write_all(&chunk)
-                    .await
-                    .map_err(|e| StoreError::Artifacts(format!("writing {}: {e}", tmp.display())))?;
-                size += chunk.len() as u64;
-                on_bytes(chunk.len() as u64);
-            }
-            out.flush().await.map_err(|e| StoreError::Artifacts(format!("writing {}: {e}", tmp.display())))?;
-            if hex::encode(hasher.finalize()) != id {
-                return Err(StoreError::Corrupt(format!("object {id} does not hash to its id")));
-            }
-            tokio::fs::rename(&tmp, dest)
-                .await
-                .map_err(|e| StoreError::Artifacts(format!("writing {}: {e}", dest.display())))?;
-            Ok(size)
+        let got = self.objects.get(&loc).await.map_err(|e| map_object(id, e))?;
+        let mut hasher = Sha256::new();
+        let mut each = |chunk: &[u8]| {
+            hasher.update(chunk);
+            on_bytes(chunk.len() as u64);
+        };
+        let part = PartFile::write(dest, got.into_stream(), &mut each, &|e| map_object(id, e)).await?;
+        if hex::encode(hasher.finalize()) != id {
+            return Err(StoreError::Corrupt(format!("object {id} does not hash to its id")));
         }
-        .await;
-        if result.is_err() {
-            let _ = tokio::fs::remove_file(&tmp).await;
-        }
-        result
+        part.commit(false).await
     }
 }
 
@@ -781,6 +727,70 @@ fn walk_files(source: &Path) -> std::io::Result<Vec<(Vec<String>, PathBuf)>> {
 
 fn with_path(path: &Path, e: std::io::Error) -> std::io::Error {
     std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
+/// An object's bytes written to a temporary file beside `target`, renamed into place by [`PartFile::commit`]
+/// (a half-written or refused file is never found under the final name; dropped uncommitted, it is removed).
+pub(crate) struct PartFile {
+    tmp: PathBuf,
+    target: PathBuf,
+    file: Option<tokio::fs::File>,
+    size: u64,
+}
+
+impl PartFile {
+    /// Streams `stream` into a new temporary file beside `target` (its folder made), calling `each` with
+    /// every chunk; a stream error is `map_err`'s.
+    pub(crate) async fn write(
+        target: &Path,
+        mut stream: futures::stream::BoxStream<'static, object_store::Result<bytes::Bytes>>,
+        each: &mut (dyn FnMut(&[u8]) + Send),
+        map_err: &(dyn Fn(object_store::Error) -> StoreError + Sync),
+    ) -> Result<PartFile> {
+        let parent = target.parent().unwrap_or(Path::new("."));
+        tokio::fs::create_dir_all(parent)
+            .await
+            .map_err(|e| StoreError::Artifacts(format!("creating {}: {e}", parent.display())))?;
+        let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp = parent.join(format!(".{name}.{}.part", uuid::Uuid::new_v4().simple()));
+        let io = |what: &Path, e: std::io::Error| StoreError::Artifacts(format!("writing {}: {e}", what.display()));
+        let file = tokio::fs::File::create(&tmp).await.map_err(|e| io(&tmp, e))?;
+        // From here on the temporary file is the guard's to remove.
+        let mut part = PartFile { tmp, target: target.to_path_buf(), file: Some(file), size: 0 };
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(map_err)?;
+            each(&chunk);
+            if let Some(f) = part.file.as_mut() {
+                f.write_all(&chunk).await.map_err(|e| io(&part.tmp, e))?;
+            }
+            part.size += chunk.len() as u64;
+        }
+        if let Some(f) = part.file.as_mut() {
+            f.flush().await.map_err(|e| io(&part.tmp, e))?;
+        }
+        Ok(part)
+    }
+
+    /// Renames the file into place (after an `fsync` when `durable`); the bytes written.
+    pub(crate) async fn commit(mut self, durable: bool) -> Result<u64> {
+        let io = |what: &Path, e: std::io::Error| StoreError::Artifacts(format!("writing {}: {e}", what.display()));
+        if let Some(f) = self.file.take() {
+            if durable {
+                f.sync_all().await.map_err(|e| io(&self.tmp, e))?;
+            }
+        }
+        tokio::fs::rename(&self.tmp, &self.target).await.map_err(|e| io(&self.target, e))?;
+        self.tmp = PathBuf::new();
+        Ok(self.size)
+    }
+}
+
+impl Drop for PartFile {
+    fn drop(&mut self) {
+        if !self.tmp.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
 }
 
 fn map_os(uri: &str, e: object_store::Error) -> StoreError {

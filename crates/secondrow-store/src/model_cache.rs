@@ -9,13 +9,11 @@
 
 use std::path::{Path, PathBuf};
 
-use futures::StreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::ObjectStore;
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
 
-use crate::artifact_store::{parse_s3_uri, s3_client, S3Options};
+use crate::artifact_store::{parse_s3_uri, s3_client, PartFile, S3Options};
 use crate::{Result, StoreError};
 
 /// Whether a URI names a model in an object store (rather than a local file).
@@ -82,30 +80,9 @@ impl ModelCache {
         // Named after what this GET returned: the bytes and the key always belong together.
         let target = entry(got.meta.e_tag.as_deref(), got.meta.size);
         let folder = target.parent().unwrap_or(&uri_dir).to_path_buf();
-        let io = |what: &Path, e: std::io::Error| StoreError::Artifacts(format!("writing {}: {e}", what.display()));
-        tokio::fs::create_dir_all(&folder).await.map_err(|e| io(&folder, e))?;
-        let tmp = folder.join(format!(".{name}.{}.part", uuid::Uuid::new_v4().simple()));
-        let written: Result<u64> = async {
-            let mut out = tokio::fs::File::create(&tmp).await.map_err(|e| io(&tmp, e))?;
-            let mut stream = got.into_stream();
-            let mut size = 0u64;
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| StoreError::Artifacts(format!("model `{uri}` at {shown}: {e}")))?;
-                out.write_all(&chunk).await.map_err(|e| io(&tmp, e))?;
-                size += chunk.len() as u64;
-            }
-            out.sync_all().await.map_err(|e| io(&tmp, e))?;
-            tokio::fs::rename(&tmp, &target).await.map_err(|e| io(&target, e))?;
-            Ok(size)
-        }
-        .await;
-        let size = match written {
-            Ok(size) => size,
-            Err(e) => {
-                let _ = tokio::fs::remove_file(&tmp).await;
-                return Err(e);
-            }
-        };
+        let stream_error = |e| StoreError::Artifacts(format!("model `{uri}` at {shown}: {e}"));
+        let part = PartFile::write(&target, got.into_stream(), &mut |_| {}, &stream_error).await?;
+        let size = part.commit(true).await?;
         // Older copies of this URI are stale now.
         if let Ok(mut entries) = tokio::fs::read_dir(&uri_dir).await {
             while let Ok(Some(e)) = entries.next_entry().await {
